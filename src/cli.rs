@@ -1,0 +1,248 @@
+//! The `warden` command line: `run`, `run --exec`, `run list`, `run NAME`, `check`.
+
+use crate::process::Exit;
+use crate::registry::{self, Id, Registry};
+use crate::runtime::Runtime;
+use crate::value::{self, Value};
+use clap::{Args, Parser, Subcommand};
+use std::path::{Path, PathBuf};
+
+/// warden: run Wippy-style apps of Lua processes as supervised actors.
+#[derive(Parser, Debug)]
+#[command(name = "warden", version, about)]
+pub struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand, Debug)]
+enum Command {
+    /// Start the app and run until SIGINT/SIGTERM; `run list` lists commands; `run NAME`
+    /// runs the command NAME; `run --exec ns:entry` runs one process to completion.
+    Run(RunArgs),
+    /// Load and validate the app, print every error, start nothing.
+    Check(DirArg),
+}
+
+#[derive(Args, Debug)]
+struct DirArg {
+    /// App directory (its `src/` is used when the YAML lives there).
+    #[arg(short = 'd', long = "dir", default_value = ".")]
+    dir: PathBuf,
+}
+
+#[derive(Args, Debug)]
+struct RunArgs {
+    #[command(flatten)]
+    dir: DirArg,
+    /// Run this process entry to completion, then exit (0 if it returned, 1 if it failed).
+    #[arg(short = 'x', long = "exec", value_name = "NS:ENTRY")]
+    exec: Option<String>,
+    /// `list`, or the name of a command (an entry's meta.command.name), then its arguments;
+    /// with --exec, the arguments of the process.
+    #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
+    rest: Vec<String>,
+}
+
+/// Picks the directory holding the app's YAML: DIR itself, or DIR/src (Wippy's layout)
+/// when DIR has no YAML of its own.
+pub fn app_dir(dir: &Path) -> PathBuf {
+    let has_yaml = |d: &Path| {
+        std::fs::read_dir(d).is_ok_and(|rd| {
+            rd.flatten().any(|e| {
+                let p = e.path();
+                p.is_file()
+                    && matches!(p.extension().and_then(|x| x.to_str()), Some("yaml" | "yml"))
+            })
+        })
+    };
+    let src = dir.join("src");
+    if !has_yaml(dir) && src.is_dir() {
+        src
+    } else {
+        dir.to_path_buf()
+    }
+}
+
+fn load(dir: &Path) -> Result<Registry, i32> {
+    let dir = app_dir(dir);
+    match registry::load_dir(&dir) {
+        Ok(r) => {
+            for w in &r.warnings {
+                tracing::warn!("{w}");
+            }
+            Ok(r)
+        }
+        Err(errs) => {
+            for e in &errs.0 {
+                eprintln!("error: {e}");
+            }
+            eprintln!(
+                "{} error(s) loading {}",
+                errs.0.len(),
+                dir.display()
+            );
+            Err(1)
+        }
+    }
+}
+
+fn init_tracing() {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .try_init();
+}
+
+/// Entry point of the binary; returns the process exit code.
+pub fn main() -> i32 {
+    let cli = Cli::parse();
+    init_tracing();
+    let rt = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("error: cannot start the async runtime: {e}");
+            return 1;
+        }
+    };
+    rt.block_on(async move {
+        match cli.command {
+            Command::Check(d) => check(&d.dir),
+            Command::Run(r) => run(r).await,
+        }
+    })
+}
+
+fn check(dir: &Path) -> i32 {
+    match load(dir) {
+        Ok(r) => {
+            println!("ok: {} entries in {}", r.entries.len(), app_dir(dir).display());
+            0
+        }
+        Err(code) => code,
+    }
+}
+
+/// Commands declared with `meta.command: {name, short}`: (name, short, entry id).
+pub fn commands(r: &Registry) -> Vec<(String, String, Id)> {
+    let mut out: Vec<(String, String, Id)> = r
+        .entries
+        .values()
+        .filter(|e| e.kind.starts_with("process."))
+        .filter_map(|e| {
+            let cmd = e.meta.get("command")?;
+            let name = cmd.get("name")?.as_str()?.to_string();
+            let short = cmd
+                .get("short")
+                .and_then(|s| s.as_str())
+                .unwrap_or("")
+                .to_string();
+            Some((name, short, e.id.clone()))
+        })
+        .collect();
+    out.sort();
+    out
+}
+
+async fn wait_for_signal() {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{signal, SignalKind};
+        let mut term = match signal(SignalKind::terminate()) {
+            Ok(s) => s,
+            Err(_) => {
+                let _ = tokio::signal::ctrl_c().await;
+                return;
+            }
+        };
+        tokio::select! {
+            _ = tokio::signal::ctrl_c() => {}
+            _ = term.recv() => {}
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = tokio::signal::ctrl_c().await;
+    }
+}
+
+async fn run(args: RunArgs) -> i32 {
+    let registry = match load(&args.dir.dir) {
+        Ok(r) => r,
+        Err(code) => return code,
+    };
+    let target = match (&args.exec, args.rest.first()) {
+        (Some(id), _) => match Id::parse(id) {
+            Ok(id) => Some((id, args.rest.clone())),
+            Err(e) => {
+                eprintln!("error: --exec {id}: {e}");
+                return 1;
+            }
+        },
+        (None, Some(name)) => {
+            let cmds = commands(&registry);
+            if name == "list" {
+                if cmds.is_empty() {
+                    println!("no commands (declare one with meta.command: {{name, short}})");
+                }
+                for (n, short, _) in &cmds {
+                    println!("{n:<20} {short}");
+                }
+                return 0;
+            }
+            match cmds.iter().find(|(n, _, _)| n == name) {
+                Some((_, _, id)) => Some((id.clone(), args.rest[1..].to_vec())),
+                None => {
+                    let known: Vec<&str> = cmds.iter().map(|(n, _, _)| n.as_str()).collect();
+                    eprintln!(
+                        "error: unknown command {name:?}; known commands: {}",
+                        if known.is_empty() { "none".to_string() } else { known.join(", ") }
+                    );
+                    return 1;
+                }
+            }
+        }
+        (None, None) => None,
+    };
+    let runtime = match Runtime::start(registry).await {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            return 1;
+        }
+    };
+    let code = match target {
+        Some((id, argv)) => {
+            let argv = argv.into_iter().map(Value::str).collect();
+            match runtime.exec(&id, argv).await {
+                Ok(Exit::Normal(v)) => {
+                    if v != Value::Nil {
+                        match value::to_json(&v) {
+                            Ok(j) => println!("{j}"),
+                            Err(_) => println!("{}", value::display(&v)),
+                        }
+                    }
+                    0
+                }
+                Ok(Exit::Error(e)) | Ok(Exit::Killed(e)) => {
+                    eprintln!("error: {id} failed: {e}");
+                    1
+                }
+                Err(e) => {
+                    eprintln!("error: cannot run {id}: {e}");
+                    1
+                }
+            }
+        }
+        None => {
+            tracing::info!("running; press Ctrl-C to stop");
+            wait_for_signal().await;
+            tracing::info!("signal received, stopping");
+            0
+        }
+    };
+    runtime.shutdown().await;
+    code
+}

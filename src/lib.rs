@@ -1,0 +1,13 @@
+//! warden: an actor-model process supervisor and Lua/WebAssembly runtime.
+//!
+//! Apps are declared in YAML ([`registry`]); processes are lightweight actors on host
+//! worker threads ([`process`]); `process.lua` entries run in the Lua host ([`lua`]);
+//! [`runtime`] wires them together and [`cli`] is the `warden` command.
+
+pub mod cli;
+pub mod duration;
+pub mod lua;
+pub mod process;
+pub mod registry;
+pub mod runtime;
+pub mod value;

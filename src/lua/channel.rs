@@ -1,0 +1,505 @@
+//! Go-style channels for Lua: `channel.new([n])`, `ch:send(v)`, `ch:receive()`, `ch:close()`,
+//! and `channel.select{...}` over `ch:case_receive()` / `ch:case_send(v)` cases with an
+//! optional `default = true`.
+//!
+//! A channel lives inside one process (all its coroutines share one worker thread), so it is
+//! a plain `Rc<RefCell<..>>`; waiting is done with wakers, so a coroutine blocked on a
+//! channel suspends its process task and never its thread. An unbuffered channel hands each
+//! value from a waiting sender to a receiver. The runtime also feeds channels from outside
+//! Lua (the inbox, topic listeners, events, timers) with [`Chan::push`], which never blocks.
+
+use mlua::{AnyUserData, Lua, MetaMethod, UserData, UserDataMethods};
+use std::cell::{Cell, RefCell};
+use std::collections::VecDeque;
+use std::future::Future;
+use std::pin::Pin;
+use std::rc::Rc;
+use std::task::{Context, Poll, Waker};
+
+thread_local! {
+    static NEXT_WAITER: Cell<u64> = const { Cell::new(1) };
+}
+
+fn next_waiter_id() -> u64 {
+    NEXT_WAITER.with(|c| {
+        let v = c.get();
+        c.set(v + 1);
+        v
+    })
+}
+
+#[derive(Clone, Copy, PartialEq)]
+enum SlotState {
+    Waiting,
+    Taken,
+    Closed,
+}
+
+struct PendingSend {
+    id: u64,
+    value: mlua::Value,
+    state: Rc<Cell<SlotState>>,
+    waker: Waker,
+}
+
+struct Inner {
+    buf: VecDeque<mlua::Value>,
+    cap: usize,
+    closed: bool,
+    senders: VecDeque<PendingSend>,
+    recv_waiters: Vec<(u64, Waker)>,
+    send_waiters: Vec<(u64, Waker)>,
+}
+
+impl Inner {
+    fn wake_receivers(&mut self) {
+        for (_, w) in self.recv_waiters.drain(..) {
+            w.wake();
+        }
+    }
+
+    fn wake_senders(&mut self) {
+        for (_, w) in self.send_waiters.drain(..) {
+            w.wake();
+        }
+    }
+
+    fn try_recv(&mut self) -> Option<(mlua::Value, bool)> {
+        if let Some(v) = self.buf.pop_front() {
+            if let Some(s) = self.senders.pop_front() {
+                self.buf.push_back(s.value);
+                s.state.set(SlotState::Taken);
+                s.waker.wake();
+            }
+            self.wake_senders();
+            return Some((v, true));
+        }
+        if let Some(s) = self.senders.pop_front() {
+            s.state.set(SlotState::Taken);
+            s.waker.wake();
+            return Some((s.value, true));
+        }
+        if self.closed {
+            return Some((mlua::Value::Nil, false));
+        }
+        None
+    }
+
+    /// Sends without waiting if there is room or a receiver waiting; Err when closed.
+    fn try_send(&mut self, v: mlua::Value) -> Result<Option<mlua::Value>, ()> {
+        if self.closed {
+            return Err(());
+        }
+        if self.buf.len() < self.cap
+            || (self.cap == 0 && self.buf.is_empty() && !self.recv_waiters.is_empty())
+        {
+            self.buf.push_back(v);
+            self.wake_receivers();
+            return Ok(None);
+        }
+        Ok(Some(v))
+    }
+}
+
+/// A channel handle (shared by every Lua reference to the same channel).
+#[derive(Clone)]
+pub struct Chan(Rc<RefCell<Inner>>);
+
+impl Chan {
+    /// A channel with `cap` buffered values (0: unbuffered).
+    pub fn new(cap: usize) -> Chan {
+        Chan(Rc::new(RefCell::new(Inner {
+            buf: VecDeque::new(),
+            cap,
+            closed: false,
+            senders: VecDeque::new(),
+            recv_waiters: Vec::new(),
+            send_waiters: Vec::new(),
+        })))
+    }
+
+    /// An unbounded channel fed by the runtime (inbox, listeners, events).
+    pub fn unbounded() -> Chan {
+        Chan::new(usize::MAX)
+    }
+
+    /// Appends a value without waiting (runtime-fed channels). Returns false when closed.
+    pub fn push(&self, v: mlua::Value) -> bool {
+        let mut inner = self.0.borrow_mut();
+        if inner.closed {
+            return false;
+        }
+        inner.buf.push_back(v);
+        inner.wake_receivers();
+        true
+    }
+
+    /// Number of buffered values.
+    pub fn len(&self) -> usize {
+        self.0.borrow().buf.len()
+    }
+
+    /// True when nothing is buffered.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// Closes the channel: receivers drain what is buffered, then get `nil, false`.
+    pub fn close(&self) {
+        let mut inner = self.0.borrow_mut();
+        inner.closed = true;
+        for s in inner.senders.drain(..) {
+            s.state.set(SlotState::Closed);
+            s.waker.wake();
+        }
+        inner.wake_receivers();
+        inner.wake_senders();
+    }
+
+    /// True once closed.
+    pub fn is_closed(&self) -> bool {
+        self.0.borrow().closed
+    }
+
+    /// Same channel?
+    pub fn same(&self, other: &Chan) -> bool {
+        Rc::ptr_eq(&self.0, &other.0)
+    }
+
+    /// Waits for a value: `(value, true)`, or `(nil, false)` once closed and drained.
+    pub fn recv(&self) -> Recv {
+        Recv {
+            chan: self.clone(),
+            id: next_waiter_id(),
+        }
+    }
+
+    /// Waits until the value is taken (unbuffered) or buffered.
+    pub fn send(&self, v: mlua::Value) -> Send {
+        Send {
+            chan: self.clone(),
+            id: next_waiter_id(),
+            value: Some(v),
+            slot: None,
+        }
+    }
+
+    /// A weak handle, for producers that should stop when nobody holds the channel.
+    pub fn downgrade(&self) -> WeakChan {
+        WeakChan(Rc::downgrade(&self.0))
+    }
+}
+
+/// A channel handle that does not keep the channel alive (timers, tickers).
+pub struct WeakChan(std::rc::Weak<RefCell<Inner>>);
+
+impl WeakChan {
+    /// The channel, if anyone still holds it.
+    pub fn upgrade(&self) -> Option<Chan> {
+        self.0.upgrade().map(Chan)
+    }
+}
+
+/// Future of [`Chan::recv`].
+pub struct Recv {
+    chan: Chan,
+    id: u64,
+}
+
+impl Future for Recv {
+    type Output = (mlua::Value, bool);
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        let mut inner = self.chan.0.borrow_mut();
+        if let Some(r) = inner.try_recv() {
+            inner.recv_waiters.retain(|(i, _)| *i != self.id);
+            return Poll::Ready(r);
+        }
+        register(&mut inner.recv_waiters, self.id, cx.waker());
+        Poll::Pending
+    }
+}
+
+impl Drop for Recv {
+    fn drop(&mut self) {
+        if let Ok(mut inner) = self.chan.0.try_borrow_mut() {
+            inner.recv_waiters.retain(|(i, _)| *i != self.id);
+        }
+    }
+}
+
+fn register(list: &mut Vec<(u64, Waker)>, id: u64, waker: &Waker) {
+    if let Some(e) = list.iter_mut().find(|(i, _)| *i == id) {
+        if !e.1.will_wake(waker) {
+            e.1 = waker.clone();
+        }
+    } else {
+        list.push((id, waker.clone()));
+    }
+}
+
+/// Future of [`Chan::send`]; `Err` when the channel is closed.
+pub struct Send {
+    chan: Chan,
+    id: u64,
+    value: Option<mlua::Value>,
+    slot: Option<Rc<Cell<SlotState>>>,
+}
+
+impl Future for Send {
+    type Output = Result<(), ()>;
+    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        let this = &mut *self;
+        let mut inner = this.chan.0.borrow_mut();
+        if let Some(slot) = &this.slot {
+            return match slot.get() {
+                SlotState::Taken => Poll::Ready(Ok(())),
+                SlotState::Closed => Poll::Ready(Err(())),
+                SlotState::Waiting => {
+                    if let Some(s) = inner.senders.iter_mut().find(|s| s.id == this.id) {
+                        if !s.waker.will_wake(cx.waker()) {
+                            s.waker = cx.waker().clone();
+                        }
+                    }
+                    Poll::Pending
+                }
+            };
+        }
+        let v = this.value.take().unwrap_or(mlua::Value::Nil);
+        match inner.try_send(v) {
+            Err(()) => Poll::Ready(Err(())),
+            Ok(None) => Poll::Ready(Ok(())),
+            Ok(Some(v)) => {
+                let state = Rc::new(Cell::new(SlotState::Waiting));
+                inner.senders.push_back(PendingSend {
+                    id: this.id,
+                    value: v,
+                    state: state.clone(),
+                    waker: cx.waker().clone(),
+                });
+                inner.wake_receivers();
+                this.slot = Some(state);
+                Poll::Pending
+            }
+        }
+    }
+}
+
+impl Drop for Send {
+    fn drop(&mut self) {
+        if let Some(slot) = &self.slot {
+            if slot.get() == SlotState::Waiting {
+                if let Ok(mut inner) = self.chan.0.try_borrow_mut() {
+                    inner.senders.retain(|s| s.id != self.id);
+                }
+            }
+        }
+    }
+}
+
+/// The Lua userdata of a channel.
+pub struct LuaChannel(pub Chan);
+
+/// A case of `channel.select`.
+pub struct SelectCase {
+    chan: Chan,
+    ud: AnyUserData,
+    send: Option<mlua::Value>,
+}
+
+impl UserData for SelectCase {}
+
+fn chan_of(ud: &AnyUserData) -> mlua::Result<Chan> {
+    Ok(ud.borrow::<LuaChannel>()?.0.clone())
+}
+
+impl UserData for LuaChannel {
+    fn add_methods<M: UserDataMethods<Self>>(methods: &mut M) {
+        methods.add_async_method("receive", |_, this, ()| {
+            let fut = this.0.recv();
+            async move { Ok(fut.await) }
+        });
+        methods.add_async_method("send", |_, this, v: mlua::Value| {
+            let fut = this.0.send(v);
+            async move {
+                match fut.await {
+                    Ok(()) => Ok(true),
+                    Err(()) => Err(mlua::Error::runtime("send on a closed channel")),
+                }
+            }
+        });
+        methods.add_method("close", |_, this, ()| {
+            this.0.close();
+            Ok(true)
+        });
+        methods.add_method("is_closed", |_, this, ()| Ok(this.0.is_closed()));
+        methods.add_method("len", |_, this, ()| Ok(this.0.len()));
+        methods.add_function("case_receive", |lua, ud: AnyUserData| {
+            let chan = chan_of(&ud)?;
+            lua.create_userdata(SelectCase {
+                chan,
+                ud,
+                send: None,
+            })
+        });
+        methods.add_function("case_send", |lua, (ud, v): (AnyUserData, mlua::Value)| {
+            let chan = chan_of(&ud)?;
+            lua.create_userdata(SelectCase {
+                chan,
+                ud,
+                send: Some(v),
+            })
+        });
+        methods.add_meta_function(MetaMethod::Eq, |_, (a, b): (AnyUserData, AnyUserData)| {
+            Ok(match (a.borrow::<LuaChannel>(), b.borrow::<LuaChannel>()) {
+                (Ok(a), Ok(b)) => a.0.same(&b.0),
+                _ => false,
+            })
+        });
+        methods.add_meta_method(MetaMethod::ToString, |_, this, ()| {
+            Ok(format!("channel: {:p}", Rc::as_ptr(&this.0 .0)))
+        });
+    }
+}
+
+/// Wraps a channel into a Lua userdata.
+pub fn to_userdata(lua: &Lua, chan: Chan) -> mlua::Result<AnyUserData> {
+    lua.create_userdata(LuaChannel(chan))
+}
+
+enum Selected {
+    Recv(usize, mlua::Value, bool),
+    Sent(usize, bool),
+    Default,
+}
+
+struct Select {
+    cases: Vec<(Chan, Option<mlua::Value>)>,
+    default: bool,
+    id: u64,
+}
+
+impl Future for Select {
+    type Output = Selected;
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Selected> {
+        let this = &*self;
+        for (i, (chan, send)) in this.cases.iter().enumerate() {
+            let mut inner = chan.0.borrow_mut();
+            match send {
+                None => {
+                    if let Some((v, ok)) = inner.try_recv() {
+                        drop(inner);
+                        this.unregister();
+                        return Poll::Ready(Selected::Recv(i, v, ok));
+                    }
+                }
+                Some(v) => match inner.try_send(v.clone()) {
+                    Err(()) => {
+                        drop(inner);
+                        this.unregister();
+                        return Poll::Ready(Selected::Sent(i, false));
+                    }
+                    Ok(None) => {
+                        drop(inner);
+                        this.unregister();
+                        return Poll::Ready(Selected::Sent(i, true));
+                    }
+                    Ok(Some(_)) => {}
+                },
+            }
+        }
+        if this.default {
+            return Poll::Ready(Selected::Default);
+        }
+        for (chan, send) in &this.cases {
+            let mut inner = chan.0.borrow_mut();
+            if send.is_some() {
+                register(&mut inner.send_waiters, this.id, cx.waker());
+            } else {
+                register(&mut inner.recv_waiters, this.id, cx.waker());
+            }
+        }
+        Poll::Pending
+    }
+}
+
+impl Select {
+    fn unregister(&self) {
+        for (chan, _) in &self.cases {
+            if let Ok(mut inner) = chan.0.try_borrow_mut() {
+                inner.recv_waiters.retain(|(i, _)| *i != self.id);
+                inner.send_waiters.retain(|(i, _)| *i != self.id);
+            }
+        }
+    }
+}
+
+impl Drop for Select {
+    fn drop(&mut self) {
+        self.unregister();
+    }
+}
+
+/// Builds the global `channel` table (`new`, `select`).
+pub fn create(lua: &Lua) -> mlua::Result<mlua::Table> {
+    let t = lua.create_table()?;
+    t.set(
+        "new",
+        lua.create_function(|lua, cap: Option<i64>| {
+            let cap = cap.unwrap_or(0);
+            if cap < 0 {
+                return Err(mlua::Error::runtime(
+                    "channel.new: the buffer size must not be negative",
+                ));
+            }
+            to_userdata(lua, Chan::new(cap as usize))
+        })?,
+    )?;
+    t.set(
+        "select",
+        lua.create_async_function(|lua, cases: mlua::Table| async move {
+            let mut uds = Vec::new();
+            let mut list = Vec::new();
+            for c in cases.sequence_values::<AnyUserData>() {
+                let c = c.map_err(|_| {
+                    mlua::Error::runtime(
+                        "channel.select: every case must come from ch:case_receive() or ch:case_send(v)",
+                    )
+                })?;
+                let case = c.borrow::<SelectCase>().map_err(|_| {
+                    mlua::Error::runtime(
+                        "channel.select: every case must come from ch:case_receive() or ch:case_send(v)",
+                    )
+                })?;
+                list.push((case.chan.clone(), case.send.clone()));
+                uds.push(case.ud.clone());
+            }
+            let default = cases.get::<Option<bool>>("default")?.unwrap_or(false);
+            if list.is_empty() && !default {
+                return Err(mlua::Error::runtime("channel.select: no cases"));
+            }
+            let sel = Select {
+                cases: list,
+                default,
+                id: next_waiter_id(),
+            };
+            let out = lua.create_table()?;
+            match sel.await {
+                Selected::Recv(i, v, ok) => {
+                    out.set("channel", uds[i].clone())?;
+                    out.set("value", v)?;
+                    out.set("ok", ok)?;
+                }
+                Selected::Sent(i, ok) => {
+                    out.set("channel", uds[i].clone())?;
+                    out.set("ok", ok)?;
+                }
+                Selected::Default => {
+                    out.set("default", true)?;
+                    out.set("ok", false)?;
+                }
+            }
+            Ok(out)
+        })?,
+    )?;
+    Ok(t)
+}

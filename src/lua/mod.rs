@@ -1,0 +1,676 @@
+//! The Lua host: runs `process.lua` entries as processes.
+//!
+//! Each host worker thread owns one Lua state ([`LuaWorker`]). A process is a coroutine in
+//! that state with its own globals table, whose metatable falls back to a shared, read-only
+//! base (see `sandbox.lua`): processes on one worker share the interpreter and the compiled
+//! chunks, never their globals or the built-in modules. An entry's chunk is compiled once
+//! per worker into a factory `function(_ENV, ...)`, and instantiated per process with that
+//! process's globals.
+//!
+//! Blocking calls (`receive`, `select`, `time.sleep`) are mlua async functions: the
+//! coroutine yields, the process task returns `Pending`, and the worker thread runs other
+//! processes. A count hook preempts a coroutine that computes for too long (it yields back
+//! to the worker, like the BEAM's reductions) and stops a terminated process even inside a
+//! tight loop.
+//!
+//! This module knows the process core and the registry; it does not know hosts' threads
+//! or the CLI.
+
+pub mod channel;
+pub mod errors;
+mod modules;
+mod process_api;
+
+use crate::process::{Body, Exit, Message, Node, Pid, ProcessContext, ProcessHandle, Signal};
+use crate::registry::{Entry, EntrySpec, Id, LuaSpec};
+use crate::value::{self, Value};
+use channel::Chan;
+use futures::stream::{FuturesUnordered, StreamExt};
+use mlua::{AnyUserData, Function, HookTriggers, Lua, LuaOptions, StdLib, Table, VmState};
+use std::cell::{Cell, RefCell};
+use std::collections::HashMap;
+use std::future::Future;
+use std::pin::Pin;
+use std::rc::Rc;
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+use std::task::{Context, Poll};
+use tokio::sync::mpsc::UnboundedReceiver;
+
+/// Instructions between two runs of the preemption hook.
+pub const HOOK_INSTRUCTIONS: u32 = 1000;
+/// Hook runs after which a busy coroutine yields to its worker (about 20,000 instructions).
+pub const SLICE_HOOKS: u32 = 20;
+/// Messages routed into Lua channels per poll of a process, before it lets others run.
+const MESSAGES_PER_POLL: usize = 256;
+
+/// The built-in modules an entry may `require` (when listed in its `modules`).
+pub const BUILTIN_MODULES: &[&str] = &["time", "json", "logger"];
+
+thread_local! {
+    static WORKER: RefCell<Option<Rc<LuaWorker>>> = const { RefCell::new(None) };
+    static CURRENT: RefCell<Option<Rc<ProcCtx>>> = const { RefCell::new(None) };
+}
+
+/// The Lua state of one worker thread and what is compiled in it.
+pub struct LuaWorker {
+    /// The state.
+    pub lua: Lua,
+    env_mt: Table,
+    bootstrap: Function,
+    instantiate: Function,
+    modules: HashMap<&'static str, Table>,
+    factories: RefCell<HashMap<Id, (Arc<Entry>, Function)>>,
+    requires: RefCell<HashMap<Id, (Arc<Entry>, Function)>>,
+}
+
+/// The Lua worker of the current thread, created on first use.
+pub fn worker() -> mlua::Result<Rc<LuaWorker>> {
+    WORKER.with(|w| {
+        if let Some(w) = w.borrow().as_ref() {
+            return Ok(w.clone());
+        }
+        let created = Rc::new(LuaWorker::new()?);
+        *w.borrow_mut() = Some(created.clone());
+        Ok(created)
+    })
+}
+
+/// The process whose Lua code is running on this thread.
+pub(crate) fn current() -> mlua::Result<Rc<ProcCtx>> {
+    CURRENT.with(|c| c.borrow().clone()).ok_or_else(|| {
+        mlua::Error::runtime("this function can only be called from inside a process")
+    })
+}
+
+fn preempt_hook(lua: &Lua, _: &mlua::Debug) -> mlua::Result<VmState> {
+    CURRENT.with(|c| {
+        let c = c.borrow();
+        let Some(ctx) = c.as_ref() else {
+            return Ok(VmState::Continue);
+        };
+        if ctx.me.kill_requested.load(Ordering::Relaxed) {
+            return Err(mlua::Error::runtime("process terminated"));
+        }
+        let t = ctx.ticks.get() + 1;
+        if t < SLICE_HOOKS {
+            ctx.ticks.set(t);
+            return Ok(VmState::Continue);
+        }
+        ctx.ticks.set(0);
+        // Only yield a coroutine the process driver resumes itself; a user coroutine
+        // (coroutine.wrap) must not see a yield it did not ask for.
+        if lua.current_thread().to_pointer() == ctx.polling.get() {
+            Ok(VmState::Yield)
+        } else {
+            Ok(VmState::Continue)
+        }
+    })
+}
+
+impl LuaWorker {
+    fn new() -> mlua::Result<LuaWorker> {
+        let lua = Lua::new_with(
+            StdLib::TABLE
+                | StdLib::STRING
+                | StdLib::MATH
+                | StdLib::UTF8
+                | StdLib::COROUTINE
+                | StdLib::OS,
+            LuaOptions::new(),
+        )?;
+        let rust = lua.create_table()?;
+        rust.set("process", process_api::create(&lua)?)?;
+        rust.set("channel", channel::create(&lua)?)?;
+        rust.set("load", lua.create_function(sandboxed_load)?)?;
+        rust.set("coroutine_spawn", lua.create_function(coroutine_spawn)?)?;
+        let setup: Table = lua
+            .load(include_str!("sandbox.lua"))
+            .set_name("=warden sandbox")
+            .call(rust)?;
+        let freeze: Function = setup.get("freeze")?;
+        let mut modules = HashMap::new();
+        modules.insert("time", freeze.call((modules::time(&lua)?, "time"))?);
+        modules.insert("json", freeze.call((modules::json(&lua)?, "json"))?);
+        modules.insert("logger", freeze.call((modules::logger(&lua)?, "logger"))?);
+        lua.set_global_hook(
+            HookTriggers::new().every_nth_instruction(HOOK_INSTRUCTIONS),
+            preempt_hook,
+        )?;
+        Ok(LuaWorker {
+            env_mt: setup.get("env_mt")?,
+            bootstrap: setup.get("bootstrap")?,
+            instantiate: setup.get("instantiate")?,
+            modules,
+            factories: RefCell::new(HashMap::new()),
+            requires: RefCell::new(HashMap::new()),
+            lua,
+        })
+    }
+
+    /// A fresh globals table for one instance of `entry` (a process or a library).
+    fn new_env(&self, entry: &Arc<Entry>) -> mlua::Result<Table> {
+        let env = self.lua.create_table_with_capacity(0, 4)?;
+        env.set_metatable(Some(self.env_mt.clone()))?;
+        env.raw_set("_G", &env)?;
+        env.raw_set("require", self.require_fn(entry)?)?;
+        Ok(env)
+    }
+
+    /// The compiled factory of an entry's chunk (compiled once per worker and entry
+    /// version).
+    fn factory(&self, entry: &Arc<Entry>, spec: &LuaSpec) -> mlua::Result<Function> {
+        if let Some((e, f)) = self.factories.borrow().get(&entry.id) {
+            if Arc::ptr_eq(e, entry) {
+                return Ok(f.clone());
+            }
+        }
+        let src: &str = &spec.source;
+        let body = if src.starts_with("#!") {
+            format!("--{src}")
+        } else {
+            src.to_string()
+        };
+        // One line of prefix keeps Lua's line numbers those of the file.
+        let wrapped = format!("return function(_ENV, ...) {body}\nend");
+        let f: Function = self
+            .lua
+            .load(wrapped)
+            .set_name(format!("@{}", spec.chunk_name))
+            .set_mode(mlua::ChunkMode::Text)
+            .eval()?;
+        self.factories
+            .borrow_mut()
+            .insert(entry.id.clone(), (entry.clone(), f.clone()));
+        Ok(f)
+    }
+
+    /// The `require` of an entry: resolves its imports and its allowed built-in modules.
+    fn require_fn(&self, entry: &Arc<Entry>) -> mlua::Result<Function> {
+        if let Some((e, f)) = self.requires.borrow().get(&entry.id) {
+            if Arc::ptr_eq(e, entry) {
+                return Ok(f.clone());
+            }
+        }
+        let owner = entry.clone();
+        let f = self.lua.create_function(move |lua, name: String| {
+            match require(lua, &owner, &name) {
+                Ok(v) => Ok(mlua::MultiValue::from_vec(vec![v])),
+                Err(msg) => errors::LuaError::new("NOT_FOUND", msg).into_nil_err(lua),
+            }
+        })?;
+        self.requires
+            .borrow_mut()
+            .insert(entry.id.clone(), (entry.clone(), f.clone()));
+        Ok(f)
+    }
+}
+
+fn lua_spec(entry: &Entry) -> Option<&LuaSpec> {
+    match &entry.spec {
+        EntrySpec::ProcessLua(s) | EntrySpec::LibraryLua(s) | EntrySpec::FunctionLua(s) => Some(s),
+        _ => None,
+    }
+}
+
+fn require(lua: &Lua, owner: &Arc<Entry>, name: &str) -> Result<mlua::Value, String> {
+    let spec = lua_spec(owner).ok_or_else(|| format!("require({name:?}): not a Lua entry"))?;
+    let w = worker().map_err(|e| e.to_string())?;
+    if let Some((_, lib_id)) = spec.imports.iter().find(|(alias, _)| alias == name) {
+        let ctx = current().map_err(|e| e.to_string())?;
+        if let Some(v) = ctx.loaded.borrow().get(lib_id) {
+            return Ok(v.clone());
+        }
+        let registry = ctx.node.registry();
+        let lib = registry
+            .get(lib_id)
+            .ok_or_else(|| format!("require({name:?}): library {lib_id} not found"))?
+            .clone();
+        let lib_spec = lua_spec(&lib)
+            .ok_or_else(|| format!("require({name:?}): {lib_id} is not a library.lua"))?;
+        let load = || -> mlua::Result<mlua::Value> {
+            let factory = w.factory(&lib, lib_spec)?;
+            let env = w.new_env(&lib)?;
+            w.instantiate.call((factory, env))
+        };
+        let v = load().map_err(|e| {
+            format!("require({name:?}): library {lib_id} failed to load: {}", errors::message(&e))
+        })?;
+        ctx.loaded.borrow_mut().insert(lib_id.clone(), v.clone());
+        let _ = lua;
+        return Ok(v);
+    }
+    if let Some(m) = w.modules.get(name) {
+        if spec.modules.iter().any(|m| m == name) {
+            return Ok(mlua::Value::Table(m.clone()));
+        }
+        return Err(format!(
+            "require({name:?}): module {name} is not listed in the modules of {} (field modules)",
+            owner.id
+        ));
+    }
+    Err(format!(
+        "require({name:?}): {} has no import named {name} (field imports) and {name} is not a built-in module (field modules)",
+        owner.id
+    ))
+}
+
+fn sandboxed_load(
+    lua: &Lua,
+    (chunk, name, _mode, env): (mlua::Value, Option<String>, Option<String>, Option<Table>),
+) -> mlua::Result<mlua::MultiValue> {
+    let mlua::Value::String(src) = chunk else {
+        return errors::LuaError::new("INVALID", "load: only source strings can be loaded")
+            .into_nil_err(lua);
+    };
+    let env = match env {
+        Some(e) => e,
+        None => current()?.env.clone(),
+    };
+    let loaded = lua
+        .load(src.as_bytes().to_vec())
+        .set_name(name.unwrap_or_else(|| "=(load)".into()))
+        .set_mode(mlua::ChunkMode::Text)
+        .set_environment(env)
+        .into_function();
+    match loaded {
+        Ok(f) => Ok(mlua::MultiValue::from_vec(vec![mlua::Value::Function(f)])),
+        Err(e) => errors::LuaError::new("INVALID", errors::message(&e)).into_nil_err(lua),
+    }
+}
+
+fn coroutine_spawn(lua: &Lua, f: Function) -> mlua::Result<bool> {
+    let ctx = current()?;
+    let t = lua.create_thread(f)?;
+    ctx.spawned.borrow_mut().push(t);
+    Ok(true)
+}
+
+struct Listener {
+    chan: Chan,
+    ud: AnyUserData,
+    message: bool,
+}
+
+/// What the Lua API needs to know about the process it is called from.
+pub(crate) struct ProcCtx {
+    pub node: Arc<Node>,
+    pub me: Arc<ProcessHandle>,
+    pub pid_str: String,
+    pub entry: Arc<Entry>,
+    pub host: Arc<crate::process::Host>,
+    pub lua: Lua,
+    pub env: Table,
+    inbox: Chan,
+    events: Chan,
+    inbox_ud: RefCell<Option<AnyUserData>>,
+    events_ud: RefCell<Option<AnyUserData>>,
+    listeners: RefCell<HashMap<String, Listener>>,
+    pub trap_links: Cell<bool>,
+    spawned: RefCell<Vec<mlua::Thread>>,
+    loaded: RefCell<HashMap<Id, mlua::Value>>,
+    ticks: Cell<u32>,
+    polling: Cell<*const std::ffi::c_void>,
+}
+
+impl ProcCtx {
+    fn pid(&self) -> &Pid {
+        &self.me.pid
+    }
+
+    fn inbox_userdata(&self) -> mlua::Result<AnyUserData> {
+        cached_userdata(&self.lua, &self.inbox_ud, &self.inbox)
+    }
+
+    fn events_userdata(&self) -> mlua::Result<AnyUserData> {
+        cached_userdata(&self.lua, &self.events_ud, &self.events)
+    }
+
+    fn listen(&self, topic: &str, message: bool) -> Result<AnyUserData, String> {
+        let mut l = self.listeners.borrow_mut();
+        if l.contains_key(topic) {
+            return Err(format!("already listening on topic {topic:?}"));
+        }
+        let chan = Chan::unbounded();
+        let ud = channel::to_userdata(&self.lua, chan.clone()).map_err(|e| e.to_string())?;
+        l.insert(
+            topic.to_string(),
+            Listener {
+                chan,
+                ud: ud.clone(),
+                message,
+            },
+        );
+        Ok(ud)
+    }
+
+    fn unlisten(&self, ch: &Chan) -> bool {
+        let mut l = self.listeners.borrow_mut();
+        let topic = l
+            .iter()
+            .find(|(_, v)| v.chan.same(ch))
+            .map(|(k, _)| k.clone());
+        match topic {
+            Some(t) => {
+                if let Some(lst) = l.remove(&t) {
+                    lst.chan.close();
+                    drop(lst.ud);
+                }
+                true
+            }
+            None => false,
+        }
+    }
+
+    fn deliver(&self, m: Message) -> mlua::Result<()> {
+        if let Some(l) = self.listeners.borrow().get(&m.topic) {
+            if l.message {
+                l.chan.push(mlua::Value::UserData(
+                    self.lua.create_userdata(LuaMessage::from(m))?,
+                ));
+            } else {
+                let v = m.payload.first().cloned().unwrap_or(Value::Nil);
+                l.chan.push(value::to_lua(&self.lua, &v)?);
+            }
+            return Ok(());
+        }
+        self.inbox.push(mlua::Value::UserData(
+            self.lua.create_userdata(LuaMessage::from(m))?,
+        ));
+        Ok(())
+    }
+
+    fn exit_event(&self, kind: &str, from: &Pid, exit: &Exit) -> mlua::Result<Table> {
+        let ev = self.lua.create_table()?;
+        ev.set("kind", kind)?;
+        ev.set("from", from.to_string())?;
+        let result = self.lua.create_table()?;
+        match exit {
+            Exit::Normal(v) => result.set("value", value::to_lua(&self.lua, v)?)?,
+            Exit::Error(e) | Exit::Killed(e) => result.set("error", e.as_str())?,
+        }
+        ev.set("result", result)?;
+        Ok(ev)
+    }
+
+    /// Handles a control signal; returns the exit when the signal ends the process.
+    fn on_signal(&self, sig: Signal) -> mlua::Result<Option<Exit>> {
+        match sig {
+            Signal::Terminate => return Ok(Some(Exit::Killed("terminated".into()))),
+            Signal::Down { from, exit } => {
+                let ev = self.exit_event("EXIT", &from, &exit)?;
+                self.events.push(mlua::Value::Table(ev));
+            }
+            Signal::LinkDown { from, exit } => {
+                if !self.trap_links.get() {
+                    return Ok(Some(Exit::Killed(format!(
+                        "linked process {from} failed: {}",
+                        exit.error().unwrap_or("unknown error")
+                    ))));
+                }
+                let ev = self.exit_event("LINK_DOWN", &from, &exit)?;
+                self.events.push(mlua::Value::Table(ev));
+            }
+            Signal::Cancel { from, reason } => {
+                let ev = self.lua.create_table()?;
+                ev.set("kind", "CANCEL")?;
+                ev.set("from", from.map(|p| p.to_string()))?;
+                ev.set("reason", reason)?;
+                self.events.push(mlua::Value::Table(ev));
+            }
+        }
+        Ok(None)
+    }
+}
+
+fn cached_userdata(
+    lua: &Lua,
+    slot: &RefCell<Option<AnyUserData>>,
+    chan: &Chan,
+) -> mlua::Result<AnyUserData> {
+    if let Some(ud) = slot.borrow().as_ref() {
+        return Ok(ud.clone());
+    }
+    let ud = channel::to_userdata(lua, chan.clone())?;
+    *slot.borrow_mut() = Some(ud.clone());
+    Ok(ud)
+}
+
+/// A received message as Lua sees it: `msg:topic()`, `msg:from()`, `msg:payload():data()`.
+pub struct LuaMessage {
+    from: Option<Pid>,
+    topic: String,
+    payload: Rc<Vec<Value>>,
+}
+
+impl From<Message> for LuaMessage {
+    fn from(m: Message) -> Self {
+        LuaMessage {
+            from: m.from,
+            topic: m.topic,
+            payload: Rc::new(m.payload),
+        }
+    }
+}
+
+/// The payload of a message: `payload:data()` returns fresh copies of its values.
+pub struct LuaPayload(Rc<Vec<Value>>);
+
+impl mlua::UserData for LuaMessage {
+    fn add_methods<M: mlua::UserDataMethods<Self>>(methods: &mut M) {
+        methods.add_method("topic", |_, this, ()| Ok(this.topic.clone()));
+        methods.add_method("from", |_, this, ()| {
+            Ok(this.from.as_ref().map(|p| p.to_string()))
+        });
+        methods.add_method("payload", |_, this, ()| Ok(LuaPayload(this.payload.clone())));
+    }
+}
+
+impl mlua::UserData for LuaPayload {
+    fn add_methods<M: mlua::UserDataMethods<Self>>(methods: &mut M) {
+        methods.add_method("data", |lua, this, ()| value::to_lua_multi(lua, &this.0));
+    }
+}
+
+/// Sets the current process while a future of that process is polled.
+struct CurrentGuard(Option<Rc<ProcCtx>>);
+
+impl CurrentGuard {
+    fn enter(ctx: &Rc<ProcCtx>) -> CurrentGuard {
+        CurrentGuard(CURRENT.with(|c| c.borrow_mut().replace(ctx.clone())))
+    }
+}
+
+impl Drop for CurrentGuard {
+    fn drop(&mut self) {
+        let prev = self.0.take();
+        CURRENT.with(|c| *c.borrow_mut() = prev);
+    }
+}
+
+/// A coroutine started with `coroutine.spawn`.
+struct Spawned {
+    ptr: *const std::ffi::c_void,
+    fut: mlua::AsyncThread<()>,
+}
+
+impl Future for Spawned {
+    type Output = (*const std::ffi::c_void, mlua::Result<()>);
+    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        let ptr = self.ptr;
+        CURRENT.with(|c| {
+            if let Some(ctx) = c.borrow().as_ref() {
+                ctx.polling.set(ptr);
+            }
+        });
+        Pin::new(&mut self.fut).poll(cx).map(|r| (ptr, r))
+    }
+}
+
+/// The task of one Lua process: routes its mailbox into Lua channels and resumes its
+/// coroutines.
+struct Driver {
+    ctx: Rc<ProcCtx>,
+    ctrl: UnboundedReceiver<Signal>,
+    data: UnboundedReceiver<Message>,
+    main: mlua::AsyncThread<mlua::MultiValue>,
+    main_ptr: *const std::ffi::c_void,
+    coros: FuturesUnordered<Spawned>,
+}
+
+impl Driver {
+    fn exit_of(&self, r: mlua::Result<mlua::MultiValue>) -> Exit {
+        match r {
+            Ok(values) => match values.into_iter().next() {
+                None => Exit::Normal(Value::Nil),
+                Some(v) => match value::from_lua(&v) {
+                    Ok(v) => Exit::Normal(v),
+                    Err(e) => Exit::Error(format!("the process result cannot be copied: {e}")),
+                },
+            },
+            Err(e) => self.error_exit(&e),
+        }
+    }
+
+    fn error_exit(&self, e: &mlua::Error) -> Exit {
+        if self.ctx.me.kill_requested.load(Ordering::Relaxed) {
+            Exit::Killed("terminated".into())
+        } else {
+            Exit::Error(errors::message(e))
+        }
+    }
+
+    fn step(&mut self, cx: &mut Context<'_>) -> Poll<Exit> {
+        while let Poll::Ready(Some(sig)) = self.ctrl.poll_recv(cx) {
+            match self.ctx.on_signal(sig) {
+                Ok(None) => {}
+                Ok(Some(exit)) => return Poll::Ready(exit),
+                Err(e) => return Poll::Ready(Exit::Error(errors::message(&e))),
+            }
+        }
+        let mut routed = 0;
+        while routed < MESSAGES_PER_POLL {
+            match self.data.poll_recv(cx) {
+                Poll::Ready(Some(m)) => {
+                    if let Err(e) = self.ctx.deliver(m) {
+                        return Poll::Ready(Exit::Error(errors::message(&e)));
+                    }
+                    routed += 1;
+                }
+                _ => break,
+            }
+        }
+        if routed == MESSAGES_PER_POLL {
+            cx.waker().wake_by_ref();
+        }
+        self.ctx.polling.set(self.main_ptr);
+        if let Poll::Ready(r) = Pin::new(&mut self.main).poll(cx) {
+            return Poll::Ready(self.exit_of(r));
+        }
+        loop {
+            let new: Vec<mlua::Thread> = std::mem::take(&mut *self.ctx.spawned.borrow_mut());
+            for t in new {
+                let ptr = t.to_pointer();
+                match t.into_async::<()>(()) {
+                    Ok(fut) => self.coros.push(Spawned { ptr, fut }),
+                    Err(e) => return Poll::Ready(Exit::Error(errors::message(&e))),
+                }
+            }
+            match self.coros.poll_next_unpin(cx) {
+                Poll::Ready(Some((_, Err(e)))) => {
+                    let exit = self.error_exit(&e);
+                    return Poll::Ready(match exit {
+                        Exit::Error(msg) => Exit::Error(format!("in a spawned coroutine: {msg}")),
+                        other => other,
+                    });
+                }
+                Poll::Ready(Some((_, Ok(())))) => continue,
+                Poll::Ready(None) | Poll::Pending => {
+                    if self.ctx.spawned.borrow().is_empty() {
+                        return Poll::Pending;
+                    }
+                }
+            }
+        }
+    }
+}
+
+impl Future for Driver {
+    type Output = Exit;
+    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Exit> {
+        let _current = CurrentGuard::enter(&self.ctx);
+        self.step(cx)
+    }
+}
+
+/// The launcher of `process.lua` entries.
+pub fn launcher(entry: &Arc<Entry>) -> Result<Body, String> {
+    match &entry.spec {
+        EntrySpec::ProcessLua(_) => Ok(Box::new(|pctx: ProcessContext| {
+            Box::pin(run_process(pctx)) as crate::process::BodyFuture
+        })),
+        _ => Err(format!("entry {} is a {}, not a process.lua", entry.id, entry.kind)),
+    }
+}
+
+async fn run_process(pctx: ProcessContext) -> Exit {
+    match start_process(pctx) {
+        Ok(driver) => driver.await,
+        Err(e) => Exit::Error(errors::message(&e)),
+    }
+}
+
+fn start_process(pctx: ProcessContext) -> mlua::Result<Driver> {
+    let w = worker()?;
+    let ProcessContext {
+        node,
+        me,
+        entry,
+        host,
+        ctrl,
+        data,
+        args,
+    } = pctx;
+    let spec = lua_spec(&entry).ok_or_else(|| mlua::Error::runtime("not a Lua entry"))?;
+    let method = spec.method.clone().unwrap_or_else(|| "main".into());
+    let factory = w.factory(&entry, spec)?;
+    let env = w.new_env(&entry)?;
+    let lua = w.lua.clone();
+    let ctx = Rc::new(ProcCtx {
+        pid_str: me.pid.to_string(),
+        node,
+        me,
+        entry: entry.clone(),
+        host,
+        lua: lua.clone(),
+        env: env.clone(),
+        inbox: Chan::unbounded(),
+        events: Chan::unbounded(),
+        inbox_ud: RefCell::new(None),
+        events_ud: RefCell::new(None),
+        listeners: RefCell::new(HashMap::new()),
+        trap_links: Cell::new(false),
+        spawned: RefCell::new(Vec::new()),
+        loaded: RefCell::new(HashMap::new()),
+        ticks: Cell::new(0),
+        polling: Cell::new(std::ptr::null()),
+    });
+    let mut call_args = vec![
+        mlua::Value::Function(factory),
+        mlua::Value::Table(env),
+        mlua::Value::String(lua.create_string(entry.id.to_string())?),
+        mlua::Value::String(lua.create_string(&method)?),
+    ];
+    call_args.extend(value::to_lua_multi(&lua, &args)?);
+    let thread = lua.create_thread(w.bootstrap.clone())?;
+    let main_ptr = thread.to_pointer();
+    let main = thread.into_async::<mlua::MultiValue>(mlua::MultiValue::from_vec(call_args))?;
+    Ok(Driver {
+        ctx,
+        ctrl,
+        data,
+        main,
+        main_ptr,
+        coros: FuturesUnordered::new(),
+    })
+}

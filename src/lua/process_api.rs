@@ -1,0 +1,352 @@
+//! The global `process` table: pid, spawn*, send, inbox, listen, events, monitor, link,
+//! options, cancel, terminate, exec, and the name registry.
+//!
+//! Every call follows the `value, err` convention: an expected failure (bad pid, missing
+//! entry, reserved topic, a value that cannot be copied) returns `nil, err` with an error
+//! object; only misuse of the language itself raises.
+
+use super::errors::LuaError;
+use super::{channel::LuaChannel, current, ProcCtx};
+use crate::process::{Exit, Pid, SpawnOptions};
+use crate::registry::Id;
+use crate::value;
+use mlua::{IntoLuaMulti, Lua, MultiValue, Table, Variadic};
+use std::rc::Rc;
+
+type LResult = Result<MultiValue, LuaError>;
+
+fn finish(lua: &Lua, r: LResult) -> mlua::Result<MultiValue> {
+    match r {
+        Ok(v) => Ok(v),
+        Err(e) => e.into_nil_err(lua),
+    }
+}
+
+fn ret(lua: &Lua, v: impl IntoLuaMulti) -> LResult {
+    v.into_lua_multi(lua)
+        .map_err(|e| LuaError::new("INTERNAL", e.to_string()))
+}
+
+fn string_arg(v: &mlua::Value, what: &str) -> Result<String, LuaError> {
+    match v {
+        mlua::Value::String(s) => Ok(s.to_string_lossy()),
+        other => Err(LuaError::new(
+            "INVALID",
+            format!("{what}: expected a string, got {}", other.type_name()),
+        )),
+    }
+}
+
+fn dest(ctx: &ProcCtx, v: &mlua::Value, func: &str) -> Result<Pid, LuaError> {
+    let s = string_arg(v, &format!("process.{func}: destination"))?;
+    ctx.node
+        .resolve(&s)
+        .map_err(|e| LuaError::new(e.kind(), format!("process.{func}: {e}")))
+}
+
+fn entry_id(v: &mlua::Value, func: &str, what: &str) -> Result<Id, LuaError> {
+    let s = string_arg(v, &format!("process.{func}: {what}"))?;
+    Id::parse(&s).map_err(|e| {
+        LuaError::new(
+            "INVALID",
+            format!("process.{func}: invalid {what} {s:?}: {e}"),
+        )
+    })
+}
+
+fn host_id(ctx: &ProcCtx, v: &mlua::Value, func: &str) -> Result<Id, LuaError> {
+    match v {
+        mlua::Value::Nil => Ok(ctx.host.id.clone()),
+        other => entry_id(other, func, "host id"),
+    }
+}
+
+#[derive(Clone, Copy)]
+struct SpawnKind {
+    name: &'static str,
+    link: bool,
+    monitor: bool,
+}
+
+fn spawn_impl(
+    ctx: &Rc<ProcCtx>,
+    kind: SpawnKind,
+    id: &mlua::Value,
+    host: &mlua::Value,
+    args: &[mlua::Value],
+    on_exit: Option<crate::process::ExitCallback>,
+) -> Result<Pid, LuaError> {
+    let id = entry_id(id, kind.name, "entry id")?;
+    let host = host_id(ctx, host, kind.name)?;
+    let args = value::from_lua_multi(args).map_err(|e| {
+        LuaError::new(
+            "INVALID",
+            format!("process.{}: spawn {e}", kind.name),
+        )
+    })?;
+    let me = ctx.pid().clone();
+    let opts = SpawnOptions {
+        link_to: kind.link.then(|| me.clone()),
+        monitor_by: kind.monitor.then(|| me.clone()),
+        on_exit,
+    };
+    ctx.node
+        .spawn(&id, &host, args, opts)
+        .map_err(|e| LuaError::new(e.kind(), format!("process.{}: {e}", kind.name)))
+}
+
+fn add_spawn(lua: &Lua, t: &Table, kind: SpawnKind) -> mlua::Result<()> {
+    t.set(
+        kind.name,
+        lua.create_function(
+            move |lua, (id, host, args): (mlua::Value, mlua::Value, Variadic<mlua::Value>)| {
+                let ctx = current()?;
+                let r = spawn_impl(&ctx, kind, &id, &host, &args, None)
+                    .and_then(|pid| ret(lua, pid.to_string()));
+                finish(lua, r)
+            },
+        )?,
+    )
+}
+
+/// Builds the `process` table (frozen by the sandbox afterwards).
+pub fn create(lua: &Lua) -> mlua::Result<Table> {
+    let t = lua.create_table()?;
+    t.set(
+        "pid",
+        lua.create_function(|_, ()| Ok(current()?.pid_str.clone()))?,
+    )?;
+    for (name, link, monitor) in [
+        ("spawn", false, false),
+        ("spawn_monitored", false, true),
+        ("spawn_linked", true, false),
+        ("spawn_linked_monitored", true, true),
+    ] {
+        add_spawn(lua, &t, SpawnKind { name, link, monitor })?;
+    }
+    t.set(
+        "send",
+        lua.create_function(
+            |lua, (d, topic, payload): (mlua::Value, mlua::Value, Variadic<mlua::Value>)| {
+                let ctx = current()?;
+                let r = (|| {
+                    let to = dest(&ctx, &d, "send")?;
+                    let topic = string_arg(&topic, "process.send: topic")?;
+                    let payload = value::from_lua_multi(payload.iter()).map_err(|e| {
+                        LuaError::new("INVALID", format!("process.send: payload {e}"))
+                    })?;
+                    ctx.node
+                        .send(Some(ctx.pid()), &to, &topic, payload)
+                        .map_err(|e| LuaError::new(e.kind(), format!("process.send: {e}")))?;
+                    ret(lua, true)
+                })();
+                finish(lua, r)
+            },
+        )?,
+    )?;
+    t.set(
+        "inbox",
+        lua.create_function(|_, ()| current()?.inbox_userdata())?,
+    )?;
+    t.set(
+        "events",
+        lua.create_function(|_, ()| current()?.events_userdata())?,
+    )?;
+    t.set(
+        "listen",
+        lua.create_function(|lua, (topic, opts): (mlua::Value, Option<Table>)| {
+            let ctx = current()?;
+            let r = (|| {
+                let topic = string_arg(&topic, "process.listen: topic")?;
+                if topic.starts_with('@') {
+                    return Err(LuaError::new(
+                        "INVALID",
+                        format!("process.listen: topic {topic:?} is reserved"),
+                    ));
+                }
+                let message = opts
+                    .and_then(|o| o.get::<Option<bool>>("message").ok().flatten())
+                    .unwrap_or(false);
+                let ud = ctx
+                    .listen(&topic, message)
+                    .map_err(|e| LuaError::new("INVALID", format!("process.listen: {e}")))?;
+                ret(lua, ud)
+            })();
+            finish(lua, r)
+        })?,
+    )?;
+    t.set(
+        "unlisten",
+        lua.create_function(|_, ch: mlua::AnyUserData| {
+            let ctx = current()?;
+            let chan = ch.borrow::<LuaChannel>()?.0.clone();
+            Ok(ctx.unlisten(&chan))
+        })?,
+    )?;
+    type Rel = fn(&ProcCtx, &Pid) -> Result<(), LuaError>;
+    let relations: [(&str, Rel); 4] = [
+        ("monitor", |ctx, p| {
+            ctx.node.monitor(ctx.pid(), p);
+            Ok(())
+        }),
+        ("unmonitor", |ctx, p| {
+            ctx.node.demonitor(ctx.pid(), p);
+            Ok(())
+        }),
+        ("link", |ctx, p| {
+            ctx.node
+                .link(ctx.pid(), p)
+                .map_err(|e| LuaError::new(e.kind(), format!("process.link: {e}")))
+        }),
+        ("unlink", |ctx, p| {
+            ctx.node.unlink(ctx.pid(), p);
+            Ok(())
+        }),
+    ];
+    for (name, f) in relations {
+        t.set(
+            name,
+            lua.create_function(move |lua, d: mlua::Value| {
+                let ctx = current()?;
+                let r = dest(&ctx, &d, name)
+                    .and_then(|p| f(&ctx, &p))
+                    .and_then(|()| ret(lua, true));
+                finish(lua, r)
+            })?,
+        )?;
+    }
+    t.set(
+        "set_options",
+        lua.create_function(|lua, opts: Table| {
+            let ctx = current()?;
+            if let Some(trap) = opts.get::<Option<bool>>("trap_links")? {
+                ctx.trap_links.set(trap);
+            }
+            finish(lua, ret(lua, true))
+        })?,
+    )?;
+    t.set(
+        "get_options",
+        lua.create_function(|lua, ()| {
+            let ctx = current()?;
+            let t = lua.create_table()?;
+            t.set("trap_links", ctx.trap_links.get())?;
+            Ok(t)
+        })?,
+    )?;
+    t.set(
+        "cancel",
+        lua.create_function(|lua, (d, reason): (mlua::Value, Option<String>)| {
+            let ctx = current()?;
+            let r = dest(&ctx, &d, "cancel").and_then(|p| {
+                ctx.node
+                    .cancel(Some(ctx.pid()), &p, reason)
+                    .map_err(|e| LuaError::new(e.kind(), format!("process.cancel: {e}")))?;
+                ret(lua, true)
+            });
+            finish(lua, r)
+        })?,
+    )?;
+    t.set(
+        "terminate",
+        lua.create_function(|lua, d: mlua::Value| {
+            let ctx = current()?;
+            let r = dest(&ctx, &d, "terminate").and_then(|p| {
+                ctx.node
+                    .terminate(&p)
+                    .map_err(|e| LuaError::new(e.kind(), format!("process.terminate: {e}")))?;
+                ret(lua, true)
+            });
+            finish(lua, r)
+        })?,
+    )?;
+    t.set(
+        "exec",
+        lua.create_async_function(
+            |lua, (id, host, args): (mlua::Value, mlua::Value, Variadic<mlua::Value>)| {
+                let started = current().map(|ctx| {
+                    let (tx, rx) = tokio::sync::oneshot::channel::<Exit>();
+                    let cb: crate::process::ExitCallback = Box::new(move |_, exit| {
+                        let _ = tx.send((**exit).clone());
+                    });
+                    let kind = SpawnKind {
+                        name: "exec",
+                        link: false,
+                        monitor: false,
+                    };
+                    spawn_impl(&ctx, kind, &id, &host, &args, Some(cb)).map(|_| rx)
+                });
+                async move {
+                    let rx = match started? {
+                        Ok(rx) => rx,
+                        Err(e) => return e.into_nil_err(&lua),
+                    };
+                    match rx.await {
+                        Ok(Exit::Normal(v)) => {
+                            Ok(MultiValue::from_vec(vec![value::to_lua(&lua, &v)?]))
+                        }
+                        Ok(Exit::Error(e)) | Ok(Exit::Killed(e)) => {
+                            LuaError::new("FAILED", e).into_nil_err(&lua)
+                        }
+                        Err(_) => LuaError::new("INTERNAL", "process.exec: the process vanished")
+                            .into_nil_err(&lua),
+                    }
+                }
+            },
+        )?,
+    )?;
+    let registry = lua.create_table()?;
+    registry.set(
+        "register",
+        lua.create_function(|lua, (name, pid): (mlua::Value, Option<String>)| {
+            let ctx = current()?;
+            let r = (|| {
+                let name = string_arg(&name, "process.registry.register: name")?;
+                let pid = match pid {
+                    None => ctx.pid().clone(),
+                    Some(p) => Pid::parse(&p).ok_or_else(|| {
+                        LuaError::new(
+                            "INVALID",
+                            format!("process.registry.register: malformed pid {p:?}"),
+                        )
+                    })?,
+                };
+                ctx.node.register_name(&name, &pid).map_err(|e| {
+                    LuaError::new(e.kind(), format!("process.registry.register: {e}"))
+                })?;
+                ret(lua, true)
+            })();
+            finish(lua, r)
+        })?,
+    )?;
+    registry.set(
+        "lookup",
+        lua.create_function(|lua, name: mlua::Value| {
+            let ctx = current()?;
+            let r = string_arg(&name, "process.registry.lookup: name").and_then(|n| {
+                match ctx.node.lookup(&n) {
+                    Some(p) => ret(lua, p.to_string()),
+                    None => Err(LuaError::new(
+                        "NOT_FOUND",
+                        format!("process.registry.lookup: no process is registered as {n:?}"),
+                    )),
+                }
+            });
+            finish(lua, r)
+        })?,
+    )?;
+    registry.set(
+        "unregister",
+        lua.create_function(|_, name: String| {
+            let ctx = current()?;
+            Ok(ctx.node.unregister_name(&name))
+        })?,
+    )?;
+    t.set("registry", registry)?;
+    let event = lua.create_table()?;
+    for k in ["EXIT", "LINK_DOWN", "CANCEL"] {
+        event.set(k, k)?;
+    }
+    t.set("event", event)?;
+    Ok(t)
+}

@@ -1,0 +1,119 @@
+-- Runs once per worker Lua state, with the full standard library in reach. It builds the
+-- shared base environment that every process reads its globals through, and makes every
+-- shared table read-only, so that one process can neither see nor change what another one
+-- sees. Each process gets its own globals table whose metatable (env_mt) falls back to
+-- `base`; `base` itself is never reachable from process code.
+local rust = ...
+
+local raw_rawset, raw_setmetatable, raw_getmetatable = rawset, setmetatable, getmetatable
+local type, error, tostring, next, pairs = type, error, tostring, next, pairs
+
+collectgarbage("generational")
+
+-- proxies handed out in place of shared tables
+local frozen = raw_setmetatable({}, { __mode = "k" })
+
+local function freeze(t, name)
+  local proxy = {}
+  frozen[proxy] = true
+  raw_setmetatable(proxy, {
+    __index = t,
+    __newindex = function(_, k)
+      error(("attempt to modify read-only table %s (field %s)"):format(name, tostring(k)), 2)
+    end,
+    __pairs = function() return next, t, nil end,
+    __len = function() return #t end,
+    __metatable = false,
+  })
+  return proxy
+end
+
+-- freezes a module table and the tables inside it
+local function freeze_deep(t, name)
+  for k, v in pairs(t) do
+    if type(v) == "table" and not frozen[v] then
+      t[k] = freeze_deep(v, name .. "." .. tostring(k))
+    end
+  end
+  return freeze(t, name)
+end
+
+local function safe_rawset(t, k, v)
+  if frozen[t] then error("attempt to modify a read-only table", 2) end
+  return raw_rawset(t, k, v)
+end
+
+local function safe_getmetatable(v)
+  if type(v) ~= "table" then return nil end
+  return raw_getmetatable(v)
+end
+
+local function safe_setmetatable(t, mt)
+  if frozen[t] then error("cannot change the metatable of a read-only table", 2) end
+  return raw_setmetatable(t, mt)
+end
+
+local gc_allowed = { count = true, collect = true, step = true, isrunning = true }
+local function safe_collectgarbage(opt, ...)
+  opt = opt or "collect"
+  if not gc_allowed[opt] then
+    error(("collectgarbage(%q) is not available to processes"):format(tostring(opt)), 2)
+  end
+  return collectgarbage(opt, ...)
+end
+
+-- the string metatable is shared by every string: hide it
+local string_mt = raw_getmetatable("")
+string_mt.__metatable = false
+
+local math_copy = {}
+for k, v in pairs(math) do
+  if k ~= "randomseed" then math_copy[k] = v end
+end
+
+local base = {
+  assert = assert, error = error, ipairs = ipairs, next = next, pairs = pairs,
+  pcall = pcall, print = print, select = select, tonumber = tonumber,
+  tostring = tostring, type = type, xpcall = xpcall, rawequal = rawequal,
+  rawlen = rawlen, rawget = rawget, rawset = safe_rawset,
+  getmetatable = safe_getmetatable, setmetatable = safe_setmetatable,
+  collectgarbage = safe_collectgarbage, _VERSION = _VERSION,
+  unpack = table.unpack, load = rust.load,
+  string = freeze(string, "string"),
+  table = freeze(table, "table"),
+  math = freeze(math_copy, "math"),
+  utf8 = freeze(utf8, "utf8"),
+  os = freeze({ time = os.time, clock = os.clock, date = os.date, difftime = os.difftime }, "os"),
+  coroutine = freeze({
+    create = coroutine.create, resume = coroutine.resume, yield = coroutine.yield,
+    status = coroutine.status, wrap = coroutine.wrap, isyieldable = coroutine.isyieldable,
+    running = coroutine.running, close = coroutine.close, spawn = rust.coroutine_spawn,
+  }, "coroutine"),
+  process = freeze_deep(rust.process, "process"),
+  channel = freeze_deep(rust.channel, "channel"),
+}
+
+local env_mt = { __index = base, __metatable = false }
+
+-- The body of every process coroutine: instantiate the entry's chunk with the process's
+-- own globals, then run its method with the spawn arguments.
+local function bootstrap(factory, env, id, method, ...)
+  local m = factory(env)
+  local f
+  if type(m) == "table" then f = m[method] end
+  if f == nil then f = rawget(env, method) end
+  if type(f) ~= "function" then
+    error(("entry %s: method %s not found (the source must return a table with a function %s, or define a global function %s)")
+      :format(id, method, method, method), 0)
+  end
+  return f(...)
+end
+
+-- Instantiates a library chunk with its own globals.
+local function instantiate(factory, env)
+  local m = factory(env)
+  if m == nil then m = true end
+  return m
+end
+
+return { env_mt = env_mt, bootstrap = bootstrap, instantiate = instantiate, freeze = freeze_deep }

@@ -1,0 +1,250 @@
+//! Process hosts: the schedulers that run processes.
+//!
+//! A `process.host` owns `workers` OS threads. Each runs a single-threaded tokio runtime with
+//! a `LocalSet`; a process is one local task pinned to one worker, so messages between
+//! processes of the same worker never cross threads. A spawn from a process lands on the
+//! spawner's own worker unless that worker holds clearly more processes than the least
+//! loaded one; other spawns go to the least loaded worker.
+//!
+//! `queue_size` bounds the spawns that were accepted but have not started running yet;
+//! past it, spawn fails with a "queue is full" error instead of growing without bound.
+
+use super::{Body, Exit, Node, ProcessContext, ProcessError, Pid};
+use crate::registry::{HostSpec, Id};
+use parking_lot::Mutex;
+use std::cell::Cell;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::Arc;
+use tokio::sync::mpsc::{unbounded_channel, UnboundedSender};
+
+type Job = Box<dyn FnOnce() + Send>;
+
+enum Cmd {
+    Run(Job),
+    Stop,
+}
+
+struct Worker {
+    tx: UnboundedSender<Cmd>,
+    live: AtomicUsize,
+    thread: Mutex<Option<std::thread::JoinHandle<()>>>,
+}
+
+thread_local! {
+    /// (host address, worker index) of the worker running on this thread.
+    static CURRENT_WORKER: Cell<(usize, usize)> = const { Cell::new((0, usize::MAX)) };
+}
+
+/// A scheduler for processes: a set of single-threaded workers.
+pub struct Host {
+    /// The `process.host` entry id.
+    pub id: Id,
+    /// Its settings.
+    pub spec: HostSpec,
+    workers: Vec<Worker>,
+    pending: AtomicUsize,
+    stopped: AtomicBool,
+}
+
+impl Host {
+    /// Starts the worker threads of a host.
+    pub fn new(id: Id, spec: HostSpec) -> std::io::Result<Arc<Host>> {
+        let n = spec.workers.max(1);
+        let mut receivers = Vec::with_capacity(n);
+        let workers = (0..n)
+            .map(|_| {
+                let (tx, rx) = unbounded_channel();
+                receivers.push(rx);
+                Worker {
+                    tx,
+                    live: AtomicUsize::new(0),
+                    thread: Mutex::new(None),
+                }
+            })
+            .collect();
+        let host = Arc::new(Host {
+            id,
+            spec,
+            workers,
+            pending: AtomicUsize::new(0),
+            stopped: AtomicBool::new(false),
+        });
+        let addr = Arc::as_ptr(&host) as usize;
+        for (i, mut rx) in receivers.into_iter().enumerate() {
+            let name = format!("warden-{}-{i}", host.id.name);
+            let t = std::thread::Builder::new().name(name).spawn(move || {
+                let rt = tokio::runtime::Builder::new_current_thread()
+                    .enable_all()
+                    .build()
+                    .expect("worker runtime");
+                let local = tokio::task::LocalSet::new();
+                CURRENT_WORKER.with(|c| c.set((addr, i)));
+                local.block_on(&rt, async move {
+                    while let Some(cmd) = rx.recv().await {
+                        match cmd {
+                            Cmd::Run(job) => job(),
+                            Cmd::Stop => break,
+                        }
+                    }
+                });
+                // Dropping the LocalSet drops every process still running here; their exit
+                // guards publish the exits.
+                drop(local);
+                CURRENT_WORKER.with(|c| c.set((0, usize::MAX)));
+            })?;
+            *host.workers[i].thread.lock() = Some(t);
+        }
+        tracing::debug!(host = %host.id, workers = n, "process host started");
+        Ok(host)
+    }
+
+    /// Number of worker threads.
+    pub fn worker_count(&self) -> usize {
+        self.workers.len()
+    }
+
+    /// Live processes per worker.
+    pub fn load(&self) -> Vec<usize> {
+        self.workers
+            .iter()
+            .map(|w| w.live.load(Ordering::Relaxed))
+            .collect()
+    }
+
+    /// Spawns accepted but not started yet.
+    pub fn pending(&self) -> usize {
+        self.pending.load(Ordering::Relaxed)
+    }
+
+    /// Runs `job` on one of this host's workers (used for work that must live on a worker
+    /// thread, such as benchmarks and tests that need a worker's Lua state).
+    pub fn run_on_worker(&self, index: usize, job: impl FnOnce() + Send + 'static) -> bool {
+        self.workers
+            .get(index)
+            .is_some_and(|w| w.tx.send(Cmd::Run(Box::new(job))).is_ok())
+    }
+
+    pub(crate) fn reserve(&self) -> Result<(), ProcessError> {
+        if self.stopped.load(Ordering::Acquire) {
+            return Err(ProcessError::Busy(format!("host {} is stopped", self.id)));
+        }
+        let prev = self.pending.fetch_add(1, Ordering::AcqRel);
+        if prev >= self.spec.queue_size {
+            self.pending.fetch_sub(1, Ordering::AcqRel);
+            return Err(ProcessError::Busy(format!(
+                "host {} queue is full ({} spawns waiting to start, queue_size {})",
+                self.id, prev, self.spec.queue_size
+            )));
+        }
+        Ok(())
+    }
+
+    fn current_index(&self) -> Option<usize> {
+        let (addr, i) = CURRENT_WORKER.with(|c| c.get());
+        (addr == self as *const Host as usize).then_some(i)
+    }
+
+    fn pick_worker(&self) -> usize {
+        let (mut best, mut best_load) = (0, usize::MAX);
+        for (i, w) in self.workers.iter().enumerate() {
+            let l = w.live.load(Ordering::Relaxed);
+            if l < best_load {
+                best = i;
+                best_load = l;
+            }
+        }
+        if let Some(mine) = self.current_index() {
+            let my_load = self.workers[mine].live.load(Ordering::Relaxed);
+            if my_load <= best_load * 2 + 256 {
+                return mine;
+            }
+        }
+        best
+    }
+
+    pub(crate) fn start(self: &Arc<Self>, ctx: ProcessContext, body: Body) {
+        let idx = self.pick_worker();
+        self.workers[idx].live.fetch_add(1, Ordering::Relaxed);
+        let node = ctx.node.clone();
+        let pid = ctx.me.pid.clone();
+        let host = self.clone();
+        let job = move || {
+            tokio::task::spawn_local(run_process(host, idx, ctx, body));
+        };
+        if self.current_index() == Some(idx) {
+            job();
+        } else if self.workers[idx].tx.send(Cmd::Run(Box::new(job))).is_err() {
+            self.pending.fetch_sub(1, Ordering::AcqRel);
+            self.workers[idx].live.fetch_sub(1, Ordering::Relaxed);
+            node.publish_exit(&pid, Exit::Killed(format!("host {} is stopped", self.id)));
+        }
+    }
+
+    /// Stops the workers; processes still running are killed. Blocks until the worker
+    /// threads have ended (call it from outside the workers).
+    pub fn shutdown(&self) {
+        if self.stopped.swap(true, Ordering::AcqRel) {
+            return;
+        }
+        for w in &self.workers {
+            let _ = w.tx.send(Cmd::Stop);
+        }
+        for w in &self.workers {
+            if let Some(t) = w.thread.lock().take() {
+                if t.thread().id() != std::thread::current().id() {
+                    let _ = t.join();
+                }
+            }
+        }
+        tracing::debug!(host = %self.id, "process host stopped");
+    }
+}
+
+struct ExitGuard {
+    node: Arc<Node>,
+    host: Arc<Host>,
+    idx: usize,
+    pid: Pid,
+    done: bool,
+}
+
+impl ExitGuard {
+    fn finish(mut self, exit: Exit) {
+        self.done = true;
+        self.host.workers[self.idx]
+            .live
+            .fetch_sub(1, Ordering::Relaxed);
+        self.node.publish_exit(&self.pid, exit);
+    }
+}
+
+impl Drop for ExitGuard {
+    fn drop(&mut self) {
+        if !self.done {
+            self.host.workers[self.idx]
+                .live
+                .fetch_sub(1, Ordering::Relaxed);
+            let why = if self.host.stopped.load(Ordering::Acquire) {
+                format!("host {} stopped", self.host.id)
+            } else if std::thread::panicking() {
+                "process panicked".to_string()
+            } else {
+                "process aborted".to_string()
+            };
+            self.node.publish_exit(&self.pid, Exit::Killed(why));
+        }
+    }
+}
+
+async fn run_process(host: Arc<Host>, idx: usize, ctx: ProcessContext, body: Body) {
+    host.pending.fetch_sub(1, Ordering::AcqRel);
+    let guard = ExitGuard {
+        node: ctx.node.clone(),
+        host: host.clone(),
+        idx,
+        pid: ctx.me.pid.clone(),
+        done: false,
+    };
+    let exit = body(ctx).await;
+    guard.finish(exit);
+}

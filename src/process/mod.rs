@@ -1,0 +1,654 @@
+//! Processes: pids, the process table, mailboxes, monitors, links, names and exits.
+//!
+//! A process is a lightweight actor: one task on a host worker thread (see [`host`]) plus
+//! two mailbox channels (control signals and data messages) whose senders live in the
+//! node's process table. This module is language-neutral: what a process runs is a
+//! [`Body`] built by a [`Launcher`] for the entry's kind (the Lua host registers one for
+//! `process.lua`). It must not know about Lua or WebAssembly.
+//!
+//! Exits are published exactly once, on every path (return, error, terminate, panic, worker
+//! shutdown), by an exit guard owned by the process task: monitors receive an EXIT signal,
+//! linked processes a LINK_DOWN signal (abnormal exits only), and registered names are
+//! freed.
+
+pub mod host;
+
+use crate::registry::{Entry, EntrySpec, Id, Registry};
+use crate::value::Value;
+use arc_swap::ArcSwap;
+use dashmap::DashMap;
+use parking_lot::Mutex;
+use std::collections::HashMap;
+use std::fmt;
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::Arc;
+use tokio::sync::mpsc::{UnboundedReceiver, UnboundedSender};
+
+pub use host::Host;
+
+/// A process id: the node that runs it and a local number. Its text form is `{node|N}`,
+/// so processes on other nodes can be addressed later without changing the Lua API.
+#[derive(Clone, PartialEq, Eq, Hash)]
+pub struct Pid {
+    /// Node name.
+    pub node: Arc<str>,
+    /// Local number, unique on the node.
+    pub id: u64,
+}
+
+impl fmt::Display for Pid {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{{{}|{}}}", self.node, self.id)
+    }
+}
+
+impl fmt::Debug for Pid {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        fmt::Display::fmt(self, f)
+    }
+}
+
+impl Pid {
+    /// Parses the text form `{node|N}`.
+    pub fn parse(s: &str) -> Option<Pid> {
+        let inner = s.strip_prefix('{')?.strip_suffix('}')?;
+        let (node, id) = inner.rsplit_once('|')?;
+        if node.is_empty() {
+            return None;
+        }
+        Some(Pid {
+            node: Arc::from(node),
+            id: id.parse().ok()?,
+        })
+    }
+}
+
+/// How a process ended.
+#[derive(Clone, Debug, PartialEq)]
+pub enum Exit {
+    /// Its body returned this value.
+    Normal(Value),
+    /// Its body raised an error (the message).
+    Error(String),
+    /// It was stopped from outside: terminated, killed by a link, or its host shut down.
+    Killed(String),
+}
+
+impl Exit {
+    /// True for every exit except a normal return.
+    pub fn is_abnormal(&self) -> bool {
+        !matches!(self, Exit::Normal(_))
+    }
+
+    /// The error text of an abnormal exit.
+    pub fn error(&self) -> Option<&str> {
+        match self {
+            Exit::Normal(_) => None,
+            Exit::Error(e) | Exit::Killed(e) => Some(e),
+        }
+    }
+}
+
+/// A control signal, delivered before data messages.
+#[derive(Debug)]
+pub enum Signal {
+    /// A monitored process ended.
+    Down {
+        /// The process that ended.
+        from: Pid,
+        /// How it ended.
+        exit: Arc<Exit>,
+    },
+    /// A linked process ended abnormally.
+    LinkDown {
+        /// The process that ended.
+        from: Pid,
+        /// How it ended.
+        exit: Arc<Exit>,
+    },
+    /// A polite request to stop.
+    Cancel {
+        /// Who asked (None: the runtime).
+        from: Option<Pid>,
+        /// Why.
+        reason: Option<String>,
+    },
+    /// Stop now.
+    Terminate,
+}
+
+/// A data message.
+#[derive(Debug, Clone)]
+pub struct Message {
+    /// Sender (None when sent by the runtime or a CLI).
+    pub from: Option<Pid>,
+    /// Topic.
+    pub topic: String,
+    /// Payload values (copied).
+    pub payload: Vec<Value>,
+}
+
+/// Called once with the exit of a process watched from outside any process (e.g. by the
+/// CLI or a supervisor actor).
+pub type ExitCallback = Box<dyn FnOnce(&Pid, &Arc<Exit>) + Send>;
+
+enum Watcher {
+    Process(Pid),
+    Callback(ExitCallback),
+}
+
+#[derive(Default)]
+struct Relations {
+    exited: bool,
+    monitors: Vec<Watcher>,
+    watching: Vec<Pid>,
+    links: Vec<Pid>,
+    names: Vec<String>,
+}
+
+/// A live process as the rest of the node sees it: its mailbox senders and relations.
+pub struct ProcessHandle {
+    /// Its pid.
+    pub pid: Pid,
+    /// The entry it runs.
+    pub entry: Id,
+    /// The host it runs on.
+    pub host: Id,
+    ctrl: UnboundedSender<Signal>,
+    data: UnboundedSender<Message>,
+    /// Set by terminate; a running body checks it at its preemption points.
+    pub kill_requested: AtomicBool,
+    relations: Mutex<Relations>,
+}
+
+impl ProcessHandle {
+    fn signal(&self, s: Signal) -> bool {
+        self.ctrl.send(s).is_ok()
+    }
+}
+
+/// The receiving ends of a process's mailbox and what the body needs to know about itself.
+pub struct ProcessContext {
+    /// The node the process runs on.
+    pub node: Arc<Node>,
+    /// Its own handle (pid, kill flag).
+    pub me: Arc<ProcessHandle>,
+    /// The entry it runs.
+    pub entry: Arc<Entry>,
+    /// The host it runs on.
+    pub host: Arc<Host>,
+    /// Control signals (checked first).
+    pub ctrl: UnboundedReceiver<Signal>,
+    /// Data messages.
+    pub data: UnboundedReceiver<Message>,
+    /// Spawn arguments.
+    pub args: Vec<Value>,
+}
+
+/// The running part of a process; it lives on one worker thread and is not `Send`.
+pub type BodyFuture = Pin<Box<dyn Future<Output = Exit>>>;
+
+/// Builds a body on the worker thread that will run it.
+pub type Body = Box<dyn FnOnce(ProcessContext) -> BodyFuture + Send>;
+
+/// Checks a process entry before spawn (so a bad spawn fails before any code runs) and
+/// returns the body builder.
+pub type Launcher = fn(&Arc<Entry>) -> Result<Body, String>;
+
+/// Why a spawn or a send failed.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+pub enum ProcessError {
+    /// Malformed input (bad id, reserved topic, a value that cannot be copied).
+    #[error("{0}")]
+    Invalid(String),
+    /// No such entry, host, process or name.
+    #[error("{0}")]
+    NotFound(String),
+    /// A host queue is full.
+    #[error("{0}")]
+    Busy(String),
+}
+
+impl ProcessError {
+    /// The error kind name as the Lua API reports it.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            ProcessError::Invalid(_) => "INVALID",
+            ProcessError::NotFound(_) => "NOT_FOUND",
+            ProcessError::Busy(_) => "UNAVAILABLE",
+        }
+    }
+}
+
+/// What to attach to a new process atomically, before it can run.
+#[derive(Default)]
+pub struct SpawnOptions {
+    /// Link the new process with this one.
+    pub link_to: Option<Pid>,
+    /// Monitor the new process from this one.
+    pub monitor_by: Option<Pid>,
+    /// Call this when the new process exits.
+    pub on_exit: Option<ExitCallback>,
+}
+
+/// A node: the process table, the names, the hosts and the current registry.
+pub struct Node {
+    /// Node name (the first part of every pid).
+    pub name: Arc<str>,
+    next_id: AtomicU64,
+    procs: DashMap<u64, Arc<ProcessHandle>>,
+    names: DashMap<String, Pid>,
+    hosts: DashMap<Id, Arc<Host>>,
+    registry: ArcSwap<Registry>,
+    launchers: HashMap<&'static str, Launcher>,
+}
+
+impl Node {
+    /// A node with a registry and the launchers for the process kinds it can run.
+    pub fn new(
+        name: &str,
+        registry: Arc<Registry>,
+        launchers: HashMap<&'static str, Launcher>,
+    ) -> Arc<Node> {
+        Arc::new(Node {
+            name: Arc::from(name),
+            next_id: AtomicU64::new(1),
+            procs: DashMap::new(),
+            names: DashMap::new(),
+            hosts: DashMap::new(),
+            registry: ArcSwap::new(registry),
+            launchers,
+        })
+    }
+
+    /// The current registry snapshot.
+    pub fn registry(&self) -> Arc<Registry> {
+        self.registry.load_full()
+    }
+
+    /// Replaces the registry snapshot (published by the registry actor).
+    pub fn set_registry(&self, r: Arc<Registry>) {
+        self.registry.store(r);
+    }
+
+    /// Adds a host.
+    pub fn add_host(&self, host: Arc<Host>) {
+        self.hosts.insert(host.id.clone(), host);
+    }
+
+    /// Looks up a host by id.
+    pub fn host(&self, id: &Id) -> Option<Arc<Host>> {
+        self.hosts.get(id).map(|h| h.clone())
+    }
+
+    /// All hosts.
+    pub fn hosts(&self) -> Vec<Arc<Host>> {
+        self.hosts.iter().map(|h| h.value().clone()).collect()
+    }
+
+    /// Number of live processes.
+    pub fn process_count(&self) -> usize {
+        self.procs.len()
+    }
+
+    /// The handle of a live process.
+    pub fn process(&self, pid: &Pid) -> Option<Arc<ProcessHandle>> {
+        if pid.node != self.name {
+            return None;
+        }
+        self.procs.get(&pid.id).map(|p| p.clone())
+    }
+
+    /// Resolves a destination: a pid string or a registered name.
+    pub fn resolve(&self, dest: &str) -> Result<Pid, ProcessError> {
+        if dest.starts_with('{') {
+            return Pid::parse(dest)
+                .ok_or_else(|| ProcessError::Invalid(format!("malformed pid {dest:?}")));
+        }
+        if dest.is_empty() {
+            return Err(ProcessError::Invalid("empty destination".into()));
+        }
+        self.lookup(dest)
+            .ok_or_else(|| ProcessError::NotFound(format!("no process is registered as {dest:?}")))
+    }
+
+    /// Sends a data message. Topics starting with `@` are reserved.
+    pub fn send(
+        &self,
+        from: Option<&Pid>,
+        dest: &Pid,
+        topic: &str,
+        payload: Vec<Value>,
+    ) -> Result<(), ProcessError> {
+        if topic.starts_with('@') {
+            return Err(ProcessError::Invalid(format!(
+                "topic {topic:?} is reserved (topics starting with @ belong to the runtime)"
+            )));
+        }
+        let p = self
+            .process(dest)
+            .ok_or_else(|| ProcessError::NotFound(format!("process {dest} is not running")))?;
+        p.data
+            .send(Message {
+                from: from.cloned(),
+                topic: topic.to_string(),
+                payload,
+            })
+            .map_err(|_| ProcessError::NotFound(format!("process {dest} is not running")))
+    }
+
+    /// Asks a process to stop: it receives a CANCEL event and ends on its own.
+    pub fn cancel(
+        &self,
+        from: Option<&Pid>,
+        dest: &Pid,
+        reason: Option<String>,
+    ) -> Result<(), ProcessError> {
+        let p = self
+            .process(dest)
+            .ok_or_else(|| ProcessError::NotFound(format!("process {dest} is not running")))?;
+        p.signal(Signal::Cancel {
+            from: from.cloned(),
+            reason,
+        });
+        Ok(())
+    }
+
+    /// Stops a process now, also one busy in a loop (it is interrupted at its next
+    /// preemption point).
+    pub fn terminate(&self, dest: &Pid) -> Result<(), ProcessError> {
+        let p = self
+            .process(dest)
+            .ok_or_else(|| ProcessError::NotFound(format!("process {dest} is not running")))?;
+        p.kill_requested.store(true, Ordering::Release);
+        p.signal(Signal::Terminate);
+        Ok(())
+    }
+
+    /// `watcher` monitors `target`: it gets a Down signal when `target` ends (at once, with
+    /// error "no such process", when it is not running).
+    pub fn monitor(&self, watcher: &Pid, target: &Pid) {
+        if let Some(t) = self.process(target) {
+            let mut rel = t.relations.lock();
+            if !rel.exited {
+                let already = rel
+                    .monitors
+                    .iter()
+                    .any(|m| matches!(m, Watcher::Process(p) if p == watcher));
+                if !already {
+                    rel.monitors.push(Watcher::Process(watcher.clone()));
+                }
+                drop(rel);
+                if let Some(w) = self.process(watcher) {
+                    let mut wr = w.relations.lock();
+                    if !wr.watching.contains(target) {
+                        wr.watching.push(target.clone());
+                    }
+                }
+                return;
+            }
+        }
+        if let Some(w) = self.process(watcher) {
+            w.signal(Signal::Down {
+                from: target.clone(),
+                exit: Arc::new(Exit::Error("no such process".into())),
+            });
+        }
+    }
+
+    /// Removes a monitor.
+    pub fn demonitor(&self, watcher: &Pid, target: &Pid) {
+        if let Some(t) = self.process(target) {
+            t.relations
+                .lock()
+                .monitors
+                .retain(|m| !matches!(m, Watcher::Process(p) if p == watcher));
+        }
+        if let Some(w) = self.process(watcher) {
+            w.relations.lock().watching.retain(|p| p != target);
+        }
+    }
+
+    /// Calls `cb` when `target` exits (at once with "no such process" if it is not running).
+    pub fn watch(&self, target: &Pid, cb: ExitCallback) {
+        if let Some(t) = self.process(target) {
+            let mut rel = t.relations.lock();
+            if !rel.exited {
+                rel.monitors.push(Watcher::Callback(cb));
+                return;
+            }
+        }
+        cb(target, &Arc::new(Exit::Error("no such process".into())));
+    }
+
+    /// Links two processes (both directions).
+    pub fn link(&self, a: &Pid, b: &Pid) -> Result<(), ProcessError> {
+        if a == b {
+            return Err(ProcessError::Invalid("a process cannot link to itself".into()));
+        }
+        let pb = self
+            .process(b)
+            .ok_or_else(|| ProcessError::NotFound(format!("process {b} is not running")))?;
+        {
+            let mut rel = pb.relations.lock();
+            if rel.exited {
+                return Err(ProcessError::NotFound(format!("process {b} is not running")));
+            }
+            if !rel.links.contains(a) {
+                rel.links.push(a.clone());
+            }
+        }
+        if let Some(pa) = self.process(a) {
+            let mut rel = pa.relations.lock();
+            if !rel.links.contains(b) {
+                rel.links.push(b.clone());
+            }
+        }
+        Ok(())
+    }
+
+    /// Removes a link (both directions).
+    pub fn unlink(&self, a: &Pid, b: &Pid) {
+        for (x, y) in [(a, b), (b, a)] {
+            if let Some(p) = self.process(x) {
+                p.relations.lock().links.retain(|l| l != y);
+            }
+        }
+    }
+
+    /// Registers `name` for `pid`. Fails if the name is taken by a live process.
+    pub fn register_name(&self, name: &str, pid: &Pid) -> Result<(), ProcessError> {
+        if name.is_empty() || name.starts_with('{') {
+            return Err(ProcessError::Invalid(format!("invalid process name {name:?}")));
+        }
+        let p = self
+            .process(pid)
+            .ok_or_else(|| ProcessError::NotFound(format!("process {pid} is not running")))?;
+        let mut rel = p.relations.lock();
+        if rel.exited {
+            return Err(ProcessError::NotFound(format!("process {pid} is not running")));
+        }
+        match self.names.entry(name.to_string()) {
+            dashmap::mapref::entry::Entry::Occupied(mut o) => {
+                if o.get() == pid {
+                    return Ok(());
+                }
+                if self.process(o.get()).is_some() {
+                    return Err(ProcessError::Invalid(format!(
+                        "name {name:?} is already registered by {}",
+                        o.get()
+                    )));
+                }
+                o.insert(pid.clone());
+            }
+            dashmap::mapref::entry::Entry::Vacant(v) => {
+                v.insert(pid.clone());
+            }
+        }
+        rel.names.push(name.to_string());
+        Ok(())
+    }
+
+    /// The pid registered under `name`.
+    pub fn lookup(&self, name: &str) -> Option<Pid> {
+        self.names.get(name).map(|p| p.clone())
+    }
+
+    /// Frees a name. Returns whether it was registered.
+    pub fn unregister_name(&self, name: &str) -> bool {
+        match self.names.remove(name) {
+            Some((_, pid)) => {
+                if let Some(p) = self.process(&pid) {
+                    p.relations.lock().names.retain(|n| n != name);
+                }
+                true
+            }
+            None => false,
+        }
+    }
+
+    /// Spawns process entry `entry_id` on host `host_id` with `args`.
+    pub fn spawn(
+        self: &Arc<Self>,
+        entry_id: &Id,
+        host_id: &Id,
+        args: Vec<Value>,
+        opts: SpawnOptions,
+    ) -> Result<Pid, ProcessError> {
+        let registry = self.registry();
+        let entry = registry
+            .get(entry_id)
+            .ok_or_else(|| ProcessError::NotFound(format!("entry {entry_id} not found")))?
+            .clone();
+        let launcher = self.launchers.get(entry.kind.as_str()).ok_or_else(|| {
+            ProcessError::Invalid(format!(
+                "entry {entry_id} is a {}, not a process entry",
+                entry.kind
+            ))
+        })?;
+        let host = self.host(host_id).ok_or_else(|| match registry.get(host_id) {
+            Some(e) if !matches!(e.spec, EntrySpec::ProcessHost(_)) => ProcessError::Invalid(
+                format!("entry {host_id} is a {}, not a process.host", e.kind),
+            ),
+            _ => ProcessError::NotFound(format!("host {host_id} not found")),
+        })?;
+        let body = launcher(&entry).map_err(ProcessError::Invalid)?;
+        host.reserve()?;
+
+        let pid = Pid {
+            node: self.name.clone(),
+            id: self.next_id.fetch_add(1, Ordering::Relaxed),
+        };
+        let (ctrl_tx, ctrl_rx) = tokio::sync::mpsc::unbounded_channel();
+        let (data_tx, data_rx) = tokio::sync::mpsc::unbounded_channel();
+        let mut rel = Relations::default();
+        if let Some(l) = &opts.link_to {
+            rel.links.push(l.clone());
+        }
+        if let Some(m) = &opts.monitor_by {
+            rel.monitors.push(Watcher::Process(m.clone()));
+        }
+        if let Some(cb) = opts.on_exit {
+            rel.monitors.push(Watcher::Callback(cb));
+        }
+        let handle = Arc::new(ProcessHandle {
+            pid: pid.clone(),
+            entry: entry.id.clone(),
+            host: host.id.clone(),
+            ctrl: ctrl_tx,
+            data: data_tx,
+            kill_requested: AtomicBool::new(false),
+            relations: Mutex::new(rel),
+        });
+        self.procs.insert(pid.id, handle.clone());
+        if let Some(l) = &opts.link_to {
+            if let Some(parent) = self.process(l) {
+                parent.relations.lock().links.push(pid.clone());
+            }
+        }
+        if let Some(m) = &opts.monitor_by {
+            if let Some(w) = self.process(m) {
+                w.relations.lock().watching.push(pid.clone());
+            }
+        }
+        let ctx = ProcessContext {
+            node: self.clone(),
+            me: handle,
+            entry,
+            host: host.clone(),
+            ctrl: ctrl_rx,
+            data: data_rx,
+            args,
+        };
+        host.start(ctx, body);
+        Ok(pid)
+    }
+
+    /// Publishes the exit of `pid` exactly once: removes it from the table, frees its
+    /// names, tells monitors and links.
+    pub(crate) fn publish_exit(&self, pid: &Pid, exit: Exit) {
+        let Some((_, handle)) = self.procs.remove(&pid.id) else {
+            return;
+        };
+        let rel = {
+            let mut r = handle.relations.lock();
+            if r.exited {
+                return;
+            }
+            r.exited = true;
+            std::mem::take(&mut *r)
+        };
+        match &exit {
+            Exit::Normal(_) => tracing::debug!(pid = %pid, entry = %handle.entry, "process exited"),
+            Exit::Error(e) | Exit::Killed(e) => {
+                tracing::debug!(pid = %pid, entry = %handle.entry, error = %e, "process failed")
+            }
+        }
+        let exit = Arc::new(exit);
+        for name in rel.names {
+            self.names.remove_if(&name, |_, p| p == pid);
+        }
+        for target in rel.watching {
+            if let Some(t) = self.process(&target) {
+                t.relations
+                    .lock()
+                    .monitors
+                    .retain(|m| !matches!(m, Watcher::Process(p) if p == pid));
+            }
+        }
+        for m in rel.monitors {
+            match m {
+                Watcher::Process(w) => {
+                    if let Some(w) = self.process(&w) {
+                        w.relations.lock().watching.retain(|p| p != pid);
+                        w.signal(Signal::Down {
+                            from: pid.clone(),
+                            exit: exit.clone(),
+                        });
+                    }
+                }
+                Watcher::Callback(cb) => cb(pid, &exit),
+            }
+        }
+        for l in rel.links {
+            if let Some(other) = self.process(&l) {
+                other.relations.lock().links.retain(|p| p != pid);
+                if exit.is_abnormal() {
+                    other.signal(Signal::LinkDown {
+                        from: pid.clone(),
+                        exit: exit.clone(),
+                    });
+                }
+            }
+        }
+    }
+
+    /// Stops every host: running processes are killed with "runtime shutting down".
+    pub fn shutdown(&self) {
+        for h in self.hosts() {
+            h.shutdown();
+        }
+    }
+}

@@ -1,0 +1,277 @@
+//! The registry: the app's YAML entries, loaded and validated.
+//!
+//! An app is a directory tree of YAML files; each file declares a `namespace` and a list
+//! of `entries`. [`load_dir`] reads them all, validates every entry of the kinds warden
+//! supports and returns a [`Registry`], or every error of the load at once ([`LoadErrors`]).
+
+pub mod actor;
+pub mod loader;
+
+pub use loader::{load_dir, LoadError, LoadErrors};
+
+use std::collections::BTreeMap;
+use std::fmt;
+use std::path::PathBuf;
+use std::sync::Arc;
+
+/// An entry id `namespace:name`.
+#[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct Id {
+    /// The (possibly dotted) namespace, e.g. `app.workers`.
+    pub namespace: String,
+    /// The entry name inside the namespace.
+    pub name: String,
+}
+
+impl Id {
+    /// Builds an id from its two parts (no validation).
+    pub fn new(namespace: impl Into<String>, name: impl Into<String>) -> Id {
+        Id {
+            namespace: namespace.into(),
+            name: name.into(),
+        }
+    }
+
+    /// Parses "ns:name" (namespace may be dotted, e.g. "app.workers:worker"). Errors: empty
+    /// string, no ':', empty namespace, empty name or more than one ':' -> `Err` with a
+    /// one-line reason.
+    pub fn parse(s: &str) -> Result<Id, String> {
+        if s.is_empty() {
+            return Err("empty id (expected namespace:name)".to_string());
+        }
+        let Some((namespace, name)) = s.split_once(':') else {
+            return Err(format!(
+                "id \"{s}\" has no namespace (expected namespace:name)"
+            ));
+        };
+        if namespace.is_empty() {
+            return Err(format!(
+                "id \"{s}\" has an empty namespace (expected namespace:name)"
+            ));
+        }
+        if name.is_empty() {
+            return Err(format!(
+                "id \"{s}\" has an empty name (expected namespace:name)"
+            ));
+        }
+        if name.contains(':') {
+            return Err(format!(
+                "id \"{s}\" has more than one ':' (expected namespace:name)"
+            ));
+        }
+        Ok(Id::new(namespace, name))
+    }
+
+    /// Resolves a reference written inside namespace `ns`: "ns2:x" as is, bare "x" -> ns:x.
+    pub fn resolve(reference: &str, ns: &str) -> Result<Id, String> {
+        if reference.contains(':') {
+            return Id::parse(reference);
+        }
+        if reference.is_empty() {
+            return Err("empty reference (expected name or namespace:name)".to_string());
+        }
+        if ns.is_empty() {
+            return Err(format!(
+                "cannot resolve bare name \"{reference}\": no namespace"
+            ));
+        }
+        Ok(Id::new(ns, reference))
+    }
+}
+
+impl fmt::Display for Id {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}:{}", self.namespace, self.name)
+    }
+}
+
+impl std::str::FromStr for Id {
+    type Err = String;
+
+    /// Same as [`Id::parse`].
+    fn from_str(s: &str) -> Result<Id, String> {
+        Id::parse(s)
+    }
+}
+
+/// One loaded entry.
+#[derive(Clone, Debug)]
+pub struct Entry {
+    /// The entry's id, `namespace:name`.
+    pub id: Id,
+    /// The kind as written, e.g. "process.lua".
+    pub kind: String,
+    /// The YAML file that declared it (absolute path).
+    pub file: PathBuf,
+    /// The entry's `meta` mapping (Null when absent).
+    pub meta: serde_json::Value,
+    /// The whole entry mapping as JSON (for kinds parsed by later modules).
+    pub raw: serde_json::Value,
+    /// The validated, kind-specific fields.
+    pub spec: EntrySpec,
+}
+
+/// The kind-specific part of an entry.
+#[derive(Clone, Debug)]
+pub enum EntrySpec {
+    /// `process.host`: a scheduler that runs processes.
+    ProcessHost(HostSpec),
+    /// `process.lua`: Lua source for a process.
+    ProcessLua(LuaSpec),
+    /// `library.lua`: a Lua module other entries import by alias.
+    LibraryLua(LuaSpec),
+    /// `function.lua`: a stateless Lua function.
+    FunctionLua(LuaSpec),
+    /// `fs.directory`: a host directory.
+    FsDirectory {
+        /// Absolute, resolved relative to the YAML file's dir; exists.
+        directory: PathBuf,
+    },
+    /// `env.variable`: a literal value or one read from the host environment.
+    EnvVariable {
+        /// The literal value (`value:`), if given.
+        value: Option<String>,
+        /// The host environment variable to read (`variable:`), if given.
+        variable: Option<String>,
+        /// The fallback when `variable` is unset (`default:`), if given.
+        default: Option<String>,
+    },
+    /// `terminal.host`: the terminal host (no fields).
+    TerminalHost,
+    /// A kind of the spec that a later module validates (process.service, function.wat,
+    /// function.wasm, process.wasm, supervisor): kept raw in `Entry::raw`.
+    Deferred,
+}
+
+/// The fields of a `process.host` entry (`host:` mapping).
+#[derive(Clone, Debug)]
+pub struct HostSpec {
+    /// `host.workers`; default: number of CPUs (`std::thread::available_parallelism`).
+    pub workers: usize,
+    /// `host.queue_size`; default 1024.
+    pub queue_size: usize,
+    /// `host.local_queue_size`; default 256.
+    pub local_queue_size: usize,
+}
+
+impl Default for HostSpec {
+    /// The defaults: workers = number of CPUs, queue_size 1024, local_queue_size 256.
+    fn default() -> Self {
+        HostSpec {
+            workers: std::thread::available_parallelism()
+                .map(|n| n.get())
+                .unwrap_or(1),
+            queue_size: 1024,
+            local_queue_size: 256,
+        }
+    }
+}
+
+/// The fields of a `process.lua`, `function.lua` or `library.lua` entry.
+#[derive(Clone, Debug)]
+pub struct LuaSpec {
+    /// Lua source text (inline, or read from `file://`).
+    pub source: Arc<str>,
+    /// For Lua error messages: the .lua path (relative to the root) for `file://` sources,
+    /// else "<yaml path>#ns:name".
+    pub chunk_name: String,
+    /// The exported function run as the body; required for process.lua and function.lua.
+    pub method: Option<String>,
+    /// Built-in modules the entry may `require` (only warden built-ins, deduplicated).
+    pub modules: Vec<String>,
+    /// alias -> library.lua entry id, in YAML order.
+    pub imports: Vec<(String, Id)>,
+    /// function.lua only: the raw `pool` mapping.
+    pub pool: Option<serde_json::Value>,
+}
+
+/// The loaded app.
+#[derive(Clone, Debug, Default)]
+pub struct Registry {
+    /// The (absolute) directory the app was loaded from.
+    pub root: PathBuf,
+    /// Every loaded entry by id.
+    pub entries: BTreeMap<Id, Arc<Entry>>,
+    /// Warnings of the load, one line each, e.g.
+    /// "app/_index.yaml: kind http.service is not supported; entry app:api skipped".
+    pub warnings: Vec<String>,
+}
+
+impl Registry {
+    /// The entry with this id.
+    pub fn get(&self, id: &Id) -> Option<&Arc<Entry>> {
+        self.entries.get(id)
+    }
+
+    /// All entries of one kind (e.g. "process.lua"), in id order.
+    pub fn of_kind<'a>(&'a self, kind: &'a str) -> impl Iterator<Item = &'a Arc<Entry>> + 'a {
+        self.entries.values().filter(move |e| e.kind == kind)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn registry_id_parse_ok() {
+        let id = Id::parse("app.workers:worker").unwrap();
+        assert_eq!(id.namespace, "app.workers");
+        assert_eq!(id.name, "worker");
+        assert_eq!(id.to_string(), "app.workers:worker");
+        assert_eq!("a:b".parse::<Id>().unwrap(), Id::new("a", "b"));
+    }
+
+    #[test]
+    fn registry_id_parse_errors() {
+        assert!(Id::parse("").unwrap_err().contains("empty id"));
+        assert!(Id::parse("worker")
+            .unwrap_err()
+            .contains("has no namespace"));
+        assert!(Id::parse(":worker")
+            .unwrap_err()
+            .contains("empty namespace"));
+        assert!(Id::parse("app:").unwrap_err().contains("empty name"));
+        assert!(Id::parse("a:b:c")
+            .unwrap_err()
+            .contains("more than one ':'"));
+    }
+
+    #[test]
+    fn registry_id_resolve() {
+        assert_eq!(Id::resolve("x", "app").unwrap(), Id::new("app", "x"));
+        assert_eq!(
+            Id::resolve("lib.util:x", "app").unwrap(),
+            Id::new("lib.util", "x")
+        );
+        assert!(Id::resolve("", "app").is_err());
+        assert!(Id::resolve("app:", "app").is_err());
+        assert!(Id::resolve("x", "").is_err());
+    }
+
+    #[test]
+    fn registry_of_kind_and_get() {
+        let mut reg = Registry::default();
+        for (name, kind) in [("a", "process.lua"), ("b", "terminal.host")] {
+            let id = Id::new("app", name);
+            reg.entries.insert(
+                id.clone(),
+                Arc::new(Entry {
+                    id,
+                    kind: kind.to_string(),
+                    file: PathBuf::from("x.yaml"),
+                    meta: serde_json::Value::Null,
+                    raw: serde_json::Value::Null,
+                    spec: EntrySpec::TerminalHost,
+                }),
+            );
+        }
+        let ids: Vec<String> = reg
+            .of_kind("process.lua")
+            .map(|e| e.id.to_string())
+            .collect();
+        assert_eq!(ids, ["app:a"]);
+        assert!(reg.get(&Id::new("app", "b")).is_some());
+        assert!(reg.get(&Id::new("app", "c")).is_none());
+    }
+}

@@ -1,0 +1,137 @@
+//! The runtime: a loaded app running on a node.
+//!
+//! [`Runtime::start`] starts the registry actor, the process hosts declared in the app
+//! (plus a default host when it declares none) and registers the launchers of the process
+//! kinds this build runs. It is what the CLI and the integration tests drive.
+
+use crate::lua;
+use crate::process::{Exit, Host, Launcher, Node, Pid, ProcessError, SpawnOptions};
+use crate::registry::actor::{RegistryActor, RegistryMsg, RegistryState};
+use crate::registry::{EntrySpec, HostSpec, Id, Registry};
+use crate::value::Value;
+use anyhow::Context as _;
+use ractor::{Actor, ActorRef};
+use std::collections::HashMap;
+use std::sync::Arc;
+
+/// Id of the host created when an app declares no `process.host`.
+pub const DEFAULT_HOST: &str = "warden:host";
+
+/// A running app.
+pub struct Runtime {
+    node: Arc<Node>,
+    registry: ActorRef<RegistryMsg>,
+    registry_task: tokio::task::JoinHandle<()>,
+    default_host: Id,
+}
+
+/// The launchers of every process kind this build runs.
+pub fn launchers() -> HashMap<&'static str, Launcher> {
+    let mut l: HashMap<&'static str, Launcher> = HashMap::new();
+    l.insert("process.lua", lua::launcher);
+    l
+}
+
+impl Runtime {
+    /// Starts an app: registry actor, hosts, default host.
+    pub async fn start(registry: Registry) -> anyhow::Result<Runtime> {
+        let registry = Arc::new(registry);
+        let node_name = std::env::var("WARDEN_NODE").unwrap_or_else(|_| "local".into());
+        let node = Node::new(&node_name, registry.clone(), launchers());
+        let (actor, registry_task) =
+            Actor::spawn(None, RegistryActor, RegistryState::new(registry.clone()))
+                .await
+                .context("starting the registry actor")?;
+        let weak = Arc::downgrade(&node);
+        actor
+            .send_message(RegistryMsg::Subscribe(Box::new(move |r| {
+                if let Some(n) = weak.upgrade() {
+                    n.set_registry(r);
+                }
+            })))
+            .context("subscribing to the registry")?;
+        let mut default_host = None;
+        for e in registry.of_kind("process.host") {
+            if let EntrySpec::ProcessHost(spec) = &e.spec {
+                let host = Host::new(e.id.clone(), spec.clone())
+                    .with_context(|| format!("starting host {}", e.id))?;
+                node.add_host(host);
+                default_host.get_or_insert_with(|| e.id.clone());
+            }
+        }
+        let default_host = match default_host {
+            Some(h) => h,
+            None => {
+                let id = Id::parse(DEFAULT_HOST).expect("valid id");
+                node.add_host(
+                    Host::new(id.clone(), HostSpec::default()).context("starting the default host")?,
+                );
+                id
+            }
+        };
+        tracing::info!(
+            entries = registry.entries.len(),
+            hosts = node.hosts().len(),
+            "runtime started"
+        );
+        Ok(Runtime {
+            node,
+            registry: actor,
+            registry_task: tokio::spawn(async move {
+                let _ = registry_task.await;
+            }),
+            default_host,
+        })
+    }
+
+    /// The node (process table, hosts, names).
+    pub fn node(&self) -> &Arc<Node> {
+        &self.node
+    }
+
+    /// The registry actor.
+    pub fn registry(&self) -> &ActorRef<RegistryMsg> {
+        &self.registry
+    }
+
+    /// The host used when none is named.
+    pub fn default_host(&self) -> &Id {
+        &self.default_host
+    }
+
+    /// Spawns a process entry with `args` on `host` (default host when None).
+    pub fn spawn(
+        &self,
+        entry: &Id,
+        host: Option<&Id>,
+        args: Vec<Value>,
+        opts: SpawnOptions,
+    ) -> Result<Pid, ProcessError> {
+        self.node
+            .spawn(entry, host.unwrap_or(&self.default_host), args, opts)
+    }
+
+    /// Runs a process entry to completion on the default host and returns how it ended.
+    pub async fn exec(&self, entry: &Id, args: Vec<Value>) -> Result<Exit, ProcessError> {
+        let (tx, rx) = tokio::sync::oneshot::channel();
+        let opts = SpawnOptions {
+            on_exit: Some(Box::new(move |_, exit: &Arc<Exit>| {
+                let _ = tx.send((**exit).clone());
+            })),
+            ..Default::default()
+        };
+        self.spawn(entry, None, args, opts)?;
+        Ok(rx
+            .await
+            .unwrap_or_else(|_| Exit::Killed("the runtime stopped".into())))
+    }
+
+    /// Stops every process and host, then the registry actor.
+    pub async fn shutdown(self) {
+        let node = self.node.clone();
+        let _ = tokio::task::spawn_blocking(move || node.shutdown()).await;
+        self.registry.stop(None);
+        let _ = self.registry_task.await;
+        tracing::info!("runtime stopped");
+    }
+}

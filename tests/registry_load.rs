@@ -1,0 +1,724 @@
+//! Loading YAML apps with `warden::registry::load_dir`.
+
+use std::path::Path;
+
+use tempfile::TempDir;
+use warden::registry::{load_dir, EntrySpec, Id, LoadError, LoadErrors, Registry};
+
+/// Writes `text` to `rel` under `dir`, creating parent directories.
+fn write(dir: &TempDir, rel: &str, text: &str) {
+    let path = dir.path().join(rel);
+    std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+    std::fs::write(path, text).unwrap();
+}
+
+fn load_ok(dir: &TempDir) -> Registry {
+    match load_dir(dir.path()) {
+        Ok(r) => r,
+        Err(e) => panic!("expected a successful load, got:\n{e}"),
+    }
+}
+
+fn load_err(dir: &TempDir) -> LoadErrors {
+    match load_dir(dir.path()) {
+        Ok(r) => panic!("expected load errors, got {} entries", r.entries.len()),
+        Err(e) => e,
+    }
+}
+
+/// The single error line of a load that must fail with exactly one error.
+fn one_error(dir: &TempDir) -> String {
+    let errs = load_err(dir);
+    assert_eq!(errs.0.len(), 1, "expected exactly one error, got:\n{errs}");
+    errs.to_string()
+}
+
+fn id(s: &str) -> Id {
+    Id::parse(s).unwrap()
+}
+
+fn lua(reg: &Registry, s: &str) -> warden::registry::LuaSpec {
+    match &reg
+        .get(&id(s))
+        .unwrap_or_else(|| panic!("{s} missing"))
+        .spec
+    {
+        EntrySpec::ProcessLua(l) | EntrySpec::LibraryLua(l) | EntrySpec::FunctionLua(l) => {
+            l.clone()
+        }
+        other => panic!("{s} is not a Lua entry: {other:?}"),
+    }
+}
+
+#[test]
+fn loads_all_kinds_with_fields() {
+    let dir = TempDir::new().unwrap();
+    write(
+        &dir,
+        "app/worker.lua",
+        "local function main() return 1 end\nreturn {main = main}\n",
+    );
+    std::fs::create_dir_all(dir.path().join("app/wasm")).unwrap();
+    write(
+        &dir,
+        "app/_index.yaml",
+        r#"
+version: "1.0"
+namespace: app
+entries:
+  - name: processes
+    kind: process.host
+    host: {workers: 3, queue_size: 10, local_queue_size: 5}
+  - name: worker
+    kind: process.lua
+    meta: {comment: "the worker", command: {name: work, short: "does work"}}
+    source: file://worker.lua
+    method: main
+    modules: [time, json, time]
+    imports: {util: util}
+  - name: util
+    kind: library.lua
+    source: |
+      local M = {}
+      function M.twice(x) return x * 2 end
+      return M
+  - name: compute
+    kind: function.lua
+    source: "return {run = function(a, b) return a * b end}"
+    method: run
+    pool: {type: lazy, max_size: 4}
+  - name: assets
+    kind: fs.directory
+    directory: ./wasm
+  - name: api_key
+    kind: env.variable
+    variable: API_KEY
+    default: none
+  - name: port
+    kind: env.variable
+    value: 8080
+  - name: terminal
+    kind: terminal.host
+  - name: svc
+    kind: process.service
+    process: app:worker
+    host: app:processes
+    lifecycle: {auto_start: true}
+"#,
+    );
+    let reg = load_ok(&dir);
+    assert!(reg.warnings.is_empty(), "{:?}", reg.warnings);
+    let ids: Vec<String> = reg.entries.keys().map(Id::to_string).collect();
+    assert_eq!(
+        ids,
+        [
+            "app:api_key",
+            "app:assets",
+            "app:compute",
+            "app:port",
+            "app:processes",
+            "app:svc",
+            "app:terminal",
+            "app:util",
+            "app:worker"
+        ]
+    );
+    assert_eq!(reg.root, std::path::absolute(dir.path()).unwrap());
+
+    match &reg.get(&id("app:processes")).unwrap().spec {
+        EntrySpec::ProcessHost(h) => {
+            assert_eq!((h.workers, h.queue_size, h.local_queue_size), (3, 10, 5));
+        }
+        other => panic!("{other:?}"),
+    }
+
+    let worker = reg.get(&id("app:worker")).unwrap();
+    assert_eq!(worker.kind, "process.lua");
+    assert_eq!(worker.file, dir.path().join("app/_index.yaml"));
+    assert_eq!(worker.meta["comment"], "the worker");
+    assert_eq!(worker.meta["command"]["name"], "work");
+    assert_eq!(worker.raw["method"], "main");
+    assert_eq!(worker.raw["imports"]["util"], "util");
+    let w = lua(&reg, "app:worker");
+    assert_eq!(
+        &*w.source,
+        "local function main() return 1 end\nreturn {main = main}\n"
+    );
+    assert_eq!(w.chunk_name, "app/worker.lua");
+    assert_eq!(w.method.as_deref(), Some("main"));
+    assert_eq!(w.modules, ["time", "json"]);
+    assert_eq!(w.imports, [("util".to_string(), id("app:util"))]);
+    assert!(w.pool.is_none());
+
+    let u = lua(&reg, "app:util");
+    assert!(u.source.contains("function M.twice(x)"));
+    assert_eq!(u.chunk_name, "app/_index.yaml#app:util");
+    assert_eq!(u.method, None);
+    assert!(matches!(
+        reg.get(&id("app:util")).unwrap().spec,
+        EntrySpec::LibraryLua(_)
+    ));
+    assert_eq!(
+        reg.get(&id("app:util")).unwrap().meta,
+        serde_json::Value::Null
+    );
+
+    let c = lua(&reg, "app:compute");
+    assert_eq!(c.method.as_deref(), Some("run"));
+    assert_eq!(
+        c.pool,
+        Some(serde_json::json!({"type": "lazy", "max_size": 4}))
+    );
+
+    match &reg.get(&id("app:assets")).unwrap().spec {
+        EntrySpec::FsDirectory { directory } => {
+            assert_eq!(directory, &dir.path().join("app/wasm"));
+            assert!(directory.is_absolute());
+        }
+        other => panic!("{other:?}"),
+    }
+    match &reg.get(&id("app:api_key")).unwrap().spec {
+        EntrySpec::EnvVariable {
+            value,
+            variable,
+            default,
+        } => {
+            assert_eq!(value, &None);
+            assert_eq!(variable.as_deref(), Some("API_KEY"));
+            assert_eq!(default.as_deref(), Some("none"));
+        }
+        other => panic!("{other:?}"),
+    }
+    match &reg.get(&id("app:port")).unwrap().spec {
+        EntrySpec::EnvVariable { value, .. } => assert_eq!(value.as_deref(), Some("8080")),
+        other => panic!("{other:?}"),
+    }
+    assert!(matches!(
+        reg.get(&id("app:terminal")).unwrap().spec,
+        EntrySpec::TerminalHost
+    ));
+    let svc = reg.get(&id("app:svc")).unwrap();
+    assert!(matches!(svc.spec, EntrySpec::Deferred));
+    assert_eq!(svc.raw["lifecycle"]["auto_start"], true);
+    assert_eq!(svc.raw["process"], "app:worker");
+
+    let lua_ids: Vec<String> = reg
+        .of_kind("process.lua")
+        .map(|e| e.id.to_string())
+        .collect();
+    assert_eq!(lua_ids, ["app:worker"]);
+}
+
+#[test]
+fn host_defaults() {
+    let dir = TempDir::new().unwrap();
+    write(
+        &dir,
+        "_index.yaml",
+        "namespace: app\nentries:\n  - {name: h, kind: process.host}\n  - {name: h2, kind: process.host, host: {queue_size: 7}}\n",
+    );
+    let reg = load_ok(&dir);
+    let cpus = std::thread::available_parallelism().unwrap().get();
+    match &reg.get(&id("app:h")).unwrap().spec {
+        EntrySpec::ProcessHost(h) => {
+            assert_eq!(
+                (h.workers, h.queue_size, h.local_queue_size),
+                (cpus, 1024, 256)
+            );
+        }
+        other => panic!("{other:?}"),
+    }
+    match &reg.get(&id("app:h2")).unwrap().spec {
+        EntrySpec::ProcessHost(h) => {
+            assert_eq!(
+                (h.workers, h.queue_size, h.local_queue_size),
+                (cpus, 7, 256)
+            );
+        }
+        other => panic!("{other:?}"),
+    }
+}
+
+#[test]
+fn imports_resolve_bare_names_and_other_namespaces_in_nested_dirs() {
+    let dir = TempDir::new().unwrap();
+    write(
+        &dir,
+        "lib/_index.yaml",
+        "namespace: app.lib\nentries:\n  - {name: util, kind: library.lua, source: 'return {}'}\n  - {name: strings, kind: library.lua, source: 'return {}', imports: {u: util}}\n",
+    );
+    write(
+        &dir,
+        "workers/deep/nested/_index.yml",
+        "namespace: app.workers\nentries:\n  - name: worker\n    kind: process.lua\n    source: file://../code/w.lua\n    method: main\n    imports: {util: app.lib:util, s: app.lib:strings, h: helper}\n  - {name: helper, kind: library.lua, source: 'return {}'}\n",
+    );
+    write(
+        &dir,
+        "workers/deep/code/w.lua",
+        "return {main = function() end}",
+    );
+    // Not YAML, and hidden: ignored.
+    write(&dir, "workers/notes.txt", "not yaml: [");
+    write(&dir, ".hidden/_index.yaml", "not: [valid");
+
+    let reg = load_ok(&dir);
+    assert_eq!(reg.entries.len(), 4);
+    let w = lua(&reg, "app.workers:worker");
+    assert_eq!(
+        w.imports,
+        [
+            ("util".to_string(), id("app.lib:util")),
+            ("s".to_string(), id("app.lib:strings")),
+            ("h".to_string(), id("app.workers:helper")),
+        ]
+    );
+    assert_eq!(&*w.source, "return {main = function() end}");
+    assert_eq!(w.chunk_name, "workers/deep/code/w.lua");
+    assert_eq!(
+        reg.get(&id("app.workers:worker")).unwrap().file,
+        dir.path().join("workers/deep/nested/_index.yml")
+    );
+    assert_eq!(
+        lua(&reg, "app.lib:strings").imports,
+        [("u".to_string(), id("app.lib:util"))]
+    );
+}
+
+#[test]
+fn bad_yaml_reports_file_and_line() {
+    let dir = TempDir::new().unwrap();
+    write(
+        &dir,
+        "app/_index.yaml",
+        "namespace: app\nentries:\n  - name: a\n    kind: [process.lua\n",
+    );
+    let err = one_error(&dir);
+    assert!(err.starts_with("app/_index.yaml: invalid YAML: "), "{err}");
+    assert!(err.contains("line 5"), "{err}");
+}
+
+#[test]
+fn top_level_not_a_mapping() {
+    let dir = TempDir::new().unwrap();
+    write(&dir, "app/_index.yaml", "- name: a\n  kind: process.lua\n");
+    write(&dir, "b/_index.yaml", "# nothing here\n");
+    let text = load_err(&dir).to_string();
+    let lines: Vec<&str> = text.lines().collect();
+    assert_eq!(
+        lines,
+        [
+            "app/_index.yaml: top level must be a mapping with `namespace` and `entries`, found a sequence",
+            "b/_index.yaml: file is empty (expected a mapping with `namespace` and `entries`)",
+        ]
+    );
+}
+
+#[test]
+fn missing_namespace_and_entries() {
+    let dir = TempDir::new().unwrap();
+    write(&dir, "a/_index.yaml", "version: \"1.0\"\nentries: []\n");
+    write(&dir, "b/_index.yaml", "version: \"1.0\"\nnamespace: b\n");
+    write(&dir, "c/_index.yaml", "namespace: 5\nentries: {x: 1}\n");
+    let errs = load_err(&dir).to_string();
+    let lines: Vec<&str> = errs.lines().collect();
+    assert_eq!(
+        lines,
+        [
+            "a/_index.yaml: field namespace: missing required field (expected a string)",
+            "b/_index.yaml: field entries: missing required field (expected a sequence of entries)",
+            "c/_index.yaml: field namespace: expected a string, found number 5",
+            "c/_index.yaml: field entries: expected a sequence of entries, found a mapping",
+        ]
+    );
+}
+
+#[test]
+fn entry_not_a_mapping() {
+    let dir = TempDir::new().unwrap();
+    write(
+        &dir,
+        "app/_index.yaml",
+        "namespace: app\nentries:\n  - {name: t, kind: terminal.host}\n  - just a string\n",
+    );
+    let err = one_error(&dir);
+    assert_eq!(
+        err,
+        "app/_index.yaml: entry entries[1]: entry must be a mapping, found string \"just a string\""
+    );
+}
+
+#[test]
+fn missing_and_ill_typed_fields() {
+    let dir = TempDir::new().unwrap();
+    write(
+        &dir,
+        "app/_index.yaml",
+        r#"namespace: app
+entries:
+  - {kind: process.lua}
+  - {name: nokind}
+  - {name: nosource, kind: process.lua, method: main}
+  - {name: nomethod, kind: function.lua, source: "return {}"}
+  - {name: badmethod, kind: process.lua, source: "return {}", method: 5}
+  - {name: badmodules, kind: process.lua, source: "return {}", method: m, modules: time}
+  - {name: badimports, kind: library.lua, source: "return {}", imports: [a, b]}
+  - {name: nodir, kind: fs.directory}
+  - {name: badmeta, kind: terminal.host, meta: [1]}
+  - {name: badhost, kind: process.host, host: {workers: "4"}}
+"#,
+    );
+    let errs = load_err(&dir);
+    let text = errs.to_string();
+    let expected = [
+        "app/_index.yaml: entry entries[0]: field name: missing required field (expected a string)",
+        "app/_index.yaml: entry app:nokind: field kind: missing required field (expected a string)",
+        "app/_index.yaml: entry app:nosource: field source: missing required field (expected a string)",
+        "app/_index.yaml: entry app:nomethod: field method: missing required field (expected a string)",
+        "app/_index.yaml: entry app:badmethod: field method: expected a string, found number 5",
+        "app/_index.yaml: entry app:badmodules: field modules: expected a sequence of strings, found string \"time\"",
+        "app/_index.yaml: entry app:badimports: field imports: expected a mapping of alias -> library id, found a sequence",
+        "app/_index.yaml: entry app:nodir: field directory: missing required field (expected a string)",
+        "app/_index.yaml: entry app:badmeta: field meta: expected a mapping, found a sequence",
+        "app/_index.yaml: entry app:badhost: field host.workers: expected a positive integer, found string \"4\"",
+    ];
+    let lines: Vec<&str> = text.lines().collect();
+    assert_eq!(lines, expected);
+    assert_eq!(
+        errs.0[2],
+        LoadError {
+            file: "app/_index.yaml".into(),
+            entry: Some("app:nosource".into()),
+            field: Some("source".into()),
+            message: "missing required field (expected a string)".into(),
+        }
+    );
+}
+
+#[test]
+fn duplicate_id_across_files_names_both() {
+    let dir = TempDir::new().unwrap();
+    write(
+        &dir,
+        "a/_index.yaml",
+        "namespace: app\nentries:\n  - {name: t, kind: terminal.host}\n",
+    );
+    write(
+        &dir,
+        "b/_index.yaml",
+        "namespace: app\nentries:\n  - {name: t, kind: process.host}\n",
+    );
+    let err = one_error(&dir);
+    assert_eq!(
+        err,
+        "b/_index.yaml: entry app:t: field name: duplicate id app:t: already declared in a/_index.yaml"
+    );
+}
+
+#[test]
+fn dangling_imports() {
+    let dir = TempDir::new().unwrap();
+    write(
+        &dir,
+        "app/_index.yaml",
+        r#"namespace: app
+entries:
+  - name: worker
+    kind: process.lua
+    source: "return {}"
+    method: main
+    imports: {util: app.lib:util, other: other, bad: "x:"}
+  - {name: other, kind: process.lua, source: "return {}", method: main}
+"#,
+    );
+    let text = load_err(&dir).to_string();
+    let lines: Vec<&str> = text.lines().collect();
+    // The unparsable reference is found while reading the entry; the worker is then not
+    // built, so the other two are not reported.
+    assert_eq!(
+        lines,
+        ["app/_index.yaml: entry app:worker: field imports.bad: id \"x:\" has an empty name (expected namespace:name)"]
+    );
+
+    write(
+        &dir,
+        "app/_index.yaml",
+        r#"namespace: app
+entries:
+  - name: worker
+    kind: process.lua
+    source: "return {}"
+    method: main
+    imports: {util: app.lib:util, other: other}
+  - {name: other, kind: process.lua, source: "return {}", method: main}
+"#,
+    );
+    let text = load_err(&dir).to_string();
+    let lines: Vec<&str> = text.lines().collect();
+    assert_eq!(
+        lines,
+        [
+            "app/_index.yaml: entry app:worker: field imports.util: dangling reference: app.lib:util does not exist",
+            "app/_index.yaml: entry app:worker: field imports.other: dangling reference: app:other is a process.lua, not a library.lua",
+        ]
+    );
+}
+
+#[test]
+fn import_cycle() {
+    let dir = TempDir::new().unwrap();
+    write(
+        &dir,
+        "app/_index.yaml",
+        r#"namespace: app
+entries:
+  - {name: x, kind: library.lua, source: "return {}", imports: {y: y}}
+  - {name: y, kind: library.lua, source: "return {}", imports: {z: z}}
+  - {name: z, kind: library.lua, source: "return {}", imports: {x: x}}
+  - {name: self, kind: library.lua, source: "return {}", imports: {me: self}}
+  - {name: ok, kind: library.lua, source: "return {}", imports: {x: x}}
+"#,
+    );
+    let text = load_err(&dir).to_string();
+    let lines: Vec<&str> = text.lines().collect();
+    assert_eq!(
+        lines,
+        [
+            "app/_index.yaml: entry app:self: field imports: import cycle: app:self -> app:self",
+            "app/_index.yaml: entry app:x: field imports: import cycle: app:x -> app:y -> app:z -> app:x",
+        ]
+    );
+}
+
+#[test]
+fn missing_file_target() {
+    let dir = TempDir::new().unwrap();
+    write(
+        &dir,
+        "app/_index.yaml",
+        "namespace: app\nentries:\n  - {name: worker, kind: process.lua, source: file://missing.lua, method: main}\n",
+    );
+    let err = one_error(&dir);
+    let looked = dir.path().join("app/missing.lua");
+    assert_eq!(
+        err,
+        format!(
+            "app/_index.yaml: entry app:worker: field source: file://missing.lua not found (looked at {})",
+            looked.display()
+        )
+    );
+}
+
+#[test]
+fn lua_syntax_errors_carry_line_numbers() {
+    let dir = TempDir::new().unwrap();
+    write(
+        &dir,
+        "app/worker.lua",
+        "local function main()\n  local x = 1\n  x = = 2\nend\nreturn {main = main}\n",
+    );
+    write(
+        &dir,
+        "app/_index.yaml",
+        "namespace: app\nentries:\n  - {name: worker, kind: process.lua, source: file://worker.lua, method: main}\n  - name: inline\n    kind: library.lua\n    source: |\n      local M = {}\n      function M.f(\n      return M\n",
+    );
+    let errs = load_err(&dir);
+    assert_eq!(errs.0.len(), 2, "{errs}");
+    let text = errs.to_string();
+    let lines: Vec<&str> = text.lines().collect();
+    assert!(
+        lines[0].starts_with(
+            "app/_index.yaml: entry app:worker: field source: Lua syntax error: app/worker.lua:3: unexpected symbol near '='"
+        ),
+        "{text}"
+    );
+    assert!(
+        lines[1].starts_with(
+            "app/_index.yaml: entry app:inline: field source: Lua syntax error: app/_index.yaml#app:inline:3:"
+        ),
+        "{text}"
+    );
+}
+
+#[test]
+fn host_numbers_must_be_positive() {
+    let dir = TempDir::new().unwrap();
+    write(
+        &dir,
+        "app/_index.yaml",
+        "namespace: app\nentries:\n  - {name: h, kind: process.host, host: {workers: 0, queue_size: -5, local_queue_size: 1.5}}\n",
+    );
+    let text = load_err(&dir).to_string();
+    let lines: Vec<&str> = text.lines().collect();
+    assert_eq!(
+        lines,
+        [
+            "app/_index.yaml: entry app:h: field host.workers: must be a positive integer, found 0",
+            "app/_index.yaml: entry app:h: field host.queue_size: must be a positive integer, found -5",
+            "app/_index.yaml: entry app:h: field host.local_queue_size: expected a positive integer, found number 1.5",
+        ]
+    );
+}
+
+#[test]
+fn env_variable_and_fs_directory_errors() {
+    let dir = TempDir::new().unwrap();
+    write(
+        &dir,
+        "app/_index.yaml",
+        "namespace: app\nentries:\n  - {name: e, kind: env.variable, default: x}\n  - {name: d, kind: fs.directory, directory: ./nope}\n",
+    );
+    let text = load_err(&dir).to_string();
+    let lines: Vec<&str> = text.lines().collect();
+    assert_eq!(
+        lines,
+        [
+            "app/_index.yaml: entry app:e: field value: missing required field: either `value` or `variable` must be set".to_string(),
+            format!(
+                "app/_index.yaml: entry app:d: field directory: ./nope not found (looked at {})",
+                dir.path().join("app/nope").display()
+            ),
+        ]
+    );
+}
+
+#[test]
+fn independent_errors_in_two_files_are_both_reported() {
+    let dir = TempDir::new().unwrap();
+    write(
+        &dir,
+        "b/_index.yaml",
+        "namespace: b\nentries:\n  - {name: worker, kind: process.lua, source: file://gone.lua, method: main}\n",
+    );
+    write(
+        &dir,
+        "a/_index.yaml",
+        "namespace: a\nentries:\n  - {name: h, kind: process.host, host: {workers: 0}}\n  - {name: ok, kind: terminal.host}\n",
+    );
+    let errs = load_err(&dir);
+    assert_eq!(errs.0.len(), 2, "{errs}");
+    let text = errs.to_string();
+    let lines: Vec<&str> = text.lines().collect();
+    assert_eq!(
+        lines[0],
+        "a/_index.yaml: entry a:h: field host.workers: must be a positive integer, found 0"
+    );
+    assert!(
+        lines[1].starts_with(
+            "b/_index.yaml: entry b:worker: field source: file://gone.lua not found (looked at "
+        ),
+        "{text}"
+    );
+    // LoadErrors is a std error.
+    let boxed: Box<dyn std::error::Error> = Box::new(errs);
+    assert!(boxed.to_string().contains('\n'));
+}
+
+#[test]
+fn unsupported_kind_is_a_warning_and_skipped() {
+    let dir = TempDir::new().unwrap();
+    write(
+        &dir,
+        "app/_index.yaml",
+        "namespace: app\nentries:\n  - {name: api, kind: http.service, addr: ':8080'}\n  - {name: db, kind: db.sql.postgres}\n  - {name: t, kind: terminal.host}\n",
+    );
+    let reg = load_ok(&dir);
+    assert_eq!(
+        reg.warnings,
+        [
+            "app/_index.yaml: kind http.service is not supported; entry app:api skipped",
+            "app/_index.yaml: kind db.sql.postgres is not supported; entry app:db skipped",
+        ]
+    );
+    assert!(reg.get(&id("app:api")).is_none());
+    assert!(reg.get(&id("app:t")).is_some());
+    assert_eq!(reg.entries.len(), 1);
+}
+
+#[test]
+fn unknown_kind_did_you_mean() {
+    let dir = TempDir::new().unwrap();
+    write(
+        &dir,
+        "app/_index.yaml",
+        "namespace: app\nentries:\n  - {name: w, kind: proces.lua, source: 'return {}', method: main}\n  - {name: z, kind: zebra.crossing}\n",
+    );
+    let text = load_err(&dir).to_string();
+    let lines: Vec<&str> = text.lines().collect();
+    assert_eq!(
+        lines,
+        [
+            "app/_index.yaml: entry app:w: field kind: unknown kind proces.lua (did you mean process.lua?)",
+            "app/_index.yaml: entry app:z: field kind: unknown kind zebra.crossing",
+        ]
+    );
+}
+
+#[test]
+fn modules_warnings_and_errors() {
+    let dir = TempDir::new().unwrap();
+    write(
+        &dir,
+        "app/_index.yaml",
+        "namespace: app\nentries:\n  - {name: w, kind: process.lua, source: 'return {}', method: main, modules: [time, http, logger]}\n",
+    );
+    let reg = load_ok(&dir);
+    assert_eq!(
+        reg.warnings,
+        ["app/_index.yaml: entry app:w: module http is not provided by warden; require(\"http\") will fail"]
+    );
+    assert_eq!(lua(&reg, "app:w").modules, ["time", "logger"]);
+
+    write(
+        &dir,
+        "app/_index.yaml",
+        "namespace: app\nentries:\n  - {name: w, kind: process.lua, source: 'return {}', method: main, modules: [jsno, quantum]}\n",
+    );
+    let text = load_err(&dir).to_string();
+    let lines: Vec<&str> = text.lines().collect();
+    assert_eq!(
+        lines,
+        [
+            "app/_index.yaml: entry app:w: field modules: unknown module jsno (did you mean json?)",
+            "app/_index.yaml: entry app:w: field modules: unknown module quantum",
+        ]
+    );
+}
+
+#[test]
+fn many_errors_in_one_file_are_all_reported() {
+    let dir = TempDir::new().unwrap();
+    write(
+        &dir,
+        "_index.yaml",
+        "namespace: app\nentries:\n  - {name: a, kind: process.lua, source: 'x = = 1', method: main}\n  - {name: b, kind: proces.lua}\n  - {name: a, kind: terminal.host}\n",
+    );
+    let text = load_err(&dir).to_string();
+    let lines: Vec<&str> = text.lines().collect();
+    assert_eq!(lines.len(), 3, "{text}");
+    assert!(lines[0].starts_with(
+        "_index.yaml: entry app:a: field source: Lua syntax error: _index.yaml#app:a:1:"
+    ));
+    assert_eq!(
+        lines[1],
+        "_index.yaml: entry app:b: field kind: unknown kind proces.lua (did you mean process.lua?)"
+    );
+    assert_eq!(
+        lines[2],
+        "_index.yaml: entry app:a: field name: duplicate id app:a: already declared in _index.yaml"
+    );
+}
+
+#[test]
+fn empty_or_missing_directory() {
+    let dir = TempDir::new().unwrap();
+    let err = one_error(&dir);
+    assert!(err.ends_with(": no *.yaml or *.yml files found"), "{err}");
+
+    let missing = dir.path().join("nope");
+    let errs = load_dir(Path::new(&missing)).unwrap_err();
+    assert_eq!(errs.0.len(), 1);
+    assert!(
+        errs.to_string().ends_with(": directory not found"),
+        "{errs}"
+    );
+}
