@@ -77,11 +77,7 @@ fn load(dir: &Path) -> Result<Registry, i32> {
             for e in &errs.0 {
                 eprintln!("error: {e}");
             }
-            eprintln!(
-                "{} error(s) loading {}",
-                errs.0.len(),
-                dir.display()
-            );
+            eprintln!("{} error(s) loading {}", errs.0.len(), dir.display());
             Err(1)
         }
     }
@@ -100,7 +96,10 @@ fn init_tracing() {
 pub fn main() -> i32 {
     let cli = Cli::parse();
     init_tracing();
-    let rt = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+    let rt = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
         Ok(rt) => rt,
         Err(e) => {
             eprintln!("error: cannot start the async runtime: {e}");
@@ -118,7 +117,11 @@ pub fn main() -> i32 {
 fn check(dir: &Path) -> i32 {
     match load(dir) {
         Ok(r) => {
-            println!("ok: {} entries in {}", r.entries.len(), app_dir(dir).display());
+            println!(
+                "ok: {} entries in {}",
+                r.entries.len(),
+                app_dir(dir).display()
+            );
             0
         }
         Err(code) => code,
@@ -198,7 +201,11 @@ async fn run(args: RunArgs) -> i32 {
                     let known: Vec<&str> = cmds.iter().map(|(n, _, _)| n.as_str()).collect();
                     eprintln!(
                         "error: unknown command {name:?}; known commands: {}",
-                        if known.is_empty() { "none".to_string() } else { known.join(", ") }
+                        if known.is_empty() {
+                            "none".to_string()
+                        } else {
+                            known.join(", ")
+                        }
                     );
                     return 1;
                 }

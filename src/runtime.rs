@@ -64,7 +64,8 @@ impl Runtime {
             None => {
                 let id = Id::parse(DEFAULT_HOST).expect("valid id");
                 node.add_host(
-                    Host::new(id.clone(), HostSpec::default()).context("starting the default host")?,
+                    Host::new(id.clone(), HostSpec::default())
+                        .context("starting the default host")?,
                 );
                 id
             }

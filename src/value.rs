@@ -94,7 +94,10 @@ fn key_segment(key: &Value) -> String {
     match key {
         Value::Str(s) => {
             let s = String::from_utf8_lossy(s);
-            if !s.is_empty() && s.chars().all(|c| c.is_alphanumeric() || c == '_' || c == '-') {
+            if !s.is_empty()
+                && s.chars()
+                    .all(|c| c.is_alphanumeric() || c == '_' || c == '-')
+            {
                 format!(".{s}")
             } else {
                 format!("[{s:?}]")
@@ -176,7 +179,10 @@ impl Copier {
                 other => {
                     return Err(CopyError {
                         path: String::new(),
-                        reason: format!("a table key of type {} cannot be copied", other.type_name()),
+                        reason: format!(
+                            "a table key of type {} cannot be copied",
+                            other.type_name()
+                        ),
                     })
                 }
             };
@@ -296,7 +302,9 @@ pub fn to_json(v: &Value) -> Result<serde_json::Value, String> {
                     Value::Int(i) => i.to_string(),
                     Value::Num(n) => n.to_string(),
                     Value::Bool(b) => b.to_string(),
-                    other => return Err(format!("a {} key cannot be a JSON key", other.type_name())),
+                    other => {
+                        return Err(format!("a {} key cannot be a JSON key", other.type_name()))
+                    }
                 };
                 m.insert(key, to_json(val)?);
             }

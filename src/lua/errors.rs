@@ -48,7 +48,10 @@ impl UserData for LuaError {
                     match v {
                         mlua::Value::UserData(ud) => match ud.borrow::<LuaError>() {
                             Ok(e) => Ok(e.message.clone()),
-                            Err(_) => Ok(lua.coerce_string(v.clone())?.map(|s| s.to_string_lossy()).unwrap_or_default()),
+                            Err(_) => Ok(lua
+                                .coerce_string(v.clone())?
+                                .map(|s| s.to_string_lossy())
+                                .unwrap_or_default()),
                         },
                         other => Ok(lua
                             .coerce_string(other.clone())?

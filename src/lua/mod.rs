@@ -234,7 +234,10 @@ fn require(lua: &Lua, owner: &Arc<Entry>, name: &str) -> Result<mlua::Value, Str
             w.instantiate.call((factory, env))
         };
         let v = load().map_err(|e| {
-            format!("require({name:?}): library {lib_id} failed to load: {}", errors::message(&e))
+            format!(
+                "require({name:?}): library {lib_id} failed to load: {}",
+                errors::message(&e)
+            )
         })?;
         ctx.loaded.borrow_mut().insert(lib_id.clone(), v.clone());
         let _ = lua;
@@ -462,7 +465,9 @@ impl mlua::UserData for LuaMessage {
         methods.add_method("from", |_, this, ()| {
             Ok(this.from.as_ref().map(|p| p.to_string()))
         });
-        methods.add_method("payload", |_, this, ()| Ok(LuaPayload(this.payload.clone())));
+        methods.add_method("payload", |_, this, ()| {
+            Ok(LuaPayload(this.payload.clone()))
+        });
     }
 }
 
@@ -609,7 +614,10 @@ pub fn launcher(entry: &Arc<Entry>) -> Result<Body, String> {
         EntrySpec::ProcessLua(_) => Ok(Box::new(|pctx: ProcessContext| {
             Box::pin(run_process(pctx)) as crate::process::BodyFuture
         })),
-        _ => Err(format!("entry {} is a {}, not a process.lua", entry.id, entry.kind)),
+        _ => Err(format!(
+            "entry {} is a {}, not a process.lua",
+            entry.id, entry.kind
+        )),
     }
 }
 

@@ -1,8 +1,8 @@
 //! Built-in modules loaded with `require`: `time`, `json`, `logger`.
 
 use super::channel::{self, Chan};
-use super::errors::LuaError;
 use super::current;
+use super::errors::LuaError;
 use crate::duration;
 use crate::value;
 use mlua::{Lua, MetaMethod, MultiValue, Table, UserData, UserDataMethods, Variadic};
@@ -65,7 +65,9 @@ pub struct LuaTicker {
 
 impl UserData for LuaTicker {
     fn add_methods<M: UserDataMethods<Self>>(m: &mut M) {
-        m.add_method("channel", |lua, t, ()| channel::to_userdata(lua, t.chan.clone()));
+        m.add_method("channel", |lua, t, ()| {
+            channel::to_userdata(lua, t.chan.clone())
+        });
         m.add_method("stop", |_, t, ()| {
             t.stopped.set(true);
             Ok(true)
@@ -119,7 +121,9 @@ pub fn time(lua: &Lua) -> mlua::Result<Table> {
         lua.create_function(|lua, d: mlua::Value| {
             let d = duration_arg(&d, "time.ticker")?;
             if d.is_zero() {
-                return Err(mlua::Error::runtime("time.ticker: the period must be positive"));
+                return Err(mlua::Error::runtime(
+                    "time.ticker: the period must be positive",
+                ));
             }
             let chan = Chan::new(1);
             let weak = chan.downgrade();
@@ -197,7 +201,9 @@ fn log_args(args: &[mlua::Value]) -> (String, String) {
     let mut fields = String::new();
     if let Some(mlua::Value::Table(t)) = args.get(skip + 1) {
         for (k, v) in t.pairs::<mlua::Value, mlua::Value>().flatten() {
-            let k = value::from_lua(&k).map(|k| value::display(&k)).unwrap_or_default();
+            let k = value::from_lua(&k)
+                .map(|k| value::display(&k))
+                .unwrap_or_default();
             let v = value::from_lua(&v)
                 .map(|v| value::display(&v))
                 .unwrap_or_else(|_| v.type_name().to_string());

@@ -78,12 +78,8 @@ fn spawn_impl(
 ) -> Result<Pid, LuaError> {
     let id = entry_id(id, kind.name, "entry id")?;
     let host = host_id(ctx, host, kind.name)?;
-    let args = value::from_lua_multi(args).map_err(|e| {
-        LuaError::new(
-            "INVALID",
-            format!("process.{}: spawn {e}", kind.name),
-        )
-    })?;
+    let args = value::from_lua_multi(args)
+        .map_err(|e| LuaError::new("INVALID", format!("process.{}: spawn {e}", kind.name)))?;
     let me = ctx.pid().clone();
     let opts = SpawnOptions {
         link_to: kind.link.then(|| me.clone()),
@@ -122,7 +118,15 @@ pub fn create(lua: &Lua) -> mlua::Result<Table> {
         ("spawn_linked", true, false),
         ("spawn_linked_monitored", true, true),
     ] {
-        add_spawn(lua, &t, SpawnKind { name, link, monitor })?;
+        add_spawn(
+            lua,
+            &t,
+            SpawnKind {
+                name,
+                link,
+                monitor,
+            },
+        )?;
     }
     t.set(
         "send",

@@ -9,7 +9,7 @@
 //! `queue_size` bounds the spawns that were accepted but have not started running yet;
 //! past it, spawn fails with a "queue is full" error instead of growing without bound.
 
-use super::{Body, Exit, Node, ProcessContext, ProcessError, Pid};
+use super::{Body, Exit, Node, Pid, ProcessContext, ProcessError};
 use crate::registry::{HostSpec, Id};
 use parking_lot::Mutex;
 use std::cell::Cell;

@@ -426,7 +426,9 @@ impl Node {
     /// Links two processes (both directions).
     pub fn link(&self, a: &Pid, b: &Pid) -> Result<(), ProcessError> {
         if a == b {
-            return Err(ProcessError::Invalid("a process cannot link to itself".into()));
+            return Err(ProcessError::Invalid(
+                "a process cannot link to itself".into(),
+            ));
         }
         let pb = self
             .process(b)
@@ -434,7 +436,9 @@ impl Node {
         {
             let mut rel = pb.relations.lock();
             if rel.exited {
-                return Err(ProcessError::NotFound(format!("process {b} is not running")));
+                return Err(ProcessError::NotFound(format!(
+                    "process {b} is not running"
+                )));
             }
             if !rel.links.contains(a) {
                 rel.links.push(a.clone());
@@ -461,14 +465,18 @@ impl Node {
     /// Registers `name` for `pid`. Fails if the name is taken by a live process.
     pub fn register_name(&self, name: &str, pid: &Pid) -> Result<(), ProcessError> {
         if name.is_empty() || name.starts_with('{') {
-            return Err(ProcessError::Invalid(format!("invalid process name {name:?}")));
+            return Err(ProcessError::Invalid(format!(
+                "invalid process name {name:?}"
+            )));
         }
         let p = self
             .process(pid)
             .ok_or_else(|| ProcessError::NotFound(format!("process {pid} is not running")))?;
         let mut rel = p.relations.lock();
         if rel.exited {
-            return Err(ProcessError::NotFound(format!("process {pid} is not running")));
+            return Err(ProcessError::NotFound(format!(
+                "process {pid} is not running"
+            )));
         }
         match self.names.entry(name.to_string()) {
             dashmap::mapref::entry::Entry::Occupied(mut o) => {
@@ -528,12 +536,14 @@ impl Node {
                 entry.kind
             ))
         })?;
-        let host = self.host(host_id).ok_or_else(|| match registry.get(host_id) {
-            Some(e) if !matches!(e.spec, EntrySpec::ProcessHost(_)) => ProcessError::Invalid(
-                format!("entry {host_id} is a {}, not a process.host", e.kind),
-            ),
-            _ => ProcessError::NotFound(format!("host {host_id} not found")),
-        })?;
+        let host = self
+            .host(host_id)
+            .ok_or_else(|| match registry.get(host_id) {
+                Some(e) if !matches!(e.spec, EntrySpec::ProcessHost(_)) => ProcessError::Invalid(
+                    format!("entry {host_id} is a {}, not a process.host", e.kind),
+                ),
+                _ => ProcessError::NotFound(format!("host {host_id} not found")),
+            })?;
         let body = launcher(&entry).map_err(ProcessError::Invalid)?;
         host.reserve()?;
 

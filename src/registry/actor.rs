@@ -57,7 +57,10 @@ impl Actor for RegistryActor {
         _myself: ActorRef<Self::Msg>,
         args: RegistryState,
     ) -> Result<RegistryState, ActorProcessingErr> {
-        tracing::debug!(entries = args.registry.entries.len(), "registry actor started");
+        tracing::debug!(
+            entries = args.registry.entries.len(),
+            "registry actor started"
+        );
         Ok(args)
     }
 

@@ -1,0 +1,645 @@
+//! The Lua `process` API: spawn, messages, monitors, links, cancel, terminate, names, exec.
+
+mod common;
+
+use common::{lua_value, App};
+use serde_json::json;
+use warden::process::Exit;
+
+const ECHO: &str = r#"
+local function main()
+  local inbox = process.inbox()
+  while true do
+    local msg = inbox:receive()
+    if msg:topic() == "stop" then return "stopped" end
+    process.send(msg:from(), "echo:" .. msg:topic(), msg:payload():data())
+  end
+end
+return { main = main }
+"#;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn messages_round_trip_with_topics_and_payloads() {
+    let v = App::new()
+        .lua("echo", ECHO)
+        .lua(
+            "main",
+            r#"
+local function main()
+  local pid = process.spawn("app:echo", "app:host")
+  local payload = { n = 1, list = {1, 2, 3}, nested = { s = "x", b = true } }
+  assert(process.send(pid, "hello", payload))
+  local msg = process.inbox():receive()
+  local data = msg:payload():data()
+  process.send(pid, "stop")
+  return { topic = msg:topic(), from_is_echo = msg:from() == pid, data = data, me = process.pid() }
+end
+return { main = main }
+"#,
+        )
+        .value("main")
+        .await;
+    assert_eq!(v["topic"], "echo:hello");
+    assert_eq!(v["from_is_echo"], true);
+    assert_eq!(
+        v["data"],
+        json!({"n": 1, "list": [1, 2, 3], "nested": {"s": "x", "b": true}})
+    );
+    let me = v["me"].as_str().unwrap();
+    assert!(me.starts_with("{local|") && me.ends_with('}'), "pid {me}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn send_refuses_bad_input_with_nil_err() {
+    let v = lua_value(
+        r#"
+local function main()
+  local out = {}
+  local ok, err = process.send(process.pid(), "@system", 1)
+  out.reserved = { ok = ok, err = tostring(err), kind = err:kind() }
+  ok, err = process.send(process.pid(), "t", function() end)
+  out.func = tostring(err)
+  local cyc = {}; cyc.self = cyc
+  ok, err = process.send(process.pid(), "t", { a = cyc })
+  out.cyclic = tostring(err)
+  ok, err = process.send("{local|999999}", "t", 1)
+  out.dead = { msg = tostring(err), kind = err:kind() }
+  ok, err = process.send("{garbage", "t", 1)
+  out.malformed = tostring(err)
+  ok, err = process.send("nobody", "t", 1)
+  out.unnamed = tostring(err)
+  ok, err = process.send(42, "t", 1)
+  out.number = tostring(err)
+  out.still_running = true
+  return out
+end
+return { main = main }
+"#,
+    )
+    .await;
+    assert_eq!(v["reserved"]["ok"], serde_json::Value::Null);
+    assert!(v["reserved"]["err"].as_str().unwrap().contains("reserved"));
+    assert_eq!(v["reserved"]["kind"], "INVALID");
+    assert!(
+        v["func"]
+            .as_str()
+            .unwrap()
+            .contains("function cannot be copied"),
+        "{v}"
+    );
+    assert!(
+        v["cyclic"]
+            .as_str()
+            .unwrap()
+            .contains("argument 1.a.self: a cyclic table"),
+        "{v}"
+    );
+    assert!(v["dead"]["msg"].as_str().unwrap().contains("not running"));
+    assert_eq!(v["dead"]["kind"], "NOT_FOUND");
+    assert!(v["malformed"].as_str().unwrap().contains("malformed pid"));
+    assert!(v["unnamed"]
+        .as_str()
+        .unwrap()
+        .contains("no process is registered as \"nobody\""));
+    assert!(
+        v["number"]
+            .as_str()
+            .unwrap()
+            .contains("expected a string, got integer"),
+        "{v}"
+    );
+    assert_eq!(v["still_running"], true);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn monitors_receive_exit_events_with_value_or_error() {
+    let v = App::new()
+        .lua("ok", "return { main = function(x) return { doubled = x * 2 } end }")
+        .lua("bad", "return { main = function() error('boom') end }")
+        .lua(
+            "main",
+            r#"
+local function main()
+  local a = process.spawn_monitored("app:ok", "app:host", 21)
+  local b = process.spawn_monitored("app:bad", "app:host")
+  local got = {}
+  local events = process.events()
+  for _ = 1, 2 do
+    local ev = events:receive()
+    got[ev.from == a and "ok" or "bad"] = { kind = ev.kind, value = ev.result.value, error = ev.result.error }
+  end
+  -- monitoring a process that is gone gives an EXIT at once
+  process.monitor("{local|999999}")
+  local ev = events:receive()
+  got.gone = { kind = ev.kind, error = ev.result.error }
+  return got
+end
+return { main = main }
+"#,
+        )
+        .value("main")
+        .await;
+    assert_eq!(v["ok"]["kind"], "EXIT");
+    assert_eq!(v["ok"]["value"], json!({"doubled": 42}));
+    assert_eq!(v["bad"]["kind"], "EXIT");
+    let err = v["bad"]["error"].as_str().unwrap();
+    assert!(err.contains("bad.lua:1:") && err.contains("boom"), "{err}");
+    assert_eq!(v["gone"]["error"], "no such process");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn unmonitor_stops_exit_events() {
+    let v = App::new()
+        .lua("short", "return { main = function() return 1 end }")
+        .lua(
+            "waiter",
+            "return { main = function() process.inbox():receive() return 2 end }",
+        )
+        .lua(
+            "main",
+            r#"
+local time = require("time")
+local function main()
+  local w = process.spawn_monitored("app:waiter", "app:host")
+  process.unmonitor(w)
+  local s = process.spawn_monitored("app:short", "app:host")
+  process.send(w, "go")
+  local ev = process.events():receive()
+  -- give the waiter's exit time to (not) arrive
+  time.sleep("50ms")
+  local extra = select(2, channel.select({ process.events():case_receive(), default = true }))
+  local r = channel.select({ process.events():case_receive(), default = true })
+  return { first = ev.from == s, extra = r.default == true }
+end
+return { main = main }
+"#,
+        )
+        .value("main")
+        .await;
+    assert_eq!(v, json!({"first": true, "extra": true}));
+}
+
+const LINKER: &str = r#"
+local time = require("time")
+local function main(mode, trap)
+  if trap then process.set_options({ trap_links = true }) end
+  local child = process.spawn_linked("app:child", "app:host", mode)
+  if trap then
+    local ev = process.events():receive()
+    return { kind = ev.kind, from_child = ev.from == child, error = ev.result.error, trap = process.get_options().trap_links }
+  end
+  time.sleep("300ms")
+  return "survived"
+end
+return { main = main }
+"#;
+
+const CHILD: &str = r#"
+return { main = function(mode)
+  if mode == "fail" then error("child failed") end
+  return "fine"
+end }
+"#;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn links_follow_erlang_semantics() {
+    let app = || App::new().lua("child", CHILD).lua("main", LINKER);
+    // abnormal exit of a linked process kills the linker
+    match app()
+        .run("main", vec![warden::value::Value::str("fail")])
+        .await
+    {
+        Exit::Killed(e) => assert!(
+            e.contains("linked process") && e.contains("child failed"),
+            "{e}"
+        ),
+        other => panic!("expected the linker to be killed, got {other:?}"),
+    }
+    // a normal exit does not propagate
+    match app()
+        .run("main", vec![warden::value::Value::str("ok")])
+        .await
+    {
+        Exit::Normal(v) => assert_eq!(v, warden::value::Value::str("survived")),
+        other => panic!("expected survival, got {other:?}"),
+    }
+    // trapping turns the kill into a LINK_DOWN event
+    match app()
+        .run(
+            "main",
+            vec![
+                warden::value::Value::str("fail"),
+                warden::value::Value::Bool(true),
+            ],
+        )
+        .await
+    {
+        Exit::Normal(v) => {
+            let j = warden::value::to_json(&v).unwrap();
+            assert_eq!(j["kind"], "LINK_DOWN");
+            assert_eq!(j["from_child"], true);
+            assert_eq!(j["trap"], true);
+            assert!(j["error"].as_str().unwrap().contains("child failed"));
+        }
+        other => panic!("expected a LINK_DOWN event, got {other:?}"),
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn link_and_unlink_at_runtime_and_kill_propagates_through_chains() {
+    let v = App::new()
+        .lua(
+            "middle",
+            r#"
+return { main = function(parent)
+  process.link(parent)
+  local child = process.spawn_linked("app:leaf", "app:host")
+  process.send(parent, "child", child)
+  process.inbox():receive()
+end }
+"#,
+        )
+        .lua(
+            "leaf",
+            "return { main = function() process.inbox():receive() end }",
+        )
+        .lua(
+            "main",
+            r#"
+local function main()
+  process.set_options({ trap_links = true })
+  local m = process.spawn_monitored("app:middle", "app:host", process.pid())
+  local msg = process.inbox():receive()
+  local leaf = msg:payload():data()
+  process.monitor(leaf)
+  -- kill the middle process: the leaf (linked, not trapping) dies with it
+  process.terminate(m)
+  local got = {}
+  local events = process.events()
+  for _ = 1, 3 do
+    local ev = events:receive()
+    local who = ev.from == m and "middle" or (ev.from == leaf and "leaf" or "?")
+    got[who .. "_" .. ev.kind] = ev.result.error
+  end
+  local ok, err = process.link("{local|999999}")
+  got.link_dead = tostring(err)
+  return got
+end
+return { main = main }
+"#,
+        )
+        .value("main")
+        .await;
+    assert_eq!(v["middle_EXIT"], "terminated");
+    assert_eq!(v["middle_LINK_DOWN"], "terminated");
+    assert!(
+        v["leaf_EXIT"].as_str().unwrap().contains("linked process"),
+        "{v}"
+    );
+    assert!(v["link_dead"].as_str().unwrap().contains("not running"));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn cancel_delivers_an_event_and_the_process_ends_on_its_own() {
+    let v = App::new()
+        .lua(
+            "worker",
+            r#"
+return { main = function()
+  local ev = process.events():receive()
+  return { kind = ev.kind, reason = ev.reason, from = ev.from }
+end }
+"#,
+        )
+        .lua(
+            "main",
+            r#"
+local function main()
+  local w = process.spawn_monitored("app:worker", "app:host")
+  process.cancel(w, "shutting down")
+  local ev = process.events():receive()
+  return { exit = ev.kind, result = ev.result.value, me = process.pid() }
+end
+return { main = main }
+"#,
+        )
+        .value("main")
+        .await;
+    assert_eq!(v["exit"], "EXIT");
+    assert_eq!(v["result"]["kind"], "CANCEL");
+    assert_eq!(v["result"]["reason"], "shutting down");
+    assert_eq!(v["result"]["from"], v["me"]);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn terminate_stops_a_process_in_a_tight_loop() {
+    // One worker: the busy process and its killer share the thread, so this also shows
+    // that a loop is preempted.
+    let v = App::with_host(1, 1024)
+        .lua("spin", "return { main = function() local x = 0 while true do x = x + 1 end end }")
+        .lua(
+            "spin_pcall",
+            "return { main = function() while true do pcall(function() while true do end end) end end }",
+        )
+        .lua(
+            "main",
+            r#"
+local function main()
+  local out = {}
+  for _, id in ipairs({ "app:spin", "app:spin_pcall" }) do
+    local pid = process.spawn_monitored(id, "app:host")
+    require("time").sleep("20ms")
+    process.terminate(pid)
+    local ev = process.events():receive()
+    out[id] = ev.result.error
+  end
+  return out
+end
+return { main = main }
+"#,
+        )
+        .value("main")
+        .await;
+    assert_eq!(v["app:spin"], "terminated");
+    assert_eq!(v["app:spin_pcall"], "terminated");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn busy_process_does_not_starve_its_worker() {
+    let v = App::with_host(1, 1024)
+        .lua("echo", ECHO)
+        .lua(
+            "busy",
+            "return { main = function() local t = os.clock() while os.clock() - t < 1.0 do end return 'done' end }",
+        )
+        .lua(
+            "main",
+            r#"
+local time = require("time")
+local function main()
+  local busy = process.spawn_monitored("app:busy", "app:host")
+  local echo = process.spawn("app:echo", "app:host")
+  time.sleep("10ms")
+  local worst = 0
+  for i = 1, 20 do
+    local t0 = time.now()
+    process.send(echo, "ping", i)
+    process.inbox():receive()
+    local dt = time.now():sub(t0)
+    if dt > worst then worst = dt end
+  end
+  local ev = process.events():receive()
+  return { worst_ms = worst, busy = ev.result.value }
+end
+return { main = main }
+"#,
+        )
+        .value("main")
+        .await;
+    assert_eq!(v["busy"], "done");
+    // the busy loop runs a full second; without preemption a round trip would wait for it
+    assert!(v["worst_ms"].as_f64().unwrap() < 500.0, "{v}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn names_register_lookup_send_and_free_on_exit() {
+    let v = App::new()
+        .lua("echo", ECHO)
+        .lua(
+            "main",
+            r#"
+local function main()
+  local out = {}
+  local echo = process.spawn_monitored("app:echo", "app:host")
+  assert(process.registry.register("echo", echo))
+  out.lookup = process.registry.lookup("echo") == echo
+  local ok, err = process.registry.register("echo")
+  out.taken = tostring(err)
+  process.send("echo", "hi", 1)
+  out.reply = process.inbox():receive():topic()
+  process.send("echo", "stop")
+  process.events():receive()
+  local pid, err2 = process.registry.lookup("echo")
+  out.after_exit = tostring(err2)
+  -- and a name can be taken again once free
+  out.reuse = process.registry.register("echo")
+  out.unregister = process.registry.unregister("echo")
+  out.unregister_again = process.registry.unregister("echo")
+  return out
+end
+return { main = main }
+"#,
+        )
+        .value("main")
+        .await;
+    assert_eq!(v["lookup"], true);
+    assert!(v["taken"].as_str().unwrap().contains("already registered"));
+    assert_eq!(v["reply"], "echo:hi");
+    assert!(v["after_exit"]
+        .as_str()
+        .unwrap()
+        .contains("no process is registered"));
+    assert_eq!(v["reuse"], true);
+    assert_eq!(v["unregister"], true);
+    assert_eq!(v["unregister_again"], false);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn listen_routes_topics_to_their_own_channels() {
+    let v = lua_value(
+        r#"
+local function main()
+  local me = process.pid()
+  local plain = process.listen("plain")
+  local full = process.listen("full", { message = true })
+  process.send(me, "plain", "p1")
+  process.send(me, "full", "f1")
+  process.send(me, "other", "o1")
+  local out = {}
+  out.plain = plain:receive()
+  local m = full:receive()
+  out.full = { topic = m:topic(), data = m:payload():data() }
+  out.inbox = process.inbox():receive():payload():data()
+  local _, err = process.listen("plain")
+  out.twice = tostring(err)
+  out.unlisten = process.unlisten(plain)
+  process.send(me, "plain", "p2")
+  out.after_unlisten = process.inbox():receive():payload():data()
+  return out
+end
+return { main = main }
+"#,
+    )
+    .await;
+    assert_eq!(v["plain"], "p1");
+    assert_eq!(v["full"], json!({"topic": "full", "data": "f1"}));
+    assert_eq!(v["inbox"], "o1");
+    assert!(v["twice"].as_str().unwrap().contains("already listening"));
+    assert_eq!(v["unlisten"], true);
+    assert_eq!(v["after_unlisten"], "p2");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn several_payload_values_arrive_in_order() {
+    let v = lua_value(
+        r#"
+return { main = function()
+  process.send(process.pid(), "multi", 1, "two", { three = 3 })
+  local a, b, c = process.inbox():receive():payload():data()
+  return { a, b, c }
+end }
+"#,
+    )
+    .await;
+    assert_eq!(v, json!([1, "two", {"three": 3}]));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn exec_returns_the_result_or_the_error() {
+    let v = App::new()
+        .lua("ok", "return { main = function(a, b) return a + b end }")
+        .lua("bad", "return { main = function() error('nope') end }")
+        .lua(
+            "main",
+            r#"
+return { main = function()
+  local sum = process.exec("app:ok", "app:host", 2, 3)
+  local v, err = process.exec("app:bad", "app:host")
+  local v2, err2 = process.exec("app:missing", "app:host")
+  local v3, err3 = process.exec("app:ok", "app:nohost", 1, 1)
+  local v4, err4 = process.spawn("not-an-id", "app:host")
+  local v5, err5 = process.spawn("app:host", "app:host")
+  return { sum = sum, bad = tostring(err), missing = { err2:kind(), tostring(err2) },
+           nohost = tostring(err3), invalid = { err4:kind(), tostring(err4) }, notproc = tostring(err5) }
+end }
+"#,
+        )
+        .value("main")
+        .await;
+    assert_eq!(v["sum"], 5);
+    assert!(v["bad"].as_str().unwrap().contains("nope"));
+    assert_eq!(v["missing"][0], "NOT_FOUND");
+    assert!(v["missing"][1]
+        .as_str()
+        .unwrap()
+        .contains("entry app:missing not found"));
+    assert!(v["nohost"]
+        .as_str()
+        .unwrap()
+        .contains("host app:nohost not found"));
+    assert_eq!(v["invalid"][0], "INVALID");
+    assert!(
+        v["notproc"]
+            .as_str()
+            .unwrap()
+            .contains("not a process entry"),
+        "{v}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn process_failures_report_lua_errors_and_non_string_errors() {
+    let app = App::new()
+        .lua(
+            "str",
+            "return { main = function() error('plain text') end }",
+        )
+        .lua(
+            "tbl",
+            "return { main = function() error({ code = 7 }) end }",
+        )
+        .lua("nomethod", "return { other = function() end }")
+        .lua(
+            "badresult",
+            "return { main = function() return function() end end }",
+        );
+    let rt = app.start().await;
+    let run = |n: &'static str| {
+        let rt = &rt;
+        async move { rt.exec(&warden::registry::Id::new("app", n), vec![]).await }
+    };
+    match run("str").await.unwrap() {
+        Exit::Error(e) => assert!(e.contains("plain text") && e.contains("str.lua:1:"), "{e}"),
+        other => panic!("{other:?}"),
+    }
+    match run("tbl").await.unwrap() {
+        Exit::Error(e) => assert!(!e.is_empty(), "{e}"),
+        other => panic!("{other:?}"),
+    }
+    match run("nomethod").await.unwrap() {
+        Exit::Error(e) => assert!(e.contains("method main not found"), "{e}"),
+        other => panic!("{other:?}"),
+    }
+    match run("badresult").await.unwrap() {
+        Exit::Error(e) => assert!(e.contains("result cannot be copied"), "{e}"),
+        other => panic!("{other:?}"),
+    }
+    rt.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn host_queue_size_bounds_pending_spawns() {
+    let v = App::with_host(1, 50)
+        .lua("idle", "return { main = function() return 1 end }")
+        .lua(
+            "main",
+            r#"
+return { main = function()
+  -- no yield between spawns: none of the children has started yet
+  local n = 0
+  local err
+  while true do
+    local pid, e = process.spawn("app:idle", "app:host")
+    if not pid then err = e break end
+    n = n + 1
+  end
+  return { spawned = n, err = tostring(err), kind = err:kind() }
+end }
+"#,
+        )
+        .value("main")
+        .await;
+    // the main process itself was one of the pending spawns until it started
+    assert_eq!(v["spawned"], 50);
+    assert!(v["err"].as_str().unwrap().contains("queue is full"), "{v}");
+    assert_eq!(v["kind"], "UNAVAILABLE");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ten_thousand_sleepers_do_not_block_a_responsive_process() {
+    let v = App::new()
+        .lua(
+            "sleeper",
+            "local time = require('time') return { main = function() time.sleep('10s') end }",
+        )
+        .lua("echo", ECHO)
+        .lua(
+            "main",
+            r#"
+local time = require("time")
+return { main = function()
+  local sleepers = {}
+  for i = 1, 10000 do
+    sleepers[i] = assert(process.spawn("app:sleeper", "app:host"))
+    if i % 500 == 0 then time.sleep(1) end
+  end
+  local echo = process.spawn("app:echo", "app:host")
+  time.sleep("20ms")
+  local worst = 0
+  for i = 1, 50 do
+    local t0 = time.now()
+    process.send(echo, "ping", i)
+    process.inbox():receive()
+    local dt = time.now():sub(t0)
+    if dt > worst then worst = dt end
+  end
+  for _, p in ipairs(sleepers) do process.terminate(p) end
+  return { worst_ms = worst, sleepers = #sleepers }
+end }
+"#,
+        )
+        .value("main")
+        .await;
+    assert_eq!(v["sleepers"], 10000);
+    assert!(v["worst_ms"].as_f64().unwrap() < 100.0, "{v}");
+}
