@@ -1,0 +1,215 @@
+//! The `warden` binary: examples, exit codes, error output, signals, commands.
+
+use std::io::{BufRead, BufReader};
+use std::path::Path;
+use std::process::{Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+fn warden(args: &[&str], dir: Option<&Path>) -> Output {
+    let mut c = Command::new(env!("CARGO_BIN_EXE_warden"));
+    c.args(args).env("RUST_LOG", "info");
+    if let Some(d) = dir {
+        c.current_dir(d);
+    }
+    c.output().expect("run warden")
+}
+
+fn text(b: &[u8]) -> String {
+    String::from_utf8_lossy(b).into_owned()
+}
+
+fn example(name: &str) -> String {
+    format!("{}/examples/{name}", env!("CARGO_MANIFEST_DIR"))
+}
+
+#[test]
+fn example_hello_logs_a_greeting_and_returns() {
+    let out = warden(
+        &["run", "-d", &example("hello"), "--exec", "app:hello"],
+        None,
+    );
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    assert_eq!(text(&out.stdout).trim(), "\"Hello, world!\"");
+    assert!(text(&out.stderr).contains("Hello, world!"));
+    // arguments reach the process
+    let out = warden(
+        &["run", "-d", &example("hello"), "-x", "app:hello", "Ada"],
+        None,
+    );
+    assert_eq!(text(&out.stdout).trim(), "\"Hello, Ada!\"");
+}
+
+#[test]
+fn example_ping_pong_exchanges_messages_under_monitors() {
+    let out = warden(
+        &[
+            "run",
+            "-d",
+            &example("ping-pong"),
+            "--exec",
+            "app:main",
+            "500",
+        ],
+        None,
+    );
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let v: serde_json::Value = serde_json::from_str(text(&out.stdout).trim()).unwrap();
+    assert_eq!(v, serde_json::json!({"pings": 500, "pongs": 500}));
+}
+
+#[test]
+fn example_names_serves_a_named_counter() {
+    let out = warden(
+        &["run", "-d", &example("names"), "--exec", "app:main"],
+        None,
+    );
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let v: serde_json::Value = serde_json::from_str(text(&out.stdout).trim()).unwrap();
+    assert_eq!(
+        v,
+        serde_json::json!({"total": 50, "final": 50, "name_freed": true})
+    );
+}
+
+fn app(files: &[(&str, &str)]) -> tempfile::TempDir {
+    let d = tempfile::tempdir().unwrap();
+    for (rel, body) in files {
+        let p = d.path().join(rel);
+        std::fs::create_dir_all(p.parent().unwrap()).unwrap();
+        std::fs::write(p, body).unwrap();
+    }
+    d
+}
+
+const FAILING: &str = r#"version: "1.0"
+namespace: app
+entries:
+  - name: fail
+    kind: process.lua
+    source: |
+      return { main = function() error("it broke") end }
+    method: main
+  - name: ok
+    kind: process.lua
+    meta: {command: {name: greet, short: "Say hi"}}
+    source: |
+      return { main = function(who) return "hi " .. (who or "nobody") end }
+    method: main
+"#;
+
+#[test]
+fn exec_of_a_failing_process_exits_1_with_the_error_on_stderr() {
+    let d = app(&[("_index.yaml", FAILING)]);
+    let dir = d.path().to_str().unwrap();
+    let out = warden(&["run", "-d", dir, "--exec", "app:fail"], None);
+    assert_eq!(out.status.code(), Some(1));
+    let err = text(&out.stderr);
+    assert!(
+        err.contains("app:fail failed") && err.contains("it broke"),
+        "{err}"
+    );
+    let out = warden(&["run", "-d", dir, "--exec", "app:missing"], None);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(text(&out.stderr).contains("entry app:missing not found"));
+    let out = warden(&["run", "-d", dir, "--exec", "nonamespace"], None);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(text(&out.stderr).contains("no namespace"));
+}
+
+#[test]
+fn commands_are_listed_and_run_by_name() {
+    let d = app(&[("_index.yaml", FAILING)]);
+    let dir = d.path().to_str().unwrap();
+    let out = warden(&["run", "-d", dir, "list"], None);
+    assert!(out.status.success());
+    let listing = text(&out.stdout);
+    assert!(
+        listing.contains("greet") && listing.contains("Say hi"),
+        "{listing}"
+    );
+    let out = warden(&["run", "-d", dir, "greet", "Ada"], None);
+    assert!(out.status.success());
+    assert_eq!(text(&out.stdout).trim(), "\"hi Ada\"");
+    let out = warden(&["run", "-d", dir, "nope"], None);
+    assert_eq!(out.status.code(), Some(1));
+    let err = text(&out.stderr);
+    assert!(
+        err.contains("unknown command \"nope\"") && err.contains("greet"),
+        "{err}"
+    );
+}
+
+#[test]
+fn check_reports_every_error_of_the_load_and_exits_1() {
+    let d = app(&[
+        (
+            "a/_index.yaml",
+            "version: \"1.0\"\nnamespace: a\nentries:\n  - name: w\n    kind: proces.lua\n    source: x\n",
+        ),
+        (
+            "b/_index.yaml",
+            "version: \"1.0\"\nnamespace: b\nentries:\n  - name: w\n    kind: process.lua\n    source: file://missing.lua\n    method: main\n",
+        ),
+    ]);
+    let out = warden(&["check", "-d", d.path().to_str().unwrap()], None);
+    assert_eq!(out.status.code(), Some(1));
+    let err = text(&out.stderr);
+    assert!(
+        err.contains("a/_index.yaml") && err.contains("did you mean process.lua"),
+        "{err}"
+    );
+    assert!(
+        err.contains("b/_index.yaml") && err.contains("entry b:w") && err.contains("missing.lua"),
+        "{err}"
+    );
+    assert!(err.contains("2 error(s)"), "{err}");
+    // run refuses to start the same app
+    let out = warden(&["run", "-d", d.path().to_str().unwrap()], None);
+    assert_eq!(out.status.code(), Some(1));
+
+    let out = warden(&["check", "-d", &example("ping-pong")], None);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    assert!(text(&out.stdout).contains("ok: 4 entries"));
+}
+
+#[test]
+fn dir_defaults_to_the_current_directory_and_uses_src_when_the_yaml_is_there() {
+    let d = app(&[("src/_index.yaml", FAILING)]);
+    let out = warden(&["run", "--exec", "app:ok", "x"], Some(d.path()));
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    assert_eq!(text(&out.stdout).trim(), "\"hi x\"");
+}
+
+#[test]
+fn run_stops_cleanly_on_sigterm() {
+    let d = app(&[("_index.yaml", FAILING)]);
+    let mut child = Command::new(env!("CARGO_BIN_EXE_warden"))
+        .args(["run", "-d", d.path().to_str().unwrap()])
+        .env("RUST_LOG", "info")
+        .stderr(Stdio::piped())
+        .stdout(Stdio::null())
+        .spawn()
+        .unwrap();
+    let stderr = child.stderr.take().unwrap();
+    let mut lines = BufReader::new(stderr).lines();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let line = lines.next().expect("warden ended early").unwrap();
+        if line.contains("running; press Ctrl-C to stop") {
+            break;
+        }
+        assert!(Instant::now() < deadline, "no startup line");
+    }
+    let status = Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(status.success());
+    let rest: Vec<String> = lines.map_while(Result::ok).collect();
+    let code = child.wait().unwrap();
+    assert_eq!(code.code(), Some(0), "{rest:?}");
+    assert!(
+        rest.iter().any(|l| l.contains("runtime stopped")),
+        "{rest:?}"
+    );
+}

@@ -1,0 +1,378 @@
+//! The Lua host: isolation between processes, require rules, channels, coroutines and the
+//! built-in modules (time, json, logger).
+
+mod common;
+
+use common::{lua_value, App};
+use serde_json::json;
+use warden::process::Exit;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn processes_share_no_globals_and_cannot_change_builtins() {
+    // one worker: every process below lives in the same Lua state
+    let v = App::with_host(1, 1024)
+        .lua(
+            "vandal",
+            r#"
+return { main = function()
+  local out = {}
+  secret = "vandal's global"
+  _G.other = 1
+  load("loaded_global = 5")()
+  out.load_sees_own = loaded_global == 5
+  local function try(f) local ok, err = pcall(f) return ok and "allowed" or tostring(err) end
+  out.string_rep = try(function() string.rep = nil end)
+  out.rawset_string = try(function() rawset(string, "rep", nil) end)
+  out.setmetatable_string = try(function() setmetatable(string, {}) end)
+  out.string_mt = tostring(getmetatable(""))
+  out.process_send = try(function() process.send = nil end)
+  out.process_registry = try(function() process.registry.lookup = nil end)
+  out.channel_new = try(function() channel.new = nil end)
+  out.table_insert = try(function() table.insert(string, "x") end)
+  out.json_encode = try(function() require("json").encode = nil end)
+  out.gc_stop = try(function() collectgarbage("stop") end)
+  out.randomseed = math.randomseed == nil
+  out.debug = debug == nil
+  out.io = io == nil
+  out.os_execute = os.execute == nil
+  return out
+end }
+"#,
+        )
+        .lua(
+            "witness",
+            r#"
+return { main = function()
+  return {
+    secret = secret == nil,
+    other = other == nil,
+    loaded = loaded_global == nil,
+    rep = string.rep("ab", 2),
+    send = type(process.send),
+    encode = type(require("json").encode),
+  }
+end }
+"#,
+        )
+        .lua(
+            "main",
+            r#"
+return { main = function()
+  local a = process.exec("app:vandal", "app:host")
+  local b = process.exec("app:witness", "app:host")
+  return { vandal = a, witness = b }
+end }
+"#,
+        )
+        .value("main")
+        .await;
+    let vd = &v["vandal"];
+    assert_eq!(vd["load_sees_own"], true);
+    for key in [
+        "string_rep",
+        "rawset_string",
+        "setmetatable_string",
+        "process_send",
+        "process_registry",
+        "channel_new",
+        "table_insert",
+        "json_encode",
+    ] {
+        let e = vd[key].as_str().unwrap();
+        assert!(e.contains("read-only"), "{key}: {e}");
+    }
+    assert_eq!(vd["string_mt"], "nil");
+    assert!(vd["gc_stop"].as_str().unwrap().contains("not available"));
+    for key in ["randomseed", "debug", "io", "os_execute"] {
+        assert_eq!(vd[key], true, "{key}");
+    }
+    assert_eq!(
+        v["witness"],
+        json!({"secret": true, "other": true, "loaded": true, "rep": "abab", "send": "function", "encode": "function"})
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn require_allows_only_listed_modules_and_imports() {
+    let app = App::new()
+        .entry(
+            "  - name: strict\n    kind: process.lua\n    source: file://strict.lua\n    method: main\n    modules: [json]\n    imports: {util: util}\n",
+        )
+        .entry(
+            "  - name: util\n    kind: library.lua\n    source: file://util.lua\n    imports: {base: base}\n",
+        )
+        .entry("  - name: base\n    kind: library.lua\n    source: file://base.lua\n")
+        .lua(
+            "main",
+            r#"
+return { main = function()
+  local a = process.exec("app:strict", "app:host")
+  local b = process.exec("app:strict", "app:host")
+  return { a = a, b = b }
+end }
+"#,
+        );
+    app.write(
+        "strict.lua",
+        r#"
+return { main = function()
+  local out = {}
+  out.json = type(require("json"))
+  local t, err = require("time")
+  out.time = { t == nil, tostring(err) }
+  local x, err2 = require("nonexistent")
+  out.unknown = tostring(err2)
+  local util = require("util")
+  out.count1 = util.bump()
+  out.count2 = util.bump()
+  out.same = require("util") == util
+  out.base = util.base_name()
+  return out
+end }
+"#,
+    );
+    app.write(
+        "util.lua",
+        r#"
+local base = require("base")
+local count = 0
+return {
+  bump = function() count = count + 1 return count end,
+  base_name = function() return base.name end,
+}
+"#,
+    );
+    app.write("base.lua", "return { name = 'base library' }");
+    let v = app.value("main").await;
+    let a = &v["a"];
+    assert_eq!(a["json"], "table");
+    assert_eq!(a["time"][0], true);
+    let e = a["time"][1].as_str().unwrap();
+    assert!(
+        e.contains("app:strict") && e.contains("field modules"),
+        "{e}"
+    );
+    let e = a["unknown"].as_str().unwrap();
+    assert!(
+        e.contains("app:strict") && e.contains("field imports"),
+        "{e}"
+    );
+    assert_eq!(a["count1"], 1);
+    assert_eq!(a["count2"], 2);
+    assert_eq!(a["same"], true);
+    assert_eq!(a["base"], "base library");
+    // a second process gets its own instance of the library: its counter starts again
+    assert_eq!(v["b"]["count1"], 1);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn channels_buffered_unbuffered_close_and_select() {
+    let v = lua_value(
+        r#"
+return { main = function()
+  local out = {}
+  local b = channel.new(2)
+  b:send(1) b:send(2)
+  local first = b:receive()
+  local second = b:receive()
+  out.buffered = { first, second }
+  local u = channel.new()
+  local log = {}
+  coroutine.spawn(function()
+    for i = 1, 3 do u:send(i) table.insert(log, "sent " .. i) end
+    u:close()
+  end)
+  local got = {}
+  while true do
+    local v, ok = u:receive()
+    if not ok then break end
+    table.insert(got, v)
+    table.insert(log, "got " .. v)
+  end
+  out.unbuffered = got
+  out.log = log
+  -- with no receiver, an unbuffered send waits for one
+  local u2 = channel.new()
+  local sent = false
+  coroutine.spawn(function() u2:send("v") sent = true end)
+  require("time").sleep("10ms")
+  out.blocked = not sent
+  out.handed = u2:receive()
+  require("time").sleep(1)
+  out.released = sent
+  local closed_v, closed_ok = u:receive()
+  out.closed = { closed_v == nil, closed_ok }
+  out.send_closed = select(2, pcall(function() u:send(1) end)) ~= nil
+  -- select: ready case wins, default when nothing is ready
+  local c1, c2 = channel.new(1), channel.new(1)
+  c2:send("two")
+  local r = channel.select({ c1:case_receive(), c2:case_receive() })
+  out.select = { from_c2 = r.channel == c2, value = r.value, ok = r.ok }
+  local d = channel.select({ c1:case_receive(), default = true })
+  out.default = d.default
+  local s = channel.select({ c1:case_send("x") })
+  local sent_value = c1:receive()
+  out.select_send = { s.channel == c1, sent_value }
+  -- select blocks until another coroutine delivers
+  local late = channel.new()
+  coroutine.spawn(function() require("time").sleep("5ms") late:send("late") end)
+  local l = channel.select({ late:case_receive(), c1:case_receive() })
+  out.blocking_select = l.value
+  local ok, err = pcall(channel.select, { 42 })
+  out.bad_case = tostring(err)
+  return out
+end }
+"#,
+    )
+    .await;
+    assert_eq!(v["buffered"], json!([1, 2]));
+    assert_eq!(v["unbuffered"], json!([1, 2, 3]));
+    assert_eq!(v["log"].as_array().unwrap().len(), 6);
+    assert_eq!(v["blocked"], true);
+    assert_eq!(v["handed"], "v");
+    assert_eq!(v["released"], true);
+    assert_eq!(v["closed"], json!([true, false]));
+    assert_eq!(v["send_closed"], true);
+    assert_eq!(
+        v["select"],
+        json!({"from_c2": true, "value": "two", "ok": true})
+    );
+    assert_eq!(v["default"], true);
+    assert_eq!(v["select_send"], json!([true, "x"]));
+    assert_eq!(v["blocking_select"], "late");
+    assert!(v["bad_case"].as_str().unwrap().contains("case_receive"));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn spawned_coroutines_share_globals_and_end_with_main() {
+    let v = lua_value(
+        r#"
+return { main = function()
+  counter = 0
+  local done = channel.new(10)
+  for i = 1, 5 do
+    coroutine.spawn(function()
+      require("time").sleep(1)
+      counter = counter + i
+      done:send(i)
+    end)
+  end
+  for _ = 1, 5 do done:receive() end
+  return counter
+end }
+"#,
+    )
+    .await;
+    assert_eq!(v, json!(15));
+    // an error in a spawned coroutine fails the process
+    match App::new()
+        .lua(
+            "main",
+            "return { main = function() coroutine.spawn(function() error('inner') end) require('time').sleep('1s') end }",
+        )
+        .run("main", vec![])
+        .await
+    {
+        Exit::Error(e) => assert!(e.contains("spawned coroutine") && e.contains("inner"), "{e}"),
+        other => panic!("{other:?}"),
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn time_sleep_after_ticker_and_now() {
+    let v = lua_value(
+        r#"
+local time = require("time")
+return { main = function()
+  local out = {}
+  local t0 = time.now()
+  time.sleep("30ms")
+  time.sleep(10)
+  out.slept = time.now():sub(t0)
+  local a = time.after("20ms")
+  local fired = a:receive()
+  out.after = type(fired:unix_milli())
+  local tk = time.ticker("5ms")
+  local ticks = 0
+  for _ = 1, 3 do tk:channel():receive() ticks = ticks + 1 end
+  tk:stop()
+  out.ticks = ticks
+  local ok, err = pcall(time.sleep, "soon")
+  out.bad = tostring(err)
+  local ok2, err2 = pcall(time.sleep, -5)
+  out.negative = tostring(err2)
+  out.unix = time.now():unix() > 1700000000
+  out.format = #time.now():format() > 10
+  out.hm = time.now() >= t0
+  return out
+end }
+"#,
+    )
+    .await;
+    let slept = v["slept"].as_f64().unwrap();
+    assert!((40.0..2000.0).contains(&slept), "{v}");
+    assert_eq!(v["after"], "number");
+    assert_eq!(v["ticks"], 3);
+    assert!(
+        v["bad"].as_str().unwrap().contains("invalid duration"),
+        "{v}"
+    );
+    assert!(v["negative"].as_str().unwrap().contains("negative"), "{v}");
+    assert_eq!(v["unix"], true);
+    assert_eq!(v["format"], true);
+    assert_eq!(v["hm"], true);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn json_and_logger() {
+    let v = lua_value(
+        r#"
+local json = require("json")
+local logger = require("logger")
+return { main = function()
+  local s = json.encode({ a = 1, list = { 1, 2, "x" }, ok = true })
+  local back = json.decode(s)
+  local bad, err = json.decode("{not json")
+  local fn, err2 = json.encode({ f = function() end })
+  logger:info("hello", { k = "v", n = 1 })
+  logger.warn("dot call works too")
+  logger:debug("quiet")
+  logger:error("an error line")
+  return { back = back, bad = bad == nil, err = tostring(err), err2 = tostring(err2), kind = err:kind() }
+end }
+"#,
+    )
+    .await;
+    assert_eq!(v["back"], json!({"a": 1, "list": [1, 2, "x"], "ok": true}));
+    assert_eq!(v["bad"], true);
+    assert!(v["err"].as_str().unwrap().contains("json.decode"));
+    assert!(v["err2"]
+        .as_str()
+        .unwrap()
+        .contains("function cannot be copied"));
+    assert_eq!(v["kind"], "INVALID");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn spawn_arguments_and_results_are_copies() {
+    let v = App::new()
+        .lua(
+            "mutator",
+            "return { main = function(t) t.changed = true t.list[1] = 'x' return t end }",
+        )
+        .lua(
+            "main",
+            r#"
+return { main = function()
+  local mine = { list = { 1, 2 }, deep = { deeper = { 3 } } }
+  local theirs = process.exec("app:mutator", "app:host", mine)
+  return { mine = mine, theirs = theirs }
+end }
+"#,
+        )
+        .value("main")
+        .await;
+    assert_eq!(v["mine"], json!({"list": [1, 2], "deep": {"deeper": [3]}}));
+    assert_eq!(v["theirs"]["changed"], true);
+    assert_eq!(v["theirs"]["list"], json!(["x", 2]));
+}
