@@ -35,7 +35,6 @@ use std::rc::Rc;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::task::{Context, Poll};
-use tokio::sync::mpsc::UnboundedReceiver;
 
 /// Instructions between two runs of the preemption hook.
 pub const HOOK_INSTRUCTIONS: u32 = 1000;
@@ -366,7 +365,11 @@ impl ProcCtx {
     }
 
     fn deliver(&self, m: Message) -> mlua::Result<()> {
-        if let Some(l) = self.listeners.borrow().get(&m.topic) {
+        let listeners = self.listeners.borrow();
+        if let Some(l) = (!listeners.is_empty())
+            .then(|| listeners.get(&m.topic))
+            .flatten()
+        {
             if l.message {
                 l.chan.push(mlua::Value::UserData(
                     self.lua.create_userdata(LuaMessage::from(m))?,
@@ -516,11 +519,10 @@ impl Future for Spawned {
 /// coroutines.
 struct Driver {
     ctx: Rc<ProcCtx>,
-    ctrl: UnboundedReceiver<Signal>,
-    data: UnboundedReceiver<Message>,
     main: mlua::AsyncThread<mlua::MultiValue>,
     main_ptr: *const std::ffi::c_void,
-    coros: FuturesUnordered<Spawned>,
+    /// Coroutines started with `coroutine.spawn` (created on first use).
+    coros: Option<FuturesUnordered<Spawned>>,
 }
 
 impl Driver {
@@ -546,7 +548,9 @@ impl Driver {
     }
 
     fn step(&mut self, cx: &mut Context<'_>) -> Poll<Exit> {
-        while let Poll::Ready(Some(sig)) = self.ctrl.poll_recv(cx) {
+        let me = self.ctx.me.clone();
+        me.register(cx.waker());
+        while let Some(sig) = me.pop_signal() {
             match self.ctx.on_signal(sig) {
                 Ok(None) => {}
                 Ok(Some(exit)) => return Poll::Ready(exit),
@@ -555,15 +559,11 @@ impl Driver {
         }
         let mut routed = 0;
         while routed < MESSAGES_PER_POLL {
-            match self.data.poll_recv(cx) {
-                Poll::Ready(Some(m)) => {
-                    if let Err(e) = self.ctx.deliver(m) {
-                        return Poll::Ready(Exit::Error(errors::message(&e)));
-                    }
-                    routed += 1;
-                }
-                _ => break,
+            let Some(m) = me.pop_message() else { break };
+            if let Err(e) = self.ctx.deliver(m) {
+                return Poll::Ready(Exit::Error(errors::message(&e)));
             }
+            routed += 1;
         }
         if routed == MESSAGES_PER_POLL {
             cx.waker().wake_by_ref();
@@ -572,18 +572,26 @@ impl Driver {
         if let Poll::Ready(r) = Pin::new(&mut self.main).poll(cx) {
             return Poll::Ready(self.exit_of(r));
         }
+        if self.coros.is_none() && self.ctx.spawned.borrow().is_empty() {
+            return Poll::Pending;
+        }
+        let coros = self.coros.get_or_insert_with(FuturesUnordered::new);
         loop {
             let new: Vec<mlua::Thread> = std::mem::take(&mut *self.ctx.spawned.borrow_mut());
             for t in new {
                 let ptr = t.to_pointer();
                 match t.into_async::<()>(()) {
-                    Ok(fut) => self.coros.push(Spawned { ptr, fut }),
+                    Ok(fut) => coros.push(Spawned { ptr, fut }),
                     Err(e) => return Poll::Ready(Exit::Error(errors::message(&e))),
                 }
             }
-            match self.coros.poll_next_unpin(cx) {
+            match coros.poll_next_unpin(cx) {
                 Poll::Ready(Some((_, Err(e)))) => {
-                    let exit = self.error_exit(&e);
+                    let exit = if self.ctx.me.kill_requested.load(Ordering::Relaxed) {
+                        Exit::Killed("terminated".into())
+                    } else {
+                        Exit::Error(errors::message(&e))
+                    };
                     return Poll::Ready(match exit {
                         Exit::Error(msg) => Exit::Error(format!("in a spawned coroutine: {msg}")),
                         other => other,
@@ -635,8 +643,6 @@ fn start_process(pctx: ProcessContext) -> mlua::Result<Driver> {
         me,
         entry,
         host,
-        ctrl,
-        data,
         args,
     } = pctx;
     let spec = lua_spec(&entry).ok_or_else(|| mlua::Error::runtime("not a Lua entry"))?;
@@ -675,10 +681,8 @@ fn start_process(pctx: ProcessContext) -> mlua::Result<Driver> {
     let main = thread.into_async::<mlua::MultiValue>(mlua::MultiValue::from_vec(call_args))?;
     Ok(Driver {
         ctx,
-        ctrl,
-        data,
         main,
         main_ptr,
-        coros: FuturesUnordered::new(),
+        coros: None,
     })
 }

@@ -38,10 +38,22 @@ fn string_arg(v: &mlua::Value, what: &str) -> Result<String, LuaError> {
 }
 
 fn dest(ctx: &ProcCtx, v: &mlua::Value, func: &str) -> Result<Pid, LuaError> {
-    let s = string_arg(v, &format!("process.{func}: destination"))?;
-    ctx.node
-        .resolve(&s)
-        .map_err(|e| LuaError::new(e.kind(), format!("process.{func}: {e}")))
+    let resolved = match v {
+        mlua::Value::String(s) => match s.to_str() {
+            Ok(s) => ctx.node.resolve(&s),
+            Err(_) => ctx.node.resolve(&s.to_string_lossy()),
+        },
+        other => {
+            return Err(LuaError::new(
+                "INVALID",
+                format!(
+                    "process.{func}: destination: expected a string, got {}",
+                    other.type_name()
+                ),
+            ))
+        }
+    };
+    resolved.map_err(|e| LuaError::new(e.kind(), format!("process.{func}: {e}")))
 }
 
 fn entry_id(v: &mlua::Value, func: &str, what: &str) -> Result<Id, LuaError> {
@@ -140,7 +152,7 @@ pub fn create(lua: &Lua) -> mlua::Result<Table> {
                         LuaError::new("INVALID", format!("process.send: payload {e}"))
                     })?;
                     ctx.node
-                        .send(Some(ctx.pid()), &to, &topic, payload)
+                        .send(Some(ctx.pid()), &to, topic, payload)
                         .map_err(|e| LuaError::new(e.kind(), format!("process.send: {e}")))?;
                     ret(lua, true)
                 })();

@@ -3,8 +3,7 @@
 //! A `process.host` owns `workers` OS threads. Each runs a single-threaded tokio runtime with
 //! a `LocalSet`; a process is one local task pinned to one worker, so messages between
 //! processes of the same worker never cross threads. A spawn from a process lands on the
-//! spawner's own worker unless that worker holds clearly more processes than the least
-//! loaded one; other spawns go to the least loaded worker.
+//! spawner's own worker; other spawns go to the least loaded worker.
 //!
 //! `queue_size` bounds the spawns that were accepted but have not started running yet;
 //! past it, spawn fails with a "queue is full" error instead of growing without bound.
@@ -144,19 +143,20 @@ impl Host {
         (addr == self as *const Host as usize).then_some(i)
     }
 
+    /// A process spawned from a process of this host starts on its parent's worker, as
+    /// the BEAM places a new process on its parent's scheduler: related processes then talk
+    /// without crossing threads (about 0.4 us a message instead of 20 us). Spawns from
+    /// anywhere else (the CLI, supervisors) go to the worker with the fewest processes.
     fn pick_worker(&self) -> usize {
+        if let Some(mine) = self.current_index() {
+            return mine;
+        }
         let (mut best, mut best_load) = (0, usize::MAX);
         for (i, w) in self.workers.iter().enumerate() {
             let l = w.live.load(Ordering::Relaxed);
             if l < best_load {
                 best = i;
                 best_load = l;
-            }
-        }
-        if let Some(mine) = self.current_index() {
-            let my_load = self.workers[mine].live.load(Ordering::Relaxed);
-            if my_load <= best_load * 2 + 256 {
-                return mine;
             }
         }
         best

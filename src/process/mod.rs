@@ -22,9 +22,11 @@ use std::collections::HashMap;
 use std::fmt;
 use std::future::Future;
 use std::pin::Pin;
+use futures::task::AtomicWaker;
+use std::collections::VecDeque;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
-use tokio::sync::mpsc::{UnboundedReceiver, UnboundedSender};
+use std::task::Waker;
 
 pub use host::Host;
 
@@ -148,16 +150,24 @@ struct Relations {
     names: Vec<String>,
 }
 
-/// A live process as the rest of the node sees it: its mailbox senders and relations.
+#[derive(Default)]
+struct Queues {
+    ctrl: VecDeque<Signal>,
+    data: VecDeque<Message>,
+    closed: bool,
+}
+
+/// A live process as the rest of the node sees it: its mailbox and relations.
+///
+/// The mailbox is two queues (control signals, data messages) under one lock plus the
+/// waker of the process task; empty queues allocate nothing.
 pub struct ProcessHandle {
     /// Its pid.
     pub pid: Pid,
     /// The entry it runs.
-    pub entry: Id,
-    /// The host it runs on.
-    pub host: Id,
-    ctrl: UnboundedSender<Signal>,
-    data: UnboundedSender<Message>,
+    pub entry: Arc<Entry>,
+    queues: Mutex<Queues>,
+    waker: AtomicWaker,
     /// Set by terminate; a running body checks it at its preemption points.
     pub kill_requested: AtomicBool,
     relations: Mutex<Relations>,
@@ -165,24 +175,59 @@ pub struct ProcessHandle {
 
 impl ProcessHandle {
     fn signal(&self, s: Signal) -> bool {
-        self.ctrl.send(s).is_ok()
+        let mut q = self.queues.lock();
+        if q.closed {
+            return false;
+        }
+        q.ctrl.push_back(s);
+        drop(q);
+        self.waker.wake();
+        true
+    }
+
+    fn message(&self, m: Message) -> bool {
+        let mut q = self.queues.lock();
+        if q.closed {
+            return false;
+        }
+        q.data.push_back(m);
+        drop(q);
+        self.waker.wake();
+        true
+    }
+
+    /// Registers the waker of the task that owns this mailbox. Call it before popping, so
+    /// that a push after the last pop wakes the task.
+    pub fn register(&self, w: &Waker) {
+        self.waker.register(w);
+    }
+
+    /// The next control signal, if any.
+    pub fn pop_signal(&self) -> Option<Signal> {
+        self.queues.lock().ctrl.pop_front()
+    }
+
+    /// The next data message, if any.
+    pub fn pop_message(&self) -> Option<Message> {
+        self.queues.lock().data.pop_front()
+    }
+
+    /// Messages waiting in the mailbox.
+    pub fn queued_messages(&self) -> usize {
+        self.queues.lock().data.len()
     }
 }
 
-/// The receiving ends of a process's mailbox and what the body needs to know about itself.
+/// What a process body needs to know about itself; its mailbox is `me`.
 pub struct ProcessContext {
     /// The node the process runs on.
     pub node: Arc<Node>,
-    /// Its own handle (pid, kill flag).
+    /// Its own handle (pid, mailbox, kill flag).
     pub me: Arc<ProcessHandle>,
     /// The entry it runs.
     pub entry: Arc<Entry>,
     /// The host it runs on.
     pub host: Arc<Host>,
-    /// Control signals (checked first).
-    pub ctrl: UnboundedReceiver<Signal>,
-    /// Data messages.
-    pub data: UnboundedReceiver<Message>,
     /// Spawn arguments.
     pub args: Vec<Value>,
 }
@@ -301,10 +346,27 @@ impl Node {
         self.procs.get(&pid.id).map(|p| p.clone())
     }
 
+    /// Parses a pid string, sharing this node's name when it is the node's own pid.
+    pub fn parse_pid(&self, s: &str) -> Option<Pid> {
+        let inner = s.strip_prefix('{')?.strip_suffix('}')?;
+        let (node, id) = inner.rsplit_once('|')?;
+        if node.is_empty() {
+            return None;
+        }
+        let id = id.parse().ok()?;
+        let node = if node == &*self.name {
+            self.name.clone()
+        } else {
+            Arc::from(node)
+        };
+        Some(Pid { node, id })
+    }
+
     /// Resolves a destination: a pid string or a registered name.
     pub fn resolve(&self, dest: &str) -> Result<Pid, ProcessError> {
         if dest.starts_with('{') {
-            return Pid::parse(dest)
+            return self
+                .parse_pid(dest)
                 .ok_or_else(|| ProcessError::Invalid(format!("malformed pid {dest:?}")));
         }
         if dest.is_empty() {
@@ -319,9 +381,10 @@ impl Node {
         &self,
         from: Option<&Pid>,
         dest: &Pid,
-        topic: &str,
+        topic: impl Into<String>,
         payload: Vec<Value>,
     ) -> Result<(), ProcessError> {
+        let topic = topic.into();
         if topic.starts_with('@') {
             return Err(ProcessError::Invalid(format!(
                 "topic {topic:?} is reserved (topics starting with @ belong to the runtime)"
@@ -330,13 +393,16 @@ impl Node {
         let p = self
             .process(dest)
             .ok_or_else(|| ProcessError::NotFound(format!("process {dest} is not running")))?;
-        p.data
-            .send(Message {
-                from: from.cloned(),
-                topic: topic.to_string(),
-                payload,
-            })
-            .map_err(|_| ProcessError::NotFound(format!("process {dest} is not running")))
+        let sent = p.message(Message {
+            from: from.cloned(),
+            topic,
+            payload,
+        });
+        if sent {
+            Ok(())
+        } else {
+            Err(ProcessError::NotFound(format!("process {dest} is not running")))
+        }
     }
 
     /// Asks a process to stop: it receives a CANCEL event and ends on its own.
@@ -551,8 +617,6 @@ impl Node {
             node: self.name.clone(),
             id: self.next_id.fetch_add(1, Ordering::Relaxed),
         };
-        let (ctrl_tx, ctrl_rx) = tokio::sync::mpsc::unbounded_channel();
-        let (data_tx, data_rx) = tokio::sync::mpsc::unbounded_channel();
         let mut rel = Relations::default();
         if let Some(l) = &opts.link_to {
             rel.links.push(l.clone());
@@ -565,10 +629,9 @@ impl Node {
         }
         let handle = Arc::new(ProcessHandle {
             pid: pid.clone(),
-            entry: entry.id.clone(),
-            host: host.id.clone(),
-            ctrl: ctrl_tx,
-            data: data_tx,
+            entry: entry.clone(),
+            queues: Mutex::new(Queues::default()),
+            waker: AtomicWaker::new(),
             kill_requested: AtomicBool::new(false),
             relations: Mutex::new(rel),
         });
@@ -588,8 +651,6 @@ impl Node {
             me: handle,
             entry,
             host: host.clone(),
-            ctrl: ctrl_rx,
-            data: data_rx,
             args,
         };
         host.start(ctx, body);
@@ -602,6 +663,12 @@ impl Node {
         let Some((_, handle)) = self.procs.remove(&pid.id) else {
             return;
         };
+        {
+            let mut q = handle.queues.lock();
+            q.closed = true;
+            q.ctrl.clear();
+            q.data.clear();
+        }
         let rel = {
             let mut r = handle.relations.lock();
             if r.exited {
@@ -611,9 +678,9 @@ impl Node {
             std::mem::take(&mut *r)
         };
         match &exit {
-            Exit::Normal(_) => tracing::debug!(pid = %pid, entry = %handle.entry, "process exited"),
+            Exit::Normal(_) => tracing::debug!(pid = %pid, entry = %handle.entry.id, "process exited"),
             Exit::Error(e) | Exit::Killed(e) => {
-                tracing::debug!(pid = %pid, entry = %handle.entry, error = %e, "process failed")
+                tracing::debug!(pid = %pid, entry = %handle.entry.id, error = %e, "process failed")
             }
         }
         let exit = Arc::new(exit);

@@ -1,0 +1,75 @@
+-- Workloads of benches/runtime.rs, the same four as shared/anchors/otp_bench.erl.
+local time = require("time")
+local M = {}
+
+function M.idle()
+  process.inbox():receive()
+end
+
+-- spawn n idle processes; returns the milliseconds spent in the spawn calls
+function M.spawner(n)
+  local t0 = time.now()
+  for _ = 1, n do
+    local pid, err = process.spawn("bench:idle", "bench:host")
+    if not pid then error(tostring(err)) end
+  end
+  return time.now():sub(t0)
+end
+
+function M.ring_node()
+  local inbox = process.inbox()
+  local next_pid = inbox:receive():payload():data()
+  while true do
+    local k, from = inbox:receive():payload():data()
+    if k == 0 then
+      process.send(from, "done", true)
+    else
+      process.send(next_pid, "t", k - 1, from)
+    end
+  end
+end
+
+-- n processes pass a token n*m times around; returns messages per second
+function M.ring(n, m)
+  local pids = {}
+  for i = 1, n do
+    pids[i] = assert(process.spawn("bench:ring_node", "bench:host"))
+  end
+  for i = 1, n do
+    process.send(pids[i], "next", pids[i % n + 1])
+  end
+  local t0 = time.now()
+  process.send(pids[1], "t", n * m, process.pid())
+  process.inbox():receive()
+  local ms = time.now():sub(t0)
+  for i = 1, n do process.terminate(pids[i]) end
+  return (n * m) / (ms / 1000)
+end
+
+function M.echo()
+  local inbox = process.inbox()
+  while true do
+    local msg = inbox:receive()
+    process.send(msg:from(), "r", msg:payload():data())
+  end
+end
+
+-- send + reply round trips, timed in batches; returns microseconds per round trip
+function M.roundtrip(batches, per)
+  local echo = assert(process.spawn("bench:echo", "bench:host"))
+  local inbox = process.inbox()
+  local samples = {}
+  for b = 1, batches do
+    local t0 = time.now()
+    for i = 1, per do
+      process.send(echo, "q", i)
+      inbox:receive()
+    end
+    samples[b] = time.now():sub(t0) * 1000 / per
+  end
+  process.terminate(echo)
+  table.sort(samples)
+  return { median = samples[batches // 2], p10 = samples[batches // 10], p90 = samples[batches * 9 // 10] }
+end
+
+return M

@@ -1,0 +1,224 @@
+//! Core runtime benchmarks, side by side with Erlang/OTP (shared/anchors/otp_bench.erl):
+//! spawning idle Lua processes, a ring of 1000 processes, and a send + reply round trip.
+//!
+//! Run: `cargo bench --bench runtime`. Each measurement runs in a fresh child process (this
+//! binary re-executed), so memory figures do not inherit an earlier run's heap. Erlang runs
+//! in the same session when `erl` is installed (`apt-get install erlang-base`).
+
+use mimalloc::MiMalloc;
+use std::process::Command;
+use std::time::{Duration, Instant};
+use warden::process::Exit;
+use warden::registry::{load_dir, Id};
+use warden::runtime::Runtime;
+use warden::value::{to_json, Value};
+
+#[global_allocator]
+static GLOBAL: MiMalloc = MiMalloc;
+
+const RUNS: usize = 5;
+const SPAWN_N: i64 = 100_000;
+
+fn rss_bytes() -> u64 {
+    let statm = std::fs::read_to_string("/proc/self/statm").unwrap_or_default();
+    let pages: u64 = statm
+        .split_whitespace()
+        .nth(1)
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(0);
+    pages * 4096
+}
+
+fn app() -> tempfile::TempDir {
+    let d = tempfile::tempdir().unwrap();
+    std::fs::write(d.path().join("bench.lua"), include_str!("bench.lua")).unwrap();
+    let mut yaml = String::from(
+        "version: \"1.0\"\nnamespace: bench\nentries:\n  - name: host\n    kind: process.host\n    host: {workers: 2, queue_size: 200000}\n",
+    );
+    for m in ["idle", "spawner", "ring_node", "ring", "echo", "roundtrip"] {
+        yaml.push_str(&format!(
+            "  - name: {m}\n    kind: process.lua\n    source: file://bench.lua\n    method: {m}\n    modules: [time]\n"
+        ));
+    }
+    std::fs::write(d.path().join("_index.yaml"), yaml).unwrap();
+    d
+}
+
+async fn exec(rt: &Runtime, name: &str, args: Vec<Value>) -> serde_json::Value {
+    match rt.exec(&Id::new("bench", name), args).await.unwrap() {
+        Exit::Normal(v) => to_json(&v).unwrap(),
+        other => panic!("bench:{name} failed: {other:?}"),
+    }
+}
+
+/// One measurement in this (child) process; prints one JSON line.
+async fn child(which: &str) {
+    let dir = app();
+    let rt = Runtime::start(load_dir(dir.path()).unwrap()).await.unwrap();
+    let out = match which {
+        "spawn" => {
+            // warm the worker's Lua state and the entry's compiled chunk
+            exec(&rt, "spawner", vec![Value::Int(10)]).await;
+            let host = rt.node().host(&Id::new("bench", "host")).unwrap();
+            while host.pending() > 0 {
+                tokio::time::sleep(Duration::from_millis(1)).await;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+            let before = rss_bytes();
+            let t0 = Instant::now();
+            let ms = exec(&rt, "spawner", vec![Value::Int(SPAWN_N)]).await;
+            while host.pending() > 0 {
+                tokio::time::sleep(Duration::from_millis(1)).await;
+            }
+            let started = t0.elapsed();
+            tokio::time::sleep(Duration::from_millis(200)).await;
+            let after = rss_bytes();
+            serde_json::json!({
+                "spawn_us": ms.as_f64().unwrap() * 1000.0 / SPAWN_N as f64,
+                "spawn_start_us": started.as_secs_f64() * 1e6 / SPAWN_N as f64,
+                "bytes_per_process": (after.saturating_sub(before)) as f64 / SPAWN_N as f64,
+                "live": rt.node().process_count(),
+            })
+        }
+        "ring" => {
+            let v = exec(&rt, "ring", vec![Value::Int(1000), Value::Int(1000)]).await;
+            serde_json::json!({ "msgs_per_s": v })
+        }
+        "roundtrip" => exec(&rt, "roundtrip", vec![Value::Int(2000), Value::Int(100)]).await,
+        other => panic!("unknown measurement {other}"),
+    };
+    println!("{out}");
+    rt.shutdown().await;
+}
+
+fn run_child(which: &str) -> serde_json::Value {
+    let exe = std::env::current_exe().unwrap();
+    let out = Command::new(exe)
+        .env("WARDEN_BENCH_CHILD", which)
+        .env("RUST_LOG", "warn")
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let text = String::from_utf8_lossy(&out.stdout);
+    serde_json::from_str(text.lines().last().unwrap_or("{}")).unwrap()
+}
+
+struct Stats {
+    median: f64,
+    min: f64,
+    max: f64,
+}
+
+fn stats(mut v: Vec<f64>) -> Stats {
+    v.sort_by(|a, b| a.partial_cmp(b).unwrap());
+    Stats {
+        median: v[v.len() / 2],
+        min: v[0],
+        max: v[v.len() - 1],
+    }
+}
+
+fn erlang() -> Option<String> {
+    let dir = tempfile::tempdir().ok()?;
+    let anchors = format!("{}/../shared/anchors", env!("CARGO_MANIFEST_DIR"));
+    for f in ["otp_bench.erl", "otp_bench_sup.erl"] {
+        std::fs::copy(format!("{anchors}/{f}"), dir.path().join(f)).ok()?;
+    }
+    let ok = Command::new("erlc")
+        .current_dir(dir.path())
+        .args(["otp_bench.erl", "otp_bench_sup.erl"])
+        .status()
+        .ok()?
+        .success();
+    if !ok {
+        return None;
+    }
+    let out = Command::new("erl")
+        .current_dir(dir.path())
+        .args(["-noshell", "-s", "otp_bench", "main", "-s", "init", "stop"])
+        .output()
+        .ok()?;
+    Some(String::from_utf8_lossy(&out.stdout).into_owned())
+}
+
+fn erlang_figure(text: &str, prefix: &str, before: &str) -> Option<f64> {
+    let line = text.lines().find(|l| l.starts_with(prefix))?;
+    let i = line.find(before)?;
+    line[..i]
+        .rsplit(|c: char| c == ' ' || c == ',')
+        .find(|s| !s.is_empty())?
+        .parse()
+        .ok()
+}
+
+fn main() {
+    if let Ok(which) = std::env::var("WARDEN_BENCH_CHILD") {
+        let rt = tokio::runtime::Builder::new_multi_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        rt.block_on(child(&which));
+        return;
+    }
+    if std::env::args().any(|a| a == "--list") {
+        return;
+    }
+    println!("warden core benchmarks ({RUNS} runs each, each in a fresh process)");
+    let erl = erlang();
+    let spawns: Vec<serde_json::Value> = (0..RUNS).map(|_| run_child("spawn")).collect();
+    let rings: Vec<f64> = (0..RUNS)
+        .map(|_| run_child("ring")["msgs_per_s"].as_f64().unwrap())
+        .collect();
+    let rts: Vec<serde_json::Value> = (0..RUNS).map(|_| run_child("roundtrip")).collect();
+
+    let spawn_us = stats(spawns.iter().map(|s| s["spawn_us"].as_f64().unwrap()).collect());
+    let start_us = stats(spawns.iter().map(|s| s["spawn_start_us"].as_f64().unwrap()).collect());
+    let mem = stats(spawns.iter().map(|s| s["bytes_per_process"].as_f64().unwrap()).collect());
+    let ring = stats(rings);
+    let rt_med = stats(rts.iter().map(|r| r["median"].as_f64().unwrap()).collect());
+    let rt_p90 = stats(rts.iter().map(|r| r["p90"].as_f64().unwrap()).collect());
+
+    let e = erl.as_deref().unwrap_or("");
+    let e_spawn = erlang_figure(e, "spawn:", " us/spawn");
+    let e_mem = erlang_figure(e, "spawn:", " bytes/proc");
+    let e_ring = erlang_figure(e, "ring:", " msgs/s");
+    let e_rt = erlang_figure(e, "call round trip:", " ns over").map(|ns| ns / 1000.0);
+    let fmt = |v: Option<f64>, unit: &str| match v {
+        Some(v) => format!("{v:.2} {unit}"),
+        None => "n/a (erl not installed)".into(),
+    };
+    let ratio = |w: f64, e: Option<f64>| match e {
+        Some(e) if e > 0.0 => format!("{:.2}x", w / e),
+        _ => "-".into(),
+    };
+    println!();
+    println!("| workload | warden median (min-max) | Erlang/OTP same run | warden / Erlang |");
+    println!("|---|---|---|---|");
+    println!(
+        "| spawn an idle Lua process (100k), spawn call | {:.2} us ({:.2}-{:.2}) | {} | {} |",
+        spawn_us.median, spawn_us.min, spawn_us.max, fmt(e_spawn, "us"), ratio(spawn_us.median, e_spawn)
+    );
+    println!(
+        "| spawn + first run of each process (100k) | {:.2} us ({:.2}-{:.2}) | - | - |",
+        start_us.median, start_us.min, start_us.max
+    );
+    println!(
+        "| memory per idle process (RSS growth, 100k) | {:.0} B ({:.0}-{:.0}) | {} | {} |",
+        mem.median, mem.min, mem.max, fmt(e_mem, "B"), ratio(mem.median, e_mem)
+    );
+    println!(
+        "| ring 1000 processes x 1000 rounds | {:.2} M msgs/s ({:.2}-{:.2}) | {} | {} |",
+        ring.median / 1e6,
+        ring.min / 1e6,
+        ring.max / 1e6,
+        e_ring.map(|r| format!("{:.2} M msgs/s", r / 1e6)).unwrap_or_else(|| "n/a".into()),
+        e_ring.map(|r| format!("{:.2}x", ring.median / r)).unwrap_or_else(|| "-".into())
+    );
+    println!(
+        "| send + reply round trip (median of 2000 batches of 100) | {:.2} us ({:.2}-{:.2}); p90 {:.2} us | {} | {} |",
+        rt_med.median, rt_med.min, rt_med.max, rt_p90.median, fmt(e_rt, "us"), ratio(rt_med.median, e_rt)
+    );
+    if let Some(e) = erl {
+        println!("\nErlang/OTP output:\n{e}");
+    }
+}
