@@ -98,7 +98,11 @@ fn run_child(which: &str) -> serde_json::Value {
         .env("RUST_LOG", "warn")
         .output()
         .unwrap();
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let text = String::from_utf8_lossy(&out.stdout);
     serde_json::from_str(text.lines().last().unwrap_or("{}")).unwrap()
 }
@@ -171,9 +175,24 @@ fn main() {
         .collect();
     let rts: Vec<serde_json::Value> = (0..RUNS).map(|_| run_child("roundtrip")).collect();
 
-    let spawn_us = stats(spawns.iter().map(|s| s["spawn_us"].as_f64().unwrap()).collect());
-    let start_us = stats(spawns.iter().map(|s| s["spawn_start_us"].as_f64().unwrap()).collect());
-    let mem = stats(spawns.iter().map(|s| s["bytes_per_process"].as_f64().unwrap()).collect());
+    let spawn_us = stats(
+        spawns
+            .iter()
+            .map(|s| s["spawn_us"].as_f64().unwrap())
+            .collect(),
+    );
+    let start_us = stats(
+        spawns
+            .iter()
+            .map(|s| s["spawn_start_us"].as_f64().unwrap())
+            .collect(),
+    );
+    let mem = stats(
+        spawns
+            .iter()
+            .map(|s| s["bytes_per_process"].as_f64().unwrap())
+            .collect(),
+    );
     let ring = stats(rings);
     let rt_med = stats(rts.iter().map(|r| r["median"].as_f64().unwrap()).collect());
     let rt_p90 = stats(rts.iter().map(|r| r["p90"].as_f64().unwrap()).collect());
@@ -196,7 +215,11 @@ fn main() {
     println!("|---|---|---|---|");
     println!(
         "| spawn an idle Lua process (100k), spawn call | {:.2} us ({:.2}-{:.2}) | {} | {} |",
-        spawn_us.median, spawn_us.min, spawn_us.max, fmt(e_spawn, "us"), ratio(spawn_us.median, e_spawn)
+        spawn_us.median,
+        spawn_us.min,
+        spawn_us.max,
+        fmt(e_spawn, "us"),
+        ratio(spawn_us.median, e_spawn)
     );
     println!(
         "| spawn + first run of each process (100k) | {:.2} us ({:.2}-{:.2}) | - | - |",
@@ -204,15 +227,23 @@ fn main() {
     );
     println!(
         "| memory per idle process (RSS growth, 100k) | {:.0} B ({:.0}-{:.0}) | {} | {} |",
-        mem.median, mem.min, mem.max, fmt(e_mem, "B"), ratio(mem.median, e_mem)
+        mem.median,
+        mem.min,
+        mem.max,
+        fmt(e_mem, "B"),
+        ratio(mem.median, e_mem)
     );
     println!(
         "| ring 1000 processes x 1000 rounds | {:.2} M msgs/s ({:.2}-{:.2}) | {} | {} |",
         ring.median / 1e6,
         ring.min / 1e6,
         ring.max / 1e6,
-        e_ring.map(|r| format!("{:.2} M msgs/s", r / 1e6)).unwrap_or_else(|| "n/a".into()),
-        e_ring.map(|r| format!("{:.2}x", ring.median / r)).unwrap_or_else(|| "-".into())
+        e_ring
+            .map(|r| format!("{:.2} M msgs/s", r / 1e6))
+            .unwrap_or_else(|| "n/a".into()),
+        e_ring
+            .map(|r| format!("{:.2}x", ring.median / r))
+            .unwrap_or_else(|| "-".into())
     );
     println!(
         "| send + reply round trip (median of 2000 batches of 100) | {:.2} us ({:.2}-{:.2}); p90 {:.2} us | {} | {} |",

@@ -213,3 +213,36 @@ fn run_stops_cleanly_on_sigterm() {
         "{rest:?}"
     );
 }
+
+/// The app shown in README.md runs and prints what the README says.
+#[test]
+fn readme_example_runs_as_documented() {
+    let readme =
+        std::fs::read_to_string(format!("{}/README.md", env!("CARGO_MANIFEST_DIR"))).unwrap();
+    let block = |lang: &str| {
+        let start = readme.find(&format!("```{lang}\n")).unwrap() + lang.len() + 4;
+        let end = start + readme[start..].find("```").unwrap();
+        readme[start..end].to_string()
+    };
+    let d = app(&[("_index.yaml", &block("yaml")), ("app.lua", &block("lua"))]);
+    let out = warden(
+        &[
+            "run",
+            "-d",
+            d.path().to_str().unwrap(),
+            "--exec",
+            "app:main",
+        ],
+        None,
+    );
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let expected = readme
+        .lines()
+        .find(|l| l.contains("--exec app:main` prints"))
+        .and_then(|l| l.split('`').nth(3))
+        .unwrap()
+        .to_string();
+    let got: serde_json::Value = serde_json::from_str(text(&out.stdout).trim()).unwrap();
+    let want: serde_json::Value = serde_json::from_str(&expected).unwrap();
+    assert_eq!(got, want);
+}

@@ -56,6 +56,8 @@ pub struct LuaWorker {
     /// The state.
     pub lua: Lua,
     env_mt: Table,
+    message_mt: Table,
+    payload_mt: Table,
     bootstrap: Function,
     instantiate: Function,
     modules: HashMap<&'static str, Table>,
@@ -138,6 +140,8 @@ impl LuaWorker {
         )?;
         Ok(LuaWorker {
             env_mt: setup.get("env_mt")?,
+            message_mt: setup.get("message_mt")?,
+            payload_mt: setup.get("payload_mt")?,
             bootstrap: setup.get("bootstrap")?,
             instantiate: setup.get("instantiate")?,
             modules,
@@ -296,6 +300,7 @@ struct Listener {
 
 /// What the Lua API needs to know about the process it is called from.
 pub(crate) struct ProcCtx {
+    pub worker: Rc<LuaWorker>,
     pub node: Arc<Node>,
     pub me: Arc<ProcessHandle>,
     pub pid_str: String,
@@ -364,6 +369,23 @@ impl ProcCtx {
         }
     }
 
+    /// A message as Lua sees it: `msg:topic()`, `msg:from()`, `msg:payload():data()`.
+    fn message_table(&self, m: Message) -> mlua::Result<mlua::Value> {
+        let w = &self.worker;
+        let payload = self.lua.create_table_with_capacity(m.payload.len(), 1)?;
+        for (i, v) in m.payload.iter().enumerate() {
+            payload.raw_set(i + 1, value::to_lua(&self.lua, v)?)?;
+        }
+        payload.raw_set("n", m.payload.len())?;
+        payload.set_metatable(Some(w.payload_mt.clone()))?;
+        let msg = self.lua.create_table_with_capacity(3, 0)?;
+        msg.raw_set(1, m.topic)?;
+        msg.raw_set(2, m.from.map(|p| p.to_string()))?;
+        msg.raw_set(3, payload)?;
+        msg.set_metatable(Some(w.message_mt.clone()))?;
+        Ok(mlua::Value::Table(msg))
+    }
+
     fn deliver(&self, m: Message) -> mlua::Result<()> {
         let listeners = self.listeners.borrow();
         if let Some(l) = (!listeners.is_empty())
@@ -371,18 +393,14 @@ impl ProcCtx {
             .flatten()
         {
             if l.message {
-                l.chan.push(mlua::Value::UserData(
-                    self.lua.create_userdata(LuaMessage::from(m))?,
-                ));
+                l.chan.push(self.message_table(m)?);
             } else {
                 let v = m.payload.first().cloned().unwrap_or(Value::Nil);
                 l.chan.push(value::to_lua(&self.lua, &v)?);
             }
             return Ok(());
         }
-        self.inbox.push(mlua::Value::UserData(
-            self.lua.create_userdata(LuaMessage::from(m))?,
-        ));
+        self.inbox.push(self.message_table(m)?);
         Ok(())
     }
 
@@ -440,44 +458,6 @@ fn cached_userdata(
     let ud = channel::to_userdata(lua, chan.clone())?;
     *slot.borrow_mut() = Some(ud.clone());
     Ok(ud)
-}
-
-/// A received message as Lua sees it: `msg:topic()`, `msg:from()`, `msg:payload():data()`.
-pub struct LuaMessage {
-    from: Option<Pid>,
-    topic: String,
-    payload: Rc<Vec<Value>>,
-}
-
-impl From<Message> for LuaMessage {
-    fn from(m: Message) -> Self {
-        LuaMessage {
-            from: m.from,
-            topic: m.topic,
-            payload: Rc::new(m.payload),
-        }
-    }
-}
-
-/// The payload of a message: `payload:data()` returns fresh copies of its values.
-pub struct LuaPayload(Rc<Vec<Value>>);
-
-impl mlua::UserData for LuaMessage {
-    fn add_methods<M: mlua::UserDataMethods<Self>>(methods: &mut M) {
-        methods.add_method("topic", |_, this, ()| Ok(this.topic.clone()));
-        methods.add_method("from", |_, this, ()| {
-            Ok(this.from.as_ref().map(|p| p.to_string()))
-        });
-        methods.add_method("payload", |_, this, ()| {
-            Ok(LuaPayload(this.payload.clone()))
-        });
-    }
-}
-
-impl mlua::UserData for LuaPayload {
-    fn add_methods<M: mlua::UserDataMethods<Self>>(methods: &mut M) {
-        methods.add_method("data", |lua, this, ()| value::to_lua_multi(lua, &this.0));
-    }
 }
 
 /// Sets the current process while a future of that process is polled.
@@ -651,6 +631,7 @@ fn start_process(pctx: ProcessContext) -> mlua::Result<Driver> {
     let env = w.new_env(&entry)?;
     let lua = w.lua.clone();
     let ctx = Rc::new(ProcCtx {
+        worker: w.clone(),
         pid_str: me.pid.to_string(),
         node,
         me,

@@ -95,6 +95,22 @@ local base = {
 
 local env_mt = { __index = base, __metatable = false }
 
+-- Messages are plain tables (no finalizer, cheap for the collector): { topic, from,
+-- payload }, with read-only methods shared by all.
+local unpack = table.unpack
+local payload_mt = {
+  __index = { data = function(p) return unpack(p, 1, p.n) end },
+  __metatable = false,
+}
+local message_mt = {
+  __index = {
+    topic = function(m) return m[1] end,
+    from = function(m) return m[2] end,
+    payload = function(m) return m[3] end,
+  },
+  __metatable = false,
+}
+
 -- The body of every process coroutine: instantiate the entry's chunk with the process's
 -- own globals, then run its method with the spawn arguments.
 local function bootstrap(factory, env, id, method, ...)
@@ -116,4 +132,7 @@ local function instantiate(factory, env)
   return m
 end
 
-return { env_mt = env_mt, bootstrap = bootstrap, instantiate = instantiate, freeze = freeze_deep }
+return {
+  env_mt = env_mt, bootstrap = bootstrap, instantiate = instantiate, freeze = freeze_deep,
+  message_mt = message_mt, payload_mt = payload_mt,
+}

@@ -17,13 +17,13 @@ use crate::registry::{Entry, EntrySpec, Id, Registry};
 use crate::value::Value;
 use arc_swap::ArcSwap;
 use dashmap::DashMap;
+use futures::task::AtomicWaker;
 use parking_lot::Mutex;
 use std::collections::HashMap;
+use std::collections::VecDeque;
 use std::fmt;
 use std::future::Future;
 use std::pin::Pin;
-use futures::task::AtomicWaker;
-use std::collections::VecDeque;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::task::Waker;
@@ -401,7 +401,9 @@ impl Node {
         if sent {
             Ok(())
         } else {
-            Err(ProcessError::NotFound(format!("process {dest} is not running")))
+            Err(ProcessError::NotFound(format!(
+                "process {dest} is not running"
+            )))
         }
     }
 
@@ -678,7 +680,9 @@ impl Node {
             std::mem::take(&mut *r)
         };
         match &exit {
-            Exit::Normal(_) => tracing::debug!(pid = %pid, entry = %handle.entry.id, "process exited"),
+            Exit::Normal(_) => {
+                tracing::debug!(pid = %pid, entry = %handle.entry.id, "process exited")
+            }
             Exit::Error(e) | Exit::Killed(e) => {
                 tracing::debug!(pid = %pid, entry = %handle.entry.id, error = %e, "process failed")
             }
