@@ -149,7 +149,7 @@ fn erlang_figure(text: &str, prefix: &str, before: &str) -> Option<f64> {
     let line = text.lines().find(|l| l.starts_with(prefix))?;
     let i = line.find(before)?;
     line[..i]
-        .rsplit(|c: char| c == ' ' || c == ',')
+        .rsplit([' ', ','])
         .find(|s| !s.is_empty())?
         .parse()
         .ok()
