@@ -22,6 +22,21 @@ enum Command {
     Run(RunArgs),
     /// Load and validate the app, print every error, start nothing.
     Check(DirArg),
+    /// Call one function and print its result as JSON.
+    Call(CallArgs),
+}
+
+#[derive(Args, Debug)]
+struct CallArgs {
+    #[command(flatten)]
+    dir: DirArg,
+    /// The function id, `namespace:name`.
+    #[arg(value_name = "NS:FUNC")]
+    function: String,
+    /// Arguments as JSON values (`42`, `'"text"'`, `'{"a":1}'`); one that is not valid
+    /// JSON is passed as a string.
+    #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
+    args: Vec<String>,
 }
 
 #[derive(Args, Debug)]
@@ -110,6 +125,7 @@ pub fn main() -> i32 {
         match cli.command {
             Command::Check(d) => check(&d.dir),
             Command::Run(r) => run(r).await,
+            Command::Call(c) => call(c).await,
         }
     })
 }
@@ -169,6 +185,49 @@ async fn wait_for_signal() {
     {
         let _ = tokio::signal::ctrl_c().await;
     }
+}
+
+async fn call(args: CallArgs) -> i32 {
+    let registry = match load(&args.dir.dir) {
+        Ok(r) => r,
+        Err(code) => return code,
+    };
+    let argv: Vec<Value> = args
+        .args
+        .iter()
+        .map(|a| match serde_json::from_str::<serde_json::Value>(a) {
+            Ok(j) => value::from_json(&j),
+            Err(_) => Value::str(a.clone()),
+        })
+        .collect();
+    let runtime = match Runtime::start(registry).await {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            return 1;
+        }
+    };
+    let code = match runtime.call(&args.function, argv, None).await {
+        Ok(v) => match value::to_json(&v) {
+            Ok(j) => {
+                println!("{j}");
+                0
+            }
+            Err(e) => {
+                eprintln!(
+                    "error: {}: the result cannot be shown as JSON: {e}",
+                    args.function
+                );
+                1
+            }
+        },
+        Err(e) => {
+            eprintln!("error: {} ({}): {}", args.function, e.kind, e.message);
+            1
+        }
+    };
+    runtime.shutdown().await;
+    code
 }
 
 async fn run(args: RunArgs) -> i32 {

@@ -6,6 +6,7 @@
 
 pub mod cli;
 pub mod duration;
+pub mod functions;
 pub mod lua;
 pub mod process;
 pub mod registry;

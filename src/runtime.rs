@@ -4,6 +4,7 @@
 //! (plus a default host when it declares none) and registers the launchers of the process
 //! kinds this build runs. It is what the CLI and the integration tests drive.
 
+use crate::functions::{CallContext, CallError};
 use crate::lua;
 use crate::process::{Exit, Host, Launcher, Node, Pid, ProcessError, SpawnOptions};
 use crate::registry::actor::{RegistryActor, RegistryMsg, RegistryState};
@@ -125,6 +126,43 @@ impl Runtime {
         Ok(rx
             .await
             .unwrap_or_else(|_| Exit::Killed("the runtime stopped".into())))
+    }
+
+    /// Calls function `target` with `args` (from outside any process: the call runs on a
+    /// worker of the default host) and returns its result.
+    pub async fn call(
+        &self,
+        target: &str,
+        args: Vec<Value>,
+        timeout: Option<std::time::Duration>,
+    ) -> Result<Value, CallError> {
+        let host = self
+            .node
+            .host(&self.default_host)
+            .ok_or_else(|| CallError::new("UNAVAILABLE", "no host to run the call on"))?;
+        let (tx, rx) = tokio::sync::oneshot::channel();
+        let node = self.node.clone();
+        let target = target.to_string();
+        let timeout = timeout.unwrap_or(crate::functions::DEFAULT_TIMEOUT);
+        let worker = host
+            .load()
+            .iter()
+            .enumerate()
+            .min_by_key(|(_, l)| **l)
+            .map(|(i, _)| i)
+            .unwrap_or(0);
+        let sent = host.run_on_worker(worker, move || {
+            tokio::task::spawn_local(async move {
+                let ctx = Arc::new(CallContext::default());
+                let r = lua::funcs::execute(node, target, args, ctx, timeout).await;
+                let _ = tx.send(r);
+            });
+        });
+        if !sent {
+            return Err(CallError::new("UNAVAILABLE", "the host is stopped"));
+        }
+        rx.await
+            .unwrap_or_else(|_| Err(CallError::new("UNAVAILABLE", "the runtime stopped")))
     }
 
     /// Stops every process and host, then the registry actor.

@@ -246,3 +246,67 @@ fn readme_example_runs_as_documented() {
     let want: serde_json::Value = serde_json::from_str(&expected).unwrap();
     assert_eq!(got, want);
 }
+
+const FUNCS: &str = r#"version: "1.0"
+namespace: app
+entries:
+  - name: add
+    kind: function.lua
+    source: |
+      return { main = function(a, b) return { sum = a + b } end }
+    method: main
+    pool: {type: static, size: 2}
+  - name: greet
+    kind: function.lua
+    source: |
+      return { main = function(who) if who == "" then return nil, "nobody to greet" end return "hi " .. who end }
+    method: main
+"#;
+
+#[test]
+fn call_prints_the_result_as_json_or_exits_1_with_the_error() {
+    let d = app(&[("_index.yaml", FUNCS)]);
+    let dir = d.path().to_str().unwrap();
+    let out = warden(&["call", "-d", dir, "app:add", "2", "40"], None);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    assert_eq!(text(&out.stdout).trim(), r#"{"sum":42}"#);
+    // an argument that is not JSON is passed as a string
+    let out = warden(&["call", "-d", dir, "app:greet", "Ada"], None);
+    assert_eq!(text(&out.stdout).trim(), r#""hi Ada""#);
+    let out = warden(&["call", "-d", dir, "app:greet", r#""""#], None);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        text(&out.stderr).contains("nobody to greet"),
+        "{}",
+        text(&out.stderr)
+    );
+    let out = warden(&["call", "-d", dir, "app:missing"], None);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        text(&out.stderr).contains("NOT_FOUND"),
+        "{}",
+        text(&out.stderr)
+    );
+    let out = warden(&["call", "-d", dir, "missing"], None);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        text(&out.stderr).contains("INVALID"),
+        "{}",
+        text(&out.stderr)
+    );
+}
+
+#[test]
+fn a_bad_pool_is_a_load_error_naming_the_field() {
+    let yaml = FUNCS.replace("{type: static, size: 2}", "{type: statik, size: 2}");
+    let d = app(&[("_index.yaml", &yaml)]);
+    let out = warden(&["check", "-d", d.path().to_str().unwrap()], None);
+    assert_eq!(out.status.code(), Some(1));
+    let err = text(&out.stderr);
+    assert!(
+        err.contains("entry app:add")
+            && err.contains("pool.type")
+            && err.contains("did you mean static?"),
+        "{err}"
+    );
+}

@@ -165,10 +165,9 @@ entries:
 
     let c = lua(&reg, "app:compute");
     assert_eq!(c.method.as_deref(), Some("run"));
-    assert_eq!(
-        c.pool,
-        Some(serde_json::json!({"type": "lazy", "max_size": 4}))
-    );
+    let pool = c.pool.as_ref().unwrap();
+    assert_eq!(pool.kind, warden::registry::PoolKind::Lazy);
+    assert_eq!(pool.max_size, 4);
 
     match &reg.get(&id("app:assets")).unwrap().spec {
         EntrySpec::FsDirectory { directory } => {

@@ -18,6 +18,7 @@
 
 pub mod channel;
 pub mod errors;
+pub mod funcs;
 mod modules;
 mod process_api;
 
@@ -44,12 +45,30 @@ pub const SLICE_HOOKS: u32 = 20;
 const MESSAGES_PER_POLL: usize = 256;
 
 /// The built-in modules an entry may `require` (when listed in its `modules`).
-pub const BUILTIN_MODULES: &[&str] = &["time", "json", "logger"];
+pub const BUILTIN_MODULES: &[&str] = &["time", "json", "logger", "funcs", "ctx"];
 
 thread_local! {
     static WORKER: RefCell<Option<Rc<LuaWorker>>> = const { RefCell::new(None) };
-    static CURRENT: RefCell<Option<Rc<ProcCtx>>> = const { RefCell::new(None) };
+    static CURRENT: RefCell<Option<Current>> = const { RefCell::new(None) };
 }
+
+/// Whose Lua code runs on this thread right now: a process, or a function call.
+#[derive(Clone)]
+pub(crate) enum Current {
+    Process(Rc<ProcCtx>),
+    Call(Rc<funcs::CallCtx>),
+}
+
+/// Preemption bookkeeping of whatever runs: hook ticks, and the coroutine its driver is
+/// resuming (the only one the hook may yield).
+#[derive(Default)]
+pub(crate) struct RunState {
+    ticks: Cell<u32>,
+    polling: Cell<usize>,
+}
+
+/// Idle instances of one function entry version: (method, globals, idle since).
+pub(crate) type IdleInstances = (Arc<Entry>, Vec<(Function, Table, std::time::Instant)>);
 
 /// The Lua state of one worker thread and what is compiled in it.
 pub struct LuaWorker {
@@ -60,9 +79,13 @@ pub struct LuaWorker {
     payload_mt: Table,
     bootstrap: Function,
     instantiate: Function,
+    method_of: Function,
+    make_require: Function,
     modules: HashMap<&'static str, Table>,
     factories: RefCell<HashMap<Id, (Arc<Entry>, Function)>>,
     requires: RefCell<HashMap<Id, (Arc<Entry>, Function)>>,
+    /// Idle function instances kept by pools, per function entry.
+    pub(crate) idle: RefCell<HashMap<Id, IdleInstances>>,
 }
 
 /// The Lua worker of the current thread, created on first use.
@@ -79,29 +102,49 @@ pub fn worker() -> mlua::Result<Rc<LuaWorker>> {
 
 /// The process whose Lua code is running on this thread.
 pub(crate) fn current() -> mlua::Result<Rc<ProcCtx>> {
-    CURRENT.with(|c| c.borrow().clone()).ok_or_else(|| {
-        mlua::Error::runtime("this function can only be called from inside a process")
-    })
+    match current_any() {
+        Some(Current::Process(p)) => Ok(p),
+        Some(Current::Call(_)) => Err(mlua::Error::runtime(
+            "this function is only available inside a process, not inside a function call",
+        )),
+        None => Err(mlua::Error::runtime(
+            "this function can only be called from inside a process",
+        )),
+    }
+}
+
+/// The process or function call whose Lua code is running on this thread.
+pub(crate) fn current_any() -> Option<Current> {
+    CURRENT.with(|c| c.borrow().clone())
 }
 
 fn preempt_hook(lua: &Lua, _: &mlua::Debug) -> mlua::Result<VmState> {
     CURRENT.with(|c| {
         let c = c.borrow();
-        let Some(ctx) = c.as_ref() else {
-            return Ok(VmState::Continue);
+        let run = match c.as_ref() {
+            None => return Ok(VmState::Continue),
+            Some(Current::Process(p)) => {
+                if p.me.kill_requested.load(Ordering::Relaxed) {
+                    return Err(mlua::Error::runtime("process terminated"));
+                }
+                &p.run
+            }
+            Some(Current::Call(call)) => {
+                if let Some(e) = call.interrupted() {
+                    return Err(mlua::Error::runtime(e));
+                }
+                &call.run
+            }
         };
-        if ctx.me.kill_requested.load(Ordering::Relaxed) {
-            return Err(mlua::Error::runtime("process terminated"));
-        }
-        let t = ctx.ticks.get() + 1;
+        let t = run.ticks.get() + 1;
         if t < SLICE_HOOKS {
-            ctx.ticks.set(t);
+            run.ticks.set(t);
             return Ok(VmState::Continue);
         }
-        ctx.ticks.set(0);
-        // Only yield a coroutine the process driver resumes itself; a user coroutine
+        run.ticks.set(0);
+        // Only yield a coroutine the driver resumes itself; a user coroutine
         // (coroutine.wrap) must not see a yield it did not ask for.
-        if lua.current_thread().to_pointer() == ctx.polling.get() {
+        if lua.current_thread().to_pointer() as usize == run.polling.get() {
             Ok(VmState::Yield)
         } else {
             Ok(VmState::Continue)
@@ -134,6 +177,8 @@ impl LuaWorker {
         modules.insert("time", freeze.call((modules::time(&lua)?, "time"))?);
         modules.insert("json", freeze.call((modules::json(&lua)?, "json"))?);
         modules.insert("logger", freeze.call((modules::logger(&lua)?, "logger"))?);
+        modules.insert("funcs", freeze.call((funcs::module(&lua)?, "funcs"))?);
+        modules.insert("ctx", freeze.call((funcs::ctx_module(&lua)?, "ctx"))?);
         lua.set_global_hook(
             HookTriggers::new().every_nth_instruction(HOOK_INSTRUCTIONS),
             preempt_hook,
@@ -144,9 +189,12 @@ impl LuaWorker {
             payload_mt: setup.get("payload_mt")?,
             bootstrap: setup.get("bootstrap")?,
             instantiate: setup.get("instantiate")?,
+            method_of: setup.get("method_of")?,
+            make_require: setup.get("make_require")?,
             modules,
             factories: RefCell::new(HashMap::new()),
             requires: RefCell::new(HashMap::new()),
+            idle: RefCell::new(HashMap::new()),
             lua,
         })
     }
@@ -156,7 +204,8 @@ impl LuaWorker {
         let env = self.lua.create_table_with_capacity(0, 4)?;
         env.set_metatable(Some(self.env_mt.clone()))?;
         env.raw_set("_G", &env)?;
-        env.raw_set("require", self.require_fn(entry)?)?;
+        let require: Function = self.make_require.call(self.require_fn(entry)?)?;
+        env.raw_set("require", require)?;
         Ok(env)
     }
 
@@ -188,7 +237,20 @@ impl LuaWorker {
         Ok(f)
     }
 
-    /// The `require` of an entry: resolves its imports and its allowed built-in modules.
+    /// Instantiates a function entry: its chunk with fresh globals, and the method to call.
+    pub(crate) fn function_instance(&self, entry: &Arc<Entry>) -> mlua::Result<(Function, Table)> {
+        let spec = lua_spec(entry).ok_or_else(|| mlua::Error::runtime("not a Lua entry"))?;
+        let factory = self.factory(entry, spec)?;
+        let env = self.new_env(entry)?;
+        let method = spec.method.clone().unwrap_or_else(|| "main".into());
+        let f = self
+            .method_of
+            .call((factory, env.clone(), entry.id.to_string(), method))?;
+        Ok((f, env))
+    }
+
+    /// The resolver behind an entry's `require`: its imports and its allowed built-in
+    /// modules (each instance caches what it loaded, see `make_require` in sandbox.lua).
     fn require_fn(&self, entry: &Arc<Entry>) -> mlua::Result<Function> {
         if let Some((e, f)) = self.requires.borrow().get(&entry.id) {
             if Arc::ptr_eq(e, entry) {
@@ -209,7 +271,7 @@ impl LuaWorker {
     }
 }
 
-fn lua_spec(entry: &Entry) -> Option<&LuaSpec> {
+pub(crate) fn lua_spec(entry: &Entry) -> Option<&LuaSpec> {
     match &entry.spec {
         EntrySpec::ProcessLua(s) | EntrySpec::LibraryLua(s) | EntrySpec::FunctionLua(s) => Some(s),
         _ => None,
@@ -220,11 +282,15 @@ fn require(lua: &Lua, owner: &Arc<Entry>, name: &str) -> Result<mlua::Value, Str
     let spec = lua_spec(owner).ok_or_else(|| format!("require({name:?}): not a Lua entry"))?;
     let w = worker().map_err(|e| e.to_string())?;
     if let Some((_, lib_id)) = spec.imports.iter().find(|(alias, _)| alias == name) {
-        let ctx = current().map_err(|e| e.to_string())?;
-        if let Some(v) = ctx.loaded.borrow().get(lib_id) {
-            return Ok(v.clone());
-        }
-        let registry = ctx.node.registry();
+        let registry = match current_any() {
+            Some(Current::Process(p)) => p.node.registry(),
+            Some(Current::Call(c)) => c.node.registry(),
+            None => {
+                return Err(format!(
+                    "require({name:?}): not inside a process or a function"
+                ))
+            }
+        };
         let lib = registry
             .get(lib_id)
             .ok_or_else(|| format!("require({name:?}): library {lib_id} not found"))?
@@ -242,7 +308,6 @@ fn require(lua: &Lua, owner: &Arc<Entry>, name: &str) -> Result<mlua::Value, Str
                 errors::message(&e)
             )
         })?;
-        ctx.loaded.borrow_mut().insert(lib_id.clone(), v.clone());
         let _ = lua;
         return Ok(v);
     }
@@ -269,9 +334,11 @@ fn sandboxed_load(
         return errors::LuaError::new("INVALID", "load: only source strings can be loaded")
             .into_nil_err(lua);
     };
-    let env = match env {
-        Some(e) => e,
-        None => current()?.env.clone(),
+    let env = match (env, current_any()) {
+        (Some(e), _) => e,
+        (None, Some(Current::Process(p))) => p.env.clone(),
+        (None, Some(Current::Call(c))) => c.env.clone(),
+        (None, None) => return Err(mlua::Error::runtime("load: not inside a process")),
     };
     let loaded = lua
         .load(src.as_bytes().to_vec())
@@ -315,9 +382,7 @@ pub(crate) struct ProcCtx {
     listeners: RefCell<HashMap<String, Listener>>,
     pub trap_links: Cell<bool>,
     spawned: RefCell<Vec<mlua::Thread>>,
-    loaded: RefCell<HashMap<Id, mlua::Value>>,
-    ticks: Cell<u32>,
-    polling: Cell<*const std::ffi::c_void>,
+    run: RunState,
 }
 
 impl ProcCtx {
@@ -460,12 +525,12 @@ fn cached_userdata(
     Ok(ud)
 }
 
-/// Sets the current process while a future of that process is polled.
-struct CurrentGuard(Option<Rc<ProcCtx>>);
+/// Sets the current process or call while one of its futures is polled.
+pub(crate) struct CurrentGuard(Option<Current>);
 
 impl CurrentGuard {
-    fn enter(ctx: &Rc<ProcCtx>) -> CurrentGuard {
-        CurrentGuard(CURRENT.with(|c| c.borrow_mut().replace(ctx.clone())))
+    pub(crate) fn enter(cur: Current) -> CurrentGuard {
+        CurrentGuard(CURRENT.with(|c| c.borrow_mut().replace(cur)))
     }
 }
 
@@ -487,8 +552,8 @@ impl Future for Spawned {
     fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
         let ptr = self.ptr;
         CURRENT.with(|c| {
-            if let Some(ctx) = c.borrow().as_ref() {
-                ctx.polling.set(ptr);
+            if let Some(Current::Process(ctx)) = c.borrow().as_ref() {
+                ctx.run.polling.set(ptr as usize);
             }
         });
         Pin::new(&mut self.fut).poll(cx).map(|r| (ptr, r))
@@ -548,7 +613,7 @@ impl Driver {
         if routed == MESSAGES_PER_POLL {
             cx.waker().wake_by_ref();
         }
-        self.ctx.polling.set(self.main_ptr);
+        self.ctx.run.polling.set(self.main_ptr as usize);
         if let Poll::Ready(r) = Pin::new(&mut self.main).poll(cx) {
             return Poll::Ready(self.exit_of(r));
         }
@@ -591,7 +656,7 @@ impl Driver {
 impl Future for Driver {
     type Output = Exit;
     fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Exit> {
-        let _current = CurrentGuard::enter(&self.ctx);
+        let _current = CurrentGuard::enter(Current::Process(self.ctx.clone()));
         self.step(cx)
     }
 }
@@ -646,9 +711,7 @@ fn start_process(pctx: ProcessContext) -> mlua::Result<Driver> {
         listeners: RefCell::new(HashMap::new()),
         trap_links: Cell::new(false),
         spawned: RefCell::new(Vec::new()),
-        loaded: RefCell::new(HashMap::new()),
-        ticks: Cell::new(0),
-        polling: Cell::new(std::ptr::null()),
+        run: RunState::default(),
     });
     let mut call_args = vec![
         mlua::Value::Function(factory),

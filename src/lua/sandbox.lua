@@ -132,7 +132,36 @@ local function instantiate(factory, env)
   return m
 end
 
+-- Instantiates a function entry's chunk and returns the function its method names.
+local function method_of(factory, env, id, method)
+  local m = factory(env)
+  local f
+  if type(m) == "table" then f = m[method] end
+  if f == nil then f = rawget(env, method) end
+  if type(f) ~= "function" then
+    error(("entry %s: method %s not found (the source must return a table with a function %s, or define a global function %s)")
+      :format(id, method, method, method), 0)
+  end
+  return f
+end
+
+-- The `require` of one instance (a process, a library, a function worker): `resolve` is
+-- its entry's resolver; each instance keeps what it loaded, so libraries are per instance.
+local function make_require(resolve)
+  local loaded
+  return function(name)
+    loaded = loaded or {}
+    local v = loaded[name]
+    if v ~= nil then return v end
+    local r, err = resolve(name)
+    if r == nil then return nil, err end
+    loaded[name] = r
+    return r
+  end
+end
+
 return {
   env_mt = env_mt, bootstrap = bootstrap, instantiate = instantiate, freeze = freeze_deep,
+  method_of = method_of, make_require = make_require,
   message_mt = message_mt, payload_mt = payload_mt,
 }

@@ -288,6 +288,8 @@ pub struct Node {
     hosts: DashMap<Id, Arc<Host>>,
     registry: ArcSwap<Registry>,
     launchers: HashMap<&'static str, Launcher>,
+    /// Function pools, by id.
+    pub functions: crate::functions::FunctionTable,
 }
 
 impl Node {
@@ -305,6 +307,7 @@ impl Node {
             hosts: DashMap::new(),
             registry: ArcSwap::new(registry),
             launchers,
+            functions: Default::default(),
         })
     }
 

@@ -60,7 +60,7 @@ const UNSUPPORTED_KIND_PREFIXES: &[&str] = &[
 ];
 
 /// The Lua modules warden provides to `require`.
-pub const BUILTIN_MODULES: &[&str] = &["time", "json", "logger", "funcs"];
+pub const BUILTIN_MODULES: &[&str] = &["time", "json", "logger", "funcs", "ctx"];
 
 /// Wippy modules warden does not provide (warning: `require` will fail).
 const WIPPY_ONLY_MODULES: &[&str] = &[
@@ -90,7 +90,6 @@ const WIPPY_ONLY_MODULES: &[&str] = &[
     "cloudstorage",
     "queue",
     "llm",
-    "ctx",
 ];
 
 /// Maximum edit distance for a "did you mean" hint.
@@ -746,7 +745,14 @@ impl Loader {
         let pool = if kind == "function.lua" {
             match map.get("pool") {
                 None | Some(Yaml::Null) => None,
-                Some(p) => Some(to_json(p)),
+                Some(p) => match super::pool::PoolSpec::from_json(&to_json(p)) {
+                    Ok(spec) => Some(spec),
+                    Err((field, message)) => {
+                        self.entry_error(ctx, &field, message);
+                        ok = false;
+                        None
+                    }
+                },
             }
         } else {
             None

@@ -6,8 +6,10 @@
 
 pub mod actor;
 pub mod loader;
+pub mod pool;
 
 pub use loader::{load_dir, LoadError, LoadErrors};
+pub use pool::{PoolKind, PoolSpec};
 
 use std::collections::BTreeMap;
 use std::fmt;
@@ -181,8 +183,8 @@ pub struct LuaSpec {
     pub modules: Vec<String>,
     /// alias -> library.lua entry id, in YAML order.
     pub imports: Vec<(String, Id)>,
-    /// function.lua only: the raw `pool` mapping.
-    pub pool: Option<serde_json::Value>,
+    /// function.lua only: the parsed `pool` field (None: the default pool).
+    pub pool: Option<PoolSpec>,
 }
 
 /// The loaded app.

@@ -43,7 +43,18 @@ impl App {
         let file = format!("{name}.lua");
         self.write(&file, src);
         self.entry(&format!(
-            "  - name: {name}\n    kind: process.lua\n    source: file://{file}\n    method: main\n    modules: [time, json, logger]\n"
+            "  - name: {name}\n    kind: process.lua\n    source: file://{file}\n    method: main\n    modules: [time, json, logger, funcs, ctx]\n"
+        ))
+    }
+
+    /// Adds a `function.lua` entry `app:NAME` running `main` from `src`; `pool` is the YAML
+    /// of its `pool` field (e.g. `{type: static, size: 2}`), or None for the default pool.
+    pub fn func(self, name: &str, src: &str, pool: Option<&str>) -> App {
+        let file = format!("{name}.lua");
+        self.write(&file, src);
+        let pool = pool.map(|p| format!("    pool: {p}\n")).unwrap_or_default();
+        self.entry(&format!(
+            "  - name: {name}\n    kind: function.lua\n    source: file://{file}\n    method: main\n    modules: [time, json, logger, funcs, ctx]\n{pool}"
         ))
     }
 

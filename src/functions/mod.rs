@@ -1,0 +1,260 @@
+//! Functions: resolving a function id to its pool, and the pools' concurrency bounds.
+//!
+//! A call is routed by id: [`FunctionTable::resolve`] checks the id, finds the entry in the
+//! current registry snapshot and returns the entry's [`Pool`] (created on first use and
+//! replaced when a registry change gives the entry a new version). The pool bounds how
+//! many calls run at once; callers beyond the bound wait, up to their deadline, and then
+//! get a TIMEOUT error (nothing is dropped silently). Running the function is the job of
+//! the language host (`lua::funcs` for `function.lua`); this module knows neither Lua nor
+//! WebAssembly.
+
+use crate::registry::{Entry, EntrySpec, Id, PoolKind, PoolSpec, Registry};
+use crate::value::Value;
+use dashmap::DashMap;
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
+use tokio::time::Instant;
+
+/// Timeout of a call when the caller sets none.
+pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// The entry kinds that are functions.
+pub const FUNCTION_KINDS: &[&str] = &["function.lua", "function.wat", "function.wasm"];
+
+/// Why a call failed. `kind` is what `err:kind()` answers in Lua.
+#[derive(Clone, Debug, PartialEq, thiserror::Error)]
+#[error("{message}")]
+pub struct CallError {
+    /// `INVALID`, `NOT_FOUND`, `TIMEOUT`, `CANCELED`, `INTERNAL`, ...
+    pub kind: &'static str,
+    /// One line.
+    pub message: String,
+}
+
+impl CallError {
+    /// An error of `kind`.
+    pub fn new(kind: &'static str, message: impl Into<String>) -> CallError {
+        CallError {
+            kind,
+            message: message.into(),
+        }
+    }
+}
+
+/// What travels with a call: who started the chain of calls, and the values set with
+/// `with_context`. Nested calls inherit it.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct CallContext {
+    /// The pid of the process that started the chain (None: the runtime or the CLI).
+    pub actor: Option<String>,
+    /// Values visible to callees through `ctx.get(key)`.
+    pub values: Vec<(String, Value)>,
+}
+
+impl CallContext {
+    /// This context with `values` added (later values replace earlier ones of the same key).
+    pub fn with(&self, values: Vec<(String, Value)>) -> CallContext {
+        let mut out = self.clone();
+        for (k, v) in values {
+            match out.values.iter_mut().find(|(key, _)| *key == k) {
+                Some(slot) => slot.1 = v,
+                None => out.values.push((k, v)),
+            }
+        }
+        out
+    }
+
+    /// The value of `key`.
+    pub fn get(&self, key: &str) -> Option<&Value> {
+        self.values.iter().find(|(k, _)| k == key).map(|(_, v)| v)
+    }
+}
+
+/// Counters of a pool, for tests, logs and benchmarks.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct PoolStats {
+    /// Calls running now.
+    pub running: usize,
+    /// Callers waiting for a worker now.
+    pub waiting: usize,
+    /// Most calls that ran at once.
+    pub peak: usize,
+    /// Calls started.
+    pub calls: u64,
+    /// Callers that gave up waiting (timeout or cancel).
+    pub gave_up: u64,
+}
+
+/// The pool of one function entry.
+pub struct Pool {
+    /// The function entry (this version of it).
+    pub entry: Arc<Entry>,
+    /// Its settings.
+    pub spec: PoolSpec,
+    permits: Option<Arc<Semaphore>>,
+    running: AtomicUsize,
+    waiting: AtomicUsize,
+    peak: AtomicUsize,
+    calls: AtomicU64,
+    gave_up: AtomicU64,
+}
+
+/// A running call's hold on a pool worker; released when dropped.
+pub struct Permit {
+    pool: Arc<Pool>,
+    _permit: Option<OwnedSemaphorePermit>,
+}
+
+impl Drop for Permit {
+    fn drop(&mut self) {
+        self.pool.running.fetch_sub(1, Ordering::AcqRel);
+    }
+}
+
+struct Waiting<'a>(&'a Pool, bool);
+
+impl Drop for Waiting<'_> {
+    fn drop(&mut self) {
+        self.0.waiting.fetch_sub(1, Ordering::AcqRel);
+        if !self.1 {
+            self.0.gave_up.fetch_add(1, Ordering::Relaxed);
+        }
+    }
+}
+
+impl Pool {
+    /// A pool for `entry` with `spec`.
+    pub fn new(entry: Arc<Entry>, spec: PoolSpec) -> Pool {
+        let permits =
+            (spec.kind != PoolKind::Inline).then(|| Arc::new(Semaphore::new(spec.max_size)));
+        Pool {
+            entry,
+            spec,
+            permits,
+            running: AtomicUsize::new(0),
+            waiting: AtomicUsize::new(0),
+            peak: AtomicUsize::new(0),
+            calls: AtomicU64::new(0),
+            gave_up: AtomicU64::new(0),
+        }
+    }
+
+    /// Waits for a worker until `deadline`. Waiting is cancel-safe: a caller that gives up
+    /// leaves no trace in the pool.
+    pub async fn acquire(self: &Arc<Self>, deadline: Instant) -> Result<Permit, CallError> {
+        let permit = match &self.permits {
+            None => None,
+            Some(sem) => match sem.clone().try_acquire_owned() {
+                Ok(p) => Some(p),
+                Err(_) => {
+                    let queued = self.waiting.fetch_add(1, Ordering::AcqRel);
+                    let mut w = Waiting(self, false);
+                    match tokio::time::timeout_at(deadline, sem.clone().acquire_owned()).await {
+                        Ok(Ok(p)) => {
+                            w.1 = true;
+                            Some(p)
+                        }
+                        Ok(Err(_)) => {
+                            return Err(CallError::new(
+                                "UNAVAILABLE",
+                                format!("function {}: pool is closed", self.entry.id),
+                            ))
+                        }
+                        Err(_) => {
+                            let why = if queued >= self.spec.buffer {
+                                format!(
+                                    "the pool and its queue are full ({} workers, {} waiting)",
+                                    self.spec.max_size, queued
+                                )
+                            } else {
+                                format!("all {} workers stayed busy", self.spec.max_size)
+                            };
+                            return Err(CallError::new(
+                                "TIMEOUT",
+                                format!(
+                                    "function {}: timed out waiting for a worker: {why}",
+                                    self.entry.id
+                                ),
+                            ));
+                        }
+                    }
+                }
+            },
+        };
+        let now = self.running.fetch_add(1, Ordering::AcqRel) + 1;
+        self.peak.fetch_max(now, Ordering::Relaxed);
+        self.calls.fetch_add(1, Ordering::Relaxed);
+        Ok(Permit {
+            pool: self.clone(),
+            _permit: permit,
+        })
+    }
+
+    /// Whether a finished call's instance is kept for the next call.
+    pub fn keeps_instances(&self) -> bool {
+        matches!(
+            self.spec.kind,
+            PoolKind::Static | PoolKind::Adaptive | PoolKind::Default
+        )
+    }
+
+    /// Current counters.
+    pub fn stats(&self) -> PoolStats {
+        PoolStats {
+            running: self.running.load(Ordering::Acquire),
+            waiting: self.waiting.load(Ordering::Acquire),
+            peak: self.peak.load(Ordering::Relaxed),
+            calls: self.calls.load(Ordering::Relaxed),
+            gave_up: self.gave_up.load(Ordering::Relaxed),
+        }
+    }
+}
+
+/// The pools of a node, by function id.
+#[derive(Default)]
+pub struct FunctionTable {
+    pools: DashMap<Id, Arc<Pool>>,
+}
+
+impl FunctionTable {
+    /// Checks `target` and finds its pool in `registry`.
+    /// Errors: empty target, missing namespace or name -> INVALID; unknown id or an entry
+    /// that is not a function -> NOT_FOUND.
+    pub fn resolve(&self, registry: &Registry, target: &str) -> Result<Arc<Pool>, CallError> {
+        if target.is_empty() {
+            return Err(CallError::new(
+                "INVALID",
+                "empty function id (expected namespace:name)",
+            ));
+        }
+        let id = Id::parse(target).map_err(|e| CallError::new("INVALID", e))?;
+        let entry = registry
+            .get(&id)
+            .ok_or_else(|| CallError::new("NOT_FOUND", format!("function {id} not found")))?;
+        if !FUNCTION_KINDS.contains(&entry.kind.as_str()) {
+            return Err(CallError::new(
+                "NOT_FOUND",
+                format!("{id} is a {}, not a function", entry.kind),
+            ));
+        }
+        if let Some(p) = self.pools.get(&id) {
+            if Arc::ptr_eq(&p.entry, entry) {
+                return Ok(p.clone());
+            }
+        }
+        let spec = match &entry.spec {
+            EntrySpec::FunctionLua(l) => l.pool.clone().unwrap_or_default(),
+            _ => PoolSpec::default(),
+        };
+        let pool = Arc::new(Pool::new(entry.clone(), spec));
+        self.pools.insert(id, pool.clone());
+        Ok(pool)
+    }
+
+    /// The pool of `id`, if it was used.
+    pub fn pool(&self, id: &Id) -> Option<Arc<Pool>> {
+        self.pools.get(id).map(|p| p.clone())
+    }
+}

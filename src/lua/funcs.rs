@@ -1,0 +1,478 @@
+//! Calling functions from Lua (`funcs`) and reading the call context (`ctx`), and running
+//! `function.lua` entries.
+//!
+//! A call runs on the caller's own worker thread: the caller's coroutine suspends in the
+//! async `funcs.call`, whose future takes a worker from the function's pool (waiting up to
+//! the deadline when the pool is full), takes an idle instance of the function on this
+//! thread or instantiates one, and resumes the function in a coroutine of its own. While
+//! that coroutine runs, the current context is the call's (`Current::Call`): its deadline
+//! is enforced by the preemption hook even in a tight loop, and `ctx.get` reads the
+//! context that travelled with the call. Arguments and results are copied, so caller and
+//! callee never share a table.
+
+use super::channel::{self, Chan};
+use super::errors::LuaError;
+use super::{current_any, worker, Current, CurrentGuard, LuaWorker, RunState};
+use crate::functions::{CallContext, CallError, Pool, DEFAULT_TIMEOUT};
+use crate::process::Node;
+use crate::registry::Entry;
+use crate::value::{self, Value};
+use mlua::{Function, Lua, MultiValue, Table, UserData, UserDataMethods, Variadic};
+use std::cell::RefCell;
+use std::future::Future;
+use std::pin::Pin;
+use std::rc::Rc;
+use std::sync::Arc;
+use std::task::{Context, Poll};
+use std::time::Duration;
+use tokio::time::Instant;
+
+/// Idle instances older than this are dropped (adaptive and default pools shrink).
+const IDLE_TTL: Duration = Duration::from_secs(60);
+
+/// A running function call, as the Lua API and the preemption hook see it.
+pub(crate) struct CallCtx {
+    pub node: Arc<Node>,
+    pub entry: Arc<Entry>,
+    pub env: Table,
+    pub context: Arc<CallContext>,
+    pub deadline: Instant,
+    pub run: RunState,
+}
+
+impl CallCtx {
+    /// Why the call must stop now (its deadline passed), if it must.
+    pub fn interrupted(&self) -> Option<String> {
+        (Instant::now() >= self.deadline)
+            .then(|| format!("function {}: execution time limit exceeded", self.entry.id))
+    }
+}
+
+/// Polls a function's coroutine with the call as the current context.
+struct InCall {
+    call: Rc<CallCtx>,
+    ptr: usize,
+    fut: mlua::AsyncThread<MultiValue>,
+}
+
+impl Future for InCall {
+    type Output = mlua::Result<MultiValue>;
+    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        let _g = CurrentGuard::enter(Current::Call(self.call.clone()));
+        self.call.run.polling.set(self.ptr);
+        Pin::new(&mut self.fut).poll(cx)
+    }
+}
+
+fn take_instance(w: &LuaWorker, entry: &Arc<Entry>) -> Option<(Function, Table)> {
+    let mut idle = w.idle.borrow_mut();
+    let (e, list) = idle.get_mut(&entry.id)?;
+    if !Arc::ptr_eq(e, entry) {
+        idle.remove(&entry.id);
+        return None;
+    }
+    let now = std::time::Instant::now();
+    list.retain(|(_, _, t)| now.duration_since(*t) < IDLE_TTL);
+    list.pop().map(|(f, env, _)| (f, env))
+}
+
+fn put_instance(w: &LuaWorker, pool: &Pool, f: Function, env: Table) {
+    let mut idle = w.idle.borrow_mut();
+    let slot = idle
+        .entry(pool.entry.id.clone())
+        .or_insert_with(|| (pool.entry.clone(), Vec::new()));
+    if !Arc::ptr_eq(&slot.0, &pool.entry) {
+        *slot = (pool.entry.clone(), Vec::new());
+    }
+    if slot.1.len() < pool.spec.max_size {
+        slot.1.push((f, env, std::time::Instant::now()));
+    }
+}
+
+/// The error a function returned as `nil, err`.
+fn returned_error(v: &mlua::Value) -> CallError {
+    match v {
+        mlua::Value::UserData(ud) => match ud.borrow::<LuaError>() {
+            Ok(e) => CallError::new(e.kind, e.message.clone()),
+            Err(_) => CallError::new("INTERNAL", "function returned an error object"),
+        },
+        mlua::Value::String(s) => CallError::new("INTERNAL", s.to_string_lossy()),
+        other => CallError::new(
+            "INTERNAL",
+            value::from_lua(other)
+                .map(|v| value::display(&v))
+                .unwrap_or_else(|_| other.type_name().to_string()),
+        ),
+    }
+}
+
+/// Calls function `target` with `args` from this worker thread and returns its result.
+pub async fn execute(
+    node: Arc<Node>,
+    target: String,
+    args: Vec<Value>,
+    context: Arc<CallContext>,
+    timeout: Duration,
+) -> Result<Value, CallError> {
+    let deadline = Instant::now() + timeout;
+    let pool = node.functions.resolve(&node.registry(), &target)?;
+    if pool.entry.kind != "function.lua" {
+        return Err(CallError::new(
+            "UNAVAILABLE",
+            format!(
+                "function {}: kind {} cannot be called yet",
+                pool.entry.id, pool.entry.kind
+            ),
+        ));
+    }
+    let permit = pool.acquire(deadline).await?;
+    let internal = |e: mlua::Error| CallError::new("INTERNAL", super::errors::message(&e));
+    let w = worker().map_err(internal)?;
+    let entry = pool.entry.clone();
+    let (func, env) = match take_instance(&w, &entry) {
+        Some(i) => i,
+        None => {
+            // top-level code of the chunk runs here, under the call's context
+            let boot = Rc::new(CallCtx {
+                node: node.clone(),
+                entry: entry.clone(),
+                env: w.lua.create_table().map_err(internal)?,
+                context: context.clone(),
+                deadline,
+                run: RunState::default(),
+            });
+            let _g = CurrentGuard::enter(Current::Call(boot));
+            w.function_instance(&entry).map_err(|e| {
+                CallError::new(
+                    "INTERNAL",
+                    format!("function {}: {}", entry.id, super::errors::message(&e)),
+                )
+            })?
+        }
+    };
+    let call = Rc::new(CallCtx {
+        node,
+        entry: entry.clone(),
+        env: env.clone(),
+        context,
+        deadline,
+        run: RunState::default(),
+    });
+    let lua_args = value::to_lua_multi(&w.lua, &args).map_err(internal)?;
+    let thread = w.lua.create_thread(func.clone()).map_err(internal)?;
+    let ptr = thread.to_pointer() as usize;
+    let fut = thread
+        .into_async::<MultiValue>(lua_args)
+        .map_err(internal)?;
+    let outcome = tokio::time::timeout_at(
+        deadline,
+        InCall {
+            call: call.clone(),
+            ptr,
+            fut,
+        },
+    )
+    .await;
+    let result = match outcome {
+        Err(_) => Err(CallError::new(
+            "TIMEOUT",
+            format!(
+                "function {}: timed out after {}",
+                entry.id,
+                humantime::format_duration(timeout)
+            ),
+        )),
+        Ok(Err(e)) => match call.interrupted() {
+            Some(why) => Err(CallError::new("TIMEOUT", why)),
+            None => Err(CallError::new("INTERNAL", super::errors::message(&e))),
+        },
+        Ok(Ok(values)) => {
+            if pool.keeps_instances() {
+                put_instance(&w, &pool, func, env);
+            }
+            let mut it = values.into_iter();
+            let first = it.next().unwrap_or(mlua::Value::Nil);
+            match (first, it.next()) {
+                (mlua::Value::Nil, Some(err)) if !err.is_nil() => Err(returned_error(&err)),
+                (first, _) => value::from_lua(&first).map_err(|e| {
+                    CallError::new(
+                        "INTERNAL",
+                        format!("function {}: the result cannot be copied: {e}", entry.id),
+                    )
+                }),
+            }
+        }
+    };
+    drop(permit);
+    result
+}
+
+/// The node and context of whoever calls now (a process or a function).
+fn caller(values: &[(String, Value)]) -> mlua::Result<(Arc<Node>, Arc<CallContext>)> {
+    match current_any() {
+        Some(Current::Process(p)) => Ok((
+            p.node.clone(),
+            Arc::new(CallContext {
+                actor: Some(p.pid_str.clone()),
+                values: values.to_vec(),
+            }),
+        )),
+        Some(Current::Call(c)) => Ok((
+            c.node.clone(),
+            if values.is_empty() {
+                c.context.clone()
+            } else {
+                Arc::new(c.context.with(values.to_vec()))
+            },
+        )),
+        None => Err(mlua::Error::runtime(
+            "funcs: can only be called from inside a process or a function",
+        )),
+    }
+}
+
+type Prepared = (Arc<Node>, String, Vec<Value>, Arc<CallContext>, Duration);
+
+fn prepare(
+    target: &mlua::Value,
+    args: &[mlua::Value],
+    exec: &Executor,
+) -> mlua::Result<Result<Prepared, CallError>> {
+    let (node, context) = caller(&exec.values)?;
+    let target = match target {
+        mlua::Value::String(s) => s.to_string_lossy(),
+        mlua::Value::Nil => String::new(),
+        other => {
+            return Ok(Err(CallError::new(
+                "INVALID",
+                format!("function id: expected a string, got {}", other.type_name()),
+            )))
+        }
+    };
+    let args = match value::from_lua_multi(args) {
+        Ok(a) => a,
+        Err(e) => {
+            return Ok(Err(CallError::new(
+                "INVALID",
+                format!("call of {target}: {e}"),
+            )))
+        }
+    };
+    Ok(Ok((
+        node,
+        target,
+        args,
+        context,
+        exec.timeout.unwrap_or(DEFAULT_TIMEOUT),
+    )))
+}
+
+fn nil_err(lua: &Lua, e: CallError) -> mlua::Result<MultiValue> {
+    LuaError::new(e.kind, e.message).into_nil_err(lua)
+}
+
+async fn call_with(
+    lua: Lua,
+    prepared: mlua::Result<Result<Prepared, CallError>>,
+) -> mlua::Result<MultiValue> {
+    let (node, target, args, context, timeout) = match prepared? {
+        Ok(p) => p,
+        Err(e) => return nil_err(&lua, e),
+    };
+    match execute(node, target, args, context, timeout).await {
+        Ok(v) => Ok(MultiValue::from_vec(vec![value::to_lua(&lua, &v)?])),
+        Err(e) => nil_err(&lua, e),
+    }
+}
+
+struct FutureState {
+    result: Option<Result<Value, CallError>>,
+    canceled: bool,
+}
+
+/// `funcs.async`: a call running while the caller goes on.
+pub struct LuaFuture {
+    state: Rc<RefCell<FutureState>>,
+    chan: Chan,
+    task: tokio::task::AbortHandle,
+}
+
+impl UserData for LuaFuture {
+    fn add_methods<M: UserDataMethods<Self>>(m: &mut M) {
+        for name in ["response", "channel"] {
+            m.add_method(name, |lua, f, ()| channel::to_userdata(lua, f.chan.clone()));
+        }
+        m.add_method("is_complete", |_, f, ()| {
+            Ok(f.state.borrow().result.is_some())
+        });
+        m.add_method("is_canceled", |_, f, ()| Ok(f.state.borrow().canceled));
+        m.add_method("result", |lua, f, ()| match &f.state.borrow().result {
+            Some(Ok(v)) => value::to_lua(lua, v),
+            _ => Ok(mlua::Value::Nil),
+        });
+        m.add_method("error", |lua, f, ()| match &f.state.borrow().result {
+            Some(Err(e)) => Ok(mlua::Value::UserData(
+                lua.create_userdata(LuaError::new(e.kind, e.message.clone()))?,
+            )),
+            _ => Ok(mlua::Value::Nil),
+        });
+        m.add_method("cancel", |_, f, ()| {
+            let mut st = f.state.borrow_mut();
+            if st.result.is_some() {
+                return Ok(false);
+            }
+            f.task.abort();
+            st.canceled = true;
+            st.result = Some(Err(CallError::new("CANCELED", "the call was canceled")));
+            f.chan.close();
+            Ok(true)
+        });
+    }
+}
+
+fn start_async(
+    lua: &Lua,
+    prepared: mlua::Result<Result<Prepared, CallError>>,
+) -> mlua::Result<MultiValue> {
+    let (node, target, args, context, timeout) = match prepared? {
+        Ok(p) => p,
+        Err(e) => return nil_err(lua, e),
+    };
+    // a bad or unknown id fails now, not in the future
+    if let Err(e) = node.functions.resolve(&node.registry(), &target) {
+        return nil_err(lua, e);
+    }
+    let state = Rc::new(RefCell::new(FutureState {
+        result: None,
+        canceled: false,
+    }));
+    let chan = Chan::new(1);
+    let (st, ch, lua2) = (state.clone(), chan.clone(), lua.clone());
+    let task = tokio::task::spawn_local(async move {
+        let r = execute(node, target, args, context, timeout).await;
+        if let Ok(v) = &r {
+            if let Ok(lv) = value::to_lua(&lua2, v) {
+                ch.push(lv);
+            }
+        }
+        ch.close();
+        st.borrow_mut().result = Some(r);
+    });
+    let fut = LuaFuture {
+        state,
+        chan,
+        task: task.abort_handle(),
+    };
+    Ok(MultiValue::from_vec(vec![mlua::Value::UserData(
+        lua.create_userdata(fut)?,
+    )]))
+}
+
+/// `funcs.new()`: an immutable call configuration (context values, timeout).
+#[derive(Clone, Default)]
+pub struct Executor {
+    values: Vec<(String, Value)>,
+    timeout: Option<Duration>,
+}
+
+impl UserData for Executor {
+    fn add_methods<M: UserDataMethods<Self>>(m: &mut M) {
+        m.add_method("with_context", |_, e, t: Table| {
+            let mut next = e.clone();
+            for pair in t.pairs::<String, mlua::Value>() {
+                let (k, v) = pair?;
+                let v = value::from_lua(&v).map_err(|err| {
+                    mlua::Error::runtime(format!("with_context: value of {k}: {err}"))
+                })?;
+                next.values.retain(|(key, _)| *key != k);
+                next.values.push((k, v));
+            }
+            Ok(next)
+        });
+        m.add_method("with_options", |_, e, t: Table| {
+            let mut next = e.clone();
+            if let Some(v) = t.get::<Option<mlua::Value>>("timeout")? {
+                let d = crate::duration::from_lua(&v)
+                    .map_err(|err| mlua::Error::runtime(format!("with_options: timeout: {err}")))?;
+                next.timeout = Some(d);
+            }
+            Ok(next)
+        });
+        m.add_async_method(
+            "call",
+            |lua, e, (target, args): (mlua::Value, Variadic<mlua::Value>)| {
+                let prepared = prepare(&target, &args, &e);
+                call_with(lua, prepared)
+            },
+        );
+        m.add_method(
+            "async",
+            |lua, e, (target, args): (mlua::Value, Variadic<mlua::Value>)| {
+                start_async(lua, prepare(&target, &args, e))
+            },
+        );
+    }
+}
+
+/// The `funcs` module: `call`, `async`, `new`.
+pub fn module(lua: &Lua) -> mlua::Result<Table> {
+    let t = lua.create_table()?;
+    t.set(
+        "call",
+        lua.create_async_function(
+            |lua, (target, args): (mlua::Value, Variadic<mlua::Value>)| {
+                let prepared = prepare(&target, &args, &Executor::default());
+                call_with(lua, prepared)
+            },
+        )?,
+    )?;
+    t.set(
+        "async",
+        lua.create_function(
+            |lua, (target, args): (mlua::Value, Variadic<mlua::Value>)| {
+                start_async(lua, prepare(&target, &args, &Executor::default()))
+            },
+        )?,
+    )?;
+    t.set("new", lua.create_function(|_, ()| Ok(Executor::default()))?)?;
+    Ok(t)
+}
+
+fn context_now() -> Option<(Option<String>, Arc<CallContext>)> {
+    match current_any()? {
+        Current::Process(p) => Some((Some(p.pid_str.clone()), Arc::new(CallContext::default()))),
+        Current::Call(c) => Some((c.context.actor.clone(), c.context.clone())),
+    }
+}
+
+/// The `ctx` module: `get(key)`, `all()`, `actor()`.
+pub fn ctx_module(lua: &Lua) -> mlua::Result<Table> {
+    let t = lua.create_table()?;
+    t.set(
+        "get",
+        lua.create_function(|lua, key: String| match context_now() {
+            Some((_, c)) => match c.get(&key) {
+                Some(v) => value::to_lua(lua, v),
+                None => Ok(mlua::Value::Nil),
+            },
+            None => Ok(mlua::Value::Nil),
+        })?,
+    )?;
+    t.set(
+        "all",
+        lua.create_function(|lua, ()| {
+            let out = lua.create_table()?;
+            if let Some((_, c)) = context_now() {
+                for (k, v) in &c.values {
+                    out.set(k.as_str(), value::to_lua(lua, v)?)?;
+                }
+            }
+            Ok(out)
+        })?,
+    )?;
+    t.set(
+        "actor",
+        lua.create_function(|_, ()| Ok(context_now().and_then(|(a, _)| a)))?,
+    )?;
+    Ok(t)
+}

@@ -1,0 +1,172 @@
+//! Worker pool settings of function entries (`pool:`), checked at load time.
+//!
+//! ```yaml
+//! pool: {type: static, size: 4, buffer: 256}   # or inline | lazy | adaptive
+//! ```
+//! No `pool` at all is the default pool (up to 100 workers).
+
+/// How a function's calls get workers.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum PoolKind {
+    /// A new instance per call, run on the caller; no bound.
+    Inline,
+    /// Instances created on demand up to `max_size`, none kept idle.
+    Lazy,
+    /// A fixed set of `size` workers, kept between calls.
+    Static,
+    /// Between 1 and `max_size` workers, grown with load, shrunk when idle.
+    Adaptive,
+    /// No `pool` field: adaptive up to 100 workers.
+    Default,
+}
+
+/// A parsed `pool` field.
+#[derive(Clone, Debug, PartialEq)]
+pub struct PoolSpec {
+    /// The pool type.
+    pub kind: PoolKind,
+    /// At most this many calls run at once (unbounded for inline).
+    pub max_size: usize,
+    /// Callers that may wait for a worker before the queue counts as full.
+    pub buffer: usize,
+}
+
+/// The pool types users may write.
+pub const POOL_TYPES: &[&str] = &["inline", "lazy", "static", "adaptive"];
+
+impl Default for PoolSpec {
+    fn default() -> Self {
+        PoolSpec {
+            kind: PoolKind::Default,
+            max_size: 100,
+            buffer: 100 * 64,
+        }
+    }
+}
+
+fn positive(
+    m: &serde_json::Map<String, serde_json::Value>,
+    key: &str,
+) -> Result<Option<usize>, (String, String)> {
+    match m.get(key) {
+        None | Some(serde_json::Value::Null) => Ok(None),
+        Some(serde_json::Value::Number(n)) => match n.as_i64() {
+            Some(i) if i > 0 => Ok(Some(i as usize)),
+            _ => Err((
+                format!("pool.{key}"),
+                format!("must be a positive integer, found {n}"),
+            )),
+        },
+        Some(other) => Err((
+            format!("pool.{key}"),
+            format!("expected a positive integer, found {other}"),
+        )),
+    }
+}
+
+impl PoolSpec {
+    /// Parses a `pool` mapping; the error is (field, message).
+    pub fn from_json(v: &serde_json::Value) -> Result<PoolSpec, (String, String)> {
+        let m = v.as_object().ok_or_else(|| {
+            (
+                "pool".to_string(),
+                format!("expected a mapping like {{type: static, size: 4}}, found {v}"),
+            )
+        })?;
+        let ty = match m.get("type") {
+            Some(serde_json::Value::String(s)) => s.as_str(),
+            None => {
+                return Err((
+                    "pool.type".into(),
+                    "missing (one of inline, lazy, static, adaptive)".into(),
+                ))
+            }
+            Some(other) => {
+                return Err((
+                    "pool.type".into(),
+                    format!("expected a string, found {other}"),
+                ))
+            }
+        };
+        let spec = match ty {
+            "inline" => PoolSpec {
+                kind: PoolKind::Inline,
+                max_size: usize::MAX,
+                buffer: 0,
+            },
+            "lazy" => {
+                let max = positive(m, "max_size")?.unwrap_or(16);
+                PoolSpec {
+                    kind: PoolKind::Lazy,
+                    max_size: max,
+                    buffer: positive(m, "buffer")?.unwrap_or(max * 64),
+                }
+            }
+            "static" => {
+                let size = match positive(m, "size")? {
+                    Some(s) => s,
+                    None => positive(m, "workers")?.unwrap_or(4),
+                };
+                PoolSpec {
+                    kind: PoolKind::Static,
+                    max_size: size,
+                    buffer: positive(m, "buffer")?.unwrap_or(size * 64),
+                }
+            }
+            "adaptive" => {
+                let max = positive(m, "max_size")?.unwrap_or(16);
+                PoolSpec {
+                    kind: PoolKind::Adaptive,
+                    max_size: max,
+                    buffer: positive(m, "buffer")?.unwrap_or(max * 64),
+                }
+            }
+            other => {
+                let hint = POOL_TYPES
+                    .iter()
+                    .map(|t| (strsim::levenshtein(t, other), t))
+                    .min()
+                    .filter(|(d, _)| *d <= 3)
+                    .map(|(_, t)| format!(" (did you mean {t}?)"))
+                    .unwrap_or_default();
+                return Err((
+                    "pool.type".into(),
+                    format!("unknown pool type {other}{hint}; expected one of inline, lazy, static, adaptive"),
+                ));
+            }
+        };
+        Ok(spec)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn parses_every_type_with_defaults() {
+        let p = |v| PoolSpec::from_json(&v).unwrap();
+        assert_eq!(p(json!({"type": "lazy"})).max_size, 16);
+        let s = p(json!({"type": "static", "workers": 3}));
+        assert_eq!((s.kind, s.max_size, s.buffer), (PoolKind::Static, 3, 192));
+        assert_eq!(
+            p(json!({"type": "static", "size": 2, "buffer": 5})).buffer,
+            5
+        );
+        assert_eq!(p(json!({"type": "adaptive", "max_size": 8})).max_size, 8);
+        assert_eq!(p(json!({"type": "inline"})).kind, PoolKind::Inline);
+    }
+
+    #[test]
+    fn refuses_bad_pools_naming_the_field() {
+        let e = |v| PoolSpec::from_json(&v).unwrap_err();
+        assert_eq!(e(json!({"type": "statik"})).0, "pool.type");
+        assert!(e(json!({"type": "statik"}))
+            .1
+            .contains("did you mean static?"));
+        assert_eq!(e(json!({"type": "lazy", "max_size": 0})).0, "pool.max_size");
+        assert_eq!(e(json!({"size": 2})).0, "pool.type");
+        assert_eq!(e(json!("static")).0, "pool");
+    }
+}

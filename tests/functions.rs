@@ -1,0 +1,423 @@
+//! Functions: funcs.call / funcs.async, pools and their bounds, timeouts, cancellation,
+//! errors and the call context.
+
+mod common;
+
+use common::App;
+use serde_json::json;
+use warden::registry::Id;
+
+const SLEEPY: &str = r#"
+local time = require("time")
+return { main = function(ms, tag) time.sleep(ms) return tag end }
+"#;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn call_returns_copied_results_and_errors_by_kind() {
+    let v = App::new()
+        .func(
+            "add",
+            "return { main = function(a, b, t) t.mutated = true return { sum = a + b, t = t } end }",
+            None,
+        )
+        .func("boom", "return { main = function() error('callee exploded') end }", None)
+        .func(
+            "refuse",
+            "return { main = function(x) if x < 0 then return nil, 'negative input' end return x end }",
+            None,
+        )
+        .lua("proc", "return { main = function() end }")
+        .lua(
+            "main",
+            r#"
+local funcs = require("funcs")
+return { main = function()
+  local out = {}
+  local mine = { keep = 1 }
+  local r = funcs.call("app:add", 6, 7, mine)
+  out.sum = r.sum
+  out.copied = mine.mutated == nil and r.t.mutated == true
+  local function kind(v, err) return { v == nil, err and err:kind(), err and tostring(err) } end
+  out.empty = kind(funcs.call(""))
+  out.nons = kind(funcs.call("add"))
+  out.noname = kind(funcs.call("app:"))
+  out.missing = kind(funcs.call("app:nothing"))
+  out.process = kind(funcs.call("app:proc"))
+  out.raised = kind(funcs.call("app:boom"))
+  out.returned = kind(funcs.call("app:refuse", -1))
+  out.ok_after = funcs.call("app:refuse", 5)
+  out.badarg = kind(funcs.call("app:add", function() end))
+  return out
+end }
+"#,
+        )
+        .value("main")
+        .await;
+    assert_eq!(v["sum"], 13);
+    assert_eq!(v["copied"], true);
+    assert_eq!(v["empty"][1], "INVALID");
+    assert_eq!(v["nons"][1], "INVALID");
+    assert!(v["nons"][2].as_str().unwrap().contains("no namespace"));
+    assert_eq!(v["noname"][1], "INVALID");
+    assert_eq!(v["missing"][1], "NOT_FOUND");
+    assert!(v["missing"][2]
+        .as_str()
+        .unwrap()
+        .contains("app:nothing not found"));
+    assert_eq!(v["process"][1], "NOT_FOUND");
+    assert!(v["process"][2].as_str().unwrap().contains("not a function"));
+    assert_eq!(v["raised"][0], true);
+    let raised = v["raised"][2].as_str().unwrap();
+    assert!(
+        raised.contains("callee exploded") && raised.contains("boom.lua:1:"),
+        "{raised}"
+    );
+    assert_eq!(v["returned"][2], "negative input");
+    assert_eq!(v["ok_after"], 5);
+    assert_eq!(v["badarg"][1], "INVALID");
+}
+
+/// 20 concurrent callers against a pool: all served, never more than the bound at once.
+async fn concurrency(pool: Option<&str>) -> (serde_json::Value, warden::functions::PoolStats) {
+    let app = App::new().func("slow", SLEEPY, pool).lua(
+        "main",
+        r#"
+local funcs = require("funcs")
+local time = require("time")
+return { main = function()
+  local done = channel.new(20)
+  local t0 = time.now()
+  for i = 1, 20 do
+    coroutine.spawn(function()
+      local r, err = funcs.call("app:slow", 30, i)
+      done:send(r or tostring(err))
+    end)
+  end
+  local sum = 0
+  for _ = 1, 20 do sum = sum + done:receive() end
+  return { sum = sum, ms = time.now():sub(t0) }
+end }
+"#,
+    );
+    let rt = app.start().await;
+    let exit = rt.exec(&Id::new("app", "main"), vec![]).await.unwrap();
+    let stats = rt
+        .node()
+        .functions
+        .pool(&Id::new("app", "slow"))
+        .unwrap()
+        .stats();
+    rt.shutdown().await;
+    match exit {
+        warden::process::Exit::Normal(v) => (warden::value::to_json(&v).unwrap(), stats),
+        other => panic!("{other:?}"),
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn pools_bound_concurrency_and_serve_every_caller() {
+    let (v, s) = concurrency(Some("{type: static, size: 2}")).await;
+    assert_eq!(v["sum"], 210, "all 20 callers served: {v}");
+    assert_eq!(s.peak, 2, "{s:?}");
+    assert_eq!(s.calls, 20);
+    assert!(v["ms"].as_f64().unwrap() >= 10.0 * 30.0 * 0.9, "{v}");
+    let (v, s) = concurrency(Some("{type: lazy, max_size: 3}")).await;
+    assert_eq!(v["sum"], 210);
+    assert_eq!(s.peak, 3, "{s:?}");
+    let (v, s) = concurrency(Some("{type: adaptive, max_size: 4}")).await;
+    assert_eq!(v["sum"], 210);
+    assert_eq!(s.peak, 4, "{s:?}");
+    let (v, s) = concurrency(Some("{type: inline}")).await;
+    assert_eq!(v["sum"], 210);
+    assert_eq!(s.peak, 20, "inline is unbounded: {s:?}");
+    let (v, s) = concurrency(None).await;
+    assert_eq!(v["sum"], 210);
+    assert_eq!(s.peak, 20, "the default pool allows 100: {s:?}");
+    assert_eq!(s.running, 0);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn full_pool_waits_until_the_timeout_then_errors() {
+    let v = App::new()
+        .func("slow", SLEEPY, Some("{type: static, size: 1}"))
+        .lua(
+            "main",
+            r#"
+local funcs = require("funcs")
+return { main = function()
+  local long = funcs.async("app:slow", 300, "long")
+  require("time").sleep(10)
+  local quick = funcs.new():with_options({ timeout = 50 })
+  local r, err = quick:call("app:slow", 1, "quick")
+  local first = long:response():receive()
+  local again = funcs.call("app:slow", 1, "again")
+  return { r = r == nil, kind = err:kind(), msg = tostring(err), first = first, again = again }
+end }
+"#,
+        )
+        .value("main")
+        .await;
+    assert_eq!(v["r"], true);
+    assert_eq!(v["kind"], "TIMEOUT");
+    assert!(
+        v["msg"].as_str().unwrap().contains("waiting for a worker"),
+        "{v}"
+    );
+    assert_eq!(v["first"], "long");
+    assert_eq!(v["again"], "again");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn timeouts_interrupt_sleeping_and_looping_functions_and_free_the_worker() {
+    let app = App::with_host(1, 1024)
+        .func("slow", SLEEPY, Some("{type: static, size: 1}"))
+        .func(
+            "spin",
+            "return { main = function() local x = 0 while true do x = x + 1 end end }",
+            Some("{type: static, size: 1}"),
+        )
+        .lua(
+            "echo",
+            r#"
+return { main = function()
+  local inbox = process.inbox()
+  while true do
+    local m = inbox:receive()
+    process.send(m:from(), "pong", m:payload():data())
+  end
+end }
+"#,
+        )
+        .lua(
+            "main",
+            r#"
+local funcs = require("funcs")
+local time = require("time")
+return { main = function()
+  local out = {}
+  local short = funcs.new():with_options({ timeout = "100ms" })
+  local r, err = short:call("app:slow", 2000, "x")
+  out.sleep = { err:kind(), tostring(err) }
+  out.after_sleep = funcs.call("app:slow", 1, "ok")
+  -- a neighbour on the same (single) worker keeps answering while a call spins
+  local echo = process.spawn("app:echo", "app:host")
+  local answered = channel.new(1)
+  coroutine.spawn(function()
+    time.sleep(20)
+    local t0 = time.now()
+    process.send(echo, "ping", 1)
+    process.inbox():receive()
+    answered:send(time.now():sub(t0))
+  end)
+  local r2, err2 = short:call("app:spin")
+  out.spin = { err2:kind(), tostring(err2) }
+  out.neighbour_ms = answered:receive()
+  out.after_spin = funcs.call("app:slow", 1, "still serving")
+  return out
+end }
+"#,
+        );
+    let rt = app.start().await;
+    let exit = rt.exec(&Id::new("app", "main"), vec![]).await.unwrap();
+    let spin = rt
+        .node()
+        .functions
+        .pool(&Id::new("app", "spin"))
+        .unwrap()
+        .stats();
+    rt.shutdown().await;
+    let v = match exit {
+        warden::process::Exit::Normal(v) => warden::value::to_json(&v).unwrap(),
+        other => panic!("{other:?}"),
+    };
+    assert_eq!(v["sleep"][0], "TIMEOUT");
+    assert_eq!(v["after_sleep"], "ok");
+    assert_eq!(v["spin"][0], "TIMEOUT");
+    assert!(v["spin"][1].as_str().unwrap().contains("app:spin"), "{v}");
+    assert!(v["neighbour_ms"].as_f64().unwrap() < 100.0, "{v}");
+    assert_eq!(v["after_spin"], "still serving");
+    assert_eq!(spin.running, 0, "the spinning worker was freed: {spin:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn futures_complete_fail_cancel_and_select() {
+    let app = App::new()
+        .func("slow", SLEEPY, Some("{type: static, size: 1}"))
+        .func(
+            "boom",
+            "return { main = function() error('async failure') end }",
+            None,
+        )
+        .lua(
+            "main",
+            r#"
+local funcs = require("funcs")
+return { main = function()
+  local out = {}
+  local f = funcs.async("app:slow", 10, "value")
+  out.before = f:is_complete()
+  local v, ok = f:response():receive()
+  out.received = { v, ok }
+  out.after = { f:is_complete(), f:result(), f:error() == nil }
+  local bad = funcs.async("app:boom")
+  local v2, ok2 = bad:channel():receive()
+  out.failed = { v2 == nil, ok2, tostring(bad:error()), bad:error():kind() }
+  local c = funcs.async("app:slow", 5000, "never")
+  require("time").sleep(10)
+  out.cancel = c:cancel()
+  out.canceled = { c:is_canceled(), c:error():kind() }
+  -- the canceled call freed the only worker
+  local a = funcs.async("app:slow", 30, "a")
+  local b = funcs.async("app:slow", 1, "b")
+  local first = channel.select({ a:response():case_receive(), b:response():case_receive() })
+  out.select = first.value
+  out.invalid = { funcs.async("") == nil }
+  return out
+end }
+"#,
+        );
+    let rt = app.start().await;
+    let exit = rt.exec(&Id::new("app", "main"), vec![]).await.unwrap();
+    rt.shutdown().await;
+    let v = match exit {
+        warden::process::Exit::Normal(v) => warden::value::to_json(&v).unwrap(),
+        other => panic!("{other:?}"),
+    };
+    assert_eq!(v["before"], false);
+    assert_eq!(v["received"], json!(["value", true]));
+    assert_eq!(v["after"], json!([true, "value", true]));
+    assert_eq!(v["failed"][0], true);
+    assert_eq!(v["failed"][1], false);
+    assert!(v["failed"][2].as_str().unwrap().contains("async failure"));
+    assert_eq!(v["failed"][3], "INTERNAL");
+    assert_eq!(v["cancel"], true);
+    assert_eq!(v["canceled"], json!([true, "CANCELED"]));
+    assert_eq!(v["select"], "a", "a holds the single worker first: {v}");
+    assert_eq!(v["invalid"], json!([true]));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn context_travels_two_calls_deep_and_executors_are_immutable() {
+    let v = App::new()
+        .func(
+            "outer",
+            r#"
+local funcs = require("funcs")
+local ctx = require("ctx")
+return { main = function()
+  local inner = funcs.call("app:inner")
+  local extra = funcs.new():with_context({ extra = "added" }):call("app:inner")
+  return { outer_trace = ctx.get("trace"), inner = inner, extra = extra }
+end }
+"#,
+            None,
+        )
+        .func(
+            "inner",
+            r#"
+local ctx = require("ctx")
+return { main = function()
+  return { trace = ctx.get("trace"), actor = ctx.actor(), extra = ctx.get("extra"), all = ctx.all() }
+end }
+"#,
+            None,
+        )
+        .lua(
+            "main",
+            r#"
+local funcs = require("funcs")
+return { main = function()
+  local base = funcs.new()
+  local traced = base:with_context({ trace = "abc-123" })
+  local r = traced:call("app:outer")
+  local plain = base:call("app:inner")
+  return { r = r, plain_trace = plain.trace == nil, me = process.pid(), plain_actor = plain.actor }
+end }
+"#,
+        )
+        .value("main")
+        .await;
+    assert_eq!(v["r"]["outer_trace"], "abc-123");
+    assert_eq!(v["r"]["inner"]["trace"], "abc-123", "two calls deep: {v}");
+    assert_eq!(v["r"]["inner"]["actor"], v["me"]);
+    assert_eq!(v["r"]["extra"]["extra"], "added");
+    assert_eq!(v["r"]["extra"]["trace"], "abc-123");
+    assert_eq!(
+        v["plain_trace"], true,
+        "with_context returned a new executor"
+    );
+    assert_eq!(v["plain_actor"], v["me"]);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn concurrent_calls_are_isolated_and_process_only_apis_refuse() {
+    let v = App::new()
+        .func(
+            "keeper",
+            r#"
+local time = require("time")
+return { main = function(x)
+  mine = x
+  time.sleep(20)
+  return mine
+end }
+"#,
+            Some("{type: static, size: 4}"),
+        )
+        .func(
+            "needs_process",
+            "return { main = function() local ok, err = pcall(process.inbox) return tostring(err) end }",
+            None,
+        )
+        .lua(
+            "main",
+            r#"
+local funcs = require("funcs")
+return { main = function()
+  local fs = {}
+  for i = 1, 4 do fs[i] = funcs.async("app:keeper", i) end
+  local got = {}
+  for i = 1, 4 do got[i] = fs[i]:response():receive() end
+  return { got = got, refused = funcs.call("app:needs_process") }
+end }
+"#,
+        )
+        .value("main")
+        .await;
+    assert_eq!(v["got"], json!([1, 2, 3, 4]));
+    assert!(
+        v["refused"]
+            .as_str()
+            .unwrap()
+            .contains("only available inside a process"),
+        "{v}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn runtime_call_from_outside_any_process() {
+    let app = App::new().func(
+        "greet",
+        "return { main = function(who, n) return { hello = who, twice = n * 2 } end }",
+        None,
+    );
+    let rt = app.start().await;
+    let v = rt
+        .call(
+            "app:greet",
+            vec![
+                warden::value::Value::str("Ada"),
+                warden::value::Value::Int(21),
+            ],
+            None,
+        )
+        .await
+        .unwrap();
+    assert_eq!(
+        warden::value::to_json(&v).unwrap(),
+        json!({"hello": "Ada", "twice": 42})
+    );
+    let e = rt.call("app:nope", vec![], None).await.unwrap_err();
+    assert_eq!(e.kind, "NOT_FOUND");
+    rt.shutdown().await;
+}
