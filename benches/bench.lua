@@ -72,4 +72,33 @@ function M.roundtrip(batches, per)
   return { median = samples[batches // 2], p10 = samples[batches // 10], p90 = samples[batches * 9 // 10] }
 end
 
+-- a trivial function.lua
+function M.noop(x)
+  return x
+end
+
+-- funcs.call round trips from one process, timed in batches; microseconds per call
+function M.call_latency(id, batches, per)
+  local funcs = require("funcs")
+  for i = 1, 1000 do funcs.call(id, i) end
+  local samples = {}
+  for b = 1, batches do
+    local t0 = time.now()
+    for i = 1, per do funcs.call(id, i) end
+    samples[b] = time.now():sub(t0) * 1000 / per
+  end
+  table.sort(samples)
+  return { median = samples[batches // 2], p10 = samples[batches // 10], p90 = samples[batches * 9 // 10] }
+end
+
+-- n calls in a row; returns nothing (the driver times the whole set of callers)
+function M.call_loop(id, n)
+  local funcs = require("funcs")
+  for i = 1, n do
+    local r, err = funcs.call(id, i)
+    if r ~= i then error(tostring(err)) end
+  end
+  return n
+end
+
 return M

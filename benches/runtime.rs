@@ -35,9 +35,23 @@ fn app() -> tempfile::TempDir {
     let mut yaml = String::from(
         "version: \"1.0\"\nnamespace: bench\nentries:\n  - name: host\n    kind: process.host\n    host: {workers: 2, queue_size: 200000}\n",
     );
-    for m in ["idle", "spawner", "ring_node", "ring", "echo", "roundtrip"] {
+    for m in [
+        "idle",
+        "spawner",
+        "ring_node",
+        "ring",
+        "echo",
+        "roundtrip",
+        "call_latency",
+        "call_loop",
+    ] {
         yaml.push_str(&format!(
-            "  - name: {m}\n    kind: process.lua\n    source: file://bench.lua\n    method: {m}\n    modules: [time]\n"
+            "  - name: {m}\n    kind: process.lua\n    source: file://bench.lua\n    method: {m}\n    modules: [time, funcs]\n"
+        ));
+    }
+    for size in [1, 2, 4] {
+        yaml.push_str(&format!(
+            "  - name: noop{size}\n    kind: function.lua\n    source: file://bench.lua\n    method: noop\n    pool: {{type: static, size: {size}}}\n"
         ));
     }
     std::fs::write(d.path().join("_index.yaml"), yaml).unwrap();
@@ -85,6 +99,42 @@ async fn child(which: &str) {
             serde_json::json!({ "msgs_per_s": v })
         }
         "roundtrip" => exec(&rt, "roundtrip", vec![Value::Int(2000), Value::Int(100)]).await,
+        "call1" => {
+            exec(
+                &rt,
+                "call_latency",
+                vec![Value::str("bench:noop2"), Value::Int(2000), Value::Int(100)],
+            )
+            .await
+        }
+        w if w.starts_with("call100-") => {
+            // 100 caller processes, spawned from outside so they spread over both workers
+            let pool = &w["call100-".len()..];
+            let per = 2000;
+            let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
+            let t0 = Instant::now();
+            for _ in 0..100 {
+                let tx = tx.clone();
+                let opts = warden::process::SpawnOptions {
+                    on_exit: Some(Box::new(move |_, e| {
+                        let _ = tx.send(e.is_abnormal());
+                    })),
+                    ..Default::default()
+                };
+                rt.spawn(
+                    &Id::new("bench", "call_loop"),
+                    Some(&Id::new("bench", "host")),
+                    vec![Value::str(format!("bench:noop{pool}")), Value::Int(per)],
+                    opts,
+                )
+                .unwrap();
+            }
+            for _ in 0..100 {
+                assert!(!rx.recv().await.unwrap(), "a caller failed");
+            }
+            let secs = t0.elapsed().as_secs_f64();
+            serde_json::json!({ "calls_per_s": 100.0 * per as f64 / secs })
+        }
         other => panic!("unknown measurement {other}"),
     };
     println!("{out}");
@@ -174,6 +224,16 @@ fn main() {
         .map(|_| run_child("ring")["msgs_per_s"].as_f64().unwrap())
         .collect();
     let rts: Vec<serde_json::Value> = (0..RUNS).map(|_| run_child("roundtrip")).collect();
+    let call1: Vec<serde_json::Value> = (0..RUNS).map(|_| run_child("call1")).collect();
+    let call100: Vec<(usize, Stats)> = [1, 2, 4]
+        .into_iter()
+        .map(|size| {
+            let runs = (0..RUNS)
+                .map(|_| run_child(&format!("call100-{size}"))["calls_per_s"].as_f64().unwrap())
+                .collect();
+            (size, stats(runs))
+        })
+        .collect();
 
     let spawn_us = stats(
         spawns
@@ -249,6 +309,23 @@ fn main() {
         "| send + reply round trip (median of 2000 batches of 100) | {:.2} us ({:.2}-{:.2}); p90 {:.2} us | {} | {} |",
         rt_med.median, rt_med.min, rt_med.max, rt_p90.median, fmt(e_rt, "us"), ratio(rt_med.median, e_rt)
     );
+    let c1 = stats(call1.iter().map(|r| r["median"].as_f64().unwrap()).collect());
+    let c1_90 = stats(call1.iter().map(|r| r["p90"].as_f64().unwrap()).collect());
+    println!();
+    println!("| funcs.call to a trivial function.lua | warden median (min-max) | Erlang/OTP request/response, same run | warden / Erlang |");
+    println!("|---|---|---|---|");
+    println!(
+        "| round trip from 1 caller, static pool of 2 (median of 2000 batches of 100) | {:.2} us ({:.2}-{:.2}); p90 {:.2} us | {} | {} |",
+        c1.median, c1.min, c1.max, c1_90.median, fmt(e_rt, "us"), ratio(c1.median, e_rt)
+    );
+    for (size, s) in &call100 {
+        println!(
+            "| 100 caller processes x 2000 calls, static pool of {size} | {:.0} k calls/s ({:.0}-{:.0}) | - | - |",
+            s.median / 1e3,
+            s.min / 1e3,
+            s.max / 1e3
+        );
+    }
     if let Some(e) = erl {
         println!("\nErlang/OTP output:\n{e}");
     }
