@@ -229,7 +229,11 @@ fn main() {
         .into_iter()
         .map(|size| {
             let runs = (0..RUNS)
-                .map(|_| run_child(&format!("call100-{size}"))["calls_per_s"].as_f64().unwrap())
+                .map(|_| {
+                    run_child(&format!("call100-{size}"))["calls_per_s"]
+                        .as_f64()
+                        .unwrap()
+                })
                 .collect();
             (size, stats(runs))
         })
@@ -309,7 +313,12 @@ fn main() {
         "| send + reply round trip (median of 2000 batches of 100) | {:.2} us ({:.2}-{:.2}); p90 {:.2} us | {} | {} |",
         rt_med.median, rt_med.min, rt_med.max, rt_p90.median, fmt(e_rt, "us"), ratio(rt_med.median, e_rt)
     );
-    let c1 = stats(call1.iter().map(|r| r["median"].as_f64().unwrap()).collect());
+    let c1 = stats(
+        call1
+            .iter()
+            .map(|r| r["median"].as_f64().unwrap())
+            .collect(),
+    );
     let c1_90 = stats(call1.iter().map(|r| r["p90"].as_f64().unwrap()).collect());
     println!();
     println!("| funcs.call to a trivial function.lua | warden median (min-max) | Erlang/OTP request/response, same run | warden / Erlang |");

@@ -79,23 +79,64 @@ pub fn app_dir(dir: &Path) -> PathBuf {
     }
 }
 
+fn print_errors(errs: &[registry::LoadError], dir: &Path) {
+    for e in errs {
+        eprintln!("error: {e}");
+    }
+    eprintln!("{} error(s) loading {}", errs.len(), dir.display());
+}
+
+/// Loads the app in `dir` (see [`app_dir`]); with Wippy's layout, `DIR/supervisors` is
+/// loaded too. Prints every load error, then every service and supervisor error.
 fn load(dir: &Path) -> Result<Registry, i32> {
-    let dir = app_dir(dir);
-    match registry::load_dir(&dir) {
-        Ok(r) => {
-            for w in &r.warnings {
-                tracing::warn!("{w}");
-            }
-            Ok(r)
-        }
+    let app = app_dir(dir);
+    let mut reg = match registry::load_dir(&app) {
+        Ok(r) => r,
         Err(errs) => {
-            for e in &errs.0 {
-                eprintln!("error: {e}");
+            print_errors(&errs.0, &app);
+            return Err(1);
+        }
+    };
+    let sups = dir.join("supervisors");
+    if app != dir && sups.is_dir() {
+        match registry::load_dir(&sups) {
+            Ok(extra) => {
+                let mut dups = Vec::new();
+                for (id, e) in extra.entries {
+                    if let Some(prev) = reg.entries.get(&id) {
+                        dups.push(registry::LoadError {
+                            file: e.file.clone(),
+                            entry: Some(id.to_string()),
+                            field: Some("name".into()),
+                            message: format!(
+                                "duplicate id {id}: already declared in {}",
+                                prev.file.display()
+                            ),
+                        });
+                    } else {
+                        reg.entries.insert(id, e);
+                    }
+                }
+                reg.warnings.extend(extra.warnings);
+                if !dups.is_empty() {
+                    print_errors(&dups, &sups);
+                    return Err(1);
+                }
             }
-            eprintln!("{} error(s) loading {}", errs.0.len(), dir.display());
-            Err(1)
+            Err(errs) => {
+                print_errors(&errs.0, &sups);
+                return Err(1);
+            }
         }
     }
+    if let Err(errs) = crate::supervision::spec::check(&reg) {
+        print_errors(&errs, &app);
+        return Err(1);
+    }
+    for w in &reg.warnings {
+        tracing::warn!("{w}");
+    }
+    Ok(reg)
 }
 
 fn init_tracing() {

@@ -11,4 +11,6 @@ pub mod lua;
 pub mod process;
 pub mod registry;
 pub mod runtime;
+pub mod supervision;
 pub mod value;
+pub mod wasm;

@@ -9,6 +9,7 @@ use crate::lua;
 use crate::process::{Exit, Host, Launcher, Node, Pid, ProcessError, SpawnOptions};
 use crate::registry::actor::{RegistryActor, RegistryMsg, RegistryState};
 use crate::registry::{EntrySpec, HostSpec, Id, Registry};
+use crate::supervision::{spec, Supervision};
 use crate::value::Value;
 use anyhow::Context as _;
 use ractor::{Actor, ActorRef};
@@ -21,6 +22,7 @@ pub const DEFAULT_HOST: &str = "warden:host";
 /// A running app.
 pub struct Runtime {
     node: Arc<Node>,
+    sup: Arc<Supervision>,
     registry: ActorRef<RegistryMsg>,
     registry_task: tokio::task::JoinHandle<()>,
     default_host: Id,
@@ -34,8 +36,16 @@ pub fn launchers() -> HashMap<&'static str, Launcher> {
 }
 
 impl Runtime {
-    /// Starts an app: registry actor, hosts, default host.
+    /// Starts an app: registry actor, hosts, default host, supervision (its `auto_start`
+    /// services in dependency order).
     pub async fn start(registry: Registry) -> anyhow::Result<Runtime> {
+        let specs = spec::check(&registry).map_err(|errs| {
+            anyhow::anyhow!(errs
+                .iter()
+                .map(|e| e.to_string())
+                .collect::<Vec<_>>()
+                .join("\n"))
+        })?;
         let registry = Arc::new(registry);
         let node_name = std::env::var("WARDEN_NODE").unwrap_or_else(|_| "local".into());
         let node = Node::new(&node_name, registry.clone(), launchers());
@@ -71,13 +81,18 @@ impl Runtime {
                 id
             }
         };
+        let sup = Supervision::new(node.clone(), specs, default_host.clone()).await?;
+        node.set_ext(sup.clone());
+        sup.start_auto().await;
         tracing::info!(
             entries = registry.entries.len(),
             hosts = node.hosts().len(),
+            services = sup.specs.services.len(),
             "runtime started"
         );
         Ok(Runtime {
             node,
+            sup,
             registry: actor,
             registry_task: tokio::spawn(async move {
                 let _ = registry_task.await;
@@ -89,6 +104,11 @@ impl Runtime {
     /// The node (process table, hosts, names).
     pub fn node(&self) -> &Arc<Node> {
         &self.node
+    }
+
+    /// The supervision system (services and trees).
+    pub fn supervision(&self) -> &Arc<Supervision> {
+        &self.sup
     }
 
     /// The registry actor.
@@ -123,9 +143,15 @@ impl Runtime {
             ..Default::default()
         };
         self.spawn(entry, None, args, opts)?;
-        Ok(rx
-            .await
-            .unwrap_or_else(|_| Exit::Killed("the runtime stopped".into())))
+        tokio::select! {
+            exit = rx => Ok(exit.unwrap_or_else(|_| Exit::Killed("the runtime stopped".into()))),
+            why = self.sup.fatal() => Ok(Exit::Error(format!("a supervision tree failed: {why}"))),
+        }
+    }
+
+    /// Stops every service, dependents first (part of `shutdown`).
+    pub async fn stop_services(&self) {
+        self.sup.stop_all().await;
     }
 
     /// Calls function `target` with `args` (from outside any process: the call runs on a
@@ -167,6 +193,9 @@ impl Runtime {
 
     /// Stops every process and host, then the registry actor.
     pub async fn shutdown(self) {
+        self.sup.stop_all().await;
+        self.sup.close();
+        self.node.clear_exts();
         let node = self.node.clone();
         let _ = tokio::task::spawn_blocking(move || node.shutdown()).await;
         self.registry.stop(None);

@@ -21,6 +21,7 @@ pub mod errors;
 pub mod funcs;
 mod modules;
 mod process_api;
+mod supervisor;
 
 use crate::process::{Body, Exit, Message, Node, Pid, ProcessContext, ProcessHandle, Signal};
 use crate::registry::{Entry, EntrySpec, Id, LuaSpec};
@@ -45,7 +46,7 @@ pub const SLICE_HOOKS: u32 = 20;
 const MESSAGES_PER_POLL: usize = 256;
 
 /// The built-in modules an entry may `require` (when listed in its `modules`).
-pub const BUILTIN_MODULES: &[&str] = &["time", "json", "logger", "funcs", "ctx"];
+pub const BUILTIN_MODULES: &[&str] = &["time", "json", "logger", "funcs", "ctx", "supervisor"];
 
 thread_local! {
     static WORKER: RefCell<Option<Rc<LuaWorker>>> = const { RefCell::new(None) };
@@ -179,6 +180,10 @@ impl LuaWorker {
         modules.insert("logger", freeze.call((modules::logger(&lua)?, "logger"))?);
         modules.insert("funcs", freeze.call((funcs::module(&lua)?, "funcs"))?);
         modules.insert("ctx", freeze.call((funcs::ctx_module(&lua)?, "ctx"))?);
+        modules.insert(
+            "supervisor",
+            freeze.call((supervisor::module(&lua)?, "supervisor"))?,
+        );
         lua.set_global_hook(
             HookTriggers::new().every_nth_instruction(HOOK_INSTRUCTIONS),
             preempt_hook,

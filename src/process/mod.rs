@@ -290,6 +290,7 @@ pub struct Node {
     launchers: HashMap<&'static str, Launcher>,
     /// Function pools, by id.
     pub functions: crate::functions::FunctionTable,
+    exts: DashMap<std::any::TypeId, Arc<dyn std::any::Any + Send + Sync>>,
 }
 
 impl Node {
@@ -308,7 +309,26 @@ impl Node {
             registry: ArcSwap::new(registry),
             launchers,
             functions: Default::default(),
+            exts: DashMap::new(),
         })
+    }
+
+    /// Attaches a system of a higher layer (e.g. supervision) that language hosts reach
+    /// through the node without this module knowing its type.
+    pub fn set_ext<T: std::any::Any + Send + Sync>(&self, v: Arc<T>) {
+        self.exts.insert(std::any::TypeId::of::<T>(), v);
+    }
+
+    /// The attached system of type `T`.
+    pub fn ext<T: std::any::Any + Send + Sync>(&self) -> Option<Arc<T>> {
+        self.exts
+            .get(&std::any::TypeId::of::<T>())
+            .and_then(|a| a.value().clone().downcast::<T>().ok())
+    }
+
+    /// Detaches every attached system (they may hold the node: this breaks the cycle).
+    pub fn clear_exts(&self) {
+        self.exts.clear();
     }
 
     /// The current registry snapshot.

@@ -11,6 +11,18 @@ pub mod pool;
 pub use loader::{load_dir, LoadError, LoadErrors};
 pub use pool::{PoolKind, PoolSpec};
 
+/// The capability groups a wasm entry may list in `imports` (besides any `warden:...` name).
+pub const WASM_CAPABILITY_GROUPS: &[&str] = &[
+    "wasi:cli",
+    "wasi:io",
+    "wasi:poll",
+    "wasi:clocks",
+    "wasi:filesystem",
+    "wasi:random",
+    "wasi:sockets",
+    "wasi:http",
+];
+
 use std::collections::BTreeMap;
 use std::fmt;
 use std::path::PathBuf;
@@ -140,8 +152,10 @@ pub enum EntrySpec {
     },
     /// `terminal.host`: the terminal host (no fields).
     TerminalHost,
-    /// A kind of the spec that a later module validates (process.service, function.wat,
-    /// function.wasm, process.wasm, supervisor): kept raw in `Entry::raw`.
+    /// `function.wat`, `function.wasm`, `process.wasm`: a WebAssembly module or component.
+    Wasm(WasmSpec),
+    /// A kind of the spec that a later module validates (process.service, supervisor): kept
+    /// raw in `Entry::raw`.
     Deferred,
 }
 
@@ -185,6 +199,92 @@ pub struct LuaSpec {
     pub imports: Vec<(String, Id)>,
     /// function.lua only: the parsed `pool` field (None: the default pool).
     pub pool: Option<PoolSpec>,
+}
+
+/// The fields of a `function.wat`, `function.wasm` or `process.wasm` entry.
+#[derive(Clone, Debug)]
+pub struct WasmSpec {
+    /// The module text or bytes, read (and for binaries hash-checked) at load.
+    pub source: WasmSource,
+    /// The export to call: `name` (a root export) or `iface#name` (a function of an exported
+    /// interface).
+    pub method: String,
+    /// For core modules: a bare function declaration (`answer: func() -> s32;`) or a full
+    /// WIT package with a world (inline, or read from `file://`).
+    pub wit: Option<String>,
+    /// The parsed `pool` field (None: the default pool). process.wasm: accepted, ignored.
+    pub pool: Option<PoolSpec>,
+    /// Capability groups granted (`wasi:cli`, `wasi:io`, ... or any `warden:...` name),
+    /// deduplicated, in YAML order.
+    pub imports: Vec<String>,
+    /// The WASI context of each instance.
+    pub wasi: WasiSpec,
+    /// Execution limits.
+    pub limits: WasmLimits,
+}
+
+/// Where a wasm entry's module comes from.
+#[derive(Clone, Debug)]
+pub enum WasmSource {
+    /// `function.wat`: WebAssembly text (inline, or read from `file://`).
+    Wat {
+        /// The text.
+        text: Arc<str>,
+    },
+    /// `function.wasm` / `process.wasm`: a binary from an `fs.directory` entry.
+    Binary {
+        /// The file on the host (absolute).
+        path: PathBuf,
+        /// Its bytes.
+        bytes: Arc<[u8]>,
+        /// Its sha256 (lowercase hex, checked against the entry's `hash`).
+        sha256: String,
+    },
+}
+
+/// The `wasi:` mapping of a wasm entry. Nothing is inherited from the host: a guest sees
+/// only what is declared here.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct WasiSpec {
+    /// Program arguments (`wasi.args`).
+    pub args: Vec<String>,
+    /// Initial working directory (`wasi.cwd`), absolute.
+    pub cwd: Option<String>,
+    /// Environment variables from `env.variable` entries (`wasi.env`).
+    pub env: Vec<EnvMapping>,
+    /// Host directories from `fs.directory` entries preopened in the guest (`wasi.mounts`).
+    pub mounts: Vec<Mount>,
+}
+
+/// One `wasi.env` item: the guest variable `name` takes the value of entry `id`.
+#[derive(Clone, Debug, PartialEq)]
+pub struct EnvMapping {
+    /// The `env.variable` entry.
+    pub id: Id,
+    /// The variable name the guest sees.
+    pub name: String,
+    /// Whether a missing value is an error (else the variable is left out).
+    pub required: bool,
+}
+
+/// One `wasi.mounts` item: directory entry `fs` seen by the guest at `guest`.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Mount {
+    /// The `fs.directory` entry.
+    pub fs: Id,
+    /// The absolute guest path.
+    pub guest: String,
+    /// Whether writes are refused.
+    pub read_only: bool,
+}
+
+/// The `limits:` mapping of a wasm entry.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct WasmLimits {
+    /// A call (or process step) running longer is interrupted with a TIMEOUT error.
+    pub max_execution_ms: Option<u64>,
+    /// Linear memory of an instance may not grow beyond this many bytes.
+    pub max_memory: Option<u64>,
 }
 
 /// The loaded app.

@@ -1,0 +1,210 @@
+//! Supervision: `process.service` lifecycles and OTP supervision trees.
+//!
+//! [`Supervision`] owns one ractor actor per service (`service.rs`) and the running trees
+//! (`tree.rs`); `spec.rs` parses and checks their YAML. Services start in the order of
+//! their `requires` (each level concurrently) and stop in reverse, dependents first.
+//! Supervisors are ractor actors; they watch process children through the runtime's exit
+//! callbacks and nested supervisors through ractor's supervision links.
+//!
+//! This module knows the process core and the registry; it does not know Lua.
+
+pub mod service;
+pub mod spec;
+pub mod tree;
+
+use crate::process::Node;
+use crate::registry::Id;
+use dashmap::DashMap;
+use ractor::{Actor, ActorRef};
+pub use service::{ServiceMsg, ServiceState, ServiceStatus};
+use spec::Specs;
+use std::sync::Arc;
+use std::time::Duration;
+pub use tree::{ChildInfo, TreeMsg};
+
+/// The supervision system of a runtime.
+pub struct Supervision {
+    /// The node that runs the processes.
+    pub node: Arc<Node>,
+    /// Every service and tree of the app.
+    pub specs: Specs,
+    /// Host used when a service or child names none.
+    pub default_host: Id,
+    /// Latest status of every service.
+    pub statuses: DashMap<Id, ServiceStatus>,
+    /// Running trees by supervisor id (the latest instance).
+    pub trees: DashMap<Id, ActorRef<TreeMsg>>,
+    services: DashMap<Id, ActorRef<ServiceMsg>>,
+    fatal: tokio::sync::watch::Sender<Option<String>>,
+}
+
+/// Why a control request failed.
+pub type ControlResult<T> = Result<T, (&'static str, String)>;
+
+impl Supervision {
+    /// Creates the service actors (nothing starts yet).
+    pub async fn new(node: Arc<Node>, specs: Specs, default_host: Id) -> anyhow::Result<Arc<Self>> {
+        let (fatal, _) = tokio::sync::watch::channel(None);
+        let sup = Arc::new(Supervision {
+            node,
+            specs,
+            default_host,
+            statuses: DashMap::new(),
+            trees: DashMap::new(),
+            services: DashMap::new(),
+            fatal,
+        });
+        for spec in sup.specs.services.values() {
+            let args = service::ServiceArgs {
+                spec: spec.clone(),
+                sup: Arc::downgrade(&sup),
+            };
+            let (r, _) = Actor::spawn(None, service::ServiceActor, args).await?;
+            sup.services.insert(spec.id.clone(), r);
+        }
+        Ok(sup)
+    }
+
+    /// Reports a failure that ends `warden run --exec` (a top-level tree gave up).
+    pub fn report_fatal(&self, why: String) {
+        self.fatal.send_replace(Some(why));
+    }
+
+    /// Resolves once a fatal failure was reported, with its text.
+    pub async fn fatal(&self) -> String {
+        let mut rx = self.fatal.subscribe();
+        loop {
+            if let Some(why) = rx.borrow_and_update().clone() {
+                return why;
+            }
+            if rx.changed().await.is_err() {
+                std::future::pending::<()>().await;
+            }
+        }
+    }
+
+    fn service(&self, id: &Id) -> ControlResult<ActorRef<ServiceMsg>> {
+        self.services
+            .get(id)
+            .map(|r| r.clone())
+            .ok_or_else(|| ("NOT_FOUND", format!("service {id} not found")))
+    }
+
+    /// Starts a service; resolves once it runs (or failed to start).
+    pub async fn start(&self, id: &Id) -> ControlResult<()> {
+        let s = self.service(id)?;
+        match ractor::call!(s, |r| ServiceMsg::Start(Some(r))) {
+            Ok(Ok(())) => Ok(()),
+            Ok(Err(e)) => Err(("FAILED", format!("service {id} failed to start: {e}"))),
+            Err(e) => Err(("UNAVAILABLE", format!("service {id}: {e}"))),
+        }
+    }
+
+    /// Stops a service; resolves once its process ended.
+    pub async fn stop(&self, id: &Id) -> ControlResult<()> {
+        let s = self.service(id)?;
+        ractor::call!(s, |r| ServiceMsg::Stop(Some(r)))
+            .map_err(|e| ("UNAVAILABLE", format!("service {id}: {e}")))
+    }
+
+    /// Stops then starts a service.
+    pub async fn restart(&self, id: &Id) -> ControlResult<()> {
+        let s = self.service(id)?;
+        match ractor::call!(s, ServiceMsg::Restart) {
+            Ok(Ok(())) => Ok(()),
+            Ok(Err(e)) => Err(("FAILED", format!("service {id} failed to start: {e}"))),
+            Err(e) => Err(("UNAVAILABLE", format!("service {id}: {e}"))),
+        }
+    }
+
+    /// The status of a service.
+    pub fn status(&self, id: &Id) -> Option<ServiceStatus> {
+        self.statuses.get(id).map(|s| s.clone())
+    }
+
+    /// The children of a running tree.
+    pub async fn children(&self, id: &Id) -> ControlResult<Vec<ChildInfo>> {
+        let t = self
+            .trees
+            .get(id)
+            .map(|r| r.clone())
+            .ok_or_else(|| ("NOT_FOUND", format!("supervisor {id} is not running")))?;
+        ractor::call!(t, TreeMsg::Children)
+            .map_err(|e| ("UNAVAILABLE", format!("supervisor {id}: {e}")))
+    }
+
+    /// Starts every `auto_start` service (and what they require), level by level. A
+    /// service whose dependency failed to start is not started; the log says why.
+    pub async fn start_auto(&self) {
+        let auto: Vec<Id> = self
+            .specs
+            .services
+            .values()
+            .filter(|s| s.auto_start)
+            .map(|s| s.id.clone())
+            .collect();
+        let mut failed: Vec<(Id, String)> = Vec::new();
+        for level in self.specs.levels(&auto) {
+            let mut starts = Vec::new();
+            for id in level {
+                let spec = &self.specs.services[&id];
+                if let Some((dep, why)) = spec
+                    .requires
+                    .iter()
+                    .find_map(|r| failed.iter().find(|(f, _)| f == r))
+                {
+                    let why = format!("dependency {dep} failed to start ({why})");
+                    tracing::error!(service = %id, "service not started: {why}");
+                    failed.push((id.clone(), why));
+                    continue;
+                }
+                starts.push(async move {
+                    let r = self.start(&id).await;
+                    (id, r)
+                });
+            }
+            for (id, r) in futures::future::join_all(starts).await {
+                if let Err((_, e)) = r {
+                    failed.push((id, e));
+                }
+            }
+        }
+    }
+
+    /// Stops every service that runs, dependents first, each within its stop_timeout.
+    pub async fn stop_all(&self) {
+        let active: Vec<Id> = self
+            .statuses
+            .iter()
+            .filter(|s| {
+                matches!(
+                    s.state,
+                    ServiceState::Starting
+                        | ServiceState::Running
+                        | ServiceState::Failed
+                        | ServiceState::Stopping
+                )
+            })
+            .map(|s| s.key().clone())
+            .collect();
+        let levels = self.specs.levels(&active);
+        for level in levels.into_iter().rev() {
+            let stops = level
+                .iter()
+                .filter(|id| active.contains(id))
+                .map(|id| async move {
+                    tracing::info!(service = %id, "stopping service");
+                    let timeout = self.specs.services[id].stop_timeout + Duration::from_secs(5);
+                    let _ = tokio::time::timeout(timeout, self.stop(id)).await;
+                });
+            futures::future::join_all(stops).await;
+        }
+    }
+
+    /// Stops the service actors (after `stop_all`).
+    pub fn close(&self) {
+        for s in self.services.iter() {
+            s.value().stop(None);
+        }
+    }
+}

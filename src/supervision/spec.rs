@@ -1,0 +1,831 @@
+//! The settings of `process.service` and `supervisor` entries, parsed from their YAML and
+//! checked against the registry. Every problem is a load error naming file, entry and
+//! field; all problems of one registry are returned together.
+
+use crate::registry::{Entry, EntrySpec, Id, LoadError, Registry};
+use crate::value::{self, Value};
+use serde_json::Value as Json;
+use std::collections::{BTreeMap, HashMap};
+use std::sync::Arc;
+use std::time::Duration;
+
+/// Restart policy of a service.
+#[derive(Clone, Debug, PartialEq)]
+pub struct RestartPolicy {
+    /// Delay before the first restart.
+    pub initial_delay: Duration,
+    /// Longest delay.
+    pub max_delay: Duration,
+    /// Each failure multiplies the delay by this (>= 1).
+    pub backoff_factor: f64,
+    /// Random spread of each delay, 0..1 (0.1 = +/- 10%).
+    pub jitter: f64,
+    /// Failures before the service stays Failed; 0 = retry forever.
+    pub max_attempts: u32,
+}
+
+impl Default for RestartPolicy {
+    fn default() -> Self {
+        RestartPolicy {
+            initial_delay: Duration::from_secs(1),
+            max_delay: Duration::from_secs(90),
+            backoff_factor: 2.0,
+            jitter: 0.1,
+            max_attempts: 0,
+        }
+    }
+}
+
+impl RestartPolicy {
+    /// The delay before restart number `attempt` (1-based), before jitter.
+    pub fn base_delay(&self, attempt: u32) -> Duration {
+        let f = self
+            .backoff_factor
+            .powi(attempt.saturating_sub(1).min(64) as i32);
+        let d = self.initial_delay.as_secs_f64() * f;
+        Duration::from_secs_f64(d.min(self.max_delay.as_secs_f64()))
+    }
+
+    /// The delay before restart number `attempt`, with jitter applied.
+    pub fn delay(&self, attempt: u32) -> Duration {
+        let base = self.base_delay(attempt).as_secs_f64();
+        let spread = (fastrand::f64() * 2.0 - 1.0) * self.jitter;
+        Duration::from_secs_f64((base * (1.0 + spread)).max(0.0))
+    }
+}
+
+/// What a service runs.
+#[derive(Clone, Debug, PartialEq)]
+pub enum Target {
+    /// A process entry.
+    Process(Id),
+    /// A `supervisor` tree.
+    Tree(Id),
+}
+
+/// A parsed `process.service`.
+#[derive(Clone, Debug)]
+pub struct ServiceSpec {
+    /// The service id.
+    pub id: Id,
+    /// What it runs.
+    pub target: Target,
+    /// Host (None: the default host).
+    pub host: Option<Id>,
+    /// Spawn arguments.
+    pub args: Vec<Value>,
+    /// Started with the runtime.
+    pub auto_start: bool,
+    /// Time the process has to come up.
+    pub start_timeout: Duration,
+    /// Time between CANCEL and terminate on stop.
+    pub stop_timeout: Duration,
+    /// Running this long resets the restart counter.
+    pub stable_threshold: Duration,
+    /// Services that start before this one and stop after it.
+    pub requires: Vec<Id>,
+    /// Restart policy.
+    pub restart: RestartPolicy,
+}
+
+/// OTP restart strategies.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Strategy {
+    /// Restart only the child that ended.
+    OneForOne,
+    /// Restart every child.
+    OneForAll,
+    /// Restart the child and those started after it.
+    RestForOne,
+}
+
+/// OTP child restart types.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum RestartType {
+    /// Always restarted.
+    Permanent,
+    /// Restarted after an abnormal exit only.
+    Transient,
+    /// Never restarted.
+    Temporary,
+}
+
+/// What a child of a tree is.
+#[derive(Clone, Debug, PartialEq)]
+pub enum ChildKind {
+    /// A process entry.
+    Process(Id),
+    /// A nested supervisor entry.
+    Tree(Id),
+}
+
+/// One child of a `supervisor`.
+#[derive(Clone, Debug)]
+pub struct ChildSpec {
+    /// The child's id inside the tree.
+    pub id: String,
+    /// What it runs.
+    pub kind: ChildKind,
+    /// When it is restarted.
+    pub restart: RestartType,
+    /// Time between CANCEL and terminate when stopped (zero: terminate at once).
+    pub shutdown: Duration,
+    /// Spawn arguments.
+    pub args: Vec<Value>,
+    /// Host (None: the default host).
+    pub host: Option<Id>,
+}
+
+/// A parsed `supervisor` entry.
+#[derive(Clone, Debug)]
+pub struct TreeSpec {
+    /// The supervisor id.
+    pub id: Id,
+    /// Restart strategy.
+    pub strategy: Strategy,
+    /// At most this many restarts...
+    pub max_restarts: u32,
+    /// ...within this period, or the supervisor fails to its parent.
+    pub period: Duration,
+    /// Children, in start order.
+    pub children: Vec<ChildSpec>,
+}
+
+/// Every service and tree of a registry.
+#[derive(Clone, Debug, Default)]
+pub struct Specs {
+    /// Services by id.
+    pub services: BTreeMap<Id, Arc<ServiceSpec>>,
+    /// Trees by id.
+    pub trees: BTreeMap<Id, Arc<TreeSpec>>,
+}
+
+const PROCESS_KINDS: &[&str] = &["process.lua", "process.wasm"];
+
+struct Checker<'a> {
+    registry: &'a Registry,
+    errors: Vec<LoadError>,
+}
+
+fn hint(word: &str, options: &[&str]) -> String {
+    options
+        .iter()
+        .map(|o| (strsim::levenshtein(o, word), o))
+        .min()
+        .filter(|(d, _)| *d <= 3)
+        .map(|(_, o)| format!(" (did you mean {o}?)"))
+        .unwrap_or_default()
+}
+
+impl Checker<'_> {
+    fn err(&mut self, e: &Entry, field: &str, message: impl Into<String>) {
+        let file = e
+            .file
+            .strip_prefix(&self.registry.root)
+            .map(|p| p.to_path_buf())
+            .unwrap_or_else(|_| e.file.clone());
+        self.errors.push(LoadError {
+            file,
+            entry: Some(e.id.to_string()),
+            field: Some(field.to_string()),
+            message: message.into(),
+        });
+    }
+
+    fn duration(
+        &mut self,
+        e: &Entry,
+        v: Option<&Json>,
+        field: &str,
+        default: Duration,
+    ) -> Duration {
+        match v {
+            None | Some(Json::Null) => default,
+            Some(Json::Number(n)) => match n.as_i64() {
+                Some(ms) if ms >= 0 => Duration::from_millis(ms as u64),
+                _ => {
+                    self.err(
+                        e,
+                        field,
+                        format!("must be a non-negative duration, found {n}"),
+                    );
+                    default
+                }
+            },
+            Some(Json::String(s)) => match crate::duration::parse(s) {
+                Ok(d) => d,
+                Err(msg) => {
+                    self.err(e, field, msg);
+                    default
+                }
+            },
+            Some(other) => {
+                self.err(
+                    e,
+                    field,
+                    format!("expected a duration like \"5s\", found {other}"),
+                );
+                default
+            }
+        }
+    }
+
+    fn reference(&mut self, e: &Entry, v: &Json, field: &str) -> Option<Id> {
+        let Some(s) = v.as_str() else {
+            self.err(e, field, format!("expected an entry id, found {v}"));
+            return None;
+        };
+        match Id::resolve(s, &e.id.namespace) {
+            Ok(id) => Some(id),
+            Err(msg) => {
+                self.err(e, field, msg);
+                None
+            }
+        }
+    }
+
+    fn args(&mut self, e: &Entry, v: Option<&Json>, field: &str) -> Vec<Value> {
+        match v {
+            None | Some(Json::Null) => Vec::new(),
+            Some(Json::Array(items)) => items.iter().map(value::from_json).collect(),
+            Some(other) => {
+                self.err(e, field, format!("expected a list, found {other}"));
+                Vec::new()
+            }
+        }
+    }
+
+    fn host(&mut self, e: &Entry, v: Option<&Json>, field: &str) -> Option<Id> {
+        let v = v.filter(|v| !v.is_null())?;
+        let id = self.reference(e, v, field)?;
+        match self.registry.get(&id) {
+            Some(h) if matches!(h.spec, EntrySpec::ProcessHost(_)) => Some(id),
+            Some(h) => {
+                self.err(
+                    e,
+                    field,
+                    format!("{id} is a {}, not a process.host", h.kind),
+                );
+                None
+            }
+            None => {
+                self.err(e, field, format!("dangling reference: {id} does not exist"));
+                None
+            }
+        }
+    }
+
+    /// The target of a service's `process` or a child's `process` / `supervisor`.
+    fn target(&mut self, e: &Entry, v: &Json, field: &str, allow_tree: bool) -> Option<Target> {
+        let id = self.reference(e, v, field)?;
+        match self.registry.get(&id) {
+            Some(t) if PROCESS_KINDS.contains(&t.kind.as_str()) => Some(Target::Process(id)),
+            Some(t) if t.kind == "supervisor" && allow_tree => Some(Target::Tree(id)),
+            Some(t) => {
+                let want = if allow_tree {
+                    "a process entry or a supervisor"
+                } else {
+                    "a process entry"
+                };
+                self.err(e, field, format!("{id} is a {}, not {want}", t.kind));
+                None
+            }
+            None => {
+                self.err(e, field, format!("dangling reference: {id} does not exist"));
+                None
+            }
+        }
+    }
+
+    fn service(&mut self, e: &Entry) -> Option<ServiceSpec> {
+        let raw = &e.raw;
+        let before = self.errors.len();
+        let target = match raw.get("process") {
+            None | Some(Json::Null) => {
+                self.err(
+                    e,
+                    "process",
+                    "missing required field (the process entry or supervisor to run)",
+                );
+                None
+            }
+            Some(v) => self.target(e, v, "process", true),
+        };
+        let host = self.host(e, raw.get("host"), "host");
+        let args = self.args(e, raw.get("args"), "args");
+        let empty = Json::Object(Default::default());
+        let lc = match raw.get("lifecycle") {
+            None | Some(Json::Null) => &empty,
+            Some(v @ Json::Object(_)) => v,
+            Some(other) => {
+                self.err(e, "lifecycle", format!("expected a mapping, found {other}"));
+                &empty
+            }
+        };
+        let auto_start = match lc.get("auto_start") {
+            None | Some(Json::Null) => false,
+            Some(Json::Bool(b)) => *b,
+            Some(other) => {
+                self.err(
+                    e,
+                    "lifecycle.auto_start",
+                    format!("expected true or false, found {other}"),
+                );
+                false
+            }
+        };
+        let start_timeout = self.duration(
+            e,
+            lc.get("start_timeout"),
+            "lifecycle.start_timeout",
+            Duration::from_secs(10),
+        );
+        let stop_timeout = self.duration(
+            e,
+            lc.get("stop_timeout"),
+            "lifecycle.stop_timeout",
+            Duration::from_secs(10),
+        );
+        let stable_threshold = self.duration(
+            e,
+            lc.get("stable_threshold"),
+            "lifecycle.stable_threshold",
+            Duration::from_secs(5),
+        );
+        let mut requires = Vec::new();
+        for key in ["requires", "depends_on"] {
+            let field = format!("lifecycle.{key}");
+            match lc.get(key) {
+                None | Some(Json::Null) => {}
+                Some(Json::Array(items)) => {
+                    for item in items {
+                        if let Some(id) = self.reference(e, item, &field) {
+                            match self.registry.get(&id) {
+                                Some(d) if d.kind == "process.service" => requires.push(id),
+                                Some(d) => self.err(
+                                    e,
+                                    &field,
+                                    format!("{id} is a {}, not a process.service", d.kind),
+                                ),
+                                None => self.err(
+                                    e,
+                                    &field,
+                                    format!("dangling reference: {id} does not exist"),
+                                ),
+                            }
+                        }
+                    }
+                }
+                Some(other) => self.err(
+                    e,
+                    &field,
+                    format!("expected a list of service ids, found {other}"),
+                ),
+            }
+        }
+        let d = RestartPolicy::default();
+        let r = match lc.get("restart") {
+            None | Some(Json::Null) => &empty,
+            Some(v @ Json::Object(_)) => v,
+            Some(other) => {
+                self.err(
+                    e,
+                    "lifecycle.restart",
+                    format!("expected a mapping, found {other}"),
+                );
+                &empty
+            }
+        };
+        let initial_delay = self.duration(
+            e,
+            r.get("initial_delay"),
+            "lifecycle.restart.initial_delay",
+            d.initial_delay,
+        );
+        let max_delay = self.duration(
+            e,
+            r.get("max_delay"),
+            "lifecycle.restart.max_delay",
+            d.max_delay,
+        );
+        let backoff_factor = match r.get("backoff_factor") {
+            None | Some(Json::Null) => d.backoff_factor,
+            Some(Json::Number(n)) => match n.as_f64() {
+                Some(f) if f >= 1.0 => f,
+                _ => {
+                    self.err(
+                        e,
+                        "lifecycle.restart.backoff_factor",
+                        format!("must be at least 1, found {n}"),
+                    );
+                    d.backoff_factor
+                }
+            },
+            Some(other) => {
+                self.err(
+                    e,
+                    "lifecycle.restart.backoff_factor",
+                    format!("expected a number >= 1, found {other}"),
+                );
+                d.backoff_factor
+            }
+        };
+        let jitter = match r.get("jitter") {
+            None | Some(Json::Null) => d.jitter,
+            Some(Json::Number(n)) => match n.as_f64() {
+                Some(j) if (0.0..=1.0).contains(&j) => j,
+                _ => {
+                    self.err(
+                        e,
+                        "lifecycle.restart.jitter",
+                        format!("must be between 0 and 1, found {n}"),
+                    );
+                    d.jitter
+                }
+            },
+            Some(other) => {
+                self.err(
+                    e,
+                    "lifecycle.restart.jitter",
+                    format!("expected a number between 0 and 1, found {other}"),
+                );
+                d.jitter
+            }
+        };
+        let max_attempts = match r.get("max_attempts") {
+            None | Some(Json::Null) => 0,
+            Some(Json::Number(n)) => match n.as_u64() {
+                Some(m) => m.min(u32::MAX as u64) as u32,
+                None => {
+                    self.err(
+                        e,
+                        "lifecycle.restart.max_attempts",
+                        format!("must be a non-negative integer, found {n}"),
+                    );
+                    0
+                }
+            },
+            Some(other) => {
+                self.err(
+                    e,
+                    "lifecycle.restart.max_attempts",
+                    format!("expected a non-negative integer, found {other}"),
+                );
+                0
+            }
+        };
+        if self.errors.len() > before {
+            return None;
+        }
+        Some(ServiceSpec {
+            id: e.id.clone(),
+            target: target?,
+            host,
+            args,
+            auto_start,
+            start_timeout,
+            stop_timeout,
+            stable_threshold,
+            requires,
+            restart: RestartPolicy {
+                initial_delay,
+                max_delay,
+                backoff_factor,
+                jitter,
+                max_attempts,
+            },
+        })
+    }
+
+    fn tree(&mut self, e: &Entry) -> Option<TreeSpec> {
+        let raw = &e.raw;
+        let before = self.errors.len();
+        let strategy = match raw.get("strategy") {
+            None | Some(Json::Null) => Strategy::OneForOne,
+            Some(Json::String(s)) => match s.as_str() {
+                "one_for_one" => Strategy::OneForOne,
+                "one_for_all" => Strategy::OneForAll,
+                "rest_for_one" => Strategy::RestForOne,
+                other => {
+                    let h = hint(other, &["one_for_one", "one_for_all", "rest_for_one"]);
+                    self.err(e, "strategy", format!("unknown strategy {other}{h}; expected one_for_one, one_for_all or rest_for_one"));
+                    Strategy::OneForOne
+                }
+            },
+            Some(other) => {
+                self.err(
+                    e,
+                    "strategy",
+                    format!("expected a strategy name, found {other}"),
+                );
+                Strategy::OneForOne
+            }
+        };
+        let empty = Json::Object(Default::default());
+        let intensity = raw
+            .get("intensity")
+            .filter(|v| !v.is_null())
+            .unwrap_or(&empty);
+        let max_restarts = match intensity.get("max_restarts") {
+            None | Some(Json::Null) => 3,
+            Some(Json::Number(n)) => match n.as_u64() {
+                Some(m) => m.min(u32::MAX as u64) as u32,
+                None => {
+                    self.err(
+                        e,
+                        "intensity.max_restarts",
+                        format!("must be a non-negative integer, found {n}"),
+                    );
+                    3
+                }
+            },
+            Some(other) => {
+                self.err(
+                    e,
+                    "intensity.max_restarts",
+                    format!("expected a non-negative integer, found {other}"),
+                );
+                3
+            }
+        };
+        let period = self.duration(
+            e,
+            intensity.get("period"),
+            "intensity.period",
+            Duration::from_secs(5),
+        );
+        let mut children = Vec::new();
+        match raw.get("children") {
+            Some(Json::Array(items)) => {
+                let mut seen = HashMap::new();
+                for (i, c) in items.iter().enumerate() {
+                    let at = format!("children[{}]", i + 1);
+                    let Some(m) = c.as_object() else {
+                        self.err(
+                            e,
+                            &at,
+                            format!(
+                                "expected a mapping like {{id: x, process: ns:entry}}, found {c}"
+                            ),
+                        );
+                        continue;
+                    };
+                    let id = match m.get("id").and_then(|v| v.as_str()) {
+                        Some(s) if !s.is_empty() => s.to_string(),
+                        _ => {
+                            self.err(
+                                e,
+                                &format!("{at}.id"),
+                                "missing required field (a name unique in this supervisor)",
+                            );
+                            continue;
+                        }
+                    };
+                    if let Some(prev) = seen.insert(id.clone(), i) {
+                        self.err(
+                            e,
+                            &format!("{at}.id"),
+                            format!("duplicate child id {id} (also children[{}])", prev + 1),
+                        );
+                    }
+                    let kind = match (m.get("process"), m.get("supervisor")) {
+                        (Some(p), None) => match self.target(e, p, &format!("{at}.process"), false)
+                        {
+                            Some(Target::Process(id)) => Some(ChildKind::Process(id)),
+                            _ => None,
+                        },
+                        (None, Some(s)) => {
+                            match self.reference(e, s, &format!("{at}.supervisor")) {
+                                Some(id) => match self.registry.get(&id) {
+                                    Some(t) if t.kind == "supervisor" => Some(ChildKind::Tree(id)),
+                                    Some(t) => {
+                                        self.err(
+                                            e,
+                                            &format!("{at}.supervisor"),
+                                            format!("{id} is a {}, not a supervisor", t.kind),
+                                        );
+                                        None
+                                    }
+                                    None => {
+                                        self.err(
+                                            e,
+                                            &format!("{at}.supervisor"),
+                                            format!("dangling reference: {id} does not exist"),
+                                        );
+                                        None
+                                    }
+                                },
+                                None => None,
+                            }
+                        }
+                        (Some(_), Some(_)) => {
+                            self.err(e, &at, "a child has either process or supervisor, not both");
+                            None
+                        }
+                        (None, None) => {
+                            self.err(
+                                e,
+                                &format!("{at}.process"),
+                                "missing: a child needs process (an entry id) or supervisor",
+                            );
+                            None
+                        }
+                    };
+                    let restart = match m.get("restart") {
+                        None | Some(Json::Null) => RestartType::Permanent,
+                        Some(Json::String(s)) => match s.as_str() {
+                            "permanent" => RestartType::Permanent,
+                            "transient" => RestartType::Transient,
+                            "temporary" => RestartType::Temporary,
+                            other => {
+                                let h = hint(other, &["permanent", "transient", "temporary"]);
+                                self.err(e, &format!("{at}.restart"), format!("unknown restart type {other}{h}; expected permanent, transient or temporary"));
+                                RestartType::Permanent
+                            }
+                        },
+                        Some(other) => {
+                            self.err(
+                                e,
+                                &format!("{at}.restart"),
+                                format!("expected a restart type, found {other}"),
+                            );
+                            RestartType::Permanent
+                        }
+                    };
+                    let shutdown = match m.get("shutdown") {
+                        Some(Json::String(s)) if s == "brutal_kill" => Duration::ZERO,
+                        v => self.duration(e, v, &format!("{at}.shutdown"), Duration::from_secs(5)),
+                    };
+                    let args = self.args(e, m.get("args"), &format!("{at}.args"));
+                    let host = self.host(e, m.get("host"), &format!("{at}.host"));
+                    if let Some(kind) = kind {
+                        children.push(ChildSpec {
+                            id,
+                            kind,
+                            restart,
+                            shutdown,
+                            args,
+                            host,
+                        });
+                    }
+                }
+            }
+            None | Some(Json::Null) => {
+                self.err(e, "children", "missing required field (a list of children)")
+            }
+            Some(other) => self.err(e, "children", format!("expected a list, found {other}")),
+        }
+        if self.errors.len() > before {
+            return None;
+        }
+        Some(TreeSpec {
+            id: e.id.clone(),
+            strategy,
+            max_restarts,
+            period,
+            children,
+        })
+    }
+}
+
+/// Finds a cycle in a graph given as id -> successors; returns it as "a -> b -> a".
+fn find_cycle(edges: &BTreeMap<Id, Vec<Id>>) -> Option<(Id, String)> {
+    fn visit(
+        n: &Id,
+        edges: &BTreeMap<Id, Vec<Id>>,
+        state: &mut HashMap<Id, u8>,
+        path: &mut Vec<Id>,
+    ) -> Option<String> {
+        match state.get(n) {
+            Some(2) => return None,
+            Some(1) => {
+                let start = path.iter().position(|p| p == n).unwrap_or(0);
+                let mut names: Vec<String> = path[start..].iter().map(|p| p.to_string()).collect();
+                names.push(n.to_string());
+                return Some(names.join(" -> "));
+            }
+            _ => {}
+        }
+        state.insert(n.clone(), 1);
+        path.push(n.clone());
+        for m in edges.get(n).into_iter().flatten() {
+            if let Some(c) = visit(m, edges, state, path) {
+                return Some(c);
+            }
+        }
+        path.pop();
+        state.insert(n.clone(), 2);
+        None
+    }
+    let mut state = HashMap::new();
+    for n in edges.keys() {
+        let mut path = Vec::new();
+        if let Some(c) = visit(n, edges, &mut state, &mut path) {
+            return Some((n.clone(), c));
+        }
+    }
+    None
+}
+
+/// Parses and checks every `process.service` and `supervisor` entry of `registry`.
+pub fn check(registry: &Registry) -> Result<Specs, Vec<LoadError>> {
+    let mut c = Checker {
+        registry,
+        errors: Vec::new(),
+    };
+    let mut specs = Specs::default();
+    for e in registry.of_kind("process.service") {
+        if let Some(s) = c.service(e) {
+            specs.services.insert(s.id.clone(), Arc::new(s));
+        }
+    }
+    for e in registry.of_kind("supervisor") {
+        if let Some(t) = c.tree(e) {
+            specs.trees.insert(t.id.clone(), Arc::new(t));
+        }
+    }
+    let requires: BTreeMap<Id, Vec<Id>> = specs
+        .services
+        .values()
+        .map(|s| (s.id.clone(), s.requires.clone()))
+        .collect();
+    if let Some((at, cycle)) = find_cycle(&requires) {
+        if let Some(e) = registry.get(&at) {
+            c.err(
+                e,
+                "lifecycle.requires",
+                format!("dependency cycle: {cycle}"),
+            );
+        }
+    }
+    let nesting: BTreeMap<Id, Vec<Id>> = specs
+        .trees
+        .values()
+        .map(|t| {
+            let subs = t
+                .children
+                .iter()
+                .filter_map(|ch| match &ch.kind {
+                    ChildKind::Tree(id) => Some(id.clone()),
+                    _ => None,
+                })
+                .collect();
+            (t.id.clone(), subs)
+        })
+        .collect();
+    if let Some((at, cycle)) = find_cycle(&nesting) {
+        if let Some(e) = registry.get(&at) {
+            c.err(
+                e,
+                "children",
+                format!("supervisors nest in a cycle: {cycle}"),
+            );
+        }
+    }
+    if c.errors.is_empty() {
+        Ok(specs)
+    } else {
+        Err(c.errors)
+    }
+}
+
+impl Specs {
+    /// Services in start order: levels of services whose requirements are all in earlier
+    /// levels (each level may start concurrently).
+    pub fn levels(&self, ids: &[Id]) -> Vec<Vec<Id>> {
+        let mut wanted: Vec<Id> = Vec::new();
+        let mut stack: Vec<Id> = ids.to_vec();
+        while let Some(id) = stack.pop() {
+            if wanted.contains(&id) {
+                continue;
+            }
+            if let Some(s) = self.services.get(&id) {
+                stack.extend(s.requires.iter().cloned());
+                wanted.push(id);
+            }
+        }
+        let mut placed: HashMap<Id, usize> = HashMap::new();
+        let mut levels: Vec<Vec<Id>> = Vec::new();
+        while placed.len() < wanted.len() {
+            let mut level = Vec::new();
+            for id in &wanted {
+                if placed.contains_key(id) {
+                    continue;
+                }
+                let s = &self.services[id];
+                if s.requires.iter().all(|r| placed.contains_key(r)) {
+                    level.push(id.clone());
+                }
+            }
+            if level.is_empty() {
+                break; // a cycle; refused at load
+            }
+            level.sort();
+            for id in &level {
+                placed.insert(id.clone(), levels.len());
+            }
+            levels.push(level);
+        }
+        levels
+    }
+}

@@ -1,0 +1,117 @@
+//! The one `wasmtime::Engine` of a runtime and its epoch ticker.
+//!
+//! The engine is configured for:
+//! * async calls (every call runs on a fiber, so a guest blocked in `wasi:io/poll` or a
+//!   clock sleep suspends its task instead of its thread);
+//! * epoch interruption: a ticker thread advances the epoch every [`EngineOptions::epoch_tick`];
+//!   each store's deadline callback makes a busy guest yield to the executor at every tick
+//!   and interrupts it past its `max_execution_ms`;
+//! * small virtual-memory reservations. Wasmtime's default reserves 4 GiB + 32 MiB guard
+//!   of address space per linear memory (plus 2 GiB for growth), the cause of Lunatic's
+//!   out-of-memory at 15-16k processes. Here a memory reserves
+//!   [`EngineOptions::memory_reservation`] (16 MiB) + a 64 KiB guard, and moves when it
+//!   grows beyond (with 16 MiB more headroom), so 100k instances need ~1.6 TiB of address
+//!   space (not memory) instead of 600 TiB. The price is explicit bounds checks in
+//!   compiled code.
+//!
+//! Pooling allocator: measured on this machine (2 cores, debug build of warden with deps
+//! at opt-level 1, `complex.wasm` `echo-point`, instantiate from an `InstancePre` + one
+//! call, new Store each time, 2000 iterations, see the `wasm_engine` test
+//! `measure_instantiate`): on-demand allocator 38 us per instantiate+call, pooling
+//! allocator 30 us. The gain is small next to the cost of a pool's fixed capacity (every
+//! concurrent instance needs a slot reserved up front; a full pool refuses instances),
+//! so the default is the on-demand allocator and pooling is opt-in
+//! ([`EngineOptions::pooling`]).
+
+use std::time::Duration;
+
+use wasmtime::{Config, Engine, InstanceAllocationStrategy, PoolingAllocationConfig};
+
+/// Settings of the engine. [`EngineOptions::default`] is what warden uses.
+#[derive(Clone, Debug, PartialEq)]
+pub struct EngineOptions {
+    /// Use the pooling instance allocator with this many instance slots (None: allocate
+    /// on demand).
+    pub pooling: Option<u32>,
+    /// How often the epoch advances (the granularity of `max_execution_ms` and of the
+    /// yields of busy guests).
+    pub epoch_tick: Duration,
+    /// Address space reserved per linear memory, in bytes.
+    pub memory_reservation: u64,
+    /// Guard region after each linear memory, in bytes.
+    pub memory_guard: u64,
+    /// Largest wasm stack of a call, in bytes.
+    pub max_wasm_stack: usize,
+}
+
+impl Default for EngineOptions {
+    fn default() -> Self {
+        EngineOptions {
+            pooling: None,
+            epoch_tick: Duration::from_millis(5),
+            memory_reservation: 16 << 20,
+            memory_guard: 64 << 10,
+            max_wasm_stack: 512 << 10,
+        }
+    }
+}
+
+/// Builds an engine with `options` and starts its epoch ticker (a thread that stops when
+/// the engine is dropped).
+pub fn new_engine(options: &EngineOptions) -> wasmtime::Result<Engine> {
+    let mut config = Config::new();
+    config
+        .wasm_component_model(true)
+        .epoch_interruption(true)
+        .parallel_compilation(true)
+        .max_wasm_stack(options.max_wasm_stack)
+        .async_stack_size(options.max_wasm_stack + (512 << 10))
+        .memory_reservation(options.memory_reservation)
+        .memory_guard_size(options.memory_guard)
+        .memory_reservation_for_growth(options.memory_reservation)
+        .memory_may_move(true);
+    if let Some(slots) = options.pooling {
+        let mut pool = PoolingAllocationConfig::new();
+        pool.total_component_instances(slots)
+            .total_core_instances(slots * 2)
+            .total_memories(slots * 2)
+            .total_tables(slots * 2)
+            .total_stacks(slots)
+            .max_memory_size(options.memory_reservation as usize);
+        config.allocation_strategy(InstanceAllocationStrategy::Pooling(pool));
+        // A pooled memory cannot move: its slot is its reservation.
+        config.memory_may_move(false);
+    }
+    let engine = Engine::new(&config)?;
+    start_ticker(&engine, options.epoch_tick);
+    Ok(engine)
+}
+
+/// Advances `engine`'s epoch every `tick` until the engine is dropped.
+fn start_ticker(engine: &Engine, tick: Duration) {
+    let weak = engine.weak();
+    let spawned = std::thread::Builder::new()
+        .name("warden-wasm-epoch".into())
+        .spawn(move || loop {
+            std::thread::sleep(tick);
+            match weak.upgrade() {
+                Some(engine) => engine.increment_epoch(),
+                None => break,
+            }
+        });
+    if let Err(e) = spawned {
+        tracing::error!("cannot start the wasm epoch ticker: {e}; max_execution_ms will not interrupt busy guests");
+    }
+}
+
+/// A stable text hash of what makes compiled artifacts of `engine` compatible (wasmtime
+/// version, target, settings): part of the on-disk cache key.
+pub fn compatibility_hash(engine: &Engine) -> String {
+    use std::hash::{Hash, Hasher};
+    // SipHash with fixed keys: stable for a given build of warden, which is all the
+    // cache needs (a different build at worst misses the cache).
+    #[allow(deprecated)]
+    let mut h = std::hash::SipHasher::new();
+    engine.precompile_compatibility_hash().hash(&mut h);
+    format!("{:016x}", h.finish())
+}

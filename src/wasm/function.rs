@@ -1,0 +1,345 @@
+//! One callable wasm entry: [`WasmFunction`].
+//!
+//! A call converts its arguments to WIT values, makes a fresh `Store` (its own WASI
+//! context and memory cap), instantiates the component from the entry's `InstancePre`
+//! (linked once, at load) and calls the export asynchronously: a guest waiting on a
+//! pollable or a clock suspends the calling task, not its thread. Nothing survives a
+//! call, so a trap or a timeout never affects the next one.
+
+use std::path::PathBuf;
+use std::time::{Duration, Instant};
+
+use futures::FutureExt;
+use wasmtime::component::types::Type;
+use wasmtime::component::{ComponentExportIndex, InstancePre, ResourceTable, Val};
+use wasmtime::{Engine, Store, Trap, UpdateDeadline};
+use wasmtime_wasi::{FsPerms, WasiCtxBuilder};
+
+use super::store::{MemoryLimitExceeded, MemoryLimiter, StoreState};
+use super::values::{self, type_name};
+use crate::functions::{CallContext, CallError};
+use crate::registry::{Id, WasmLimits};
+use crate::value::Value;
+
+/// What a successful call returned. A WIT `result<T, E>` return is split: its `ok` value
+/// is `Ok`, its `err` value is `Err` (the Lua side returns `nil, err`). Any other return
+/// type is `Ok`; a function without results returns `Ok(Value::Nil)`.
+#[derive(Clone, Debug, PartialEq)]
+pub enum WasmResult {
+    /// The returned value (or the `ok` case of a returned result).
+    Ok(Value),
+    /// The `err` case of a returned result, mapped like any value.
+    Err(Value),
+}
+
+/// The WASI context of an entry, resolved at load: values of `env.variable` entries and
+/// host directories of `fs.directory` entries.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct WasiPlan {
+    /// Program arguments.
+    pub args: Vec<String>,
+    /// Initial working directory.
+    pub cwd: Option<String>,
+    /// Environment variables (name, value).
+    pub env: Vec<(String, String)>,
+    /// Preopened directories: (host path, guest path, read only).
+    pub mounts: Vec<(PathBuf, String, bool)>,
+}
+
+/// The error returned by the epoch callback when a call runs past its deadline.
+#[derive(Debug)]
+struct DeadlineExceeded;
+
+impl std::fmt::Display for DeadlineExceeded {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("max_execution_ms exceeded")
+    }
+}
+
+impl std::error::Error for DeadlineExceeded {}
+
+/// One compiled, linked wasm entry, ready to be called any number of times, concurrently.
+pub struct WasmFunction {
+    id: Id,
+    method: String,
+    name: String,
+    engine: Engine,
+    pre: InstancePre<StoreState>,
+    export: ComponentExportIndex,
+    params: Vec<(String, Type)>,
+    result: Option<Type>,
+    wasi: WasiPlan,
+    limits: WasmLimits,
+    from_cache: bool,
+}
+
+impl WasmFunction {
+    /// Assembles a function (used by [`super::compile_registry`]).
+    #[allow(clippy::too_many_arguments)]
+    pub(crate) fn new(
+        id: Id,
+        method: String,
+        engine: Engine,
+        pre: InstancePre<StoreState>,
+        export: ComponentExportIndex,
+        params: Vec<(String, Type)>,
+        result: Option<Type>,
+        wasi: WasiPlan,
+        limits: WasmLimits,
+        from_cache: bool,
+    ) -> WasmFunction {
+        let name = method
+            .rsplit_once('#')
+            .map(|(_, n)| n.to_string())
+            .unwrap_or_else(|| method.clone());
+        WasmFunction {
+            id,
+            method,
+            name,
+            engine,
+            pre,
+            export,
+            params,
+            result,
+            wasi,
+            limits,
+            from_cache,
+        }
+    }
+
+    /// The entry id.
+    pub fn id(&self) -> &Id {
+        &self.id
+    }
+
+    /// The export called, as written in the entry (`name` or `iface#name`).
+    pub fn method(&self) -> &str {
+        &self.method
+    }
+
+    /// The WIT signature, e.g. `transform-users(users: list<record>) -> list<record>`.
+    pub fn signature(&self) -> String {
+        let params: Vec<String> = self
+            .params
+            .iter()
+            .map(|(n, t)| format!("{n}: {}", type_name(t)))
+            .collect();
+        match &self.result {
+            Some(r) => format!("{}({}) -> {}", self.name, params.join(", "), type_name(r)),
+            None => format!("{}({})", self.name, params.join(", ")),
+        }
+    }
+
+    /// Whether the compiled code came from the on-disk cache.
+    pub fn from_cache(&self) -> bool {
+        self.from_cache
+    }
+
+    /// The resolved WASI context.
+    pub fn wasi(&self) -> &WasiPlan {
+        &self.wasi
+    }
+
+    /// The limits.
+    pub fn limits(&self) -> &WasmLimits {
+        &self.limits
+    }
+
+    /// Converts call arguments to WIT values. Errors (kind INVALID) name the function,
+    /// the parameter and the path inside it, e.g.
+    /// `transform-users: users[2].tags[1]: expected string, got number`.
+    pub fn convert_args(&self, args: &[Value]) -> Result<Vec<Val>, CallError> {
+        let n = self.params.len();
+        if args.len() > n
+            || (args.len() < n
+                && self.params[args.len()..]
+                    .iter()
+                    .any(|(_, t)| !matches!(t, Type::Option(_))))
+        {
+            let sig: Vec<String> = self
+                .params
+                .iter()
+                .map(|(p, t)| format!("{p}: {}", type_name(t)))
+                .collect();
+            return Err(CallError::new(
+                "INVALID",
+                format!(
+                    "{}: expected {n} argument{} ({}), got {}",
+                    self.name,
+                    if n == 1 { "" } else { "s" },
+                    sig.join(", "),
+                    args.len()
+                ),
+            ));
+        }
+        self.params
+            .iter()
+            .enumerate()
+            .map(|(i, (pname, ty))| {
+                let v = args.get(i).unwrap_or(&Value::Nil);
+                values::to_val(v, ty).map_err(|e| {
+                    CallError::new(
+                        "INVALID",
+                        format!("{}: {pname}{}: {}", self.name, e.path, e.message),
+                    )
+                })
+            })
+            .collect()
+    }
+
+    /// A fresh store with this entry's WASI context, memory cap and epoch deadline.
+    fn new_store(&self, deadline: Option<Instant>) -> Result<Store<StoreState>, CallError> {
+        let mut b = WasiCtxBuilder::new();
+        b.args(&self.wasi.args);
+        for (k, v) in &self.wasi.env {
+            b.env(k, v);
+        }
+        if let Some(cwd) = &self.wasi.cwd {
+            b.initial_cwd(cwd);
+        }
+        for (host, guest, read_only) in &self.wasi.mounts {
+            let perms = if *read_only {
+                FsPerms::ReadOnly
+            } else {
+                FsPerms::ReadWrite
+            };
+            b.preopened_dir(host, guest, perms).map_err(|e| {
+                CallError::new(
+                    "INTERNAL",
+                    format!(
+                        "function {}: cannot open mount {} for {guest}: {}",
+                        self.id,
+                        host.display(),
+                        super::error_text(&e)
+                    ),
+                )
+            })?;
+        }
+        let state = StoreState {
+            wasi: b.build(),
+            table: ResourceTable::new(),
+            limiter: MemoryLimiter {
+                max_memory: self.limits.max_memory,
+            },
+        };
+        let mut store = Store::new(&self.engine, state);
+        store.limiter(|s| &mut s.limiter);
+        // Every epoch tick a running guest yields to the executor (so a busy guest cannot
+        // starve the other tasks of its thread); past the deadline it is interrupted.
+        store.set_epoch_deadline(1);
+        store.epoch_deadline_callback(move |_| {
+            if deadline.is_some_and(|d| Instant::now() >= d) {
+                return Err(wasmtime::Error::new(DeadlineExceeded));
+            }
+            Ok(UpdateDeadline::YieldCustom(
+                1,
+                Box::pin(tokio::task::yield_now()),
+            ))
+        });
+        Ok(store)
+    }
+
+    /// Calls the function with `args`. Errors: INVALID for arguments that do not fit the
+    /// WIT signature, TIMEOUT past `max_execution_ms`, INTERNAL for a trap (the message
+    /// carries the trap text), a refused memory growth or a failed instantiation.
+    pub async fn call(&self, args: Vec<Value>, ctx: &CallContext) -> Result<WasmResult, CallError> {
+        let params = self.convert_args(&args)?;
+        tracing::trace!(function = %self.id, actor = ?ctx.actor, "wasm call");
+        let max = self.limits.max_execution_ms.map(Duration::from_millis);
+        let deadline = max.map(|d| Instant::now() + d);
+        let mut store = self.new_store(deadline)?;
+        let n_results = usize::from(self.result.is_some());
+        let run = async {
+            let instance = self.pre.instantiate_async(&mut store).await?;
+            let func = instance
+                .get_func(&mut store, self.export)
+                .ok_or_else(|| wasmtime::format_err!("export {} not found", self.method))?;
+            let mut results = vec![values::placeholder(); n_results];
+            func.call_async(&mut store, &params, &mut results).await?;
+            Ok::<_, wasmtime::Error>(results)
+        };
+        let guarded = std::panic::AssertUnwindSafe(run).catch_unwind();
+        let outcome = match deadline {
+            Some(d) => {
+                match tokio::time::timeout_at(tokio::time::Instant::from_std(d), guarded).await {
+                    Ok(r) => r,
+                    Err(_) => return Err(self.timeout_error()),
+                }
+            }
+            None => guarded.await,
+        };
+        let results = match outcome {
+            Ok(Ok(r)) => r,
+            Ok(Err(e)) => return Err(self.map_error(&e)),
+            Err(panic) => {
+                let what = panic
+                    .downcast_ref::<String>()
+                    .cloned()
+                    .or_else(|| panic.downcast_ref::<&str>().map(|s| s.to_string()))
+                    .unwrap_or_else(|| "unknown panic".into());
+                return Err(CallError::new(
+                    "INTERNAL",
+                    format!("function {}: host panic during the call: {what}", self.id),
+                ));
+            }
+        };
+        Ok(match results.first() {
+            None => WasmResult::Ok(Value::Nil),
+            Some(Val::Result(r)) if matches!(self.result, Some(Type::Result(_))) => match r {
+                Ok(v) => WasmResult::Ok(v.as_deref().map(values::from_val).unwrap_or(Value::Nil)),
+                Err(v) => WasmResult::Err(
+                    v.as_deref()
+                        .map(values::from_val)
+                        .unwrap_or_else(|| Value::str(format!("{} returned an error", self.name))),
+                ),
+            },
+            Some(v) => WasmResult::Ok(values::from_val(v)),
+        })
+    }
+
+    fn timeout_error(&self) -> CallError {
+        CallError::new(
+            "TIMEOUT",
+            format!(
+                "function {}: interrupted after max_execution_ms ({} ms)",
+                self.id,
+                self.limits.max_execution_ms.unwrap_or_default()
+            ),
+        )
+    }
+
+    fn map_error(&self, e: &wasmtime::Error) -> CallError {
+        let find = |f: &dyn Fn(&(dyn std::error::Error + 'static)) -> bool| e.chain().any(f);
+        if find(&|c| c.is::<DeadlineExceeded>()) {
+            return self.timeout_error();
+        }
+        if let Some(m) = e
+            .chain()
+            .find_map(|c| c.downcast_ref::<MemoryLimitExceeded>())
+        {
+            return CallError::new("INTERNAL", format!("function {}: {m}", self.id));
+        }
+        if let Some(t) = e.chain().find_map(|c| c.downcast_ref::<Trap>()) {
+            if *t == Trap::Interrupt {
+                return self.timeout_error();
+            }
+            return CallError::new("INTERNAL", format!("function {}: wasm trap: {t}", self.id));
+        }
+        if let Some(exit) = e
+            .chain()
+            .find_map(|c| c.downcast_ref::<wasmtime_wasi::I32Exit>())
+        {
+            return CallError::new(
+                "INTERNAL",
+                format!(
+                    "function {}: the guest exited with status {}",
+                    self.id, exit.0
+                ),
+            );
+        }
+        CallError::new(
+            "INTERNAL",
+            format!("function {}: {}", self.id, super::error_text(e)),
+        )
+    }
+}

@@ -1,0 +1,406 @@
+//! The WebAssembly engine: compiling, linking and calling `function.wat`,
+//! `function.wasm` and `process.wasm` entries.
+//!
+//! Owns: the one wasmtime `Engine` of a runtime and its epoch ticker ([`engine`]), the
+//! compilation of every wasm entry at load with an on-disk artifact cache ([`compile`]),
+//! the capability groups and the `Linker` per set of them ([`linker`]), the WIT <-> [`Value`]
+//! mapping ([`values`]), and calling an entry's export with its WASI context and limits
+//! ([`function`]). [`compile_registry`] returns a [`WasmRuntime`] with every entry ready
+//! to call, or every load error at once.
+//!
+//! Must not know: Lua, processes, pools or call routing. Callers hand it [`Value`]s and a
+//! [`CallContext`](crate::functions::CallContext) and get [`Value`]s or a
+//! [`CallError`](crate::functions::CallError) back; running a `process.wasm` as a
+//! process (mailbox, exit signals) and queueing calls in pools belong to the process
+//! and functions modules.
+//!
+//! [`Value`]: crate::value::Value
+
+pub mod compile;
+pub mod engine;
+pub mod function;
+pub mod linker;
+pub mod store;
+pub mod values;
+
+pub use compile::{default_cache_dir, CacheStats};
+pub use engine::EngineOptions;
+pub use function::{WasiPlan, WasmFunction, WasmResult};
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use wasmtime::component::types::{ComponentFunc, ComponentItem};
+use wasmtime::component::{Component, ComponentExportIndex};
+use wasmtime::Engine;
+
+use crate::registry::{Entry, EntrySpec, Id, LoadError, Registry, WasmSpec};
+use compile::{CompileCache, Compiled};
+use linker::LinkerCache;
+
+/// How to build a [`WasmRuntime`].
+#[derive(Clone, Debug, PartialEq)]
+pub struct WasmOptions {
+    /// Engine settings.
+    pub engine: EngineOptions,
+    /// The compile cache directory (None: no cache). Default: [`default_cache_dir`].
+    pub cache_dir: Option<PathBuf>,
+    /// Entries compiled at once. Default: the number of CPUs.
+    pub threads: usize,
+}
+
+impl Default for WasmOptions {
+    fn default() -> Self {
+        WasmOptions {
+            engine: EngineOptions::default(),
+            cache_dir: Some(default_cache_dir()),
+            threads: std::thread::available_parallelism()
+                .map(|n| n.get())
+                .unwrap_or(1),
+        }
+    }
+}
+
+/// The engine and every compiled wasm entry of a registry.
+pub struct WasmRuntime {
+    engine: Engine,
+    functions: BTreeMap<Id, Arc<WasmFunction>>,
+    cache: CacheStats,
+    linkers: usize,
+}
+
+impl WasmRuntime {
+    /// The function (or `process.wasm` body) of entry `id`.
+    pub fn function(&self, id: &Id) -> Option<Arc<WasmFunction>> {
+        self.functions.get(id).cloned()
+    }
+
+    /// The ids of every compiled entry, in order.
+    pub fn ids(&self) -> impl Iterator<Item = &Id> {
+        self.functions.keys()
+    }
+
+    /// The engine.
+    pub fn engine(&self) -> &Engine {
+        &self.engine
+    }
+
+    /// How many entries came from the on-disk cache and how many were compiled.
+    pub fn cache_stats(&self) -> CacheStats {
+        self.cache
+    }
+
+    /// How many distinct linkers (capability sets) were built.
+    pub fn linker_count(&self) -> usize {
+        self.linkers
+    }
+}
+
+/// The kinds compiled here.
+pub const WASM_KINDS: &[&str] = &["function.wat", "function.wasm", "process.wasm"];
+
+/// Compiles and links every wasm entry of `reg` with the default options.
+pub fn compile_registry(reg: &Registry) -> Result<WasmRuntime, Vec<LoadError>> {
+    compile_registry_with(reg, &WasmOptions::default())
+}
+
+/// Compiles and links every wasm entry of `reg`: all of them, or all their errors.
+pub fn compile_registry_with(
+    reg: &Registry,
+    options: &WasmOptions,
+) -> Result<WasmRuntime, Vec<LoadError>> {
+    let engine = engine::new_engine(&options.engine).map_err(|e| {
+        vec![LoadError {
+            file: reg.root.clone(),
+            entry: None,
+            field: None,
+            message: format!("cannot create the WebAssembly engine: {}", error_text(&e)),
+        }]
+    })?;
+    let entries: Vec<(Arc<Entry>, &WasmSpec)> = reg
+        .entries
+        .values()
+        .filter_map(|e| match &e.spec {
+            EntrySpec::Wasm(w) => Some((e.clone(), w)),
+            _ => None,
+        })
+        .collect();
+    let cache = CompileCache::new(options.cache_dir.clone(), &engine);
+    let compiled = compile::compile_all(&engine, &cache, &entries, options.threads);
+    let linkers = LinkerCache::new(&engine);
+    let mut errors = Vec::new();
+    let mut functions = BTreeMap::new();
+    for ((entry, spec), result) in entries.iter().zip(compiled) {
+        let err = |field: &str, message: String| LoadError {
+            file: relative(reg, entry),
+            entry: Some(entry.id.to_string()),
+            field: Some(field.to_string()),
+            message,
+        };
+        match result {
+            Err((field, message)) => errors.push(err(field, message)),
+            Ok(c) => match link(reg, &engine, &linkers, entry, spec, c) {
+                Ok(f) => {
+                    functions.insert(entry.id.clone(), Arc::new(f));
+                }
+                Err(problems) => errors.extend(problems.into_iter().map(|(f, m)| err(&f, m))),
+            },
+        }
+    }
+    if !errors.is_empty() {
+        return Err(errors);
+    }
+    Ok(WasmRuntime {
+        engine,
+        functions,
+        cache: cache.stats(),
+        linkers: linkers.len(),
+    })
+}
+
+/// The entry's file relative to the registry root (as the loader reports it).
+fn relative(reg: &Registry, entry: &Entry) -> PathBuf {
+    entry
+        .file
+        .strip_prefix(&reg.root)
+        .map(|p| p.to_path_buf())
+        .unwrap_or_else(|_| entry.file.clone())
+}
+
+/// Finds the export `method` (`name` or `iface#name`) of `component`.
+pub fn find_export(
+    component: &Component,
+    engine: &Engine,
+    method: &str,
+) -> Result<(ComponentExportIndex, ComponentFunc), String> {
+    let ty = component.component_type();
+    let root: Vec<(String, ComponentItem)> = ty
+        .exports(engine)
+        .map(|(n, e)| (n.to_string(), e.ty))
+        .collect();
+    let describe_root = || {
+        let funcs: Vec<&str> = root
+            .iter()
+            .filter(|(_, t)| matches!(t, ComponentItem::ComponentFunc(_)))
+            .map(|(n, _)| n.as_str())
+            .collect();
+        let ifaces: Vec<&str> = root
+            .iter()
+            .filter(|(_, t)| matches!(t, ComponentItem::ComponentInstance(_)))
+            .map(|(n, _)| n.as_str())
+            .collect();
+        format!(
+            "exported functions: {}; exported interfaces: {}",
+            if funcs.is_empty() {
+                "none".to_string()
+            } else {
+                funcs.join(", ")
+            },
+            if ifaces.is_empty() {
+                "none".to_string()
+            } else {
+                ifaces.join(", ")
+            }
+        )
+    };
+    let (parent, name) = match method.split_once('#') {
+        None => (None, method),
+        Some((iface, name)) => {
+            let short = |full: &str| -> bool {
+                let bare = full.split('@').next().unwrap_or(full);
+                bare == iface || bare.rsplit_once('/').is_some_and(|(_, s)| s == iface)
+            };
+            let found = root
+                .iter()
+                .find(|(n, t)| n == iface && matches!(t, ComponentItem::ComponentInstance(_)))
+                .or_else(|| {
+                    root.iter()
+                        .find(|(n, t)| short(n) && matches!(t, ComponentItem::ComponentInstance(_)))
+                });
+            let Some((full, _)) = found else {
+                return Err(format!(
+                    "no exported interface {iface} ({})",
+                    describe_root()
+                ));
+            };
+            let idx = component
+                .get_export_index(None, full.as_str())
+                .ok_or_else(|| format!("no exported interface {iface}"))?;
+            (Some((idx, full.clone())), name)
+        }
+    };
+    match component.get_export(parent.as_ref().map(|(i, _)| i), name) {
+        Some((ComponentItem::ComponentFunc(f), idx)) => Ok((idx, f)),
+        Some(_) => Err(format!("export {method} is not a function")),
+        None => match parent {
+            None => Err(format!("no exported function {name} ({})", describe_root())),
+            Some((_, full)) => {
+                let inner: Vec<String> = match ty.get_export(engine, &full).map(|e| e.ty) {
+                    Some(ComponentItem::ComponentInstance(i)) => i
+                        .exports(engine)
+                        .filter(|(_, e)| matches!(e.ty, ComponentItem::ComponentFunc(_)))
+                        .map(|(n, _)| n.to_string())
+                        .collect(),
+                    _ => Vec::new(),
+                };
+                Err(format!(
+                    "interface {full} has no function {name} (its functions: {})",
+                    inner.join(", ")
+                ))
+            }
+        },
+    }
+}
+
+/// Links one compiled entry: finds its export, checks the signature and imports, builds
+/// its `InstancePre` and resolves its WASI context. Errors are (field, message).
+fn link(
+    reg: &Registry,
+    engine: &Engine,
+    linkers: &LinkerCache,
+    entry: &Entry,
+    spec: &WasmSpec,
+    compiled: Compiled,
+) -> Result<WasmFunction, Vec<(String, String)>> {
+    let mut problems: Vec<(String, String)> = Vec::new();
+    let component = &compiled.component;
+
+    let export = match find_export(component, engine, &spec.method) {
+        Ok((idx, func)) => {
+            let params: Vec<(String, wasmtime::component::types::Type)> =
+                func.params().map(|(n, t)| (n.to_string(), t)).collect();
+            let results: Vec<_> = func.results().collect();
+            for (n, t) in &params {
+                if let Some(why) = values::unsupported(t) {
+                    problems.push((
+                        "method".into(),
+                        format!("{}: parameter {n}: {why}", spec.method),
+                    ));
+                }
+            }
+            for t in &results {
+                if let Some(why) = values::unsupported(t) {
+                    problems.push(("method".into(), format!("{}: result: {why}", spec.method)));
+                }
+            }
+            if func.async_() {
+                problems.push((
+                    "method".into(),
+                    format!(
+                        "{}: async-lifted exports are not supported yet",
+                        spec.method
+                    ),
+                ));
+            }
+            Some((idx, params, results.into_iter().next()))
+        }
+        Err(m) => {
+            problems.push(("method".into(), m));
+            None
+        }
+    };
+
+    for m in linker::check_imports(component, engine, &spec.imports) {
+        problems.push(("imports".into(), m));
+    }
+    let pre = if problems.iter().any(|(f, _)| f == "imports") {
+        None
+    } else {
+        match linkers
+            .linker(&spec.imports)
+            .and_then(|l| l.instantiate_pre(component))
+        {
+            Ok(pre) => Some(pre),
+            Err(e) => {
+                problems.push((
+                    "imports".into(),
+                    format!("cannot link the module: {}", error_text(&e)),
+                ));
+                None
+            }
+        }
+    };
+
+    let wasi = wasi_plan(reg, spec, &mut problems);
+
+    match (export, pre) {
+        (Some((idx, params, result)), Some(pre)) if problems.is_empty() => Ok(WasmFunction::new(
+            entry.id.clone(),
+            spec.method.clone(),
+            engine.clone(),
+            pre,
+            idx,
+            params,
+            result,
+            wasi,
+            spec.limits.clone(),
+            compiled.from_cache,
+        )),
+        _ => Err(problems),
+    }
+}
+
+/// Resolves `wasi.env` values and `wasi.mounts` directories from the registry.
+fn wasi_plan(reg: &Registry, spec: &WasmSpec, problems: &mut Vec<(String, String)>) -> WasiPlan {
+    let mut plan = WasiPlan {
+        args: spec.wasi.args.clone(),
+        cwd: spec.wasi.cwd.clone(),
+        ..WasiPlan::default()
+    };
+    for (i, e) in spec.wasi.env.iter().enumerate() {
+        let value = match reg.get(&e.id).map(|x| &x.spec) {
+            Some(EntrySpec::EnvVariable {
+                value,
+                variable,
+                default,
+            }) => value
+                .clone()
+                .or_else(|| variable.as_ref().and_then(|v| std::env::var(v).ok()))
+                .or_else(|| default.clone()),
+            _ => {
+                problems.push((
+                    format!("wasi.env[{i}].id"),
+                    format!("{} is not an env.variable entry", e.id),
+                ));
+                continue;
+            }
+        };
+        match value {
+            Some(v) => plan.env.push((e.name.clone(), v)),
+            None if e.required => problems.push((
+                format!("wasi.env[{i}]"),
+                format!(
+                    "required variable {} has no value: {} has no value, its host variable is unset and it has no default",
+                    e.name, e.id
+                ),
+            )),
+            None => {}
+        }
+    }
+    for (i, m) in spec.wasi.mounts.iter().enumerate() {
+        match reg.get(&m.fs).map(|x| &x.spec) {
+            Some(EntrySpec::FsDirectory { directory }) => {
+                plan.mounts
+                    .push((directory.clone(), m.guest.clone(), m.read_only))
+            }
+            _ => problems.push((
+                format!("wasi.mounts[{i}].fs"),
+                format!("{} is not an fs.directory entry", m.fs),
+            )),
+        }
+    }
+    plan
+}
+
+/// "a: b: c" from a wasmtime error's chain.
+pub fn error_text(e: &wasmtime::Error) -> String {
+    let mut parts: Vec<String> = Vec::new();
+    for c in e.chain() {
+        let s = c.to_string();
+        if !parts.iter().any(|p| p.contains(&s)) {
+            parts.push(s);
+        }
+    }
+    parts.join(": ")
+}
