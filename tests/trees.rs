@@ -1,0 +1,256 @@
+//! OTP supervision trees: strategies, restart types, intensity, nesting.
+
+mod common;
+
+use common::App;
+use serde_json::json;
+use warden::process::Exit;
+
+const WORKER: &str = r#"
+return { main = function()
+  local inbox, events = process.inbox(), process.events()
+  while true do
+    local r = channel.select({ inbox:case_receive(), events:case_receive() })
+    if r.channel == events then return "canceled" end
+    local m = r.value
+    local t = m:topic()
+    if t == "crash" then error("crashed on request") end
+    if t == "stop" then return "stopped" end
+    if t == "ping" then process.send(m:from(), "pong", process.pid()) end
+  end
+end }
+"#;
+
+/// Lua helpers the tree tests share: read a tree's pids, wait for a change.
+const HELPERS: &str = r#"
+local supervisor = require("supervisor")
+local time = require("time")
+local function pids(tree)
+  local out = {}
+  for _, c in ipairs(supervisor.children(tree)) do out[c.id] = c.pid or false end
+  return out
+end
+local function wait(tree, pred)
+  for _ = 1, 600 do
+    local p = pids(tree)
+    if pred(p) then return p end
+    time.sleep(5)
+  end
+  error("timed out waiting for " .. tree .. ": " .. require("json").encode(pids(tree)))
+end
+"#;
+
+fn tree(name: &str, strategy: &str, max: u32, children: &str) -> String {
+    format!(
+        "  - name: {name}\n    kind: supervisor\n    strategy: {strategy}\n    intensity: {{max_restarts: {max}, period: 5s}}\n    children: {children}\n"
+    )
+}
+
+fn service(name: &str, process: &str, extra: &str) -> String {
+    format!(
+        "  - name: {name}\n    kind: process.service\n    process: {process}\n    host: host\n    lifecycle: {{restart: {{max_attempts: 1}}{extra}}}\n"
+    )
+}
+
+const ABC: &str = "[{id: a, process: worker}, {id: b, process: worker}, {id: c, process: worker}]";
+
+async fn strategy(strategy: &str) -> serde_json::Value {
+    let main = format!(
+        r#"{HELPERS}
+return {{ main = function()
+  assert(supervisor.start("app:svc"))
+  local before = pids("app:t")
+  process.send(before.b, "crash")
+  local after = wait("app:t", function(p) return p.b and p.b ~= before.b end)
+  -- the restarted child answers
+  process.send(after.b, "ping")
+  local pong = process.inbox():receive():payload():data()
+  local restarts = {{}}
+  for _, c in ipairs(supervisor.children("app:t")) do restarts[c.id] = c.restarts end
+  return {{ a = after.a ~= before.a, b = after.b ~= before.b, c = after.c ~= before.c,
+           pong = pong == after.b, restarts = restarts }}
+end }}
+"#
+    );
+    App::new()
+        .lua("worker", WORKER)
+        .entry(&tree("t", strategy, 5, ABC))
+        .entry(&service("svc", "t", ""))
+        .lua("main", &main)
+        .value("main")
+        .await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn one_for_one_restarts_only_the_crashed_child() {
+    let v = strategy("one_for_one").await;
+    assert_eq!(v["a"], false);
+    assert_eq!(v["b"], true);
+    assert_eq!(v["c"], false);
+    assert_eq!(v["pong"], true);
+    assert_eq!(v["restarts"], json!({"a": 0, "b": 1, "c": 0}));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn one_for_all_restarts_every_child() {
+    let v = strategy("one_for_all").await;
+    assert_eq!(
+        (v["a"].clone(), v["b"].clone(), v["c"].clone()),
+        (json!(true), json!(true), json!(true)),
+        "{v}"
+    );
+    assert_eq!(v["restarts"], json!({"a": 1, "b": 1, "c": 1}));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn rest_for_one_restarts_the_child_and_those_after_it() {
+    let v = strategy("rest_for_one").await;
+    assert_eq!(
+        (v["a"].clone(), v["b"].clone(), v["c"].clone()),
+        (json!(false), json!(true), json!(true)),
+        "{v}"
+    );
+    assert_eq!(v["restarts"], json!({"a": 0, "b": 1, "c": 1}));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn restart_types_follow_otp() {
+    let children = "[{id: p, process: worker, restart: permanent}, {id: t, process: worker, restart: transient}, {id: tmp, process: worker, restart: temporary}]";
+    let main = format!(
+        r#"{HELPERS}
+return {{ main = function()
+  local out = {{}}
+  -- normal exits: only the permanent child comes back
+  assert(supervisor.start("app:svc_normal"))
+  local b = pids("app:normal")
+  for _, id in ipairs({{ "p", "t", "tmp" }}) do process.send(b[id], "stop") end
+  local a = wait("app:normal", function(p) return p.p and p.p ~= b.p and not p.t and not p.tmp end)
+  out.normal = {{ p = a.p ~= b.p, t = a.t, tmp = a.tmp }}
+  -- crashes: permanent and transient come back, temporary does not
+  assert(supervisor.start("app:svc_crash"))
+  b = pids("app:crash")
+  for _, id in ipairs({{ "p", "t", "tmp" }}) do process.send(b[id], "crash") end
+  a = wait("app:crash", function(p) return p.p and p.p ~= b.p and p.t and p.t ~= b.t and not p.tmp end)
+  out.crash = {{ p = a.p ~= b.p, t = a.t ~= b.t, tmp = a.tmp }}
+  return out
+end }}
+"#
+    );
+    let v = App::new()
+        .lua("worker", WORKER)
+        .entry(&tree("normal", "one_for_one", 10, children))
+        .entry(&tree("crash", "one_for_one", 10, children))
+        .entry(&service("svc_normal", "normal", ""))
+        .entry(&service("svc_crash", "crash", ""))
+        .lua("main", &main)
+        .value("main")
+        .await;
+    assert_eq!(v["normal"], json!({"p": true, "t": false, "tmp": false}));
+    assert_eq!(v["crash"], json!({"p": true, "t": true, "tmp": false}));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn nested_trees_run_and_exhausted_intensity_escalates_through_two_levels() {
+    let main = format!(
+        r#"{HELPERS}
+return {{ main = function()
+  assert(supervisor.start("app:svc"))
+  local outer = supervisor.children("app:outer")
+  local info = {{ id = outer[1].id, kind = outer[1].kind, running = outer[1].running }}
+  -- crash the leaf twice: the inner tree (max 1 restart) gives up, the outer restarts it
+  local w = pids("app:inner").w
+  process.send(w, "crash")
+  w = wait("app:inner", function(p) return p.w and p.w ~= w end).w
+  process.send(w, "crash")
+  local restarted = wait("app:outer", function(p) return true end)
+  for _ = 1, 600 do
+    local c = supervisor.children("app:outer")[1]
+    if c.restarts == 1 and c.running then break end
+    time.sleep(5)
+  end
+  local inner_restarts = supervisor.children("app:outer")[1].restarts
+  -- twice more: the inner tree fails again, the outer (max 1) gives up: fatal for --exec
+  w = wait("app:inner", function(p) return p.w end).w
+  process.send(w, "crash")
+  w = wait("app:inner", function(p) return p.w and p.w ~= w end).w
+  process.send(w, "crash")
+  time.sleep("5s")
+  return {{ first = info, inner_restarts = inner_restarts }}
+end }}
+"#
+    );
+    let app = App::new()
+        .lua("worker", WORKER)
+        .entry(&tree(
+            "inner",
+            "one_for_one",
+            1,
+            "[{id: w, process: worker}]",
+        ))
+        .entry(&tree(
+            "outer",
+            "one_for_one",
+            1,
+            "[{id: sub, supervisor: inner}]",
+        ))
+        .entry(&service("svc", "outer", ""))
+        .lua("main", &main);
+    let rt = app.start().await;
+    let exit = rt
+        .exec(&warden::registry::Id::new("app", "main"), vec![])
+        .await
+        .unwrap();
+    let state = rt
+        .supervision()
+        .status(&warden::registry::Id::new("app", "svc"))
+        .unwrap();
+    rt.shutdown().await;
+    match exit {
+        Exit::Error(e) => {
+            assert!(e.contains("a supervision tree failed"), "{e}");
+            assert!(
+                e.contains("supervisor app:outer: more than 1 restarts"),
+                "{e}"
+            );
+        }
+        other => panic!("expected the tree failure to end --exec, got {other:?}"),
+    }
+    assert_eq!(state.state.name(), "Failed");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_child_crashing_as_it_starts_exhausts_the_intensity() {
+    let app = App::new()
+        .lua("worker", WORKER)
+        .lua(
+            "bad_init",
+            "error('crash in init')\nreturn { main = function() end }",
+        )
+        .entry(&tree(
+            "t",
+            "one_for_one",
+            2,
+            "[{id: ok, process: worker}, {id: bad, process: bad_init}]",
+        ))
+        .entry(&service("svc", "t", ", auto_start: true"))
+        .lua(
+            "main",
+            "local time = require('time') return { main = function() time.sleep('10s') end }",
+        );
+    let rt = app.start().await;
+    let exit = rt
+        .exec(&warden::registry::Id::new("app", "main"), vec![])
+        .await
+        .unwrap();
+    rt.shutdown().await;
+    match exit {
+        Exit::Error(e) => {
+            assert!(e.contains("more than 2 restarts"), "{e}");
+            assert!(
+                e.contains("child bad") && e.contains("crash in init"),
+                "{e}"
+            );
+        }
+        other => panic!("{other:?}"),
+    }
+}
