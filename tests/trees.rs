@@ -254,3 +254,19 @@ async fn a_child_crashing_as_it_starts_exhausts_the_intensity() {
         other => panic!("{other:?}"),
     }
 }
+
+/// The documented example tree in the repository's `supervisors/` runs as described.
+#[test]
+fn the_example_tree_in_supervisors_restarts_the_rest_for_one() {
+    let dir = format!("{}/supervisors", env!("CARGO_MANIFEST_DIR"));
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_warden"))
+        .args(["run", "-d", &dir, "--exec", "pipeline:demo"])
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{stderr}");
+    let v: serde_json::Value =
+        serde_json::from_str(String::from_utf8_lossy(&out.stdout).trim()).unwrap();
+    // rest_for_one: the parser and the nested sink after it restart, the reader does not
+    assert_eq!(v, json!({"reader": false, "parser": true, "sink": true}), "{stderr}");
+}
