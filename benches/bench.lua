@@ -101,4 +101,57 @@ function M.call_loop(id, n)
   return n
 end
 
+-- a supervised worker: announces itself, crashes on request
+function M.sworker()
+  process.send("bench", "ready")
+  local inbox = process.inbox()
+  while true do
+    if inbox:receive():topic() == "crash" then error("crash on request") end
+  end
+end
+
+-- crash the only child of a one_for_one tree n times: microseconds from the crash
+-- message to the replacement's first message
+function M.restarts(n)
+  local supervisor = require("supervisor")
+  process.registry.register("bench")
+  assert(supervisor.start("bench:svc1"))
+  local inbox = process.inbox()
+  local pid = inbox:receive():from()
+  local samples = {}
+  for i = 1, n do
+    local t0 = time.now()
+    process.send(pid, "crash")
+    pid = inbox:receive():from()
+    samples[i] = time.now():sub(t0) * 1000
+  end
+  table.sort(samples)
+  return { median = samples[n // 2], p90 = samples[n * 9 // 10] }
+end
+
+-- a one_for_all tree of 100 children: milliseconds from one crash to all 100 replaced
+function M.restart_all(rounds)
+  local supervisor = require("supervisor")
+  process.registry.register("bench")
+  assert(supervisor.start("bench:svc100"))
+  local inbox = process.inbox()
+  local first
+  for i = 1, 100 do
+    local from = inbox:receive():from()
+    if i == 1 then first = from end
+  end
+  local samples = {}
+  for r = 1, rounds do
+    local t0 = time.now()
+    process.send(first, "crash")
+    for i = 1, 100 do
+      local from = inbox:receive():from()
+      if i == 1 then first = from end
+    end
+    samples[r] = time.now():sub(t0)
+  end
+  table.sort(samples)
+  return { median = samples[rounds // 2], min = samples[1], max = samples[rounds] }
+end
+
 return M

@@ -44,9 +44,12 @@ fn app() -> tempfile::TempDir {
         "roundtrip",
         "call_latency",
         "call_loop",
+        "sworker",
+        "restarts",
+        "restart_all",
     ] {
         yaml.push_str(&format!(
-            "  - name: {m}\n    kind: process.lua\n    source: file://bench.lua\n    method: {m}\n    modules: [time, funcs]\n"
+            "  - name: {m}\n    kind: process.lua\n    source: file://bench.lua\n    method: {m}\n    modules: [time, funcs, supervisor]\n"
         ));
     }
     for size in [1, 2, 4] {
@@ -54,6 +57,13 @@ fn app() -> tempfile::TempDir {
             "  - name: noop{size}\n    kind: function.lua\n    source: file://bench.lua\n    method: noop\n    pool: {{type: static, size: {size}}}\n"
         ));
     }
+    let hundred: Vec<String> = (1..=100)
+        .map(|i| format!("{{id: w{i}, process: sworker}}"))
+        .collect();
+    yaml.push_str(&format!(
+        "  - name: tree1\n    kind: supervisor\n    strategy: one_for_one\n    intensity: {{max_restarts: 1000000, period: 1s}}\n    children: [{{id: w, process: sworker}}]\n  - name: tree100\n    kind: supervisor\n    strategy: one_for_all\n    intensity: {{max_restarts: 1000000, period: 1s}}\n    children: [{}]\n  - {{name: svc1, kind: process.service, process: tree1, host: host}}\n  - {{name: svc100, kind: process.service, process: tree100, host: host}}\n",
+        hundred.join(", ")
+    ));
     std::fs::write(d.path().join("_index.yaml"), yaml).unwrap();
     d
 }
@@ -99,6 +109,8 @@ async fn child(which: &str) {
             serde_json::json!({ "msgs_per_s": v })
         }
         "roundtrip" => exec(&rt, "roundtrip", vec![Value::Int(2000), Value::Int(100)]).await,
+        "restart" => exec(&rt, "restarts", vec![Value::Int(1000)]).await,
+        "restart_all" => exec(&rt, "restart_all", vec![Value::Int(50)]).await,
         "call1" => {
             exec(
                 &rt,
@@ -312,6 +324,33 @@ fn main() {
     println!(
         "| send + reply round trip (median of 2000 batches of 100) | {:.2} us ({:.2}-{:.2}); p90 {:.2} us | {} | {} |",
         rt_med.median, rt_med.min, rt_med.max, rt_p90.median, fmt(e_rt, "us"), ratio(rt_med.median, e_rt)
+    );
+    let restart: Vec<serde_json::Value> = (0..RUNS).map(|_| run_child("restart")).collect();
+    let restart_all: Vec<serde_json::Value> = (0..RUNS).map(|_| run_child("restart_all")).collect();
+    let r_med = stats(
+        restart
+            .iter()
+            .map(|r| r["median"].as_f64().unwrap())
+            .collect(),
+    );
+    let r_p90 = stats(restart.iter().map(|r| r["p90"].as_f64().unwrap()).collect());
+    let ra = stats(
+        restart_all
+            .iter()
+            .map(|r| r["median"].as_f64().unwrap())
+            .collect(),
+    );
+    let e_restart = erlang_figure(e, "restart:", " ns crash").map(|ns| ns / 1000.0);
+    println!();
+    println!("| supervision | warden median (min-max) | Erlang/OTP same run | warden / Erlang |");
+    println!("|---|---|---|---|");
+    println!(
+        "| crash of a permanent one_for_one child -> replacement running and received from (1000 crashes) | {:.1} us ({:.1}-{:.1}); p90 {:.1} us | {} | {} |",
+        r_med.median, r_med.min, r_med.max, r_p90.median, fmt(e_restart, "us"), ratio(r_med.median, e_restart)
+    );
+    println!(
+        "| one_for_all restart of 100 children (crash -> all 100 replaced, 50 rounds) | {:.2} ms ({:.2}-{:.2}) | - | - |",
+        ra.median, ra.min, ra.max
     );
     let c1 = stats(
         call1
