@@ -552,6 +552,10 @@ async fn process_failures_report_lua_errors_and_non_string_errors() {
         .lua(
             "badresult",
             "return { main = function() return function() end end }",
+        )
+        .lua(
+            "deep",
+            "local function f(n) return 1 + f(n + 1) end return { main = function() return f(1) end }",
         );
     let rt = app.start().await;
     let run = |n: &'static str| {
@@ -563,7 +567,13 @@ async fn process_failures_report_lua_errors_and_non_string_errors() {
         other => panic!("{other:?}"),
     }
     match run("tbl").await.unwrap() {
-        Exit::Error(e) => assert!(!e.is_empty(), "{e}"),
+        Exit::Error(e) => assert_eq!(e, r#"error value {"code":7}"#),
+        other => panic!("{other:?}"),
+    }
+    match run("deep").await.unwrap() {
+        Exit::Error(e) => {
+            assert!(e.ends_with("stack overflow") && !e.contains('\n'), "one line: {e}")
+        }
         other => panic!("{other:?}"),
     }
     match run("nomethod").await.unwrap() {

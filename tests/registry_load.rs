@@ -721,3 +721,294 @@ fn empty_or_missing_directory() {
         "{errs}"
     );
 }
+
+// ---- WebAssembly entries (function.wat, function.wasm, process.wasm) ----
+
+fn wasm_spec(reg: &Registry, s: &str) -> warden::registry::WasmSpec {
+    match &reg
+        .get(&id(s))
+        .unwrap_or_else(|| panic!("{s} missing"))
+        .spec
+    {
+        EntrySpec::Wasm(w) => w.clone(),
+        other => panic!("{s} is not a wasm entry: {other:?}"),
+    }
+}
+
+fn sha256(bytes: &[u8]) -> String {
+    use sha2::Digest;
+    hex::encode(sha2::Sha256::digest(bytes))
+}
+
+/// An app with a `wasm/` directory holding `mod.wasm` (arbitrary bytes; the loader only
+/// hashes them), `app:assets` pointing at it, and `entries` appended.
+fn wasm_app(entries: &str) -> (TempDir, String) {
+    let dir = TempDir::new().unwrap();
+    write(&dir, "app/wasm/mod.wasm", "\0asm-not-really");
+    write(&dir, "app/data/.keep", "");
+    let hash = sha256(b"\0asm-not-really");
+    let yaml = format!(
+        "namespace: app\nentries:\n  - {{name: assets, kind: fs.directory, directory: ./wasm}}\n  - {{name: data, kind: fs.directory, directory: ./data}}\n  - {{name: key, kind: env.variable, value: secret}}\n{}",
+        entries.replace("HASH", &hash)
+    );
+    write(&dir, "app/_index.yaml", &yaml);
+    (dir, hash)
+}
+
+#[test]
+fn wasm_entries_load_with_all_fields() {
+    let (dir, hash) = wasm_app(
+        r#"  - name: answer
+    kind: function.wat
+    source: |
+      (module (func (export "answer") (result i32) i32.const 42))
+    wit: "answer: func() -> s32;"
+    method: answer
+    pool: {type: inline}
+  - name: from_file
+    kind: function.wat
+    source: file://answer.wat
+    wit: file://answer.wit
+    method: answer
+  - name: mapper
+    kind: function.wasm
+    fs: assets
+    path: /mod.wasm
+    hash: sha256:HASH
+    method: "types#transform-users"
+    imports: [wasi:io, wasi:clocks, wasi:io, warden:later]
+    wasi:
+      args: ["--verbose", 3]
+      cwd: /app
+      env: [{id: key, name: API_KEY, required: true}, {id: "app:key", name: OTHER}]
+      mounts: [{fs: data, guest: /data, read_only: true}, {fs: app:data, guest: /rw}]
+    limits: {max_execution_ms: 5000, max_memory: 64MiB}
+    transport: payload
+  - name: proc
+    kind: process.wasm
+    fs: app:assets
+    path: mod.wasm
+    hash: sha256:HASH
+    method: run
+    pool: {type: bogus}
+    limits: {max_memory: 1GB}
+  - name: bytes
+    kind: function.wasm
+    fs: assets
+    path: /mod.wasm
+    hash: "sha256:HASH"
+    method: run
+    limits: {max_memory: 1048576}
+"#,
+    );
+    write(&dir, "app/answer.wat", "(module)");
+    write(&dir, "app/answer.wit", "answer: func() -> s32;");
+    let reg = load_ok(&dir);
+
+    let a = wasm_spec(&reg, "app:answer");
+    match &a.source {
+        warden::registry::WasmSource::Wat { text } => assert!(text.contains("i32.const 42")),
+        other => panic!("{other:?}"),
+    }
+    assert_eq!(a.method, "answer");
+    assert_eq!(a.wit.as_deref(), Some("answer: func() -> s32;"));
+    assert_eq!(
+        a.pool.as_ref().unwrap().kind,
+        warden::registry::PoolKind::Inline
+    );
+    assert!(a.imports.is_empty());
+    assert_eq!(a.wasi, warden::registry::WasiSpec::default());
+    assert_eq!(a.limits, warden::registry::WasmLimits::default());
+    assert_eq!(reg.get(&id("app:answer")).unwrap().kind, "function.wat");
+
+    let f = wasm_spec(&reg, "app:from_file");
+    match &f.source {
+        warden::registry::WasmSource::Wat { text } => assert_eq!(&**text, "(module)"),
+        other => panic!("{other:?}"),
+    }
+    assert_eq!(f.wit.as_deref(), Some("answer: func() -> s32;"));
+
+    let m = wasm_spec(&reg, "app:mapper");
+    match &m.source {
+        warden::registry::WasmSource::Binary {
+            path,
+            bytes,
+            sha256,
+        } => {
+            assert_eq!(path, &dir.path().join("app/wasm/mod.wasm"));
+            assert_eq!(&**bytes, b"\0asm-not-really");
+            assert_eq!(sha256, &hash);
+        }
+        other => panic!("{other:?}"),
+    }
+    assert_eq!(m.method, "types#transform-users");
+    assert_eq!(m.imports, ["wasi:io", "wasi:clocks", "warden:later"]);
+    assert_eq!(m.wasi.args, ["--verbose", "3"]);
+    assert_eq!(m.wasi.cwd.as_deref(), Some("/app"));
+    assert_eq!(
+        m.wasi.env,
+        [
+            warden::registry::EnvMapping {
+                id: id("app:key"),
+                name: "API_KEY".into(),
+                required: true
+            },
+            warden::registry::EnvMapping {
+                id: id("app:key"),
+                name: "OTHER".into(),
+                required: false
+            }
+        ]
+    );
+    assert_eq!(
+        m.wasi.mounts,
+        [
+            warden::registry::Mount {
+                fs: id("app:data"),
+                guest: "/data".into(),
+                read_only: true
+            },
+            warden::registry::Mount {
+                fs: id("app:data"),
+                guest: "/rw".into(),
+                read_only: false
+            }
+        ]
+    );
+    assert_eq!(m.limits.max_execution_ms, Some(5000));
+    assert_eq!(m.limits.max_memory, Some(64 << 20));
+    assert!(m.pool.is_none());
+
+    // process.wasm: pool accepted and ignored.
+    let p = wasm_spec(&reg, "app:proc");
+    assert!(p.pool.is_none());
+    assert_eq!(p.limits.max_memory, Some(1_000_000_000));
+    assert_eq!(reg.get(&id("app:proc")).unwrap().kind, "process.wasm");
+    assert_eq!(
+        wasm_spec(&reg, "app:bytes").limits.max_memory,
+        Some(1_048_576)
+    );
+}
+
+#[test]
+fn wasm_hash_mismatch_names_both_hashes() {
+    let (dir, hash) = wasm_app(
+        "  - {name: m, kind: function.wasm, fs: assets, path: /mod.wasm, hash: \"sha256:0000000000000000000000000000000000000000000000000000000000000000\", method: run}\n",
+    );
+    let err = one_error(&dir);
+    assert_eq!(
+        err,
+        format!("app/_index.yaml: entry app:m: field hash: hash mismatch: the entry declares sha256:0000000000000000000000000000000000000000000000000000000000000000, but /mod.wasm has sha256:{hash}")
+    );
+}
+
+#[test]
+fn wasm_field_errors() {
+    let (dir, _) = wasm_app(
+        r#"  - {name: a, kind: function.wasm, method: run}
+  - {name: b, kind: function.wasm, fs: assets, path: /mod.wasm, hash: "md5:abc", method: "x#"}
+  - {name: c, kind: function.wat, method: answer}
+  - {name: d, kind: function.wat, source: "(module)", method: answer, transport: wasi-http}
+  - {name: e, kind: function.wat, source: "(module)", method: answer, imports: [wasi:clock, wasi:io/poll, http]}
+  - {name: f, kind: function.wat, source: "(module)", method: answer, wasi: {cwd: app, mounts: [{fs: data, guest: data}], env: [{id: key}], argz: []}}
+  - {name: g, kind: function.wat, source: "(module)", method: answer, limits: {max_execution_ms: 0, max_memory: 64XB, max_cpu: 1}}
+  - {name: h, kind: function.wasm, fs: assets, path: /missing.wasm, hash: "sha256:HASH", method: run}
+  - {name: i, kind: function.wasm, fs: assets, path: /../_index.yaml, hash: "sha256:HASH", method: run}
+  - {name: j, kind: function.wat, source: file://nope.wat, method: answer, transport: grpc}
+"#,
+    );
+    let text = load_err(&dir).to_string();
+    let lines: Vec<&str> = text.lines().collect();
+    let f = "app/_index.yaml";
+    let expected = [
+        format!("{f}: entry app:a: field fs: missing required field (expected a string)"),
+        format!("{f}: entry app:a: field path: missing required field (expected a string)"),
+        format!("{f}: entry app:a: field hash: missing required field (expected a string)"),
+        format!("{f}: entry app:b: field hash: expected sha256:<64 hex digits>, found \"md5:abc\""),
+        format!("{f}: entry app:b: field method: invalid method \"x#\": expected an export name or iface#name"),
+        format!("{f}: entry app:c: field source: missing required field (expected a string)"),
+        format!("{f}: entry app:d: field transport: transport wasi-http is not supported yet"),
+        format!("{f}: entry app:e: field imports: unknown capability group wasi:clock (did you mean wasi:clocks?); known groups: wasi:cli, wasi:io, wasi:poll, wasi:clocks, wasi:filesystem, wasi:random, wasi:sockets, wasi:http"),
+        format!("{f}: entry app:e: field imports: unknown capability group wasi:io/poll (did you mean wasi:io? groups name whole WASI packages); known groups: wasi:cli, wasi:io, wasi:poll, wasi:clocks, wasi:filesystem, wasi:random, wasi:sockets, wasi:http"),
+        format!("{f}: entry app:e: field imports: unknown capability group http; known groups: wasi:cli, wasi:io, wasi:poll, wasi:clocks, wasi:filesystem, wasi:random, wasi:sockets, wasi:http"),
+        format!("{f}: entry app:f: field wasi.argz: unknown field (did you mean args?); known fields: args, cwd, env, mounts"),
+        format!("{f}: entry app:f: field wasi.cwd: must be an absolute guest path (starting with /), found \"app\""),
+        format!("{f}: entry app:f: field wasi.env[0].name: missing required field (expected a string)"),
+        format!("{f}: entry app:f: field wasi.mounts[0].guest: must be an absolute guest path (starting with /), found \"data\""),
+        format!("{f}: entry app:g: field limits.max_cpu: unknown field; known fields: max_execution_ms, max_memory"),
+        format!("{f}: entry app:g: field limits.max_execution_ms: expected a positive integer (milliseconds), found number 0"),
+        format!("{f}: entry app:g: field limits.max_memory: expected a size like 64MiB, 1GB or a number of bytes, found \"64XB\""),
+        format!("{f}: entry app:j: field source: file://nope.wat not found (looked at {})", dir.path().join("app/nope.wat").display()),
+        format!("{f}: entry app:j: field transport: unknown transport string \"grpc\" (expected payload)"),
+        format!("{f}: entry app:h: field path: /missing.wasm not found in app:assets (looked at {})", dir.path().join("app/wasm/missing.wasm").display()),
+        format!("{f}: entry app:i: field path: /../_index.yaml leaves the directory of app:assets"),
+    ];
+    assert_eq!(
+        lines,
+        expected.iter().map(String::as_str).collect::<Vec<_>>(),
+        "\n{text}"
+    );
+}
+
+#[test]
+fn wasm_dangling_references() {
+    let (dir, _) = wasm_app(
+        r#"  - name: m
+    kind: function.wasm
+    fs: nowhere
+    path: /mod.wasm
+    hash: sha256:HASH
+    method: run
+    wasi:
+      env: [{id: other:missing, name: A}, {id: assets, name: B}]
+      mounts: [{fs: key, guest: /k}, {fs: gone, guest: /g}]
+  - name: w
+    kind: function.wat
+    source: "(module)"
+    method: run
+    wasi: {mounts: [{fs: data, guest: /d}], env: [{id: key, name: K}]}
+"#,
+    );
+    let text = load_err(&dir).to_string();
+    let lines: Vec<&str> = text.lines().collect();
+    assert_eq!(
+        lines,
+        [
+            "app/_index.yaml: entry app:m: field wasi.env[0].id: dangling reference: other:missing does not exist",
+            "app/_index.yaml: entry app:m: field wasi.env[1].id: dangling reference: app:assets is a fs.directory, not a env.variable",
+            "app/_index.yaml: entry app:m: field wasi.mounts[0].fs: dangling reference: app:key is a env.variable, not a fs.directory",
+            "app/_index.yaml: entry app:m: field wasi.mounts[1].fs: dangling reference: app:gone does not exist",
+            "app/_index.yaml: entry app:m: field fs: dangling reference: app:nowhere does not exist",
+        ],
+        "\n{text}"
+    );
+}
+
+#[test]
+fn wasm_fs_in_another_file_resolves() {
+    let dir = TempDir::new().unwrap();
+    write(&dir, "lib/wasm/x.wasm", "bytes");
+    write(
+        &dir,
+        "lib/_index.yaml",
+        "namespace: lib\nentries:\n  - {name: assets, kind: fs.directory, directory: ./wasm}\n",
+    );
+    write(
+        &dir,
+        "a/_index.yaml",
+        &format!(
+            "namespace: a\nentries:\n  - {{name: f, kind: function.wasm, fs: lib:assets, path: x.wasm, hash: \"sha256:{}\", method: run}}\n",
+            sha256(b"bytes").to_uppercase()
+        ),
+    );
+    let reg = load_ok(&dir);
+    match wasm_spec(&reg, "a:f").source {
+        warden::registry::WasmSource::Binary {
+            path, sha256: h, ..
+        } => {
+            assert_eq!(path, dir.path().join("lib/wasm/x.wasm"));
+            assert_eq!(h, sha256(b"bytes"));
+        }
+        other => panic!("{other:?}"),
+    }
+}

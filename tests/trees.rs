@@ -268,5 +268,9 @@ fn the_example_tree_in_supervisors_restarts_the_rest_for_one() {
     let v: serde_json::Value =
         serde_json::from_str(String::from_utf8_lossy(&out.stdout).trim()).unwrap();
     // rest_for_one: the parser and the nested sink after it restart, the reader does not
-    assert_eq!(v, json!({"reader": false, "parser": true, "sink": true}), "{stderr}");
+    assert_eq!(
+        v,
+        json!({"reader": false, "parser": true, "sink": true}),
+        "{stderr}"
+    );
 }

@@ -66,15 +66,48 @@ impl UserData for LuaError {
 }
 
 /// The message of a Lua error, without mlua's wrapping ("runtime error: ", callback
-/// tracebacks).
+/// tracebacks) and without the Lua stack traceback (logged at debug level instead).
 pub fn message(e: &mlua::Error) -> String {
+    let full = raw_message(e);
+    match full.split_once("\nstack traceback:") {
+        Some((msg, trace)) => {
+            tracing::debug!(target: "lua", "{msg}\nstack traceback:{trace}");
+            msg.to_string()
+        }
+        None => full,
+    }
+}
+
+fn raw_message(e: &mlua::Error) -> String {
     match e {
         mlua::Error::RuntimeError(s) => s.clone(),
         mlua::Error::SyntaxError { message, .. } => message.clone(),
-        mlua::Error::CallbackError { cause, .. } => message(cause),
-        mlua::Error::WithContext { context, cause } => format!("{context}: {}", message(cause)),
+        mlua::Error::CallbackError { cause, .. } => raw_message(cause),
+        mlua::Error::WithContext { context, cause } => {
+            format!("{context}: {}", raw_message(cause))
+        }
         mlua::Error::MemoryError(s) => format!("out of memory: {s}"),
         mlua::Error::ExternalError(e) => e.to_string(),
         other => other.to_string(),
     }
+}
+
+/// Describes an error value that is not a string (a table, a number, nil, an error object)
+/// so that a failure reads as text, not as an address. The sandbox's error handler calls
+/// it; strings and mlua's own error values pass through unchanged.
+pub fn describe(lua: &Lua, v: mlua::Value) -> mlua::Result<mlua::Value> {
+    let text = match &v {
+        mlua::Value::String(_) => return Ok(v),
+        mlua::Value::UserData(ud) => match ud.borrow::<LuaError>() {
+            Ok(e) => e.message.clone(),
+            Err(_) => return Ok(v),
+        },
+        mlua::Value::Error(_) => return Ok(v),
+        other => match crate::value::from_lua(other) {
+            Ok(crate::value::Value::Nil) => "error raised with a nil value".to_string(),
+            Ok(val) => format!("error value {}", crate::value::display(&val)),
+            Err(_) => format!("error value of type {}", other.type_name()),
+        },
+    };
+    Ok(mlua::Value::String(lua.create_string(&text)?))
 }

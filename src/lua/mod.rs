@@ -169,6 +169,7 @@ impl LuaWorker {
         rust.set("channel", channel::create(&lua)?)?;
         rust.set("load", lua.create_function(sandboxed_load)?)?;
         rust.set("coroutine_spawn", lua.create_function(coroutine_spawn)?)?;
+        rust.set("describe_error", lua.create_function(errors::describe)?)?;
         let setup: Table = lua
             .load(include_str!("sandbox.lua"))
             .set_name("=warden sandbox")

@@ -111,6 +111,17 @@ local message_mt = {
   __metatable = false,
 }
 
+-- Runs f under xpcall so that an error value that is not a string (a table, a number,
+-- nil) is described in words before it leaves Lua; the error is raised again as text.
+local describe, xpcall_, error_ = rust.describe_error, xpcall, error
+local function reraise(ok, ...)
+  if ok then return ... end
+  error_((...), 0)
+end
+local function protected(f)
+  return function(...) return reraise(xpcall_(f, describe, ...)) end
+end
+
 -- The body of every process coroutine: instantiate the entry's chunk with the process's
 -- own globals, then run its method with the spawn arguments.
 local function bootstrap(factory, env, id, method, ...)
@@ -122,7 +133,7 @@ local function bootstrap(factory, env, id, method, ...)
     error(("entry %s: method %s not found (the source must return a table with a function %s, or define a global function %s)")
       :format(id, method, method, method), 0)
   end
-  return f(...)
+  return reraise(xpcall_(f, describe, ...))
 end
 
 -- Instantiates a library chunk with its own globals.
@@ -142,7 +153,7 @@ local function method_of(factory, env, id, method)
     error(("entry %s: method %s not found (the source must return a table with a function %s, or define a global function %s)")
       :format(id, method, method, method), 0)
   end
-  return f
+  return protected(f)
 end
 
 -- The `require` of one instance (a process, a library, a function worker): `resolve` is

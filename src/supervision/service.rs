@@ -443,14 +443,15 @@ impl Actor for ServiceActor {
             SupervisionEvent::ActorFailed(cell, err) if current(&cell, st) => {
                 let msg = format!("supervision tree failed: {err}");
                 tracing::error!(service = %st.spec.id, "{msg}");
-                if let Some(sup) = st.sup.upgrade() {
-                    sup.report_fatal(format!("service {}: {msg}", st.spec.id));
-                }
                 if st.status.state == ServiceState::Stopping {
                     st.stopped(ServiceState::Stopped);
                     st.after_stop(&myself).await;
                 } else {
-                    st.failed(&myself, msg);
+                    st.failed(&myself, msg.clone());
+                    // reported after the state is recorded, so whoever wakes on it sees it
+                    if let Some(sup) = st.sup.upgrade() {
+                        sup.report_fatal(format!("service {}: {msg}", st.spec.id));
+                    }
                 }
             }
             SupervisionEvent::ActorTerminated(cell, _, _) if current(&cell, st) => {

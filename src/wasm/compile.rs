@@ -248,7 +248,8 @@ pub fn wit_world_text(wit: &str) -> String {
             '}' | ')' | '>' if !current.ends_with("->") => depth -= 1,
             _ => {}
         }
-        if (c == ';' && depth == 0) || (c == '}' && depth == 0) {
+        let line_end = c == '\n' && !current.trim_end().ends_with("->");
+        if (c == ';' || c == '}' || line_end) && depth == 0 && !current.trim().is_empty() {
             items.push(std::mem::take(&mut current));
         }
     }
@@ -326,65 +327,87 @@ pub struct Compiled {
     pub from_cache: bool,
 }
 
-/// Compiles `entries` in parallel (at most `threads` at once), logging progress. Returns
-/// one result per entry, in order.
+/// A compiled module and whether it came from the cache, or why it does not compile.
+type ModuleResult = Result<(Component, bool), String>;
+
+/// Compiles `entries` in parallel (at most `threads` at once), logging progress. Entries
+/// with the same module bytes share one compilation. Returns one result per entry, in
+/// order.
 pub fn compile_all(
     engine: &Engine,
     cache: &CompileCache,
     entries: &[(Arc<Entry>, &WasmSpec)],
     threads: usize,
 ) -> Vec<Result<Compiled, FieldError>> {
-    let n = entries.len();
-    let next = AtomicUsize::new(0);
-    let done = AtomicUsize::new(0);
-    let results: Mutex<Vec<Option<Result<Compiled, FieldError>>>> =
-        Mutex::new((0..n).map(|_| None).collect());
-    let one = |i: usize| {
-        let (entry, spec) = &entries[i];
-        let result = component_bytes(spec).and_then(|bytes| {
-            let sha256 = sha256_hex(&bytes);
-            cache
-                .load_or_compile(engine, &sha256, &bytes)
-                .map(|(component, from_cache)| Compiled {
-                    component,
-                    sha256,
-                    from_cache,
-                })
-                .map_err(|e| {
-                    let field = match spec.source {
-                        WasmSource::Wat { .. } => "source",
-                        WasmSource::Binary { .. } => "path",
-                    };
-                    (
-                        field,
-                        format!("does not compile: {}", super::error_text(&e)),
-                    )
-                })
-        });
-        let k = done.fetch_add(1, Ordering::Relaxed) + 1;
-        match &result {
-            Ok(c) if c.from_cache => tracing::debug!("done {k}/{n} {} (from cache)", entry.id),
-            Ok(_) => tracing::debug!("done {k}/{n} {}", entry.id),
-            Err((field, m)) => tracing::debug!("done {k}/{n} {}: failed: {field}: {m}", entry.id),
+    // Component bytes of every entry, and the distinct modules among them.
+    let prepared: Vec<Result<(String, Vec<u8>), FieldError>> = entries
+        .iter()
+        .map(|(_, spec)| component_bytes(spec).map(|b| (sha256_hex(&b), b)))
+        .collect();
+    let mut unique: Vec<(usize, &str, &[u8])> = Vec::new();
+    for (i, p) in prepared.iter().enumerate() {
+        if let Ok((sha, bytes)) = p {
+            if !unique.iter().any(|(_, s, _)| s == sha) {
+                unique.push((i, sha.as_str(), bytes.as_slice()));
+            }
         }
-        results.lock()[i] = Some(result);
-    };
+    }
+    let n = unique.len();
+    let next = AtomicUsize::new(0);
+    let done: Mutex<Vec<Option<ModuleResult>>> = Mutex::new((0..n).map(|_| None).collect());
     let threads = threads.clamp(1, n.max(1));
     std::thread::scope(|s| {
         for _ in 0..threads {
             s.spawn(|| loop {
-                let i = next.fetch_add(1, Ordering::Relaxed);
-                if i >= n {
+                let k = next.fetch_add(1, Ordering::Relaxed);
+                if k >= n {
                     break;
                 }
-                tracing::info!("compiling {}/{n} {}", i + 1, entries[i].0.id);
-                one(i);
+                let (first, sha, bytes) = unique[k];
+                let id = &entries[first].0.id;
+                tracing::info!("compiling {}/{n} {id}", k + 1);
+                let r = cache
+                    .load_or_compile(engine, sha, bytes)
+                    .map_err(|e| super::error_text(&e));
+                match &r {
+                    Ok((_, true)) => tracing::debug!("{id}: loaded from the compile cache"),
+                    Ok((_, false)) => tracing::debug!("{id}: compiled"),
+                    Err(m) => tracing::debug!("{id}: does not compile: {m}"),
+                }
+                done.lock()[k] = Some(r);
             });
         }
     });
-    results
+    let done: Vec<ModuleResult> = done
         .into_inner()
         .into_iter()
-        .map(|r| r.expect("every entry was compiled"))
+        .map(|r| r.expect("every module was compiled"))
+        .collect();
+    let keys: Vec<String> = unique.iter().map(|(_, s, _)| s.to_string()).collect();
+    drop(unique);
+    prepared
+        .into_iter()
+        .zip(entries)
+        .map(|(p, (_, spec))| {
+            let (sha256, _) = p?;
+            let k = keys
+                .iter()
+                .position(|s| *s == sha256)
+                .expect("every module is in the unique list");
+            match &done[k] {
+                Ok((component, from_cache)) => Ok(Compiled {
+                    component: component.clone(),
+                    sha256,
+                    from_cache: *from_cache,
+                }),
+                Err(m) => {
+                    let field = match spec.source {
+                        WasmSource::Wat { .. } => "source",
+                        WasmSource::Binary { .. } => "path",
+                    };
+                    Err((field, format!("does not compile: {m}")))
+                }
+            }
+        })
         .collect()
 }

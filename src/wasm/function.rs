@@ -7,9 +7,11 @@
 //! call, so a trap or a timeout never affects the next one.
 
 use std::path::PathBuf;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use futures::FutureExt;
+use tokio::sync::Semaphore;
 use wasmtime::component::types::Type;
 use wasmtime::component::{ComponentExportIndex, InstancePre, ResourceTable, Val};
 use wasmtime::{Engine, Store, Trap, UpdateDeadline};
@@ -71,6 +73,7 @@ pub struct WasmFunction {
     wasi: WasiPlan,
     limits: WasmLimits,
     from_cache: bool,
+    slots: Option<Arc<Semaphore>>,
 }
 
 impl WasmFunction {
@@ -87,6 +90,7 @@ impl WasmFunction {
         wasi: WasiPlan,
         limits: WasmLimits,
         from_cache: bool,
+        slots: Option<Arc<Semaphore>>,
     ) -> WasmFunction {
         let name = method
             .rsplit_once('#')
@@ -104,6 +108,7 @@ impl WasmFunction {
             wasi,
             limits,
             from_cache,
+            slots,
         }
     }
 
@@ -245,6 +250,17 @@ impl WasmFunction {
     pub async fn call(&self, args: Vec<Value>, ctx: &CallContext) -> Result<WasmResult, CallError> {
         let params = self.convert_args(&args)?;
         tracing::trace!(function = %self.id, actor = ?ctx.actor, "wasm call");
+        // With the pooling allocator, wait for a free instance slot instead of failing
+        // (held until the store is gone: locals drop in reverse order).
+        let _slot = match &self.slots {
+            Some(slots) => Some(slots.clone().acquire_owned().await.map_err(|_| {
+                CallError::new(
+                    "UNAVAILABLE",
+                    format!("function {}: the wasm engine is closed", self.id),
+                )
+            })?),
+            None => None,
+        };
         let max = self.limits.max_execution_ms.map(Duration::from_millis);
         let deadline = max.map(|d| Instant::now() + d);
         let mut store = self.new_store(deadline)?;
@@ -323,7 +339,7 @@ impl WasmFunction {
             if *t == Trap::Interrupt {
                 return self.timeout_error();
             }
-            return CallError::new("INTERNAL", format!("function {}: wasm trap: {t}", self.id));
+            return CallError::new("INTERNAL", format!("function {}: {t}", self.id));
         }
         if let Some(exit) = e
             .chain()

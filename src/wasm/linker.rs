@@ -25,6 +25,7 @@ use std::collections::HashMap;
 use std::sync::Arc;
 
 use parking_lot::Mutex;
+use wasmtime::component::types::ComponentItem;
 use wasmtime::component::{Component, HasData, Linker, ResourceTable};
 use wasmtime::Engine;
 use wasmtime_wasi::cli::{WasiCli, WasiCliView};
@@ -88,7 +89,12 @@ pub fn groups_granting(name: &str) -> &'static [&'static str] {
 pub fn check_imports(component: &Component, engine: &Engine, groups: &[String]) -> Vec<String> {
     let mut problems = Vec::new();
     let ty = component.component_type();
-    for (name, _) in ty.imports(engine) {
+    for (name, import) in ty.imports(engine) {
+        if types_only(&import.ty, engine) {
+            // An interface imported only for its (non-resource) types, like the
+            // `test:mapper/types` of a world that `use`s them: nothing to provide.
+            continue;
+        }
         let granting = groups_granting(name);
         if granting.iter().any(|g| groups.iter().any(|have| have == g)) {
             continue;
@@ -109,6 +115,19 @@ pub fn check_imports(component: &Component, engine: &Engine, groups: &[String]) 
         problems.push(message);
     }
     problems
+}
+
+/// Whether `item` needs nothing from the host: an instance that exports only value types
+/// (no functions, no resources), or a type alias at the root (its interface is checked as
+/// its own import).
+fn types_only(item: &ComponentItem, engine: &Engine) -> bool {
+    match item {
+        ComponentItem::Type(_) | ComponentItem::Resource(_) => true,
+        ComponentItem::ComponentInstance(i) => i
+            .exports(engine)
+            .all(|(_, e)| matches!(e.ty, ComponentItem::Type(_))),
+        _ => false,
+    }
 }
 
 /// Resource-table access for the `wasi:io` bindings.

@@ -129,6 +129,11 @@ pub fn compile_registry_with(
     let cache = CompileCache::new(options.cache_dir.clone(), &engine);
     let compiled = compile::compile_all(&engine, &cache, &entries, options.threads);
     let linkers = LinkerCache::new(&engine);
+    // One permit per pooled component-instance slot (see `EngineOptions::pooling`).
+    let slots = options
+        .engine
+        .pooling
+        .map(|n| Arc::new(tokio::sync::Semaphore::new(n as usize)));
     let mut errors = Vec::new();
     let mut functions = BTreeMap::new();
     for ((entry, spec), result) in entries.iter().zip(compiled) {
@@ -140,7 +145,7 @@ pub fn compile_registry_with(
         };
         match result {
             Err((field, message)) => errors.push(err(field, message)),
-            Ok(c) => match link(reg, &engine, &linkers, entry, spec, c) {
+            Ok(c) => match link(reg, &engine, &linkers, entry, spec, c, &slots) {
                 Ok(f) => {
                     functions.insert(entry.id.clone(), Arc::new(f));
                 }
@@ -262,6 +267,7 @@ fn link(
     entry: &Entry,
     spec: &WasmSpec,
     compiled: Compiled,
+    slots: &Option<Arc<tokio::sync::Semaphore>>,
 ) -> Result<WasmFunction, Vec<(String, String)>> {
     let mut problems: Vec<(String, String)> = Vec::new();
     let component = &compiled.component;
@@ -336,6 +342,7 @@ fn link(
             wasi,
             spec.limits.clone(),
             compiled.from_cache,
+            slots.clone(),
         )),
         _ => Err(problems),
     }

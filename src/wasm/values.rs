@@ -524,3 +524,153 @@ pub fn from_val(v: &Val) -> Value {
 pub fn placeholder() -> Val {
     Val::Bool(false)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The parameter types of `f` in a world with `decls` (types) and `export f: <sig>`.
+    fn params(decls: &str, sig: &str) -> Vec<Type> {
+        let text = format!("package t:t;\nworld w {{\n{decls}\nexport f: {sig};\n}}\n");
+        let mut resolve = wit_parser::Resolve::default();
+        let pkg = resolve.push_source("t.wit", &text).unwrap();
+        let world = resolve.select_world(&[pkg], None).unwrap();
+        let mut module =
+            wit_component::dummy_module(&resolve, world, wit_parser::ManglingAndAbi::Standard32);
+        wit_component::embed_component_metadata(
+            &mut module,
+            &resolve,
+            world,
+            wit_component::StringEncoding::UTF8,
+        )
+        .unwrap();
+        let bytes = wit_component::ComponentEncoder::default()
+            .module(&module)
+            .unwrap()
+            .encode()
+            .unwrap();
+        let engine = wasmtime::Engine::default();
+        let component = wasmtime::component::Component::new(&engine, &bytes).unwrap();
+        match component.get_export(None, "f") {
+            Some((wasmtime::component::types::ComponentItem::ComponentFunc(f), _)) => {
+                f.params().map(|(_, t)| t).collect()
+            }
+            _ => panic!("no f"),
+        }
+    }
+
+    fn s(x: &str) -> Value {
+        Value::str(x)
+    }
+
+    fn err(v: &Value, ty: &Type) -> String {
+        let e = to_val(v, ty).unwrap_err();
+        format!("{}: {}", e.path, e.message)
+    }
+
+    #[test]
+    fn wasm_values_scalars() {
+        let t = params(
+            "",
+            "func(c: char, x: f64, y: f32, big: u64, small: s16, b: bool)",
+        );
+        assert_eq!(to_val(&s("é"), &t[0]).unwrap(), Val::Char('é'));
+        assert_eq!(
+            err(&s("ab"), &t[0]),
+            ": expected char (a one-character string), got a string of 2 characters"
+        );
+        assert_eq!(to_val(&Value::Int(2), &t[1]).unwrap(), Val::Float64(2.0));
+        assert_eq!(to_val(&Value::Num(0.5), &t[2]).unwrap(), Val::Float32(0.5));
+        assert_eq!(err(&s("1"), &t[1]), ": expected f64, got string");
+        assert_eq!(
+            to_val(&Value::Int(i64::MAX), &t[3]).unwrap(),
+            Val::U64(i64::MAX as u64)
+        );
+        assert_eq!(
+            to_val(&Value::Num(1.8e19), &t[3]).unwrap_err().message,
+            "expected u64, got number 18000000000000000000 (not an integer)"
+        );
+        assert_eq!(from_val(&Val::U64(u64::MAX)), Value::Num(u64::MAX as f64));
+        assert_eq!(
+            err(&Value::Int(40000), &t[4]),
+            ": 40000 is out of range for s16 (-32768..32767)"
+        );
+        assert_eq!(err(&Value::Nil, &t[5]), ": expected bool, got nil");
+        assert_eq!(from_val(&Val::Char('x')), s("x"));
+        assert_eq!(from_val(&Val::Float32(1.5)), Value::Num(1.5));
+    }
+
+    #[test]
+    fn wasm_values_compound() {
+        let t = params(
+            "record cfg { name: string, max-port: option<u16> }",
+            "func(bytes: list<u8>, pairs: list<tuple<u8, string>>, r: result<u32, string>, c: cfg, o: option<option<u8>>)",
+        );
+        assert_eq!(
+            to_val(&s("hi"), &t[0]).unwrap(),
+            Val::List(vec![Val::U8(b'h'), Val::U8(b'i')])
+        );
+        let pairs = Value::Array(vec![
+            Value::Array(vec![Value::Int(1), s("a")]),
+            Value::Array(vec![Value::Int(2)]),
+        ]);
+        assert_eq!(
+            err(&pairs, &t[1]),
+            "[2]: expected tuple<u8, string> (an array of 2 elements), got 1 elements"
+        );
+        let pairs = Value::Array(vec![Value::Array(vec![Value::Int(1), Value::Int(2)])]);
+        assert_eq!(err(&pairs, &t[1]), "[1][2]: expected string, got number");
+        let ok = Value::Map(vec![(s("ok"), Value::Int(3))]);
+        assert_eq!(
+            to_val(&ok, &t[2]).unwrap(),
+            Val::Result(Ok(Some(Box::new(Val::U32(3)))))
+        );
+        let bad = Value::Map(vec![(s("maybe"), Value::Int(3))]);
+        assert_eq!(
+            err(&bad, &t[2]),
+            ": unknown result case \"maybe\" (expected one of: ok, err)"
+        );
+        // A missing option field is none; snake_case input works.
+        let cfg = Value::Map(vec![(s("name"), s("x"))]);
+        assert_eq!(
+            to_val(&cfg, &t[3]).unwrap(),
+            Val::Record(vec![
+                ("name".into(), Val::String("x".into())),
+                ("max-port".into(), Val::Option(None)),
+            ])
+        );
+        let cfg = Value::Map(vec![(s("name"), s("x")), (s("max_port"), Value::Int(80))]);
+        assert_eq!(
+            from_val(&to_val(&cfg, &t[3]).unwrap()),
+            Value::Map(vec![(s("name"), s("x")), (s("max-port"), Value::Int(80))])
+        );
+        assert_eq!(
+            err(
+                &Value::Map(vec![(s("name"), s("x")), (s("max-port"), Value::Int(-1))]),
+                &t[3]
+            ),
+            ".max-port: -1 is out of range for u16 (0..65535)"
+        );
+        assert_eq!(to_val(&Value::Nil, &t[4]).unwrap(), Val::Option(None));
+        assert_eq!(
+            from_val(&Val::Result(Err(Some(Box::new(Val::String("e".into())))))),
+            Value::Map(vec![(s("err"), s("e"))])
+        );
+        assert_eq!(
+            from_val(&Val::Result(Ok(None))),
+            Value::Map(vec![(s("ok"), Value::Bool(true))])
+        );
+        assert_eq!(type_name(&t[1]), "list<tuple<u8, string>>");
+        assert_eq!(type_name(&t[2]), "result<u32, string>");
+        assert_eq!(type_name(&t[4]), "option<option<u8>>");
+    }
+
+    #[test]
+    fn wasm_values_resources_are_unsupported() {
+        let t = params("resource thing;", "func(t: list<borrow<thing>>)");
+        assert_eq!(
+            unsupported(&t[0]).as_deref(),
+            Some("resources are not supported yet")
+        );
+    }
+}
