@@ -174,6 +174,10 @@ pub fn main() -> i32 {
 fn check(dir: &Path) -> i32 {
     match load(dir) {
         Ok(r) => {
+            if let Err(errs) = crate::wasm::compile_registry(&r) {
+                print_errors(&errs, &app_dir(dir));
+                return 1;
+            }
             println!(
                 "ok: {} entries in {}",
                 r.entries.len(),

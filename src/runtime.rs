@@ -46,6 +46,13 @@ impl Runtime {
                 .collect::<Vec<_>>()
                 .join("\n"))
         })?;
+        let wasm = Arc::new(crate::wasm::compile_registry(&registry).map_err(|errs| {
+            anyhow::anyhow!(errs
+                .iter()
+                .map(|e| e.to_string())
+                .collect::<Vec<_>>()
+                .join("\n"))
+        })?);
         let registry = Arc::new(registry);
         let node_name = std::env::var("WARDEN_NODE").unwrap_or_else(|_| "local".into());
         let node = Node::new(&node_name, registry.clone(), launchers());
@@ -81,6 +88,21 @@ impl Runtime {
                 id
             }
         };
+        node.functions.register(
+            "function.lua",
+            Arc::new(lua::funcs::LuaExecutor {
+                node: Arc::downgrade(&node),
+            }),
+        );
+        for kind in ["function.wat", "function.wasm"] {
+            node.functions.register(
+                kind,
+                Arc::new(crate::wasm::WasmExecutor {
+                    runtime: wasm.clone(),
+                }),
+            );
+        }
+        node.set_ext(wasm);
         let sup = Supervision::new(node.clone(), specs, default_host.clone()).await?;
         node.set_ext(sup.clone());
         sup.start_auto().await;

@@ -572,7 +572,10 @@ async fn process_failures_report_lua_errors_and_non_string_errors() {
     }
     match run("deep").await.unwrap() {
         Exit::Error(e) => {
-            assert!(e.ends_with("stack overflow") && !e.contains('\n'), "one line: {e}")
+            assert!(
+                e.ends_with("stack overflow") && !e.contains('\n'),
+                "one line: {e}"
+            )
         }
         other => panic!("{other:?}"),
     }

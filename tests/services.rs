@@ -324,8 +324,7 @@ fn check_errors(yaml_entries: &str) -> String {
     .unwrap();
     let reg = load_dir(d.path()).unwrap();
     warden::supervision::spec::check(&reg)
-        .err()
-        .expect("expected errors")
+        .expect_err("expected errors")
         .iter()
         .map(|e| e.to_string())
         .collect::<Vec<_>>()

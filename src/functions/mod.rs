@@ -11,6 +11,7 @@
 use crate::registry::{Entry, EntrySpec, Id, PoolKind, PoolSpec, Registry};
 use crate::value::Value;
 use dashmap::DashMap;
+use futures::future::LocalBoxFuture;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
@@ -27,10 +28,13 @@ pub const FUNCTION_KINDS: &[&str] = &["function.lua", "function.wat", "function.
 #[derive(Clone, Debug, PartialEq, thiserror::Error)]
 #[error("{message}")]
 pub struct CallError {
-    /// `INVALID`, `NOT_FOUND`, `TIMEOUT`, `CANCELED`, `INTERNAL`, ...
+    /// `INVALID`, `NOT_FOUND`, `TIMEOUT`, `CANCELED`, `INTERNAL`, `FAILED`, ...
     pub kind: &'static str,
     /// One line.
     pub message: String,
+    /// The error value the function returned, when it returned one (a WIT `result`'s error
+    /// case): callers get this value as `err`, mapped like any value.
+    pub payload: Option<Value>,
 }
 
 impl CallError {
@@ -39,8 +43,32 @@ impl CallError {
         CallError {
             kind,
             message: message.into(),
+            payload: None,
         }
     }
+
+    /// The error value a function returned (kind FAILED).
+    pub fn returned(payload: Value) -> CallError {
+        CallError {
+            kind: "FAILED",
+            message: crate::value::display(&payload),
+            payload: Some(payload),
+        }
+    }
+}
+
+/// Runs the calls of one kind of function entry (registered per kind by the runtime:
+/// `function.lua` by the Lua host, `function.wat` / `function.wasm` by the WebAssembly
+/// engine). It runs on the caller's worker thread, after the pool granted a worker.
+pub trait Executor: Send + Sync {
+    /// Runs one call of `pool`'s function; must give up at `deadline`.
+    fn execute(
+        &self,
+        pool: Arc<Pool>,
+        args: Vec<Value>,
+        context: Arc<CallContext>,
+        deadline: Instant,
+    ) -> LocalBoxFuture<'static, Result<Value, CallError>>;
 }
 
 /// What travels with a call: who started the chain of calls, and the values set with
@@ -212,13 +240,52 @@ impl Pool {
     }
 }
 
-/// The pools of a node, by function id.
+/// The pools of a node, by function id, and the executors by entry kind.
 #[derive(Default)]
 pub struct FunctionTable {
     pools: DashMap<Id, Arc<Pool>>,
+    executors: DashMap<&'static str, Arc<dyn Executor>>,
 }
 
 impl FunctionTable {
+    /// Registers the executor of an entry kind.
+    pub fn register(&self, kind: &'static str, executor: Arc<dyn Executor>) {
+        self.executors.insert(kind, executor);
+    }
+
+    /// Calls function `target`: resolves it, waits for a worker of its pool (until the
+    /// deadline), and runs it with the executor of its kind.
+    pub async fn call(
+        &self,
+        registry: &Registry,
+        target: &str,
+        args: Vec<Value>,
+        context: Arc<CallContext>,
+        timeout: Duration,
+    ) -> Result<Value, CallError> {
+        let deadline = Instant::now() + timeout;
+        let pool = self.resolve(registry, target)?;
+        let executor = self
+            .executors
+            .get(pool.entry.kind.as_str())
+            .map(|e| e.clone())
+            .ok_or_else(|| {
+                CallError::new(
+                    "UNAVAILABLE",
+                    format!(
+                        "function {}: no executor for kind {} in this runtime",
+                        pool.entry.id, pool.entry.kind
+                    ),
+                )
+            })?;
+        let permit = pool.acquire(deadline).await?;
+        let result = executor
+            .execute(pool.clone(), args, context, deadline)
+            .await;
+        drop(permit);
+        result
+    }
+
     /// Checks `target` and finds its pool in `registry`.
     /// Errors: empty target, missing namespace or name -> INVALID; unknown id or an entry
     /// that is not a function -> NOT_FOUND.
@@ -246,6 +313,7 @@ impl FunctionTable {
         }
         let spec = match &entry.spec {
             EntrySpec::FunctionLua(l) => l.pool.clone().unwrap_or_default(),
+            EntrySpec::Wasm(w) => w.pool.clone().unwrap_or_default(),
             _ => PoolSpec::default(),
         };
         let pool = Arc::new(Pool::new(entry.clone(), spec));

@@ -89,43 +89,55 @@ fn put_instance(w: &LuaWorker, pool: &Pool, f: Function, env: Table) {
     }
 }
 
-/// The error a function returned as `nil, err`.
+/// The error a function returned as `nil, err`: an error object keeps its kind, a string
+/// becomes a FAILED error with that message, any other value reaches the caller as is.
 fn returned_error(v: &mlua::Value) -> CallError {
     match v {
         mlua::Value::UserData(ud) => match ud.borrow::<LuaError>() {
             Ok(e) => CallError::new(e.kind, e.message.clone()),
-            Err(_) => CallError::new("INTERNAL", "function returned an error object"),
+            Err(_) => CallError::new("FAILED", "function returned an error object"),
         },
-        mlua::Value::String(s) => CallError::new("INTERNAL", s.to_string_lossy()),
-        other => CallError::new(
-            "INTERNAL",
-            value::from_lua(other)
-                .map(|v| value::display(&v))
-                .unwrap_or_else(|_| other.type_name().to_string()),
-        ),
+        mlua::Value::String(s) => CallError::new("FAILED", s.to_string_lossy()),
+        other => match value::from_lua(other) {
+            Ok(v) => CallError::returned(v),
+            Err(e) => CallError::new(
+                "FAILED",
+                format!("function returned an error that cannot be copied: {e}"),
+            ),
+        },
     }
 }
 
-/// Calls function `target` with `args` from this worker thread and returns its result.
-pub async fn execute(
+/// Runs `function.lua` calls (the executor of that kind).
+pub struct LuaExecutor {
+    /// The node whose functions these are (weak: the node owns its executors).
+    pub node: std::sync::Weak<Node>,
+}
+
+impl crate::functions::Executor for LuaExecutor {
+    fn execute(
+        &self,
+        pool: Arc<Pool>,
+        args: Vec<Value>,
+        context: Arc<CallContext>,
+        deadline: Instant,
+    ) -> futures::future::LocalBoxFuture<'static, Result<Value, CallError>> {
+        let node = self.node.upgrade();
+        Box::pin(async move {
+            let node = node.ok_or_else(|| CallError::new("UNAVAILABLE", "the runtime stopped"))?;
+            run_lua_function(node, pool, args, context, deadline).await
+        })
+    }
+}
+
+/// Runs one call of a `function.lua` on this worker thread (the pool granted a worker).
+async fn run_lua_function(
     node: Arc<Node>,
-    target: String,
+    pool: Arc<Pool>,
     args: Vec<Value>,
     context: Arc<CallContext>,
-    timeout: Duration,
+    deadline: Instant,
 ) -> Result<Value, CallError> {
-    let deadline = Instant::now() + timeout;
-    let pool = node.functions.resolve(&node.registry(), &target)?;
-    if pool.entry.kind != "function.lua" {
-        return Err(CallError::new(
-            "UNAVAILABLE",
-            format!(
-                "function {}: kind {} cannot be called yet",
-                pool.entry.id, pool.entry.kind
-            ),
-        ));
-    }
-    let permit = pool.acquire(deadline).await?;
     let internal = |e: mlua::Error| CallError::new("INTERNAL", super::errors::message(&e));
     let w = worker().map_err(internal)?;
     let entry = pool.entry.clone();
@@ -173,14 +185,10 @@ pub async fn execute(
         },
     )
     .await;
-    let result = match outcome {
+    match outcome {
         Err(_) => Err(CallError::new(
             "TIMEOUT",
-            format!(
-                "function {}: timed out after {}",
-                entry.id,
-                humantime::format_duration(timeout)
-            ),
+            format!("function {}: timed out", entry.id),
         )),
         Ok(Err(e)) => match call.interrupted() {
             Some(why) => Err(CallError::new("TIMEOUT", why)),
@@ -202,9 +210,20 @@ pub async fn execute(
                 }),
             }
         }
-    };
-    drop(permit);
-    result
+    }
+}
+
+/// Calls function `target` with `args` from this worker thread and returns its result.
+pub async fn execute(
+    node: Arc<Node>,
+    target: String,
+    args: Vec<Value>,
+    context: Arc<CallContext>,
+    timeout: Duration,
+) -> Result<Value, CallError> {
+    node.functions
+        .call(&node.registry(), &target, args, context, timeout)
+        .await
 }
 
 /// The node and context of whoever calls now (a process or a function).
@@ -267,8 +286,15 @@ fn prepare(
     )))
 }
 
+/// `nil, err` for Lua: the returned error value when there is one, else an error object.
 fn nil_err(lua: &Lua, e: CallError) -> mlua::Result<MultiValue> {
-    LuaError::new(e.kind, e.message).into_nil_err(lua)
+    match &e.payload {
+        Some(p) => Ok(MultiValue::from_vec(vec![
+            mlua::Value::Nil,
+            value::to_lua(lua, p)?,
+        ])),
+        None => LuaError::new(e.kind, e.message).into_nil_err(lua),
+    }
 }
 
 async fn call_with(

@@ -12,7 +12,9 @@
 //!   [`EngineOptions::memory_reservation`] (16 MiB) + a 64 KiB guard, and moves when it
 //!   grows beyond (with 16 MiB more headroom), so 100k instances need ~1.6 TiB of address
 //!   space (not memory) instead of 600 TiB. The price is explicit bounds checks in
-//!   compiled code.
+//!   compiled code. Measured with 200 live `sleep-test.wasm` calls (test
+//!   `two_hundred_concurrent_sleeps_on_one_thread`): +17.1 MiB virtual (the memory
+//!   reservation and the call's fiber stack) and +29 KiB RSS per live instance.
 //!
 //! Pooling allocator, measured on this machine (2 cores, `complex.wasm` `echo-point`,
 //! instantiate from an `InstancePre` + one call, a new Store each time, best of 3 rounds

@@ -4,7 +4,9 @@
 //! context and memory cap), instantiates the component from the entry's `InstancePre`
 //! (linked once, at load) and calls the export asynchronously: a guest waiting on a
 //! pollable or a clock suspends the calling task, not its thread. Nothing survives a
-//! call, so a trap or a timeout never affects the next one.
+//! call, so a trap or a timeout never affects the next one. Calls must run inside a tokio
+//! runtime with time and I/O enabled (a `current_thread` one is enough): the host side of
+//! WASI is built on tokio.
 
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -22,6 +24,7 @@ use super::values::{self, type_name};
 use crate::functions::{CallContext, CallError};
 use crate::registry::{Id, WasmLimits};
 use crate::value::Value;
+use wasmtime::component::Func;
 
 /// What a successful call returned. A WIT `result<T, E>` return is split: its `ok` value
 /// is `Ok`, its `err` value is `Err` (the Lua side returns `nil, err`). Any other return
@@ -74,6 +77,15 @@ pub struct WasmFunction {
     limits: WasmLimits,
     from_cache: bool,
     slots: Option<Arc<Semaphore>>,
+    /// Instances kept between calls by pools that reuse workers.
+    idle: parking_lot::Mutex<Vec<Warm>>,
+}
+
+/// An instantiated component ready for another call.
+struct Warm {
+    store: Store<StoreState>,
+    func: Func,
+    _slot: Option<tokio::sync::OwnedSemaphorePermit>,
 }
 
 impl WasmFunction {
@@ -109,6 +121,7 @@ impl WasmFunction {
             limits,
             from_cache,
             slots,
+            idle: parking_lot::Mutex::new(Vec::new()),
         }
     }
 
@@ -192,8 +205,9 @@ impl WasmFunction {
             .collect()
     }
 
-    /// A fresh store with this entry's WASI context, memory cap and epoch deadline.
-    fn new_store(&self, deadline: Option<Instant>) -> Result<Store<StoreState>, CallError> {
+    /// A fresh store with this entry's WASI context and memory cap; the epoch callback
+    /// enforces the deadline of whichever call runs.
+    fn new_store(&self) -> Result<Store<StoreState>, CallError> {
         let mut b = WasiCtxBuilder::new();
         b.args(&self.wasi.args);
         for (k, v) in &self.wasi.env {
@@ -226,14 +240,15 @@ impl WasmFunction {
             limiter: MemoryLimiter {
                 max_memory: self.limits.max_memory,
             },
+            deadline: None,
         };
         let mut store = Store::new(&self.engine, state);
         store.limiter(|s| &mut s.limiter);
         // Every epoch tick a running guest yields to the executor (so a busy guest cannot
         // starve the other tasks of its thread); past the deadline it is interrupted.
         store.set_epoch_deadline(1);
-        store.epoch_deadline_callback(move |_| {
-            if deadline.is_some_and(|d| Instant::now() >= d) {
+        store.epoch_deadline_callback(move |ctx| {
+            if ctx.data().deadline.is_some_and(|d| Instant::now() >= d) {
                 return Err(wasmtime::Error::new(DeadlineExceeded));
             }
             Ok(UpdateDeadline::YieldCustom(
@@ -244,34 +259,44 @@ impl WasmFunction {
         Ok(store)
     }
 
-    /// Calls the function with `args`. Errors: INVALID for arguments that do not fit the
-    /// WIT signature, TIMEOUT past `max_execution_ms`, INTERNAL for a trap (the message
-    /// carries the trap text), a refused memory growth or a failed instantiation.
+    /// Calls the function with `args` in a fresh instance. Errors: INVALID for arguments
+    /// that do not fit the WIT signature, TIMEOUT past `max_execution_ms`, INTERNAL for a
+    /// trap (the message carries the trap text), a refused memory growth or a failed
+    /// instantiation.
     pub async fn call(&self, args: Vec<Value>, ctx: &CallContext) -> Result<WasmResult, CallError> {
+        self.call_keeping(args, ctx, 0).await
+    }
+
+    /// Like [`call`](Self::call), but reuses an idle instance when there is one and keeps
+    /// the instance afterwards when fewer than `keep` are idle (pools that keep workers).
+    /// An instance that trapped or timed out is never kept.
+    pub async fn call_keeping(
+        &self,
+        args: Vec<Value>,
+        ctx: &CallContext,
+        keep: usize,
+    ) -> Result<WasmResult, CallError> {
         let params = self.convert_args(&args)?;
         tracing::trace!(function = %self.id, actor = ?ctx.actor, "wasm call");
-        // With the pooling allocator, wait for a free instance slot instead of failing
-        // (held until the store is gone: locals drop in reverse order).
-        let _slot = match &self.slots {
-            Some(slots) => Some(slots.clone().acquire_owned().await.map_err(|_| {
-                CallError::new(
-                    "UNAVAILABLE",
-                    format!("function {}: the wasm engine is closed", self.id),
-                )
-            })?),
-            None => None,
-        };
         let max = self.limits.max_execution_ms.map(Duration::from_millis);
         let deadline = max.map(|d| Instant::now() + d);
-        let mut store = self.new_store(deadline)?;
+        let warm = if keep > 0 {
+            self.idle.lock().pop()
+        } else {
+            None
+        };
+        let mut warm = match warm {
+            Some(w) => w,
+            None => self.instantiate(deadline).await?,
+        };
+        warm.store.data_mut().deadline = deadline;
+        warm.store.set_epoch_deadline(1);
         let n_results = usize::from(self.result.is_some());
+        let func = warm.func;
+        let store = &mut warm.store;
         let run = async {
-            let instance = self.pre.instantiate_async(&mut store).await?;
-            let func = instance
-                .get_func(&mut store, self.export)
-                .ok_or_else(|| wasmtime::format_err!("export {} not found", self.method))?;
             let mut results = vec![values::placeholder(); n_results];
-            func.call_async(&mut store, &params, &mut results).await?;
+            func.call_async(&mut *store, &params, &mut results).await?;
             Ok::<_, wasmtime::Error>(results)
         };
         let guarded = std::panic::AssertUnwindSafe(run).catch_unwind();
@@ -299,6 +324,12 @@ impl WasmFunction {
                 ));
             }
         };
+        if keep > 0 {
+            let mut idle = self.idle.lock();
+            if idle.len() < keep {
+                idle.push(warm);
+            }
+        }
         Ok(match results.first() {
             None => WasmResult::Ok(Value::Nil),
             Some(Val::Result(r)) if matches!(self.result, Some(Type::Result(_))) => match r {
@@ -310,6 +341,37 @@ impl WasmFunction {
                 ),
             },
             Some(v) => WasmResult::Ok(values::from_val(v)),
+        })
+    }
+
+    /// A new instance (waiting for a pooling-allocator slot when the engine has them).
+    async fn instantiate(&self, deadline: Option<Instant>) -> Result<Warm, CallError> {
+        let slot = match &self.slots {
+            Some(slots) => Some(slots.clone().acquire_owned().await.map_err(|_| {
+                CallError::new(
+                    "UNAVAILABLE",
+                    format!("function {}: the wasm engine is closed", self.id),
+                )
+            })?),
+            None => None,
+        };
+        let mut store = self.new_store()?;
+        store.data_mut().deadline = deadline;
+        let instance = self
+            .pre
+            .instantiate_async(&mut store)
+            .await
+            .map_err(|e| self.map_error(&e))?;
+        let func = instance.get_func(&mut store, self.export).ok_or_else(|| {
+            CallError::new(
+                "INTERNAL",
+                format!("function {}: export {} not found", self.id, self.method),
+            )
+        })?;
+        Ok(Warm {
+            store,
+            func,
+            _slot: slot,
         })
     }
 

@@ -35,7 +35,9 @@ use wasmtime::component::types::{ComponentFunc, ComponentItem};
 use wasmtime::component::{Component, ComponentExportIndex};
 use wasmtime::Engine;
 
+use crate::functions::{CallContext, CallError};
 use crate::registry::{Entry, EntrySpec, Id, LoadError, Registry, WasmSpec};
+use crate::value::Value;
 use compile::{CompileCache, Compiled};
 use linker::LinkerCache;
 
@@ -410,4 +412,46 @@ pub fn error_text(e: &wasmtime::Error) -> String {
         }
     }
     parts.join(": ")
+}
+
+/// Runs `function.wat` and `function.wasm` calls (the executor of those kinds): a pool
+/// that keeps workers (static, adaptive, default) reuses warm instances, up to its size;
+/// inline and lazy pools instantiate per call.
+pub struct WasmExecutor {
+    /// The compiled functions.
+    pub runtime: Arc<WasmRuntime>,
+}
+
+impl crate::functions::Executor for WasmExecutor {
+    fn execute(
+        &self,
+        pool: Arc<crate::functions::Pool>,
+        args: Vec<Value>,
+        context: Arc<CallContext>,
+        deadline: tokio::time::Instant,
+    ) -> futures::future::LocalBoxFuture<'static, Result<Value, CallError>> {
+        let f = self.runtime.function(&pool.entry.id);
+        Box::pin(async move {
+            let f = f.ok_or_else(|| {
+                CallError::new(
+                    "NOT_FOUND",
+                    format!("function {} was not compiled", pool.entry.id),
+                )
+            })?;
+            let keep = if pool.keeps_instances() {
+                pool.spec.max_size.min(256)
+            } else {
+                0
+            };
+            match tokio::time::timeout_at(deadline, f.call_keeping(args, &context, keep)).await {
+                Err(_) => Err(CallError::new(
+                    "TIMEOUT",
+                    format!("function {}: timed out", pool.entry.id),
+                )),
+                Ok(Ok(WasmResult::Ok(v))) => Ok(v),
+                Ok(Ok(WasmResult::Err(payload))) => Err(CallError::returned(payload)),
+                Ok(Err(e)) => Err(e),
+            }
+        })
+    }
 }

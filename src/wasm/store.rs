@@ -8,7 +8,8 @@ use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
 /// Tables may not grow beyond this many elements (a guard against table-growth bombs).
 const MAX_TABLE_ELEMENTS: usize = 1 << 20;
 
-/// The data of a store: one per call.
+/// The data of a store: one per instance (a fresh one per call, or a warm one reused by
+/// a pool that keeps instances).
 pub struct StoreState {
     /// The guest's WASI view of the world (args, env, preopens; nothing ambient).
     pub wasi: WasiCtx,
@@ -16,6 +17,9 @@ pub struct StoreState {
     pub table: ResourceTable,
     /// Caps memory growth.
     pub limiter: MemoryLimiter,
+    /// When the running call must stop (`max_execution_ms`); set per call, so a warm
+    /// instance can serve many calls.
+    pub deadline: Option<std::time::Instant>,
 }
 
 impl WasiView for StoreState {

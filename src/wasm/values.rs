@@ -520,7 +520,7 @@ pub fn from_val(v: &Val) -> Value {
     }
 }
 
-/// A placeholder value of `ty` (to size a results buffer; overwritten by the call).
+/// A placeholder value (to size a results buffer; overwritten by the call).
 pub fn placeholder() -> Val {
     Val::Bool(false)
 }

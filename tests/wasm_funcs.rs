@@ -1,0 +1,250 @@
+//! WebAssembly functions called from Lua through funcs.call / funcs.async.
+
+mod common;
+
+use common::App;
+use serde_json::json;
+
+fn fixtures() -> String {
+    format!("{}/../shared/fixtures/wasm", env!("CARGO_MANIFEST_DIR"))
+}
+
+fn wasm_entry(name: &str, file: &str, hash: &str, method: &str, extra: &str) -> String {
+    format!(
+        "  - name: {name}\n    kind: function.wasm\n    fs: fixtures\n    path: /{file}\n    hash: sha256:{hash}\n    method: {method}\n{extra}"
+    )
+}
+
+const COMPLEX: &str = "0b3b555c2dd2e9bb4e09dead45b0ba00c660abb3b9d5ea1f688dee9b17537b55";
+const MAPPER: &str = "7304fc7d19778605458ae5804dae9a7343dcd3f5fc22bcc9415e98b5047192dd";
+const SLEEP: &str = "0044be3a042b7a11dae878667e7eb967c14d041825b1448b72b16d97e9ac706d";
+
+fn app() -> App {
+    App::new().entry(&format!(
+        "  - name: fixtures\n    kind: fs.directory\n    directory: {}\n",
+        fixtures()
+    ))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn wit_values_map_both_ways_from_lua() {
+    let v = app()
+        .entry(&wasm_entry("point", "complex.wasm", COMPLEX, "echo-point", "    pool: {type: static, size: 2}\n"))
+        .entry(&wasm_entry("divide", "complex.wasm", COMPLEX, "try-divide", ""))
+        .entry(&wasm_entry("shape", "complex.wasm", COMPLEX, "echo-shape", ""))
+        .entry(&wasm_entry("perms", "complex.wasm", COMPLEX, "echo-permissions", ""))
+        .entry(&wasm_entry("maybe", "complex.wasm", COMPLEX, "maybe-point", ""))
+        .entry(&wasm_entry("transform", "mapper.wasm", MAPPER, "transform-users", "    imports: [wasi:cli, wasi:io, wasi:clocks, wasi:filesystem]\n"))
+        .entry(
+            "  - name: compute\n    kind: function.wat\n    source: \"(module (func (export \\\"compute\\\") (param i32 i32) (result i32) local.get 0 local.get 1 i32.mul))\"\n    wit: \"compute: func(a: s32, b: s32) -> s32;\"\n    method: compute\n",
+        )
+        .lua(
+            "main",
+            r#"
+local funcs = require("funcs")
+return { main = function()
+  local out = {}
+  out.compute = funcs.call("app:compute", 6, 7)
+  out.point = funcs.call("app:point", { x = 1, y = 2 })
+  out.point_again = funcs.call("app:point", { x = -5, y = 7 })
+  out.quotient = funcs.call("app:divide", 9, 3)
+  local q, err = funcs.call("app:divide", 1, 0)
+  out.divide_error = { q == nil, err }
+  out.circle = funcs.call("app:shape", { circle = 5 })
+  out.none = funcs.call("app:shape", "none")
+  out.perms = funcs.call("app:perms", { "read", "execute" })
+  out.some = funcs.call("app:maybe", true)
+  out.nothing = funcs.call("app:maybe", false) == nil
+  local users = {
+    { id = 1, name = "Alice", tags = { "admin" }, active = true },
+    { id = 2, name = "Bob", tags = { "user" }, active = false },
+  }
+  out.users = funcs.call("app:transform", users)
+  local bad = { users[1], { id = 2, name = "Bob", tags = { 5 }, active = false } }
+  local r, e = funcs.call("app:transform", bad)
+  out.bad = { r == nil, e:kind(), tostring(e) }
+  local r2, e2 = funcs.call("app:point", { x = 1 })
+  out.missing_field = tostring(e2)
+  local r3, e3 = funcs.call("app:compute", 1)
+  out.arg_count = tostring(e3)
+  return out
+end }
+"#,
+        )
+        .value("main")
+        .await;
+    assert_eq!(v["compute"], 42);
+    assert_eq!(v["point"], json!({"x": 1, "y": 2}));
+    assert_eq!(v["point_again"], json!({"x": -5, "y": 7}));
+    assert_eq!(v["quotient"], 3);
+    assert_eq!(
+        v["divide_error"],
+        json!([true, {"code": 1, "message": "division by zero"}])
+    );
+    assert_eq!(v["circle"], json!({"circle": 5}));
+    assert_eq!(v["none"], "none");
+    let mut perms: Vec<String> = serde_json::from_value(v["perms"].clone()).unwrap();
+    perms.sort();
+    assert_eq!(perms, vec!["execute", "read"]);
+    assert_eq!(v["some"], json!({"x": 42, "y": 24}));
+    assert_eq!(v["nothing"], true);
+    assert_eq!(
+        v["users"],
+        json!([
+            {"id": 1, "display": "Alice [admin]", "tag-count": 1},
+            {"id": 2, "display": "Bob [user]", "tag-count": 1}
+        ])
+    );
+    assert_eq!(v["bad"][1], "INVALID");
+    assert_eq!(
+        v["bad"][2],
+        "transform-users: users[2].tags[1]: expected string, got number"
+    );
+    assert!(
+        v["missing_field"]
+            .as_str()
+            .unwrap()
+            .contains("echo-point: p"),
+        "{v}"
+    );
+    assert!(
+        v["arg_count"]
+            .as_str()
+            .unwrap()
+            .contains("expected 2 arguments"),
+        "{v}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sleeping_guests_suspend_and_neighbours_keep_answering() {
+    let v = app()
+        .entry(&wasm_entry(
+            "sleep",
+            "sleep-test.wasm",
+            SLEEP,
+            "test-sleep#sleep-ms",
+            "    imports: [wasi:io, wasi:clocks]\n    pool: {type: inline}\n",
+        ))
+        .lua(
+            "echo",
+            "return { main = function() local inbox = process.inbox() while true do local m = inbox:receive() process.send(m:from(), 'pong', 1) end end }",
+        )
+        .lua(
+            "main",
+            r#"
+local funcs = require("funcs")
+local time = require("time")
+return { main = function()
+  local echo = process.spawn("app:echo", "app:host")
+  local t0 = time.now()
+  local futures = {}
+  for i = 1, 200 do futures[i] = funcs.async("app:sleep", 100) end
+  -- while 200 guests sleep, the neighbour answers at once
+  local p0 = time.now()
+  process.send(echo, "ping", 1)
+  process.inbox():receive()
+  local ping_ms = time.now():sub(p0)
+  local min_elapsed = math.huge
+  for i = 1, 200 do
+    local ns = futures[i]:response():receive()
+    if ns < min_elapsed then min_elapsed = ns end
+  end
+  return { wall_ms = time.now():sub(t0), ping_ms = ping_ms, min_slept_ms = min_elapsed / 1e6 }
+end }
+"#,
+        )
+        .value("main")
+        .await;
+    let wall = v["wall_ms"].as_f64().unwrap();
+    assert!(wall < 2000.0, "200 concurrent 100 ms sleeps: {v}");
+    assert!(v["min_slept_ms"].as_f64().unwrap() >= 99.0, "{v}");
+    assert!(v["ping_ms"].as_f64().unwrap() < 100.0, "{v}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn limits_and_traps_fail_the_call_and_the_pool_keeps_serving() {
+    let v = App::new()
+        .entry(
+            "  - name: spin\n    kind: function.wat\n    source: \"(module (func (export \\\"spin\\\") (loop (br 0))))\"\n    wit: \"spin: func();\"\n    method: spin\n    limits: {max_execution_ms: 100}\n    pool: {type: static, size: 1}\n",
+        )
+        .entry(
+            "  - name: trap\n    kind: function.wat\n    source: \"(module (func (export \\\"trap\\\") (param i32) (result i32) local.get 0 i32.eqz (if (then unreachable)) local.get 0))\"\n    wit: \"trap: func(x: s32) -> s32;\"\n    method: trap\n    pool: {type: static, size: 1}\n",
+        )
+        .lua(
+            "main",
+            r#"
+local funcs = require("funcs")
+local time = require("time")
+return { main = function()
+  local out = {}
+  local t0 = time.now()
+  local r, err = funcs.call("app:spin")
+  out.spin = { err:kind(), tostring(err), time.now():sub(t0) }
+  local r2, err2 = funcs.call("app:trap", 0)
+  out.trap = { err2:kind(), tostring(err2) }
+  out.after = funcs.call("app:trap", 7)
+  out.again = funcs.call("app:trap", 8)
+  return out
+end }
+"#,
+        )
+        .value("main")
+        .await;
+    assert_eq!(v["spin"][0], "TIMEOUT");
+    assert!(
+        v["spin"][1].as_str().unwrap().contains("max_execution_ms"),
+        "{v}"
+    );
+    assert!(v["spin"][2].as_f64().unwrap() < 2000.0, "{v}");
+    assert_eq!(v["trap"][0], "INTERNAL");
+    assert!(
+        v["trap"][1].as_str().unwrap().contains("unreachable"),
+        "{v}"
+    );
+    assert_eq!(v["after"], 7);
+    assert_eq!(v["again"], 8);
+}
+
+#[test]
+fn the_wasm_example_and_warden_call_run() {
+    let exe = env!("CARGO_BIN_EXE_warden");
+    let dir = format!("{}/examples/wasm", env!("CARGO_MANIFEST_DIR"));
+    let out = std::process::Command::new(exe)
+        .args(["run", "-d", &dir, "--exec", "app:main"])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let v: serde_json::Value =
+        serde_json::from_str(String::from_utf8_lossy(&out.stdout).trim()).unwrap();
+    assert_eq!(v["product"], 42);
+    assert_eq!(v["quotient"], 42);
+    assert_eq!(
+        v["division_error"],
+        json!({"code": 1, "message": "division by zero"})
+    );
+    assert_eq!(v["transformed"][1]["display"], "Bob [user]");
+    let call = |args: &[&str]| {
+        std::process::Command::new(exe)
+            .args(["call", "-d", &dir])
+            .args(args)
+            .output()
+            .unwrap()
+    };
+    let out = call(&["app:compute", "6", "7"]);
+    assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), "42");
+    let out = call(&["app:divide", "1", "0"]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("division by zero"));
+    let out = call(&["app:compute", "\"six\"", "7"]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("compute: a: expected"),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
