@@ -275,6 +275,22 @@ async fn call(args: CallArgs) -> i32 {
     code
 }
 
+/// The arguments of `--exec` / a command: strings for a Lua process; for a WebAssembly
+/// process, each argument that parses as JSON is that value (so `21` fits an `s32`).
+fn command_args(runtime: &Runtime, id: &Id, argv: Vec<String>) -> Vec<Value> {
+    let is_wasm = runtime
+        .node()
+        .registry()
+        .get(id)
+        .is_some_and(|e| e.kind == "process.wasm");
+    argv.into_iter()
+        .map(|a| match serde_json::from_str::<serde_json::Value>(&a) {
+            Ok(j) if is_wasm => value::from_json(&j),
+            _ => Value::str(a),
+        })
+        .collect()
+}
+
 async fn run(args: RunArgs) -> i32 {
     let registry = match load(&args.dir.dir) {
         Ok(r) => r,
@@ -326,7 +342,7 @@ async fn run(args: RunArgs) -> i32 {
     };
     let code = match target {
         Some((id, argv)) => {
-            let argv = argv.into_iter().map(Value::str).collect();
+            let argv = command_args(&runtime, &id, argv);
             match runtime.exec(&id, argv).await {
                 Ok(Exit::Normal(v)) => {
                     if v != Value::Nil {
@@ -339,7 +355,11 @@ async fn run(args: RunArgs) -> i32 {
                 }
                 Ok(Exit::Error(e)) | Ok(Exit::Killed(e)) => {
                     eprintln!("error: {id} failed: {e}");
-                    1
+                    // a WebAssembly guest that called exit(n) exits with n
+                    e.strip_prefix("exited with status ")
+                        .and_then(|n| n.parse::<i32>().ok())
+                        .filter(|n| *n != 0)
+                        .unwrap_or(1)
                 }
                 Err(e) => {
                     eprintln!("error: cannot run {id}: {e}");

@@ -32,6 +32,7 @@ pub struct Runtime {
 pub fn launchers() -> HashMap<&'static str, Launcher> {
     let mut l: HashMap<&'static str, Launcher> = HashMap::new();
     l.insert("process.lua", lua::launcher);
+    l.insert("process.wasm", crate::wasm::process::launcher);
     l
 }
 
@@ -99,6 +100,7 @@ impl Runtime {
                 kind,
                 Arc::new(crate::wasm::WasmExecutor {
                     runtime: wasm.clone(),
+                    node: Arc::downgrade(&node),
                 }),
             );
         }

@@ -668,7 +668,7 @@ impl Future for Driver {
 }
 
 /// The launcher of `process.lua` entries.
-pub fn launcher(entry: &Arc<Entry>) -> Result<Body, String> {
+pub fn launcher(_node: &Arc<Node>, entry: &Arc<Entry>, _args: &[Value]) -> Result<Body, String> {
     match &entry.spec {
         EntrySpec::ProcessLua(_) => Ok(Box::new(|pctx: ProcessContext| {
             Box::pin(run_process(pctx)) as crate::process::BodyFuture

@@ -238,9 +238,9 @@ pub type BodyFuture = Pin<Box<dyn Future<Output = Exit>>>;
 /// Builds a body on the worker thread that will run it.
 pub type Body = Box<dyn FnOnce(ProcessContext) -> BodyFuture + Send>;
 
-/// Checks a process entry before spawn (so a bad spawn fails before any code runs) and
-/// returns the body builder.
-pub type Launcher = fn(&Arc<Entry>) -> Result<Body, String>;
+/// Checks a process entry and its spawn arguments before spawn (so a bad spawn fails
+/// before any code runs) and returns the body builder.
+pub type Launcher = fn(&Arc<Node>, &Arc<Entry>, &[Value]) -> Result<Body, String>;
 
 /// Why a spawn or a send failed.
 #[derive(Debug, Clone, PartialEq, thiserror::Error)]
@@ -635,7 +635,7 @@ impl Node {
                 ),
                 _ => ProcessError::NotFound(format!("host {host_id} not found")),
             })?;
-        let body = launcher(&entry).map_err(ProcessError::Invalid)?;
+        let body = launcher(self, &entry, &args).map_err(ProcessError::Invalid)?;
         host.reserve()?;
 
         let pid = Pid {

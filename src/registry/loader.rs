@@ -1116,7 +1116,9 @@ impl Loader {
     fn wasm_entry(&mut self, ctx: &Ctx, map: &Mapping, kind: &str) -> Option<WasmFields> {
         let mut ok = true;
 
-        let source = if kind == "function.wat" {
+        // process.wasm takes either WAT `source` (like function.wat) or fs/path/hash
+        let wat = kind == "function.wat" || (kind == "process.wasm" && map.contains_key("source"));
+        let source = if wat {
             match self.required_string(ctx, map, "source") {
                 Some(text) => match text.strip_prefix("file://") {
                     Some(rel) => self

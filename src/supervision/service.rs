@@ -421,7 +421,9 @@ impl Actor for ServiceActor {
                 }
                 match &*exit {
                     Exit::Normal(_) => st.stopped(ServiceState::Stopped),
-                    Exit::Killed(why) if why == "terminated" => st.stopped(ServiceState::Exited),
+                    Exit::Killed(why) if why == "terminated" || why == "canceled" => {
+                        st.stopped(ServiceState::Exited)
+                    }
                     Exit::Error(e) | Exit::Killed(e) => {
                         let e = e.clone();
                         st.failed(&myself, e)

@@ -283,6 +283,15 @@ pub fn wit_world_text(wit: &str) -> String {
 fn componentize(core: &[u8], wit: &str) -> Result<Vec<u8>, FieldError> {
     let text = wit_world_text(wit);
     let mut resolve = wit_parser::Resolve::default();
+    // worlds may import warden's own host interfaces (wit/warden.wit)
+    resolve
+        .push_str("warden.wit", super::host::WARDEN_WIT)
+        .map_err(|e| {
+            (
+                "wit",
+                format!("the warden:host WIT does not parse: {}", chain(&e)),
+            )
+        })?;
     let pkg = resolve
         .push_source("wit", &text)
         .map_err(|e| ("wit", format!("WIT does not parse: {}", chain(&e))))?;

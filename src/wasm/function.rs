@@ -207,8 +207,11 @@ impl WasmFunction {
 
     /// A fresh store with this entry's WASI context and memory cap; the epoch callback
     /// enforces the deadline of whichever call runs.
-    fn new_store(&self) -> Result<Store<StoreState>, CallError> {
+    fn new_store(&self, stdio: bool) -> Result<Store<StoreState>, CallError> {
         let mut b = WasiCtxBuilder::new();
+        if stdio {
+            b.inherit_stdout().inherit_stderr();
+        }
         b.args(&self.wasi.args);
         for (k, v) in &self.wasi.env {
             b.env(k, v);
@@ -241,6 +244,7 @@ impl WasmFunction {
                 max_memory: self.limits.max_memory,
             },
             deadline: None,
+            host: None,
         };
         let mut store = Store::new(&self.engine, state);
         store.limiter(|s| &mut s.limiter);
@@ -276,6 +280,20 @@ impl WasmFunction {
         ctx: &CallContext,
         keep: usize,
     ) -> Result<WasmResult, CallError> {
+        self.call_with(args, ctx, keep, None, false).await
+    }
+
+    /// The general call: `host` is what warden's host interfaces act for (the process, or
+    /// the caller's context for functions); `stdio` lets a fresh instance write to the
+    /// runtime's stdout and stderr (process entries that grant `wasi:cli`).
+    pub async fn call_with(
+        &self,
+        args: Vec<Value>,
+        ctx: &CallContext,
+        keep: usize,
+        host: Option<super::host::GuestHost>,
+        stdio: bool,
+    ) -> Result<WasmResult, CallError> {
         let params = self.convert_args(&args)?;
         tracing::trace!(function = %self.id, actor = ?ctx.actor, "wasm call");
         let max = self.limits.max_execution_ms.map(Duration::from_millis);
@@ -287,9 +305,10 @@ impl WasmFunction {
         };
         let mut warm = match warm {
             Some(w) => w,
-            None => self.instantiate(deadline).await?,
+            None => self.instantiate(deadline, host.clone(), stdio).await?,
         };
         warm.store.data_mut().deadline = deadline;
+        warm.store.data_mut().host = host;
         warm.store.set_epoch_deadline(1);
         let n_results = usize::from(self.result.is_some());
         let func = warm.func;
@@ -325,6 +344,8 @@ impl WasmFunction {
             }
         };
         if keep > 0 {
+            // an idle instance must not hold the caller's node (a reference cycle)
+            warm.store.data_mut().host = None;
             let mut idle = self.idle.lock();
             if idle.len() < keep {
                 idle.push(warm);
@@ -345,7 +366,12 @@ impl WasmFunction {
     }
 
     /// A new instance (waiting for a pooling-allocator slot when the engine has them).
-    async fn instantiate(&self, deadline: Option<Instant>) -> Result<Warm, CallError> {
+    async fn instantiate(
+        &self,
+        deadline: Option<Instant>,
+        host: Option<super::host::GuestHost>,
+        stdio: bool,
+    ) -> Result<Warm, CallError> {
         let slot = match &self.slots {
             Some(slots) => Some(slots.clone().acquire_owned().await.map_err(|_| {
                 CallError::new(
@@ -355,8 +381,9 @@ impl WasmFunction {
             })?),
             None => None,
         };
-        let mut store = self.new_store()?;
+        let mut store = self.new_store(stdio)?;
         store.data_mut().deadline = deadline;
+        store.data_mut().host = host;
         let instance = self
             .pre
             .instantiate_async(&mut store)
@@ -407,13 +434,14 @@ impl WasmFunction {
             .chain()
             .find_map(|c| c.downcast_ref::<wasmtime_wasi::I32Exit>())
         {
-            return CallError::new(
-                "INTERNAL",
-                format!(
+            return CallError {
+                kind: "EXIT",
+                message: format!(
                     "function {}: the guest exited with status {}",
                     self.id, exit.0
                 ),
-            );
+                payload: Some(Value::Int(exit.0 as i64)),
+            };
         }
         CallError::new(
             "INTERNAL",

@@ -67,6 +67,8 @@ const INTERFACES: &[(&str, &[&str])] = &[
     ("wasi:sockets/tcp-create-socket", &["wasi:sockets"]),
     ("wasi:sockets/udp", &["wasi:sockets"]),
     ("wasi:sockets/udp-create-socket", &["wasi:sockets"]),
+    ("warden:host/process", &["warden:process"]),
+    ("warden:host/funcs", &["warden:funcs"]),
 ];
 
 /// `wasi:io/poll@0.2.0` -> `wasi:io/poll`.
@@ -187,6 +189,7 @@ pub fn build_linker(engine: &Engine, groups: &[String]) -> wasmtime::Result<Link
         sockets::network::add_to_linker::<T, WasiSockets>(l, &Default::default(), T::sockets)?;
         sockets::ip_name_lookup::add_to_linker::<T, WasiSockets>(l, T::sockets)?;
     }
+    super::host::add_to_linker(l, groups)?;
     Ok(linker)
 }
 
@@ -209,7 +212,7 @@ impl LinkerCache {
     pub fn linker(&self, groups: &[String]) -> wasmtime::Result<Arc<Linker<StoreState>>> {
         let mut key: Vec<String> = groups
             .iter()
-            .filter(|g| g.starts_with("wasi:"))
+            .filter(|g| g.starts_with("wasi:") || g.starts_with("warden:"))
             .cloned()
             .collect();
         key.sort();

@@ -19,7 +19,9 @@
 pub mod compile;
 pub mod engine;
 pub mod function;
+pub mod host;
 pub mod linker;
+pub mod process;
 pub mod store;
 pub mod values;
 
@@ -420,6 +422,8 @@ pub fn error_text(e: &wasmtime::Error) -> String {
 pub struct WasmExecutor {
     /// The compiled functions.
     pub runtime: Arc<WasmRuntime>,
+    /// The node (weak: the node owns its executors); guests calling functions use it.
+    pub node: std::sync::Weak<crate::process::Node>,
 }
 
 impl crate::functions::Executor for WasmExecutor {
@@ -431,6 +435,11 @@ impl crate::functions::Executor for WasmExecutor {
         deadline: tokio::time::Instant,
     ) -> futures::future::LocalBoxFuture<'static, Result<Value, CallError>> {
         let f = self.runtime.function(&pool.entry.id);
+        let host = self.node.upgrade().map(|node| host::GuestHost {
+            node,
+            me: None,
+            context: context.clone(),
+        });
         Box::pin(async move {
             let f = f.ok_or_else(|| {
                 CallError::new(
@@ -443,7 +452,9 @@ impl crate::functions::Executor for WasmExecutor {
             } else {
                 0
             };
-            match tokio::time::timeout_at(deadline, f.call_keeping(args, &context, keep)).await {
+            match tokio::time::timeout_at(deadline, f.call_with(args, &context, keep, host, false))
+                .await
+            {
                 Err(_) => Err(CallError::new(
                     "TIMEOUT",
                     format!("function {}: timed out", pool.entry.id),

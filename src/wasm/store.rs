@@ -20,6 +20,8 @@ pub struct StoreState {
     /// When the running call must stop (`max_execution_ms`); set per call, so a warm
     /// instance can serve many calls.
     pub deadline: Option<std::time::Instant>,
+    /// What warden's host interfaces act for (set per call).
+    pub host: Option<super::host::GuestHost>,
 }
 
 impl WasiView for StoreState {

@@ -1,0 +1,90 @@
+//! `process.wasm`: a WebAssembly component run as a process, an actor like a Lua one.
+//!
+//! Init: the spawn arguments are checked against the export's WIT signature before the
+//! process exists (a mismatch is a spawn error); the component is instantiated on the
+//! process's worker thread. Step: the export runs with the arguments; an async guest
+//! suspends on I/O, sleeps, `receive` or function calls and resumes. Close: the store
+//! (instance and memory) is dropped. Its return value is the EXIT result monitors see; a
+//! trap, a limit or a WIT `result` error is the EXIT error. Control signals are watched
+//! while the guest runs, so terminate, cancel or a failing link stop it, in a tight loop
+//! too (the guest yields at every epoch tick).
+
+use super::host::GuestHost;
+use super::{WasmResult, WasmRuntime};
+use crate::functions::CallContext;
+use crate::process::{Body, BodyFuture, Exit, Node, ProcessContext, Signal};
+use crate::registry::{Entry, EntrySpec};
+use crate::value::{self, Value};
+use std::sync::Arc;
+use std::task::Poll;
+
+/// The launcher of `process.wasm` entries.
+pub fn launcher(node: &Arc<Node>, entry: &Arc<Entry>, args: &[Value]) -> Result<Body, String> {
+    let EntrySpec::Wasm(spec) = &entry.spec else {
+        return Err(format!(
+            "entry {} is a {}, not a process.wasm",
+            entry.id, entry.kind
+        ));
+    };
+    let rt = node
+        .ext::<WasmRuntime>()
+        .ok_or_else(|| format!("entry {}: the WebAssembly engine is not running", entry.id))?;
+    let f = rt
+        .function(&entry.id)
+        .ok_or_else(|| format!("entry {} was not compiled", entry.id))?;
+    f.convert_args(args)
+        .map_err(|e| format!("entry {}: {}", entry.id, e.message))?;
+    let stdio = spec.imports.iter().any(|g| g == "wasi:cli");
+    Ok(Box::new(move |pctx: ProcessContext| {
+        Box::pin(run(pctx, f, stdio)) as BodyFuture
+    }))
+}
+
+fn exit_of(r: Result<WasmResult, crate::functions::CallError>) -> Exit {
+    match r {
+        Ok(WasmResult::Ok(v)) => Exit::Normal(v),
+        Ok(WasmResult::Err(payload)) => Exit::Error(value::display(&payload)),
+        Err(e) if e.kind == "EXIT" => match e.payload {
+            Some(Value::Int(0)) => Exit::Normal(Value::Nil),
+            Some(Value::Int(n)) => Exit::Error(format!("exited with status {n}")),
+            _ => Exit::Error(e.message),
+        },
+        Err(e) => Exit::Error(e.message),
+    }
+}
+
+async fn run(pctx: ProcessContext, f: Arc<super::function::WasmFunction>, stdio: bool) -> Exit {
+    let me = pctx.me.clone();
+    let context = Arc::new(CallContext {
+        actor: Some(me.pid.to_string()),
+        values: Vec::new(),
+    });
+    let host = GuestHost {
+        node: pctx.node.clone(),
+        me: Some(me.clone()),
+        context: context.clone(),
+    };
+    let call = f.call_with(pctx.args, &context, 0, Some(host), stdio);
+    let signals = std::future::poll_fn(|cx| {
+        me.register(cx.waker());
+        while let Some(sig) = me.pop_signal() {
+            match sig {
+                Signal::Terminate => return Poll::Ready(Exit::Killed("terminated".into())),
+                Signal::Cancel { .. } => return Poll::Ready(Exit::Killed("canceled".into())),
+                Signal::LinkDown { from, exit } => {
+                    return Poll::Ready(Exit::Killed(format!(
+                        "linked process {from} failed: {}",
+                        exit.error().unwrap_or("unknown error")
+                    )))
+                }
+                Signal::Down { .. } => {}
+            }
+        }
+        Poll::Pending
+    });
+    tokio::select! {
+        biased;
+        exit = signals => exit,
+        r = call => exit_of(r),
+    }
+}

@@ -1,0 +1,299 @@
+//! process.wasm: WebAssembly actors with mailboxes (warden:process), calling functions
+//! (warden:funcs), supervised, stopped, and run as CLI commands. The guests are WAT core
+//! modules made into components with their WIT, as the runtime does for `source` + `wit`.
+
+mod common;
+
+use common::App;
+use serde_json::json;
+use warden::process::Exit;
+
+/// A bump allocator for the canonical ABI (strings the host hands to the guest).
+const ALLOC: &str = r#"
+  (memory (export "memory") 1)
+  (global $heap (mut i32) (i32.const 4096))
+  (func (export "cabi_realloc") (param i32 i32 i32 i32) (result i32)
+    (local $p i32)
+    (local.set $p (i32.and
+      (i32.add (global.get $heap) (i32.sub (local.get 2) (i32.const 1)))
+      (i32.xor (i32.sub (local.get 2) (i32.const 1)) (i32.const -1))))
+    (global.set $heap (i32.add (local.get $p) (local.get 3)))
+    (block $ok
+      (br_if $ok (i32.le_u (global.get $heap) (i32.mul (memory.size) (i32.const 65536))))
+      (drop (memory.grow (i32.add (i32.const 1)
+        (i32.div_u (i32.sub (global.get $heap) (i32.mul (memory.size) (i32.const 65536)))
+                   (i32.const 65536))))))
+    (local.get $p))
+"#;
+
+/// Echoes `count` messages back to their senders under topic "echo", then returns count.
+/// receive(none) writes option<message> at 16: tag at 16, topic at 20/24, sender at
+/// 28/32, payload at 36/40.
+fn echo_wat() -> String {
+    format!(
+        r#"(module
+  (import "warden:host/process@0.1.0" "receive" (func $receive (param i32 i64 i32)))
+  (import "warden:host/process@0.1.0" "send" (func $send (param i32 i32 i32 i32 i32 i32 i32)))
+  {ALLOC}
+  (data (i32.const 8) "echo")
+  (func (export "run") (param $count i32) (result i32)
+    (local $i i32)
+    (block $done
+      (loop $next
+        (br_if $done (i32.ge_u (local.get $i) (local.get $count)))
+        (call $receive (i32.const 0) (i64.const 0) (i32.const 16))
+        (br_if $done (i32.eqz (i32.load8_u (i32.const 16))))
+        (call $send
+          (i32.load (i32.const 28)) (i32.load (i32.const 32))
+          (i32.const 8) (i32.const 4)
+          (i32.load (i32.const 36)) (i32.load (i32.const 40))
+          (i32.const 64))
+        (local.set $i (i32.add (local.get $i) (i32.const 1)))
+        (br $next)))
+    (local.get $i)))"#
+    )
+}
+
+/// Calls app:double with [21] (call-lua) or app:add with [1,2] (call-wat) and returns the
+/// result (or the error) text. call() writes result<string, string> at 200.
+fn caller_wat() -> String {
+    format!(
+        r#"(module
+  (import "warden:host/funcs@0.1.0" "call" (func $call (param i32 i32 i32 i32 i32)))
+  {ALLOC}
+  (data (i32.const 100) "app:double")
+  (data (i32.const 120) "[21]")
+  (data (i32.const 140) "app:add")
+  (data (i32.const 160) "[1,2]")
+  (func (export "call-lua") (result i32)
+    (call $call (i32.const 100) (i32.const 10) (i32.const 120) (i32.const 4) (i32.const 200))
+    (i32.const 204))
+  (func (export "call-wat") (result i32)
+    (call $call (i32.const 140) (i32.const 7) (i32.const 160) (i32.const 5) (i32.const 200))
+    (i32.const 204)))"#
+    )
+}
+
+/// Waits for messages; traps (unreachable) on a message whose topic is 4 bytes long.
+fn trapper_wat() -> String {
+    format!(
+        r#"(module
+  (import "warden:host/process@0.1.0" "receive" (func $receive (param i32 i64 i32)))
+  {ALLOC}
+  (func (export "run") (result i32)
+    (loop $next
+      (call $receive (i32.const 0) (i64.const 0) (i32.const 16))
+      (if (i32.eq (i32.load (i32.const 24)) (i32.const 4)) (then unreachable))
+      (br $next))
+    (i32.const 0)))"#
+    )
+}
+
+fn wasm_process(name: &str, wat: &str, wit: &str, method: &str, extra: &str) -> String {
+    let indent = |s: &str| {
+        s.lines()
+            .map(|l| format!("      {l}\n"))
+            .collect::<String>()
+    };
+    format!(
+        "  - name: {name}\n    kind: process.wasm\n    method: {method}\n    source: |\n{}    wit: |\n{}{extra}",
+        indent(wat),
+        indent(wit)
+    )
+}
+
+const ECHO_WIT: &str = "import warden:host/process@0.1.0;\nrun: func(count: u32) -> u32;";
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_wasm_echo_process_answers_lua_messages_with_tables_intact() {
+    let v = App::new()
+        .entry(&wasm_process(
+            "echo",
+            &echo_wat(),
+            ECHO_WIT,
+            "run",
+            "    imports: [warden:process]\n",
+        ))
+        .lua(
+            "main",
+            r#"
+return { main = function()
+  local pid = assert(process.spawn_monitored("app:echo", "app:host", 3))
+  local sent = { a = 1, list = { 1, 2, 3 }, nested = { s = "x", ok = true } }
+  local got = {}
+  for i = 1, 3 do
+    process.send(pid, "hello", i == 2 and sent or i)
+    local m = process.inbox():receive()
+    got[i] = { topic = m:topic(), from_echo = m:from() == pid, data = m:payload():data() }
+  end
+  local ev = process.events():receive()
+  local _, err = process.spawn("app:echo", "app:host", "three")
+  return { got = got, exit = ev.result.value, bad_args = tostring(err), kind = err:kind() }
+end }
+"#,
+        )
+        .value("main")
+        .await;
+    assert_eq!(
+        v["got"][0],
+        json!({"topic": "echo", "from_echo": true, "data": 1})
+    );
+    assert_eq!(
+        v["got"][1]["data"],
+        json!({"a": 1, "list": [1, 2, 3], "nested": {"s": "x", "ok": true}})
+    );
+    assert_eq!(v["exit"], 3);
+    let bad = v["bad_args"].as_str().unwrap();
+    assert!(
+        bad.contains("app:echo") && bad.contains("run: count"),
+        "{bad}"
+    );
+    assert_eq!(v["kind"], "INVALID");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_wasm_process_calls_lua_and_wat_functions() {
+    let wit =
+        "import warden:host/funcs@0.1.0;\ncall-lua: func() -> string;\ncall-wat: func() -> string;";
+    let v = App::new()
+        .func("double", "return { main = function(x) return x * 2 end }", None)
+        .entry(
+            "  - name: add\n    kind: function.wat\n    source: \"(module (func (export \\\"add\\\") (param i32 i32) (result i32) local.get 0 local.get 1 i32.add))\"\n    wit: \"add: func(a: s32, b: s32) -> s32;\"\n    method: add\n",
+        )
+        .entry(&wasm_process("lua_caller", &caller_wat(), wit, "call-lua", "    imports: [warden:funcs]\n"))
+        .entry(&wasm_process("wat_caller", &caller_wat(), wit, "call-wat", "    imports: [warden:funcs]\n"))
+        .lua(
+            "main",
+            r#"
+return { main = function()
+  return { lua = process.exec("app:lua_caller", "app:host"), wat = process.exec("app:wat_caller", "app:host") }
+end }
+"#,
+        )
+        .value("main")
+        .await;
+    assert_eq!(v, json!({"lua": "42", "wat": "3"}));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_supervised_wasm_worker_is_restarted_after_a_trap_and_terminate_stops_a_loop() {
+    let v = App::new()
+        .entry(&wasm_process(
+            "trapper",
+            &trapper_wat(),
+            "import warden:host/process@0.1.0;\nrun: func() -> u32;",
+            "run",
+            "    imports: [warden:process]\n",
+        ))
+        .entry(
+            "  - name: spin\n    kind: process.wasm\n    source: \"(module (func (export \\\"spin\\\") (loop (br 0))))\"\n    wit: \"spin: func();\"\n    method: spin\n",
+        )
+        .entry(
+            "  - name: bad_init\n    kind: process.wasm\n    source: \"(module (func $boom unreachable) (start $boom) (func (export \\\"run\\\")))\"\n    wit: \"run: func();\"\n    method: run\n",
+        )
+        .entry("  - name: tree\n    kind: supervisor\n    strategy: one_for_one\n    children: [{id: w, process: trapper}]\n")
+        .entry("  - name: svc\n    kind: process.service\n    process: tree\n    host: host\n")
+        .lua(
+            "main",
+            r#"
+local supervisor = require("supervisor")
+local time = require("time")
+return { main = function()
+  local out = {}
+  assert(supervisor.start("app:svc"))
+  local before = supervisor.children("app:tree")[1]
+  process.monitor(before.pid)
+  process.send(before.pid, "trap")
+  local ev = process.events():receive()
+  out.trap = ev.result.error
+  local after
+  for _ = 1, 400 do
+    after = supervisor.children("app:tree")[1]
+    if after.pid and after.pid ~= before.pid then break end
+    time.sleep(5)
+  end
+  out.restarted = after.pid ~= before.pid and after.restarts == 1
+  local spin = process.spawn_monitored("app:spin", "app:host")
+  time.sleep(20)
+  process.terminate(spin)
+  out.terminated = process.events():receive().result.error
+  local c = process.spawn_monitored("app:spin", "app:host")
+  process.cancel(c, "enough")
+  out.canceled = process.events():receive().result.error
+  local b = process.spawn_monitored("app:bad_init", "app:host")
+  out.init = process.events():receive().result.error
+  return out
+end }
+"#,
+        )
+        .value("main")
+        .await;
+    assert!(v["trap"].as_str().unwrap().contains("unreachable"), "{v}");
+    assert_eq!(v["restarted"], true, "{v}");
+    assert_eq!(v["terminated"], "terminated");
+    assert_eq!(v["canceled"], "canceled");
+    assert!(v["init"].as_str().unwrap().contains("unreachable"), "{v}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn wasm_exit_results_reach_the_cli_runner() {
+    // a wasm process entry as the target of Runtime::exec (what `warden run --exec` uses)
+    let app = App::new().entry(&wasm_process(
+        "answer",
+        "(module (func (export \"answer\") (result i32) i32.const 42))",
+        "answer: func() -> s32;",
+        "answer",
+        "",
+    ));
+    match app.run("answer", vec![]).await {
+        Exit::Normal(v) => assert_eq!(v, warden::value::Value::Int(42)),
+        other => panic!("{other:?}"),
+    }
+}
+
+#[test]
+fn a_wasm_command_runs_from_the_cli_and_a_trap_exits_1() {
+    let d = tempfile::tempdir().unwrap();
+    let yaml = format!(
+        "version: \"1.0\"\nnamespace: app\nentries:\n{}{}",
+        wasm_process(
+            "answer",
+            "(module (func (export \"answer\") (param i32) (result i32) local.get 0 i32.const 2 i32.mul))",
+            "answer: func(x: s32) -> s32;",
+            "answer",
+            "    meta: {command: {name: double, short: \"Doubles a number\"}}\n",
+        ),
+        wasm_process(
+            "crash",
+            "(module (func (export \"crash\") unreachable))",
+            "crash: func();",
+            "crash",
+            "    meta: {command: {name: crash, short: \"Traps\"}}\n",
+        )
+    );
+    std::fs::write(d.path().join("_index.yaml"), yaml).unwrap();
+    let dir = d.path().to_str().unwrap();
+    let run = |args: &[&str]| {
+        std::process::Command::new(env!("CARGO_BIN_EXE_warden"))
+            .args(["run", "-d", dir])
+            .args(args)
+            .output()
+            .unwrap()
+    };
+    let out = run(&["list"]);
+    let listing = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        listing.contains("double") && listing.contains("Doubles a number"),
+        "{listing}"
+    );
+    let out = run(&["double", "21"]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), "42");
+    let out = run(&["crash"]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("unreachable"));
+}
