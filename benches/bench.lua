@@ -6,11 +6,13 @@ function M.idle()
   process.inbox():receive()
 end
 
--- spawn n idle processes; returns the milliseconds spent in the spawn calls
-function M.spawner(n)
+-- spawn n idle processes of `entry` (default bench:idle); returns the milliseconds spent
+-- in the spawn calls
+function M.spawner(n, entry, arg)
+  entry = entry or "bench:idle"
   local t0 = time.now()
   for _ = 1, n do
-    local pid, err = process.spawn("bench:idle", "bench:host")
+    local pid, err = process.spawn(entry, "bench:host", arg)
     if not pid then error(tostring(err)) end
   end
   return time.now():sub(t0)
@@ -54,9 +56,10 @@ function M.echo()
   end
 end
 
--- send + reply round trips, timed in batches; returns microseconds per round trip
-function M.roundtrip(batches, per)
-  local echo = assert(process.spawn("bench:echo", "bench:host"))
+-- send + reply round trips with an echo process (`entry`, default the Lua echo), timed in
+-- batches; returns microseconds per round trip
+function M.roundtrip(batches, per, entry)
+  local echo = assert(process.spawn(entry or "bench:echo", "bench:host", 1000000000))
   local inbox = process.inbox()
   local samples = {}
   for b = 1, batches do

@@ -32,6 +32,11 @@ fn rss_bytes() -> u64 {
 fn app() -> tempfile::TempDir {
     let d = tempfile::tempdir().unwrap();
     std::fs::write(d.path().join("bench.lua"), include_str!("bench.lua")).unwrap();
+    std::fs::write(
+        d.path().join("echo.wat"),
+        include_str!("../tests/guests/echo.wat"),
+    )
+    .unwrap();
     let mut yaml = String::from(
         "version: \"1.0\"\nnamespace: bench\nentries:\n  - name: host\n    kind: process.host\n    host: {workers: 2, queue_size: 200000}\n",
     );
@@ -57,6 +62,7 @@ fn app() -> tempfile::TempDir {
             "  - name: noop{size}\n    kind: function.lua\n    source: file://bench.lua\n    method: noop\n    pool: {{type: static, size: {size}}}\n"
         ));
     }
+    yaml.push_str("  - name: wecho\n    kind: process.wasm\n    source: file://echo.wat\n    wit: \"import warden:host/process@0.1.0; run: func(count: u32) -> u32;\"\n    method: run\n    imports: [warden:process]\n");
     let hundred: Vec<String> = (1..=100)
         .map(|i| format!("{{id: w{i}, process: sworker}}"))
         .collect();
@@ -109,6 +115,54 @@ async fn child(which: &str) {
             serde_json::json!({ "msgs_per_s": v })
         }
         "roundtrip" => exec(&rt, "roundtrip", vec![Value::Int(2000), Value::Int(100)]).await,
+        "wspawn" => {
+            // 10,000 WASM echo processes, idle in receive
+            let n = 10_000;
+            let host = rt.node().host(&Id::new("bench", "host")).unwrap();
+            exec(
+                &rt,
+                "spawner",
+                vec![
+                    Value::Int(10),
+                    Value::str("bench:wecho"),
+                    Value::Int(1_000_000_000),
+                ],
+            )
+            .await;
+            tokio::time::sleep(Duration::from_millis(100)).await;
+            let before = rss_bytes();
+            let t0 = Instant::now();
+            let ms = exec(
+                &rt,
+                "spawner",
+                vec![
+                    Value::Int(n),
+                    Value::str("bench:wecho"),
+                    Value::Int(1_000_000_000),
+                ],
+            )
+            .await;
+            while host.pending() > 0 {
+                tokio::time::sleep(Duration::from_millis(1)).await;
+            }
+            let started = t0.elapsed();
+            tokio::time::sleep(Duration::from_millis(300)).await;
+            let after = rss_bytes();
+            serde_json::json!({
+                "spawn_us": ms.as_f64().unwrap() * 1000.0 / n as f64,
+                "spawn_start_us": started.as_secs_f64() * 1e6 / n as f64,
+                "bytes_per_process": after.saturating_sub(before) as f64 / n as f64,
+                "live": rt.node().process_count(),
+            })
+        }
+        "wroundtrip" => {
+            exec(
+                &rt,
+                "roundtrip",
+                vec![Value::Int(2000), Value::Int(100), Value::str("bench:wecho")],
+            )
+            .await
+        }
         "restart" => exec(&rt, "restarts", vec![Value::Int(1000)]).await,
         "restart_all" => exec(&rt, "restart_all", vec![Value::Int(50)]).await,
         "call1" => {
@@ -154,8 +208,13 @@ async fn child(which: &str) {
 }
 
 fn run_child(which: &str) -> serde_json::Value {
+    run_child_env(which, &[])
+}
+
+fn run_child_env(which: &str, env: &[(&str, &str)]) -> serde_json::Value {
     let exe = std::env::current_exe().unwrap();
     let out = Command::new(exe)
+        .envs(env.iter().copied())
         .env("WARDEN_BENCH_CHILD", which)
         .env("RUST_LOG", "warn")
         .output()
@@ -269,6 +328,7 @@ fn main() {
             .map(|s| s["bytes_per_process"].as_f64().unwrap())
             .collect(),
     );
+    let mem_lua_median = mem.median;
     let ring = stats(rings);
     let rt_med = stats(rts.iter().map(|r| r["median"].as_f64().unwrap()).collect());
     let rt_p90 = stats(rts.iter().map(|r| r["p90"].as_f64().unwrap()).collect());
@@ -324,6 +384,39 @@ fn main() {
     println!(
         "| send + reply round trip (median of 2000 batches of 100) | {:.2} us ({:.2}-{:.2}); p90 {:.2} us | {} | {} |",
         rt_med.median, rt_med.min, rt_med.max, rt_p90.median, fmt(e_rt, "us"), ratio(rt_med.median, e_rt)
+    );
+    let wspawn: Vec<serde_json::Value> = (0..RUNS).map(|_| run_child("wspawn")).collect();
+    let wspawn_pool: Vec<serde_json::Value> = (0..RUNS)
+        .map(|_| run_child_env("wspawn", &[("WARDEN_WASM_POOLING", "12000")]))
+        .collect();
+    let wrt: Vec<serde_json::Value> = (0..RUNS).map(|_| run_child("wroundtrip")).collect();
+    let col = |runs: &[serde_json::Value], key: &str| {
+        stats(runs.iter().map(|r| r[key].as_f64().unwrap()).collect())
+    };
+    println!();
+    println!("| WebAssembly processes (10,000 echo guests idle in receive) | warden median (min-max) | Lua, same run | goal |");
+    println!("|---|---|---|---|");
+    for (label, runs) in [
+        ("on-demand allocator", &wspawn),
+        ("pooling allocator (12,000 slots)", &wspawn_pool),
+    ] {
+        let sp = col(runs, "spawn_us");
+        let st = col(runs, "spawn_start_us");
+        let mem = col(runs, "bytes_per_process");
+        println!(
+            "| spawn, {label} | {:.2} us ({:.2}-{:.2}); with first run {:.2} us | {:.2} us | <= 20 us |",
+            sp.median, sp.min, sp.max, st.median, spawn_us.median
+        );
+        println!(
+            "| memory per idle process, {label} | {:.0} B ({:.0}-{:.0}) | {:.0} B | reported |",
+            mem.median, mem.min, mem.max, mem_lua_median
+        );
+    }
+    let w = col(&wrt, "median");
+    let w90 = col(&wrt, "p90");
+    println!(
+        "| round trip Lua -> WASM echo process -> Lua (median of 2000 batches of 100) | {:.2} us ({:.2}-{:.2}); p90 {:.2} us | {:.2} us (Lua echo) | <= 10 us |",
+        w.median, w.min, w.max, w90.median, rt_med.median
     );
     let restart: Vec<serde_json::Value> = (0..RUNS).map(|_| run_child("restart")).collect();
     let restart_all: Vec<serde_json::Value> = (0..RUNS).map(|_| run_child("restart_all")).collect();

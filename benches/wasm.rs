@@ -19,7 +19,9 @@ use warden::registry::{load_dir, Id};
 use warden::runtime::Runtime;
 use warden::value::{to_json, Value};
 use warden::wasm::engine::{new_engine, EngineOptions};
-use warden::wasm::{compile_registry, WasmFunction, WasmResult};
+use warden::wasm::{
+    compile_registry, compile_registry_with, WasmFunction, WasmOptions, WasmResult,
+};
 use wasmtime::component::{Func, Linker, Val};
 use wasmtime::Store;
 
@@ -252,10 +254,25 @@ async fn raw_instantiate() -> serde_json::Value {
 
 /// warden's `WasmFunction` from Rust, no Lua and no pool: `keep` 2 is what a static
 /// pool of 2 passes (warm instances reused), 0 an inline pool (a fresh one per call).
-async fn direct(name: &str, args: Vec<Value>, keep: usize, n: usize) -> serde_json::Value {
+/// `pooling`: the engine's pooling allocator with that many slots (warden's default,
+/// and what `Runtime::start` uses, is None: on-demand allocation).
+async fn direct(
+    name: &str,
+    args: Vec<Value>,
+    keep: usize,
+    n: usize,
+    pooling: Option<u32>,
+) -> serde_json::Value {
     let dir = call_app();
     let reg = load_dir(dir.path()).unwrap();
-    let rt = compile_registry(&reg).unwrap_or_else(|e| panic!("{e:?}"));
+    let options = WasmOptions {
+        engine: EngineOptions {
+            pooling,
+            ..EngineOptions::default()
+        },
+        ..WasmOptions::default()
+    };
+    let rt = compile_registry_with(&reg, &options).unwrap_or_else(|e| panic!("{e:?}"));
     let f: std::sync::Arc<WasmFunction> = rt.function(&Id::new("bench", name)).unwrap();
     let ctx = CallContext::default();
     let first = match f.call_keeping(args.clone(), &ctx, keep).await {
@@ -402,14 +419,29 @@ fn child(which: &str) {
         "raw" => current().block_on(raw_warm()),
         "raw-inst" => current().block_on(raw_instantiate()),
         "direct-static" => {
-            current().block_on(direct("point", vec![point(1, 2)], 2, RAW_SINGLES / 2))
+            current().block_on(direct("point", vec![point(1, 2)], 2, RAW_SINGLES / 2, None))
         }
-        "direct-inline" => {
-            current().block_on(direct("point_inline", vec![point(1, 2)], 0, INST_SAMPLES))
-        }
-        "direct-transform" => {
-            current().block_on(direct("transform", vec![users(USERS)], 2, TRANSFORM_CALLS))
-        }
+        "direct-inline" => current().block_on(direct(
+            "point_inline",
+            vec![point(1, 2)],
+            0,
+            INST_SAMPLES,
+            None,
+        )),
+        "direct-inline-pooling" => current().block_on(direct(
+            "point_inline",
+            vec![point(1, 2)],
+            0,
+            INST_SAMPLES,
+            Some(64),
+        )),
+        "direct-transform" => current().block_on(direct(
+            "transform",
+            vec![users(USERS)],
+            2,
+            TRANSFORM_CALLS,
+            None,
+        )),
         w if w.starts_with("lua-") => multi().block_on(lua(w)),
         w if w.starts_with("boot-") => multi().block_on(boot(w)),
         other => panic!("unknown measurement {other}"),
@@ -490,6 +522,8 @@ fn main() {
         return;
     }
     println!("warden WebAssembly benchmarks ({RUNS} runs each, each in a fresh process)");
+    let loadavg = || std::fs::read_to_string("/proc/loadavg").unwrap_or_default();
+    let load_before = loadavg();
     // The call workloads share one compile cache (primed by their first child); the boot
     // workloads make their own.
     let cache_root = tempfile::tempdir().unwrap();
@@ -501,6 +535,7 @@ fn main() {
     let raw = runs("raw");
     let raw_inst = runs("raw-inst");
     let direct_inline = runs("direct-inline");
+    let direct_pooling = runs("direct-inline-pooling");
     let lua_static = runs("lua-static");
     let lua_inline = runs("lua-inline");
     let direct_transform = runs("direct-transform");
@@ -580,6 +615,13 @@ fn main() {
     row(
         "`WasmFunction::call` from Rust, fresh instance per call (inline-pool path, no Lua; 5000 timed one by one)",
         &direct_inline,
+        "single/",
+        "-",
+        "-",
+    );
+    row(
+        "the same with the engine's pooling allocator (`EngineOptions { pooling: Some(64) }`; opt-in, not what `Runtime::start` uses)",
+        &direct_pooling,
         "single/",
         "-",
         "-",
@@ -671,6 +713,11 @@ fn main() {
     println!(
         "| `Runtime::start` (whole boot after `load_dir`), warm cache | {} | - | - | report | - |",
         ms(&field(&start_warm, "/ms"))
+    );
+    println!(
+        "\nload average before: {}; after: {}",
+        load_before.trim(),
+        loadavg().trim()
     );
     for r in &compile_cold {
         assert_eq!(

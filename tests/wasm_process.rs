@@ -26,32 +26,9 @@ const ALLOC: &str = r#"
     (local.get $p))
 "#;
 
-/// Echoes `count` messages back to their senders under topic "echo", then returns count.
-/// receive(none) writes option<message> at 16: tag at 16, topic at 20/24, sender at
-/// 28/32, payload at 36/40.
+/// Echoes `count` messages back to their senders (shared with the benchmarks).
 fn echo_wat() -> String {
-    format!(
-        r#"(module
-  (import "warden:host/process@0.1.0" "receive" (func $receive (param i32 i64 i32)))
-  (import "warden:host/process@0.1.0" "send" (func $send (param i32 i32 i32 i32 i32 i32 i32)))
-  {ALLOC}
-  (data (i32.const 8) "echo")
-  (func (export "run") (param $count i32) (result i32)
-    (local $i i32)
-    (block $done
-      (loop $next
-        (br_if $done (i32.ge_u (local.get $i) (local.get $count)))
-        (call $receive (i32.const 0) (i64.const 0) (i32.const 16))
-        (br_if $done (i32.eqz (i32.load8_u (i32.const 16))))
-        (call $send
-          (i32.load (i32.const 28)) (i32.load (i32.const 32))
-          (i32.const 8) (i32.const 4)
-          (i32.load (i32.const 36)) (i32.load (i32.const 40))
-          (i32.const 64))
-        (local.set $i (i32.add (local.get $i) (i32.const 1)))
-        (br $next)))
-    (local.get $i)))"#
-    )
+    include_str!("guests/echo.wat").to_string()
 }
 
 /// Calls app:double with [21] (call-lua) or app:add with [1,2] (call-wat) and returns the

@@ -54,9 +54,13 @@ pub struct EngineOptions {
 }
 
 impl Default for EngineOptions {
+    /// On-demand allocation, unless `WARDEN_WASM_POOLING=<slots>` asks for the pooling
+    /// allocator (faster instantiation, a fixed number of concurrent instances).
     fn default() -> Self {
         EngineOptions {
-            pooling: None,
+            pooling: std::env::var("WARDEN_WASM_POOLING")
+                .ok()
+                .and_then(|v| v.parse().ok()),
             epoch_tick: Duration::from_millis(5),
             memory_reservation: 16 << 20,
             memory_guard: 64 << 10,
