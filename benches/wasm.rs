@@ -454,6 +454,8 @@ fn run_child(which: &str, cache: &Path) -> serde_json::Value {
     let out = Command::new(exe)
         .env("WARDEN_BENCH_CHILD", which)
         .env("WARDEN_CACHE_DIR", cache)
+        // EngineOptions::default() would turn the pooling allocator on
+        .env_remove("WARDEN_WASM_POOLING")
         .env("RUST_LOG", "warn")
         .output()
         .unwrap();

@@ -44,6 +44,9 @@ pub const HOOK_INSTRUCTIONS: u32 = 1000;
 pub const SLICE_HOOKS: u32 = 20;
 /// Messages routed into Lua channels per poll of a process, before it lets others run.
 const MESSAGES_PER_POLL: usize = 256;
+/// A Lua channel fed from the mailbox gets at most this many unread messages; the rest
+/// wait in the (bounded) mailbox, so a flood is refused to its senders.
+const ROUTE_AHEAD: usize = 64;
 
 /// The built-in modules an entry may `require` (when listed in its `modules`).
 pub const BUILTIN_MODULES: &[&str] = &["time", "json", "logger", "funcs", "ctx", "supervisor"];
@@ -457,6 +460,15 @@ impl ProcCtx {
         Ok(mlua::Value::Table(msg))
     }
 
+    /// The length of the channel a message with `topic` goes to.
+    fn backlog(&self, topic: &str) -> usize {
+        let listeners = self.listeners.borrow();
+        match listeners.get(topic) {
+            Some(l) => l.chan.len(),
+            None => self.inbox.len(),
+        }
+    }
+
     fn deliver(&self, m: Message) -> mlua::Result<()> {
         let listeners = self.listeners.borrow();
         if let Some(l) = (!listeners.is_empty())
@@ -598,6 +610,23 @@ impl Driver {
         }
     }
 
+    /// Moves messages from the mailbox into Lua channels while they have room.
+    fn route(&mut self, cx: &mut Context<'_>) -> Option<Exit> {
+        let me = &self.ctx.me;
+        for _ in 0..MESSAGES_PER_POLL {
+            let m = me.pop_message()?;
+            if self.ctx.backlog(&m.topic) >= ROUTE_AHEAD {
+                me.unpop_message(m);
+                return None;
+            }
+            if let Err(e) = self.ctx.deliver(m) {
+                return Some(Exit::Error(errors::message(&e)));
+            }
+        }
+        cx.waker().wake_by_ref();
+        None
+    }
+
     fn step(&mut self, cx: &mut Context<'_>) -> Poll<Exit> {
         let me = self.ctx.me.clone();
         me.register(cx.waker());
@@ -608,20 +637,19 @@ impl Driver {
                 Err(e) => return Poll::Ready(Exit::Error(errors::message(&e))),
             }
         }
-        let mut routed = 0;
-        while routed < MESSAGES_PER_POLL {
-            let Some(m) = me.pop_message() else { break };
-            if let Err(e) = self.ctx.deliver(m) {
-                return Poll::Ready(Exit::Error(errors::message(&e)));
-            }
-            routed += 1;
-        }
-        if routed == MESSAGES_PER_POLL {
-            cx.waker().wake_by_ref();
+        if let Some(exit) = self.route(cx) {
+            return Poll::Ready(exit);
         }
         self.ctx.run.polling.set(self.main_ptr as usize);
         if let Poll::Ready(r) = Pin::new(&mut self.main).poll(cx) {
             return Poll::Ready(self.exit_of(r));
+        }
+        // the coroutine may have made room in a full channel: route the rest soon
+        if me
+            .peek_topic()
+            .is_some_and(|t| self.ctx.backlog(&t) < ROUTE_AHEAD)
+        {
+            cx.waker().wake_by_ref();
         }
         if self.coros.is_none() && self.ctx.spawned.borrow().is_empty() {
             return Poll::Pending;

@@ -150,6 +150,10 @@ struct Relations {
     names: Vec<String>,
 }
 
+/// Most data messages a mailbox holds; past it `send` fails with "mailbox is full"
+/// (senders get an error, they never block).
+pub const MAILBOX_LIMIT: usize = 65_536;
+
 #[derive(Default)]
 struct Queues {
     ctrl: VecDeque<Signal>,
@@ -185,15 +189,34 @@ impl ProcessHandle {
         true
     }
 
-    fn message(&self, m: Message) -> bool {
+    fn message(&self, m: Message) -> Result<(), ProcessError> {
         let mut q = self.queues.lock();
         if q.closed {
-            return false;
+            return Err(ProcessError::NotFound(format!(
+                "process {} is not running",
+                self.pid
+            )));
+        }
+        if q.data.len() >= MAILBOX_LIMIT {
+            return Err(ProcessError::Busy(format!(
+                "mailbox of {} is full ({MAILBOX_LIMIT} messages waiting)",
+                self.pid
+            )));
         }
         q.data.push_back(m);
         drop(q);
         self.waker.wake();
-        true
+        Ok(())
+    }
+
+    /// Puts a message back at the front of the mailbox (its receiver had no room for it).
+    pub fn unpop_message(&self, m: Message) {
+        self.queues.lock().data.push_front(m);
+    }
+
+    /// The topic of the next data message, if any.
+    pub fn peek_topic(&self) -> Option<String> {
+        self.queues.lock().data.front().map(|m| m.topic.clone())
     }
 
     /// Registers the waker of the task that owns this mailbox. Call it before popping, so
@@ -416,18 +439,11 @@ impl Node {
         let p = self
             .process(dest)
             .ok_or_else(|| ProcessError::NotFound(format!("process {dest} is not running")))?;
-        let sent = p.message(Message {
+        p.message(Message {
             from: from.cloned(),
             topic,
             payload,
-        });
-        if sent {
-            Ok(())
-        } else {
-            Err(ProcessError::NotFound(format!(
-                "process {dest} is not running"
-            )))
-        }
+        })
     }
 
     /// Asks a process to stop: it receives a CANCEL event and ends on its own.

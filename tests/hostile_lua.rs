@@ -1,0 +1,125 @@
+//! Hostile Lua guests: floods, huge messages. Each test checks that the runtime survives,
+//! the offender gets a clear error, and a neighbouring process keeps answering.
+
+mod common;
+
+use common::App;
+
+const ECHO: &str = r#"
+return { main = function()
+  local inbox = process.inbox()
+  while true do
+    local m = inbox:receive()
+    process.send(m:from(), "pong", 1)
+  end
+end }
+"#;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_flood_fills_the_bounded_mailbox_and_senders_get_an_error() {
+    let v = App::new()
+        .lua("echo", ECHO)
+        .lua(
+            "slow",
+            r#"
+local time = require("time")
+return { main = function()
+  local inbox = process.inbox()
+  local n = 0
+  while true do
+    local m = inbox:receive()
+    if m:topic() == "count" then
+      process.send(m:from(), "counted", n)
+    else
+      n = n + 1
+      if n % 1000 == 0 then time.sleep(1) end
+    end
+  end
+end }
+"#,
+        )
+        .lua(
+            "main",
+            r#"
+local time = require("time")
+return { main = function()
+  local slow = process.spawn("app:slow", "app:host")
+  local echo = process.spawn("app:echo", "app:host")
+  local sent, err = 0, nil
+  for i = 1, 1000000 do
+    local ok, e = process.send(slow, "flood", i)
+    if not ok then err = e break end
+    sent = sent + 1
+  end
+  -- the neighbour answers while the slow process is drowning
+  local t0 = time.now()
+  process.send(echo, "ping", 1)
+  process.inbox():receive()
+  local ping_ms = time.now():sub(t0)
+  -- once the slow process catches up, sending works again and nothing was lost
+  local again
+  for _ = 1, 2000 do
+    again = process.send(slow, "count")
+    if again then break end
+    time.sleep(5)
+  end
+  local counted
+  for _ = 1, 2000 do
+    local r = channel.select({ process.inbox():case_receive(), time.after(5):case_receive() })
+    if r.value and r.value.topic and r.value:topic() == "counted" then
+      counted = r.value:payload():data()
+      break
+    end
+  end
+  return { sent = sent, err = tostring(err), kind = err and err:kind(), ping_ms = ping_ms,
+           again = again == true, counted = counted }
+end }
+"#,
+        )
+        .value("main")
+        .await;
+    let sent = v["sent"].as_u64().unwrap();
+    // the mailbox filled up (the slow process drained a little meanwhile): far fewer than
+    // the million sends were accepted
+    assert!((65_536..200_000).contains(&sent), "{v}");
+    assert!(
+        v["err"].as_str().unwrap().contains("mailbox of")
+            && v["err"].as_str().unwrap().contains("is full"),
+        "{v}"
+    );
+    assert_eq!(v["kind"], "UNAVAILABLE");
+    assert!(v["ping_ms"].as_f64().unwrap() < 100.0, "{v}");
+    assert_eq!(v["again"], true);
+    assert_eq!(
+        v["counted"].as_u64().unwrap(),
+        sent,
+        "every accepted message was received: {v}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_message_of_100_mb_crosses_intact() {
+    let v = App::new()
+        .lua(
+            "sink",
+            "return { main = function() local m = process.inbox():receive() local s = m:payload():data() return { len = #s, head = s:sub(1, 3), tail = s:sub(-3) } end }",
+        )
+        .lua(
+            "main",
+            r#"
+return { main = function()
+  local s = string.rep("abc", 100 * 1024 * 1024 // 3)
+  local sink = process.spawn_monitored("app:sink", "app:host")
+  assert(process.send(sink, "big", s))
+  s = nil
+  collectgarbage()
+  return process.events():receive().result.value
+end }
+"#,
+        )
+        .value("main")
+        .await;
+    assert_eq!(v["len"], 104_857_599);
+    assert_eq!(v["head"], "abc");
+    assert_eq!(v["tail"], "abc");
+}
