@@ -123,3 +123,60 @@ end }
     assert_eq!(v["head"], "abc");
     assert_eq!(v["tail"], "abc");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn max_execution_ms_stops_runaway_lua_processes_and_functions() {
+    let v = App::new()
+        .entry(
+            "  - name: spin\n    kind: process.lua\n    source: \"return { main = function() while true do end end }\"\n    method: main\n    limits: {max_execution_ms: 100}\n",
+        )
+        .entry(
+            "  - name: patient\n    kind: process.lua\n    source: \"local time = require('time') return { main = function() for i = 1, 30 do local t = os.clock() while os.clock() - t < 0.01 do end time.sleep(1) end return 'done' end }\"\n    method: main\n    modules: [time]\n    limits: {max_execution_ms: 100}\n",
+        )
+        .entry(
+            "  - name: fspin\n    kind: function.lua\n    source: \"return { main = function() while true do end end }\"\n    method: main\n    limits: {max_execution_ms: 80}\n",
+        )
+        .lua("echo", ECHO)
+        .lua(
+            "main",
+            r#"
+local funcs = require("funcs")
+local time = require("time")
+return { main = function()
+  local out = {}
+  local echo = process.spawn("app:echo", "app:host")
+  local s = process.spawn_monitored("app:spin", "app:host")
+  time.sleep(10)
+  local t0 = time.now()
+  process.send(echo, "ping", 1)
+  process.inbox():receive()
+  out.ping_ms = time.now():sub(t0)
+  out.spin = process.events():receive().result.error
+  -- 300 ms of work in total, but never more than ~10 ms without waiting: not stopped
+  out.patient = process.exec("app:patient", "app:host")
+  local t1 = time.now()
+  local r, err = funcs.call("app:fspin")
+  out.fspin = { err:kind(), tostring(err), time.now():sub(t1) }
+  return out
+end }
+"#,
+        )
+        .value("main")
+        .await;
+    assert!(v["ping_ms"].as_f64().unwrap() < 100.0, "{v}");
+    let e = v["spin"].as_str().unwrap();
+    assert!(
+        e.contains("app:spin") && e.contains("execution time limit exceeded"),
+        "{e}"
+    );
+    assert_eq!(v["patient"], "done");
+    assert_eq!(v["fspin"][0], "TIMEOUT");
+    assert!(
+        v["fspin"][1]
+            .as_str()
+            .unwrap()
+            .contains("execution time limit exceeded"),
+        "{v}"
+    );
+    assert!(v["fspin"][2].as_f64().unwrap() < 2000.0, "{v}");
+}

@@ -141,6 +141,11 @@ async fn run_lua_function(
     let internal = |e: mlua::Error| CallError::new("INTERNAL", super::errors::message(&e));
     let w = worker().map_err(internal)?;
     let entry = pool.entry.clone();
+    // limits.max_execution_ms caps the call whatever the caller's timeout
+    let deadline = match super::max_execution(&entry) {
+        Some(limit) => deadline.min(Instant::now() + limit),
+        None => deadline,
+    };
     let (func, env) = match take_instance(&w, &entry) {
         Some(i) => i,
         None => {

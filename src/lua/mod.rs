@@ -69,6 +69,54 @@ pub(crate) enum Current {
 pub(crate) struct RunState {
     ticks: Cell<u32>,
     polling: Cell<usize>,
+    /// The entry's `limits.max_execution_ms`: the longest it may compute without waiting.
+    limit: Option<std::time::Duration>,
+    /// Since when it computes without having waited (preemption does not count).
+    busy_since: Cell<Option<std::time::Instant>>,
+    /// Set when the hook yielded (preemption) rather than the code waiting.
+    preempted: Cell<bool>,
+}
+
+impl RunState {
+    fn with_limit(limit: Option<std::time::Duration>) -> RunState {
+        RunState {
+            limit,
+            ..Default::default()
+        }
+    }
+
+    /// Called before the driver resumes code: a fresh budget after a real wait.
+    fn resuming(&self) {
+        if self.busy_since.get().is_none() {
+            self.busy_since.set(Some(std::time::Instant::now()));
+        }
+        self.preempted.set(false);
+    }
+
+    /// Called when the code returned Pending: a wait ends the busy stretch, a preemption
+    /// does not.
+    fn suspended(&self) {
+        if !self.preempted.get() {
+            self.busy_since.set(None);
+        }
+    }
+
+    fn over_limit(&self) -> bool {
+        match (self.limit, self.busy_since.get()) {
+            (Some(limit), Some(since)) => since.elapsed() > limit,
+            _ => false,
+        }
+    }
+}
+
+/// `limits.max_execution_ms` of an entry (milliseconds, or a duration string).
+pub(crate) fn max_execution(entry: &Entry) -> Option<std::time::Duration> {
+    let v = entry.raw.get("limits")?.get("max_execution_ms")?;
+    match v {
+        serde_json::Value::Number(n) => n.as_u64().map(std::time::Duration::from_millis),
+        serde_json::Value::String(s) => crate::duration::parse(s).ok(),
+        _ => None,
+    }
 }
 
 /// Idle instances of one function entry version: (method, globals, idle since).
@@ -131,6 +179,14 @@ fn preempt_hook(lua: &Lua, _: &mlua::Debug) -> mlua::Result<VmState> {
                 if p.me.kill_requested.load(Ordering::Relaxed) {
                     return Err(mlua::Error::runtime("process terminated"));
                 }
+                if p.run.over_limit() {
+                    return Err(mlua::Error::runtime(format!(
+                        "process {} ({}): execution time limit exceeded (max_execution_ms {})",
+                        p.pid_str,
+                        p.entry.id,
+                        p.run.limit.map(|l| l.as_millis()).unwrap_or_default()
+                    )));
+                }
                 &p.run
             }
             Some(Current::Call(call)) => {
@@ -149,6 +205,7 @@ fn preempt_hook(lua: &Lua, _: &mlua::Debug) -> mlua::Result<VmState> {
         // Only yield a coroutine the driver resumes itself; a user coroutine
         // (coroutine.wrap) must not see a yield it did not ask for.
         if lua.current_thread().to_pointer() as usize == run.polling.get() {
+            run.preempted.set(true);
             Ok(VmState::Yield)
         } else {
             Ok(VmState::Continue)
@@ -641,9 +698,11 @@ impl Driver {
             return Poll::Ready(exit);
         }
         self.ctx.run.polling.set(self.main_ptr as usize);
+        self.ctx.run.resuming();
         if let Poll::Ready(r) = Pin::new(&mut self.main).poll(cx) {
             return Poll::Ready(self.exit_of(r));
         }
+        self.ctx.run.suspended();
         // the coroutine may have made room in a full channel: route the rest soon
         if me
             .peek_topic()
@@ -745,7 +804,7 @@ fn start_process(pctx: ProcessContext) -> mlua::Result<Driver> {
         listeners: RefCell::new(HashMap::new()),
         trap_links: Cell::new(false),
         spawned: RefCell::new(Vec::new()),
-        run: RunState::default(),
+        run: RunState::with_limit(max_execution(&entry)),
     });
     let mut call_args = vec![
         mlua::Value::Function(factory),
