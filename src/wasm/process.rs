@@ -34,6 +34,9 @@ pub fn launcher(node: &Arc<Node>, entry: &Arc<Entry>, args: &[Value]) -> Result<
         .ok_or_else(|| format!("entry {} was not compiled", entry.id))?;
     f.convert_args(args)
         .map_err(|e| format!("entry {}: {}", entry.id, e.message))?;
+    if spec.pool.is_some() {
+        tracing::debug!(entry = %entry.id, "pool is ignored for process.wasm (a process is its own worker)");
+    }
     let stdio = spec.imports.iter().any(|g| g == "wasi:cli");
     Ok(Box::new(move |pctx: ProcessContext| {
         Box::pin(run(pctx, f, stdio)) as BodyFuture
