@@ -44,43 +44,40 @@ fn status_table(lua: &Lua, id: &Id, s: &crate::supervision::ServiceStatus) -> ml
     Ok(t)
 }
 
+/// `f` of a service's status, or `nil, err` for a bad or unknown id.
+fn with_status(
+    lua: &Lua,
+    id: &str,
+    f: impl FnOnce(&Lua, &Id, &crate::supervision::ServiceStatus) -> mlua::Result<mlua::Value>,
+) -> mlua::Result<MultiValue> {
+    let sup = system()?;
+    let id = match id_arg(id) {
+        Ok(id) => id,
+        Err(e) => return e.into_nil_err(lua),
+    };
+    match sup.status(&id) {
+        Some(s) => Ok(MultiValue::from_vec(vec![f(lua, &id, &s)?])),
+        None => LuaError::new("NOT_FOUND", format!("service {id} not found")).into_nil_err(lua),
+    }
+}
+
 /// Builds the module.
 pub fn module(lua: &Lua) -> mlua::Result<Table> {
     let t = lua.create_table()?;
     t.set(
         "state",
         lua.create_function(|lua, id: String| {
-            let sup = system()?;
-            let id = match id_arg(&id) {
-                Ok(id) => id,
-                Err(e) => return e.into_nil_err(lua),
-            };
-            match sup.status(&id) {
-                Some(s) => Ok(MultiValue::from_vec(vec![mlua::Value::String(
-                    lua.create_string(s.state.name())?,
-                )])),
-                None => {
-                    LuaError::new("NOT_FOUND", format!("service {id} not found")).into_nil_err(lua)
-                }
-            }
+            with_status(lua, &id, |lua, _, s| {
+                Ok(mlua::Value::String(lua.create_string(s.state.name())?))
+            })
         })?,
     )?;
     t.set(
         "info",
         lua.create_function(|lua, id: String| {
-            let sup = system()?;
-            let id = match id_arg(&id) {
-                Ok(id) => id,
-                Err(e) => return e.into_nil_err(lua),
-            };
-            match sup.status(&id) {
-                Some(s) => Ok(MultiValue::from_vec(vec![mlua::Value::Table(
-                    status_table(lua, &id, &s)?,
-                )])),
-                None => {
-                    LuaError::new("NOT_FOUND", format!("service {id} not found")).into_nil_err(lua)
-                }
-            }
+            with_status(lua, &id, |lua, id, s| {
+                Ok(mlua::Value::Table(status_table(lua, id, s)?))
+            })
         })?,
     )?;
     t.set(

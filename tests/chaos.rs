@@ -1,0 +1,223 @@
+//! Chaos: a three-level supervision tree of Lua and WebAssembly workers under a steady
+//! load of function calls and messages, while a chaos process kills random workers every
+//! few milliseconds. At the end every permanent service runs, every call returned within
+//! its timeout, the restarts match the kills, and memory did not grow.
+//!
+//! Runs 60 s by default, 30 s when CI is set; `WARDEN_CHAOS_SECS` overrides.
+
+mod common;
+
+use common::App;
+use std::time::{Duration, Instant};
+use warden::process::{Exit, SpawnOptions};
+use warden::registry::Id;
+use warden::value::Value;
+
+fn rss_bytes() -> u64 {
+    let statm = std::fs::read_to_string("/proc/self/statm").unwrap_or_default();
+    statm
+        .split_whitespace()
+        .nth(1)
+        .and_then(|s| s.parse::<u64>().ok())
+        .unwrap_or(0)
+        * 4096
+}
+
+const LUA_WORKER: &str = r#"
+return { main = function(name)
+  process.registry.register(name)
+  local inbox, events = process.inbox(), process.events()
+  while true do
+    local r = channel.select({ inbox:case_receive(), events:case_receive() })
+    if r.channel == events then return "canceled" end
+    local m = r.value
+    process.send(m:from(), "pong", m:payload():data())
+  end
+end }
+"#;
+
+/// Calls functions and pings workers until told to stop; every wait has a timeout.
+const LOADGEN: &str = r#"
+local funcs = require("funcs")
+local time = require("time")
+return { main = function()
+  local exec = funcs.new():with_options({ timeout = 1000 })
+  local lat, ok, failed, worst = {}, 0, 0, 0
+  local stop = process.listen("stop")
+  local i = 0
+  while true do
+    local s = channel.select({ stop:case_receive(), default = true })
+    if not s.default then break end
+    i = i + 1
+    local t0 = time.now()
+    local r, err
+    if i % 3 == 0 then
+      r, err = exec:call("app:lua_fn", i)
+    elseif i % 3 == 1 then
+      r, err = exec:call("app:wat_fn", i, 1)
+    else
+      local sent = process.send("w" .. (i % 3 + 1), "ping", i)
+      if sent then
+        local got = channel.select({ process.inbox():case_receive(), time.after(200):case_receive() })
+        r = got.value and got.value.payload and got.value:payload():data()
+      end
+    end
+    local ms = time.now():sub(t0)
+    if ms > worst then worst = ms end
+    if r ~= nil then ok = ok + 1 else failed = failed + 1 end
+    lat[#lat + 1] = ms
+    if i % 50 == 0 then time.sleep(1) end
+  end
+  table.sort(lat)
+  return { ok = ok, failed = failed, worst_ms = worst,
+           p50 = lat[math.max(1, #lat // 2)], p99 = lat[math.max(1, #lat * 99 // 100)] }
+end }
+"#;
+
+/// Kills a random worker of a random subtree every few milliseconds, for `secs` seconds.
+const CHAOS: &str = r#"
+local supervisor = require("supervisor")
+local time = require("time")
+return { main = function(secs)
+  local trees = { "app:lua_tree", "app:wasm_tree", "app:top" }
+  local killed, kills = {}, 0
+  local t0 = time.now()
+  while time.now():sub(t0) < secs * 1000 do
+    local tree = trees[math.random(#trees)]
+    local children = supervisor.children(tree)
+    if children then
+      local c = children[math.random(#children)]
+      if c.kind == "process" and c.pid and not killed[c.pid] then
+        if process.terminate(c.pid) then
+          killed[c.pid] = true
+          kills = kills + 1
+        end
+      end
+    end
+    time.sleep(math.random(2, 8))
+  end
+  return kills
+end }
+"#;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_tree_under_load_survives_random_kills() {
+    let secs: u64 = std::env::var("WARDEN_CHAOS_SECS")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(if std::env::var("CI").is_ok() { 30 } else { 60 });
+    let echo = include_str!("guests/echo.wat")
+        .lines()
+        .map(|l| format!("      {l}\n"))
+        .collect::<String>();
+    let app = App::new()
+        .lua("worker", LUA_WORKER)
+        .lua("loadgen", LOADGEN)
+        .lua("chaos", CHAOS)
+        .func("lua_fn", "return { main = function(x) return x + 1 end }", Some("{type: static, size: 4}"))
+        .entry(
+            "  - name: wat_fn\n    kind: function.wat\n    source: \"(module (func (export \\\"add\\\") (param i32 i32) (result i32) local.get 0 local.get 1 i32.add))\"\n    wit: \"add: func(a: s32, b: s32) -> s32;\"\n    method: add\n    pool: {type: static, size: 4}\n",
+        )
+        .entry(&format!(
+            "  - name: wasm_worker\n    kind: process.wasm\n    method: run\n    imports: [warden:process]\n    source: |\n{echo}    wit: \"import warden:host/process@0.1.0; run: func(count: u32) -> u32;\"\n"
+        ))
+        .entry("  - name: lua_tree\n    kind: supervisor\n    strategy: one_for_one\n    intensity: {max_restarts: 1000000, period: 1s}\n    children: [{id: w1, process: worker, args: [w1]}, {id: w2, process: worker, args: [w2]}, {id: w3, process: worker, args: [w3]}]\n")
+        .entry("  - name: wasm_tree\n    kind: supervisor\n    strategy: one_for_one\n    intensity: {max_restarts: 1000000, period: 1s}\n    children: [{id: x1, process: wasm_worker, args: [1000000000]}, {id: x2, process: wasm_worker, args: [1000000000]}]\n")
+        .entry("  - name: top\n    kind: supervisor\n    strategy: one_for_one\n    intensity: {max_restarts: 1000000, period: 1s}\n    children: [{id: lua, supervisor: lua_tree}, {id: wasm, supervisor: wasm_tree}, {id: solo, process: worker, args: [solo]}]\n")
+        .entry("  - name: svc\n    kind: process.service\n    process: top\n    host: host\n    lifecycle: {auto_start: true}\n");
+    let rt = app.start().await;
+    let node = rt.node().clone();
+    let sup = rt.supervision().clone();
+    assert_eq!(
+        sup.status(&Id::new("app", "svc")).unwrap().state.name(),
+        "Running"
+    );
+
+    let (load_tx, load_rx) = tokio::sync::oneshot::channel();
+    let loadgen = rt
+        .spawn(
+            &Id::new("app", "loadgen"),
+            None,
+            vec![],
+            SpawnOptions {
+                on_exit: Some(Box::new(move |_, e| {
+                    let _ = load_tx.send((**e).clone());
+                })),
+                ..Default::default()
+            },
+        )
+        .unwrap();
+    // warm up, then the memory baseline
+    tokio::time::sleep(Duration::from_secs(secs / 6 + 1)).await;
+    let rss_warm = rss_bytes();
+    let started = Instant::now();
+    let kills = match rt
+        .exec(
+            &Id::new("app", "chaos"),
+            vec![Value::Int(secs as i64 * 2 / 3)],
+        )
+        .await
+        .unwrap()
+    {
+        Exit::Normal(Value::Int(k)) => k as u64,
+        other => panic!("chaos failed: {other:?}"),
+    };
+    node.send(None, &loadgen, "stop", vec![Value::Bool(true)])
+        .unwrap();
+    let load = match tokio::time::timeout(Duration::from_secs(30), load_rx)
+        .await
+        .expect("the load generator did not stop: a call was left waiting")
+        .unwrap()
+    {
+        Exit::Normal(v) => warden::value::to_json(&v).unwrap(),
+        other => panic!("the load generator failed: {other:?}"),
+    };
+
+    // every restart lands: the sum of restarts reaches the number of kills
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let restarts = loop {
+        let mut total = 0;
+        let mut all_running = true;
+        for tree in ["top", "lua_tree", "wasm_tree"] {
+            for c in sup.children(&Id::new("app", tree)).await.unwrap() {
+                if c.kind == "process" {
+                    total += c.restarts;
+                    all_running &= c.running;
+                }
+            }
+        }
+        if (total >= kills && all_running) || Instant::now() > deadline {
+            break total;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    };
+    let rss_end = rss_bytes();
+    println!(
+        "chaos: {secs} s, {kills} kills, {restarts} restarts, calls ok {} / failed {}, p50 {:.2} ms, p99 {:.2} ms, worst {:.1} ms, RSS after warm-up {:.1} MB, at the end {:.1} MB ({:.0} s of chaos)",
+        load["ok"],
+        load["failed"],
+        load["p50"].as_f64().unwrap_or(0.0),
+        load["p99"].as_f64().unwrap_or(0.0),
+        load["worst_ms"].as_f64().unwrap_or(0.0),
+        rss_warm as f64 / 1e6,
+        rss_end as f64 / 1e6,
+        started.elapsed().as_secs_f64()
+    );
+    assert!(kills > 100, "the chaos process killed too little: {kills}");
+    assert_eq!(
+        restarts, kills,
+        "every kill of a permanent worker is one restart"
+    );
+    assert_eq!(
+        sup.status(&Id::new("app", "svc")).unwrap().state.name(),
+        "Running"
+    );
+    assert!(load["ok"].as_u64().unwrap() > 1000, "{load}");
+    // every call or ping had a 1000 ms (call) or 200 ms (ping) timeout: none waited longer
+    assert!(load["worst_ms"].as_f64().unwrap() < 1500.0, "{load}");
+    assert!(
+        (rss_end as f64) < rss_warm as f64 * 1.10 + 8e6,
+        "memory grew: {rss_warm} -> {rss_end}"
+    );
+    rt.shutdown().await;
+}
