@@ -310,3 +310,89 @@ fn a_bad_pool_is_a_load_error_naming_the_field() {
         "{err}"
     );
 }
+
+const UNDER_LOAD: &str = r#"version: "1.0"
+namespace: app
+entries:
+  - name: host
+    kind: process.host
+  - name: work
+    kind: function.lua
+    method: main
+    source: |
+      return { main = function(x) return x * 2 end }
+    pool: {type: static, size: 2}
+  - name: loader
+    kind: process.lua
+    method: main
+    modules: [funcs, time]
+    source: |
+      local funcs = require("funcs")
+      local time = require("time")
+      return { main = function(name)
+        local events = process.events()
+        local i = 0
+        while true do
+          local r = channel.select({ events:case_receive(), default = true })
+          if not r.default then return name .. " stopped" end
+          i = i + 1
+          assert(funcs.call("app:work", i) == i * 2)
+          if i % 100 == 0 then time.sleep(1) end
+        end
+      end }
+  - {name: db, kind: process.service, process: loader, host: host, args: [db], lifecycle: {auto_start: true, stop_timeout: 2s}}
+  - {name: api, kind: process.service, process: loader, host: host, args: [api], lifecycle: {auto_start: true, requires: [db], stop_timeout: 2s}}
+  - {name: web, kind: process.service, process: loader, host: host, args: [web], lifecycle: {auto_start: true, requires: [api], stop_timeout: 2s}}
+"#;
+
+#[test]
+fn sigterm_under_load_stops_services_in_reverse_order_and_exits_0() {
+    let d = app(&[("_index.yaml", UNDER_LOAD)]);
+    let mut child = Command::new(env!("CARGO_BIN_EXE_warden"))
+        .args(["run", "-d", d.path().to_str().unwrap()])
+        .env("RUST_LOG", "info")
+        .env("NO_COLOR", "1")
+        .stderr(Stdio::piped())
+        .stdout(Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut lines = BufReader::new(child.stderr.take().unwrap()).lines();
+    let mut seen = Vec::new();
+    loop {
+        let line = lines.next().expect("warden ended early").unwrap();
+        let ready = line.contains("running; press Ctrl-C to stop");
+        seen.push(line);
+        if ready {
+            break;
+        }
+    }
+    // let the load run a moment
+    std::thread::sleep(Duration::from_millis(500));
+    Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status()
+        .unwrap();
+    let started = Instant::now();
+    seen.extend(lines.map_while(Result::ok));
+    let code = child.wait().unwrap();
+    let log = seen.join("\n");
+    assert_eq!(code.code(), Some(0), "{log}");
+    assert!(
+        started.elapsed() < Duration::from_secs(10),
+        "stopping took too long"
+    );
+    assert!(!log.contains("panicked"), "{log}");
+    let strip = |l: &str| l.replace("\u{1b}", "");
+    let order: Vec<&str> = seen
+        .iter()
+        .filter(|l| strip(l).contains("stopping service"))
+        .filter_map(|l| {
+            ["app:web", "app:api", "app:db"]
+                .into_iter()
+                .find(|s| l.contains(s))
+        })
+        .collect();
+    assert_eq!(order, vec!["app:web", "app:api", "app:db"], "{log}");
+    // each stopped on its CANCEL, within its stop_timeout (no forced terminate)
+    assert!(!log.contains("terminating it"), "{log}");
+}
