@@ -180,3 +180,41 @@ end }
     );
     assert!(v["fspin"][2].as_f64().unwrap() < 2000.0, "{v}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn unbounded_table_growth_hits_the_memory_limit_and_the_heap_recovers() {
+    let v = App::new()
+        .lua("echo", ECHO)
+        .entry(
+            "  - name: bomb\n    kind: process.lua\n    source: \"return { main = function() local t = {} local i = 0 while true do i = i + 1 t[i] = string.rep('x', 1024) .. i end end }\"\n    method: main\n    limits: {max_memory: 64MiB}\n",
+        )
+        .lua(
+            "after",
+            "return { main = function() local t = {} for i = 1, 20000 do t[i] = string.rep('y', 1024) .. i end return #t end }",
+        )
+        .lua(
+            "main",
+            r#"
+local time = require("time")
+return { main = function()
+  local echo = process.spawn("app:echo", "app:host")
+  local bomb = process.spawn_monitored("app:bomb", "app:host")
+  local ev = process.events():receive()
+  local t0 = time.now()
+  process.send(echo, "ping", 1)
+  process.inbox():receive()
+  return { bomb = ev.result.error, ping_ms = time.now():sub(t0),
+           after = process.exec("app:after", "app:host") }
+end }
+"#,
+        )
+        .value("main")
+        .await;
+    let e = v["bomb"].as_str().unwrap();
+    assert!(
+        e.contains("app:bomb") && e.contains("memory limit exceeded"),
+        "{e}"
+    );
+    assert!(v["ping_ms"].as_f64().unwrap() < 100.0, "{v}");
+    assert_eq!(v["after"], 20000, "the heap recovered: {v}");
+}

@@ -156,7 +156,7 @@ async fn run_lua_function(
                 env: w.lua.create_table().map_err(internal)?,
                 context: context.clone(),
                 deadline,
-                run: RunState::default(),
+                run: RunState::for_entry(&entry),
             });
             let _g = CurrentGuard::enter(Current::Call(boot));
             w.function_instance(&entry).map_err(|e| {
@@ -173,7 +173,7 @@ async fn run_lua_function(
         env: env.clone(),
         context,
         deadline,
-        run: RunState::default(),
+        run: RunState::for_entry(&entry),
     });
     let lua_args = value::to_lua_multi(&w.lua, &args).map_err(internal)?;
     let thread = w.lua.create_thread(func.clone()).map_err(internal)?;

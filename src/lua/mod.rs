@@ -69,6 +69,8 @@ pub(crate) enum Current {
 pub(crate) struct RunState {
     ticks: Cell<u32>,
     polling: Cell<usize>,
+    /// The worker's Lua heap may not be above this while this code runs (bytes).
+    mem_limit: u64,
     /// The entry's `limits.max_execution_ms`: the longest it may compute without waiting.
     limit: Option<std::time::Duration>,
     /// Since when it computes without having waited (preemption does not count).
@@ -78,9 +80,12 @@ pub(crate) struct RunState {
 }
 
 impl RunState {
-    fn with_limit(limit: Option<std::time::Duration>) -> RunState {
+    /// The limits of `entry`: `max_execution_ms`, and `max_memory` (never above the
+    /// worker-wide watermark).
+    pub(crate) fn for_entry(entry: &Entry) -> RunState {
         RunState {
-            limit,
+            limit: max_execution(entry),
+            mem_limit: max_memory(entry).map_or(*STATE_MEMORY, |m| m.min(*STATE_MEMORY)),
             ..Default::default()
         }
     }
@@ -107,6 +112,38 @@ impl RunState {
             _ => false,
         }
     }
+}
+
+/// Default watermark of a worker's Lua heap: code that runs while the heap is above it
+/// fails with "memory limit exceeded" (after a full collection did not bring it down).
+/// `WARDEN_LUA_MAX_MEMORY` (e.g. `1GiB`) changes it; `limits.max_memory` on an entry
+/// lowers it for that entry's code. mlua's own allocation limit, at twice the watermark,
+/// is the last guard.
+pub const DEFAULT_LUA_MEMORY: u64 = 512 << 20;
+
+static STATE_MEMORY: std::sync::LazyLock<u64> = std::sync::LazyLock::new(|| {
+    std::env::var("WARDEN_LUA_MAX_MEMORY")
+        .ok()
+        .and_then(|v| crate::registry::loader::parse_byte_size(&v).ok())
+        .unwrap_or(DEFAULT_LUA_MEMORY)
+});
+
+/// `limits.max_memory` of a Lua entry (bytes, or a size like `64MiB`).
+pub(crate) fn max_memory(entry: &Entry) -> Option<u64> {
+    match entry.raw.get("limits")?.get("max_memory")? {
+        serde_json::Value::Number(n) => n.as_u64(),
+        serde_json::Value::String(s) => crate::registry::loader::parse_byte_size(s).ok(),
+        _ => None,
+    }
+}
+
+/// Whether the heap is over `limit` even after a full collection.
+fn over_memory(lua: &Lua, limit: u64) -> bool {
+    if (lua.used_memory() as u64) <= limit {
+        return false;
+    }
+    let _ = lua.gc_collect();
+    lua.used_memory() as u64 > limit
 }
 
 /// `limits.max_execution_ms` of an entry (milliseconds, or a duration string).
@@ -179,6 +216,14 @@ fn preempt_hook(lua: &Lua, _: &mlua::Debug) -> mlua::Result<VmState> {
                 if p.me.kill_requested.load(Ordering::Relaxed) {
                     return Err(mlua::Error::runtime("process terminated"));
                 }
+                if over_memory(lua, p.run.mem_limit) {
+                    return Err(mlua::Error::runtime(format!(
+                        "process {} ({}): memory limit exceeded (the Lua heap is over {} MiB)",
+                        p.pid_str,
+                        p.entry.id,
+                        p.run.mem_limit >> 20
+                    )));
+                }
                 if p.run.over_limit() {
                     return Err(mlua::Error::runtime(format!(
                         "process {} ({}): execution time limit exceeded (max_execution_ms {})",
@@ -192,6 +237,13 @@ fn preempt_hook(lua: &Lua, _: &mlua::Debug) -> mlua::Result<VmState> {
             Some(Current::Call(call)) => {
                 if let Some(e) = call.interrupted() {
                     return Err(mlua::Error::runtime(e));
+                }
+                if over_memory(lua, call.run.mem_limit) {
+                    return Err(mlua::Error::runtime(format!(
+                        "function {}: memory limit exceeded (the Lua heap is over {} MiB)",
+                        call.entry.id,
+                        call.run.mem_limit >> 20
+                    )));
                 }
                 &call.run
             }
@@ -245,6 +297,7 @@ impl LuaWorker {
             "supervisor",
             freeze.call((supervisor::module(&lua)?, "supervisor"))?,
         );
+        lua.set_memory_limit((*STATE_MEMORY as usize).saturating_mul(2))?;
         lua.set_global_hook(
             HookTriggers::new().every_nth_instruction(HOOK_INSTRUCTIONS),
             preempt_hook,
@@ -804,7 +857,7 @@ fn start_process(pctx: ProcessContext) -> mlua::Result<Driver> {
         listeners: RefCell::new(HashMap::new()),
         trap_links: Cell::new(false),
         spawned: RefCell::new(Vec::new()),
-        run: RunState::with_limit(max_execution(&entry)),
+        run: RunState::for_entry(&entry),
     });
     let mut call_args = vec![
         mlua::Value::Function(factory),

@@ -1834,7 +1834,7 @@ fn parse_sha256(s: &str) -> Result<String, String> {
 
 /// Parses a byte size: `1048576`, `64MiB`, `512 KiB`, `1GB` (KB/MB/GB are powers of 1000,
 /// KiB/MiB/GiB powers of 1024, case-insensitive).
-fn parse_byte_size(s: &str) -> Result<u64, String> {
+pub fn parse_byte_size(s: &str) -> Result<u64, String> {
     let bad = || format!("expected a size like 64MiB, 1GB or a number of bytes, found {s:?}");
     let t = s.trim();
     let split = t.find(|c: char| !c.is_ascii_digit()).unwrap_or(t.len());
