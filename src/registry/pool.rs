@@ -44,6 +44,10 @@ impl Default for PoolSpec {
     }
 }
 
+/// The largest pool size or buffer accepted (a bound well past any real pool, and below
+/// what the pool's semaphore can count).
+pub const MAX_POOL_SIZE: usize = 1_000_000;
+
 fn positive(
     m: &serde_json::Map<String, serde_json::Value>,
     key: &str,
@@ -51,6 +55,10 @@ fn positive(
     match m.get(key) {
         None | Some(serde_json::Value::Null) => Ok(None),
         Some(serde_json::Value::Number(n)) => match n.as_i64() {
+            Some(i) if i > MAX_POOL_SIZE as i64 => Err((
+                format!("pool.{key}"),
+                format!("must be at most {MAX_POOL_SIZE}, found {n}"),
+            )),
             Some(i) if i > 0 => Ok(Some(i as usize)),
             _ => Err((
                 format!("pool.{key}"),
@@ -99,7 +107,7 @@ impl PoolSpec {
                 PoolSpec {
                     kind: PoolKind::Lazy,
                     max_size: max,
-                    buffer: positive(m, "buffer")?.unwrap_or(max * 64),
+                    buffer: positive(m, "buffer")?.unwrap_or(max.saturating_mul(64)),
                 }
             }
             "static" => {
@@ -110,7 +118,7 @@ impl PoolSpec {
                 PoolSpec {
                     kind: PoolKind::Static,
                     max_size: size,
-                    buffer: positive(m, "buffer")?.unwrap_or(size * 64),
+                    buffer: positive(m, "buffer")?.unwrap_or(size.saturating_mul(64)),
                 }
             }
             "adaptive" => {
@@ -118,7 +126,7 @@ impl PoolSpec {
                 PoolSpec {
                     kind: PoolKind::Adaptive,
                     max_size: max,
-                    buffer: positive(m, "buffer")?.unwrap_or(max * 64),
+                    buffer: positive(m, "buffer")?.unwrap_or(max.saturating_mul(64)),
                 }
             }
             other => {
@@ -168,5 +176,16 @@ mod tests {
         assert_eq!(e(json!({"type": "lazy", "max_size": 0})).0, "pool.max_size");
         assert_eq!(e(json!({"size": 2})).0, "pool.type");
         assert_eq!(e(json!("static")).0, "pool");
+        // found by tests/properties.rs: a huge size used to overflow the default buffer
+        let huge = e(json!({"type": "static", "size": 9_223_372_036_854_775_807_i64}));
+        assert_eq!(huge.0, "pool.size");
+        assert!(huge.1.contains("must be at most 1000000"), "{huge:?}");
+        assert_eq!(
+            e(json!({"type": "lazy", "max_size": 288_230_376_151_711_744_i64})).0,
+            "pool.max_size"
+        );
+        assert!(e(json!({"type": "lazy", "max_size": -3}))
+            .1
+            .contains("positive"));
     }
 }
