@@ -103,7 +103,21 @@ async fn child(which: &str) {
             let started = t0.elapsed();
             tokio::time::sleep(Duration::from_millis(200)).await;
             let after = rss_bytes();
+            // the Lua heaps of the host's workers, to split memory between Lua and Rust
+            let mut lua_heap = 0u64;
+            for i in 0..host.worker_count() {
+                let (tx, rx) = std::sync::mpsc::channel();
+                host.run_on_worker(i, move || {
+                    let _ = tx.send(
+                        warden::lua::worker()
+                            .map(|w| w.lua.used_memory())
+                            .unwrap_or(0),
+                    );
+                });
+                lua_heap += rx.recv_timeout(Duration::from_secs(5)).unwrap_or(0) as u64;
+            }
             serde_json::json!({
+                "lua_heap_per_process": lua_heap as f64 / SPAWN_N as f64,
                 "spawn_us": ms.as_f64().unwrap() * 1000.0 / SPAWN_N as f64,
                 "spawn_start_us": started.as_secs_f64() * 1e6 / SPAWN_N as f64,
                 "bytes_per_process": (after.saturating_sub(before)) as f64 / SPAWN_N as f64,
@@ -368,6 +382,16 @@ fn main() {
         mem.max,
         fmt(e_mem, "B"),
         ratio(mem.median, e_mem)
+    );
+    let lua_heap = stats(
+        spawns
+            .iter()
+            .map(|s| s["lua_heap_per_process"].as_f64().unwrap_or(0.0))
+            .collect(),
+    );
+    println!(
+        "| of which in the workers' Lua heaps | {:.0} B ({:.0}-{:.0}) | - | - |",
+        lua_heap.median, lua_heap.min, lua_heap.max
     );
     println!(
         "| ring 1000 processes x 1000 rounds | {:.2} M msgs/s ({:.2}-{:.2}) | {} | {} |",
