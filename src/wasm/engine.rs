@@ -51,6 +51,9 @@ pub struct EngineOptions {
     pub memory_guard: u64,
     /// Largest wasm stack of a call, in bytes.
     pub max_wasm_stack: usize,
+    /// Initialize linear memories from copy-on-write images of their data (wasmtime's
+    /// default) rather than by copying the data segments into fresh memory.
+    pub memory_cow: bool,
 }
 
 impl Default for EngineOptions {
@@ -65,6 +68,7 @@ impl Default for EngineOptions {
             memory_reservation: 16 << 20,
             memory_guard: 64 << 10,
             max_wasm_stack: 512 << 10,
+            memory_cow: std::env::var("WARDEN_WASM_COW").map_or(true, |v| v != "0"),
         }
     }
 }
@@ -82,7 +86,8 @@ pub fn new_engine(options: &EngineOptions) -> wasmtime::Result<Engine> {
         .memory_reservation(options.memory_reservation)
         .memory_guard_size(options.memory_guard)
         .memory_reservation_for_growth(options.memory_reservation)
-        .memory_may_move(true);
+        .memory_may_move(true)
+        .memory_init_cow(options.memory_cow);
     if let Some(slots) = options.pooling {
         let mut pool = PoolingAllocationConfig::new();
         pool.total_component_instances(slots)
