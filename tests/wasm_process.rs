@@ -274,3 +274,58 @@ fn a_wasm_command_runs_from_the_cli_and_a_trap_exits_1() {
     assert_eq!(out.status.code(), Some(1));
     assert!(String::from_utf8_lossy(&out.stderr).contains("unreachable"));
 }
+
+/// Writes "hello from wasm" to stdout through wasi:cli, then exits with an error status
+/// when asked to (wasi:cli/exit takes a result: ok is 0, err is 1).
+const STDOUT_WAT: &str = r#"(module
+  (import "wasi:cli/stdout@0.2.12" "get-stdout" (func $get_stdout (result i32)))
+  (import "wasi:io/streams@0.2.12" "[method]output-stream.blocking-write-and-flush" (func $write (param i32 i32 i32 i32)))
+  (import "wasi:io/streams@0.2.12" "[resource-drop]output-stream" (func $drop (param i32)))
+  (import "wasi:cli/exit@0.2.12" "exit" (func $exit (param i32)))
+  (memory (export "memory") 1)
+  (func (export "cabi_realloc") (param i32 i32 i32 i32) (result i32) i32.const 1024)
+  (data (i32.const 16) "hello from wasm\n")
+  (func (export "run") (param $fail i32)
+    (local $out i32)
+    (local.set $out (call $get_stdout))
+    (call $write (local.get $out) (i32.const 16) (i32.const 16) (i32.const 64))
+    (call $drop (local.get $out))
+    (if (local.get $fail) (then (call $exit (i32.const 1))))))"#;
+
+#[test]
+fn a_wasm_command_writes_to_stdout_and_exits_with_its_wasi_status() {
+    let d = tempfile::tempdir().unwrap();
+    let yaml = format!(
+        "version: \"1.0\"\nnamespace: app\nentries:\n{}",
+        wasm_process(
+            "hello",
+            STDOUT_WAT,
+            "import wasi:cli/stdout@0.2.12;\nimport wasi:cli/exit@0.2.12;\nrun: func(fail: bool);",
+            "run",
+            "    imports: [wasi:cli, wasi:io]\n    meta: {command: {name: hello, short: \"Says hello\"}}\n",
+        )
+    );
+    std::fs::write(d.path().join("_index.yaml"), yaml).unwrap();
+    let run = |arg: &str| {
+        std::process::Command::new(env!("CARGO_BIN_EXE_warden"))
+            .args(["run", "-d", d.path().to_str().unwrap(), "hello", arg])
+            .output()
+            .unwrap()
+    };
+    let out = run("false");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(String::from_utf8_lossy(&out.stdout), "hello from wasm\n");
+    let out = run("true");
+    assert_eq!(String::from_utf8_lossy(&out.stdout), "hello from wasm\n");
+    assert_eq!(
+        out.status.code(),
+        Some(1),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(String::from_utf8_lossy(&out.stderr).contains("exited with status 1"));
+}

@@ -279,19 +279,33 @@ pub fn wit_world_text(wit: &str) -> String {
     format!("package warden:generated;\n\nworld root {{\n{body}}}\n")
 }
 
+/// The WASI 0.2 WIT packages, in dependency order (`wit/deps`, from wasmtime-wasi).
+const WASI_WIT: &[(&str, &str)] = &[
+    ("io.wit", include_str!("../../wit/deps/io.wit")),
+    ("clocks.wit", include_str!("../../wit/deps/clocks.wit")),
+    ("random.wit", include_str!("../../wit/deps/random.wit")),
+    (
+        "filesystem.wit",
+        include_str!("../../wit/deps/filesystem.wit"),
+    ),
+    ("sockets.wit", include_str!("../../wit/deps/sockets.wit")),
+    ("cli.wit", include_str!("../../wit/deps/cli.wit")),
+];
+
 /// Embeds the WIT world in `core` and encodes a component.
 fn componentize(core: &[u8], wit: &str) -> Result<Vec<u8>, FieldError> {
     let text = wit_world_text(wit);
     let mut resolve = wit_parser::Resolve::default();
-    // worlds may import warden's own host interfaces (wit/warden.wit)
-    resolve
-        .push_str("warden.wit", super::host::WARDEN_WIT)
-        .map_err(|e| {
+    // worlds may import WASI (wit/deps) and warden's own host interfaces (wit/warden.wit)
+    let warden = ("warden.wit", super::host::WARDEN_WIT);
+    for (name, text) in WASI_WIT.iter().chain(std::iter::once(&warden)) {
+        resolve.push_str(name, text).map_err(|e| {
             (
                 "wit",
-                format!("the warden:host WIT does not parse: {}", chain(&e)),
+                format!("the bundled {name} does not parse: {}", chain(&e)),
             )
         })?;
+    }
     let pkg = resolve
         .push_source("wit", &text)
         .map_err(|e| ("wit", format!("WIT does not parse: {}", chain(&e))))?;
