@@ -40,8 +40,16 @@ fn app() -> tempfile::TempDir {
     let mut yaml = String::from(
         "version: \"1.0\"\nnamespace: bench\nentries:\n  - name: host\n    kind: process.host\n    host: {workers: 2, queue_size: 200000}\n",
     );
+    // the idle process has its own small source, as Erlang's spawns one small function
+    std::fs::write(
+        d.path().join("idle.lua"),
+        "return { idle = function() process.inbox():receive() end }\n",
+    )
+    .unwrap();
+    yaml.push_str(
+        "  - name: idle\n    kind: process.lua\n    source: file://idle.lua\n    method: idle\n",
+    );
     for m in [
-        "idle",
         "spawner",
         "ring_node",
         "ring",
