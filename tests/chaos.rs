@@ -1,7 +1,8 @@
 //! Chaos: a three-level supervision tree of Lua and WebAssembly workers under a steady
-//! load of function calls and messages, while a chaos process kills random workers every
-//! few milliseconds. At the end every permanent service runs, every call returned within
-//! its timeout, the restarts match the kills, and memory did not grow.
+//! load of function calls and messages, while a chaos process kills random workers and
+//! random nested supervisors every few milliseconds. At the end every permanent service
+//! runs, every call returned within its timeout, the restarts match the kills, and memory
+//! did not grow.
 //!
 //! Runs 60 s by default, 30 s when CI is set; `WARDEN_CHAOS_SECS` overrides.
 
@@ -75,29 +76,37 @@ return { main = function()
 end }
 "#;
 
-/// Kills a random worker of a random subtree every few milliseconds, for `secs` seconds.
+/// Every few milliseconds kills a random worker of a random subtree (waiting for its exit,
+/// so the tree hears of it before anything else happens), and one time in 25 a whole
+/// nested supervisor, for `secs` seconds. Returns the kills of each kind.
 const CHAOS: &str = r#"
 local supervisor = require("supervisor")
 local time = require("time")
 return { main = function(secs)
   local trees = { "app:lua_tree", "app:wasm_tree", "app:top" }
-  local killed, kills = {}, 0
+  local subtrees = { "app:lua_tree", "app:wasm_tree" }
+  local events = process.events()
+  local killed, workers, sups = {}, 0, 0
   local t0 = time.now()
   while time.now():sub(t0) < secs * 1000 do
-    local tree = trees[math.random(#trees)]
-    local children = supervisor.children(tree)
-    if children then
-      local c = children[math.random(#children)]
-      if c.kind == "process" and c.pid and not killed[c.pid] then
+    if math.random(25) == 1 then
+      if supervisor.kill(subtrees[math.random(#subtrees)]) then sups = sups + 1 end
+    else
+      local children = supervisor.children(trees[math.random(#trees)])
+      local c = children and children[math.random(#children)]
+      if c and c.kind == "process" and c.pid and not killed[c.pid] then
+        process.monitor(c.pid)
         if process.terminate(c.pid) then
           killed[c.pid] = true
-          kills = kills + 1
+          workers = workers + 1
         end
+        -- the EXIT event comes after the tree's own exit callback
+        channel.select({ events:case_receive(), time.after(1000):case_receive() })
       end
     end
     time.sleep(math.random(2, 8))
   end
-  return kills
+  return { workers = workers, supervisors = sups }
 end }
 "#;
 
@@ -152,7 +161,7 @@ async fn a_tree_under_load_survives_random_kills() {
     tokio::time::sleep(Duration::from_secs(secs / 6 + 1)).await;
     let rss_warm = rss_bytes();
     let started = Instant::now();
-    let kills = match rt
+    let (worker_kills, sup_kills) = match rt
         .exec(
             &Id::new("app", "chaos"),
             vec![Value::Int(secs as i64 * 2 / 3)],
@@ -160,9 +169,16 @@ async fn a_tree_under_load_survives_random_kills() {
         .await
         .unwrap()
     {
-        Exit::Normal(Value::Int(k)) => k as u64,
+        Exit::Normal(v) => {
+            let j = warden::value::to_json(&v).unwrap();
+            (
+                j["workers"].as_u64().unwrap(),
+                j["supervisors"].as_u64().unwrap(),
+            )
+        }
         other => panic!("chaos failed: {other:?}"),
     };
+    let kills = worker_kills + sup_kills;
     node.send(None, &loadgen, "stop", vec![Value::Bool(true)])
         .unwrap();
     let load = match tokio::time::timeout(Duration::from_secs(30), load_rx)
@@ -174,19 +190,18 @@ async fn a_tree_under_load_survives_random_kills() {
         other => panic!("the load generator failed: {other:?}"),
     };
 
-    // every restart lands: the sum of restarts reaches the number of kills
+    // every restart lands: each killed worker and each killed supervisor was restarted
+    // once by its parent tree, and every child runs again
     let deadline = Instant::now() + Duration::from_secs(20);
     let restarts = loop {
-        let mut total = 0;
         let mut all_running = true;
         for tree in ["top", "lua_tree", "wasm_tree"] {
-            for c in sup.children(&Id::new("app", tree)).await.unwrap() {
-                if c.kind == "process" {
-                    total += c.restarts;
-                    all_running &= c.running;
-                }
+            match sup.children(&Id::new("app", tree)).await {
+                Ok(children) => all_running &= children.iter().all(|c| c.running),
+                Err(_) => all_running = false,
             }
         }
+        let total = sup.restarts_total();
         if (total >= kills && all_running) || Instant::now() > deadline {
             break total;
         }
@@ -194,7 +209,7 @@ async fn a_tree_under_load_survives_random_kills() {
     };
     let rss_end = rss_bytes();
     println!(
-        "chaos: {secs} s, {kills} kills, {restarts} restarts, calls ok {} / failed {}, p50 {:.1} us, p99 {:.1} us, worst {:.1} ms, RSS after warm-up {:.1} MB, at the end {:.1} MB ({:.0} s of chaos)",
+        "chaos: {secs} s, {kills} kills ({worker_kills} workers, {sup_kills} supervisors), {restarts} restarts, calls ok {} / failed {}, p50 {:.1} us, p99 {:.1} us, worst {:.1} ms, RSS after warm-up {:.1} MB, at the end {:.1} MB ({:.0} s of chaos)",
         load["ok"],
         load["failed"],
         load["p50"].as_f64().unwrap_or(0.0) * 1000.0,
@@ -204,10 +219,17 @@ async fn a_tree_under_load_survives_random_kills() {
         rss_end as f64 / 1e6,
         started.elapsed().as_secs_f64()
     );
-    assert!(kills > 100, "the chaos process killed too little: {kills}");
+    assert!(
+        worker_kills > 100,
+        "the chaos process killed too few workers: {worker_kills}"
+    );
+    assert!(
+        sup_kills > 3,
+        "the chaos process killed too few supervisors: {sup_kills}"
+    );
     assert_eq!(
         restarts, kills,
-        "every kill of a permanent worker is one restart"
+        "every kill of a permanent worker or supervisor is one restart"
     );
     assert_eq!(
         sup.status(&Id::new("app", "svc")).unwrap().state.name(),

@@ -27,7 +27,8 @@ local supervisor = require("supervisor")
 local time = require("time")
 local function pids(tree)
   local out = {}
-  for _, c in ipairs(supervisor.children(tree)) do out[c.id] = c.pid or false end
+  -- a tree being restarted is not running for a moment: no children then
+  for _, c in ipairs(supervisor.children(tree) or {}) do out[c.id] = c.pid or false end
   return out
 end
 local function wait(tree, pred)
@@ -216,6 +217,66 @@ end }}
         other => panic!("expected the tree failure to end --exec, got {other:?}"),
     }
     assert_eq!(state.state.name(), "Failed");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_killed_nested_supervisor_takes_its_children_down_and_is_restarted() {
+    let main = format!(
+        r#"{HELPERS}
+return {{ main = function()
+  assert(supervisor.start("app:svc"))
+  local before = pids("app:inner")
+  local sibling = pids("app:outer").solo
+  process.monitor(before.a)
+  process.monitor(before.b)
+  local ok, err = supervisor.kill("app:inner")
+  -- both children of the killed tree were terminated before kill returned
+  local events = process.events()
+  local e1, e2 = events:receive(), events:receive()
+  local after = wait("app:inner", function(p) return p.a and p.b end)
+  local outer = {{}}
+  for _, c in ipairs(supervisor.children("app:outer")) do outer[c.id] = c.restarts end
+  local _, unknown = supervisor.kill("app:nope")
+  local _, bad = supervisor.kill("")
+  return {{ ok = ok, err = err, downs = {{ e1.result.error, e2.result.error }},
+           new_a = after.a ~= before.a, new_b = after.b ~= before.b,
+           sibling_kept = pids("app:outer").solo == sibling,
+           outer_restarts = outer,
+           unknown = unknown:kind(), unknown_msg = unknown:message(), bad = bad:kind() }}
+end }}
+"#
+    );
+    let v = App::new()
+        .lua("worker", WORKER)
+        .entry(&tree(
+            "inner",
+            "one_for_one",
+            5,
+            "[{id: a, process: worker}, {id: b, process: worker}]",
+        ))
+        .entry(&tree(
+            "outer",
+            "one_for_one",
+            5,
+            "[{id: sub, supervisor: inner}, {id: solo, process: worker}]",
+        ))
+        .entry(&service("svc", "outer", ""))
+        .lua("main", &main)
+        .value("main")
+        .await;
+    assert_eq!(v["ok"], json!(true), "{v}");
+    assert_eq!(v["downs"], json!(["terminated", "terminated"]), "{v}");
+    assert_eq!(v["new_a"], json!(true), "{v}");
+    assert_eq!(v["new_b"], json!(true), "{v}");
+    assert_eq!(v["sibling_kept"], json!(true), "{v}");
+    assert_eq!(v["outer_restarts"], json!({"sub": 1, "solo": 0}), "{v}");
+    assert_eq!(v["unknown"], json!("NOT_FOUND"), "{v}");
+    assert_eq!(
+        v["unknown_msg"],
+        json!("supervisor app:nope is not running"),
+        "{v}"
+    );
+    assert_eq!(v["bad"], json!("INVALID"), "{v}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -3,7 +3,9 @@
 //!
 //! `state(id)` -> state name; `list()` -> every service with its state, pid, attempt,
 //! restarts and last error; `start(id)`, `stop(id)`, `restart(id)` -> true (once done) or
-//! `nil, err`; `children(tree_id)` -> the children of a running supervisor.
+//! `nil, err`; `children(tree_id)` -> the children of a running supervisor;
+//! `kill(tree_id)` -> true once a running supervisor was killed (its children terminated;
+//! its parent restarts it), like `exit(Sup, kill)` in OTP.
 
 use super::errors::LuaError;
 use super::{current_any, Current};
@@ -97,7 +99,7 @@ pub fn module(lua: &Lua) -> mlua::Result<Table> {
             Ok(out)
         })?,
     )?;
-    for name in ["start", "stop", "restart"] {
+    for name in ["start", "stop", "restart", "kill"] {
         t.set(
             name,
             lua.create_async_function(move |lua, id: String| async move {
@@ -109,7 +111,8 @@ pub fn module(lua: &Lua) -> mlua::Result<Table> {
                 let r = match name {
                     "start" => sup.start(&id).await,
                     "stop" => sup.stop(&id).await,
-                    _ => sup.restart(&id).await,
+                    "restart" => sup.restart(&id).await,
+                    _ => sup.kill_tree(&id).await,
                 };
                 done(&lua, r)
             })?,

@@ -35,6 +35,7 @@ pub struct Supervision {
     /// Running trees by supervisor id (the latest instance).
     pub trees: DashMap<Id, ActorRef<TreeMsg>>,
     services: DashMap<Id, ActorRef<ServiceMsg>>,
+    restarts: std::sync::atomic::AtomicU64,
     fatal: tokio::sync::watch::Sender<Option<String>>,
 }
 
@@ -52,6 +53,7 @@ impl Supervision {
             statuses: DashMap::new(),
             trees: DashMap::new(),
             services: DashMap::new(),
+            restarts: Default::default(),
             fatal,
         });
         for spec in sup.specs.services.values() {
@@ -122,15 +124,41 @@ impl Supervision {
         self.statuses.get(id).map(|s| s.clone())
     }
 
-    /// The children of a running tree.
-    pub async fn children(&self, id: &Id) -> ControlResult<Vec<ChildInfo>> {
+    /// Asks a running tree; `ask` builds the request around its reply port.
+    async fn ask_tree<T: Send + 'static>(
+        &self,
+        id: &Id,
+        ask: impl FnOnce(ractor::RpcReplyPort<T>) -> TreeMsg,
+    ) -> ControlResult<T> {
         let t = self
             .trees
             .get(id)
             .map(|r| r.clone())
             .ok_or_else(|| ("NOT_FOUND", format!("supervisor {id} is not running")))?;
-        ractor::call!(t, TreeMsg::Children)
-            .map_err(|e| ("UNAVAILABLE", format!("supervisor {id}: {e}")))
+        ractor::call!(t, ask).map_err(|e| ("UNAVAILABLE", format!("supervisor {id}: {e}")))
+    }
+
+    /// The children of a running tree.
+    pub async fn children(&self, id: &Id) -> ControlResult<Vec<ChildInfo>> {
+        self.ask_tree(id, TreeMsg::Children).await
+    }
+
+    /// Kills a running tree, like `exit(Sup, kill)` in OTP: its children are terminated at
+    /// once and the tree fails into its parent, which restarts it under its strategy.
+    /// Resolves once the children have ended.
+    pub async fn kill_tree(&self, id: &Id) -> ControlResult<()> {
+        self.ask_tree(id, TreeMsg::Kill).await
+    }
+
+    /// Children restarted by supervision trees since the runtime started (every tree, every
+    /// instance: a tree that was itself restarted keeps counting here).
+    pub fn restarts_total(&self) -> u64 {
+        self.restarts.load(std::sync::atomic::Ordering::Relaxed)
+    }
+
+    pub(crate) fn count_restart(&self) {
+        self.restarts
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
     }
 
     /// Starts every `auto_start` service (and what they require), level by level. A

@@ -57,6 +57,9 @@ pub enum TreeMsg {
     },
     /// The children, like OTP's which_children.
     Children(RpcReplyPort<Vec<ChildInfo>>),
+    /// Kill the tree, like `exit(Sup, kill)` in OTP: its children are terminated at once,
+    /// then the tree fails, so its parent restarts it (answered once the children ended).
+    Kill(RpcReplyPort<()>),
 }
 
 /// Arguments of a tree actor.
@@ -231,6 +234,7 @@ impl TreeState {
             return Err(msg.into());
         }
         let n = self.children.len();
+        let sup = self.sup.upgrade();
         let group: Vec<usize> = match self.spec.strategy {
             Strategy::OneForOne => vec![index],
             Strategy::OneForAll => (0..n).collect(),
@@ -247,6 +251,9 @@ impl TreeState {
             }
             self.children[j].done = false;
             self.children[j].restarts += 1;
+            if let Some(sup) = &sup {
+                sup.count_restart();
+            }
             if let Err(e) = self.start_child(myself, j).await {
                 let _ = myself.send_message(TreeMsg::StartFailed { index: j, error: e });
             }
@@ -343,6 +350,17 @@ impl Actor for TreeActor {
                     })
                     .collect();
                 let _ = reply.send(info);
+            }
+            TreeMsg::Kill(reply) => {
+                let why = format!("supervisor {} was killed", st.spec.id);
+                tracing::warn!(tree = %st.spec.id, "{why}; terminating its children");
+                st.stop_all(false).await;
+                if let Some(sup) = st.sup.upgrade() {
+                    sup.trees
+                        .remove_if(&st.spec.id, |_, r| r.get_id() == myself.get_id());
+                }
+                let _ = reply.send(());
+                return Err(why.into());
             }
         }
         Ok(())
