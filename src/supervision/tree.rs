@@ -246,7 +246,13 @@ impl TreeState {
             }
         }
         for j in group {
-            if self.children[j].done && j != index {
+            // a sibling that had ended for good stays down; a temporary sibling stopped by
+            // the strategy is not restarted either (OTP: temporary children never are)
+            if j != index
+                && (self.children[j].done
+                    || self.spec.children[j].restart == RestartType::Temporary)
+            {
+                self.children[j].done = true;
                 continue;
             }
             self.children[j].done = false;
