@@ -87,54 +87,47 @@ fn print_errors(errs: &[registry::LoadError], dir: &Path) {
 }
 
 /// Loads the app in `dir` (see [`app_dir`]); with Wippy's layout, `DIR/supervisors` is
-/// loaded too. Prints every load error, then every service and supervisor error.
+/// loaded too. Every error of the load is printed together: the registry's, then those of
+/// its services and supervisors (leaving out the ones that only repeat that an entry
+/// with its own error is unusable).
 fn load(dir: &Path) -> Result<Registry, i32> {
     let app = app_dir(dir);
-    let mut reg = match registry::load_dir(&app) {
-        Ok(r) => r,
-        Err(errs) => {
-            print_errors(&errs.0, &app);
-            return Err(1);
-        }
-    };
+    let (mut reg, mut errs) = registry::load_dir_partial(&app);
     let sups = dir.join("supervisors");
     if app != dir && sups.is_dir() {
-        match registry::load_dir(&sups) {
-            Ok(extra) => {
-                let mut dups = Vec::new();
-                for (id, e) in extra.entries {
-                    if let Some(prev) = reg.entries.get(&id) {
-                        dups.push(registry::LoadError {
-                            file: e.file.clone(),
-                            entry: Some(id.to_string()),
-                            field: Some("name".into()),
-                            message: format!(
-                                "duplicate id {id}: already declared in {}",
-                                prev.file.display()
-                            ),
-                        });
-                    } else {
-                        reg.entries.insert(id, e);
-                    }
-                }
-                reg.warnings.extend(extra.warnings);
-                if !dups.is_empty() {
-                    print_errors(&dups, &sups);
-                    return Err(1);
-                }
-            }
-            Err(errs) => {
-                print_errors(&errs.0, &sups);
-                return Err(1);
+        let (extra, extra_errs) = registry::load_dir_partial(&sups);
+        errs.extend(extra_errs);
+        for (id, e) in extra.entries {
+            if let Some(prev) = reg.entries.get(&id) {
+                errs.push(registry::LoadError {
+                    file: e.file.clone(),
+                    entry: Some(id.to_string()),
+                    field: Some("name".into()),
+                    message: format!(
+                        "duplicate id {id}: already declared in {}",
+                        prev.file.display()
+                    ),
+                });
+            } else {
+                reg.entries.insert(id, e);
             }
         }
+        reg.warnings.extend(extra.warnings);
     }
-    if let Err(errs) = crate::supervision::spec::check(&reg) {
-        print_errors(&errs, &app);
-        return Err(1);
+    if let Err(check_errs) = crate::supervision::spec::check(&reg) {
+        let broken: Vec<String> = errs.iter().filter_map(|e| e.entry.clone()).collect();
+        errs.extend(check_errs.into_iter().filter(|e| {
+            !broken
+                .iter()
+                .any(|id| e.entry.as_deref() != Some(id.as_str()) && e.message.contains(id))
+        }));
     }
     for w in &reg.warnings {
         tracing::warn!("{w}");
+    }
+    if !errs.is_empty() {
+        print_errors(&errs, &app);
+        return Err(1);
     }
     Ok(reg)
 }

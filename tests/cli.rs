@@ -150,6 +150,12 @@ fn check_reports_every_error_of_the_load_and_exits_1() {
             "b/_index.yaml",
             "version: \"1.0\"\nnamespace: b\nentries:\n  - name: w\n    kind: process.lua\n    source: file://missing.lua\n    method: main\n",
         ),
+        // a service error is reported with the registry's errors; a service of the broken
+        // entry b:w adds nothing; a Wippy kind warden lacks is a warning
+        (
+            "c/_index.yaml",
+            "version: \"1.0\"\nnamespace: c\nentries:\n  - name: p\n    kind: process.lua\n    source: \"return {main = function() end}\"\n    method: main\n  - name: svc\n    kind: process.service\n    process: p\n    lifecycle: {restart: {backoff_factor: 0.5}}\n  - name: svc_b\n    kind: process.service\n    process: b:w\n  - name: web\n    kind: http.service\n",
+        ),
     ]);
     let out = warden(&["check", "-d", d.path().to_str().unwrap()], None);
     assert_eq!(out.status.code(), Some(1));
@@ -162,7 +168,16 @@ fn check_reports_every_error_of_the_load_and_exits_1() {
         err.contains("b/_index.yaml") && err.contains("entry b:w") && err.contains("missing.lua"),
         "{err}"
     );
-    assert!(err.contains("2 error(s)"), "{err}");
+    assert!(
+        err.contains("c/_index.yaml") && err.contains("entry c:svc") && err.contains("backoff_factor"),
+        "{err}"
+    );
+    assert!(!err.contains("c:svc_b"), "{err}");
+    assert!(
+        err.contains("kind http.service is not supported; entry c:web skipped"),
+        "{err}"
+    );
+    assert!(err.contains("3 error(s)"), "{err}");
     // run refuses to start the same app
     let out = warden(&["run", "-d", d.path().to_str().unwrap()], None);
     assert_eq!(out.status.code(), Some(1));

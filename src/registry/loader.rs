@@ -151,15 +151,33 @@ impl std::error::Error for LoadErrors {}
 /// files and directories are skipped), validates, and returns all errors of the load
 /// together (sorted by file, in the order found within a file).
 pub fn load_dir(dir: &Path) -> Result<Registry, LoadErrors> {
+    let (registry, errors) = load_dir_partial(dir);
+    if errors.is_empty() {
+        Ok(registry)
+    } else {
+        Err(LoadErrors(errors))
+    }
+}
+
+/// Loads what can be loaded from `dir`: the entries without errors, and every error
+/// (sorted by file). Lets a caller check those entries further (services, trees) and
+/// report all errors of one load together.
+pub fn load_dir_partial(dir: &Path) -> (Registry, Vec<LoadError>) {
+    let empty = |root: PathBuf| Registry {
+        root,
+        entries: Default::default(),
+        warnings: Vec::new(),
+    };
     let root = match std::path::absolute(dir) {
         Ok(p) => normalize(&p),
         Err(e) => {
-            return Err(LoadErrors(vec![LoadError {
+            let err = LoadError {
                 file: dir.to_path_buf(),
                 entry: None,
                 field: None,
                 message: format!("cannot resolve directory: {e}"),
-            }]))
+            };
+            return (empty(dir.to_path_buf()), vec![err]);
         }
     };
     let mut loader = Loader::new(root.clone());
@@ -170,7 +188,7 @@ pub fn load_dir(dir: &Path) -> Result<Registry, LoadErrors> {
             "directory not found".to_string()
         };
         loader.error(&root, None, None, message);
-        return Err(LoadErrors(loader.errors));
+        return (empty(root), loader.errors);
     }
     let mut files = Vec::new();
     loader.collect_yaml(&root, &mut files);
@@ -189,17 +207,14 @@ pub fn load_dir(dir: &Path) -> Result<Registry, LoadErrors> {
     loader.resolve_wasm();
     loader.check_imports();
     loader.check_cycles();
-    if loader.errors.is_empty() {
-        Ok(Registry {
-            root,
-            entries: loader.entries,
-            warnings: loader.warnings,
-        })
-    } else {
-        let mut errors = loader.errors;
-        errors.sort_by(|a, b| a.file.cmp(&b.file));
-        Err(LoadErrors(errors))
-    }
+    let mut errors = loader.errors;
+    errors.sort_by(|a, b| a.file.cmp(&b.file));
+    let registry = Registry {
+        root,
+        entries: loader.entries,
+        warnings: loader.warnings,
+    };
+    (registry, errors)
 }
 
 /// Where an error of one entry is reported.

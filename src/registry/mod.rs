@@ -8,7 +8,7 @@ pub mod actor;
 pub mod loader;
 pub mod pool;
 
-pub use loader::{load_dir, LoadError, LoadErrors};
+pub use loader::{load_dir, load_dir_partial, LoadError, LoadErrors};
 pub use pool::{PoolKind, PoolSpec};
 
 /// The capability groups a wasm entry may list in `imports` (besides any `warden:...` name).
