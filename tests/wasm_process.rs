@@ -329,3 +329,125 @@ fn a_wasm_command_writes_to_stdout_and_exits_with_its_wasi_status() {
     );
     assert!(String::from_utf8_lossy(&out.stderr).contains("exited with status 1"));
 }
+
+/// `run(code)`: 0 -> ok(7), anything else -> err("bad code"), as a WIT result.
+fn result_wat() -> String {
+    format!(
+        r#"(module
+  {ALLOC}
+  (data (i32.const 300) "bad code")
+  (func (export "run") (param i32) (result i32)
+    (if (i32.eqz (local.get 0))
+      (then
+        (i32.store8 (i32.const 200) (i32.const 0))
+        (i32.store (i32.const 204) (i32.const 7)))
+      (else
+        (i32.store8 (i32.const 200) (i32.const 1))
+        (i32.store (i32.const 204) (i32.const 300))
+        (i32.store (i32.const 208) (i32.const 8))))
+    (i32.const 200)))"#
+    )
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn wasm_exits_reach_monitors_and_links_and_a_wasm_service_is_restarted() {
+    let v = App::new()
+        .entry(&wasm_process(
+            "res",
+            &result_wat(),
+            "run: func(code: s32) -> result<u32, string>;",
+            "run",
+            "",
+        ))
+        .entry(&wasm_process(
+            "trapper",
+            &trapper_wat(),
+            "import warden:host/process@0.1.0;\nrun: func() -> u32;",
+            "run",
+            "    imports: [warden:process]\n",
+        ))
+        .entry(&wasm_process(
+            "echo",
+            &echo_wat(),
+            ECHO_WIT,
+            "run",
+            "    imports: [warden:process]\n",
+        ))
+        .entry("  - name: wsvc\n    kind: process.service\n    process: trapper\n    host: host\n    lifecycle: {restart: {initial_delay: 10ms}}\n")
+        .lua(
+            "middle",
+            r#"
+return { main = function(parent)
+  local e = process.spawn_linked("app:echo", "app:host", 100)
+  process.send(parent, "echo", e)
+  process.inbox():receive()
+  error("middle fails")
+end }
+"#,
+        )
+        .lua(
+            "main",
+            r#"
+local supervisor = require("supervisor")
+local time = require("time")
+return { main = function()
+  local out = {}
+  local events = process.events()
+  -- a WIT result: ok is the EXIT value, err the EXIT error
+  process.spawn_monitored("app:res", "app:host", 0)
+  out.ok = events:receive().result.value
+  process.spawn_monitored("app:res", "app:host", 1)
+  out.err = events:receive().result.error
+  -- a WASM process that traps, linked to a Lua process trapping links: LINK_DOWN
+  process.set_options({ trap_links = true })
+  local t = process.spawn_linked("app:trapper", "app:host")
+  process.send(t, "trap")
+  local ev = events:receive()
+  out.link = { kind = ev.kind, from = ev.from == t, trap = ev.result.error ~= nil }
+  -- a WASM process linked to a Lua process that fails is stopped with it
+  local mid = process.spawn_monitored("app:middle", "app:host", process.pid())
+  local echo = process.inbox():receive():payload():data()
+  process.monitor(echo)
+  process.send(mid, "go")
+  local downs = {}
+  for _ = 1, 2 do
+    local e = events:receive()
+    downs[e.from == mid and "middle" or e.from == echo and "echo" or e.from] = e.result.error
+  end
+  out.downs = downs
+  -- a process.wasm as a service: a trap restarts it
+  assert(supervisor.start("app:wsvc"))
+  local before = supervisor.info("app:wsvc")
+  process.send(before.pid, "trap")
+  local after = before
+  for _ = 1, 400 do
+    after = supervisor.info("app:wsvc")
+    if after.pid and after.pid ~= before.pid and after.state == "Running" then break end
+    time.sleep(5)
+  end
+  out.service = { restarted = after.pid ~= before.pid, state = after.state, restarts = after.restarts }
+  return out
+end }
+"#,
+        )
+        .value("main")
+        .await;
+    assert_eq!(v["ok"], json!(7), "{v}");
+    assert_eq!(v["err"], json!("bad code"), "{v}");
+    assert_eq!(
+        v["link"],
+        json!({"kind": "LINK_DOWN", "from": true, "trap": true}),
+        "{v}"
+    );
+    assert_eq!(v["downs"]["middle"], json!("middle.lua:6: middle fails"), "{v}");
+    let echo_down = v["downs"]["echo"].as_str().unwrap_or_default();
+    assert!(
+        echo_down.starts_with("linked process {") && echo_down.ends_with("failed: middle.lua:6: middle fails"),
+        "{v}"
+    );
+    assert_eq!(
+        v["service"],
+        json!({"restarted": true, "state": "Running", "restarts": 1}),
+        "{v}"
+    );
+}
