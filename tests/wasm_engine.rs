@@ -42,7 +42,15 @@ fn app(entries: &str) -> TempDir {
     let wasm = dir.path().join("wasm");
     std::fs::create_dir_all(&wasm).unwrap();
     std::fs::create_dir_all(dir.path().join("data")).unwrap();
-    for f in ["complex", "mapper", "sleep-test", "minimal"] {
+    for f in [
+        "complex",
+        "mapper",
+        "sleep-test",
+        "minimal",
+        "strings",
+        "counter",
+        "calculator",
+    ] {
         std::fs::copy(
             fixtures().join(format!("{f}.wasm")),
             wasm.join(format!("{f}.wasm")),
@@ -699,6 +707,43 @@ async fn minimal_needs_a_host_interface_warden_lacks() {
         errs,
         ["_index.yaml: entry app:compute: field imports: the module imports test:minimal/host@0.1.0, which no capability group grants (warden does not provide this host interface)"]
     );
+}
+
+/// The other fixtures with custom host imports, as functions and as a process: each load
+/// error names the entry, the field and the import warden lacks.
+#[tokio::test]
+async fn every_fixture_with_a_custom_host_import_fails_to_load_naming_it() {
+    let sha = |f: &str| {
+        let bytes = std::fs::read(fixtures().join(format!("{f}.wasm"))).unwrap();
+        hex::encode(<sha2::Sha256 as sha2::Digest>::digest(&bytes))
+    };
+    let mut entries = String::new();
+    for (name, kind, file, method) in [
+        ("strings", "function.wasm", "strings", "echo"),
+        ("counter", "function.wasm", "counter", "run-test"),
+        ("calculator", "function.wasm", "calculator", "process"),
+        ("pminimal", "process.wasm", "minimal", "compute"),
+    ] {
+        entries.push_str(&format!(
+            "  - {{name: {name}, kind: {kind}, fs: assets, path: /{file}.wasm, hash: \"sha256:{}\", method: {method}, imports: [wasi:cli, wasi:io, wasi:clocks, wasi:filesystem, wasi:random]}}\n",
+            sha(file)
+        ));
+    }
+    let dir = app(&entries);
+    let errs = load_errors(&dir);
+    for (name, import) in [
+        ("strings", "test:strings/host"),
+        ("counter", "test:counter/host"),
+        ("calculator", "wisma:calculator/host"),
+        ("pminimal", "test:minimal/host"),
+    ] {
+        assert!(
+            errs.iter().any(|e| e.contains(&format!("entry app:{name}: field imports: the module imports {import}"))
+                && e.contains("which no capability group grants")),
+            "{name}: {errs:#?}"
+        );
+    }
+    assert_eq!(errs.len(), 4, "{errs:#?}");
 }
 
 // ---------------------------------------------------------------- core modules in WAT
