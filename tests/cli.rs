@@ -169,7 +169,9 @@ fn check_reports_every_error_of_the_load_and_exits_1() {
         "{err}"
     );
     assert!(
-        err.contains("c/_index.yaml") && err.contains("entry c:svc") && err.contains("backoff_factor"),
+        err.contains("c/_index.yaml")
+            && err.contains("entry c:svc")
+            && err.contains("backoff_factor"),
         "{err}"
     );
     assert!(!err.contains("c:svc_b"), "{err}");

@@ -738,8 +738,9 @@ async fn every_fixture_with_a_custom_host_import_fails_to_load_naming_it() {
         ("pminimal", "test:minimal/host"),
     ] {
         assert!(
-            errs.iter().any(|e| e.contains(&format!("entry app:{name}: field imports: the module imports {import}"))
-                && e.contains("which no capability group grants")),
+            errs.iter().any(|e| e.contains(&format!(
+                "entry app:{name}: field imports: the module imports {import}"
+            )) && e.contains("which no capability group grants")),
             "{name}: {errs:#?}"
         );
     }

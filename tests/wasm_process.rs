@@ -439,10 +439,15 @@ end }
         json!({"kind": "LINK_DOWN", "from": true, "trap": true}),
         "{v}"
     );
-    assert_eq!(v["downs"]["middle"], json!("middle.lua:6: middle fails"), "{v}");
+    assert_eq!(
+        v["downs"]["middle"],
+        json!("middle.lua:6: middle fails"),
+        "{v}"
+    );
     let echo_down = v["downs"]["echo"].as_str().unwrap_or_default();
     assert!(
-        echo_down.starts_with("linked process {") && echo_down.ends_with("failed: middle.lua:6: middle fails"),
+        echo_down.starts_with("linked process {")
+            && echo_down.ends_with("failed: middle.lua:6: middle fails"),
         "{v}"
     );
     assert_eq!(
@@ -450,4 +455,55 @@ end }
         json!({"restarted": true, "state": "Running", "restarts": 1}),
         "{v}"
     );
+}
+
+/// A process.wasm's `max_execution_ms` bounds each stretch of computing without waiting,
+/// as for Lua processes: a guest idle in `receive` for longer lives on, a loop is stopped.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_wasm_process_limit_counts_computing_not_waiting() {
+    let v = App::new()
+        .entry(&wasm_process(
+            "echo",
+            &echo_wat(),
+            ECHO_WIT,
+            "run",
+            "    imports: [warden:process]\n    limits: {max_execution_ms: 100}\n",
+        ))
+        .entry(
+            "  - name: spin\n    kind: process.wasm\n    source: \"(module (func (export \\\"spin\\\") (loop (br 0))))\"\n    wit: \"spin: func();\"\n    method: spin\n    limits: {max_execution_ms: 100}\n",
+        )
+        .lua(
+            "main",
+            r#"
+local time = require("time")
+return { main = function()
+  local echo = process.spawn_monitored("app:echo", "app:host", 2)
+  -- idle three times its limit, twice
+  local answers = {}
+  for i = 1, 2 do
+    time.sleep(300)
+    process.send(echo, "ping", i)
+    local r = channel.select({ process.inbox():case_receive(), time.after(2000):case_receive() })
+    answers[i] = r.value and r.value.payload and r.value:payload():data() or "no answer"
+  end
+  local echo_exit = process.events():receive()
+  local spin = process.spawn_monitored("app:spin", "app:host")
+  local t0 = time.now()
+  local spin_exit = process.events():receive()
+  return { answers = answers, echo_value = echo_exit.result.value,
+           spin_error = spin_exit.result.error, spin_ms = time.now():sub(t0) }
+end }
+"#,
+        )
+        .value("main")
+        .await;
+    assert_eq!(v["answers"], json!([1, 2]), "{v}");
+    assert_eq!(v["echo_value"], json!(2), "{v}");
+    let err = v["spin_error"].as_str().unwrap_or_default();
+    assert!(
+        err.contains("app:spin") && err.contains("max_execution_ms"),
+        "{v}"
+    );
+    let ms = v["spin_ms"].as_f64().unwrap();
+    assert!((100.0..5000.0).contains(&ms), "{v}");
 }

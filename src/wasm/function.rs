@@ -245,6 +245,7 @@ impl WasmFunction {
             },
             deadline: None,
             host: None,
+            busy: None,
         };
         let mut store = Store::new(&self.engine, state);
         store.limiter(|s| &mut s.limiter);
@@ -254,6 +255,12 @@ impl WasmFunction {
         store.epoch_deadline_callback(move |ctx| {
             if ctx.data().deadline.is_some_and(|d| Instant::now() >= d) {
                 return Err(wasmtime::Error::new(DeadlineExceeded));
+            }
+            if let Some((clock, limit)) = &ctx.data().busy {
+                if clock.busy() > *limit {
+                    return Err(wasmtime::Error::new(DeadlineExceeded));
+                }
+                clock.tick_yield();
             }
             Ok(UpdateDeadline::YieldCustom(
                 1,
@@ -297,7 +304,11 @@ impl WasmFunction {
         let params = self.convert_args(&args)?;
         tracing::trace!(function = %self.id, actor = ?ctx.actor, "wasm call");
         let max = self.limits.max_execution_ms.map(Duration::from_millis);
-        let deadline = max.map(|d| Instant::now() + d);
+        // a process's limit is on each stretch without waiting; its instantiation (and a
+        // function call as a whole) must end within the limit
+        let process = host.as_ref().is_some_and(|h| h.me.is_some());
+        let init_deadline = max.map(|d| Instant::now() + d);
+        let deadline = if process { None } else { init_deadline };
         let warm = if keep > 0 {
             self.idle.lock().pop()
         } else {
@@ -305,28 +316,43 @@ impl WasmFunction {
         };
         let mut warm = match warm {
             Some(w) => w,
-            None => self.instantiate(deadline, host.clone(), stdio).await?,
+            None => self.instantiate(init_deadline, host.clone(), stdio).await?,
         };
+        let busy = (process && max.is_some()).then(|| Arc::new(super::store::BusyClock::default()));
         warm.store.data_mut().deadline = deadline;
         warm.store.data_mut().host = host;
+        warm.store.data_mut().busy = busy.clone().zip(max);
         warm.store.set_epoch_deadline(1);
         let n_results = usize::from(self.result.is_some());
         let func = warm.func;
-        let store = &mut warm.store;
-        let run = async {
-            let mut results = vec![values::placeholder(); n_results];
-            func.call_async(&mut *store, &params, &mut results).await?;
-            Ok::<_, wasmtime::Error>(results)
-        };
-        let guarded = std::panic::AssertUnwindSafe(run).catch_unwind();
-        let outcome = match deadline {
-            Some(d) => {
-                match tokio::time::timeout_at(tokio::time::Instant::from_std(d), guarded).await {
-                    Ok(r) => r,
-                    Err(_) => return Err(self.timeout_error()),
+        let outcome = {
+            let store = &mut warm.store;
+            let run = async {
+                let mut results = vec![values::placeholder(); n_results];
+                func.call_async(&mut *store, &params, &mut results).await?;
+                Ok::<_, wasmtime::Error>(results)
+            };
+            let guarded = std::panic::AssertUnwindSafe(run).catch_unwind();
+            let mut guarded = std::pin::pin!(guarded);
+            let guarded = std::future::poll_fn(|cx| match &busy {
+                Some(clock) => {
+                    clock.poll_started();
+                    let r = std::future::Future::poll(guarded.as_mut(), cx);
+                    clock.poll_ended(r.is_pending());
+                    r
                 }
+                None => std::future::Future::poll(guarded.as_mut(), cx),
+            });
+            match deadline {
+                Some(d) => {
+                    match tokio::time::timeout_at(tokio::time::Instant::from_std(d), guarded).await
+                    {
+                        Ok(r) => r,
+                        Err(_) => return Err(self.timeout_error()),
+                    }
+                }
+                None => guarded.await,
             }
-            None => guarded.await,
         };
         let results = match outcome {
             Ok(Ok(r)) => r,

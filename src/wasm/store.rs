@@ -22,6 +22,54 @@ pub struct StoreState {
     pub deadline: Option<std::time::Instant>,
     /// What warden's host interfaces act for (set per call).
     pub host: Option<super::host::GuestHost>,
+    /// For a `process.wasm`: how long it has computed since it last waited, and the most
+    /// it may (`max_execution_ms` there is the longest stretch without waiting, as for
+    /// Lua processes, not a cap on the process's life).
+    pub busy: Option<(std::sync::Arc<BusyClock>, std::time::Duration)>,
+}
+
+/// The time a guest has computed since it last waited. The task that runs the guest
+/// marks each poll; a poll that returns Pending because the guest waits (receive, a
+/// function call, a WASI sleep or poll) ends the stretch, a yield at an epoch tick does not.
+#[derive(Default)]
+pub struct BusyClock(parking_lot::Mutex<BusyInner>);
+
+#[derive(Default)]
+struct BusyInner {
+    before: std::time::Duration,
+    poll_start: Option<std::time::Instant>,
+    tick_yield: bool,
+}
+
+impl BusyClock {
+    /// A poll of the guest's task begins.
+    pub fn poll_started(&self) {
+        let mut i = self.0.lock();
+        i.poll_start = Some(std::time::Instant::now());
+        i.tick_yield = false;
+    }
+
+    /// The poll ended; `pending` when the guest did not finish.
+    pub fn poll_ended(&self, pending: bool) {
+        let mut i = self.0.lock();
+        let ran = i.poll_start.take().map(|s| s.elapsed()).unwrap_or_default();
+        if pending && !i.tick_yield {
+            i.before = std::time::Duration::ZERO;
+        } else {
+            i.before += ran;
+        }
+    }
+
+    /// The guest yields at an epoch tick (not a wait).
+    pub fn tick_yield(&self) {
+        self.0.lock().tick_yield = true;
+    }
+
+    /// Computing time of the current stretch.
+    pub fn busy(&self) -> std::time::Duration {
+        let i = self.0.lock();
+        i.before + i.poll_start.map(|s| s.elapsed()).unwrap_or_default()
+    }
 }
 
 impl WasiView for StoreState {
