@@ -776,7 +776,7 @@ fn wasm_entries_load_with_all_fields() {
     path: /mod.wasm
     hash: sha256:HASH
     method: "types#transform-users"
-    imports: [wasi:io, wasi:clocks, wasi:io, warden:later]
+    imports: [wasi:io, wasi:clocks, wasi:io, warden:funcs]
     wasi:
       args: ["--verbose", 3]
       cwd: /app
@@ -790,7 +790,7 @@ fn wasm_entries_load_with_all_fields() {
     path: mod.wasm
     hash: sha256:HASH
     method: run
-    pool: {type: bogus}
+    pool: {type: static, size: 2}
     limits: {max_memory: 1GB}
   - name: bytes
     kind: function.wasm
@@ -842,7 +842,7 @@ fn wasm_entries_load_with_all_fields() {
         other => panic!("{other:?}"),
     }
     assert_eq!(m.method, "types#transform-users");
-    assert_eq!(m.imports, ["wasi:io", "wasi:clocks", "warden:later"]);
+    assert_eq!(m.imports, ["wasi:io", "wasi:clocks", "warden:funcs"]);
     assert_eq!(m.wasi.args, ["--verbose", "3"]);
     assert_eq!(m.wasi.cwd.as_deref(), Some("/app"));
     assert_eq!(
@@ -879,9 +879,9 @@ fn wasm_entries_load_with_all_fields() {
     assert_eq!(m.limits.max_memory, Some(64 << 20));
     assert!(m.pool.is_none());
 
-    // process.wasm: pool accepted and ignored.
+    // process.wasm: pool checked like a function's, then ignored by the runtime.
     let p = wasm_spec(&reg, "app:proc");
-    assert!(p.pool.is_none());
+    assert!(p.pool.is_some());
     assert_eq!(p.limits.max_memory, Some(1_000_000_000));
     assert_eq!(reg.get(&id("app:proc")).unwrap().kind, "process.wasm");
     assert_eq!(
@@ -915,6 +915,8 @@ fn wasm_field_errors() {
   - {name: h, kind: function.wasm, fs: assets, path: /missing.wasm, hash: "sha256:HASH", method: run}
   - {name: i, kind: function.wasm, fs: assets, path: /../_index.yaml, hash: "sha256:HASH", method: run}
   - {name: j, kind: function.wat, source: file://nope.wat, method: answer, transport: grpc}
+  - {name: k, kind: function.wat, source: "(module)", method: answer, imports: [warden:proccess, warden:process]}
+  - {name: l, kind: process.wasm, source: "(module)", method: run, pool: {type: bogus}}
 "#,
     );
     let text = load_err(&dir).to_string();
@@ -928,9 +930,9 @@ fn wasm_field_errors() {
         format!("{f}: entry app:b: field method: invalid method \"x#\": expected an export name or iface#name"),
         format!("{f}: entry app:c: field source: missing required field (expected a string)"),
         format!("{f}: entry app:d: field transport: transport wasi-http is not supported yet"),
-        format!("{f}: entry app:e: field imports: unknown capability group wasi:clock (did you mean wasi:clocks?); known groups: wasi:cli, wasi:io, wasi:poll, wasi:clocks, wasi:filesystem, wasi:random, wasi:sockets, wasi:http"),
-        format!("{f}: entry app:e: field imports: unknown capability group wasi:io/poll (did you mean wasi:io? groups name whole WASI packages); known groups: wasi:cli, wasi:io, wasi:poll, wasi:clocks, wasi:filesystem, wasi:random, wasi:sockets, wasi:http"),
-        format!("{f}: entry app:e: field imports: unknown capability group http; known groups: wasi:cli, wasi:io, wasi:poll, wasi:clocks, wasi:filesystem, wasi:random, wasi:sockets, wasi:http"),
+        format!("{f}: entry app:e: field imports: unknown capability group wasi:clock (did you mean wasi:clocks?); known groups: wasi:cli, wasi:io, wasi:poll, wasi:clocks, wasi:filesystem, wasi:random, wasi:sockets, wasi:http, warden:process, warden:funcs"),
+        format!("{f}: entry app:e: field imports: unknown capability group wasi:io/poll (did you mean wasi:io? groups name whole WASI packages); known groups: wasi:cli, wasi:io, wasi:poll, wasi:clocks, wasi:filesystem, wasi:random, wasi:sockets, wasi:http, warden:process, warden:funcs"),
+        format!("{f}: entry app:e: field imports: unknown capability group http; known groups: wasi:cli, wasi:io, wasi:poll, wasi:clocks, wasi:filesystem, wasi:random, wasi:sockets, wasi:http, warden:process, warden:funcs"),
         format!("{f}: entry app:f: field wasi.argz: unknown field (did you mean args?); known fields: args, cwd, env, mounts"),
         format!("{f}: entry app:f: field wasi.cwd: must be an absolute guest path (starting with /), found \"app\""),
         format!("{f}: entry app:f: field wasi.env[0].name: missing required field (expected a string)"),
@@ -940,6 +942,9 @@ fn wasm_field_errors() {
         format!("{f}: entry app:g: field limits.max_memory: expected a size like 64MiB, 1GB or a number of bytes, found \"64XB\""),
         format!("{f}: entry app:j: field source: file://nope.wat not found (looked at {})", dir.path().join("app/nope.wat").display()),
         format!("{f}: entry app:j: field transport: unknown transport string \"grpc\" (expected payload)"),
+        format!("{f}: entry app:k: field imports: unknown capability group warden:proccess (did you mean warden:process?); known groups: wasi:cli, wasi:io, wasi:poll, wasi:clocks, wasi:filesystem, wasi:random, wasi:sockets, wasi:http, warden:process, warden:funcs"),
+        format!("{f}: entry app:k: field imports: warden:process is only granted to process.wasm entries (a function has no mailbox)"),
+        format!("{f}: entry app:l: field pool.type: unknown pool type bogus; expected one of inline, lazy, static, adaptive"),
         format!("{f}: entry app:h: field path: /missing.wasm not found in app:assets (looked at {})", dir.path().join("app/wasm/missing.wasm").display()),
         format!("{f}: entry app:i: field path: /../_index.yaml leaves the directory of app:assets"),
     ];

@@ -700,7 +700,7 @@ async fn unknown_method_lists_the_exports() {
 #[tokio::test]
 async fn minimal_needs_a_host_interface_warden_lacks() {
     let dir = app(&format!(
-        "  - {{name: compute, kind: function.wasm, fs: assets, path: /minimal.wasm, hash: \"sha256:{MINIMAL}\", method: compute, imports: [wasi:cli, warden:host]}}\n"
+        "  - {{name: compute, kind: function.wasm, fs: assets, path: /minimal.wasm, hash: \"sha256:{MINIMAL}\", method: compute, imports: [wasi:cli, warden:funcs]}}\n"
     ));
     let errs = load_errors(&dir);
     assert_eq!(

@@ -10,7 +10,7 @@ use serde_yaml_ng::{Mapping, Value as Yaml};
 
 use super::{
     Entry, EntrySpec, EnvMapping, HostSpec, Id, LuaSpec, Mount, PoolSpec, Registry, WasiSpec,
-    WasmLimits, WasmSource, WasmSpec, WASM_CAPABILITY_GROUPS,
+    WasmLimits, WasmSource, WasmSpec, WARDEN_GROUPS, WASM_CAPABILITY_GROUPS,
 };
 
 /// Kinds warden validates fully in this module.
@@ -1221,7 +1221,8 @@ impl Loader {
             }
         };
 
-        let pool = if kind.starts_with("function.") {
+        // a process.wasm accepts a pool (checked like a function's) and ignores it
+        let pool = {
             match map.get("pool") {
                 None | Some(Yaml::Null) => None,
                 Some(p) => match PoolSpec::from_json(&to_json(p)) {
@@ -1233,8 +1234,6 @@ impl Loader {
                     }
                 },
             }
-        } else {
-            None
         };
 
         let imports = self.wasm_imports(ctx, map);
@@ -1308,6 +1307,8 @@ impl Loader {
 
     /// The `imports` capability groups of a wasm entry.
     fn wasm_imports(&mut self, ctx: &Ctx, map: &Mapping) -> Option<Vec<String>> {
+        let ctx_kind_is_process =
+            |m: &Mapping| m.get("kind").and_then(|k| k.as_str()) == Some("process.wasm");
         let seq = match map.get("imports") {
             None | Some(Yaml::Null) => return Some(Vec::new()),
             Some(Yaml::Sequence(s)) => s,
@@ -1335,10 +1336,18 @@ impl Loader {
                 ok = false;
                 continue;
             };
+            if group == "warden:process" && !ctx_kind_is_process(map) {
+                self.entry_error(
+                    ctx,
+                    "imports",
+                    "warden:process is only granted to process.wasm entries (a function has no mailbox)"
+                        .to_string(),
+                );
+                ok = false;
+                continue;
+            }
             let known = WASM_CAPABILITY_GROUPS.contains(&group.as_str())
-                || group
-                    .strip_prefix("warden:")
-                    .is_some_and(|rest| !rest.is_empty());
+                || WARDEN_GROUPS.contains(&group.as_str());
             if known {
                 if !out.contains(group) {
                     out.push(group.clone());
@@ -1346,17 +1355,22 @@ impl Loader {
                 continue;
             }
             let package = group.split(['/', '@']).next().unwrap_or(group);
+            let all: Vec<&str> = WASM_CAPABILITY_GROUPS
+                .iter()
+                .chain(WARDEN_GROUPS)
+                .copied()
+                .collect();
             let hint = if package != group && WASM_CAPABILITY_GROUPS.contains(&package) {
                 format!(" (did you mean {package}? groups name whole WASI packages)")
             } else {
-                did_you_mean(group, WASM_CAPABILITY_GROUPS)
+                did_you_mean(group, &all)
             };
             self.entry_error(
                 ctx,
                 "imports",
                 format!(
                     "unknown capability group {group}{hint}; known groups: {}",
-                    WASM_CAPABILITY_GROUPS.join(", ")
+                    all.join(", ")
                 ),
             );
             ok = false;

@@ -23,6 +23,10 @@ pub const WASM_CAPABILITY_GROUPS: &[&str] = &[
     "wasi:http",
 ];
 
+/// warden's own host interfaces for guests (`wit/warden.wit`), granted like WASI groups.
+/// `warden:process` is for `process.wasm` entries only.
+pub const WARDEN_GROUPS: &[&str] = &["warden:process", "warden:funcs"];
+
 use std::collections::BTreeMap;
 use std::fmt;
 use std::path::PathBuf;
