@@ -154,6 +154,20 @@ end }
             "{stop_timeout: 50ms, restart: {initial_delay: 10ms}}",
         ))
         .lua(
+            "polite",
+            r#"
+return { main = function()
+  local ev = process.events():receive()
+  return "leaving after " .. ev.kind
+end }
+"#,
+        )
+        .entry(&service(
+            "canceled",
+            "polite",
+            "{stop_timeout: 1s, restart: {initial_delay: 10ms}}",
+        ))
+        .lua(
             "main",
             r#"
 local supervisor = require("supervisor")
@@ -178,6 +192,12 @@ return { main = function()
   assert(supervisor.start("app:killed"))
   process.terminate(supervisor.info("app:killed").pid)
   out.terminated = wait_state("app:killed", "Exited")
+  -- a cancel is an explicit stop too, though the process returns normally
+  assert(supervisor.start("app:canceled"))
+  process.cancel(supervisor.info("app:canceled").pid, "enough")
+  out.canceled = wait_state("app:canceled", "Exited")
+  time.sleep(50)
+  out.canceled_restarts = supervisor.info("app:canceled").restarts
   -- restart gives a fresh process
   assert(supervisor.start("app:quits"))
   local p1 = supervisor.info("app:quits").pid
@@ -198,6 +218,8 @@ end }
         .await;
     assert_eq!(v["before"], "Unknown");
     assert_eq!(v["running"], "Running");
+    assert_eq!(v["canceled"], true, "{v}");
+    assert_eq!(v["canceled_restarts"], 0, "{v}");
     assert_eq!(v["returned"], true);
     assert_eq!(v["not_restarted"], 0);
     assert_eq!(v["terminated"], true);
@@ -207,7 +229,7 @@ end }
     assert_eq!(v["after_stop"], "Stopped");
     assert_eq!(v["unknown"][0], "NOT_FOUND");
     assert_eq!(v["bad_id"], "INVALID");
-    assert_eq!(v["list"], 2);
+    assert_eq!(v["list"], 3);
 }
 
 const REPORTER: &str = r#"

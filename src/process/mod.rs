@@ -174,6 +174,9 @@ pub struct ProcessHandle {
     waker: AtomicWaker,
     /// Set by terminate; a running body checks it at its preemption points.
     pub kill_requested: AtomicBool,
+    /// Set once someone asked it to stop with `cancel` (a service that then ends is Exited,
+    /// not Stopped).
+    pub cancel_requested: AtomicBool,
     relations: Mutex<Relations>,
 }
 
@@ -456,6 +459,7 @@ impl Node {
         let p = self
             .process(dest)
             .ok_or_else(|| ProcessError::NotFound(format!("process {dest} is not running")))?;
+        p.cancel_requested.store(true, Ordering::Relaxed);
         p.signal(Signal::Cancel {
             from: from.cloned(),
             reason,
@@ -674,6 +678,7 @@ impl Node {
             queues: Mutex::new(Queues::default()),
             waker: AtomicWaker::new(),
             kill_requested: AtomicBool::new(false),
+            cancel_requested: AtomicBool::new(false),
             relations: Mutex::new(rel),
         });
         self.procs.insert(pid.id, handle.clone());

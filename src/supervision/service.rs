@@ -128,6 +128,8 @@ pub struct ServiceData {
     status: ServiceStatus,
     gen: u64,
     instance: Option<Instance>,
+    /// The handle of the running process, to tell a canceled exit from a plain return.
+    handle: Option<Arc<crate::process::ProcessHandle>>,
     started_at: Option<Instant>,
     start_replies: Vec<StartReply>,
     stop_replies: Vec<RpcReplyPort<()>>,
@@ -204,6 +206,7 @@ impl ServiceData {
                     .spawn(entry, &host, self.spec.args.clone(), opts)
                     .map(|pid| {
                         self.status.pid = Some(pid.to_string());
+                        self.handle = sup.node.process(&pid);
                         Instance::Process(pid)
                     })
                     .map_err(|e| e.to_string())
@@ -348,6 +351,7 @@ impl Actor for ServiceActor {
             status: ServiceStatus::default(),
             gen: 0,
             instance: None,
+            handle: None,
             started_at: None,
             start_replies: Vec::new(),
             stop_replies: Vec::new(),
@@ -419,7 +423,13 @@ impl Actor for ServiceActor {
                     st.after_stop(&myself).await;
                     return Ok(());
                 }
+                let canceled = st
+                    .handle
+                    .take()
+                    .is_some_and(|h| h.cancel_requested.load(std::sync::atomic::Ordering::Relaxed));
                 match &*exit {
+                    // an explicit cancel is a terminal stop, like terminate
+                    Exit::Normal(_) if canceled => st.stopped(ServiceState::Exited),
                     Exit::Normal(_) => st.stopped(ServiceState::Stopped),
                     Exit::Killed(why) if why == "terminated" || why == "canceled" => {
                         st.stopped(ServiceState::Exited)
