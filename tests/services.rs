@@ -309,6 +309,9 @@ async fn stop_timeout_terminates_a_process_that_ignores_cancel_and_failed_depend
         .entry(&service("svc_stubborn", "stubborn", "{stop_timeout: 150ms}"))
         .entry(&service("svc_broken", "broken", "{auto_start: true, restart: {max_attempts: 1}}"))
         .entry(&service("dependent", "stubborn", "{auto_start: true, requires: [svc_broken]}"))
+        .entry(&service("base", "stubborn", "{stop_timeout: 10ms}"))
+        .entry(&service("upper", "stubborn", "{stop_timeout: 10ms, requires: [base]}"))
+        .entry(&service("on_broken", "stubborn", "{requires: [svc_broken]}"))
         .lua(
             "main",
             r#"
@@ -318,7 +321,13 @@ return { main = function()
   assert(supervisor.start("app:svc_stubborn"))
   local t0 = time.now()
   assert(supervisor.stop("app:svc_stubborn"))
-  return { took = time.now():sub(t0), state = supervisor.state("app:svc_stubborn"),
+  local took = time.now():sub(t0)
+  -- start brings up what a service requires first
+  local up = supervisor.start("app:upper")
+  local _, err = supervisor.start("app:on_broken")
+  return { up = up, base = supervisor.state("app:base"), on_broken = tostring(err),
+           on_broken_state = supervisor.state("app:on_broken"),
+           took = took, state = supervisor.state("app:svc_stubborn"),
            broken = supervisor.state("app:svc_broken"), dependent = supervisor.state("app:dependent") }
 end }
 "#,
@@ -328,6 +337,16 @@ end }
     let took = v["took"].as_f64().unwrap();
     assert!((140.0..3000.0).contains(&took), "{v}");
     assert_eq!(v["state"], "Stopped");
+    assert_eq!(v["up"], true, "{v}");
+    assert_eq!(v["base"], "Running", "{v}");
+    assert_eq!(v["on_broken_state"], "Unknown", "{v}");
+    let e = v["on_broken"].as_str().unwrap();
+    assert!(
+        e.starts_with(
+            "service app:on_broken not started: dependency app:svc_broken failed to start"
+        ),
+        "{v}"
+    );
     assert_eq!(v["broken"], "Failed");
     assert_eq!(
         v["dependent"], "Unknown",

@@ -2,7 +2,8 @@
 //! OTP's `supervisor:which_children` / `restart_child`.
 //!
 //! `state(id)` -> state name; `list()` -> every service with its state, pid, attempt,
-//! restarts and last error; `start(id)`, `stop(id)`, `restart(id)` -> true (once done) or
+//! restarts and last error; `start(id)` (after what it requires), `stop(id)`, `restart(id)`
+//! -> true (once done) or
 //! `nil, err`; `children(tree_id)` -> the children of a running supervisor;
 //! `kill(tree_id)` -> true once a running supervisor was killed (its children terminated;
 //! its parent restarts it), like `exit(Sup, kill)` in OTP.
@@ -109,7 +110,7 @@ pub fn module(lua: &Lua) -> mlua::Result<Table> {
                     Err(e) => return e.into_nil_err(&lua),
                 };
                 let r = match name {
-                    "start" => sup.start(&id).await,
+                    "start" => sup.start_with_requires(&id).await,
                     "stop" => sup.stop(&id).await,
                     "restart" => sup.restart(&id).await,
                     _ => sup.kill_tree(&id).await,

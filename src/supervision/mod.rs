@@ -102,6 +102,33 @@ impl Supervision {
         }
     }
 
+    /// Starts a service after the services it requires (those not running yet, level by
+    /// level); if one of them fails to start, this one is not started and the error names
+    /// it. The `supervisor.start` of Lua.
+    pub async fn start_with_requires(&self, id: &Id) -> ControlResult<()> {
+        self.service(id)?;
+        for level in self.specs.levels(std::slice::from_ref(id)) {
+            let starts = level
+                .iter()
+                .filter(|s| *s != id)
+                .filter(|s| {
+                    !matches!(
+                        self.status(s).map(|st| st.state),
+                        Some(ServiceState::Running)
+                    )
+                })
+                .map(|s| async move { (s, self.start(s).await) });
+            for (dep, r) in futures::future::join_all(starts).await {
+                if let Err((_, e)) = r {
+                    let why = format!("dependency {dep} failed to start ({e})");
+                    tracing::error!(service = %id, "service not started: {why}");
+                    return Err(("FAILED", format!("service {id} not started: {why}")));
+                }
+            }
+        }
+        self.start(id).await
+    }
+
     /// Stops a service; resolves once its process ended.
     pub async fn stop(&self, id: &Id) -> ControlResult<()> {
         let s = self.service(id)?;

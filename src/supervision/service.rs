@@ -423,10 +423,10 @@ impl Actor for ServiceActor {
                     st.after_stop(&myself).await;
                     return Ok(());
                 }
-                let canceled = st
-                    .handle
-                    .take()
-                    .is_some_and(|h| h.cancel_requested.load(std::sync::atomic::Ordering::Relaxed));
+                let canceled = st.handle.take().is_some_and(|h| {
+                    h.cancel_requested
+                        .load(std::sync::atomic::Ordering::Relaxed)
+                });
                 match &*exit {
                     // an explicit cancel is a terminal stop, like terminate
                     Exit::Normal(_) if canceled => st.stopped(ServiceState::Exited),
