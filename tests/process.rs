@@ -70,6 +70,10 @@ local function main()
   out.unnamed = tostring(err)
   ok, err = process.send(42, "t", 1)
   out.number = tostring(err)
+  ok, err = process.send(process.pid(), "t", coroutine.create(function() end))
+  out.coroutine = tostring(err)
+  ok, err = process.send(process.pid(), "t", { ch = channel.new() })
+  out.userdata = tostring(err)
   out.still_running = true
   return out
 end
@@ -106,6 +110,16 @@ return { main = main }
             .as_str()
             .unwrap()
             .contains("expected a string, got integer"),
+        "{v}"
+    );
+    let coroutine = v["coroutine"].as_str().unwrap();
+    assert!(
+        coroutine.starts_with("process.send: payload") && coroutine.contains("cannot be copied"),
+        "{v}"
+    );
+    let userdata = v["userdata"].as_str().unwrap();
+    assert!(
+        userdata.contains("argument 1.ch") && userdata.contains("cannot be copied"),
         "{v}"
     );
     assert_eq!(v["still_running"], true);
@@ -655,4 +669,94 @@ end }
         .await;
     assert_eq!(v["sleepers"], 10000);
     assert!(v["worst_ms"].as_f64().unwrap() < 100.0, "{v}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn unlink_stops_propagation_and_spawn_linked_monitored_does_both() {
+    let v = App::new()
+        .lua(
+            "crasher",
+            r#"return { main = function() process.inbox():receive() error("crash on request") end }"#,
+        )
+        .lua(
+            "unlinker",
+            r#"
+return { main = function(parent)
+  local c = process.spawn_linked("app:crasher", "app:host")
+  process.unlink(c)
+  process.monitor(c)
+  process.send(c, "go")
+  local ev = process.events():receive()
+  -- still alive after the unlinked child failed
+  process.send(parent, "alive", ev.result.error)
+  process.inbox():receive()
+end }
+"#,
+        )
+        .lua(
+            "main",
+            r#"
+local function main()
+  local out = {}
+  local events = process.events()
+  -- unlink: the crash of a former link does not kill
+  local u = process.spawn_monitored("app:unlinker", "app:host", process.pid())
+  out.unlinked_child_error = process.inbox():receive():payload():data()
+  process.terminate(u)
+  events:receive()
+  -- spawn_linked_monitored: an EXIT event, and (trapping links) a LINK_DOWN event
+  process.set_options({ trap_links = true })
+  local c = process.spawn_linked_monitored("app:crasher", "app:host")
+  process.send(c, "go")
+  local kinds = {}
+  for _ = 1, 2 do
+    local ev = events:receive()
+    kinds[ev.kind] = ev.from == c and ev.result.error
+  end
+  out.both = kinds
+  -- misuse: nil, err rather than a raised error
+  local ok, err = process.unlisten("inbox")
+  out.unlisten = { ok = ok, err = tostring(err), kind = err:kind() }
+  ok, err = process.set_options(true)
+  out.set_options = tostring(err)
+  ok, err = process.set_options({ trap_links = "yes" })
+  out.trap_links = tostring(err)
+  ok, err = process.registry.unregister(42)
+  out.unregister = tostring(err)
+  return out
+end
+return { main = main }
+"#,
+        )
+        .value("main")
+        .await;
+    assert_eq!(
+        v["unlinked_child_error"], "crasher.lua:1: crash on request",
+        "{v}"
+    );
+    assert_eq!(
+        v["both"],
+        serde_json::json!({"EXIT": "crasher.lua:1: crash on request", "LINK_DOWN": "crasher.lua:1: crash on request"}),
+        "{v}"
+    );
+    assert_eq!(
+        v["unlisten"],
+        serde_json::json!({"err": "process.unlisten: expected the channel process.listen returned, got string", "kind": "INVALID"}),
+        "{v}"
+    );
+    assert_eq!(
+        v["set_options"],
+        "process.set_options: expected a table like {trap_links = true}, got boolean"
+    );
+    assert_eq!(
+        v["trap_links"],
+        "process.set_options: trap_links must be a boolean, got string"
+    );
+    assert!(
+        v["unregister"]
+            .as_str()
+            .unwrap()
+            .starts_with("process.registry.unregister: name"),
+        "{v}"
+    );
 }

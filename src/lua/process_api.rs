@@ -193,10 +193,23 @@ pub fn create(lua: &Lua) -> mlua::Result<Table> {
     )?;
     t.set(
         "unlisten",
-        lua.create_function(|_, ch: mlua::AnyUserData| {
+        lua.create_function(|lua, ch: mlua::Value| {
             let ctx = current()?;
-            let chan = ch.borrow::<LuaChannel>()?.0.clone();
-            Ok(ctx.unlisten(&chan))
+            let chan = match &ch {
+                mlua::Value::UserData(ud) => ud.borrow::<LuaChannel>().ok().map(|c| c.0.clone()),
+                _ => None,
+            };
+            let r = match chan {
+                Some(chan) => ret(lua, ctx.unlisten(&chan)),
+                None => Err(LuaError::new(
+                    "INVALID",
+                    format!(
+                        "process.unlisten: expected the channel process.listen returned, got {}",
+                        ch.type_name()
+                    ),
+                )),
+            };
+            finish(lua, r)
         })?,
     )?;
     type Rel = fn(&ProcCtx, &Pid) -> Result<(), LuaError>;
@@ -233,12 +246,32 @@ pub fn create(lua: &Lua) -> mlua::Result<Table> {
     }
     t.set(
         "set_options",
-        lua.create_function(|lua, opts: Table| {
+        lua.create_function(|lua, opts: mlua::Value| {
             let ctx = current()?;
-            if let Some(trap) = opts.get::<Option<bool>>("trap_links")? {
-                ctx.trap_links.set(trap);
-            }
-            finish(lua, ret(lua, true))
+            let r = match &opts {
+                mlua::Value::Table(t) => match t.get::<mlua::Value>("trap_links")? {
+                    mlua::Value::Nil => ret(lua, true),
+                    mlua::Value::Boolean(trap) => {
+                        ctx.trap_links.set(trap);
+                        ret(lua, true)
+                    }
+                    other => Err(LuaError::new(
+                        "INVALID",
+                        format!(
+                            "process.set_options: trap_links must be a boolean, got {}",
+                            other.type_name()
+                        ),
+                    )),
+                },
+                other => Err(LuaError::new(
+                    "INVALID",
+                    format!(
+                        "process.set_options: expected a table like {{trap_links = true}}, got {}",
+                        other.type_name()
+                    ),
+                )),
+            };
+            finish(lua, r)
         })?,
     )?;
     t.set(
@@ -353,9 +386,11 @@ pub fn create(lua: &Lua) -> mlua::Result<Table> {
     )?;
     registry.set(
         "unregister",
-        lua.create_function(|_, name: String| {
+        lua.create_function(|lua, name: mlua::Value| {
             let ctx = current()?;
-            Ok(ctx.node.unregister_name(&name))
+            let r = string_arg(&name, "process.registry.unregister: name")
+                .and_then(|n| ret(lua, ctx.node.unregister_name(&n)));
+            finish(lua, r)
         })?,
     )?;
     t.set("registry", registry)?;
