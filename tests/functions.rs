@@ -136,6 +136,64 @@ async fn pools_bound_concurrency_and_serve_every_caller() {
     assert_eq!(s.running, 0);
 }
 
+/// An adaptive pool grows to its bound under load and, once idle past `idle_timeout`,
+/// shrinks back to one worker; a static pool keeps its workers.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_adaptive_pool_grows_with_load_and_shrinks_when_idle() {
+    for (pool, grown, after) in [
+        ("{type: adaptive, max_size: 4, idle_timeout: 100ms}", 4, 1),
+        ("{type: static, size: 4}", 4, 4),
+    ] {
+        // one worker thread: idle instances are kept per thread
+        let app = App::with_host(1, 1024)
+            .func("slow", SLEEPY, Some(pool))
+            .lua(
+                "main",
+                r#"
+local funcs = require("funcs")
+local time = require("time")
+return { main = function(phase)
+  if phase == "burst" then
+    local done = channel.new(8)
+    for i = 1, 8 do
+      coroutine.spawn(function() done:send(funcs.call("app:slow", 20, i)) end)
+    end
+    for _ = 1, 8 do done:receive() end
+  else
+    time.sleep(250)
+    funcs.call("app:slow", 1, 1)
+  end
+end }
+"#,
+            );
+        let rt = app.start().await;
+        let stats = || {
+            rt.node()
+                .functions
+                .pool(&Id::new("app", "slow"))
+                .unwrap()
+                .stats()
+        };
+        rt.exec(
+            &Id::new("app", "main"),
+            vec![warden::value::Value::str("burst")],
+        )
+        .await
+        .unwrap();
+        let s = stats();
+        assert_eq!((s.peak, s.idle), (4, grown), "{pool}: {s:?}");
+        rt.exec(
+            &Id::new("app", "main"),
+            vec![warden::value::Value::str("idle")],
+        )
+        .await
+        .unwrap();
+        let s = stats();
+        assert_eq!(s.idle, after, "{pool}: {s:?}");
+        rt.shutdown().await;
+    }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn full_pool_waits_until_the_timeout_then_errors() {
     let v = App::new()

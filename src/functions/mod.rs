@@ -113,6 +113,8 @@ pub struct PoolStats {
     pub calls: u64,
     /// Callers that gave up waiting (timeout or cancel).
     pub gave_up: u64,
+    /// Idle `function.lua` instances kept for the next calls (over all threads).
+    pub idle: usize,
 }
 
 /// The pool of one function entry.
@@ -127,6 +129,8 @@ pub struct Pool {
     peak: AtomicUsize,
     calls: AtomicU64,
     gave_up: AtomicU64,
+    /// Idle instances kept by the executors (counted by them).
+    pub idle: AtomicUsize,
 }
 
 /// A running call's hold on a pool worker; released when dropped.
@@ -166,6 +170,7 @@ impl Pool {
             peak: AtomicUsize::new(0),
             calls: AtomicU64::new(0),
             gave_up: AtomicU64::new(0),
+            idle: AtomicUsize::new(0),
         }
     }
 
@@ -236,6 +241,7 @@ impl Pool {
             peak: self.peak.load(Ordering::Relaxed),
             calls: self.calls.load(Ordering::Relaxed),
             gave_up: self.gave_up.load(Ordering::Relaxed),
+            idle: self.idle.load(Ordering::Relaxed),
         }
     }
 }

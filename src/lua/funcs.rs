@@ -27,9 +27,6 @@ use std::task::{Context, Poll};
 use std::time::Duration;
 use tokio::time::Instant;
 
-/// Idle instances older than this are dropped (adaptive and default pools shrink).
-const IDLE_TTL: Duration = Duration::from_secs(60);
-
 /// A running function call, as the Lua API and the preemption hook see it.
 pub(crate) struct CallCtx {
     pub node: Arc<Node>,
@@ -64,16 +61,37 @@ impl Future for InCall {
     }
 }
 
-fn take_instance(w: &LuaWorker, entry: &Arc<Entry>) -> Option<(Function, Table)> {
+/// Lets go of idle instances that waited longer than the pool's `idle_timeout` (an
+/// adaptive pool keeps its newest one), counting them off the pool.
+fn prune(list: &mut Vec<(Function, Table, std::time::Instant)>, pool: &Pool) {
+    let Some(ttl) = pool.spec.idle_timeout else {
+        return;
+    };
+    let keep_one = pool.spec.kind == crate::registry::PoolKind::Adaptive;
+    let now = std::time::Instant::now();
+    let before = list.len();
+    let newest = list.len().saturating_sub(1);
+    let mut i = 0;
+    list.retain(|(_, _, t)| {
+        let keep = now.duration_since(*t) < ttl || (keep_one && i == newest);
+        i += 1;
+        keep
+    });
+    pool.idle
+        .fetch_sub(before - list.len(), std::sync::atomic::Ordering::Relaxed);
+}
+
+fn take_instance(w: &LuaWorker, pool: &Pool) -> Option<(Function, Table)> {
     let mut idle = w.idle.borrow_mut();
-    let (e, list) = idle.get_mut(&entry.id)?;
-    if !Arc::ptr_eq(e, entry) {
-        idle.remove(&entry.id);
+    let (e, list) = idle.get_mut(&pool.entry.id)?;
+    if !Arc::ptr_eq(e, &pool.entry) {
+        idle.remove(&pool.entry.id);
         return None;
     }
-    let now = std::time::Instant::now();
-    list.retain(|(_, _, t)| now.duration_since(*t) < IDLE_TTL);
-    list.pop().map(|(f, env, _)| (f, env))
+    prune(list, pool);
+    let (f, env, _) = list.pop()?;
+    pool.idle.fetch_sub(1, std::sync::atomic::Ordering::Relaxed);
+    Some((f, env))
 }
 
 fn put_instance(w: &LuaWorker, pool: &Pool, f: Function, env: Table) {
@@ -84,8 +102,10 @@ fn put_instance(w: &LuaWorker, pool: &Pool, f: Function, env: Table) {
     if !Arc::ptr_eq(&slot.0, &pool.entry) {
         *slot = (pool.entry.clone(), Vec::new());
     }
+    prune(&mut slot.1, pool);
     if slot.1.len() < pool.spec.max_size {
         slot.1.push((f, env, std::time::Instant::now()));
+        pool.idle.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
     }
 }
 
@@ -146,7 +166,7 @@ async fn run_lua_function(
         Some(limit) => deadline.min(Instant::now() + limit),
         None => deadline,
     };
-    let (func, env) = match take_instance(&w, &entry) {
+    let (func, env) = match take_instance(&w, &pool) {
         Some(i) => i,
         None => {
             // top-level code of the chunk runs here, under the call's context

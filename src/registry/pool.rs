@@ -29,7 +29,16 @@ pub struct PoolSpec {
     pub max_size: usize,
     /// Callers that may wait for a worker before the queue counts as full.
     pub buffer: usize,
+    /// Idle workers older than this are let go (adaptive: down to one; the default pool:
+    /// all). None: kept (static).
+    pub idle_timeout: Option<std::time::Duration>,
 }
+
+/// How long an adaptive pool keeps an idle worker (beyond its last one) by default.
+pub const ADAPTIVE_IDLE_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(5);
+
+/// How long the default pool keeps an idle worker.
+pub const DEFAULT_IDLE_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(60);
 
 /// The pool types users may write.
 pub const POOL_TYPES: &[&str] = &["inline", "lazy", "static", "adaptive"];
@@ -40,6 +49,7 @@ impl Default for PoolSpec {
             kind: PoolKind::Default,
             max_size: 100,
             buffer: 100 * 64,
+            idle_timeout: Some(DEFAULT_IDLE_TIMEOUT),
         }
     }
 }
@@ -101,6 +111,7 @@ impl PoolSpec {
                 kind: PoolKind::Inline,
                 max_size: usize::MAX,
                 buffer: 0,
+                idle_timeout: None,
             },
             "lazy" => {
                 let max = positive(m, "max_size")?.unwrap_or(16);
@@ -108,6 +119,7 @@ impl PoolSpec {
                     kind: PoolKind::Lazy,
                     max_size: max,
                     buffer: positive(m, "buffer")?.unwrap_or(max.saturating_mul(64)),
+                    idle_timeout: None,
                 }
             }
             "static" => {
@@ -119,6 +131,7 @@ impl PoolSpec {
                     kind: PoolKind::Static,
                     max_size: size,
                     buffer: positive(m, "buffer")?.unwrap_or(size.saturating_mul(64)),
+                    idle_timeout: None,
                 }
             }
             "adaptive" => {
@@ -127,6 +140,11 @@ impl PoolSpec {
                     kind: PoolKind::Adaptive,
                     max_size: max,
                     buffer: positive(m, "buffer")?.unwrap_or(max.saturating_mul(64)),
+                    idle_timeout: Some(match m.get("idle_timeout") {
+                        None | Some(serde_json::Value::Null) => ADAPTIVE_IDLE_TIMEOUT,
+                        Some(v) => crate::duration::parse_json(v)
+                            .map_err(|e| ("pool.idle_timeout".to_string(), e))?,
+                    }),
                 }
             }
             other => {
@@ -163,6 +181,14 @@ mod tests {
             5
         );
         assert_eq!(p(json!({"type": "adaptive", "max_size": 8})).max_size, 8);
+        assert_eq!(
+            p(json!({"type": "adaptive"})).idle_timeout,
+            Some(ADAPTIVE_IDLE_TIMEOUT)
+        );
+        assert_eq!(
+            p(json!({"type": "adaptive", "idle_timeout": "250ms"})).idle_timeout,
+            Some(std::time::Duration::from_millis(250))
+        );
         assert_eq!(p(json!({"type": "inline"})).kind, PoolKind::Inline);
     }
 
@@ -176,6 +202,9 @@ mod tests {
         assert_eq!(e(json!({"type": "lazy", "max_size": 0})).0, "pool.max_size");
         assert_eq!(e(json!({"size": 2})).0, "pool.type");
         assert_eq!(e(json!("static")).0, "pool");
+        let idle = e(json!({"type": "adaptive", "idle_timeout": "soon"}));
+        assert_eq!(idle.0, "pool.idle_timeout");
+        assert!(idle.1.contains("invalid duration \"soon\""), "{idle:?}");
         // found by tests/properties.rs: a huge size used to overflow the default buffer
         let huge = e(json!({"type": "static", "size": 9_223_372_036_854_775_807_i64}));
         assert_eq!(huge.0, "pool.size");
