@@ -270,12 +270,13 @@ async fn call(args: CallArgs) -> i32 {
 
 /// The arguments of `--exec` / a command: strings for a Lua process; for a WebAssembly
 /// process, each argument that parses as JSON is that value (so `21` fits an `s32`).
-fn command_args(runtime: &Runtime, id: &Id, argv: Vec<String>) -> Vec<Value> {
-    let is_wasm = runtime
-        .node()
-        .registry()
-        .get(id)
-        .is_some_and(|e| e.kind == "process.wasm");
+/// The entry is looked up by asking the registry actor (a read off the hot path).
+async fn command_args(runtime: &Runtime, id: &Id, argv: Vec<String>) -> Vec<Value> {
+    use crate::registry::actor::RegistryMsg;
+    let entry = ractor::call!(runtime.registry(), RegistryMsg::Get, id.clone())
+        .ok()
+        .flatten();
+    let is_wasm = entry.is_some_and(|e| e.kind == "process.wasm");
     argv.into_iter()
         .map(|a| match serde_json::from_str::<serde_json::Value>(&a) {
             Ok(j) if is_wasm => value::from_json(&j),
@@ -335,7 +336,7 @@ async fn run(args: RunArgs) -> i32 {
     };
     let code = match target {
         Some((id, argv)) => {
-            let argv = command_args(&runtime, &id, argv);
+            let argv = command_args(&runtime, &id, argv).await;
             match runtime.exec(&id, argv).await {
                 Ok(Exit::Normal(v)) => {
                     if v != Value::Nil {

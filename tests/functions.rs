@@ -194,6 +194,46 @@ end }
     }
 }
 
+/// The registry actor answers lookups, and a registry it replaces reaches the next spawn
+/// and the next call: a function's cached pool follows the new entry.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_registry_change_through_the_actor_reaches_calls_and_spawns() {
+    use warden::registry::actor::RegistryMsg;
+    let app = App::new()
+        .func(
+            "f",
+            "return { main = function() return 1 end }",
+            Some("{type: static, size: 2}"),
+        )
+        .lua(
+            "main",
+            r#"return { main = function() return (require("funcs").call("app:f")) end }"#,
+        );
+    let rt = app.start().await;
+    let main = Id::new("app", "main");
+    let value = |e: warden::process::Exit| match e {
+        warden::process::Exit::Normal(v) => warden::value::to_json(&v).unwrap(),
+        other => panic!("{other:?}"),
+    };
+    assert_eq!(value(rt.exec(&main, vec![]).await.unwrap()), 1);
+
+    let actor = rt.registry();
+    let entry = ractor::call!(actor, RegistryMsg::Get, Id::new("app", "f")).unwrap();
+    assert_eq!(
+        entry.map(|e| e.kind.clone()).as_deref(),
+        Some("function.lua")
+    );
+    let funcs = ractor::call!(actor, RegistryMsg::OfKind, "function.lua".to_string()).unwrap();
+    assert_eq!(funcs, [Id::new("app", "f")]);
+
+    app.write("f.lua", "return { main = function() return 2 end }");
+    let reloaded = warden::registry::load_dir(app.path()).unwrap();
+    let version = ractor::call!(actor, RegistryMsg::Replace, Box::new(reloaded)).unwrap();
+    assert_eq!(version, 2);
+    assert_eq!(value(rt.exec(&main, vec![]).await.unwrap()), 2);
+    rt.shutdown().await;
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn full_pool_waits_until_the_timeout_then_errors() {
     let v = App::new()

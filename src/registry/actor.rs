@@ -2,8 +2,9 @@
 //!
 //! Changes go through this actor (one writer); after each change it publishes an immutable
 //! snapshot to its subscribers, so that hot paths (a spawn, a call) read the snapshot they
-//! hold instead of asking the actor. Reads that are not hot (the CLI, supervisors) ask the
-//! actor directly.
+//! hold instead of asking the actor. Reads that are not hot ask the actor directly (the
+//! CLI looks up the entry it runs); `Replace` swaps the registry of a running node: the
+//! next spawn and the next call use the new entries (tests/functions.rs shows it).
 
 use super::{Entry, Id, Registry};
 use ractor::{Actor, ActorProcessingErr, ActorRef, RpcReplyPort};
