@@ -248,3 +248,56 @@ fn the_wasm_example_and_warden_call_run() {
         String::from_utf8_lossy(&out.stderr)
     );
 }
+
+/// The caller's context travels through a WebAssembly function: a `function.wat` that calls
+/// a `function.lua` through warden:funcs passes on the actor and the `with_context` values.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_caller_context_travels_through_a_wasm_function() {
+    let wat = r#"(module
+  (import "warden:host/funcs@0.1.0" "call" (func $call (param i32 i32 i32 i32 i32)))
+  (memory (export "memory") 1)
+  (global $heap (mut i32) (i32.const 4096))
+  (func (export "cabi_realloc") (param i32 i32 i32 i32) (result i32)
+    (local $p i32)
+    (local.set $p (i32.and (i32.add (global.get $heap) (i32.sub (local.get 2) (i32.const 1)))
+                           (i32.xor (i32.sub (local.get 2) (i32.const 1)) (i32.const -1))))
+    (global.set $heap (i32.add (local.get $p) (local.get 3)))
+    (local.get $p))
+  (data (i32.const 100) "app:read")
+  (data (i32.const 120) "[]")
+  (func (export "relay") (result i32)
+    (call $call (i32.const 100) (i32.const 8) (i32.const 120) (i32.const 2) (i32.const 200))
+    (i32.const 204)))"#;
+    let indent = |s: &str| {
+        s.lines()
+            .map(|l| format!("      {l}\n"))
+            .collect::<String>()
+    };
+    let v = App::new()
+        .func(
+            "read",
+            r#"local ctx = require("ctx")
+return { main = function() return { trace = ctx.get("trace"), actor = ctx.actor() } end }"#,
+            None,
+        )
+        .entry(&format!(
+            "  - name: relay\n    kind: function.wat\n    method: relay\n    imports: [warden:funcs]\n    source: |\n{}    wit: |\n      import warden:host/funcs@0.1.0;\n      relay: func() -> string;\n",
+            indent(wat)
+        ))
+        .lua(
+            "main",
+            r#"
+local funcs = require("funcs")
+local json = require("json")
+return { main = function()
+  local text, err = funcs.new():with_context({ trace = "t-42" }):call("app:relay")
+  assert(text, tostring(err))
+  local got = json.decode(text)
+  return { trace = got.trace, actor_is_me = got.actor == process.pid() }
+end }
+"#,
+        )
+        .value("main")
+        .await;
+    assert_eq!(v, json!({"trace": "t-42", "actor_is_me": true}));
+}
