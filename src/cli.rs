@@ -349,8 +349,15 @@ async fn run(args: RunArgs) -> i32 {
                 }
                 Ok(Exit::Error(e)) | Ok(Exit::Killed(e)) => {
                     eprintln!("error: {id} failed: {e}");
-                    // a WebAssembly guest that called exit(n) exits with n
+                    // a WebAssembly guest that called exit(n) exits with n (only a
+                    // process.wasm: a Lua error with the same words is just an error)
+                    let wasm = runtime
+                        .node()
+                        .registry()
+                        .get(&id)
+                        .is_some_and(|e| e.kind == "process.wasm");
                     e.strip_prefix("exited with status ")
+                        .filter(|_| wasm)
                         .and_then(|n| n.parse::<i32>().ok())
                         .filter(|n| *n != 0)
                         .unwrap_or(1)

@@ -89,6 +89,11 @@ entries:
     source: |
       return { main = function() error("it broke") end }
     method: main
+  - name: mimic
+    kind: process.lua
+    source: |
+      return { main = function() error("exited with status 7", 0) end }
+    method: main
   - name: ok
     kind: process.lua
     meta: {command: {name: greet, short: "Say hi"}}
@@ -108,6 +113,9 @@ fn exec_of_a_failing_process_exits_1_with_the_error_on_stderr() {
         err.contains("app:fail failed") && err.contains("it broke"),
         "{err}"
     );
+    // only a WebAssembly guest's exit(n) sets the status; a Lua error is 1
+    let out = warden(&["run", "-d", dir, "--exec", "app:mimic"], None);
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out.stderr));
     let out = warden(&["run", "-d", dir, "--exec", "app:missing"], None);
     assert_eq!(out.status.code(), Some(1));
     assert!(text(&out.stderr).contains("entry app:missing not found"));
