@@ -141,7 +141,7 @@ async fn pools_bound_concurrency_and_serve_every_caller() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_adaptive_pool_grows_with_load_and_shrinks_when_idle() {
     for (pool, grown, after) in [
-        ("{type: adaptive, max_size: 4, idle_timeout: 100ms}", 4, 1),
+        ("{type: adaptive, max_size: 4, idle_timeout: 300ms}", 4, 1),
         ("{type: static, size: 4}", 4, 4),
     ] {
         // one worker thread: idle instances are kept per thread
@@ -160,7 +160,7 @@ return { main = function(phase)
     end
     for _ = 1, 8 do done:receive() end
   else
-    time.sleep(250)
+    time.sleep(600)
     funcs.call("app:slow", 1, 1)
   end
 end }
