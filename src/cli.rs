@@ -268,15 +268,18 @@ async fn call(args: CallArgs) -> i32 {
     code
 }
 
+/// Whether `id` is a `process.wasm`, asking the registry actor (a read off the hot path).
+async fn is_wasm_process(runtime: &Runtime, id: &Id) -> bool {
+    use crate::registry::actor::RegistryMsg;
+    ractor::call!(runtime.registry(), RegistryMsg::Get, id.clone())
+        .ok()
+        .flatten()
+        .is_some_and(|e| e.kind == "process.wasm")
+}
+
 /// The arguments of `--exec` / a command: strings for a Lua process; for a WebAssembly
 /// process, each argument that parses as JSON is that value (so `21` fits an `s32`).
-/// The entry is looked up by asking the registry actor (a read off the hot path).
-async fn command_args(runtime: &Runtime, id: &Id, argv: Vec<String>) -> Vec<Value> {
-    use crate::registry::actor::RegistryMsg;
-    let entry = ractor::call!(runtime.registry(), RegistryMsg::Get, id.clone())
-        .ok()
-        .flatten();
-    let is_wasm = entry.is_some_and(|e| e.kind == "process.wasm");
+fn command_args(is_wasm: bool, argv: Vec<String>) -> Vec<Value> {
     argv.into_iter()
         .map(|a| match serde_json::from_str::<serde_json::Value>(&a) {
             Ok(j) if is_wasm => value::from_json(&j),
@@ -336,7 +339,8 @@ async fn run(args: RunArgs) -> i32 {
     };
     let code = match target {
         Some((id, argv)) => {
-            let argv = command_args(&runtime, &id, argv).await;
+            let wasm = is_wasm_process(&runtime, &id).await;
+            let argv = command_args(wasm, argv);
             match runtime.exec(&id, argv).await {
                 Ok(Exit::Normal(v)) => {
                     if v != Value::Nil {
@@ -351,11 +355,6 @@ async fn run(args: RunArgs) -> i32 {
                     eprintln!("error: {id} failed: {e}");
                     // a WebAssembly guest that called exit(n) exits with n (only a
                     // process.wasm: a Lua error with the same words is just an error)
-                    let wasm = runtime
-                        .node()
-                        .registry()
-                        .get(&id)
-                        .is_some_and(|e| e.kind == "process.wasm");
                     e.strip_prefix("exited with status ")
                         .filter(|_| wasm)
                         .and_then(|n| n.parse::<i32>().ok())

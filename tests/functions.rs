@@ -174,20 +174,11 @@ end }
                 .unwrap()
                 .stats()
         };
-        rt.exec(
-            &Id::new("app", "main"),
-            vec![warden::value::Value::str("burst")],
-        )
-        .await
-        .unwrap();
+        let phase = |p: &str| rt.exec(&Id::new("app", "main"), vec![warden::value::Value::str(p)]);
+        phase("burst").await.unwrap();
         let s = stats();
         assert_eq!((s.peak, s.idle), (4, grown), "{pool}: {s:?}");
-        rt.exec(
-            &Id::new("app", "main"),
-            vec![warden::value::Value::str("idle")],
-        )
-        .await
-        .unwrap();
+        phase("idle").await.unwrap();
         let s = stats();
         assert_eq!(s.idle, after, "{pool}: {s:?}");
         rt.shutdown().await;
