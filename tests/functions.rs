@@ -174,7 +174,8 @@ end }
                 .unwrap()
                 .stats()
         };
-        let phase = |p: &str| rt.exec(&Id::new("app", "main"), vec![warden::value::Value::str(p)]);
+        let main = Id::new("app", "main");
+        let phase = |p: &str| rt.exec(&main, vec![warden::value::Value::str(p)]);
         phase("burst").await.unwrap();
         let s = stats();
         assert_eq!((s.peak, s.idle), (4, grown), "{pool}: {s:?}");
