@@ -166,14 +166,6 @@ impl Chan {
         Rc::ptr_eq(&self.0, &other.0)
     }
 
-    /// Waits for a value: `(value, true)`, or `(nil, false)` once closed and drained.
-    pub fn recv(&self) -> Recv {
-        Recv {
-            chan: self.clone(),
-            id: next_waiter_id(),
-        }
-    }
-
     /// Waits until the value is taken (unbuffered) or buffered.
     pub fn send(&self, v: mlua::Value) -> Send {
         Send {
@@ -197,33 +189,6 @@ impl WeakChan {
     /// The channel, if anyone still holds it.
     pub fn upgrade(&self) -> Option<Chan> {
         self.0.upgrade().map(Chan)
-    }
-}
-
-/// Future of [`Chan::recv`].
-pub struct Recv {
-    chan: Chan,
-    id: u64,
-}
-
-impl Future for Recv {
-    type Output = (mlua::Value, bool);
-    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
-        let mut inner = self.chan.0.borrow_mut();
-        if let Some(r) = inner.try_recv() {
-            inner.recv_waiters.retain(|(i, _)| *i != self.id);
-            return Poll::Ready(r);
-        }
-        register(&mut inner.recv_waiters, self.id, cx.waker());
-        Poll::Pending
-    }
-}
-
-impl Drop for Recv {
-    fn drop(&mut self) {
-        if let Ok(mut inner) = self.chan.0.try_borrow_mut() {
-            inner.recv_waiters.retain(|(i, _)| *i != self.id);
-        }
     }
 }
 
@@ -312,12 +277,90 @@ fn chan_of(ud: &AnyUserData) -> mlua::Result<Chan> {
     Ok(ud.borrow::<LuaChannel>()?.0.clone())
 }
 
+/// The waiter id of a `ch:receive()` waiting without a future (see [`try_receive`]); its
+/// entries are told apart by their waker.
+const SYNC_RECEIVER: u64 = 0;
+
+/// The Rust half of `ch:receive()`: a value if there is one (`value, true`, or `nil, false`
+/// once closed and drained); otherwise it registers the waker of the task polling this code
+/// and returns `Lua::poll_pending()`, and the Lua half yields that, which suspends the task
+/// until a value arrives. One call of a plain function, where an mlua async method would
+/// box and poll a future per receive.
+fn try_receive(lua: &Lua, ud: AnyUserData) -> mlua::Result<(mlua::Value, mlua::Value)> {
+    let ch = ud
+        .borrow::<LuaChannel>()
+        .map_err(|_| mlua::Error::runtime("receive: called on something that is not a channel"))?;
+    let mut inner = ch.0 .0.borrow_mut();
+    match inner.try_recv() {
+        Some((v, ok)) => {
+            if !inner.recv_waiters.is_empty() {
+                let waker = lua.current_waker();
+                inner
+                    .recv_waiters
+                    .retain(|(i, w)| *i != SYNC_RECEIVER || !w.will_wake(&waker));
+            }
+            Ok((v, mlua::Value::Boolean(ok)))
+        }
+        None => {
+            let waker = lua.current_waker();
+            if !inner
+                .recv_waiters
+                .iter()
+                .any(|(i, w)| *i == SYNC_RECEIVER && w.will_wake(&waker))
+            {
+                inner.recv_waiters.push((SYNC_RECEIVER, waker));
+            }
+            Ok((
+                mlua::Value::LightUserData(Lua::poll_pending()),
+                mlua::Value::Nil,
+            ))
+        }
+    }
+}
+
+/// Where the Lua function `ch:receive()` is kept, for the channel metatable.
+const RECEIVE_KEY: &str = "warden.channel.receive";
+
+/// Builds `ch:receive()` (a loop around [`try_receive`]) and keeps it for the metatable.
+fn install_receive(lua: &Lua) -> mlua::Result<()> {
+    let coroutine: mlua::Table = lua.globals().get("coroutine")?;
+    let receive: mlua::Function = lua
+        .load(
+            r#"
+local try, pending, yield = ...
+return function(ch)
+  local v, ok = try(ch)
+  while v == pending do
+    yield(pending)
+    v, ok = try(ch)
+  end
+  return v, ok
+end"#,
+        )
+        .set_name("=channel")
+        .call((
+            lua.create_function(try_receive)?,
+            Lua::poll_pending(),
+            coroutine.get::<mlua::Function>("yield")?,
+        ))?;
+    lua.set_named_registry_value(RECEIVE_KEY, receive)
+}
+
+/// The `receive` field of the channel metatable: the function [`install_receive`] built.
+struct ReceiveField;
+
+impl mlua::IntoLua for ReceiveField {
+    fn into_lua(self, lua: &Lua) -> mlua::Result<mlua::Value> {
+        lua.named_registry_value(RECEIVE_KEY)
+    }
+}
+
 impl UserData for LuaChannel {
+    fn add_fields<F: mlua::UserDataFields<Self>>(fields: &mut F) {
+        fields.add_field("receive", ReceiveField);
+    }
+
     fn add_methods<M: UserDataMethods<Self>>(methods: &mut M) {
-        methods.add_async_method("receive", |_, this, ()| {
-            let fut = this.0.recv();
-            async move { Ok(fut.await) }
-        });
         methods.add_async_method("send", |_, this, v: mlua::Value| {
             let fut = this.0.send(v);
             async move {
@@ -441,6 +484,7 @@ impl Drop for Select {
 
 /// Builds the global `channel` table (`new`, `select`).
 pub fn create(lua: &Lua) -> mlua::Result<mlua::Table> {
+    install_receive(lua)?;
     let t = lua.create_table()?;
     t.set(
         "new",

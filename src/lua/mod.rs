@@ -7,9 +7,10 @@
 //! per worker into a factory `function(_ENV, ...)`, and instantiated per process with that
 //! process's globals.
 //!
-//! Blocking calls (`receive`, `select`, `time.sleep`) are mlua async functions: the
+//! Blocking calls (`select`, `time.sleep`, `funcs.call`) are mlua async functions: the
 //! coroutine yields, the process task returns `Pending`, and the worker thread runs other
-//! processes. A count hook preempts a coroutine that computes for too long (it yields back
+//! processes. `ch:receive()` does the same without a future: a plain function takes a value
+//! or registers the task's waker, and the Lua side yields until woken (see `channel.rs`). A count hook preempts a coroutine that computes for too long (it yields back
 //! to the worker, like the BEAM's reductions) and stops a terminated process even inside a
 //! tight loop.
 //!
@@ -165,7 +166,6 @@ pub struct LuaWorker {
     pub lua: Lua,
     env_mt: Table,
     message_mt: Table,
-    payload_mt: Table,
     bootstrap: Function,
     instantiate: Function,
     method_of: Function,
@@ -305,7 +305,6 @@ impl LuaWorker {
         Ok(LuaWorker {
             env_mt: setup.get("env_mt")?,
             message_mt: setup.get("message_mt")?,
-            payload_mt: setup.get("payload_mt")?,
             bootstrap: setup.get("bootstrap")?,
             instantiate: setup.get("instantiate")?,
             method_of: setup.get("method_of")?,
@@ -555,18 +554,20 @@ impl ProcCtx {
 
     /// A message as Lua sees it: `msg:topic()`, `msg:from()`, `msg:payload():data()`.
     fn message_table(&self, m: Message) -> mlua::Result<mlua::Value> {
-        let w = &self.worker;
-        let payload = self.lua.create_table_with_capacity(m.payload.len(), 1)?;
-        for (i, v) in m.payload.iter().enumerate() {
-            payload.raw_set(i + 1, value::to_lua(&self.lua, v)?)?;
-        }
-        payload.raw_set("n", m.payload.len())?;
-        payload.set_metatable(Some(w.payload_mt.clone()))?;
-        let msg = self.lua.create_table_with_capacity(3, 0)?;
+        let msg = self
+            .lua
+            .create_table_with_capacity(m.payload.len() + 3, 0)?;
         msg.raw_set(1, m.topic)?;
-        msg.raw_set(2, m.from.map(|p| p.to_string()))?;
-        msg.raw_set(3, payload)?;
-        msg.set_metatable(Some(w.message_mt.clone()))?;
+        match &m.from {
+            Some(p) if p == self.pid() => msg.raw_set(2, self.pid_str.as_str())?,
+            Some(p) => msg.raw_set(2, p.to_string())?,
+            None => {}
+        }
+        msg.raw_set(3, m.payload.len())?;
+        for (i, v) in m.payload.iter().enumerate() {
+            msg.raw_set(i + 4, value::to_lua(&self.lua, v)?)?;
+        }
+        msg.set_metatable(Some(self.worker.message_mt.clone()))?;
         Ok(mlua::Value::Table(msg))
     }
 

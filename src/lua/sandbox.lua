@@ -95,18 +95,16 @@ local base = {
 
 local env_mt = { __index = base, __metatable = false }
 
--- Messages are plain tables (no finalizer, cheap for the collector): { topic, from,
--- payload }, with read-only methods shared by all.
+-- A message is one plain table (no finalizer, cheap for the collector): { topic, from, n,
+-- payload values... }, with read-only methods shared by all. Its payload is the message
+-- itself seen through `data()`, so a message costs one table.
 local unpack = table.unpack
-local payload_mt = {
-  __index = { data = function(p) return unpack(p, 1, p.n) end },
-  __metatable = false,
-}
 local message_mt = {
   __index = {
     topic = function(m) return m[1] end,
     from = function(m) return m[2] end,
-    payload = function(m) return m[3] end,
+    payload = function(m) return m end,
+    data = function(m) return unpack(m, 4, m[3] + 3) end,
   },
   __metatable = false,
 }
@@ -174,5 +172,5 @@ end
 return {
   env_mt = env_mt, bootstrap = bootstrap, instantiate = instantiate, freeze = freeze_deep,
   method_of = method_of, make_require = make_require,
-  message_mt = message_mt, payload_mt = payload_mt,
+  message_mt = message_mt,
 }

@@ -814,7 +814,7 @@ where
     T: IntoLua + AsRef<[u8]>,
 {
     let bytes = this.as_ref();
-    if lua.unlikely_memory_error() && bytes.len() < (1 << 30) {
+    if lua.unlikely_memory_error_for(bytes.len()) && bytes.len() < (1 << 30) {
         // Fast path: push directly into the Lua stack.
         ffi::lua_pushlstring(lua.state(), bytes.as_ptr() as *const _, bytes.len());
         return Ok(());

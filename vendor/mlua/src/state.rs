@@ -2156,6 +2156,14 @@ impl Lua {
         extra.app_data.remove()
     }
 
+    /// warden patch: the waker of the task polling Lua code right now (a no-op waker when
+    /// no async thread is being polled). A sync callback that finds nothing to do registers
+    /// it, then the Lua side yields [`Lua::poll_pending`]: an async wait without a future.
+    #[cfg(feature = "async")]
+    pub fn current_waker(&self) -> std::task::Waker {
+        self.lock().waker().clone()
+    }
+
     /// Returns an internal `Poll::Pending` constant used for executing async callbacks.
     ///
     /// Every time when [`Future`] is Pending, Lua corotine is suspended with this constant.

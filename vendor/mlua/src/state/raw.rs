@@ -518,7 +518,7 @@ impl RawLua {
     /// See [`Lua::create_string`]
     pub(crate) unsafe fn create_string(&self, s: &[u8]) -> Result<String> {
         let state = self.state();
-        if self.unlikely_memory_error() {
+        if self.unlikely_memory_error_for(s.len()) {
             push_string(state, s, false)?;
             return Ok(String(self.pop_ref()));
         }
@@ -563,7 +563,7 @@ impl RawLua {
     /// See [`Lua::create_table_with_capacity`]
     pub(crate) unsafe fn create_table_with_capacity(&self, narr: usize, nrec: usize) -> Result<Table> {
         let state = self.state();
-        if self.unlikely_memory_error() {
+        if self.unlikely_memory_error_for(narr.saturating_add(nrec).saturating_mul(32)) {
             push_table(state, narr, nrec, false)?;
             return Ok(Table(self.pop_ref()));
         }
@@ -936,9 +936,37 @@ impl RawLua {
 
         // MemoryInfo is empty in module mode so we cannot predict memory limits
         match MemoryState::get(self.state()) {
-            mem_state if !mem_state.is_null() => (*mem_state).memory_limit() == 0,
+            // warden patch: see `unlikely_memory_error_for`.
+            mem_state if !mem_state.is_null() => Self::far_below_limit(mem_state, 0),
             _ => (*self.extra.get()).skip_memory_check, // Check the special flag (only for module mode)
         }
+    }
+
+    /// warden patch: whether an operation from Rust that allocates about `bytes` cannot hit
+    /// the memory limit, so may run unprotected (no `lua_pcall` around it), as it does
+    /// without a limit.
+    #[inline]
+    pub(crate) unsafe fn unlikely_memory_error_for(&self, bytes: usize) -> bool {
+        #[cfg(debug_assertions)]
+        if cfg!(force_memory_limit) {
+            return false;
+        }
+        match MemoryState::get(self.state()) {
+            mem_state if !mem_state.is_null() => Self::far_below_limit(mem_state, bytes),
+            _ => (*self.extra.get()).skip_memory_check,
+        }
+    }
+
+    /// warden patch: no limit, or more than a quarter of it (and at least 32 MiB) free, and
+    /// `bytes` under a quarter of what is free.
+    #[inline]
+    unsafe fn far_below_limit(mem_state: *mut MemoryState, bytes: usize) -> bool {
+        let (limit, used) = ((*mem_state).memory_limit(), (*mem_state).used_memory());
+        if limit == 0 {
+            return true;
+        }
+        let free = limit.saturating_sub(used);
+        free > (limit / 4).max(32 << 20) && bytes < free / 4
     }
 
     pub(crate) unsafe fn make_userdata<T>(&self, data: UserDataStorage<T>) -> Result<AnyUserData>
