@@ -421,3 +421,58 @@ fn sigterm_under_load_stops_services_in_reverse_order_and_exits_0() {
     // each stopped on its CANCEL, within its stop_timeout (no forced terminate)
     assert!(!log.contains("terminating it"), "{log}");
 }
+
+#[test]
+fn messages_that_overflow_a_small_lua_heap_fail_the_receiver_not_the_runtime() {
+    // WARDEN_LUA_MAX_MEMORY=32MiB: each worker's heap may hold 32 MiB while code runs, and
+    // allocations stop at 64 MiB. Six 12 MiB messages to one process cannot all be copied
+    // into its heap: its delivery fails with a memory error, and the rest runs on.
+    let d = app(&[(
+        "_index.yaml",
+        r#"version: "1.0"
+namespace: app
+entries:
+  - {name: host, kind: process.host, host: {workers: 1}}
+  - name: sink
+    kind: process.lua
+    source: |
+      return { main = function()
+        local kept = {}
+        while true do kept[#kept + 1] = process.inbox():receive() end
+      end }
+    method: main
+  - name: main
+    kind: process.lua
+    source: |
+      return { main = function()
+        local s = string.rep("x", 12 * 1024 * 1024)
+        local sink = process.spawn_monitored("app:sink", "app:host")
+        for i = 1, 6 do process.send(sink, "big", s) end
+        local ev = process.events():receive()
+        s = nil
+        collectgarbage()
+        local after = process.spawn_monitored("app:sink", "app:host")
+        process.send(after, "small", "ok")
+        process.terminate(after)
+        local ev2 = process.events():receive()
+        return ev.result.error .. " | then: " .. tostring(ev2.result.error)
+      end }
+    method: main
+"#,
+    )]);
+    let mut c = Command::new(env!("CARGO_BIN_EXE_warden"));
+    c.args([
+        "run",
+        "-d",
+        d.path().to_str().unwrap(),
+        "--exec",
+        "app:main",
+    ])
+    .env("RUST_LOG", "warn")
+    .env("WARDEN_LUA_MAX_MEMORY", "32MiB");
+    let out = c.output().unwrap();
+    let (stdout, stderr) = (text(&out.stdout), text(&out.stderr));
+    assert_eq!(out.status.code(), Some(0), "{stdout}\n{stderr}");
+    assert!(stdout.contains("memory"), "{stdout}\n{stderr}");
+    assert!(stdout.contains("then: terminated"), "{stdout}\n{stderr}");
+}
