@@ -509,6 +509,67 @@ end }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn scalar_payloads_keep_types_holes_and_bytes() {
+    let v = lua_value(
+        r##"
+return { main = function()
+  local me = process.pid()
+  assert(process.send(me, "s", 1, 2.0, 1.5, nil, true, false, "\0\255x", -9007199254740993))
+  local msg = process.inbox():receive()
+  local a, b, c, d, e, f, g, h = msg:payload():data()
+  return {
+    count = select("#", msg:payload():data()),
+    a = math.type(a), b = math.type(b), c = c, d_nil = d == nil, e = e, f = f,
+    g_len = #g, g_bytes = { g:byte(1, -1) }, h_exact = h == -9007199254740993,
+    from_me = msg:from() == me, topic = msg:topic(),
+  }
+end }
+"##,
+    )
+    .await;
+    assert_eq!(
+        v,
+        json!({"count": 8, "a": "integer", "b": "float", "c": 1.5, "d_nil": true, "e": true,
+               "f": false, "g_len": 3, "g_bytes": [0, 255, 120], "h_exact": true,
+               "from_me": true, "topic": "s"})
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn each_message_names_its_own_sender() {
+    // two senders take turns: every message must carry its own sender's pid
+    let v = App::new()
+        .lua(
+            "sender",
+            r#"
+return { main = function(to, tag, n)
+  for i = 1, n do process.send(to, "m", tag, i) end
+end }
+"#,
+        )
+        .lua(
+            "main",
+            r#"
+return { main = function()
+  local me = process.pid()
+  local a = process.spawn("app:sender", "app:host", me, "a", 50)
+  local b = process.spawn("app:sender", "app:host", me, "b", 50)
+  local inbox, wrong = process.inbox(), 0
+  for _ = 1, 100 do
+    local msg = inbox:receive()
+    local tag = msg:payload():data()
+    if msg:from() ~= (tag == "a" and a or b) then wrong = wrong + 1 end
+  end
+  return wrong
+end }
+"#,
+        )
+        .value("main")
+        .await;
+    assert_eq!(v, json!(0));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn exec_returns_the_result_or_the_error() {
     let v = App::new()
         .lua("ok", "return { main = function(a, b) return a + b end }")

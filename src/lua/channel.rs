@@ -134,6 +134,33 @@ impl Chan {
         true
     }
 
+    /// Like [`Chan::push`], from inside the poll of the task whose main coroutine runs
+    /// next (the process driver routing its mailbox). `polled` is that task's waker, given
+    /// only when the coroutine last stopped in a real wait (yielding `Lua::poll_pending`,
+    /// after which it calls `try_receive` again before it can wait once more): then a
+    /// `ch:receive()` of that very task is not woken, since it runs in this poll anyway and
+    /// waking the running task would only make tokio poll it once more for nothing. Its
+    /// registration stays, so a receive that does not run in this poll is still woken by
+    /// the next push. With `None` this is [`Chan::push`].
+    pub fn push_polled(&self, v: mlua::Value, polled: Option<&Waker>) -> bool {
+        let Some(polled) = polled else {
+            return self.push(v);
+        };
+        let mut inner = self.0.borrow_mut();
+        if inner.closed {
+            return false;
+        }
+        inner.buf.push_back(v);
+        inner.recv_waiters.retain(|(id, w)| {
+            if *id == SYNC_RECEIVER && w.will_wake(polled) {
+                return true;
+            }
+            w.wake_by_ref();
+            false
+        });
+        true
+    }
+
     /// Number of buffered values.
     pub fn len(&self) -> usize {
         self.0.borrow().buf.len()

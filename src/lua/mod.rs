@@ -22,6 +22,7 @@ pub mod errors;
 pub mod funcs;
 mod modules;
 mod process_api;
+mod raw;
 mod supervisor;
 
 use crate::process::{Body, Exit, Message, Node, Pid, ProcessContext, ProcessHandle, Signal};
@@ -501,6 +502,8 @@ pub(crate) struct ProcCtx {
     pub trap_links: Cell<bool>,
     spawned: RefCell<Vec<mlua::Thread>>,
     run: RunState,
+    /// The sender of the last message received from another process, and its pid text.
+    last_from: RefCell<Option<(Pid, String)>>,
 }
 
 impl ProcCtx {
@@ -554,21 +557,25 @@ impl ProcCtx {
 
     /// A message as Lua sees it: `msg:topic()`, `msg:from()`, `msg:payload():data()`.
     fn message_table(&self, m: Message) -> mlua::Result<mlua::Value> {
-        let msg = self
-            .lua
-            .create_table_with_capacity(m.payload.len() + 3, 0)?;
-        msg.raw_set(1, m.topic)?;
-        match &m.from {
-            Some(p) if p == self.pid() => msg.raw_set(2, self.pid_str.as_str())?,
-            Some(p) => msg.raw_set(2, p.to_string())?,
-            None => {}
-        }
-        msg.raw_set(3, m.payload.len())?;
-        for (i, v) in m.payload.iter().enumerate() {
-            msg.raw_set(i + 4, value::to_lua(&self.lua, v)?)?;
-        }
-        msg.set_metatable(Some(self.worker.message_mt.clone()))?;
-        Ok(mlua::Value::Table(msg))
+        let mut last = self.last_from.borrow_mut();
+        let from = match &m.from {
+            Some(p) if p == self.pid() => Some(self.pid_str.as_str()),
+            Some(p) => {
+                // a process mostly hears from the same few senders: keep the last one's text
+                if last.as_ref().is_none_or(|(lp, _)| lp != p) {
+                    *last = Some((p.clone(), p.to_string()));
+                }
+                last.as_ref().map(|(_, s)| s.as_str())
+            }
+            None => None,
+        };
+        raw::message_table(
+            &self.lua,
+            &self.worker.message_mt,
+            &m.topic,
+            from,
+            &m.payload,
+        )
     }
 
     /// The length of the channel a message with `topic` goes to.
@@ -580,21 +587,24 @@ impl ProcCtx {
         }
     }
 
-    fn deliver(&self, m: Message) -> mlua::Result<()> {
+    /// Puts a message from the mailbox into the channel it goes to. `polled` is the waker
+    /// of this process's task, polled right now, when its coroutines last stopped in a real
+    /// wait (see [`Chan::push_polled`]).
+    fn deliver(&self, m: Message, polled: Option<&std::task::Waker>) -> mlua::Result<()> {
         let listeners = self.listeners.borrow();
         if let Some(l) = (!listeners.is_empty())
             .then(|| listeners.get(&m.topic))
             .flatten()
         {
             if l.message {
-                l.chan.push(self.message_table(m)?);
+                l.chan.push_polled(self.message_table(m)?, polled);
             } else {
                 let v = m.payload.first().cloned().unwrap_or(Value::Nil);
-                l.chan.push(value::to_lua(&self.lua, &v)?);
+                l.chan.push_polled(value::to_lua(&self.lua, &v)?, polled);
             }
             return Ok(());
         }
-        self.inbox.push(self.message_table(m)?);
+        self.inbox.push_polled(self.message_table(m)?, polled);
         Ok(())
     }
 
@@ -724,13 +734,16 @@ impl Driver {
     /// Moves messages from the mailbox into Lua channels while they have room.
     fn route(&mut self, cx: &mut Context<'_>) -> Option<Exit> {
         let me = &self.ctx.me;
+        // a coroutine stopped by preemption may be about to yield `poll_pending` without
+        // looking at its channel again: wake it as usual then
+        let polled = (!self.ctx.run.preempted.get()).then(|| cx.waker());
         for _ in 0..MESSAGES_PER_POLL {
             let m = me.pop_message()?;
             if self.ctx.backlog(&m.topic) >= ROUTE_AHEAD {
                 me.unpop_message(m);
                 return None;
             }
-            if let Err(e) = self.ctx.deliver(m) {
+            if let Err(e) = self.ctx.deliver(m, polled) {
                 return Some(Exit::Error(errors::message(&e)));
             }
         }
@@ -859,6 +872,7 @@ fn start_process(pctx: ProcessContext) -> mlua::Result<Driver> {
         trap_links: Cell::new(false),
         spawned: RefCell::new(Vec::new()),
         run: RunState::for_entry(&entry),
+        last_from: RefCell::new(None),
     });
     let mut call_args = vec![
         mlua::Value::Function(factory),

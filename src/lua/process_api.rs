@@ -140,26 +140,23 @@ pub fn create(lua: &Lua) -> mlua::Result<Table> {
             },
         )?;
     }
-    t.set(
-        "send",
-        lua.create_function(
-            |lua, (d, topic, payload): (mlua::Value, mlua::Value, Variadic<mlua::Value>)| {
-                let ctx = current()?;
-                let r = (|| {
-                    let to = dest(&ctx, &d, "send")?;
-                    let topic = string_arg(&topic, "process.send: topic")?;
-                    let payload = value::from_lua_multi(payload.iter()).map_err(|e| {
-                        LuaError::new("INVALID", format!("process.send: payload {e}"))
-                    })?;
-                    ctx.node
-                        .send(Some(ctx.pid()), &to, topic, payload)
-                        .map_err(|e| LuaError::new(e.kind(), format!("process.send: {e}")))?;
-                    ret(lua, true)
-                })();
-                finish(lua, r)
-            },
-        )?,
+    let general_send = lua.create_function(
+        |lua, (d, topic, payload): (mlua::Value, mlua::Value, Variadic<mlua::Value>)| {
+            let ctx = current()?;
+            let r = (|| {
+                let to = dest(&ctx, &d, "send")?;
+                let topic = string_arg(&topic, "process.send: topic")?;
+                let payload = value::from_lua_multi(payload.iter())
+                    .map_err(|e| LuaError::new("INVALID", format!("process.send: payload {e}")))?;
+                ctx.node
+                    .send(Some(ctx.pid()), &to, topic, payload)
+                    .map_err(|e| LuaError::new(e.kind(), format!("process.send: {e}")))?;
+                ret(lua, true)
+            })();
+            finish(lua, r)
+        },
     )?;
+    t.set("send", super::raw::fast_send(lua, general_send)?)?;
     t.set(
         "inbox",
         lua.create_function(|_, ()| current()?.inbox_userdata())?,
