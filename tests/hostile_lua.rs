@@ -134,6 +134,12 @@ async fn max_execution_ms_stops_runaway_lua_processes_and_functions() {
             "  - name: patient\n    kind: process.lua\n    source: \"local time = require('time') return { main = function() for i = 1, 30 do local t = os.clock() while os.clock() - t < 0.01 do end time.sleep(1) end return 'done' end }\"\n    method: main\n    modules: [time]\n    limits: {max_execution_ms: 100}\n",
         )
         .entry(
+            "  - name: wspin\n    kind: process.lua\n    source: \"return { main = function() coroutine.wrap(function() while true do end end)() end }\"\n    method: main\n    limits: {max_execution_ms: 100}\n",
+        )
+        .entry(
+            "  - name: cspin\n    kind: process.lua\n    source: \"return { main = function() local ok, e = coroutine.resume(coroutine.create(function() local x = 0 while true do x = x + 1 end end)) error(e) end }\"\n    method: main\n    limits: {max_execution_ms: 100}\n",
+        )
+        .entry(
             "  - name: fspin\n    kind: function.lua\n    source: \"return { main = function() while true do end end }\"\n    method: main\n    limits: {max_execution_ms: 80}\n",
         )
         .lua("echo", ECHO)
@@ -152,6 +158,11 @@ return { main = function()
   process.inbox():receive()
   out.ping_ms = time.now():sub(t0)
   out.spin = process.events():receive().result.error
+  -- loops inside coroutines the process made itself are stopped too
+  process.spawn_monitored("app:wspin", "app:host")
+  out.wspin = process.events():receive().result.error
+  process.spawn_monitored("app:cspin", "app:host")
+  out.cspin = process.events():receive().result.error
   -- 300 ms of work in total, but never more than ~10 ms without waiting: not stopped
   out.patient = process.exec("app:patient", "app:host")
   local t1 = time.now()
@@ -169,6 +180,10 @@ end }
         e.contains("app:spin") && e.contains("execution time limit exceeded"),
         "{e}"
     );
+    for k in ["wspin", "cspin"] {
+        let e = v[k].as_str().unwrap();
+        assert!(e.contains("execution time limit exceeded"), "{k}: {e}");
+    }
     assert_eq!(v["patient"], "done");
     assert_eq!(v["fspin"][0], "TIMEOUT");
     assert!(
