@@ -131,6 +131,8 @@ pub struct Pool {
     gave_up: AtomicU64,
     /// Idle instances kept by the executors (counted by them).
     pub idle: AtomicUsize,
+    /// What the executor derived once from the entry (see [`Pool::derived`]).
+    derived: std::sync::OnceLock<Arc<dyn std::any::Any + Send + Sync>>,
 }
 
 /// A running call's hold on a pool worker; released when dropped.
@@ -171,7 +173,20 @@ impl Pool {
             calls: AtomicU64::new(0),
             gave_up: AtomicU64::new(0),
             idle: AtomicUsize::new(0),
+            derived: std::sync::OnceLock::new(),
         }
+    }
+
+    /// Data an executor derives from the entry once per pool (this entry version) instead
+    /// of on every call, such as its parsed limits: `make` runs on first use.
+    pub fn derived<T: std::any::Any + Send + Sync>(&self, make: impl Fn(&Entry) -> T) -> Arc<T> {
+        let kept = self
+            .derived
+            .get_or_init(|| Arc::new(make(&self.entry)))
+            .clone();
+        // one executor serves a pool, so the type always matches; if not, derive afresh
+        kept.downcast::<T>()
+            .unwrap_or_else(|_| Arc::new(make(&self.entry)))
     }
 
     /// Waits for a worker until `deadline`. Waiting is cancel-safe: a caller that gives up

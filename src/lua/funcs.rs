@@ -171,8 +171,9 @@ async fn run_lua_function(
     let internal = |e: mlua::Error| CallError::new("INTERNAL", super::errors::message(&e));
     let w = worker().map_err(internal)?;
     let entry = pool.entry.clone();
+    let limits = pool.derived(super::Limits::of);
     // limits.max_execution_ms caps the call whatever the caller's timeout
-    let deadline = match super::max_execution(&entry) {
+    let deadline = match limits.max_execution {
         Some(limit) => deadline.min(Instant::now() + limit),
         None => deadline,
     };
@@ -186,7 +187,7 @@ async fn run_lua_function(
                 env: w.lua.create_table().map_err(internal)?,
                 context: context.clone(),
                 deadline,
-                run: RunState::for_entry(&entry),
+                run: RunState::with(&limits),
             });
             let _g = CurrentGuard::enter(Current::Call(boot));
             w.function_instance(&entry).map_err(|e| {
@@ -203,7 +204,7 @@ async fn run_lua_function(
         env: env.clone(),
         context,
         deadline,
-        run: RunState::for_entry(&entry),
+        run: RunState::with(&limits),
     });
     let lua_args = value::to_lua_multi(&w.lua, &args).map_err(internal)?;
     let thread = w.lua.create_thread(func.clone()).map_err(internal)?;

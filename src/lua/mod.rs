@@ -84,9 +84,14 @@ impl RunState {
     /// The limits of `entry`: `max_execution_ms`, and `max_memory` (never above the
     /// worker-wide watermark).
     pub(crate) fn for_entry(entry: &Entry) -> RunState {
+        RunState::with(&Limits::of(entry))
+    }
+
+    /// A fresh state with `limits`.
+    pub(crate) fn with(limits: &Limits) -> RunState {
         RunState {
-            limit: max_execution(entry),
-            mem_limit: max_memory(entry).map_or(*STATE_MEMORY, |m| m.min(*STATE_MEMORY)),
+            limit: limits.max_execution,
+            mem_limit: limits.mem_limit,
             ..Default::default()
         }
     }
@@ -111,6 +116,24 @@ impl RunState {
         match (self.limit, self.busy_since.get()) {
             (Some(limit), Some(since)) => since.elapsed() > limit,
             _ => false,
+        }
+    }
+}
+
+/// The limits of a Lua entry, read from its `limits:` once (function pools keep them).
+pub(crate) struct Limits {
+    /// `max_execution_ms`.
+    pub max_execution: Option<std::time::Duration>,
+    /// `max_memory`, never above the worker-wide watermark (bytes).
+    pub mem_limit: u64,
+}
+
+impl Limits {
+    /// Reads the limits of `entry`.
+    pub(crate) fn of(entry: &Entry) -> Limits {
+        Limits {
+            max_execution: max_execution(entry),
+            mem_limit: max_memory(entry).map_or(*STATE_MEMORY, |m| m.min(*STATE_MEMORY)),
         }
     }
 }
