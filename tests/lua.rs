@@ -376,3 +376,27 @@ end }
     assert_eq!(v["theirs"]["changed"], true);
     assert_eq!(v["theirs"]["list"], json!(["x", 2]));
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn receive_called_on_something_else_is_a_clear_error() {
+    let v = lua_value(
+        r#"
+return { main = function()
+  local receive = process.inbox().receive
+  local ok, err = pcall(receive, 42)
+  local ok2 = pcall(receive, process.events():case_receive())
+  process.send(process.pid(), "t", "still works")
+  return { ok = ok, err = tostring(err), ok2 = ok2,
+           after = process.inbox():receive():payload():data() }
+end }
+"#,
+    )
+    .await;
+    assert_eq!(v["ok"], false);
+    assert_eq!(
+        v["err"],
+        "receive: called on something that is not a channel"
+    );
+    assert_eq!(v["ok2"], false);
+    assert_eq!(v["after"], "still works");
+}

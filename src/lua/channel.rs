@@ -308,15 +308,17 @@ fn chan_of(ud: &AnyUserData) -> mlua::Result<Chan> {
 /// entries are told apart by their waker.
 const SYNC_RECEIVER: u64 = 0;
 
-/// The Rust half of `ch:receive()`: a value if there is one (`value, true`, or `nil, false`
+/// The Rust half of `ch:receive()` (its channel borrowed straight off the stack, without a
+/// reference: a thousand instructions less a receive than an `AnyUserData` argument): a
+/// value if there is one (`value, true`, or `nil, false`
 /// once closed and drained); otherwise it registers the waker of the task polling this code
 /// and returns `Lua::poll_pending()`, and the Lua half yields that, which suspends the task
 /// until a value arrives. One call of a plain function, where an mlua async method would
 /// box and poll a future per receive.
-fn try_receive(lua: &Lua, ud: AnyUserData) -> mlua::Result<(mlua::Value, mlua::Value)> {
-    let ch = ud
-        .borrow::<LuaChannel>()
-        .map_err(|_| mlua::Error::runtime("receive: called on something that is not a channel"))?;
+fn try_receive(
+    lua: &Lua,
+    ch: mlua::UserDataRef<LuaChannel>,
+) -> mlua::Result<(mlua::Value, mlua::Value)> {
     let mut inner = ch.0 .0.borrow_mut();
     match inner.try_recv() {
         Some((v, ok)) => {
@@ -354,8 +356,11 @@ fn install_receive(lua: &Lua) -> mlua::Result<()> {
     let receive: mlua::Function = lua
         .load(
             r#"
-local try, pending, yield = ...
+local try, pending, yield, type, error = ...
 return function(ch)
+  if type(ch) ~= "userdata" then
+    error("receive: called on something that is not a channel", 2)
+  end
   local v, ok = try(ch)
   while v == pending do
     yield(pending)
@@ -369,6 +374,8 @@ end"#,
             lua.create_function(try_receive)?,
             Lua::poll_pending(),
             coroutine.get::<mlua::Function>("yield")?,
+            lua.globals().get::<mlua::Function>("type")?,
+            lua.globals().get::<mlua::Function>("error")?,
         ))?;
     lua.set_named_registry_value(RECEIVE_KEY, receive)
 }
