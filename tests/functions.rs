@@ -258,6 +258,43 @@ end }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_caller_ended_while_its_call_waits_frees_the_worker() {
+    // the only worker is busy with a call whose caller is terminated: the call goes with
+    // its caller, and the next caller gets the worker at once
+    let v = App::new()
+        .func("slow", SLEEPY, Some("{type: static, size: 1}"))
+        .lua(
+            "caller",
+            r#"
+local funcs = require("funcs")
+return { main = function() return funcs.call("app:slow", 5000, "never") end }
+"#,
+        )
+        .lua(
+            "main",
+            r#"
+local funcs = require("funcs")
+local time = require("time")
+return { main = function()
+  local c = process.spawn_monitored("app:caller", "app:host")
+  time.sleep(50)
+  process.terminate(c)
+  local ev = process.events():receive()
+  local quick = funcs.new():with_options({ timeout = 1000 })
+  local t0 = time.now()
+  local r, err = quick:call("app:slow", 1, "next")
+  return { caller = ev.result.error, r = r, err = err and tostring(err), ms = time.now():sub(t0) }
+end }
+"#,
+        )
+        .value("main")
+        .await;
+    assert_eq!(v["caller"], "terminated", "{v}");
+    assert_eq!(v["r"], "next", "{v}");
+    assert!(v["ms"].as_f64().unwrap() < 500.0, "{v}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn timeouts_interrupt_sleeping_and_looping_functions_and_free_the_worker() {
     let app = App::with_host(1, 1024)
         .func("slow", SLEEPY, Some("{type: static, size: 1}"))

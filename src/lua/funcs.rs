@@ -35,6 +35,8 @@ pub(crate) struct CallCtx {
     pub context: Arc<CallContext>,
     pub deadline: Instant,
     pub run: RunState,
+    /// Its own `funcs.call`s that wait for a result.
+    pub pending: PendingCalls,
 }
 
 impl CallCtx {
@@ -178,6 +180,7 @@ async fn run_lua_function(
                 context: context.clone(),
                 deadline,
                 run: RunState::with(&limits),
+                pending: PendingCalls::default(),
             });
             let _g = CurrentGuard::enter(Current::Call(boot));
             w.function_instance(&entry).map_err(|e| {
@@ -195,6 +198,7 @@ async fn run_lua_function(
         context,
         deadline,
         run: RunState::with(&limits),
+        pending: PendingCalls::default(),
     });
     let lua_args = value::to_lua_multi(&w.lua, &args).map_err(internal)?;
     let thread = w.lua.create_thread(func.clone()).map_err(internal)?;
@@ -337,6 +341,78 @@ async fn call_with(
     }
 }
 
+type CallFuture = futures::future::LocalBoxFuture<'static, mlua::Result<MultiValue>>;
+
+/// The `funcs.call`s of one process or function call that are waiting for their result.
+/// They belong to it: when it ends, they are dropped and their pool permits released.
+#[derive(Default)]
+pub(crate) struct PendingCalls {
+    next: std::cell::Cell<u64>,
+    calls: RefCell<std::collections::HashMap<u64, CallFuture>>,
+}
+
+fn with_pending<R>(f: impl FnOnce(&PendingCalls) -> R) -> mlua::Result<R> {
+    match current_any() {
+        Some(Current::Process(p)) => Ok(f(&p.pending)),
+        Some(Current::Call(c)) => Ok(f(&c.pending)),
+        None => Err(mlua::Error::runtime(
+            "funcs.call: only available inside a process or a function",
+        )),
+    }
+}
+
+/// Polls a call once, with the waker of the task running this Lua code.
+fn poll_call(lua: &Lua, fut: &mut CallFuture) -> Poll<mlua::Result<MultiValue>> {
+    let waker = lua.current_waker();
+    fut.as_mut().poll(&mut Context::from_waker(&waker))
+}
+
+fn still_pending(token: u64) -> MultiValue {
+    MultiValue::from_vec(vec![
+        mlua::Value::LightUserData(Lua::poll_pending()),
+        mlua::Value::Integer(token as i64),
+    ])
+}
+
+/// The Rust half of `funcs.call`: starts the call and polls it once. Done: its results.
+/// Waiting: mlua's pending marker and a token, and the Lua half yields until woken, then
+/// asks [`call_poll`]. The same as an mlua async function, without the boxed-future
+/// userdata (and its finalizer) mlua makes for every call.
+fn call_start(
+    lua: &Lua,
+    (target, args): (mlua::Value, Variadic<mlua::Value>),
+) -> mlua::Result<MultiValue> {
+    let prepared = prepare(&target, &args, &Executor::default());
+    let mut fut: CallFuture = Box::pin(call_with(lua.clone(), prepared));
+    match poll_call(lua, &mut fut) {
+        Poll::Ready(r) => r,
+        Poll::Pending => with_pending(|p| {
+            let token = p.next.get() + 1;
+            p.next.set(token);
+            p.calls.borrow_mut().insert(token, fut);
+            still_pending(token)
+        }),
+    }
+}
+
+/// Polls the waiting call `token` again (see [`call_start`]).
+fn call_poll(lua: &Lua, token: i64) -> mlua::Result<MultiValue> {
+    let token = token as u64;
+    // taken out while polled: the call may run Lua code that makes calls of its own
+    let Some(mut fut) = with_pending(|p| p.calls.borrow_mut().remove(&token))? else {
+        return Err(mlua::Error::runtime(
+            "funcs.call: the call is no longer waiting",
+        ));
+    };
+    match poll_call(lua, &mut fut) {
+        Poll::Ready(r) => r,
+        Poll::Pending => {
+            with_pending(|p| p.calls.borrow_mut().insert(token, fut))?;
+            Ok(still_pending(token))
+        }
+    }
+}
+
 struct FutureState {
     result: Option<Result<Value, CallError>>,
     canceled: bool,
@@ -469,15 +545,29 @@ impl UserData for Executor {
 /// The `funcs` module: `call`, `async`, `new`.
 pub fn module(lua: &Lua) -> mlua::Result<Table> {
     let t = lua.create_table()?;
-    t.set(
-        "call",
-        lua.create_async_function(
-            |lua, (target, args): (mlua::Value, Variadic<mlua::Value>)| {
-                let prepared = prepare(&target, &args, &Executor::default());
-                call_with(lua, prepared)
-            },
-        )?,
-    )?;
+    let coroutine: Table = lua.globals().get("coroutine")?;
+    let call: Function = lua
+        .load(
+            r#"
+local start, poll, pending, yield = ...
+return function(...)
+  local a, b = start(...)
+  while a == pending do
+    yield(pending)
+    a, b = poll(b)
+  end
+  if b == nil then return a end
+  return a, b
+end"#,
+        )
+        .set_name("=funcs.call")
+        .call((
+            lua.create_function(call_start)?,
+            lua.create_function(call_poll)?,
+            Lua::poll_pending(),
+            coroutine.get::<Function>("yield")?,
+        ))?;
+    t.set("call", call)?;
     t.set(
         "async",
         lua.create_function(

@@ -527,6 +527,8 @@ pub(crate) struct ProcCtx {
     run: RunState,
     /// The sender of the last message received from another process, and its pid text.
     last_from: RefCell<Option<(Pid, String)>>,
+    /// Its `funcs.call`s that wait for a result (dropped with the process).
+    pub(crate) pending: funcs::PendingCalls,
 }
 
 impl ProcCtx {
@@ -896,6 +898,7 @@ fn start_process(pctx: ProcessContext) -> mlua::Result<Driver> {
         spawned: RefCell::new(Vec::new()),
         run: RunState::for_entry(&entry),
         last_from: RefCell::new(None),
+        pending: funcs::PendingCalls::default(),
     });
     let mut call_args = vec![
         mlua::Value::Function(factory),
