@@ -125,13 +125,7 @@ impl Chan {
 
     /// Appends a value without waiting (runtime-fed channels). Returns false when closed.
     pub fn push(&self, v: mlua::Value) -> bool {
-        let mut inner = self.0.borrow_mut();
-        if inner.closed {
-            return false;
-        }
-        inner.buf.push_back(v);
-        inner.wake_receivers();
-        true
+        self.push_polled(v, None)
     }
 
     /// Like [`Chan::push`], from inside the poll of the task whose main coroutine runs
@@ -143,21 +137,21 @@ impl Chan {
     /// registration stays, so a receive that does not run in this poll is still woken by
     /// the next push. With `None` this is [`Chan::push`].
     pub fn push_polled(&self, v: mlua::Value, polled: Option<&Waker>) -> bool {
-        let Some(polled) = polled else {
-            return self.push(v);
-        };
         let mut inner = self.0.borrow_mut();
         if inner.closed {
             return false;
         }
         inner.buf.push_back(v);
-        inner.recv_waiters.retain(|(id, w)| {
-            if *id == SYNC_RECEIVER && w.will_wake(polled) {
-                return true;
-            }
-            w.wake_by_ref();
-            false
-        });
+        match polled {
+            None => inner.wake_receivers(),
+            Some(polled) => inner.recv_waiters.retain(|(id, w)| {
+                let runs_next = *id == SYNC_RECEIVER && w.will_wake(polled);
+                if !runs_next {
+                    w.wake_by_ref();
+                }
+                runs_next
+            }),
+        }
         true
     }
 

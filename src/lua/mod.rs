@@ -624,8 +624,8 @@ impl ProcCtx {
             if l.message {
                 l.chan.push_polled(self.message_table(m)?, polled);
             } else {
-                let v = m.payload.first().cloned().unwrap_or(Value::Nil);
-                l.chan.push_polled(value::to_lua(&self.lua, &v)?, polled);
+                let v = m.payload.first().unwrap_or(&Value::Nil);
+                l.chan.push_polled(value::to_lua(&self.lua, v)?, polled);
             }
             return Ok(());
         }

@@ -1,10 +1,12 @@
-//! Message tables built with the Lua C API: the hot path of every message a Lua process
-//! receives.
+//! The two ends of a Lua message written against the Lua C API: building the table of
+//! every message a process receives, and `process.send` for its common case.
 //!
 //! Building `{topic, from, n, payload...}` through mlua's safe API costs a registry
 //! reference, a stack guard and a type check per field (about 5,000 instructions a message,
 //! a quarter of a message hop, by callgrind); here the whole table is built in one
 //! protected call (`Lua::exec_raw`), so a memory error still comes back as an error.
+//! `send_fast` reads a send's arguments straight off the stack for the same reason, and
+//! leaves every other case to the general mlua function.
 
 use crate::value::Value;
 use mlua::ffi;
