@@ -40,6 +40,15 @@ pub(crate) struct CallCtx {
 }
 
 impl CallCtx {
+    /// The error of this call when the Lua heap stays over its memory limit.
+    pub(crate) fn memory_error(&self) -> String {
+        format!(
+            "function {}: memory limit exceeded (the Lua heap is over {} MiB)",
+            self.entry.id,
+            self.run.mem_limit >> 20
+        )
+    }
+
     /// Why the call must stop now (its deadline passed), if it must.
     pub fn interrupted(&self) -> Option<String> {
         (Instant::now() >= self.deadline)
@@ -59,6 +68,7 @@ impl Future for InCall {
     fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
         let _g = CurrentGuard::enter(Current::Call(self.call.clone()));
         self.call.run.polling.set(self.ptr);
+        let _running = super::raw::Running::enter(self.ptr as *const std::ffi::c_void);
         Pin::new(&mut self.fut).poll(cx)
     }
 }
@@ -202,6 +212,7 @@ async fn run_lua_function(
     });
     let lua_args = value::to_lua_multi(&w.lua, &args).map_err(internal)?;
     let thread = w.lua.create_thread(func.clone()).map_err(internal)?;
+    super::raw::unhook(&thread);
     let ptr = thread.to_pointer() as usize;
     let fut = thread
         .into_async::<MultiValue>(lua_args)

@@ -10,9 +10,10 @@
 //! Blocking calls (`select`, `time.sleep`, `funcs.call`) are mlua async functions: the
 //! coroutine yields, the process task returns `Pending`, and the worker thread runs other
 //! processes. `ch:receive()` does the same without a future: a plain function takes a value
-//! or registers the task's waker, and the Lua side yields until woken (see `channel.rs`). A count hook preempts a coroutine that computes for too long (it yields back
-//! to the worker, like the BEAM's reductions) and stops a terminated process even inside a
-//! tight loop.
+//! or registers the task's waker, and the Lua side yields until woken (see `channel.rs`).
+//! A hook, armed by a watchdog only once a coroutine has computed for a whole time slice
+//! (see `raw.rs`), yields it back to the worker (like the BEAM's reductions) and stops a
+//! terminated process even inside a tight loop.
 //!
 //! This module knows the process core and the registry; it does not know hosts' threads
 //! or the CLI.
@@ -40,10 +41,9 @@ use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::task::{Context, Poll};
 
-/// Instructions between two runs of the preemption hook.
+/// Instructions between two runs of the hook in coroutines created by Lua code (the
+/// coroutines a driver resumes get a hook only when the watchdog arms it, see `raw.rs`).
 pub const HOOK_INSTRUCTIONS: u32 = 1000;
-/// Hook runs after which a busy coroutine yields to its worker (about 20,000 instructions).
-pub const SLICE_HOOKS: u32 = 20;
 /// Messages routed into Lua channels per poll of a process, before it lets others run.
 const MESSAGES_PER_POLL: usize = 256;
 /// A Lua channel fed from the mailbox gets at most this many unread messages; the rest
@@ -69,7 +69,6 @@ pub(crate) enum Current {
 /// resuming (the only one the hook may yield).
 #[derive(Default)]
 pub(crate) struct RunState {
-    ticks: Cell<u32>,
     polling: Cell<usize>,
     /// The worker's Lua heap may not be above this while this code runs (bytes).
     mem_limit: u64,
@@ -168,6 +167,11 @@ fn over_memory(lua: &Lua, limit: u64) -> bool {
         return false;
     }
     let _ = lua.gc_collect();
+    if (lua.used_memory() as u64) <= limit {
+        return false;
+    }
+    // the first pass ran finalizers (the channels of ended processes) that let go of more
+    let _ = lua.gc_collect();
     lua.used_memory() as u64 > limit
 }
 
@@ -241,12 +245,7 @@ fn preempt_hook(lua: &Lua, _: &mlua::Debug) -> mlua::Result<VmState> {
                     return Err(mlua::Error::runtime("process terminated"));
                 }
                 if over_memory(lua, p.run.mem_limit) {
-                    return Err(mlua::Error::runtime(format!(
-                        "process {} ({}): memory limit exceeded (the Lua heap is over {} MiB)",
-                        p.pid_str,
-                        p.entry.id,
-                        p.run.mem_limit >> 20
-                    )));
+                    return Err(mlua::Error::runtime(p.memory_error()));
                 }
                 if p.run.over_limit() {
                     return Err(mlua::Error::runtime(format!(
@@ -263,24 +262,18 @@ fn preempt_hook(lua: &Lua, _: &mlua::Debug) -> mlua::Result<VmState> {
                     return Err(mlua::Error::runtime(e));
                 }
                 if over_memory(lua, call.run.mem_limit) {
-                    return Err(mlua::Error::runtime(format!(
-                        "function {}: memory limit exceeded (the Lua heap is over {} MiB)",
-                        call.entry.id,
-                        call.run.mem_limit >> 20
-                    )));
+                    return Err(mlua::Error::runtime(call.memory_error()));
                 }
                 &call.run
             }
         };
-        let t = run.ticks.get() + 1;
-        if t < SLICE_HOOKS {
-            run.ticks.set(t);
-            return Ok(VmState::Continue);
-        }
-        run.ticks.set(0);
-        // Only yield a coroutine the driver resumes itself; a user coroutine
-        // (coroutine.wrap) must not see a yield it did not ask for.
-        if lua.current_thread().to_pointer() as usize == run.polling.get() {
+        // Only yield a coroutine the driver resumes itself (its hook was armed by the
+        // watchdog: it has run a whole time slice); a user coroutine (coroutine.wrap) must
+        // not see a yield it did not ask for.
+        let current = lua.current_thread().to_pointer();
+        let preempt = current as usize == run.polling.get();
+        raw::rearm(current, preempt);
+        if preempt {
             run.preempted.set(true);
             Ok(VmState::Yield)
         } else {
@@ -305,6 +298,10 @@ impl LuaWorker {
         rust.set("channel", channel::create(&lua)?)?;
         rust.set("load", lua.create_function(sandboxed_load)?)?;
         rust.set("coroutine_spawn", lua.create_function(coroutine_spawn)?)?;
+        let lua_wrap: Function = lua.globals().get::<Table>("coroutine")?.get("wrap")?;
+        let (co_create, co_wrap) = raw::coroutine_functions(&lua, lua_wrap)?;
+        rust.set("coroutine_create", co_create)?;
+        rust.set("coroutine_wrap", co_wrap)?;
         rust.set("describe_error", lua.create_function(errors::describe)?)?;
         let setup: Table = lua
             .load(include_str!("sandbox.lua"))
@@ -326,6 +323,7 @@ impl LuaWorker {
             HookTriggers::new().every_nth_instruction(HOOK_INSTRUCTIONS),
             preempt_hook,
         )?;
+        raw::install(&lua)?;
         Ok(LuaWorker {
             env_mt: setup.get("env_mt")?,
             message_mt: setup.get("message_mt")?,
@@ -497,6 +495,7 @@ fn sandboxed_load(
 fn coroutine_spawn(lua: &Lua, f: Function) -> mlua::Result<bool> {
     let ctx = current()?;
     let t = lua.create_thread(f)?;
+    raw::unhook(&t);
     ctx.spawned.borrow_mut().push(t);
     Ok(true)
 }
@@ -600,6 +599,16 @@ impl ProcCtx {
             &m.topic,
             from,
             &m.payload,
+        )
+    }
+
+    /// The error of this process when the Lua heap stays over its memory limit.
+    fn memory_error(&self) -> String {
+        format!(
+            "process {} ({}): memory limit exceeded (the Lua heap is over {} MiB)",
+            self.pid_str,
+            self.entry.id,
+            self.run.mem_limit >> 20
         )
     }
 
@@ -720,6 +729,7 @@ impl Future for Spawned {
                 ctx.run.polling.set(ptr as usize);
             }
         });
+        let _running = raw::Running::enter(ptr);
         Pin::new(&mut self.fut).poll(cx).map(|r| (ptr, r))
     }
 }
@@ -732,6 +742,8 @@ struct Driver {
     main_ptr: *const std::ffi::c_void,
     /// Coroutines started with `coroutine.spawn` (created on first use).
     coros: Option<FuturesUnordered<Spawned>>,
+    /// Messages were moved into Lua channels in this poll.
+    routed: bool,
 }
 
 impl Driver {
@@ -771,6 +783,7 @@ impl Driver {
             if let Err(e) = self.ctx.deliver(m, polled) {
                 return Some(Exit::Error(errors::message(&e)));
             }
+            self.routed = true;
         }
         cx.waker().wake_by_ref();
         None
@@ -789,9 +802,18 @@ impl Driver {
         if let Some(exit) = self.route(cx) {
             return Poll::Ready(exit);
         }
+        // The hook checks the heap only in a coroutine that runs a whole time slice; a
+        // process that grows the heap by receiving is caught here, after its messages
+        // came in (not any process that happens to run while the heap is high).
+        if std::mem::take(&mut self.routed) && over_memory(&self.ctx.lua, self.ctx.run.mem_limit) {
+            return Poll::Ready(Exit::Error(self.ctx.memory_error()));
+        }
         self.ctx.run.polling.set(self.main_ptr as usize);
         self.ctx.run.resuming();
-        if let Poll::Ready(r) = Pin::new(&mut self.main).poll(cx) {
+        let running = raw::Running::enter(self.main_ptr);
+        let polled = Pin::new(&mut self.main).poll(cx);
+        drop(running);
+        if let Poll::Ready(r) = polled {
             return Poll::Ready(self.exit_of(r));
         }
         self.ctx.run.suspended();
@@ -908,6 +930,7 @@ fn start_process(pctx: ProcessContext) -> mlua::Result<Driver> {
     ];
     call_args.extend(value::to_lua_multi(&lua, &args)?);
     let thread = lua.create_thread(w.bootstrap.clone())?;
+    raw::unhook(&thread);
     let main_ptr = thread.to_pointer();
     let main = thread.into_async::<mlua::MultiValue>(mlua::MultiValue::from_vec(call_args))?;
     Ok(Driver {
@@ -915,5 +938,6 @@ fn start_process(pctx: ProcessContext) -> mlua::Result<Driver> {
         main,
         main_ptr,
         coros: None,
+        routed: false,
     })
 }

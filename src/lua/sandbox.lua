@@ -85,8 +85,8 @@ local base = {
   utf8 = freeze(utf8, "utf8"),
   os = freeze({ time = os.time, clock = os.clock, date = os.date, difftime = os.difftime }, "os"),
   coroutine = freeze({
-    create = coroutine.create, resume = coroutine.resume, yield = coroutine.yield,
-    status = coroutine.status, wrap = coroutine.wrap, isyieldable = coroutine.isyieldable,
+    create = rust.coroutine_create, resume = coroutine.resume, yield = coroutine.yield,
+    status = coroutine.status, wrap = rust.coroutine_wrap, isyieldable = coroutine.isyieldable,
     running = coroutine.running, close = coroutine.close, spawn = rust.coroutine_spawn,
   }, "coroutine"),
   process = freeze_deep(rust.process, "process"),

@@ -88,6 +88,8 @@ pub struct AsyncThread<R> {
     thread: Thread,
     ret: PhantomData<fn() -> R>,
     recycle: bool,
+    // warden patch: the last resume ended in a hook yield (see `poll`)
+    hook_yielded: std::cell::Cell<bool>,
 }
 
 impl Thread {
@@ -435,6 +437,7 @@ impl Thread {
                 thread: self,
                 ret: PhantomData,
                 recycle: false,
+                hook_yielded: std::cell::Cell::new(false),
             })
         }
     }
@@ -587,6 +590,7 @@ impl<R: FromLuaMulti> Future for AsyncThread<R> {
     type Output = Result<R>;
 
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        let after_hook = self.hook_yielded.replace(false);
         let lua = self.thread.0.lua.lock();
         // warden patch: a suspended thread is always resumed with no arguments. A thread that
         // yielded from a count hook (preemption) keeps its Lua frame's registers on its stack;
@@ -611,13 +615,20 @@ impl<R: FromLuaMulti> Future for AsyncThread<R> {
                 // frame base still holds live registers, so it must not be truncated, or the
                 // collector clears them while the thread is suspended.
                 std::mem::forget(thread_sg);
+                self.hook_yielded.set(true);
                 cx.waker().wake_by_ref();
                 return Poll::Pending;
             }
             let _thread_sg = thread_sg;
 
             if status.is_yielded() {
-                if !(nresults == 1 && is_poll_pending(thread_state)) {
+                // warden patch: after a hook yield, the first pending yield is polled once
+                // more. The hook may have stopped the coroutine between registering its
+                // waker (polling a future, or finding a channel empty) and yielding
+                // `poll_pending`; a wake-up in between was taken by the hook yield's own
+                // wake, so this yield would otherwise wait for nothing. Resumed, the
+                // coroutine polls again and registers afresh.
+                if after_hook || !(nresults == 1 && is_poll_pending(thread_state)) {
                     // Ignore values returned via yield()
                     cx.waker().wake_by_ref();
                 }
