@@ -570,6 +570,60 @@ end }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_message_reads_the_same_however_it_is_received() {
+    // receive, select on the inbox, a listener with {message = true}, a value the process
+    // puts into its own inbox between two messages: order and contents are kept
+    let v = App::new()
+        .lua(
+            "sender",
+            r#"
+return { main = function(to)
+  process.send(to, "a", 1, "x")
+  process.send(to, "b", { k = true }, nil, 2.5)
+  process.send(to, "c")
+  process.send(to, "ping", "heard")
+end }
+"#,
+        )
+        .lua(
+            "main",
+            r#"
+local function show(m)
+  local n = m[3]
+  return { topic = m:topic(), from_sender = m:from() == SENDER, n = n, data = { m:payload():data() } }
+end
+return { main = function()
+  local inbox = process.inbox()
+  local pings = process.listen("ping", { message = true })
+  SENDER = process.spawn("app:sender", "app:host", process.pid())
+  local out = {}
+  out[1] = show(inbox:receive())
+  assert(inbox:send("mine"))
+  local r = channel.select({ inbox:case_receive() })
+  out[2] = show(r.value)
+  out[3] = show(inbox:receive())
+  out[4] = inbox:receive()
+  out[5] = show(pings:receive())
+  return out
+end }
+"#,
+        )
+        .value("main")
+        .await;
+    assert_eq!(
+        v,
+        json!([
+            {"topic": "a", "from_sender": true, "n": 2, "data": [1, "x"]},
+            // a table with a hole comes back to JSON as an object
+            {"topic": "b", "from_sender": true, "n": 3, "data": {"1": {"k": true}, "3": 2.5}},
+            {"topic": "c", "from_sender": true, "n": 0, "data": []},
+            "mine",
+            {"topic": "ping", "from_sender": true, "n": 1, "data": ["heard"]}
+        ])
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn exec_returns_the_result_or_the_error() {
     let v = App::new()
         .lua("ok", "return { main = function(a, b) return a + b end }")

@@ -8,10 +8,11 @@
 //! value from a waiting sender to a receiver. The runtime also feeds channels from outside
 //! Lua (the inbox, topic listeners, events, timers) with [`Chan::push`], which never blocks.
 
-use mlua::{AnyUserData, Lua, MetaMethod, UserData, UserDataMethods};
+use mlua::{ffi, AnyUserData, Lua, MetaMethod, UserData, UserDataMethods};
 use std::cell::{Cell, RefCell};
 use std::collections::VecDeque;
 use std::future::Future;
+use std::os::raw::c_int;
 use std::pin::Pin;
 use std::rc::Rc;
 use std::task::{Context, Poll, Waker};
@@ -35,6 +36,42 @@ enum SlotState {
     Closed,
 }
 
+/// A value waiting in a channel: a Lua value, or a message from the mailbox whose Lua
+/// table is built only when it is received (in the receiving call, without a protected
+/// call or a reference of its own; see [`receive_raw`]).
+pub enum Item {
+    /// A Lua value.
+    Lua(mlua::Value),
+    /// A message not yet made a table.
+    Message(LazyMessage),
+}
+
+/// A message as it waits in a channel (see [`Item`]).
+pub struct LazyMessage {
+    /// Its topic.
+    pub topic: String,
+    /// The sender's pid text, if any (shared with the receiver's cache of senders).
+    pub from: Option<Rc<str>>,
+    /// Its payload values.
+    pub payload: Vec<crate::value::Value>,
+}
+
+impl Item {
+    /// The Lua value of this item (a message becomes its table).
+    pub fn into_lua(self, lua: &Lua) -> mlua::Result<mlua::Value> {
+        match self {
+            Item::Lua(v) => Ok(v),
+            Item::Message(m) => super::raw::message_table(
+                lua,
+                &super::worker()?.message_mt,
+                &m.topic,
+                m.from.as_deref(),
+                &m.payload,
+            ),
+        }
+    }
+}
+
 struct PendingSend {
     id: u64,
     value: mlua::Value,
@@ -43,7 +80,7 @@ struct PendingSend {
 }
 
 struct Inner {
-    buf: VecDeque<mlua::Value>,
+    buf: VecDeque<Item>,
     cap: usize,
     closed: bool,
     senders: VecDeque<PendingSend>,
@@ -64,10 +101,10 @@ impl Inner {
         }
     }
 
-    fn try_recv(&mut self) -> Option<(mlua::Value, bool)> {
+    fn try_recv(&mut self) -> Option<(Item, bool)> {
         if let Some(v) = self.buf.pop_front() {
             if let Some(s) = self.senders.pop_front() {
-                self.buf.push_back(s.value);
+                self.buf.push_back(Item::Lua(s.value));
                 s.state.set(SlotState::Taken);
                 s.waker.wake();
             }
@@ -77,12 +114,48 @@ impl Inner {
         if let Some(s) = self.senders.pop_front() {
             s.state.set(SlotState::Taken);
             s.waker.wake();
-            return Some((s.value, true));
+            return Some((Item::Lua(s.value), true));
         }
         if self.closed {
-            return Some((mlua::Value::Nil, false));
+            return Some((Item::Lua(mlua::Value::Nil), false));
         }
         None
+    }
+
+    /// What `ch:receive()` gets now: an item (`ok` false once closed and drained), or
+    /// nothing yet, after registering `waker` (the task polling the receiving coroutine)
+    /// to be woken by the next value. Whichever it is, the receiving coroutine is in this
+    /// task: its registration from an earlier wait is dropped when it gets an item.
+    fn take(&mut self, waker: Waker) -> Option<(Item, bool)> {
+        match self.try_recv() {
+            Some(got) => {
+                if !self.recv_waiters.is_empty() {
+                    self.recv_waiters
+                        .retain(|(i, w)| *i != SYNC_RECEIVER || !w.will_wake(&waker));
+                }
+                Some(got)
+            }
+            None => {
+                if !self
+                    .recv_waiters
+                    .iter()
+                    .any(|(i, w)| *i == SYNC_RECEIVER && w.will_wake(&waker))
+                {
+                    self.recv_waiters.push((SYNC_RECEIVER, waker));
+                }
+                None
+            }
+        }
+    }
+
+    /// True when the next receive gets a message not yet made a table, or waits, or finds
+    /// the channel closed: what [`receive_raw`] handles itself.
+    fn raw_receivable(&self) -> bool {
+        match self.buf.front() {
+            Some(Item::Message(_)) => true,
+            Some(Item::Lua(_)) => false,
+            None => self.senders.is_empty(),
+        }
     }
 
     /// Sends without waiting if there is room or a receiver waiting; Err when closed.
@@ -93,7 +166,7 @@ impl Inner {
         if self.buf.len() < self.cap
             || (self.cap == 0 && self.buf.is_empty() && !self.recv_waiters.is_empty())
         {
-            self.buf.push_back(v);
+            self.buf.push_back(Item::Lua(v));
             self.wake_receivers();
             return Ok(None);
         }
@@ -125,10 +198,10 @@ impl Chan {
 
     /// Appends a value without waiting (runtime-fed channels). Returns false when closed.
     pub fn push(&self, v: mlua::Value) -> bool {
-        self.push_polled(v, None)
+        self.push_polled(Item::Lua(v), None)
     }
 
-    /// Like [`Chan::push`], from inside the poll of the task whose main coroutine runs
+    /// Like [`Chan::push`] (of any [`Item`]), from inside the poll of the task whose main coroutine runs
     /// next (the process driver routing its mailbox). `polled` is that task's waker, given
     /// only when the coroutine last stopped in a real wait (yielding `Lua::poll_pending`,
     /// after which it calls `try_receive` again before it can wait once more): then a
@@ -136,7 +209,7 @@ impl Chan {
     /// waking the running task would only make tokio poll it once more for nothing. Its
     /// registration stays, so a receive that does not run in this poll is still woken by
     /// the next push. With `None` this is [`Chan::push`].
-    pub fn push_polled(&self, v: mlua::Value, polled: Option<&Waker>) -> bool {
+    pub fn push_polled(&self, v: Item, polled: Option<&Waker>) -> bool {
         let mut inner = self.0.borrow_mut();
         if inner.closed {
             return false;
@@ -302,69 +375,147 @@ fn chan_of(ud: &AnyUserData) -> mlua::Result<Chan> {
 /// entries are told apart by their waker.
 const SYNC_RECEIVER: u64 = 0;
 
-/// The Rust half of `ch:receive()` (its channel borrowed straight off the stack, without a
-/// reference: a thousand instructions less a receive than an `AnyUserData` argument): a
-/// value if there is one (`value, true`, or `nil, false`
-/// once closed and drained); otherwise it registers the waker of the task polling this code
-/// and returns `Lua::poll_pending()`, and the Lua half yields that, which suspends the task
-/// until a value arrives. One call of a plain function, where an mlua async method would
-/// box and poll a future per receive.
+/// The general Rust half of `ch:receive()` (its channel borrowed straight off the stack,
+/// without a reference: a thousand instructions less a receive than an `AnyUserData`
+/// argument): a value if there is one (`value, true`, or `nil, false` once closed and
+/// drained); otherwise it registers the waker of the task polling this code and returns
+/// `Lua::poll_pending()`, and the Lua half yields that, which suspends the task until a
+/// value arrives. One call of a plain function, where an mlua async method would box and
+/// poll a future per receive. [`receive_raw`] comes first and handles messages.
 fn try_receive(
     lua: &Lua,
     ch: mlua::UserDataRef<LuaChannel>,
 ) -> mlua::Result<(mlua::Value, mlua::Value)> {
-    let mut inner = ch.0 .0.borrow_mut();
-    match inner.try_recv() {
-        Some((v, ok)) => {
-            if !inner.recv_waiters.is_empty() {
-                let waker = lua.current_waker();
-                inner
-                    .recv_waiters
-                    .retain(|(i, w)| *i != SYNC_RECEIVER || !w.will_wake(&waker));
-            }
-            Ok((v, mlua::Value::Boolean(ok)))
+    let got = ch.0 .0.borrow_mut().take(lua.current_waker());
+    match got {
+        Some((v, ok)) => Ok((v.into_lua(lua)?, mlua::Value::Boolean(ok))),
+        None => Ok((
+            mlua::Value::LightUserData(Lua::poll_pending()),
+            mlua::Value::Nil,
+        )),
+    }
+}
+
+/// What [`receive_raw`] found.
+enum Raw {
+    Message(LazyMessage),
+    Closed,
+    Pending,
+    /// Not a channel, a Lua value, a waiting sender, or a panic: the general path's case.
+    General,
+}
+
+/// # Safety
+/// Called from [`receive_raw`] with the channel at index 1 of `l`.
+unsafe fn raw_take(l: *mut ffi::lua_State) -> Raw {
+    // the worker's Lua, from its thread-local (cheaper than mlua's lookup in the registry)
+    super::WORKER.with(|w| match w.try_borrow() {
+        Ok(w) => match w.as_ref() {
+            Some(w) => raw_take_in(&w.lua, l),
+            None => Raw::General,
+        },
+        Err(_) => Raw::General,
+    })
+}
+
+/// # Safety
+/// As [`raw_take`]; `lua` is the Lua state `l` belongs to.
+unsafe fn raw_take_in(lua: &Lua, l: *mut ffi::lua_State) -> Raw {
+    let Some(ch) = lua.userdata_ptr_at::<LuaChannel>(l, 1) else {
+        return Raw::General;
+    };
+    let Ok(mut inner) = (*ch).0 .0.try_borrow_mut() else {
+        return Raw::General;
+    };
+    if !inner.raw_receivable() {
+        return Raw::General;
+    }
+    match inner.take(lua.current_waker()) {
+        Some((Item::Message(m), _)) => Raw::Message(m),
+        Some((Item::Lua(_), _)) => Raw::Closed,
+        None => Raw::Pending,
+    }
+}
+
+/// The fast half of `ch:receive()`, a C function: the next message of a channel fed from
+/// the mailbox, made a table right on the stack of the receiving coroutine (no protected
+/// call, no reference); `nil, false` once closed; `Lua::poll_pending()` after registering
+/// the task's waker. Anything else returns its second upvalue, and the Lua half calls
+/// [`try_receive`]. Upvalue 1 is the message metatable.
+unsafe extern "C-unwind" fn receive_raw(l: *mut ffi::lua_State) -> c_int {
+    let got = std::panic::catch_unwind(|| raw_take(l)).unwrap_or(Raw::General);
+    match got {
+        Raw::Message(m) => {
+            // no destructor may be pending while Lua may raise an error (out of memory):
+            // the message is dropped by hand after its table is built
+            let m = std::mem::ManuallyDrop::new(m);
+            super::raw::push_message(
+                l,
+                ffi::lua_upvalueindex(1),
+                &m.topic,
+                m.from.as_deref(),
+                &m.payload,
+            );
+            drop(std::mem::ManuallyDrop::into_inner(m));
+            ffi::lua_pushboolean(l, 1);
+            2
         }
-        None => {
-            let waker = lua.current_waker();
-            if !inner
-                .recv_waiters
-                .iter()
-                .any(|(i, w)| *i == SYNC_RECEIVER && w.will_wake(&waker))
-            {
-                inner.recv_waiters.push((SYNC_RECEIVER, waker));
-            }
-            Ok((
-                mlua::Value::LightUserData(Lua::poll_pending()),
-                mlua::Value::Nil,
-            ))
+        Raw::Closed => {
+            ffi::lua_pushnil(l);
+            ffi::lua_pushboolean(l, 0);
+            2
+        }
+        Raw::Pending => {
+            ffi::lua_pushlightuserdata(l, Lua::poll_pending().0);
+            1
+        }
+        Raw::General => {
+            ffi::lua_pushvalue(l, ffi::lua_upvalueindex(2));
+            1
         }
     }
 }
 
+/// Its address is the marker [`receive_raw`] returns for the general path.
+static GENERAL: u8 = 0;
+
 /// Where the Lua function `ch:receive()` is kept, for the channel metatable.
 const RECEIVE_KEY: &str = "warden.channel.receive";
 
-/// Builds `ch:receive()` (a loop around [`try_receive`]) and keeps it for the metatable.
-fn install_receive(lua: &Lua) -> mlua::Result<()> {
+/// Builds `ch:receive()` (a loop around [`receive_raw`] and [`try_receive`]) and keeps it
+/// for the channel metatable; `message_mt` is the metatable of message tables. Called once
+/// per Lua state, before its first channel.
+pub(crate) fn install_receive(lua: &Lua, message_mt: &mlua::Table) -> mlua::Result<()> {
     let coroutine: mlua::Table = lua.globals().get("coroutine")?;
+    let general = mlua::LightUserData(&GENERAL as *const u8 as *mut std::ffi::c_void);
+    // SAFETY: pushes one C closure over the two values it is given.
+    let raw = unsafe {
+        lua.exec_raw::<mlua::Function>((message_mt, general), |l| {
+            ffi::lua_pushcclosure(l, receive_raw, 2);
+        })?
+    };
     let receive: mlua::Function = lua
         .load(
             r#"
-local try, pending, yield, type, error = ...
+local raw, general, try, pending, yield, type, error = ...
 return function(ch)
-  if type(ch) ~= "userdata" then
-    error("receive: called on something that is not a channel", 2)
-  end
-  local v, ok = try(ch)
-  while v == pending do
+  while true do
+    local v, ok = raw(ch)
+    if v == general then
+      if type(ch) ~= "userdata" then
+        error("receive: called on something that is not a channel", 2)
+      end
+      v, ok = try(ch)
+    end
+    if v ~= pending then return v, ok end
     yield(pending)
-    v, ok = try(ch)
   end
-  return v, ok
 end"#,
         )
         .set_name("=channel")
         .call((
+            raw,
+            general,
             lua.create_function(try_receive)?,
             Lua::poll_pending(),
             coroutine.get::<mlua::Function>("yield")?,
@@ -438,7 +589,7 @@ pub fn to_userdata(lua: &Lua, chan: Chan) -> mlua::Result<AnyUserData> {
 }
 
 enum Selected {
-    Recv(usize, mlua::Value, bool),
+    Recv(usize, Item, bool),
     Sent(usize, bool),
     Default,
 }
@@ -512,7 +663,6 @@ impl Drop for Select {
 
 /// Builds the global `channel` table (`new`, `select`).
 pub fn create(lua: &Lua) -> mlua::Result<mlua::Table> {
-    install_receive(lua)?;
     let t = lua.create_table()?;
     t.set(
         "new",
@@ -558,7 +708,7 @@ pub fn create(lua: &Lua) -> mlua::Result<mlua::Table> {
             match sel.await {
                 Selected::Recv(i, v, ok) => {
                     out.set("channel", uds[i].clone())?;
-                    out.set("value", v)?;
+                    out.set("value", v.into_lua(&lua)?)?;
                     out.set("ok", ok)?;
                 }
                 Selected::Sent(i, ok) => {

@@ -307,6 +307,8 @@ impl LuaWorker {
             .load(include_str!("sandbox.lua"))
             .set_name("=warden sandbox")
             .call(rust)?;
+        let message_mt: Table = setup.get("message_mt")?;
+        channel::install_receive(&lua, &message_mt)?;
         let freeze: Function = setup.get("freeze")?;
         let mut modules = HashMap::new();
         modules.insert("time", freeze.call((modules::time(&lua)?, "time"))?);
@@ -326,7 +328,7 @@ impl LuaWorker {
         raw::install(&lua)?;
         Ok(LuaWorker {
             env_mt: setup.get("env_mt")?,
-            message_mt: setup.get("message_mt")?,
+            message_mt,
             bootstrap: setup.get("bootstrap")?,
             instantiate: setup.get("instantiate")?,
             method_of: setup.get("method_of")?,
@@ -508,7 +510,6 @@ struct Listener {
 
 /// What the Lua API needs to know about the process it is called from.
 pub(crate) struct ProcCtx {
-    pub worker: Rc<LuaWorker>,
     pub node: Arc<Node>,
     pub me: Arc<ProcessHandle>,
     pub pid_str: String,
@@ -525,7 +526,7 @@ pub(crate) struct ProcCtx {
     spawned: RefCell<Vec<mlua::Thread>>,
     run: RunState,
     /// The sender of the last message received from another process, and its pid text.
-    last_from: RefCell<Option<(Pid, String)>>,
+    last_from: RefCell<Option<(Pid, Rc<str>)>>,
     /// Its `funcs.call`s that wait for a result (dropped with the process).
     pub(crate) pending: funcs::PendingCalls,
 }
@@ -579,27 +580,29 @@ impl ProcCtx {
         }
     }
 
-    /// A message as Lua sees it: `msg:topic()`, `msg:from()`, `msg:payload():data()`.
-    fn message_table(&self, m: Message) -> mlua::Result<mlua::Value> {
-        let mut last = self.last_from.borrow_mut();
-        let from = match &m.from {
-            Some(p) if p == self.pid() => Some(self.pid_str.as_str()),
-            Some(p) => {
-                // a process mostly hears from the same few senders: keep the last one's text
-                if last.as_ref().is_none_or(|(lp, _)| lp != p) {
-                    *last = Some((p.clone(), p.to_string()));
-                }
-                last.as_ref().map(|(_, s)| s.as_str())
+    /// A message as it waits in a Lua channel, until a receive makes it the table Lua
+    /// sees (`msg:topic()`, `msg:from()`, `msg:payload():data()`).
+    fn lazy_message(&self, m: Message) -> channel::Item {
+        let from = m.from.map(|p| {
+            if &p == self.pid() {
+                return Rc::from(self.pid_str.as_str());
             }
-            None => None,
-        };
-        raw::message_table(
-            &self.lua,
-            &self.worker.message_mt,
-            &m.topic,
+            // a process mostly hears from the same few senders: keep the last one's text
+            let mut last = self.last_from.borrow_mut();
+            match last.as_ref() {
+                Some((lp, text)) if *lp == p => text.clone(),
+                _ => {
+                    let text: Rc<str> = p.to_string().into();
+                    *last = Some((p, text.clone()));
+                    text
+                }
+            }
+        });
+        channel::Item::Message(channel::LazyMessage {
+            topic: m.topic,
             from,
-            &m.payload,
-        )
+            payload: m.payload,
+        })
     }
 
     /// The error of this process when the Lua heap stays over its memory limit.
@@ -631,14 +634,15 @@ impl ProcCtx {
             .flatten()
         {
             if l.message {
-                l.chan.push_polled(self.message_table(m)?, polled);
+                l.chan.push_polled(self.lazy_message(m), polled);
             } else {
                 let v = m.payload.first().unwrap_or(&Value::Nil);
-                l.chan.push_polled(value::to_lua(&self.lua, v)?, polled);
+                l.chan
+                    .push_polled(channel::Item::Lua(value::to_lua(&self.lua, v)?), polled);
             }
             return Ok(());
         }
-        self.inbox.push_polled(self.message_table(m)?, polled);
+        self.inbox.push_polled(self.lazy_message(m), polled);
         Ok(())
     }
 
@@ -903,7 +907,6 @@ fn start_process(pctx: ProcessContext) -> mlua::Result<Driver> {
     let env = w.new_env(&entry)?;
     let lua = w.lua.clone();
     let ctx = Rc::new(ProcCtx {
-        worker: w.clone(),
         pid_str: me.pid.to_string(),
         node,
         me,

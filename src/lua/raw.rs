@@ -4,8 +4,9 @@
 //!
 //! Building `{topic, from, n, payload...}` through mlua's safe API costs a registry
 //! reference, a stack guard and a type check per field (about 5,000 instructions a message,
-//! a quarter of a message hop, by callgrind); here the whole table is built in one
-//! protected call (`Lua::exec_raw`), so a memory error still comes back as an error.
+//! a quarter of a message hop, by callgrind); here the whole table is built with the C API,
+//! right on the stack of the `ch:receive()` that takes the message (`channel.rs`), or in
+//! one protected call (`Lua::exec_raw`) elsewhere.
 //! `send_fast` reads a send's arguments straight off the stack for the same reason, and
 //! leaves every other case to the general mlua function.
 
@@ -53,8 +54,42 @@ fn len_hint(n: usize) -> c_int {
     n.min(c_int::MAX as usize) as c_int
 }
 
-/// The Lua table of one message: `{topic, from, n, payload...}` with `mt` (the shared
-/// message metatable) as its metatable. `from` is the sender's pid string, if any.
+/// Pushes the table of one message, `{topic, from, n, payload...}`, with the table at
+/// `mt` (the shared message metatable, an absolute or pseudo index) as its metatable.
+/// `from` is the sender's pid text, if any.
+///
+/// # Safety
+/// As [`push_value`]: a Lua error raised here unwinds through this frame, so the caller
+/// must hold nothing with a destructor (only borrows) across the call.
+pub(crate) unsafe fn push_message(
+    l: *mut ffi::lua_State,
+    mt: c_int,
+    topic: &str,
+    from: Option<&str>,
+    payload: &[Value],
+) {
+    if ffi::lua_checkstack(l, 4) == 0 {
+        ffi::luaL_error(l, c"stack overflow building a message".as_ptr());
+    }
+    ffi::lua_createtable(l, len_hint(payload.len() + 3), 0);
+    ffi::lua_pushlstring(l, topic.as_ptr() as *const c_char, topic.len());
+    ffi::lua_rawseti(l, -2, 1);
+    if let Some(f) = from {
+        ffi::lua_pushlstring(l, f.as_ptr() as *const c_char, f.len());
+        ffi::lua_rawseti(l, -2, 2);
+    }
+    ffi::lua_pushinteger(l, payload.len() as ffi::lua_Integer);
+    ffi::lua_rawseti(l, -2, 3);
+    for (i, v) in payload.iter().enumerate() {
+        push_value(l, v);
+        ffi::lua_rawseti(l, -2, i as ffi::lua_Integer + 4);
+    }
+    ffi::lua_pushvalue(l, mt);
+    ffi::lua_setmetatable(l, -2);
+}
+
+/// The Lua table of one message (see [`push_message`]), built in one protected call, for
+/// code outside a Lua call (`channel.select`, the general receive).
 pub(crate) fn message_table(
     lua: &mlua::Lua,
     mt: &mlua::Table,
@@ -67,21 +102,7 @@ pub(crate) fn message_table(
     unsafe {
         lua.exec_raw::<mlua::Value>(mt, |l| {
             // the stack holds mt at 1
-            ffi::lua_createtable(l, len_hint(payload.len() + 3), 0);
-            ffi::lua_pushlstring(l, topic.as_ptr() as *const c_char, topic.len());
-            ffi::lua_rawseti(l, -2, 1);
-            if let Some(f) = from {
-                ffi::lua_pushlstring(l, f.as_ptr() as *const c_char, f.len());
-                ffi::lua_rawseti(l, -2, 2);
-            }
-            ffi::lua_pushinteger(l, payload.len() as ffi::lua_Integer);
-            ffi::lua_rawseti(l, -2, 3);
-            for (i, v) in payload.iter().enumerate() {
-                push_value(l, v);
-                ffi::lua_rawseti(l, -2, i as ffi::lua_Integer + 4);
-            }
-            ffi::lua_pushvalue(l, 1);
-            ffi::lua_setmetatable(l, -2);
+            push_message(l, 1, topic, from, payload);
             ffi::lua_remove(l, 1);
         })
     }

@@ -2164,6 +2164,25 @@ impl Lua {
         self.lock().waker().clone()
     }
 
+    /// warden patch: the `T` inside the userdata at `idx` of `state`, if it holds a `T`
+    /// (checked as [`crate::UserDataRef`] checks it), without a borrow guard or reference.
+    ///
+    /// # Safety
+    /// `state` must be a thread of this Lua that runs a C function now, with the userdata
+    /// at `idx`; the pointer may be used only while the userdata stays there, and not while
+    /// the value is mutably borrowed.
+    #[doc(hidden)]
+    pub unsafe fn userdata_ptr_at<T: 'static>(&self, state: *mut ffi::lua_State, idx: c_int) -> Option<*const T> {
+        let lua = self.lock();
+        match lua.get_userdata_type_id::<T>(state, idx) {
+            Ok(Some(id)) if id == TypeId::of::<T>() => {
+                let ud = crate::util::get_userdata::<UserDataStorage<T>>(state, idx);
+                (*ud).try_borrow_scoped(|t| t as *const T).ok()
+            }
+            _ => None,
+        }
+    }
+
     /// Returns an internal `Poll::Pending` constant used for executing async callbacks.
     ///
     /// Every time when [`Future`] is Pending, Lua corotine is suspended with this constant.
