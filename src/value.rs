@@ -195,17 +195,23 @@ impl Copier {
             })?;
             pairs.push((key, val));
         }
-        if is_array && pairs.len() == len {
-            let mut arr = vec![Value::Nil; len];
-            for (k, v) in pairs {
-                if let Value::Int(i) = k {
-                    arr[i as usize - 1] = v;
-                }
+        Ok(table_value(pairs, len, is_array))
+    }
+}
+
+/// The value of a copied Lua table: an array when its keys are exactly 1..`len`
+/// (`is_array`: no other key was seen), otherwise a map of its pairs.
+pub(crate) fn table_value(pairs: Vec<(Value, Value)>, len: usize, is_array: bool) -> Value {
+    if is_array && pairs.len() == len {
+        let mut arr = vec![Value::Nil; len];
+        for (k, v) in pairs {
+            if let Value::Int(i) = k {
+                arr[i as usize - 1] = v;
             }
-            Ok(Value::Array(arr))
-        } else {
-            Ok(Value::Map(pairs))
         }
+        Value::Array(arr)
+    } else {
+        Value::Map(pairs)
     }
 }
 

@@ -47,6 +47,15 @@ return { main = function()
   out.returned = kind(funcs.call("app:refuse", -1))
   out.ok_after = funcs.call("app:refuse", 5)
   out.badarg = kind(funcs.call("app:add", function() end))
+  -- plain data crosses both ways however it is nested; a cycle or an id that is not a
+  -- string is refused before anything is called
+  local t = funcs.call("app:add", 1, 2, { list = { 1, 2, 3 }, [true] = "b", deep = { { x = 1.5 } }, s = "\0z" }).t
+  out.nested = t.list[3] == 3 and #t.list == 3 and t[true] == "b" and t.deep[1].x == 1.5
+    and t.s == "\0z" and t.mutated == true
+  local cyc = {}
+  cyc.me = { cyc }
+  out.cyclic = kind(funcs.call("app:add", 1, 2, cyc))
+  out.notstring = kind(funcs.call(42, 1))
   return out
 end }
 "#,
@@ -73,6 +82,17 @@ end }
         "{raised}"
     );
     assert_eq!(v["returned"][2], "negative input");
+    assert_eq!(v["nested"], true);
+    assert_eq!(v["cyclic"][1], "INVALID");
+    assert!(
+        v["cyclic"][2]
+            .as_str()
+            .unwrap()
+            .contains("argument 3.me[1]: a cyclic table"),
+        "{}",
+        v["cyclic"][2]
+    );
+    assert_eq!(v["notstring"][1], "INVALID");
     assert_eq!(v["ok_after"], 5);
     assert_eq!(v["badarg"][1], "INVALID");
 }

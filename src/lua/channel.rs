@@ -477,7 +477,7 @@ unsafe extern "C-unwind" fn receive_raw(l: *mut ffi::lua_State) -> c_int {
 }
 
 /// Its address is the marker [`receive_raw`] returns for the general path.
-static GENERAL: u8 = 0;
+static GENERAL: u8 = 3;
 
 /// Where the Lua function `ch:receive()` is kept, for the channel metatable.
 const RECEIVE_KEY: &str = "warden.channel.receive";

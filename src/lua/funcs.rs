@@ -346,9 +346,14 @@ async fn call_with(
         Ok(p) => p,
         Err(e) => return nil_err(&lua, e),
     };
-    match execute(node, target, args, context, timeout).await {
-        Ok(v) => Ok(MultiValue::from_vec(vec![value::to_lua(&lua, &v)?])),
-        Err(e) => nil_err(&lua, e),
+    lua_result(&lua, execute(node, target, args, context, timeout).await)
+}
+
+/// What `funcs.call` returns for the result of a call: the value, or `nil, err`.
+fn lua_result(lua: &Lua, r: Result<Value, CallError>) -> mlua::Result<MultiValue> {
+    match r {
+        Ok(v) => Ok(MultiValue::from_vec(vec![value::to_lua(lua, &v)?])),
+        Err(e) => nil_err(lua, e),
     }
 }
 
@@ -397,13 +402,124 @@ fn call_start(
     let mut fut: CallFuture = Box::pin(call_with(lua.clone(), prepared));
     match poll_call(lua, &mut fut) {
         Poll::Ready(r) => r,
-        Poll::Pending => with_pending(|p| {
-            let token = p.next.get() + 1;
-            p.next.set(token);
-            p.calls.borrow_mut().insert(token, fut);
-            still_pending(token)
-        }),
+        Poll::Pending => Ok(still_pending(keep_waiting(fut)?)),
     }
+}
+
+/// Keeps a call that waits with its caller; the token [`call_poll`] finds it by.
+fn keep_waiting(fut: CallFuture) -> mlua::Result<u64> {
+    with_pending(|p| {
+        let token = p.next.get() + 1;
+        p.next.set(token);
+        p.calls.borrow_mut().insert(token, fut);
+        token
+    })
+}
+
+/// What [`call_fast`] did.
+enum Fast {
+    /// The call returned this value.
+    Done(Value),
+    /// The call waits, kept under this token.
+    Waiting(u64),
+    /// The call ended with an error, kept under this token for [`call_poll`] to return.
+    Failed(u64),
+    /// Not a case for the fast path (nothing was called): the general `call_start`'s.
+    General,
+}
+
+/// # Safety
+/// Called from [`call_fast`] with the arguments of `funcs.call` on the stack of `l`.
+unsafe fn try_call_fast(l: *mut mlua::ffi::lua_State) -> Fast {
+    let n = mlua::ffi::lua_gettop(l);
+    let Some(Ok(target)) = (n >= 1)
+        .then(|| super::raw::string_at(l, 1))
+        .flatten()
+        .map(std::str::from_utf8)
+    else {
+        return Fast::General;
+    };
+    let mut args = Vec::with_capacity(n as usize - 1);
+    for i in 2..=n {
+        match super::raw::copy_at(l, i) {
+            Some(v) => args.push(v),
+            None => return Fast::General,
+        }
+    }
+    let Some(lua) = super::WORKER.with(|w| w.try_borrow().ok()?.as_ref().map(|w| w.lua.clone()))
+    else {
+        return Fast::General;
+    };
+    let Ok((node, context)) = caller(&[]) else {
+        return Fast::General;
+    };
+    let mut fut = Box::pin(execute(
+        node,
+        target.to_string(),
+        args,
+        context,
+        DEFAULT_TIMEOUT,
+    ));
+    let waker = lua.current_waker();
+    let keep = |call: CallFuture| keep_waiting(call).ok();
+    let polled =
+        std::panic::AssertUnwindSafe(|| fut.as_mut().poll(&mut Context::from_waker(&waker)));
+    match std::panic::catch_unwind(polled) {
+        Ok(Poll::Ready(Ok(v))) => Fast::Done(v),
+        Ok(Poll::Ready(Err(e))) => {
+            keep(Box::pin(async move { nil_err(&lua, e) })).map_or(Fast::General, Fast::Failed)
+        }
+        Ok(Poll::Pending) => keep(Box::pin(async move { lua_result(&lua, fut.await) }))
+            .map_or(Fast::General, Fast::Waiting),
+        Err(_) => {
+            let e = CallError::new("INTERNAL", "the call panicked");
+            keep(Box::pin(async move { nil_err(&lua, e) })).map_or(Fast::General, Fast::Failed)
+        }
+    }
+}
+
+/// The fast front of `funcs.call`, a C function: when the id is a string and the
+/// arguments plain data, it copies them straight off the stack, starts the call and polls
+/// it once, and pushes a returned value straight onto the stack (no mlua conversions, a
+/// third of a call to a small WebAssembly export). A waiting call answers `pending,
+/// token` as [`call_start`] does; an error answers upvalue 2 and a token (the Lua half
+/// asks [`call_poll`] for it); anything else answers upvalue 1, and the Lua half calls the
+/// general [`call_start`], which checks and describes every argument.
+unsafe extern "C-unwind" fn call_fast(l: *mut mlua::ffi::lua_State) -> std::os::raw::c_int {
+    use mlua::ffi;
+    let got = std::panic::catch_unwind(|| try_call_fast(l)).unwrap_or(Fast::General);
+    match got {
+        Fast::Done(v) => {
+            // no destructor may be pending while Lua may raise an error (out of memory):
+            // the value is dropped by hand once it is pushed
+            let v = std::mem::ManuallyDrop::new(v);
+            super::raw::push_value(l, &v);
+            drop(std::mem::ManuallyDrop::into_inner(v));
+            1
+        }
+        Fast::Waiting(token) => {
+            ffi::lua_pushlightuserdata(l, Lua::poll_pending().0);
+            ffi::lua_pushinteger(l, token as ffi::lua_Integer);
+            2
+        }
+        Fast::Failed(token) => {
+            ffi::lua_pushvalue(l, ffi::lua_upvalueindex(2));
+            ffi::lua_pushinteger(l, token as ffi::lua_Integer);
+            2
+        }
+        Fast::General => {
+            ffi::lua_pushvalue(l, ffi::lua_upvalueindex(1));
+            1
+        }
+    }
+}
+
+/// Markers [`call_fast`] answers with (their addresses).
+static GENERAL: u8 = 1;
+static FAILED: u8 = 2;
+
+fn marker(m: &'static u8) -> mlua::LightUserData {
+    mlua::LightUserData(m as *const u8 as *mut std::ffi::c_void)
 }
 
 /// Polls the waiting call `token` again (see [`call_start`]).
@@ -560,9 +676,14 @@ pub fn module(lua: &Lua) -> mlua::Result<Table> {
     let call: Function = lua
         .load(
             r#"
-local start, poll, pending, yield = ...
+local fast, start, poll, pending, general, failed, yield = ...
 return function(...)
-  local a, b = start(...)
+  local a, b = fast(...)
+  if a == general then
+    a, b = start(...)
+  elseif a == failed then
+    a, b = poll(b)
+  end
   while a == pending do
     yield(pending)
     a, b = poll(b)
@@ -573,9 +694,17 @@ end"#,
         )
         .set_name("=funcs.call")
         .call((
+            // SAFETY: pushes one C closure over the two markers it is given
+            unsafe {
+                lua.exec_raw::<Function>((marker(&GENERAL), marker(&FAILED)), |l| {
+                    mlua::ffi::lua_pushcclosure(l, call_fast, 2);
+                })?
+            },
             lua.create_function(call_start)?,
             lua.create_function(call_poll)?,
             Lua::poll_pending(),
+            marker(&GENERAL),
+            marker(&FAILED),
             coroutine.get::<Function>("yield")?,
         ))?;
     t.set("call", call)?;

@@ -20,7 +20,7 @@ use std::os::raw::{c_char, c_int};
 /// Runs inside `Lua::exec_raw` (a protected call): a Lua error raised here (out of memory,
 /// stack overflow) unwinds to it. Nothing owned by Rust is alive across these calls, only
 /// borrows, so nothing is leaked when that happens.
-unsafe fn push_value(l: *mut ffi::lua_State, v: &Value) {
+pub(crate) unsafe fn push_value(l: *mut ffi::lua_State, v: &Value) {
     if ffi::lua_checkstack(l, 3) == 0 {
         ffi::luaL_error(l, c"a message payload is nested too deeply".as_ptr());
     }
@@ -112,7 +112,7 @@ pub(crate) fn message_table(
 ///
 /// # Safety
 /// `idx` must be a valid stack index of `l`; the bytes live while the value stays there.
-unsafe fn string_at<'a>(l: *mut ffi::lua_State, idx: c_int) -> Option<&'a [u8]> {
+pub(crate) unsafe fn string_at<'a>(l: *mut ffi::lua_State, idx: c_int) -> Option<&'a [u8]> {
     if ffi::lua_type(l, idx) != ffi::LUA_TSTRING {
         return None;
     }
@@ -140,6 +140,62 @@ unsafe fn scalar_at(l: *mut ffi::lua_State, idx: c_int) -> Option<Value> {
         ffi::LUA_TSTRING => Value::Str(string_at(l, idx)?.to_vec()),
         _ => return None,
     })
+}
+
+/// The value at `idx` copied into a [`Value`], as `value::from_lua` copies it (tables with
+/// keys 1..n become arrays, other tables maps), for plain data only: None for anything
+/// the general copier refuses or describes (functions, userdata, cyclic or too deeply
+/// nested tables, keys of other types), which the caller then leaves to it. Raises no
+/// Lua error (`lua_next` on a table not changed meanwhile does not).
+///
+/// # Safety
+/// `idx` must be a valid stack index of `l`.
+pub(crate) unsafe fn copy_at(l: *mut ffi::lua_State, idx: c_int) -> Option<Value> {
+    let mut path = Vec::new();
+    copy_in(l, ffi::lua_absindex(l, idx), &mut path)
+}
+
+/// # Safety
+/// As [`copy_at`]; `idx` is absolute; `path` holds the tables being copied around it.
+unsafe fn copy_in(
+    l: *mut ffi::lua_State,
+    idx: c_int,
+    path: &mut Vec<*const std::ffi::c_void>,
+) -> Option<Value> {
+    if ffi::lua_type(l, idx) != ffi::LUA_TTABLE {
+        return scalar_at(l, idx);
+    }
+    let ptr = ffi::lua_topointer(l, idx);
+    if path.len() >= crate::value::MAX_DEPTH
+        || path.contains(&ptr)
+        || ffi::lua_checkstack(l, 3) == 0
+    {
+        return None;
+    }
+    path.push(ptr);
+    let len = ffi::lua_rawlen(l, idx);
+    let mut pairs: Vec<(Value, Value)> = Vec::with_capacity(len);
+    let mut is_array = true;
+    ffi::lua_pushnil(l);
+    while ffi::lua_next(l, idx) != 0 {
+        let top = ffi::lua_gettop(l);
+        let key = match ffi::lua_type(l, top - 1) {
+            ffi::LUA_TNUMBER | ffi::LUA_TSTRING | ffi::LUA_TBOOLEAN => scalar_at(l, top - 1),
+            _ => None,
+        };
+        let Some((key, val)) = key.and_then(|k| Some((k, copy_in(l, top, path)?))) else {
+            ffi::lua_settop(l, top - 2);
+            path.pop();
+            return None;
+        };
+        if !matches!(key, Value::Int(i) if i >= 1 && (i as usize) <= len) {
+            is_array = false;
+        }
+        pairs.push((key, val));
+        ffi::lua_settop(l, top - 1);
+    }
+    path.pop();
+    Some(crate::value::table_value(pairs, len, is_array))
 }
 
 /// `process.send(dest, topic, ...)` for the common case: a string destination and topic

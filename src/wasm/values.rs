@@ -283,11 +283,14 @@ pub fn to_val(v: &Value, ty: &Type) -> Result<Val, ValueError> {
             let pairs = pairs(v, "record")?;
             let mut fields = Vec::new();
             for f in r.fields() {
-                let snake = f.name.replace('-', "_");
-                let found = lookup(pairs, f.name).or_else(|| lookup(pairs, &snake));
-                let seg = format!(".{}", f.name);
+                let found = lookup(pairs, f.name).or_else(|| {
+                    f.name
+                        .contains('-')
+                        .then(|| lookup(pairs, &f.name.replace('-', "_")))
+                        .flatten()
+                });
                 let val = match (found, &f.ty) {
-                    (Some(x), _) => to_val(x, &f.ty).map_err(|e| e.at(&seg))?,
+                    (Some(x), _) => to_val(x, &f.ty).map_err(|e| e.at(&format!(".{}", f.name)))?,
                     (None, Type::Option(_)) => Val::Option(None),
                     (None, _) => {
                         return Err(ValueError::new(format!(
