@@ -437,12 +437,40 @@ unsafe fn raw_take_in(lua: &Lua, l: *mut ffi::lua_State) -> Raw {
     }
 }
 
-/// The fast half of `ch:receive()`, a C function: the next message of a channel fed from
-/// the mailbox, made a table right on the stack of the receiving coroutine (no protected
-/// call, no reference); `nil, false` once closed; `Lua::poll_pending()` after registering
-/// the task's waker. Anything else returns its second upvalue, and the Lua half calls
-/// [`try_receive`]. Upvalue 1 is the message metatable.
+/// `ch:receive()`, a C function: the next message of a channel fed from the mailbox, made
+/// a table right on the stack of the receiving coroutine (no protected call, no
+/// reference); `nil, false` once closed; with nothing there, it registers the task's
+/// waker and yields `Lua::poll_pending()` from C (the coroutine suspends with its task),
+/// and looks again when resumed. Anything else (a Lua value in the channel, a waiting
+/// sender, something that is not a channel) is left to upvalue 2, the general receive in
+/// Lua around [`try_receive`]. Upvalue 1 is the message metatable.
 unsafe extern "C-unwind" fn receive_raw(l: *mut ffi::lua_State) -> c_int {
+    receive_step(l)
+}
+
+/// Where a `ch:receive()` that yielded goes on when its coroutine is resumed.
+unsafe extern "C-unwind" fn receive_again(
+    l: *mut ffi::lua_State,
+    _status: c_int,
+    _ctx: ffi::lua_KContext,
+) -> c_int {
+    receive_step(l)
+}
+
+/// Where a `ch:receive()` left to the general receive returns: its results.
+unsafe extern "C-unwind" fn receive_general_done(
+    l: *mut ffi::lua_State,
+    _status: c_int,
+    _ctx: ffi::lua_KContext,
+) -> c_int {
+    ffi::lua_gettop(l)
+}
+
+/// # Safety
+/// The body of [`receive_raw`]; Lua may yield or raise through this frame, so nothing
+/// with a destructor is alive where it calls Lua.
+unsafe fn receive_step(l: *mut ffi::lua_State) -> c_int {
+    ffi::lua_settop(l, 1);
     let got = std::panic::catch_unwind(|| raw_take(l)).unwrap_or(Raw::General);
     match got {
         Raw::Message(m) => {
@@ -467,61 +495,55 @@ unsafe extern "C-unwind" fn receive_raw(l: *mut ffi::lua_State) -> c_int {
         }
         Raw::Pending => {
             ffi::lua_pushlightuserdata(l, Lua::poll_pending().0);
-            1
+            ffi::lua_yieldk(l, 1, 0, Some(receive_again))
         }
         Raw::General => {
             ffi::lua_pushvalue(l, ffi::lua_upvalueindex(2));
-            1
+            ffi::lua_insert(l, 1);
+            ffi::lua_callk(l, 1, ffi::LUA_MULTRET, 0, Some(receive_general_done));
+            receive_general_done(l, ffi::LUA_OK, 0)
         }
     }
 }
 
-/// Its address is the marker [`receive_raw`] returns for the general path.
-static GENERAL: u8 = 3;
-
 /// Where the Lua function `ch:receive()` is kept, for the channel metatable.
 const RECEIVE_KEY: &str = "warden.channel.receive";
 
-/// Builds `ch:receive()` (a loop around [`receive_raw`] and [`try_receive`]) and keeps it
-/// for the channel metatable; `message_mt` is the metatable of message tables. Called once
+/// Builds `ch:receive()` ([`receive_raw`], over a Lua loop around [`try_receive`] for the
+/// general case) and keeps it for the channel metatable; `message_mt` is the metatable of message tables. Called once
 /// per Lua state, before its first channel.
 pub(crate) fn install_receive(lua: &Lua, message_mt: &mlua::Table) -> mlua::Result<()> {
     let coroutine: mlua::Table = lua.globals().get("coroutine")?;
-    let general = mlua::LightUserData(&GENERAL as *const u8 as *mut std::ffi::c_void);
-    // SAFETY: pushes one C closure over the two values it is given.
-    let raw = unsafe {
-        lua.exec_raw::<mlua::Function>((message_mt, general), |l| {
-            ffi::lua_pushcclosure(l, receive_raw, 2);
-        })?
-    };
-    let receive: mlua::Function = lua
+    let general: mlua::Function = lua
         .load(
             r#"
-local raw, general, try, pending, yield, type, error = ...
+local try, pending, yield, type, error = ...
 return function(ch)
-  while true do
-    local v, ok = raw(ch)
-    if v == general then
-      if type(ch) ~= "userdata" then
-        error("receive: called on something that is not a channel", 2)
-      end
-      v, ok = try(ch)
-    end
-    if v ~= pending then return v, ok end
-    yield(pending)
+  if type(ch) ~= "userdata" then
+    error("receive: called on something that is not a channel", 3)
   end
+  local v, ok = try(ch)
+  while v == pending do
+    yield(pending)
+    v, ok = try(ch)
+  end
+  return v, ok
 end"#,
         )
         .set_name("=channel")
         .call((
-            raw,
-            general,
             lua.create_function(try_receive)?,
             Lua::poll_pending(),
             coroutine.get::<mlua::Function>("yield")?,
             lua.globals().get::<mlua::Function>("type")?,
             lua.globals().get::<mlua::Function>("error")?,
         ))?;
+    // SAFETY: pushes one C closure over the two values it is given.
+    let receive = unsafe {
+        lua.exec_raw::<mlua::Function>((message_mt, general), |l| {
+            ffi::lua_pushcclosure(l, receive_raw, 2);
+        })?
+    };
     lua.set_named_registry_value(RECEIVE_KEY, receive)
 }
 

@@ -619,21 +619,27 @@ impl<R: FromLuaMulti> Future for AsyncThread<R> {
                 cx.waker().wake_by_ref();
                 return Poll::Pending;
             }
-            let _thread_sg = thread_sg;
-
             if status.is_yielded() {
+                // warden patch: take off only the yielded values. A C function that yields
+                // (lua_yieldk, warden's `ch:receive()`) keeps its own stack slots below
+                // them for its continuation; for Lua's `coroutine.yield` this is the same
+                // as truncating, since its frame holds nothing else.
+                let pending = nresults == 1 && is_poll_pending(thread_state);
+                std::mem::forget(thread_sg);
+                ffi::lua_pop(thread_state, nresults);
                 // warden patch: after a hook yield, the first pending yield is polled once
                 // more. The hook may have stopped the coroutine between registering its
                 // waker (polling a future, or finding a channel empty) and yielding
                 // `poll_pending`; a wake-up in between was taken by the hook yield's own
                 // wake, so this yield would otherwise wait for nothing. Resumed, the
                 // coroutine polls again and registers afresh.
-                if after_hook || !(nresults == 1 && is_poll_pending(thread_state)) {
+                if after_hook || !pending {
                     // Ignore values returned via yield()
                     cx.waker().wake_by_ref();
                 }
                 return Poll::Pending;
             }
+            let _thread_sg = thread_sg;
 
             check_stack(state, nresults + 1)?;
             ffi::lua_xmove(thread_state, state, nresults);
