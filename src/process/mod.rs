@@ -309,7 +309,9 @@ pub struct Node {
     /// Node name (the first part of every pid).
     pub name: Arc<str>,
     next_id: AtomicU64,
-    procs: DashMap<u64, Arc<ProcessHandle>>,
+    /// Live processes by the local part of their pid (Fx hashing: a lookup per message,
+    /// and pids are the runtime's own numbers, not input to defend against).
+    procs: DashMap<u64, Arc<ProcessHandle>, rustc_hash::FxBuildHasher>,
     names: DashMap<String, Pid>,
     hosts: DashMap<Id, Arc<Host>>,
     registry: ArcSwap<Registry>,
@@ -329,7 +331,7 @@ impl Node {
         Arc::new(Node {
             name: Arc::from(name),
             next_id: AtomicU64::new(1),
-            procs: DashMap::new(),
+            procs: DashMap::with_hasher(rustc_hash::FxBuildHasher),
             names: DashMap::new(),
             hosts: DashMap::new(),
             registry: ArcSwap::new(registry),
