@@ -386,12 +386,29 @@ return { main = function()
   local ok, err = pcall(receive, 42)
   local ok2 = pcall(receive, process.events():case_receive())
   process.send(process.pid(), "t", "still works")
-  return { ok = ok, err = tostring(err), ok2 = ok2,
-           after = process.inbox():receive():payload():data() }
+  local msg = process.inbox():receive()
+  local ok3, err3 = pcall(msg.data, 42)
+  local ok4, err4 = pcall(msg.data, { 1, 2, "n" })
+  return { ok = ok, err = tostring(err), ok2 = ok2, after = msg:payload():data(),
+           ok3 = ok3, err3 = tostring(err3), ok4 = ok4, err4 = tostring(err4) }
 end }
 "#,
     )
     .await;
+    // data() of something that is not a message payload: an error, not a crash
+    assert_eq!(v["ok3"], false);
+    assert!(
+        v["err3"].as_str().unwrap().contains("table expected"),
+        "{v}"
+    );
+    assert_eq!(v["ok4"], false);
+    assert!(
+        v["err4"]
+            .as_str()
+            .unwrap()
+            .contains("not a message payload"),
+        "{v}"
+    );
     assert_eq!(v["ok"], false);
     assert_eq!(
         v["err"],

@@ -421,7 +421,16 @@ unsafe fn raw_take(l: *mut ffi::lua_State) -> Raw {
 /// # Safety
 /// As [`raw_take`]; `lua` is the Lua state `l` belongs to.
 unsafe fn raw_take_in(lua: &Lua, l: *mut ffi::lua_State) -> Raw {
-    let Some(ch) = lua.userdata_ptr_at::<LuaChannel>(l, 1) else {
+    // a channel has the channel metatable (upvalue 3); anything else goes the general way
+    if ffi::lua_getmetatable(l, 1) == 0 {
+        return Raw::General;
+    }
+    let is_channel = ffi::lua_rawequal(l, -1, ffi::lua_upvalueindex(3)) != 0;
+    ffi::lua_pop(l, 1);
+    if !is_channel {
+        return Raw::General;
+    }
+    let Some(ch) = Lua::userdata_ptr_unchecked::<LuaChannel>(l, 1) else {
         return Raw::General;
     };
     let Ok(mut inner) = (*ch).0 .0.try_borrow_mut() else {
@@ -443,7 +452,8 @@ unsafe fn raw_take_in(lua: &Lua, l: *mut ffi::lua_State) -> Raw {
 /// waker and yields `Lua::poll_pending()` from C (the coroutine suspends with its task),
 /// and looks again when resumed. Anything else (a Lua value in the channel, a waiting
 /// sender, something that is not a channel) is left to upvalue 2, the general receive in
-/// Lua around [`try_receive`]. Upvalue 1 is the message metatable.
+/// Lua around [`try_receive`]. Upvalue 1 is the message metatable, upvalue 3 the channel
+/// metatable (a userdata with it is a channel).
 unsafe extern "C-unwind" fn receive_raw(l: *mut ffi::lua_State) -> c_int {
     receive_step(l)
 }
@@ -538,13 +548,26 @@ end"#,
             lua.globals().get::<mlua::Function>("type")?,
             lua.globals().get::<mlua::Function>("error")?,
         ))?;
-    // SAFETY: pushes one C closure over the two values it is given.
+    // SAFETY: pushes one C closure over the two values it is given and a nil, which is
+    // set below to the channel metatable.
     let receive = unsafe {
         lua.exec_raw::<mlua::Function>((message_mt, general), |l| {
-            ffi::lua_pushcclosure(l, receive_raw, 2);
+            ffi::lua_pushnil(l);
+            ffi::lua_pushcclosure(l, receive_raw, 3);
         })?
     };
-    lua.set_named_registry_value(RECEIVE_KEY, receive)
+    lua.set_named_registry_value(RECEIVE_KEY, receive.clone())?;
+    // the first channel makes mlua build the channel metatable (with `receive` in it)
+    let probe = to_userdata(lua, Chan::new(0))?;
+    // SAFETY: sets upvalue 3 of the C closure to the probe's metatable.
+    unsafe {
+        lua.exec_raw::<()>((receive, probe), |l| {
+            if ffi::lua_getmetatable(l, -1) != 0 {
+                ffi::lua_setupvalue(l, -3, 3);
+            }
+            ffi::lua_settop(l, 0);
+        })
+    }
 }
 
 /// The `receive` field of the channel metatable: the function [`install_receive`] built.

@@ -303,6 +303,7 @@ impl LuaWorker {
         rust.set("coroutine_create", co_create)?;
         rust.set("coroutine_wrap", co_wrap)?;
         rust.set("describe_error", lua.create_function(errors::describe)?)?;
+        rust.set("message_data", raw::message_data_function(&lua)?)?;
         let setup: Table = lua
             .load(include_str!("sandbox.lua"))
             .set_name("=warden sandbox")
@@ -527,6 +528,9 @@ pub(crate) struct ProcCtx {
     run: RunState,
     /// The sender of the last message received from another process, and its pid text.
     last_from: RefCell<Option<(Pid, Rc<str>)>>,
+    /// The pid text this process last sent to, and the pid it names (`process.send`'s
+    /// fast path: a process mostly sends to the same few pids).
+    pub(crate) last_dest: RefCell<Option<(Box<[u8]>, Pid)>>,
     /// Its `funcs.call`s that wait for a result (dropped with the process).
     pub(crate) pending: funcs::PendingCalls,
 }
@@ -923,6 +927,7 @@ fn start_process(pctx: ProcessContext) -> mlua::Result<Driver> {
         spawned: RefCell::new(Vec::new()),
         run: RunState::for_entry(&entry),
         last_from: RefCell::new(None),
+        last_dest: RefCell::new(None),
         pending: funcs::PendingCalls::default(),
     });
     let mut call_args = vec![

@@ -142,6 +142,32 @@ unsafe fn scalar_at(l: *mut ffi::lua_State, idx: c_int) -> Option<Value> {
     })
 }
 
+/// `msg:payload():data()`, a C function: the payload values of a message table
+/// (`{topic, from, n, payload...}`), `n` of them from index 4.
+unsafe extern "C-unwind" fn message_data(l: *mut ffi::lua_State) -> c_int {
+    ffi::luaL_checktype(l, 1, ffi::LUA_TTABLE);
+    ffi::lua_rawgeti(l, 1, 3);
+    let mut is_int = 0;
+    let n = ffi::lua_tointegerx(l, -1, &mut is_int);
+    ffi::lua_pop(l, 1);
+    if is_int == 0 || !(0..=i32::MAX as ffi::lua_Integer).contains(&n) {
+        ffi::luaL_error(l, c"data: not a message payload".as_ptr());
+    }
+    if ffi::lua_checkstack(l, n as c_int) == 0 {
+        ffi::luaL_error(l, c"data: too many payload values".as_ptr());
+    }
+    for i in 0..n {
+        ffi::lua_rawgeti(l, 1, i + 4);
+    }
+    n as c_int
+}
+
+/// The function behind `data` in the message metatable (see [`message_data`]).
+pub(crate) fn message_data_function(lua: &mlua::Lua) -> mlua::Result<mlua::Function> {
+    // SAFETY: creates a C function.
+    unsafe { lua.create_c_function(message_data) }
+}
+
 /// The value at `idx` copied into a [`Value`], as `value::from_lua` copies it (tables with
 /// keys 1..n become arrays, other tables maps), for plain data only: None for anything
 /// the general copier refuses or describes (functions, userdata, cyclic or too deeply
@@ -213,7 +239,7 @@ unsafe fn try_send(l: *mut ffi::lua_State) -> bool {
     let (Some(dest), Some(topic)) = (string_at(l, 1), string_at(l, 2)) else {
         return false;
     };
-    let (Ok(dest), Ok(topic)) = (std::str::from_utf8(dest), std::str::from_utf8(topic)) else {
+    let Ok(topic) = std::str::from_utf8(topic) else {
         return false;
     };
     let mut payload = Vec::with_capacity((n - 2) as usize);
@@ -226,8 +252,25 @@ unsafe fn try_send(l: *mut ffi::lua_State) -> bool {
     let Ok(ctx) = super::current() else {
         return false;
     };
-    let Ok(to) = ctx.node.resolve(dest) else {
-        return false;
+    let cached = match ctx.last_dest.borrow().as_ref() {
+        Some((text, pid)) if **text == *dest => Some(pid.clone()),
+        _ => None,
+    };
+    let to = match cached {
+        Some(pid) => pid,
+        None => {
+            let Ok(text) = std::str::from_utf8(dest) else {
+                return false;
+            };
+            let Ok(pid) = ctx.node.resolve(text) else {
+                return false;
+            };
+            // a pid text always names the same process; a name may be registered anew
+            if text.starts_with('{') {
+                *ctx.last_dest.borrow_mut() = Some((dest.into(), pid.clone()));
+            }
+            pid
+        }
     };
     ctx.node.send(Some(ctx.pid()), &to, topic, payload).is_ok()
 }

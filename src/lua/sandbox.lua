@@ -97,14 +97,13 @@ local env_mt = { __index = base, __metatable = false }
 
 -- A message is one plain table (no finalizer, cheap for the collector): { topic, from, n,
 -- payload values... }, with read-only methods shared by all. Its payload is the message
--- itself seen through `data()`, so a message costs one table.
-local unpack = table.unpack
+-- itself seen through `data()` (a C function), so a message costs one table.
 local message_mt = {
   __index = {
     topic = function(m) return m[1] end,
     from = function(m) return m[2] end,
     payload = function(m) return m end,
-    data = function(m) return unpack(m, 4, m[3] + 3) end,
+    data = rust.message_data,
   },
   __metatable = false,
 }

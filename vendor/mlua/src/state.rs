@@ -2164,6 +2164,17 @@ impl Lua {
         self.lock().waker().clone()
     }
 
+    /// warden patch: as [`Lua::userdata_ptr_at`], for a caller that has checked the type
+    /// itself (the userdata's metatable is the one of `T`).
+    ///
+    /// # Safety
+    /// As [`Lua::userdata_ptr_at`], and the userdata at `idx` must hold a `T`.
+    #[doc(hidden)]
+    pub unsafe fn userdata_ptr_unchecked<T: 'static>(state: *mut ffi::lua_State, idx: c_int) -> Option<*const T> {
+        let ud = crate::util::get_userdata::<UserDataStorage<T>>(state, idx);
+        (*ud).try_borrow_scoped(|t| t as *const T).ok()
+    }
+
     /// warden patch: the `T` inside the userdata at `idx` of `state`, if it holds a `T`
     /// (checked as [`crate::UserDataRef`] checks it), without a borrow guard or reference.
     ///
