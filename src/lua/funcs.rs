@@ -272,10 +272,22 @@ fn caller(values: &[(String, Value)]) -> mlua::Result<(Arc<Node>, Arc<CallContex
     match current_any() {
         Some(Current::Process(p)) => Ok((
             p.node.clone(),
-            Arc::new(CallContext {
-                actor: Some(p.pid_str.clone()),
-                values: values.to_vec(),
-            }),
+            if values.is_empty() {
+                // the same for every plain call of this process: made once
+                p.call_context
+                    .get_or_init(|| {
+                        Arc::new(CallContext {
+                            actor: Some(p.pid_str.clone()),
+                            values: Vec::new(),
+                        })
+                    })
+                    .clone()
+            } else {
+                Arc::new(CallContext {
+                    actor: Some(p.pid_str.clone()),
+                    values: values.to_vec(),
+                })
+            },
         )),
         Some(Current::Call(c)) => Ok((
             c.node.clone(),
@@ -478,13 +490,13 @@ unsafe fn try_call_fast(l: *mut mlua::ffi::lua_State) -> Fast {
     }
 }
 
-/// The fast front of `funcs.call`, a C function: when the id is a string and the
-/// arguments plain data, it copies them straight off the stack, starts the call and polls
-/// it once, and pushes a returned value straight onto the stack (no mlua conversions, a
-/// third of a call to a small WebAssembly export). A waiting call answers `pending,
-/// token` as [`call_start`] does; an error answers upvalue 2 and a token (the Lua half
-/// asks [`call_poll`] for it); anything else answers upvalue 1, and the Lua half calls the
-/// general [`call_start`], which checks and describes every argument.
+/// `funcs.call`, a C function: when the id is a string and the arguments plain data, it
+/// copies them straight off the stack, starts the call and polls it once, and pushes a
+/// returned value straight onto the stack (no mlua conversions and no Lua frame around it:
+/// most of the cost of a call to a small WebAssembly export, by callgrind). A call that
+/// waits, or ended in an error, is handed to upvalue 2, a Lua loop that yields until
+/// [`call_poll`] has its result; anything else goes to upvalue 1, the general path in Lua
+/// around [`call_start`], which checks and describes every argument.
 unsafe extern "C-unwind" fn call_fast(l: *mut mlua::ffi::lua_State) -> std::os::raw::c_int {
     use mlua::ffi;
     let got = std::panic::catch_unwind(|| try_call_fast(l)).unwrap_or(Fast::General);
@@ -497,29 +509,37 @@ unsafe extern "C-unwind" fn call_fast(l: *mut mlua::ffi::lua_State) -> std::os::
             drop(std::mem::ManuallyDrop::into_inner(v));
             1
         }
-        Fast::Waiting(token) => {
-            ffi::lua_pushlightuserdata(l, Lua::poll_pending().0);
-            ffi::lua_pushinteger(l, token as ffi::lua_Integer);
-            2
-        }
-        Fast::Failed(token) => {
+        Fast::Waiting(token) | Fast::Failed(token) => {
+            let failed = matches!(got, Fast::Failed(_));
+            ffi::lua_settop(l, 0);
             ffi::lua_pushvalue(l, ffi::lua_upvalueindex(2));
             ffi::lua_pushinteger(l, token as ffi::lua_Integer);
-            2
+            ffi::lua_pushboolean(l, failed as std::os::raw::c_int);
+            ffi::lua_callk(l, 2, ffi::LUA_MULTRET, 0, Some(call_results));
+            call_results(l, ffi::LUA_OK, 0)
         }
         Fast::General => {
             ffi::lua_pushvalue(l, ffi::lua_upvalueindex(1));
-            1
+            ffi::lua_insert(l, 1);
+            ffi::lua_callk(
+                l,
+                ffi::lua_gettop(l) - 1,
+                ffi::LUA_MULTRET,
+                0,
+                Some(call_results),
+            );
+            call_results(l, ffi::LUA_OK, 0)
         }
     }
 }
 
-/// Markers [`call_fast`] answers with (their addresses).
-static GENERAL: u8 = 1;
-static FAILED: u8 = 2;
-
-fn marker(m: &'static u8) -> mlua::LightUserData {
-    mlua::LightUserData(m as *const u8 as *mut std::ffi::c_void)
+/// Where [`call_fast`] returns after handing a call to Lua: that call's results.
+unsafe extern "C-unwind" fn call_results(
+    l: *mut mlua::ffi::lua_State,
+    _status: std::os::raw::c_int,
+    _ctx: mlua::ffi::lua_KContext,
+) -> std::os::raw::c_int {
+    mlua::ffi::lua_gettop(l)
 }
 
 /// Polls the waiting call `token` again (see [`call_start`]).
@@ -673,40 +693,39 @@ impl UserData for Executor {
 pub fn module(lua: &Lua) -> mlua::Result<Table> {
     let t = lua.create_table()?;
     let coroutine: Table = lua.globals().get("coroutine")?;
-    let call: Function = lua
+    // the general path and the wait of a call, in Lua; `funcs.call` itself is call_fast
+    let (general, wait): (Function, Function) = lua
         .load(
             r#"
-local fast, start, poll, pending, general, failed, yield = ...
-return function(...)
-  local a, b = fast(...)
-  if a == general then
-    a, b = start(...)
-  elseif a == failed then
-    a, b = poll(b)
-  end
+local start, poll, pending, yield = ...
+local function finish(a, b)
   while a == pending do
     yield(pending)
     a, b = poll(b)
   end
   if b == nil then return a end
   return a, b
-end"#,
+end
+local function general(...) return finish(start(...)) end
+local function wait(token, failed)
+  if failed then return finish(poll(token)) end
+  return finish(pending, token)
+end
+return general, wait"#,
         )
         .set_name("=funcs.call")
         .call((
-            // SAFETY: pushes one C closure over the two markers it is given
-            unsafe {
-                lua.exec_raw::<Function>((marker(&GENERAL), marker(&FAILED)), |l| {
-                    mlua::ffi::lua_pushcclosure(l, call_fast, 2);
-                })?
-            },
             lua.create_function(call_start)?,
             lua.create_function(call_poll)?,
             Lua::poll_pending(),
-            marker(&GENERAL),
-            marker(&FAILED),
             coroutine.get::<Function>("yield")?,
         ))?;
+    // SAFETY: pushes one C closure over the two functions it is given
+    let call = unsafe {
+        lua.exec_raw::<Function>((general, wait), |l| {
+            mlua::ffi::lua_pushcclosure(l, call_fast, 2);
+        })?
+    };
     t.set("call", call)?;
     t.set(
         "async",

@@ -531,6 +531,8 @@ pub(crate) struct ProcCtx {
     /// The pid text this process last sent to, and the pid it names (`process.send`'s
     /// fast path: a process mostly sends to the same few pids).
     pub(crate) last_dest: RefCell<Option<(Box<[u8]>, Pid)>>,
+    /// The call context of this process's `funcs.call`s without context values.
+    pub(crate) call_context: std::cell::OnceCell<Arc<crate::functions::CallContext>>,
     /// Its `funcs.call`s that wait for a result (dropped with the process).
     pub(crate) pending: funcs::PendingCalls,
 }
@@ -928,6 +930,7 @@ fn start_process(pctx: ProcessContext) -> mlua::Result<Driver> {
         run: RunState::for_entry(&entry),
         last_from: RefCell::new(None),
         last_dest: RefCell::new(None),
+        call_context: std::cell::OnceCell::new(),
         pending: funcs::PendingCalls::default(),
     });
     let mut call_args = vec![
