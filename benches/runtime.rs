@@ -5,9 +5,9 @@
 //! binary re-executed), so memory figures do not inherit an earlier run's heap. Erlang runs
 //! in the same session when `erl` is installed (`apt-get install erlang-base`).
 
-use mimalloc::MiMalloc;
 use std::process::Command;
 use std::time::{Duration, Instant};
+use warden::alloc::MiMalloc;
 use warden::process::Exit;
 use warden::registry::{load_dir, Id};
 use warden::runtime::Runtime;

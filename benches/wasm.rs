@@ -9,10 +9,10 @@
 //! over the runs with their min-max. The Lua workloads are in `benches/wasm/bench.lua`,
 //! the components in `shared/fixtures/wasm` (checked against their sha256 at load).
 
-use mimalloc::MiMalloc;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::Instant;
+use warden::alloc::MiMalloc;
 use warden::functions::CallContext;
 use warden::process::Exit;
 use warden::registry::{load_dir, Id};

@@ -1,4 +1,4 @@
-use mimalloc::MiMalloc;
+use warden::alloc::MiMalloc;
 
 #[global_allocator]
 static GLOBAL: MiMalloc = MiMalloc;
