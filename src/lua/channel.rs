@@ -204,7 +204,7 @@ impl Chan {
     /// Like [`Chan::push`] (of any [`Item`]), from inside the poll of the task whose main coroutine runs
     /// next (the process driver routing its mailbox). `polled` is that task's waker, given
     /// only when the coroutine last stopped in a real wait (yielding `Lua::poll_pending`,
-    /// after which it calls `try_receive` again before it can wait once more): then a
+    /// after which it looks at its channel again before it can wait once more): then a
     /// `ch:receive()` of that very task is not woken, since it runs in this poll anyway and
     /// waking the running task would only make tokio poll it once more for nothing. Its
     /// registration stays, so a receive that does not run in this poll is still woken by

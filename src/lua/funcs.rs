@@ -473,20 +473,20 @@ unsafe fn try_call_fast(l: *mut mlua::ffi::lua_State) -> Fast {
         DEFAULT_TIMEOUT,
     ));
     let waker = lua.current_waker();
-    let keep = |call: CallFuture| keep_waiting(call).ok();
     let polled =
         std::panic::AssertUnwindSafe(|| fut.as_mut().poll(&mut Context::from_waker(&waker)));
-    match std::panic::catch_unwind(polled) {
-        Ok(Poll::Ready(Ok(v))) => Fast::Done(v),
-        Ok(Poll::Ready(Err(e))) => {
-            keep(Box::pin(async move { nil_err(&lua, e) })).map_or(Fast::General, Fast::Failed)
+    let result = match std::panic::catch_unwind(polled) {
+        Ok(Poll::Ready(r)) => r,
+        Ok(Poll::Pending) => {
+            return keep_waiting(Box::pin(async move { lua_result(&lua, fut.await) }))
+                .map_or(Fast::General, Fast::Waiting)
         }
-        Ok(Poll::Pending) => keep(Box::pin(async move { lua_result(&lua, fut.await) }))
-            .map_or(Fast::General, Fast::Waiting),
-        Err(_) => {
-            let e = CallError::new("INTERNAL", "the call panicked");
-            keep(Box::pin(async move { nil_err(&lua, e) })).map_or(Fast::General, Fast::Failed)
-        }
+        Err(_) => Err(CallError::new("INTERNAL", "the call panicked")),
+    };
+    match result {
+        Ok(v) => Fast::Done(v),
+        Err(e) => keep_waiting(Box::pin(async move { nil_err(&lua, e) }))
+            .map_or(Fast::General, Fast::Failed),
     }
 }
 

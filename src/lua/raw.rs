@@ -1,6 +1,7 @@
 //! The Lua C API where mlua's safe wrappers cost too much: building the table of every
-//! message a Lua process receives, `process.send`, and preemption of busy coroutines
-//! (a hook armed by a watchdog, see the notes above `SLICE`).
+//! message a Lua process receives and `msg:payload():data()`, `process.send`, copying
+//! plain values off the stack and pushing them back (`funcs.call`), and preemption of
+//! busy coroutines (a hook armed by a watchdog, see the notes above `SLICE`).
 //!
 //! Building `{topic, from, n, payload...}` through mlua's safe API costs a registry
 //! reference, a stack guard and a type check per field (about 5,000 instructions a message,
@@ -17,9 +18,10 @@ use std::os::raw::{c_char, c_int};
 /// Pushes `v` onto the stack of `l` (one slot; tables nested as deep as the value).
 ///
 /// # Safety
-/// Runs inside `Lua::exec_raw` (a protected call): a Lua error raised here (out of memory,
-/// stack overflow) unwinds to it. Nothing owned by Rust is alive across these calls, only
-/// borrows, so nothing is leaked when that happens.
+/// Runs inside `Lua::exec_raw` (a protected call) or a C function called by Lua: a Lua
+/// error raised here (out of memory, stack overflow) unwinds through this frame to it.
+/// Only borrows are alive across these calls; a caller that owns the value keeps it in a
+/// `ManuallyDrop` until the push returns (leaked, not freed twice, if it never does).
 pub(crate) unsafe fn push_value(l: *mut ffi::lua_State, v: &Value) {
     if ffi::lua_checkstack(l, 3) == 0 {
         ffi::luaL_error(l, c"a message payload is nested too deeply".as_ptr());

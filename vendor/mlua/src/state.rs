@@ -2164,34 +2164,18 @@ impl Lua {
         self.lock().waker().clone()
     }
 
-    /// warden patch: as [`Lua::userdata_ptr_at`], for a caller that has checked the type
-    /// itself (the userdata's metatable is the one of `T`).
+    /// warden patch: a pointer to the `T` inside the userdata at `idx` of `state`, without
+    /// a borrow guard or a reference, for a caller that has checked the type itself (warden
+    /// compares the userdata's metatable with the one of `T`).
     ///
     /// # Safety
-    /// As [`Lua::userdata_ptr_at`], and the userdata at `idx` must hold a `T`.
+    /// `state` must run a C function now, with a userdata holding a `T` at `idx`; the
+    /// pointer may be used only while the userdata stays there, and not while the value is
+    /// mutably borrowed.
     #[doc(hidden)]
     pub unsafe fn userdata_ptr_unchecked<T: 'static>(state: *mut ffi::lua_State, idx: c_int) -> Option<*const T> {
         let ud = crate::util::get_userdata::<UserDataStorage<T>>(state, idx);
         (*ud).try_borrow_scoped(|t| t as *const T).ok()
-    }
-
-    /// warden patch: the `T` inside the userdata at `idx` of `state`, if it holds a `T`
-    /// (checked as [`crate::UserDataRef`] checks it), without a borrow guard or reference.
-    ///
-    /// # Safety
-    /// `state` must be a thread of this Lua that runs a C function now, with the userdata
-    /// at `idx`; the pointer may be used only while the userdata stays there, and not while
-    /// the value is mutably borrowed.
-    #[doc(hidden)]
-    pub unsafe fn userdata_ptr_at<T: 'static>(&self, state: *mut ffi::lua_State, idx: c_int) -> Option<*const T> {
-        let lua = self.lock();
-        match lua.get_userdata_type_id::<T>(state, idx) {
-            Ok(Some(id)) if id == TypeId::of::<T>() => {
-                let ud = crate::util::get_userdata::<UserDataStorage<T>>(state, idx);
-                (*ud).try_borrow_scoped(|t| t as *const T).ok()
-            }
-            _ => None,
-        }
     }
 
     /// Returns an internal `Poll::Pending` constant used for executing async callbacks.
