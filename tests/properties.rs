@@ -1303,17 +1303,8 @@ fn lua_values_round_trip_through_messages_unchanged() {
 
 const COMPLEX: &str = "0b3b555c2dd2e9bb4e09dead45b0ba00c660abb3b9d5ea1f688dee9b17537b55";
 
-const ECHOES: &[&str] = &[
-    "echo-point",
-    "echo-person",
-    "echo-rectangle",
-    "echo-color",
-    "echo-shape",
-    "echo-permissions",
-    "echo-list-s32",
-    "echo-list-string",
-    "echo-list-point",
-];
+/// The `echo-*` exports: each returns its argument.
+const ECHOES: &[&str] = common::COMPLEX_EXPORTS.split_at(9).0;
 
 /// Calls `target` with `v` through `funcs.call` and returns `{ok = r}` or `{err = text}`.
 const WCALL: &str = r#"

@@ -116,6 +116,125 @@ end }
     );
 }
 
+/// `funcs.call` converts plain arguments of a WebAssembly function straight off the Lua
+/// stack and pushes its result straight back; `funcs.new():call` takes the general path
+/// (Lua -> Value -> WIT and back). Every export of complex.wasm, with good arguments,
+/// arguments the direct path leaves to the general one (floats, snake_case keys, extra
+/// keys, lists built out of order) and bad ones, must give the same answer both ways.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn direct_and_general_paths_agree_on_every_complex_export() {
+    let mut a = app();
+    for (i, e) in common::COMPLEX_EXPORTS.iter().enumerate() {
+        // half keep warm instances (static pool), half instantiate per call
+        let pool = if i % 2 == 0 {
+            "    pool: {type: static, size: 2}\n"
+        } else {
+            "    pool: {type: inline}\n"
+        };
+        a = a.entry(&wasm_entry(e, "complex.wasm", COMPLEX, e, pool));
+    }
+    let v = a
+        .lua(
+            "main",
+            r#"
+local funcs = require("funcs")
+local function same(a, b)
+  if type(a) ~= type(b) then return false end
+  if type(a) ~= "table" then return a == b end
+  for k, x in pairs(a) do if not same(x, b[k]) then return false end end
+  for k in pairs(b) do if a[k] == nil then return false end end
+  return true
+end
+local function show(x)
+  if type(x) ~= "table" then return tostring(x) end
+  local keys = {}
+  for k in pairs(x) do keys[#keys + 1] = tostring(k) end
+  table.sort(keys)
+  local parts = {}
+  for _, k in ipairs(keys) do
+    parts[#parts + 1] = k .. "=" .. show(x[k] == nil and x[tonumber(k)] or x[k])
+  end
+  return "{" .. table.concat(parts, ",") .. "}"
+end
+local reversed = {}
+reversed[3] = 3; reversed[2] = 2; reversed[1] = 1
+local rect = { ["top-left"] = { x = 1, y = 2 }, ["bottom-right"] = { x = 3, y = 4 } }
+local cases = {
+  { "echo-point", { x = 1, y = 2 } }, { "echo-point", { x = -5, y = 7 } },
+  { "echo-point", { x = 1.0, y = 2 } }, { "echo-point", { x = 1 } },
+  { "echo-point", { x = 1, y = 2, z = 3 } }, { "echo-point", { x = "a", y = 2 } },
+  { "echo-point", { x = 2 ^ 31, y = 0 } }, { "echo-point", { x = 2147483648, y = 0 } },
+  { "echo-point", {} }, { "echo-point", "str" }, { "echo-point" },
+  { "echo-person", { name = "Ann", age = 30 } }, { "echo-person", { name = "Ann", age = -1 } },
+  { "echo-person", { name = 5, age = 1 } }, { "echo-person", { name = "\xff", age = 1 } },
+  { "echo-rectangle", rect },
+  { "echo-rectangle", { top_left = { x = 1, y = 2 }, bottom_right = { x = 3, y = 4 } } },
+  { "echo-rectangle", { ["top-left"] = { x = 1, y = 2 }, top_left = { x = 9, y = 9 },
+                        ["bottom-right"] = { x = 3, y = 4 } } },
+  { "echo-color", "red" }, { "echo-color", "green" }, { "echo-color", "purple" },
+  { "echo-color", 1 },
+  { "echo-shape", { circle = 5 } }, { "echo-shape", "none" }, { "echo-shape", { rect = rect } },
+  { "echo-shape", { square = 2 } }, { "echo-shape", "circle" },
+  { "echo-permissions", { "read", "execute" } }, { "echo-permissions", {} },
+  { "echo-permissions", { read = true, write = false } }, { "echo-permissions", { "bogus" } },
+  { "echo-list-s32", { 1, 2, 3 } }, { "echo-list-s32", {} }, { "echo-list-s32", { 1, "x" } },
+  { "echo-list-s32", reversed }, { "echo-list-s32", { 1, 2, n = 3 } },
+  { "echo-list-string", { "a", "b" } }, { "echo-list-string", { "a", 1 } },
+  { "echo-list-point", { { x = 1, y = 2 }, { x = 3, y = 4 } } },
+  { "echo-list-point", { { x = 1, y = 2 }, { x = 3 } } },
+  { "maybe-point", true }, { "maybe-point", false }, { "maybe-point" },
+  { "maybe-string", true }, { "maybe-string", false },
+  { "try-divide", 9, 3 }, { "try-divide", 1, 0 }, { "try-divide", 1 }, { "try-divide", 1, 2, 3 },
+  { "try-parse", "42" }, { "try-parse", "x" },
+  { "swap-pair", 1, 2 }, { "triple", 7 }, { "triple", 7.5 },
+  { "filter-adults", { { name = "A", age = 20 }, { name = "B", age = 10 } } },
+  { "sum-list", { 1, 2, 3 } }, { "sum-list", { 2147483647, 2147483647 } },
+  { "double-list", { 1, 2, 3 } },
+}
+return { main = function()
+  local general = funcs.new()
+  local out = { mismatches = {}, answers = {}, errors = 0 }
+  for i, c in ipairs(cases) do
+    local id = "app:" .. c[1]
+    local r1, e1 = funcs.call(id, table.unpack(c, 2))
+    local r2, e2 = general:call(id, table.unpack(c, 2))
+    local s1 = show(r1) .. " / " .. show(e1)
+    local s2 = show(r2) .. " / " .. show(e2)
+    if not same(r1, r2) or s1 ~= s2 then
+      out.mismatches[#out.mismatches + 1] = i .. " " .. c[1] .. ": " .. s1 .. " <> " .. s2
+    end
+    if e1 ~= nil then out.errors = out.errors + 1 end
+    out.answers[i] = s1
+  end
+  return out
+end }
+"#,
+        )
+        .value("main")
+        .await;
+    assert_eq!(v["mismatches"], json!([]), "{v}");
+    let answers = &v["answers"];
+    assert_eq!(answers[0], "{x=1,y=2} / nil");
+    assert_eq!(answers[2], "{x=1,y=2} / nil");
+    assert!(
+        answers[3].as_str().unwrap().contains("missing field y"),
+        "{v}"
+    );
+    assert!(answers[7].as_str().unwrap().contains("out of range"), "{v}");
+    // snake_case keys, and both spellings at once (the WIT name wins)
+    for i in [16, 17] {
+        assert_eq!(
+            answers[i],
+            "{bottom-right={x=3,y=4},top-left={x=1,y=2}} / nil"
+        );
+    }
+    assert_eq!(answers[34], "{1=1,2=2,3=3} / nil");
+    assert_eq!(answers[46], "nil / {code=1,message=division by zero}");
+    assert_eq!(answers[55], "6 / nil");
+    assert_eq!(answers[56], "4294967294 / nil");
+    assert!(v["errors"].as_u64().unwrap() >= 15, "{v}");
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sleeping_guests_suspend_and_neighbours_keep_answering() {
     let v = app()

@@ -69,6 +69,10 @@ pub trait Executor: Send + Sync {
         context: Arc<CallContext>,
         deadline: Instant,
     ) -> LocalBoxFuture<'static, Result<Value, CallError>>;
+
+    /// The executor itself, for a caller with a faster path for one kind (the Lua host
+    /// converts arguments of WebAssembly functions straight off its stack).
+    fn as_any(&self) -> &dyn std::any::Any;
 }
 
 /// What travels with a call: who started the chain of calls, and the values set with
@@ -231,13 +235,27 @@ impl Pool {
                 }
             },
         };
+        Ok(self.granted(permit))
+    }
+
+    /// A worker now, if one is free (None: the caller would have to wait).
+    pub fn try_acquire(self: &Arc<Self>) -> Option<Permit> {
+        let permit = match &self.permits {
+            None => None,
+            Some(sem) => Some(sem.clone().try_acquire_owned().ok()?),
+        };
+        Some(self.granted(permit))
+    }
+
+    /// Counts a granted worker.
+    fn granted(self: &Arc<Self>, permit: Option<OwnedSemaphorePermit>) -> Permit {
         let now = self.running.fetch_add(1, Ordering::AcqRel) + 1;
         self.peak.fetch_max(now, Ordering::Relaxed);
         self.calls.fetch_add(1, Ordering::Relaxed);
-        Ok(Permit {
+        Permit {
             pool: self.clone(),
             _permit: permit,
-        })
+        }
     }
 
     /// Whether a finished call's instance is kept for the next call.
@@ -338,33 +356,41 @@ impl FunctionTable {
         timeout: Duration,
     ) -> Result<Value, CallError> {
         let deadline = Instant::now() + timeout;
-        let (pool, executor) = match LastCall::find(self, registry, target) {
-            Some(found) => found,
-            None => {
-                let pool = self.resolve(registry, target)?;
-                let executor = self
-                    .executors
-                    .get(pool.entry.kind.as_str())
-                    .map(|e| e.clone())
-                    .ok_or_else(|| {
-                        CallError::new(
-                            "UNAVAILABLE",
-                            format!(
-                                "function {}: no executor for kind {} in this runtime",
-                                pool.entry.id, pool.entry.kind
-                            ),
-                        )
-                    })?;
-                LastCall::keep(self, registry, target, &pool, &executor);
-                (pool, executor)
-            }
-        };
+        let (pool, executor) = self.route(registry, target)?;
         let permit = pool.acquire(deadline).await?;
         let result = executor
             .execute(pool.clone(), args, context, deadline)
             .await;
         drop(permit);
         result
+    }
+
+    /// The pool of function `target` and the executor of its kind (errors as
+    /// [`resolve`](Self::resolve), or UNAVAILABLE when no executor runs its kind).
+    pub fn route(
+        &self,
+        registry: &Arc<Registry>,
+        target: &str,
+    ) -> Result<(Arc<Pool>, Arc<dyn Executor>), CallError> {
+        if let Some(found) = LastCall::find(self, registry, target) {
+            return Ok(found);
+        }
+        let pool = self.resolve(registry, target)?;
+        let executor = self
+            .executors
+            .get(pool.entry.kind.as_str())
+            .map(|e| e.clone())
+            .ok_or_else(|| {
+                CallError::new(
+                    "UNAVAILABLE",
+                    format!(
+                        "function {}: no executor for kind {} in this runtime",
+                        pool.entry.id, pool.entry.kind
+                    ),
+                )
+            })?;
+        LastCall::keep(self, registry, target, &pool, &executor);
+        Ok((pool, executor))
     }
 
     /// Checks `target` and finds its pool in `registry`.

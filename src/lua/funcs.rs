@@ -160,6 +160,10 @@ impl crate::functions::Executor for LuaExecutor {
             run_lua_function(node, pool, args, context, deadline).await
         })
     }
+
+    fn as_any(&self) -> &dyn std::any::Any {
+        self
+    }
 }
 
 /// Runs one call of a `function.lua` on this worker thread (the pool granted a worker).
@@ -432,6 +436,8 @@ fn keep_waiting(fut: CallFuture) -> mlua::Result<u64> {
 enum Fast {
     /// The call returned this value.
     Done(Value),
+    /// A WebAssembly function returned this WIT value (None: nothing, nil for Lua).
+    DoneWit(Option<wasmtime::component::Val>),
     /// The call waits, kept under this token.
     Waiting(u64),
     /// The call ended with an error, kept under this token for [`call_poll`] to return.
@@ -451,13 +457,6 @@ unsafe fn try_call_fast(l: *mut mlua::ffi::lua_State) -> Fast {
     else {
         return Fast::General;
     };
-    let mut args = Vec::with_capacity(n as usize - 1);
-    for i in 2..=n {
-        match super::raw::copy_at(l, i) {
-            Some(v) => args.push(v),
-            None => return Fast::General,
-        }
-    }
     let Some(lua) = super::WORKER.with(|w| w.try_borrow().ok()?.as_ref().map(|w| w.lua.clone()))
     else {
         return Fast::General;
@@ -465,6 +464,16 @@ unsafe fn try_call_fast(l: *mut mlua::ffi::lua_State) -> Fast {
     let Ok((node, context)) = caller(&[]) else {
         return Fast::General;
     };
+    if let Some(fast) = try_wasm_fast(l, n, &lua, &node, target, &context) {
+        return fast;
+    }
+    let mut args = Vec::with_capacity(n as usize - 1);
+    for i in 2..=n {
+        match super::raw::copy_at(l, i) {
+            Some(v) => args.push(v),
+            None => return Fast::General,
+        }
+    }
     let mut fut = Box::pin(execute(
         node,
         target.to_string(),
@@ -472,22 +481,91 @@ unsafe fn try_call_fast(l: *mut mlua::ffi::lua_State) -> Fast {
         context,
         DEFAULT_TIMEOUT,
     ));
-    let waker = lua.current_waker();
-    let polled =
-        std::panic::AssertUnwindSafe(|| fut.as_mut().poll(&mut Context::from_waker(&waker)));
-    let result = match std::panic::catch_unwind(polled) {
-        Ok(Poll::Ready(r)) => r,
-        Ok(Poll::Pending) => {
+    let result = match poll_once(&lua, fut.as_mut()) {
+        Poll::Ready(r) => r,
+        Poll::Pending => {
             return keep_waiting(Box::pin(async move { lua_result(&lua, fut.await) }))
                 .map_or(Fast::General, Fast::Waiting)
         }
-        Err(_) => Err(CallError::new("INTERNAL", "the call panicked")),
     };
     match result {
         Ok(v) => Fast::Done(v),
-        Err(e) => keep_waiting(Box::pin(async move { nil_err(&lua, e) }))
-            .map_or(Fast::General, Fast::Failed),
+        Err(e) => failed(lua, e),
     }
+}
+
+/// Polls a call's future once with the waker of the running Lua task; a panic inside is
+/// an INTERNAL error of that call.
+fn poll_once<T, F: Future<Output = Result<T, CallError>>>(
+    lua: &Lua,
+    fut: Pin<&mut F>,
+) -> Poll<Result<T, CallError>> {
+    let waker = lua.current_waker();
+    let polled = std::panic::AssertUnwindSafe(|| fut.poll(&mut Context::from_waker(&waker)));
+    std::panic::catch_unwind(polled)
+        .unwrap_or_else(|_| Poll::Ready(Err(CallError::new("INTERNAL", "the call panicked"))))
+}
+
+/// A call that ended in `e`, kept for [`call_poll`] to return as `nil, err`.
+fn failed(lua: Lua, e: CallError) -> Fast {
+    keep_waiting(Box::pin(async move { nil_err(&lua, e) })).map_or(Fast::General, Fast::Failed)
+}
+
+/// `funcs.call` of a WebAssembly function with plain arguments and a free worker: the
+/// arguments become WIT values straight off the stack (`wit.rs`), and a result in the
+/// first poll goes straight back onto it. None (nothing called) for every other case:
+/// another kind, an unknown id, arguments the general path must check, a full pool.
+///
+/// # Safety
+/// As [`try_call_fast`].
+unsafe fn try_wasm_fast(
+    l: *mut mlua::ffi::lua_State,
+    n: std::os::raw::c_int,
+    lua: &Lua,
+    node: &Arc<Node>,
+    target: &str,
+    context: &Arc<CallContext>,
+) -> Option<Fast> {
+    let (pool, executor) = node.functions.route(&node.registry(), target).ok()?;
+    let wasm = executor
+        .as_any()
+        .downcast_ref::<crate::wasm::WasmExecutor>()?;
+    let (f, keep, host) = wasm.prepare(&pool, context);
+    let f = f?;
+    let params = super::wit::args_at(l, 2, n, f.params())?;
+    let permit = pool.try_acquire()?;
+    let deadline = Instant::now() + DEFAULT_TIMEOUT;
+    let context = context.clone();
+    let call_f = f.clone();
+    let mut fut = Box::pin(async move {
+        let r = call_f.call_vals(params, &context, keep, host, false).await;
+        drop(permit);
+        r
+    });
+    let result = match poll_once(lua, fut.as_mut()) {
+        Poll::Ready(r) => r,
+        Poll::Pending => {
+            let lua = lua.clone();
+            let waiting = Box::pin(async move {
+                let r = match tokio::time::timeout_at(deadline, fut).await {
+                    Err(_) => Err(crate::wasm::timed_out(&pool)),
+                    Ok(r) => r.and_then(|v| {
+                        f.outcome(v)
+                            .map(|v| v.as_ref().map(crate::wasm::values::from_val))
+                            .map(|v| v.unwrap_or(Value::Nil))
+                            .map_err(CallError::returned)
+                    }),
+                };
+                lua_result(&lua, r)
+            });
+            return Some(keep_waiting(waiting).map_or(Fast::General, Fast::Waiting));
+        }
+    };
+    Some(match result.map(|v| f.outcome(v)) {
+        Ok(Ok(v)) => Fast::DoneWit(v),
+        Ok(Err(payload)) => failed(lua.clone(), CallError::returned(payload)),
+        Err(e) => failed(lua.clone(), e),
+    })
 }
 
 /// `funcs.call`, a C function: when the id is a string and the arguments plain data, it
@@ -506,6 +584,15 @@ unsafe extern "C-unwind" fn call_fast(l: *mut mlua::ffi::lua_State) -> std::os::
             // the value is dropped by hand once it is pushed
             let v = std::mem::ManuallyDrop::new(v);
             super::raw::push_value(l, &v);
+            drop(std::mem::ManuallyDrop::into_inner(v));
+            1
+        }
+        Fast::DoneWit(v) => {
+            let v = std::mem::ManuallyDrop::new(v);
+            match &*v {
+                Some(v) => super::wit::push_val(l, v),
+                None => ffi::lua_pushnil(l),
+            }
             drop(std::mem::ManuallyDrop::into_inner(v));
             1
         }

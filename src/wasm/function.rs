@@ -302,6 +302,45 @@ impl WasmFunction {
         stdio: bool,
     ) -> Result<WasmResult, CallError> {
         let params = self.convert_args(&args)?;
+        let result = self.call_vals(params, ctx, keep, host, stdio).await?;
+        Ok(match self.outcome(result) {
+            Ok(v) => WasmResult::Ok(v.as_ref().map(values::from_val).unwrap_or(Value::Nil)),
+            Err(payload) => WasmResult::Err(payload),
+        })
+    }
+
+    /// The parameters of the export: names and WIT types.
+    pub fn params(&self) -> &[(String, Type)] {
+        &self.params
+    }
+
+    /// What a call returned, split: a WIT `result`'s `ok` payload (None: nothing) or its
+    /// `err` payload as a [`Value`] (a message naming the function when it has none); any
+    /// other return is `Ok` as is.
+    pub fn outcome(&self, result: Option<Val>) -> Result<Option<Val>, Value> {
+        match result {
+            Some(Val::Result(r)) if matches!(self.result, Some(Type::Result(_))) => match r {
+                Ok(v) => Ok(v.map(|b| *b)),
+                Err(v) => Err(v
+                    .as_deref()
+                    .map(values::from_val)
+                    .unwrap_or_else(|| Value::str(format!("{} returned an error", self.name)))),
+            },
+            other => Ok(other),
+        }
+    }
+
+    /// Calls the export with arguments already converted to WIT values (see
+    /// [`convert_args`](Self::convert_args)) and returns its raw result (None for an
+    /// export without results). The rest is as [`call_with`](Self::call_with).
+    pub async fn call_vals(
+        &self,
+        params: Vec<Val>,
+        ctx: &CallContext,
+        keep: usize,
+        host: Option<super::host::GuestHost>,
+        stdio: bool,
+    ) -> Result<Option<Val>, CallError> {
         tracing::trace!(function = %self.id, actor = ?ctx.actor, "wasm call");
         let max = self.limits.max_execution_ms.map(Duration::from_millis);
         // a process's limit is on each stretch without waiting; its instantiation (and a
@@ -316,21 +355,27 @@ impl WasmFunction {
         };
         let mut warm = match warm {
             Some(w) => w,
-            None => self.instantiate(init_deadline, host.clone(), stdio).await?,
+            // boxed: a rare, large future that would make every call's future (moved
+            // into a box by callers) as large as it
+            None => Box::pin(self.instantiate(init_deadline, host.clone(), stdio)).await?,
         };
         let busy = (process && max.is_some()).then(|| Arc::new(super::store::BusyClock::default()));
         warm.store.data_mut().deadline = deadline;
         warm.store.data_mut().host = host;
         warm.store.data_mut().busy = busy.clone().zip(max);
         warm.store.set_epoch_deadline(1);
-        let n_results = usize::from(self.result.is_some());
         let func = warm.func;
+        let with_result = self.result.is_some();
         let outcome = {
             let store = &mut warm.store;
             let run = async {
-                let mut results = vec![values::placeholder(); n_results];
-                func.call_async(&mut *store, &params, &mut results).await?;
-                Ok::<_, wasmtime::Error>(results)
+                let mut results = [values::placeholder()];
+                let n = usize::from(with_result);
+                func.call_async(&mut *store, &params, &mut results[..n])
+                    .await?;
+                Ok::<_, wasmtime::Error>(
+                    with_result.then(|| std::mem::replace(&mut results[0], values::placeholder())),
+                )
             };
             let guarded = std::panic::AssertUnwindSafe(run).catch_unwind();
             let mut guarded = std::pin::pin!(guarded);
@@ -345,8 +390,9 @@ impl WasmFunction {
             });
             match deadline {
                 Some(d) => {
-                    match tokio::time::timeout_at(tokio::time::Instant::from_std(d), guarded).await
-                    {
+                    let limited =
+                        tokio::time::timeout_at(tokio::time::Instant::from_std(d), guarded);
+                    match Box::pin(limited).await {
                         Ok(r) => r,
                         Err(_) => return Err(self.timeout_error()),
                     }
@@ -354,7 +400,7 @@ impl WasmFunction {
                 None => guarded.await,
             }
         };
-        let results = match outcome {
+        let result = match outcome {
             Ok(Ok(r)) => r,
             Ok(Err(e)) => return Err(self.map_error(&e)),
             Err(panic) => {
@@ -377,18 +423,7 @@ impl WasmFunction {
                 idle.push(warm);
             }
         }
-        Ok(match results.first() {
-            None => WasmResult::Ok(Value::Nil),
-            Some(Val::Result(r)) if matches!(self.result, Some(Type::Result(_))) => match r {
-                Ok(v) => WasmResult::Ok(v.as_deref().map(values::from_val).unwrap_or(Value::Nil)),
-                Err(v) => WasmResult::Err(
-                    v.as_deref()
-                        .map(values::from_val)
-                        .unwrap_or_else(|| Value::str(format!("{} returned an error", self.name))),
-                ),
-            },
-            Some(v) => WasmResult::Ok(values::from_val(v)),
-        })
+        Ok(result)
     }
 
     /// A new instance (waiting for a pooling-allocator slot when the engine has them).

@@ -426,6 +426,35 @@ pub struct WasmExecutor {
     pub node: std::sync::Weak<crate::process::Node>,
 }
 
+impl WasmExecutor {
+    /// What a call of `pool`'s function needs besides its arguments: the function (None:
+    /// not compiled), how many idle instances its pool keeps, and what the guest's host
+    /// calls act for.
+    pub fn prepare(
+        &self,
+        pool: &crate::functions::Pool,
+        context: &Arc<CallContext>,
+    ) -> (Option<Arc<WasmFunction>>, usize, Option<host::GuestHost>) {
+        let f = self.runtime.function(&pool.entry.id);
+        let keep = if pool.keeps_instances() {
+            pool.spec.max_size.min(256)
+        } else {
+            0
+        };
+        let host = self.node.upgrade().map(|node| host::GuestHost {
+            node,
+            me: None,
+            context: context.clone(),
+        });
+        (f, keep, host)
+    }
+}
+
+/// The error of a call still running at the caller's deadline.
+pub fn timed_out(pool: &crate::functions::Pool) -> CallError {
+    CallError::new("TIMEOUT", format!("function {}: timed out", pool.entry.id))
+}
+
 impl crate::functions::Executor for WasmExecutor {
     fn execute(
         &self,
@@ -434,12 +463,7 @@ impl crate::functions::Executor for WasmExecutor {
         context: Arc<CallContext>,
         deadline: tokio::time::Instant,
     ) -> futures::future::LocalBoxFuture<'static, Result<Value, CallError>> {
-        let f = self.runtime.function(&pool.entry.id);
-        let host = self.node.upgrade().map(|node| host::GuestHost {
-            node,
-            me: None,
-            context: context.clone(),
-        });
+        let (f, keep, host) = self.prepare(&pool, &context);
         Box::pin(async move {
             let f = f.ok_or_else(|| {
                 CallError::new(
@@ -447,22 +471,18 @@ impl crate::functions::Executor for WasmExecutor {
                     format!("function {} was not compiled", pool.entry.id),
                 )
             })?;
-            let keep = if pool.keeps_instances() {
-                pool.spec.max_size.min(256)
-            } else {
-                0
-            };
             match tokio::time::timeout_at(deadline, f.call_with(args, &context, keep, host, false))
                 .await
             {
-                Err(_) => Err(CallError::new(
-                    "TIMEOUT",
-                    format!("function {}: timed out", pool.entry.id),
-                )),
+                Err(_) => Err(timed_out(&pool)),
                 Ok(Ok(WasmResult::Ok(v))) => Ok(v),
                 Ok(Ok(WasmResult::Err(payload))) => Err(CallError::returned(payload)),
                 Ok(Err(e)) => Err(e),
             }
         })
+    }
+
+    fn as_any(&self) -> &dyn std::any::Any {
+        self
     }
 }

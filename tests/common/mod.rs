@@ -113,3 +113,26 @@ impl App {
 pub async fn lua_value(src: &str) -> serde_json::Value {
     App::new().lua("main", src).value("main").await
 }
+
+/// The exports of `../shared/fixtures/wasm/complex.wasm`, the nine `echo-*` ones first.
+#[allow(dead_code)]
+pub const COMPLEX_EXPORTS: &[&str] = &[
+    "echo-point",
+    "echo-person",
+    "echo-rectangle",
+    "echo-color",
+    "echo-shape",
+    "echo-permissions",
+    "echo-list-s32",
+    "echo-list-string",
+    "echo-list-point",
+    "maybe-point",
+    "maybe-string",
+    "try-divide",
+    "try-parse",
+    "swap-pair",
+    "triple",
+    "filter-adults",
+    "sum-list",
+    "double-list",
+];
