@@ -275,6 +275,71 @@ fn a_wasm_command_runs_from_the_cli_and_a_trap_exits_1() {
     assert!(String::from_utf8_lossy(&out.stderr).contains("unreachable"));
 }
 
+/// The runtime caps live WebAssembly instances (by default from the kernel's
+/// vm.max_map_count, which an unbounded number of them would exhaust and abort the
+/// runtime): a spawn past the cap is a spawn error naming the limit, a function call past
+/// it waits for an instance to end, and ending one makes room again.
+#[test]
+fn spawns_past_the_instance_cap_fail_with_the_limit_and_room_comes_back() {
+    let d = tempfile::tempdir().unwrap();
+    let yaml = format!(
+        "version: \"1.0\"\nnamespace: app\nentries:\n  - {{name: host, kind: process.host, host: {{workers: 1}}}}\n{}{}  - {{name: main, kind: process.lua, source: file://main.lua, method: main, modules: [funcs, time]}}\n",
+        wasm_process("echo", &echo_wat(), ECHO_WIT, "run", "    imports: [warden:process]\n"),
+        "  - name: add\n    kind: function.wat\n    source: \"(module (func (export \\\"add\\\") (param i32 i32) (result i32) local.get 0 local.get 1 i32.add))\"\n    wit: \"add: func(a: s32, b: s32) -> s32;\"\n    method: add\n    pool: {type: inline}\n",
+    );
+    std::fs::write(d.path().join("_index.yaml"), yaml).unwrap();
+    std::fs::write(
+        d.path().join("main.lua"),
+        r#"
+local funcs = require("funcs")
+local time = require("time")
+return { main = function()
+  local pids, errors = {}, {}
+  for i = 1, 5 do
+    local pid, err = process.spawn("app:echo", "app:host", 100)
+    if pid then pids[#pids + 1] = pid else errors[#errors + 1] = tostring(err) end
+  end
+  -- the call waits for an instance: a guest ends in 50 ms
+  local f = funcs.async("app:add", 2, 3)
+  time.sleep(50)
+  local waited = not f:is_complete()
+  process.terminate(pids[1])
+  local sum = f:response():receive()
+  local again, err = process.spawn("app:echo", "app:host", 100)
+  return { started = #pids, errors = errors, waited = waited, sum = sum, again = again ~= nil, err = err }
+end }
+"#,
+    )
+    .unwrap();
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_warden"))
+        .args([
+            "run",
+            "-d",
+            d.path().to_str().unwrap(),
+            "--exec",
+            "app:main",
+        ])
+        .env("WARDEN_WASM_MAX_INSTANCES", "3")
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{stdout}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let v: serde_json::Value = serde_json::from_str(stdout.trim()).unwrap();
+    assert_eq!(v["started"], 3, "{v}");
+    assert_eq!(v["errors"].as_array().unwrap().len(), 2, "{v}");
+    assert_eq!(
+        v["errors"][0],
+        "process.spawn: entry app:echo: cannot start: 3 WebAssembly instances are alive, the most this runtime allows (max_instances is 3)"
+    );
+    assert_eq!(v["waited"], true, "{v}");
+    assert_eq!(v["sum"], 5, "{v}");
+    assert_eq!(v["again"], true, "{v}");
+}
+
 /// Writes "hello from wasm" to stdout through wasi:cli, then exits with an error status
 /// when asked to (wasi:cli/exit takes a result: ok is 0, err is 1).
 const STDOUT_WAT: &str = r#"(module

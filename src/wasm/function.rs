@@ -13,7 +13,6 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use futures::FutureExt;
-use tokio::sync::Semaphore;
 use wasmtime::component::types::Type;
 use wasmtime::component::{ComponentExportIndex, InstancePre, ResourceTable, Val};
 use wasmtime::{Engine, Store, Trap, UpdateDeadline};
@@ -76,16 +75,19 @@ pub struct WasmFunction {
     wasi: WasiPlan,
     limits: WasmLimits,
     from_cache: bool,
-    slots: Option<Arc<Semaphore>>,
+    slots: Arc<super::engine::InstanceLimit>,
     /// Instances kept between calls by pools that reuse workers.
     idle: parking_lot::Mutex<Vec<Warm>>,
 }
+
+/// A permit for one live instance, taken at spawn (see [`WasmFunction::reserve`]).
+pub struct Reserved(tokio::sync::OwnedSemaphorePermit);
 
 /// An instantiated component ready for another call.
 struct Warm {
     store: Store<StoreState>,
     func: Func,
-    _slot: Option<tokio::sync::OwnedSemaphorePermit>,
+    _slot: tokio::sync::OwnedSemaphorePermit,
 }
 
 impl WasmFunction {
@@ -102,7 +104,7 @@ impl WasmFunction {
         wasi: WasiPlan,
         limits: WasmLimits,
         from_cache: bool,
-        slots: Option<Arc<Semaphore>>,
+        slots: Arc<super::engine::InstanceLimit>,
     ) -> WasmFunction {
         let name = method
             .rsplit_once('#')
@@ -303,10 +305,40 @@ impl WasmFunction {
     ) -> Result<WasmResult, CallError> {
         let params = self.convert_args(&args)?;
         let result = self.call_vals(params, ctx, keep, host, stdio).await?;
-        Ok(match self.outcome(result) {
+        Ok(self.split(result))
+    }
+
+    /// A permit for one more live instance, for a spawn that must fail now, not later,
+    /// when the runtime is at its cap (see `EngineOptions::max_instances`).
+    pub fn reserve(&self) -> Result<Reserved, String> {
+        self.slots
+            .try_acquire()
+            .map(Reserved)
+            .ok_or_else(|| self.slots.exhausted())
+    }
+
+    /// [`call_with`](Self::call_with) for a `process.wasm`: its instance takes the permit
+    /// the spawn reserved.
+    pub async fn run_process(
+        &self,
+        args: Vec<Value>,
+        ctx: &CallContext,
+        host: super::host::GuestHost,
+        stdio: bool,
+        reserved: Reserved,
+    ) -> Result<WasmResult, CallError> {
+        let params = self.convert_args(&args)?;
+        let result = self
+            .call_inner(params, ctx, 0, Some(host), stdio, Some(reserved.0))
+            .await?;
+        Ok(self.split(result))
+    }
+
+    fn split(&self, result: Option<Val>) -> WasmResult {
+        match self.outcome(result) {
             Ok(v) => WasmResult::Ok(v.as_ref().map(values::from_val).unwrap_or(Value::Nil)),
             Err(payload) => WasmResult::Err(payload),
-        })
+        }
     }
 
     /// The parameters of the export: names and WIT types.
@@ -341,6 +373,18 @@ impl WasmFunction {
         host: Option<super::host::GuestHost>,
         stdio: bool,
     ) -> Result<Option<Val>, CallError> {
+        self.call_inner(params, ctx, keep, host, stdio, None).await
+    }
+
+    async fn call_inner(
+        &self,
+        params: Vec<Val>,
+        ctx: &CallContext,
+        keep: usize,
+        host: Option<super::host::GuestHost>,
+        stdio: bool,
+        reserved: Option<tokio::sync::OwnedSemaphorePermit>,
+    ) -> Result<Option<Val>, CallError> {
         tracing::trace!(function = %self.id, actor = ?ctx.actor, "wasm call");
         let max = self.limits.max_execution_ms.map(Duration::from_millis);
         // a process's limit is on each stretch without waiting; its instantiation (and a
@@ -357,7 +401,9 @@ impl WasmFunction {
             Some(w) => w,
             // boxed: a rare, large future that would make every call's future (moved
             // into a box by callers) as large as it
-            None => Box::pin(self.instantiate(init_deadline, host.clone(), stdio)).await?,
+            None => {
+                Box::pin(self.instantiate(init_deadline, host.clone(), stdio, reserved)).await?
+            }
         };
         let busy = (process && max.is_some()).then(|| Arc::new(super::store::BusyClock::default()));
         warm.store.data_mut().deadline = deadline;
@@ -426,21 +472,25 @@ impl WasmFunction {
         Ok(result)
     }
 
-    /// A new instance (waiting for a pooling-allocator slot when the engine has them).
+    /// A new instance. At the runtime's cap on live instances, a function call waits for
+    /// one to end (until its deadline); a process fails at once.
     async fn instantiate(
         &self,
         deadline: Option<Instant>,
         host: Option<super::host::GuestHost>,
         stdio: bool,
+        reserved: Option<tokio::sync::OwnedSemaphorePermit>,
     ) -> Result<Warm, CallError> {
-        let slot = match &self.slots {
-            Some(slots) => Some(slots.clone().acquire_owned().await.map_err(|_| {
-                CallError::new(
+        let process = host.as_ref().is_some_and(|h| h.me.is_some());
+        let slot = match reserved.or_else(|| self.slots.try_acquire()) {
+            Some(s) => s,
+            None if process => {
+                return Err(CallError::new(
                     "UNAVAILABLE",
-                    format!("function {}: the wasm engine is closed", self.id),
-                )
-            })?),
-            None => None,
+                    format!("{}: cannot start: {}", self.id, self.slots.exhausted()),
+                ))
+            }
+            None => self.slots.acquire().await,
         };
         let mut store = self.new_store(stdio)?;
         store.data_mut().deadline = deadline;

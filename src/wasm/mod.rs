@@ -27,7 +27,7 @@ pub mod values;
 
 pub use compile::{default_cache_dir, CacheStats};
 pub use engine::EngineOptions;
-pub use function::{WasiPlan, WasmFunction, WasmResult};
+pub use function::{Reserved, WasiPlan, WasmFunction, WasmResult};
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
@@ -133,11 +133,9 @@ pub fn compile_registry_with(
     let cache = CompileCache::new(options.cache_dir.clone(), &engine);
     let compiled = compile::compile_all(&engine, &cache, &entries, options.threads);
     let linkers = LinkerCache::new(&engine);
-    // One permit per pooled component-instance slot (see `EngineOptions::pooling`).
-    let slots = options
-        .engine
-        .pooling
-        .map(|n| Arc::new(tokio::sync::Semaphore::new(n as usize)));
+    // One permit per live instance (see `EngineOptions::max_instances`).
+    let slots = Arc::new(engine::InstanceLimit::new(&options.engine));
+    tracing::debug!(cap = slots.cap(), "live WebAssembly instances capped");
     let mut errors = Vec::new();
     let mut functions = BTreeMap::new();
     for ((entry, spec), result) in entries.iter().zip(compiled) {
@@ -271,7 +269,7 @@ fn link(
     entry: &Entry,
     spec: &WasmSpec,
     compiled: Compiled,
-    slots: &Option<Arc<tokio::sync::Semaphore>>,
+    slots: &Arc<engine::InstanceLimit>,
 ) -> Result<WasmFunction, Vec<(String, String)>> {
     let mut problems: Vec<(String, String)> = Vec::new();
     let component = &compiled.component;

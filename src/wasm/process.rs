@@ -34,12 +34,15 @@ pub fn launcher(node: &Arc<Node>, entry: &Arc<Entry>, args: &[Value]) -> Result<
         .ok_or_else(|| format!("entry {} was not compiled", entry.id))?;
     f.convert_args(args)
         .map_err(|e| format!("entry {}: {}", entry.id, e.message))?;
+    let reserved = f
+        .reserve()
+        .map_err(|why| format!("entry {}: cannot start: {why}", entry.id))?;
     if spec.pool.is_some() {
         tracing::debug!(entry = %entry.id, "pool is ignored for process.wasm (a process is its own worker)");
     }
     let stdio = spec.imports.iter().any(|g| g == "wasi:cli");
     Ok(Box::new(move |pctx: ProcessContext| {
-        Box::pin(run(pctx, f, stdio)) as BodyFuture
+        Box::pin(run(pctx, f, stdio, reserved)) as BodyFuture
     }))
 }
 
@@ -56,7 +59,12 @@ fn exit_of(r: Result<WasmResult, crate::functions::CallError>) -> Exit {
     }
 }
 
-async fn run(pctx: ProcessContext, f: Arc<super::function::WasmFunction>, stdio: bool) -> Exit {
+async fn run(
+    pctx: ProcessContext,
+    f: Arc<super::function::WasmFunction>,
+    stdio: bool,
+    reserved: super::function::Reserved,
+) -> Exit {
     let me = pctx.me.clone();
     let context = Arc::new(CallContext {
         actor: Some(me.pid.to_string()),
@@ -67,7 +75,7 @@ async fn run(pctx: ProcessContext, f: Arc<super::function::WasmFunction>, stdio:
         me: Some(me.clone()),
         context: context.clone(),
     };
-    let call = f.call_with(pctx.args, &context, 0, Some(host), stdio);
+    let call = f.run_process(pctx.args, &context, host, stdio, reserved);
     let signals = std::future::poll_fn(|cx| {
         me.register(cx.waker());
         while let Some(sig) = me.pop_signal() {
