@@ -12,6 +12,7 @@
 
 use super::channel::{self, Chan};
 use super::errors::LuaError;
+use super::wit::Shape;
 use super::{current_any, worker, Current, CurrentGuard, LuaWorker, RunState};
 use crate::functions::{CallContext, CallError, Pool, DEFAULT_TIMEOUT};
 use crate::process::Node;
@@ -511,6 +512,9 @@ fn failed(lua: Lua, e: CallError) -> Fast {
     keep_waiting(Box::pin(async move { nil_err(&lua, e) })).map_or(Fast::General, Fast::Failed)
 }
 
+/// The parameter shapes of a WebAssembly function, kept with its pool.
+struct WitShapes(Vec<Shape>);
+
 /// `funcs.call` of a WebAssembly function with plain arguments and a free worker: the
 /// arguments become WIT values straight off the stack (`wit.rs`), and a result in the
 /// first poll goes straight back onto it. None (nothing called) for every other case:
@@ -532,7 +536,9 @@ unsafe fn try_wasm_fast(
         .downcast_ref::<crate::wasm::WasmExecutor>()?;
     let (f, keep, host) = wasm.prepare(&pool, context);
     let f = f?;
-    let params = super::wit::args_at(l, 2, n, f.params())?;
+    let shapes =
+        pool.derived(|_| WitShapes(f.params().iter().map(|(_, t)| Shape::of(t)).collect()));
+    let params = super::wit::args_at(l, 2, n, &shapes.0)?;
     let permit = pool.try_acquire()?;
     let deadline = Instant::now() + DEFAULT_TIMEOUT;
     let context = context.clone();

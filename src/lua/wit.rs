@@ -14,8 +14,67 @@ use std::os::raw::{c_char, c_int};
 use wasmtime::component::types::Type;
 use wasmtime::component::Val;
 
-/// The arguments at stack slots `first..=last` of `l` as WIT values of `params`; None
-/// when any of them needs the general path (a wrong count, type or range included).
+/// A WIT type as the direct conversion needs it, resolved once per function (wasmtime's
+/// `Type` makes its field and case lists afresh at every look).
+pub(crate) enum Shape {
+    Bool,
+    S8,
+    U8,
+    S16,
+    U16,
+    S32,
+    U32,
+    S64,
+    U64,
+    F32,
+    F64,
+    Char,
+    String,
+    /// The case names.
+    Enum(Vec<String>),
+    Option(Box<Shape>),
+    List(Box<Shape>),
+    Tuple(Vec<Shape>),
+    /// Field names as written in the WIT, and their shapes.
+    Record(Vec<(String, Shape)>),
+    /// Left to the general path (variants, results, flags, maps, resources).
+    Other,
+}
+
+impl Shape {
+    /// The shape of `ty`.
+    pub(crate) fn of(ty: &Type) -> Shape {
+        match ty {
+            Type::Bool => Shape::Bool,
+            Type::S8 => Shape::S8,
+            Type::U8 => Shape::U8,
+            Type::S16 => Shape::S16,
+            Type::U16 => Shape::U16,
+            Type::S32 => Shape::S32,
+            Type::U32 => Shape::U32,
+            Type::S64 => Shape::S64,
+            Type::U64 => Shape::U64,
+            Type::Float32 => Shape::F32,
+            Type::Float64 => Shape::F64,
+            Type::Char => Shape::Char,
+            Type::String => Shape::String,
+            Type::Enum(e) => Shape::Enum(e.names().map(str::to_string).collect()),
+            Type::Option(o) => Shape::Option(Box::new(Shape::of(&o.ty()))),
+            Type::List(l) => Shape::List(Box::new(Shape::of(&l.ty()))),
+            Type::Tuple(t) => Shape::Tuple(t.types().map(|t| Shape::of(&t)).collect()),
+            Type::Record(r) if r.fields().len() <= 64 => Shape::Record(
+                r.fields()
+                    .map(|f| (f.name.to_string(), Shape::of(&f.ty)))
+                    .collect(),
+            ),
+            _ => Shape::Other,
+        }
+    }
+}
+
+/// The arguments at stack slots `first..=last` of `l` as WIT values of the parameter
+/// shapes `params`; None when any of them needs the general path (a wrong count, type or
+/// range included).
 ///
 /// # Safety
 /// `first..=last` must be valid stack indices of `l` (none when `last < first`). Raises no
@@ -24,68 +83,66 @@ pub(crate) unsafe fn args_at(
     l: *mut ffi::lua_State,
     first: c_int,
     last: c_int,
-    params: &[(String, Type)],
+    params: &[Shape],
 ) -> Option<Vec<Val>> {
     if (last - first + 1).max(0) as usize != params.len() {
         return None;
     }
     let mut out = Vec::with_capacity(params.len());
-    for (i, (_, ty)) in params.iter().enumerate() {
-        out.push(val_at(l, first + i as c_int, ty)?);
+    for (i, shape) in params.iter().enumerate() {
+        out.push(val_at(l, first + i as c_int, shape)?);
     }
     Some(out)
 }
 
 /// # Safety
 /// `idx` is an absolute, valid stack index of `l`.
-unsafe fn val_at(l: *mut ffi::lua_State, idx: c_int, ty: &Type) -> Option<Val> {
+unsafe fn val_at(l: *mut ffi::lua_State, idx: c_int, shape: &Shape) -> Option<Val> {
     let t = ffi::lua_type(l, idx);
-    Some(match ty {
-        Type::Bool if t == ffi::LUA_TBOOLEAN => Val::Bool(ffi::lua_toboolean(l, idx) != 0),
-        Type::S8 => Val::S8(int_at(l, idx, t)?.try_into().ok()?),
-        Type::U8 => Val::U8(int_at(l, idx, t)?.try_into().ok()?),
-        Type::S16 => Val::S16(int_at(l, idx, t)?.try_into().ok()?),
-        Type::U16 => Val::U16(int_at(l, idx, t)?.try_into().ok()?),
-        Type::S32 => Val::S32(int_at(l, idx, t)?.try_into().ok()?),
-        Type::U32 => Val::U32(int_at(l, idx, t)?.try_into().ok()?),
-        Type::S64 => Val::S64(int_at(l, idx, t)?),
-        Type::U64 => Val::U64(int_at(l, idx, t)?.try_into().ok()?),
-        Type::Float32 => Val::Float32(num_at(l, idx, t)? as f32),
-        Type::Float64 => Val::Float64(num_at(l, idx, t)?),
-        Type::Char => {
+    Some(match shape {
+        Shape::Bool if t == ffi::LUA_TBOOLEAN => Val::Bool(ffi::lua_toboolean(l, idx) != 0),
+        Shape::S8 => Val::S8(int_at(l, idx, t)?.try_into().ok()?),
+        Shape::U8 => Val::U8(int_at(l, idx, t)?.try_into().ok()?),
+        Shape::S16 => Val::S16(int_at(l, idx, t)?.try_into().ok()?),
+        Shape::U16 => Val::U16(int_at(l, idx, t)?.try_into().ok()?),
+        Shape::S32 => Val::S32(int_at(l, idx, t)?.try_into().ok()?),
+        Shape::U32 => Val::U32(int_at(l, idx, t)?.try_into().ok()?),
+        Shape::S64 => Val::S64(int_at(l, idx, t)?),
+        Shape::U64 => Val::U64(int_at(l, idx, t)?.try_into().ok()?),
+        Shape::F32 => Val::Float32(num_at(l, idx, t)? as f32),
+        Shape::F64 => Val::Float64(num_at(l, idx, t)?),
+        Shape::Char => {
             let mut chars = str_at(l, idx, t)?.chars();
             match (chars.next(), chars.next()) {
                 (Some(c), None) => Val::Char(c),
                 _ => return None,
             }
         }
-        Type::String => Val::String(str_at(l, idx, t)?.to_owned()),
-        Type::Enum(e) => {
+        Shape::String => Val::String(str_at(l, idx, t)?.to_owned()),
+        Shape::Enum(names) => {
             let s = str_at(l, idx, t)?;
-            if !e.names().any(|n| n == s) {
+            if !names.iter().any(|n| n == s) {
                 return None;
             }
             Val::Enum(s.to_owned())
         }
-        Type::Option(_) if t == ffi::LUA_TNIL => Val::Option(None),
-        Type::Option(o) => Val::Option(Some(Box::new(val_at(l, idx, &o.ty())?))),
-        Type::List(list) => {
-            let elem = list.ty();
-            if let (Type::U8, ffi::LUA_TSTRING) = (&elem, t) {
+        Shape::Option(_) if t == ffi::LUA_TNIL => Val::Option(None),
+        Shape::Option(inner) => Val::Option(Some(Box::new(val_at(l, idx, inner)?))),
+        Shape::List(elem) => {
+            if let (Shape::U8, ffi::LUA_TSTRING) = (&**elem, t) {
                 let bytes = super::raw::string_at(l, idx)?;
                 return Some(Val::List(bytes.iter().map(|b| Val::U8(*b)).collect()));
             }
-            Val::List(sequence_at(l, idx, t, |l, i, _| val_at(l, i, &elem))?)
+            Val::List(sequence_at(l, idx, t, |l, i, _| val_at(l, i, elem))?)
         }
-        Type::Tuple(tuple) => {
-            let types: Vec<Type> = tuple.types().collect();
-            let items = sequence_at(l, idx, t, |l, i, k| val_at(l, i, types.get(k)?))?;
-            if items.len() != types.len() {
+        Shape::Tuple(shapes) => {
+            let items = sequence_at(l, idx, t, |l, i, k| val_at(l, i, shapes.get(k)?))?;
+            if items.len() != shapes.len() {
                 return None;
             }
             Val::Tuple(items)
         }
-        Type::Record(r) => record_at(l, idx, t, r)?,
+        Shape::Record(fields) => record_at(l, idx, t, fields)?,
         _ => return None,
     })
 }
@@ -151,32 +208,28 @@ unsafe fn sequence_at(
 
 /// A record from a table with string keys: each key one field, by its WIT name or its
 /// snake_case spelling; absent `option` fields are none. None for an unknown or doubled
-/// key, a missing field, a table of more than 64 fields, or an empty table.
+/// key, a missing field or an empty table (records of more than 64 fields are `Other`).
 unsafe fn record_at(
     l: *mut ffi::lua_State,
     idx: c_int,
     t: c_int,
-    r: &wasmtime::component::types::Record,
+    fields: &[(String, Shape)],
 ) -> Option<Val> {
     if t != ffi::LUA_TTABLE || ffi::lua_checkstack(l, 3) == 0 {
         return None;
     }
-    let fields: Vec<wasmtime::component::types::Field<'_>> = r.fields().collect();
-    if fields.len() > 64 {
-        return None;
-    }
     let mut out: Vec<(String, Val)> = fields
         .iter()
-        .map(|f| (f.name.to_string(), crate::wasm::values::placeholder()))
+        .map(|(name, _)| (name.clone(), crate::wasm::values::placeholder()))
         .collect();
     let mut set = 0u64;
     ffi::lua_pushnil(l);
     while ffi::lua_next(l, idx) != 0 {
         let top = ffi::lua_gettop(l);
         let found = super::raw::string_at(l, top - 1)
-            .and_then(|key| fields.iter().position(|f| field_is(f.name, key)))
+            .and_then(|key| fields.iter().position(|(name, _)| field_is(name, key)))
             .filter(|j| set & (1 << j) == 0)
-            .and_then(|j| Some((j, val_at(l, top, &fields[j].ty)?)));
+            .and_then(|j| Some((j, val_at(l, top, &fields[j].1)?)));
         let Some((j, v)) = found else {
             ffi::lua_settop(l, top - 2);
             return None;
@@ -188,10 +241,10 @@ unsafe fn record_at(
     if set == 0 {
         return None;
     }
-    for (j, f) in fields.iter().enumerate() {
+    for (j, (_, shape)) in fields.iter().enumerate() {
         if set & (1 << j) == 0 {
-            match f.ty {
-                Type::Option(_) => out[j].1 = Val::Option(None),
+            match shape {
+                Shape::Option(_) => out[j].1 = Val::Option(None),
                 _ => return None,
             }
         }
@@ -300,4 +353,126 @@ unsafe fn push_str(l: *mut ffi::lua_State, s: &str) {
 
 fn len_hint(n: usize) -> c_int {
     n.min(c_int::MAX as usize) as c_int
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::value::{self, Value};
+    use crate::wasm::values::{self as wit_values, test_params};
+
+    /// A value with its maps sorted, for comparing tables whatever their traversal order.
+    fn canonical(v: Value) -> Value {
+        match v {
+            Value::Array(items) => Value::Array(items.into_iter().map(canonical).collect()),
+            Value::Map(pairs) => {
+                let mut pairs: Vec<(Value, Value)> = pairs
+                    .into_iter()
+                    .map(|(k, v)| (canonical(k), canonical(v)))
+                    .collect();
+                pairs.sort_by_key(|(k, _)| value::display(k));
+                Value::Map(pairs)
+            }
+            other => other,
+        }
+    }
+
+    /// Over many Lua values and WIT types: a value the direct conversion takes becomes the
+    /// WIT value the general one (Lua -> `Value` -> WIT) makes, and pushing any WIT value
+    /// gives the Lua value the general path gives.
+    #[test]
+    fn direct_conversions_agree_with_the_general_path() {
+        let types = test_params(
+            "record point { x: s32, y: s32 }\nenum color { red, green }\nrecord pair { first-one: option<string>, second: list<u8> }\nvariant shape { circle(u32), none }\nflags perms { read, write }",
+            "func(a: bool, b: s8, c: u8, d: s16, e: u16, f: s32, g: u32, h: s64, i: u64, j: f32, k: f64, l: char, m: string, n: list<s32>, o: tuple<s32, string>, p: point, q: color, r: option<point>, s: pair, t: list<list<point>>, u: shape, v: perms, w: option<option<bool>>)",
+        );
+        let exprs = [
+            "true",
+            "false",
+            "0",
+            "-1",
+            "255",
+            "256",
+            "-129",
+            "65536",
+            "2^63",
+            "1.5",
+            "3.0",
+            "4294967296",
+            "-2147483649",
+            "math.maxinteger",
+            "math.mininteger",
+            "'a'",
+            "'ab'",
+            "'\\xff'",
+            "'é'",
+            "''",
+            "'red'",
+            "'blue'",
+            "'none'",
+            "{}",
+            "{1,2,3}",
+            "{1,'x'}",
+            "{x=1,y=2}",
+            "{x=1}",
+            "{x=1,y=2,z=3}",
+            "{x=1.0,y=2}",
+            "{first_one='a', second='bytes'}",
+            "{['first-one']='a', second={1,2}}",
+            "{second={}}",
+            "{first_one='a', ['first-one']='b', second={}}",
+            "nil",
+            "{{ {x=1,y=2} }, {}}",
+            "{5, 'five'}",
+            "{5}",
+            "{5, 'five', 6}",
+            "(function() local t = {} t[2] = 2 t[1] = 1 return t end)()",
+            "{circle=3}",
+            "{'read'}",
+            "{1, 2, n=2}",
+            "{[1]=1, [3]=3}",
+        ];
+        let lua = mlua::Lua::new();
+        let (mut taken, mut compared) = (0, 0);
+        for e in exprs {
+            let v: mlua::Value = lua.load(format!("return {e}")).eval().unwrap();
+            for ty in &types {
+                let general = value::from_lua(&v)
+                    .ok()
+                    .and_then(|x| wit_values::to_val(&x, ty).ok());
+                let shape = [Shape::of(ty)];
+                let mut direct = None;
+                // SAFETY: the value is at index 1 of the stack exec_raw gives.
+                unsafe {
+                    lua.exec_raw::<()>(v.clone(), |l| direct = args_at(l, 1, 1, &shape))
+                        .unwrap();
+                }
+                if let Some(mut d) = direct {
+                    taken += 1;
+                    assert_eq!(Some(d.remove(0)), general, "{e} as {ty:?}");
+                }
+                let Some(g) = general else { continue };
+                // SAFETY: pushes one value.
+                let pushed: mlua::Value = unsafe {
+                    lua.exec_raw((), |l| {
+                        ffi::lua_settop(l, 0);
+                        push_val(l, &g)
+                    })
+                    .unwrap()
+                };
+                let expected = value::to_lua(&lua, &wit_values::from_val(&g)).unwrap();
+                assert_eq!(
+                    canonical(value::from_lua(&pushed).unwrap()),
+                    canonical(value::from_lua(&expected).unwrap()),
+                    "push of {e} as {ty:?}"
+                );
+                compared += 1;
+            }
+        }
+        // the direct path takes most plain cases, and the comparisons cover them
+        assert!(
+            taken >= 80 && compared >= taken,
+            "{taken} taken, {compared} compared"
+        );
+    }
 }

@@ -528,39 +528,42 @@ pub fn placeholder() -> Val {
     Val::Bool(false)
 }
 
+/// Tests: the parameter types of `f` in a world with `decls` (types) and `export f: <sig>`.
+#[cfg(test)]
+pub(crate) fn test_params(decls: &str, sig: &str) -> Vec<Type> {
+    let text = format!("package t:t;\nworld w {{\n{decls}\nexport f: {sig};\n}}\n");
+    let mut resolve = wit_parser::Resolve::default();
+    let pkg = resolve.push_source("t.wit", &text).unwrap();
+    let world = resolve.select_world(&[pkg], None).unwrap();
+    let mut module =
+        wit_component::dummy_module(&resolve, world, wit_parser::ManglingAndAbi::Standard32);
+    wit_component::embed_component_metadata(
+        &mut module,
+        &resolve,
+        world,
+        wit_component::StringEncoding::UTF8,
+    )
+    .unwrap();
+    let bytes = wit_component::ComponentEncoder::default()
+        .module(&module)
+        .unwrap()
+        .encode()
+        .unwrap();
+    let engine = wasmtime::Engine::default();
+    let component = wasmtime::component::Component::new(&engine, &bytes).unwrap();
+    match component.get_export(None, "f") {
+        Some((wasmtime::component::types::ComponentItem::ComponentFunc(f), _)) => {
+            f.params().map(|(_, t)| t).collect()
+        }
+        _ => panic!("no f"),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
 
-    /// The parameter types of `f` in a world with `decls` (types) and `export f: <sig>`.
-    fn params(decls: &str, sig: &str) -> Vec<Type> {
-        let text = format!("package t:t;\nworld w {{\n{decls}\nexport f: {sig};\n}}\n");
-        let mut resolve = wit_parser::Resolve::default();
-        let pkg = resolve.push_source("t.wit", &text).unwrap();
-        let world = resolve.select_world(&[pkg], None).unwrap();
-        let mut module =
-            wit_component::dummy_module(&resolve, world, wit_parser::ManglingAndAbi::Standard32);
-        wit_component::embed_component_metadata(
-            &mut module,
-            &resolve,
-            world,
-            wit_component::StringEncoding::UTF8,
-        )
-        .unwrap();
-        let bytes = wit_component::ComponentEncoder::default()
-            .module(&module)
-            .unwrap()
-            .encode()
-            .unwrap();
-        let engine = wasmtime::Engine::default();
-        let component = wasmtime::component::Component::new(&engine, &bytes).unwrap();
-        match component.get_export(None, "f") {
-            Some((wasmtime::component::types::ComponentItem::ComponentFunc(f), _)) => {
-                f.params().map(|(_, t)| t).collect()
-            }
-            _ => panic!("no f"),
-        }
-    }
+    use super::test_params as params;
 
     fn s(x: &str) -> Value {
         Value::str(x)
