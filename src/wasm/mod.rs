@@ -22,6 +22,7 @@ pub mod function;
 pub mod host;
 pub mod linker;
 pub mod process;
+pub mod stacks;
 pub mod store;
 pub mod values;
 
