@@ -340,6 +340,68 @@ end }
     assert_eq!(v["again"], true, "{v}");
 }
 
+/// With the pooling allocator (opt-in), every slot holds a whole guest: an echo guest is
+/// a component of three core instances (its module and the shims that lower its imports),
+/// and all three guests of a 3-slot pool start and answer.
+#[test]
+fn every_pooling_slot_holds_a_guest_with_imports() {
+    let d = tempfile::tempdir().unwrap();
+    let yaml = format!(
+        "version: \"1.0\"\nnamespace: app\nentries:\n  - {{name: host, kind: process.host, host: {{workers: 1}}}}\n{}  - {{name: main, kind: process.lua, source: file://main.lua, method: main, modules: [time]}}\n",
+        wasm_process("echo", &echo_wat(), ECHO_WIT, "run", "    imports: [warden:process]\n"),
+    );
+    std::fs::write(d.path().join("_index.yaml"), yaml).unwrap();
+    std::fs::write(
+        d.path().join("main.lua"),
+        r#"
+local time = require("time")
+return { main = function()
+  local inbox = process.inbox()
+  local answers, errors = 0, {}
+  for i = 1, 4 do
+    local pid, err = process.spawn("app:echo", "app:host", 2)
+    if pid then process.send(pid, "ping", i) else errors[#errors + 1] = tostring(err) end
+  end
+  local deadline = time.after(5000)
+  for _ = 1, 3 do
+    local r = channel.select({ inbox:case_receive(), deadline:case_receive() })
+    if r.channel ~= inbox then break end
+    if r.value:topic() == "echo" then answers = answers + 1 end
+  end
+  return { answers = answers, errors = errors }
+end }
+"#,
+    )
+    .unwrap();
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_warden"))
+        .args([
+            "run",
+            "-d",
+            d.path().to_str().unwrap(),
+            "--exec",
+            "app:main",
+        ])
+        .env("WARDEN_WASM_POOLING", "3")
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{stdout}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let v: serde_json::Value = serde_json::from_str(stdout.trim()).unwrap();
+    assert_eq!(v["answers"], 3, "{v}");
+    assert_eq!(v["errors"].as_array().unwrap().len(), 1, "{v}");
+    assert!(
+        v["errors"][0]
+            .as_str()
+            .unwrap()
+            .contains("the pooling allocator has 3 slots"),
+        "{v}"
+    );
+}
+
 /// Writes "hello from wasm" to stdout through wasi:cli, then exits with an error status
 /// when asked to (wasi:cli/exit takes a result: ok is 0, err is 1).
 const STDOUT_WAT: &str = r#"(module

@@ -220,7 +220,9 @@ pub fn new_engine(options: &EngineOptions) -> wasmtime::Result<Engine> {
     if let Some(slots) = options.pooling {
         let mut pool = PoolingAllocationConfig::new();
         pool.total_component_instances(slots)
-            .total_core_instances(slots * 2)
+            // a component is several core instances: its module and the shims that
+            // lower its imports (three for a guest importing warden:process)
+            .total_core_instances(slots * 4)
             .total_memories(slots * 2)
             .total_tables(slots * 2)
             .total_stacks(slots)
