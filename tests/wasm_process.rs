@@ -275,6 +275,23 @@ fn a_wasm_command_runs_from_the_cli_and_a_trap_exits_1() {
     assert!(String::from_utf8_lossy(&out.stderr).contains("unreachable"));
 }
 
+/// Runs `app:main` of the app in `dir` with the `warden` binary and one environment
+/// variable set, and returns what it printed (its JSON result).
+fn exec_main(dir: &std::path::Path, env: (&str, &str)) -> serde_json::Value {
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_warden"))
+        .args(["run", "-d", dir.to_str().unwrap(), "--exec", "app:main"])
+        .env(env.0, env.1)
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{stdout}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    serde_json::from_str(stdout.trim()).unwrap()
+}
+
 /// The runtime caps live WebAssembly instances (by default from the kernel's
 /// vm.max_map_count, which an unbounded number of them would exhaust and abort the
 /// runtime): a spawn past the cap is a spawn error naming the limit, a function call past
@@ -311,24 +328,7 @@ end }
 "#,
     )
     .unwrap();
-    let out = std::process::Command::new(env!("CARGO_BIN_EXE_warden"))
-        .args([
-            "run",
-            "-d",
-            d.path().to_str().unwrap(),
-            "--exec",
-            "app:main",
-        ])
-        .env("WARDEN_WASM_MAX_INSTANCES", "3")
-        .output()
-        .unwrap();
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    assert!(
-        out.status.success(),
-        "{stdout}\n{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let v: serde_json::Value = serde_json::from_str(stdout.trim()).unwrap();
+    let v = exec_main(d.path(), ("WARDEN_WASM_MAX_INSTANCES", "3"));
     assert_eq!(v["started"], 3, "{v}");
     assert_eq!(v["errors"].as_array().unwrap().len(), 2, "{v}");
     assert_eq!(
@@ -373,24 +373,7 @@ end }
 "#,
     )
     .unwrap();
-    let out = std::process::Command::new(env!("CARGO_BIN_EXE_warden"))
-        .args([
-            "run",
-            "-d",
-            d.path().to_str().unwrap(),
-            "--exec",
-            "app:main",
-        ])
-        .env("WARDEN_WASM_POOLING", "3")
-        .output()
-        .unwrap();
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    assert!(
-        out.status.success(),
-        "{stdout}\n{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let v: serde_json::Value = serde_json::from_str(stdout.trim()).unwrap();
+    let v = exec_main(d.path(), ("WARDEN_WASM_POOLING", "3"));
     assert_eq!(v["answers"], 3, "{v}");
     assert_eq!(v["errors"].as_array().unwrap().len(), 1, "{v}");
     assert!(
