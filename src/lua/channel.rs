@@ -467,15 +467,6 @@ unsafe extern "C-unwind" fn receive_again(
     receive_step(l)
 }
 
-/// Where a `ch:receive()` left to the general receive returns: its results.
-unsafe extern "C-unwind" fn receive_general_done(
-    l: *mut ffi::lua_State,
-    _status: c_int,
-    _ctx: ffi::lua_KContext,
-) -> c_int {
-    ffi::lua_gettop(l)
-}
-
 /// # Safety
 /// The body of [`receive_raw`]; Lua may yield or raise through this frame, so nothing
 /// with a destructor is alive where it calls Lua.
@@ -510,8 +501,8 @@ unsafe fn receive_step(l: *mut ffi::lua_State) -> c_int {
         Raw::General => {
             ffi::lua_pushvalue(l, ffi::lua_upvalueindex(2));
             ffi::lua_insert(l, 1);
-            ffi::lua_callk(l, 1, ffi::LUA_MULTRET, 0, Some(receive_general_done));
-            receive_general_done(l, ffi::LUA_OK, 0)
+            ffi::lua_callk(l, 1, ffi::LUA_MULTRET, 0, Some(super::raw::all_results));
+            super::raw::all_results(l, ffi::LUA_OK, 0)
         }
     }
 }

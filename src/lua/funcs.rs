@@ -608,8 +608,8 @@ unsafe extern "C-unwind" fn call_fast(l: *mut mlua::ffi::lua_State) -> std::os::
             ffi::lua_pushvalue(l, ffi::lua_upvalueindex(2));
             ffi::lua_pushinteger(l, token as ffi::lua_Integer);
             ffi::lua_pushboolean(l, failed as std::os::raw::c_int);
-            ffi::lua_callk(l, 2, ffi::LUA_MULTRET, 0, Some(call_results));
-            call_results(l, ffi::LUA_OK, 0)
+            ffi::lua_callk(l, 2, ffi::LUA_MULTRET, 0, Some(super::raw::all_results));
+            super::raw::all_results(l, ffi::LUA_OK, 0)
         }
         Fast::General => {
             ffi::lua_pushvalue(l, ffi::lua_upvalueindex(1));
@@ -619,20 +619,11 @@ unsafe extern "C-unwind" fn call_fast(l: *mut mlua::ffi::lua_State) -> std::os::
                 ffi::lua_gettop(l) - 1,
                 ffi::LUA_MULTRET,
                 0,
-                Some(call_results),
+                Some(super::raw::all_results),
             );
-            call_results(l, ffi::LUA_OK, 0)
+            super::raw::all_results(l, ffi::LUA_OK, 0)
         }
     }
-}
-
-/// Where [`call_fast`] returns after handing a call to Lua: that call's results.
-unsafe extern "C-unwind" fn call_results(
-    l: *mut mlua::ffi::lua_State,
-    _status: std::os::raw::c_int,
-    _ctx: mlua::ffi::lua_KContext,
-) -> std::os::raw::c_int {
-    mlua::ffi::lua_gettop(l)
 }
 
 /// Polls the waiting call `token` again (see [`call_start`]).

@@ -52,8 +52,20 @@ pub(crate) unsafe fn push_value(l: *mut ffi::lua_State, v: &Value) {
     }
 }
 
-fn len_hint(n: usize) -> c_int {
+/// A size hint for `lua_createtable`.
+pub(crate) fn len_hint(n: usize) -> c_int {
     n.min(c_int::MAX as usize) as c_int
+}
+
+/// The continuation of a C function that handed its work to a Lua function with
+/// `lua_callk` (and calls it itself when that returns without yielding): whatever the
+/// callee returned are its results.
+pub(crate) unsafe extern "C-unwind" fn all_results(
+    l: *mut ffi::lua_State,
+    _status: c_int,
+    _ctx: ffi::lua_KContext,
+) -> c_int {
+    ffi::lua_gettop(l)
 }
 
 /// Pushes the table of one message, `{topic, from, n, payload...}`, with the table at

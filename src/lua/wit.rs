@@ -291,14 +291,14 @@ pub(crate) unsafe fn push_val(l: *mut ffi::lua_State, v: &Val) {
         Val::Char(c) => push_str(l, c.encode_utf8(&mut [0; 4])),
         Val::String(s) | Val::Enum(s) | Val::Variant(s, None) => push_str(l, s),
         Val::List(items) | Val::Tuple(items) | Val::FixedLengthList(items) => {
-            ffi::lua_createtable(l, len_hint(items.len()), 0);
+            ffi::lua_createtable(l, super::raw::len_hint(items.len()), 0);
             for (i, item) in items.iter().enumerate() {
                 push_val(l, item);
                 ffi::lua_rawseti(l, -2, i as ffi::lua_Integer + 1);
             }
         }
         Val::Map(pairs) => {
-            ffi::lua_createtable(l, 0, len_hint(pairs.len()));
+            ffi::lua_createtable(l, 0, super::raw::len_hint(pairs.len()));
             for (k, val) in pairs {
                 push_val(l, k);
                 push_val(l, val);
@@ -306,7 +306,7 @@ pub(crate) unsafe fn push_val(l: *mut ffi::lua_State, v: &Val) {
             }
         }
         Val::Record(fields) => {
-            ffi::lua_createtable(l, 0, len_hint(fields.len()));
+            ffi::lua_createtable(l, 0, super::raw::len_hint(fields.len()));
             for (name, val) in fields {
                 push_str(l, name);
                 push_val(l, val);
@@ -335,7 +335,7 @@ pub(crate) unsafe fn push_val(l: *mut ffi::lua_State, v: &Val) {
             ffi::lua_rawset(l, -3);
         }
         Val::Flags(names) => {
-            ffi::lua_createtable(l, len_hint(names.len()), 0);
+            ffi::lua_createtable(l, super::raw::len_hint(names.len()), 0);
             for (i, n) in names.iter().enumerate() {
                 push_str(l, n);
                 ffi::lua_rawseti(l, -2, i as ffi::lua_Integer + 1);
@@ -349,10 +349,6 @@ pub(crate) unsafe fn push_val(l: *mut ffi::lua_State, v: &Val) {
 
 unsafe fn push_str(l: *mut ffi::lua_State, s: &str) {
     ffi::lua_pushlstring(l, s.as_ptr() as *const c_char, s.len());
-}
-
-fn len_hint(n: usize) -> c_int {
-    n.min(c_int::MAX as usize) as c_int
 }
 
 #[cfg(test)]

@@ -87,12 +87,15 @@ pub const MAPPING_HEADROOM: usize = 8192;
 /// How many on-demand instances fit in this process's memory mappings, and the kernel
 /// limit it follows (`vm.max_map_count`; 65,530 when it cannot be read).
 pub fn instance_budget() -> (u32, usize) {
-    let max = std::fs::read_to_string("/proc/sys/vm/max_map_count")
-        .ok()
-        .and_then(|s| s.trim().parse::<usize>().ok())
-        .unwrap_or(65_530);
-    let cap = max.saturating_sub(MAPPING_HEADROOM) / MAPPINGS_PER_INSTANCE;
-    (cap.clamp(1, u32::MAX as usize) as u32, max)
+    static BUDGET: std::sync::OnceLock<(u32, usize)> = std::sync::OnceLock::new();
+    *BUDGET.get_or_init(|| {
+        let max = std::fs::read_to_string("/proc/sys/vm/max_map_count")
+            .ok()
+            .and_then(|s| s.trim().parse::<usize>().ok())
+            .unwrap_or(65_530);
+        let cap = max.saturating_sub(MAPPING_HEADROOM) / MAPPINGS_PER_INSTANCE;
+        (cap.clamp(1, u32::MAX as usize) as u32, max)
+    })
 }
 
 impl Default for EngineOptions {
@@ -162,11 +165,6 @@ impl InstanceLimit {
     /// The cap.
     pub fn cap(&self) -> u32 {
         self.cap
-    }
-
-    /// Instances that may still be made now.
-    pub fn available(&self) -> usize {
-        self.permits.available_permits()
     }
 
     /// A permit for one more instance, waiting for one to end if the cap is reached.
