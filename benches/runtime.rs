@@ -299,6 +299,7 @@ fn erlang_figure(text: &str, prefix: &str, before: &str) -> Option<f64> {
 }
 
 fn main() {
+    warden::alloc::no_huge_pages();
     if let Ok(which) = std::env::var("WARDEN_BENCH_CHILD") {
         let rt = tokio::runtime::Builder::new_multi_thread()
             .enable_all()
@@ -421,6 +422,10 @@ fn main() {
     let wspawn_pool: Vec<serde_json::Value> = (0..RUNS)
         .map(|_| run_child_env("wspawn", &[("WARDEN_WASM_POOLING", "12000")]))
         .collect();
+    // what turning transparent huge pages off (warden::alloc::no_huge_pages) changes
+    let wspawn_thp: Vec<serde_json::Value> = (0..RUNS)
+        .map(|_| run_child_env("wspawn", &[("WARDEN_HUGE_PAGES", "1")]))
+        .collect();
     let wrt: Vec<serde_json::Value> = (0..RUNS).map(|_| run_child("wroundtrip")).collect();
     let col = |runs: &[serde_json::Value], key: &str| {
         stats(runs.iter().map(|r| r[key].as_f64().unwrap()).collect())
@@ -431,6 +436,7 @@ fn main() {
     for (label, runs) in [
         ("on-demand allocator", &wspawn),
         ("pooling allocator (12,000 slots)", &wspawn_pool),
+        ("on-demand, huge pages left on", &wspawn_thp),
     ] {
         let sp = col(runs, "spawn_us");
         let st = col(runs, "spawn_start_us");

@@ -575,6 +575,7 @@ fn yes(ok: bool) -> &'static str {
 }
 
 fn main() {
+    warden::alloc::no_huge_pages();
     if let Ok(which) = std::env::var("WARDEN_BENCH_CHILD") {
         child(&which);
         return;

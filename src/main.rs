@@ -4,5 +4,6 @@ use warden::alloc::MiMalloc;
 static GLOBAL: MiMalloc = MiMalloc;
 
 fn main() {
+    warden::alloc::no_huge_pages();
     std::process::exit(warden::cli::main());
 }
