@@ -6,14 +6,14 @@
 //! needs no more than that takes the plain entry points, which skip the alignment checks
 //! and offsets (tens of instructions an allocation; a small `funcs.call` makes about
 //! fifteen). Larger alignments still go to the aligned ones.
-
 //!
 //! mimalloc asks the kernel for transparent huge pages on its 1 GiB arena (`MADV_HUGEPAGE`),
 //! so the first touch of each 2 MiB there zeroes a whole huge page. A runtime of many small
-//! processes touches its heap a few KiB at a time; on this machine (a VM) huge pages made
-//! WebAssembly spawns bimodal, 15-17 us in some runs and 35-41 us in others, as fresh 2 MiB
-//! blocks cost the host far more to back than recycled 4 KiB pages; without them, 19-21 us
-//! in every run. [`no_huge_pages`] turns them off for the process, as Erlang's runtime
+//! processes touches its heap a few KiB at a time; on this machine (a VM, where fresh 2 MiB
+//! blocks seem to cost the host far more to back than recycled 4 KiB pages) huge pages made
+//! bursts of WebAssembly spawns bimodal, 15-17 us a spawn in some runs and 35-41 us in
+//! others, and Lua spawns 4 or 14 us; without them every run landed near the middle
+//! (BENCHMARKS.md). [`no_huge_pages`] turns them off for the process, as Erlang's runtime
 //! leaves them off by default.
 
 use libmimalloc_sys as mi;
