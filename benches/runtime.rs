@@ -89,6 +89,16 @@ async fn exec(rt: &Runtime, name: &str, args: Vec<Value>) -> serde_json::Value {
     }
 }
 
+/// Sends `command` to `perf record --control fifo:$WARDEN_PERF_CTL` when that is set, to
+/// profile only the measured part of a child (`perf record -D -1 --control fifo:F ...`).
+fn perf_control(command: &str) {
+    if let Ok(path) = std::env::var("WARDEN_PERF_CTL") {
+        if let Err(e) = std::fs::write(&path, format!("{command}\n")) {
+            eprintln!("cannot write to {path}: {e}");
+        }
+    }
+}
+
 /// One measurement in this (child) process; prints one JSON line.
 async fn child(which: &str) {
     let dir = app();
@@ -153,6 +163,7 @@ async fn child(which: &str) {
             .await;
             tokio::time::sleep(Duration::from_millis(100)).await;
             let before = rss_bytes();
+            perf_control("enable");
             let t0 = Instant::now();
             let ms = exec(
                 &rt,
@@ -168,6 +179,7 @@ async fn child(which: &str) {
                 tokio::time::sleep(Duration::from_millis(1)).await;
             }
             let started = t0.elapsed();
+            perf_control("disable");
             tokio::time::sleep(Duration::from_millis(300)).await;
             let after = rss_bytes();
             serde_json::json!({

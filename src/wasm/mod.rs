@@ -21,6 +21,7 @@ pub mod engine;
 pub mod function;
 pub mod host;
 pub mod linker;
+pub mod memories;
 pub mod process;
 pub mod stacks;
 pub mod store;

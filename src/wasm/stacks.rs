@@ -37,7 +37,7 @@ pub const BATCH: usize = 32;
 
 /// `madvise` advice that makes pages fault on any access without a mapping of their own
 /// (Linux 6.13, `include/uapi/asm-generic/mman-common.h`; not in the `libc` crate yet).
-const MADV_GUARD_INSTALL: libc::c_int = 102;
+pub(crate) const MADV_GUARD_INSTALL: libc::c_int = 102;
 
 /// Whether this kernel has guard markers (`MADV_GUARD_INSTALL`), tried once on a scratch
 /// mapping.
@@ -313,7 +313,7 @@ unsafe impl StackCreator for StackCache {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
 
     const SIZE: usize = 64 << 10;
@@ -373,7 +373,7 @@ mod tests {
     }
 
     /// Writes a byte at `addr` in a child process; the signal that killed it (0: none).
-    fn signal_of_write(addr: usize) -> i32 {
+    pub(crate) fn signal_of_write(addr: usize) -> i32 {
         // SAFETY: the child only resets a signal, writes and exits, all async-signal-safe.
         unsafe {
             let pid = libc::fork();
