@@ -41,8 +41,8 @@
 //!
 //! Linear memories, on-demand and on kernels with guard markers, come from batched
 //! reservations ([`MemoryCache`]) instead of a mapping each with a copy-on-write image:
-//! 10,000 first spawns of an echo guest, alternated pairs on a slow day, 26.6 us median
-//! (17.9-31.1) against 33.8 us (26.3-36.8) with wasmtime's memories
+//! 10,000 first spawns of an echo guest, 12 alternated pairs on a slow day, 25.9 us median
+//! (17.9-34.6) against 29.7 us (24.7-36.8) with wasmtime's memories
 //! (`WARDEN_WASM_MEMORY_BATCHES=0`). A Rust guest (`sleep-test.wasm`) uses the same
 //! 18-19 KiB of RSS per live instance either way; the echo guest, which touches none of
 //! its memory before its first message, 4 KiB more (its data page is copied in).
