@@ -31,7 +31,7 @@ use std::sync::Arc;
 use parking_lot::Mutex;
 use wasmtime::{LinearMemory, MemoryCreator, MemoryType};
 
-use super::stacks::{guard_markers, MADV_GUARD_INSTALL};
+use super::stacks::{guard_markers, page_size, MADV_GUARD_INSTALL};
 
 /// Reservations mapped at once when no kept one is free.
 pub const BATCH: usize = 32;
@@ -111,11 +111,6 @@ impl MemoryCache {
     }
 }
 
-fn page_size() -> usize {
-    // SAFETY: sysconf has no preconditions.
-    unsafe { libc::sysconf(libc::_SC_PAGESIZE) }.max(4096) as usize
-}
-
 /// A fresh private anonymous mapping of `len` bytes with protection `prot`.
 fn map(len: usize, prot: libc::c_int) -> std::io::Result<*mut u8> {
     // SAFETY: a fresh mapping at an address the kernel picks.
@@ -142,6 +137,35 @@ fn map(len: usize, prot: libc::c_int) -> std::io::Result<*mut u8> {
 unsafe fn advise(addr: *mut u8, len: usize, advice: libc::c_int) -> std::io::Result<()> {
     if len > 0 && unsafe { libc::madvise(addr.cast(), len, advice) } != 0 {
         return Err(std::io::Error::last_os_error());
+    }
+    Ok(())
+}
+
+/// Moves the `guard` bytes of guard markers at `from` (None: none yet) to `to`, all offsets
+/// from `base`. The new markers go in first, so a failure never leaves bytes past the old
+/// size unguarded.
+///
+/// # Safety
+/// Both ranges must lie in a reservation the caller owns.
+unsafe fn move_markers(
+    base: *mut u8,
+    from: Option<usize>,
+    to: usize,
+    guard: usize,
+) -> std::io::Result<()> {
+    if from == Some(to) {
+        return Ok(());
+    }
+    unsafe {
+        advise(base.add(to), guard, MADV_GUARD_INSTALL)?;
+        if let Some(from) = from {
+            // the old markers outside the new ones: below them, then above them
+            let below = from..(from + guard).min(to);
+            let above = from.max(to + guard)..from + guard;
+            for r in [below, above] {
+                advise(base.add(r.start), r.len(), MADV_GUARD_REMOVE)?;
+            }
+        }
     }
     Ok(())
 }
@@ -295,13 +319,8 @@ unsafe impl LinearMemory for Memory {
             Backing::Own { .. } => self.open(self.size, new_size)?,
             Backing::Slot(s) => {
                 let (old, new) = (self.round(self.size), self.round(new_size));
-                if new != old {
-                    // SAFETY: both ranges lie in this memory's reservation and guard.
-                    unsafe {
-                        advise(self.base.add(old), s.guard, MADV_GUARD_REMOVE)?;
-                        advise(self.base.add(new), s.guard, MADV_GUARD_INSTALL)?;
-                    }
-                }
+                // SAFETY: both ranges lie in this memory's reservation and guard.
+                unsafe { move_markers(self.base, Some(old), new, s.guard)? };
             }
         }
         self.size = new_size;
@@ -338,20 +357,11 @@ unsafe impl MemoryCreator for MemoryCache {
         let memory = if may_move && fits {
             let slot = self.take().map_err(|e| e.to_string())?;
             let at = minimum.div_ceil(s.page) * s.page;
-            if slot.marked != Some(at) {
-                // SAFETY: the ranges lie in the slot's reservation and guard.
-                let marked = unsafe {
-                    match slot.marked {
-                        Some(old) => advise(slot.base.add(old), s.guard, MADV_GUARD_REMOVE),
-                        None => Ok(()),
-                    }
-                    .and_then(|()| advise(slot.base.add(at), s.guard, MADV_GUARD_INSTALL))
-                };
-                if let Err(e) = marked {
-                    // SAFETY: the slot is ours and unused.
-                    unsafe { libc::munmap(slot.base.cast(), s.reservation + s.guard) };
-                    return Err(format!("cannot mark a linear memory's guard region: {e}"));
-                }
+            // SAFETY: the ranges lie in the slot's reservation and guard.
+            if let Err(e) = unsafe { move_markers(slot.base, slot.marked, at, s.guard) } {
+                // SAFETY: the slot is ours and unused.
+                unsafe { libc::munmap(slot.base.cast(), s.reservation + s.guard) };
+                return Err(format!("cannot mark a linear memory's guard region: {e}"));
             }
             Memory {
                 base: slot.base,
@@ -491,6 +501,27 @@ mod tests {
         assert!(writable(&*m, 4 * WASM_PAGE - 1));
         assert_eq!(
             signal_of_write(base as usize + 4 * WASM_PAGE),
+            libc::SIGSEGV
+        );
+    }
+
+    #[test]
+    fn a_smaller_memory_in_a_reused_reservation_leaves_no_stale_guard_to_grow_into() {
+        let Some(cache) = MemoryCache::new(RES, GUARD) else {
+            return;
+        };
+        let m = memory(&cache, 4, None);
+        let base = m.as_ptr();
+        drop(m);
+        let mut m = memory(&cache, 1, None);
+        assert_eq!(m.as_ptr(), base);
+        assert_eq!(signal_of_write(base as usize + WASM_PAGE), libc::SIGSEGV);
+        // where the bigger memory's guard was is plain memory once grown past it
+        m.grow_to(6 * WASM_PAGE).unwrap();
+        assert!(writable(&*m, 4 * WASM_PAGE));
+        assert!(writable(&*m, 4 * WASM_PAGE + GUARD - 1));
+        assert_eq!(
+            signal_of_write(base as usize + 6 * WASM_PAGE),
             libc::SIGSEGV
         );
     }

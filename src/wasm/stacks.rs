@@ -44,10 +44,15 @@ pub(crate) const MADV_GUARD_INSTALL: libc::c_int = 102;
 pub fn guard_markers() -> bool {
     static HAS: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
     *HAS.get_or_init(|| {
-        // SAFETY: sysconf has no preconditions.
-        let page = unsafe { libc::sysconf(libc::_SC_PAGESIZE) }.max(4096) as usize;
+        let page = page_size();
         matches!(Mapping::batch(2 * page, page, 1), Ok(Some(_)))
     })
+}
+
+/// The host's page size.
+pub(crate) fn page_size() -> usize {
+    // SAFETY: sysconf has no preconditions.
+    unsafe { libc::sysconf(libc::_SC_PAGESIZE) }.max(4096) as usize
 }
 
 /// One stack mapping: a guard page at `base`, then the stack up to `base + len`.
@@ -170,8 +175,7 @@ impl StackCache {
     /// A cache that keeps up to `keep` unused stacks, the first `resident` of them with
     /// their pages.
     pub fn new(keep: usize, resident: usize) -> StackCache {
-        // SAFETY: sysconf has no preconditions.
-        let page = unsafe { libc::sysconf(libc::_SC_PAGESIZE) }.max(4096) as usize;
+        let page = page_size();
         StackCache(Arc::new(Kept {
             free: Mutex::new(Free::default()),
             keep,
