@@ -6,6 +6,7 @@
 //! in the same session when `erl` is installed (`apt-get install erlang-base`).
 
 use std::process::Command;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 use warden::alloc::MiMalloc;
 use warden::process::Exit;
@@ -99,8 +100,105 @@ fn perf_control(command: &str) {
     }
 }
 
+/// Guests that reached `receive` in [`raw_spawn`].
+static RAW_WAITING: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+
+/// The floor for a WebAssembly spawn: raw wasmtime, no runtime around it. `n` tasks on one
+/// thread each make a store, instantiate the echo guest and call its `run`, whose
+/// `receive` import never returns (so all `n` stay alive, suspended on their fibers, as
+/// idle warden processes do). `engine_kind`: "wasmtime" is wasmtime's default
+/// configuration (4 GiB reservations, copy-on-write images, 2 MiB fiber stacks, no epoch
+/// yields), "warden" is warden's engine (the runtime's settings and caches, epoch yields).
+fn raw_spawn(engine_kind: &str, n: usize) -> serde_json::Value {
+    use std::sync::atomic::Ordering;
+    use wasmtime::component::{Linker, Val};
+    let dir = app();
+    let reg = load_dir(dir.path()).unwrap();
+    let warden::registry::EntrySpec::Wasm(spec) = &reg.entries[&Id::new("bench", "wecho")].spec
+    else {
+        panic!("bench:wecho is not a wasm entry")
+    };
+    let bytes = warden::wasm::compile::component_bytes(spec).unwrap();
+    let engine = match engine_kind {
+        "wasmtime" => {
+            let mut config = wasmtime::Config::new();
+            config.wasm_component_model(true);
+            wasmtime::Engine::new(&config).unwrap()
+        }
+        "warden" => warden::wasm::engine::new_engine(&Default::default()).unwrap(),
+        other => panic!("unknown engine {other}"),
+    };
+    let epochs = engine_kind == "warden";
+    let component = wasmtime::component::Component::new(&engine, &bytes).unwrap();
+    let mut linker: Linker<()> = Linker::new(&engine);
+    let mut inst = linker.instance("warden:host/process@0.1.0").unwrap();
+    inst.func_new_async("receive", |_, _, _, _| {
+        RAW_WAITING.fetch_add(1, Ordering::Relaxed);
+        Box::new(std::future::pending())
+    })
+    .unwrap();
+    inst.func_new("send", |_, _, _, _| Ok(())).unwrap();
+    let pre = Arc::new(linker.instantiate_pre(&component).unwrap());
+    let (_, export) = component.get_export(None, "run").unwrap();
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let local = tokio::task::LocalSet::new();
+    let spawn = |count: usize| {
+        for _ in 0..count {
+            let (engine, pre) = (engine.clone(), pre.clone());
+            tokio::task::spawn_local(async move {
+                let mut store = wasmtime::Store::new(&engine, ());
+                if epochs {
+                    store.set_epoch_deadline(1);
+                    store.epoch_deadline_async_yield_and_update(1);
+                }
+                let instance = pre.instantiate_async(&mut store).await.unwrap();
+                let run = instance.get_func(&mut store, export).unwrap();
+                let mut out = [Val::U32(0)];
+                run.call_async(&mut store, &[Val::U32(1_000_000_000)], &mut out)
+                    .await
+                    .unwrap();
+            });
+        }
+    };
+    let wait = |target: usize| async move {
+        while RAW_WAITING.load(Ordering::Relaxed) < target {
+            tokio::task::yield_now().await;
+        }
+    };
+    local.block_on(&rt, async {
+        spawn(10);
+        wait(10).await;
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        let before = rss_bytes();
+        perf_control("enable");
+        let t0 = Instant::now();
+        spawn(n);
+        wait(10 + n).await;
+        let took = t0.elapsed();
+        perf_control("disable");
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        let after = rss_bytes();
+        serde_json::json!({
+            "spawn_us": took.as_secs_f64() * 1e6 / n as f64,
+            "bytes_per_process": after.saturating_sub(before) as f64 / n as f64,
+            "live": RAW_WAITING.load(Ordering::Relaxed),
+        })
+    })
+}
+
 /// One measurement in this (child) process; prints one JSON line.
 async fn child(which: &str) {
+    if let Some(kind) = which.strip_prefix("wraw-") {
+        let kind = kind.to_string();
+        let out = tokio::task::spawn_blocking(move || raw_spawn(&kind, 10_000))
+            .await
+            .unwrap();
+        println!("{out}");
+        return;
+    }
     let dir = app();
     let rt = Runtime::start(load_dir(dir.path()).unwrap()).await.unwrap();
     let out = match which {
@@ -430,7 +528,14 @@ fn main() {
         "| send + reply round trip (median of 2000 batches of 100) | {:.2} us ({:.2}-{:.2}); p90 {:.2} us | {} | {} |",
         rt_med.median, rt_med.min, rt_med.max, rt_p90.median, fmt(e_rt, "us"), ratio(rt_med.median, e_rt)
     );
-    let wspawn: Vec<serde_json::Value> = (0..RUNS).map(|_| run_child("wspawn")).collect();
+    // warden's spawn and raw wasmtime's, alternated so that each round shares the
+    // machine's state (this machine's speed drifts by 2x between days)
+    let (mut wspawn, mut raw_warden, mut raw_default) = (Vec::new(), Vec::new(), Vec::new());
+    for _ in 0..RUNS {
+        wspawn.push(run_child("wspawn"));
+        raw_warden.push(run_child("wraw-warden"));
+        raw_default.push(run_child("wraw-wasmtime"));
+    }
     let wspawn_pool: Vec<serde_json::Value> = (0..RUNS)
         .map(|_| run_child_env("wspawn", &[("WARDEN_WASM_POOLING", "12000")]))
         .collect();
@@ -460,6 +565,27 @@ fn main() {
         println!(
             "| memory per idle process, {label} | {:.0} B ({:.0}-{:.0}) | {:.0} B | reported |",
             mem.median, mem.min, mem.max, mem_lua_median
+        );
+    }
+    for (label, runs) in [
+        ("raw wasmtime, warden's engine settings", &raw_warden),
+        ("raw wasmtime, its default configuration", &raw_default),
+    ] {
+        let sp = col(runs, "spawn_us");
+        let mem = col(runs, "bytes_per_process");
+        let ratios: Vec<f64> = wspawn
+            .iter()
+            .zip(runs.iter())
+            .map(|(w, r)| w["spawn_start_us"].as_f64().unwrap() / r["spawn_us"].as_f64().unwrap())
+            .collect();
+        let ratio = stats(ratios);
+        println!(
+            "| spawn and run to receive, {label} (the floor: no runtime, same guest) | {:.2} us ({:.2}-{:.2}); warden / this, per round: {:.2}x ({:.2}-{:.2}) | | |",
+            sp.median, sp.min, sp.max, ratio.median, ratio.min, ratio.max
+        );
+        println!(
+            "| memory per idle guest, {label} | {:.0} B ({:.0}-{:.0}) | | |",
+            mem.median, mem.min, mem.max
         );
     }
     let w = col(&wrt, "median");

@@ -226,6 +226,8 @@ async fn complex_records_enums_and_signatures() {
         "try-divide(a: s32, b: s32) -> result<s32, record>"
     );
     assert_eq!(ok(&rt, "echo_point", vec![point(1, 2)]).await, point(1, 2));
+    // no wasi: group granted, so its stores are made without a WASI context
+    assert!(!func(&rt, "echo_point").wasi().granted);
     assert_eq!(
         ok(&rt, "echo_point", vec![point(-2147483648, 2147483647)]).await,
         point(-2147483648, 2147483647)
@@ -1119,6 +1121,7 @@ async fn wasi_args_env_and_cwd_come_from_the_entry_only() {
     assert_eq!(ok(&rt, "cwd", vec![]).await, s("/work"));
     // Nothing is inherited from the host.
     assert_eq!(ok(&rt, "bare", vec![]).await, arr(vec![]));
+    assert!(func(&rt, "bare").wasi().granted);
     assert_eq!(
         func(&rt, "env").wasi().env,
         [

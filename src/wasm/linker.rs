@@ -175,9 +175,9 @@ pub fn build_linker(engine: &Engine, groups: &[String]) -> wasmtime::Result<Link
     }
     if has("wasi:random") {
         use bindings::random;
-        random::random::add_to_linker::<T, WasiRandom>(l, |t| t.wasi.random())?;
-        random::insecure::add_to_linker::<T, WasiRandom>(l, |t| t.wasi.random())?;
-        random::insecure_seed::add_to_linker::<T, WasiRandom>(l, |t| t.wasi.random())?;
+        random::random::add_to_linker::<T, WasiRandom>(l, |t| t.wasi().random())?;
+        random::insecure::add_to_linker::<T, WasiRandom>(l, |t| t.wasi().random())?;
+        random::insecure_seed::add_to_linker::<T, WasiRandom>(l, |t| t.wasi().random())?;
     }
     if has("wasi:sockets") {
         use bindings::sockets;

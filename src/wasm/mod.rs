@@ -357,6 +357,7 @@ fn wasi_plan(reg: &Registry, spec: &WasmSpec, problems: &mut Vec<(String, String
     let mut plan = WasiPlan {
         args: spec.wasi.args.clone(),
         cwd: spec.wasi.cwd.clone(),
+        granted: spec.imports.iter().any(|g| g.starts_with("wasi:")),
         ..WasiPlan::default()
     };
     for (i, e) in spec.wasi.env.iter().enumerate() {

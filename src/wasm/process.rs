@@ -75,7 +75,6 @@ async fn run(
         me: Some(me.clone()),
         context: context.clone(),
     };
-    let call = f.run_process(pctx.args, &context, host, stdio, reserved);
     let signals = std::future::poll_fn(|cx| {
         me.register(cx.waker());
         while let Some(sig) = me.pop_signal() {
@@ -96,6 +95,8 @@ async fn run(
     tokio::select! {
         biased;
         exit = signals => exit,
-        r = call => exit_of(r),
+        // made here, not in a variable first: the future is then stored once in this
+        // function's state, not twice (a process's state is allocated at every spawn)
+        r = f.run_process(pctx.args, &context, host, stdio, reserved) => exit_of(r),
     }
 }

@@ -3,7 +3,7 @@
 
 use wasmtime::component::ResourceTable;
 use wasmtime::ResourceLimiter;
-use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
+use wasmtime_wasi::{WasiCtx, WasiCtxBuilder, WasiCtxView, WasiView};
 
 /// Tables may not grow beyond this many elements (a guard against table-growth bombs).
 const MAX_TABLE_ELEMENTS: usize = 1 << 20;
@@ -11,8 +11,9 @@ const MAX_TABLE_ELEMENTS: usize = 1 << 20;
 /// The data of a store: one per instance (a fresh one per call, or a warm one reused by
 /// a pool that keeps instances).
 pub struct StoreState {
-    /// The guest's WASI view of the world (args, env, preopens; nothing ambient).
-    pub wasi: WasiCtx,
+    /// The guest's WASI view of the world (args, env, preopens; nothing ambient); None
+    /// for an entry that grants no `wasi:` group (see [`StoreState::wasi`]).
+    pub wasi: Option<WasiCtx>,
     /// Handles of WASI resources (streams, pollables, descriptors).
     pub table: ResourceTable,
     /// Caps memory growth.
@@ -72,10 +73,23 @@ impl BusyClock {
     }
 }
 
+impl StoreState {
+    /// The WASI context; an empty one (no args, env, preopens or stdio) is made if the
+    /// store was made without one, though no import of such an entry reaches here.
+    pub fn wasi(&mut self) -> &mut WasiCtx {
+        self.wasi.get_or_insert_with(empty_wasi)
+    }
+}
+
+/// A WASI context with nothing in it.
+fn empty_wasi() -> WasiCtx {
+    WasiCtxBuilder::new().build()
+}
+
 impl WasiView for StoreState {
     fn ctx(&mut self) -> WasiCtxView<'_> {
         WasiCtxView {
-            ctx: &mut self.wasi,
+            ctx: self.wasi.get_or_insert_with(empty_wasi),
             table: &mut self.table,
         }
     }
