@@ -215,7 +215,7 @@ impl WasmFunction {
     /// enforces the deadline of whichever call runs.
     fn new_store(&self, stdio: bool) -> Result<Store<StoreState>, CallError> {
         let wasi = if self.wasi.granted || stdio {
-            Some(self.wasi_ctx(stdio)?)
+            Some(Box::new(self.wasi_ctx(stdio)?))
         } else {
             None
         };

@@ -12,8 +12,9 @@ const MAX_TABLE_ELEMENTS: usize = 1 << 20;
 /// a pool that keeps instances).
 pub struct StoreState {
     /// The guest's WASI view of the world (args, env, preopens; nothing ambient); None
-    /// for an entry that grants no `wasi:` group (see [`StoreState::wasi`]).
-    pub wasi: Option<WasiCtx>,
+    /// for an entry that grants no `wasi:` group (see [`StoreState::wasi`]). Boxed: a
+    /// context is 272 bytes, and every store holds this field.
+    pub wasi: Option<Box<WasiCtx>>,
     /// Handles of WASI resources (streams, pollables, descriptors).
     pub table: ResourceTable,
     /// Caps memory growth.
@@ -82,8 +83,8 @@ impl StoreState {
 }
 
 /// A WASI context with nothing in it.
-fn empty_wasi() -> WasiCtx {
-    WasiCtxBuilder::new().build()
+fn empty_wasi() -> Box<WasiCtx> {
+    Box::new(WasiCtxBuilder::new().build())
 }
 
 impl WasiView for StoreState {
