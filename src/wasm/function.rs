@@ -49,8 +49,8 @@ pub struct WasiPlan {
     /// Preopened directories: (host path, guest path, read only).
     pub mounts: Vec<(PathBuf, String, bool)>,
     /// Whether the entry grants any `wasi:` group. Without one, none of its imports can
-    /// reach a WASI context, so its stores are made without one (a context seeds random
-    /// number generators and boxes clocks and streams: a tenth of a spawn's work).
+    /// reach a WASI context, so its stores are made without one (making one seeds random
+    /// number generators and boxes clocks and streams: about 5% of a spawn's time).
     pub granted: bool,
 }
 
