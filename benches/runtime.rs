@@ -6,7 +6,6 @@
 //! in the same session when `erl` is installed (`apt-get install erlang-base`).
 
 use std::process::Command;
-use std::sync::Arc;
 use std::time::{Duration, Instant};
 use warden::alloc::MiMalloc;
 use warden::process::Exit;
@@ -138,7 +137,7 @@ fn raw_spawn(engine_kind: &str, n: usize) -> serde_json::Value {
     })
     .unwrap();
     inst.func_new("send", |_, _, _, _| Ok(())).unwrap();
-    let pre = Arc::new(linker.instantiate_pre(&component).unwrap());
+    let pre = linker.instantiate_pre(&component).unwrap();
     let (_, export) = component.get_export(None, "run").unwrap();
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
