@@ -196,6 +196,74 @@ end }
     assert!(v["fspin"][2].as_f64().unwrap() < 2000.0, "{v}");
 }
 
+/// Deep stacks do not hide a loop from preemption: a loop at the bottom of 150,000 frames,
+/// or in a shallow frame after 150,000 frames have returned (directly, through `pcall`,
+/// through a metamethod), is stopped by `max_execution_ms`, and a process on the same
+/// single worker keeps answering while one runs. Unbounded recursion in four processes at
+/// once ends in "stack overflow" for each.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn loops_at_any_stack_depth_are_preempted_and_stopped() {
+    const DEEP: &str = "local function deep(n) if n == 0 then return 0 end local t = {n} return (deep(n - 1)) + #t end ";
+    let spin = |name: &str, body: &str| {
+        format!(
+            "  - name: {name}\n    kind: process.lua\n    source: \"{DEEP}return {{ main = function() {body} end }}\"\n    method: main\n    limits: {{max_execution_ms: 100}}\n"
+        )
+    };
+    let v = App::with_host(1, 1024)
+        .entry(&spin(
+            "bottom",
+            "local function down(n) if n == 0 then while true do end end return (down(n - 1)) end down(150000)",
+        ))
+        .entry(&spin("after", "deep(150000) while true do end"))
+        .entry(&spin("afterpcall", "pcall(deep, 150000) while true do end"))
+        .entry(&spin(
+            "aftermeta",
+            "local t = setmetatable({}, { __index = function() return deep(150000) end }) local x = t.x while true do end",
+        ))
+        .lua(
+            "overflow",
+            "local function f(n) return f(n + 1) + 1 end return { main = function() return f(1) end }",
+        )
+        .lua("echo", ECHO)
+        .lua(
+            "main",
+            r#"
+local time = require("time")
+return { main = function()
+  local out = { pings = {} }
+  local echo = process.spawn("app:echo", "app:host")
+  for _, name in ipairs({ "bottom", "after", "afterpcall", "aftermeta" }) do
+    process.spawn_monitored("app:" .. name, "app:host")
+    time.sleep(20)
+    local t0 = time.now()
+    process.send(echo, "ping", 1)
+    process.inbox():receive()
+    out.pings[name] = time.now():sub(t0)
+    out[name] = process.events():receive().result.error
+  end
+  for _ = 1, 4 do process.spawn_monitored("app:overflow", "app:host") end
+  out.overflow = {}
+  for i = 1, 4 do out.overflow[i] = process.events():receive().result.error end
+  return out
+end }
+"#,
+        )
+        .value("main")
+        .await;
+    for k in ["bottom", "after", "afterpcall", "aftermeta"] {
+        let e = v[k].as_str().unwrap();
+        assert!(
+            e.contains(&format!("app:{k}")) && e.contains("execution time limit exceeded"),
+            "{k}: {e}"
+        );
+        assert!(v["pings"][k].as_f64().unwrap() < 100.0, "{k}: {v}");
+    }
+    for i in 0..4 {
+        let e = v["overflow"][i].as_str().unwrap();
+        assert!(e.ends_with("stack overflow"), "{e}");
+    }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn unbounded_table_growth_hits_the_memory_limit_and_the_heap_recovers() {
     let v = App::new()

@@ -687,9 +687,17 @@ async fn process_failures_report_lua_errors_and_non_string_errors() {
             "local function f(n) return 1 + f(n + 1) end return { main = function() return f(1) end }",
         );
     let rt = app.start().await;
+    // Each case ends in seconds; a bound, so that a regression fails instead of hanging.
     let run = |n: &'static str| {
         let rt = &rt;
-        async move { rt.exec(&warden::registry::Id::new("app", n), vec![]).await }
+        async move {
+            tokio::time::timeout(
+                std::time::Duration::from_secs(60),
+                rt.exec(&warden::registry::Id::new("app", n), vec![]),
+            )
+            .await
+            .unwrap_or_else(|_| panic!("app:{n} did not end within 60 s"))
+        }
     };
     match run("str").await.unwrap() {
         Exit::Error(e) => assert!(e.contains("plain text") && e.contains("str.lua:1:"), "{e}"),

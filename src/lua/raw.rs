@@ -325,6 +325,11 @@ pub(crate) fn fast_send(lua: &mlua::Lua, general: mlua::Function) -> mlua::Resul
 // running it sends the worker thread a signal whose handler sets a count hook of 1 on the
 // running coroutine (`lua_sethook` is made to be called from a signal handler, as lua.c
 // does on Ctrl-C). The hook (mlua's, calling `preempt_hook`) then yields or stops it.
+// Arming costs the same at any stack depth: the vendored Lua's `lua_sethook` marks only the
+// running function and its caller, and others as control returns to them
+// (vendor/mlua/WARDEN-PATCH.md). The watchdog arms a resume once and waits for the hook to
+// fire; only if it has not fired after `REARM_TICKS` ticks (a signal that landed in one of
+// the few instructions where the interpreter can miss it) does it send the signal again.
 // Coroutines created by Lua code (`coroutine.create`, `coroutine.wrap`) keep a count hook
 // every `HOOK_INSTRUCTIONS` instructions, which checks termination and limits as before.
 
@@ -335,6 +340,11 @@ use std::sync::{Arc, OnceLock};
 
 /// How often the watchdog looks; a coroutine is preempted after running one to two ticks.
 pub const SLICE: std::time::Duration = std::time::Duration::from_millis(1);
+
+/// Ticks an armed hook may take to fire before the watchdog arms it again. The hook fires
+/// at the running function's next jump, call or return; a signal that lands while a
+/// function is returning without hooks can be missed by a loop that makes no call.
+const REARM_TICKS: u32 = 16;
 
 /// The signal that arms the hook (ignored by default, like Go's preemption signal).
 const PREEMPT_SIGNAL: c_int = libc::SIGURG;
@@ -402,27 +412,44 @@ fn start_watchdog() {
         let spawned = std::thread::Builder::new()
             .name("warden-preempt".into())
             .spawn(|| {
-                let mut last: Vec<(usize, u64)> = Vec::new();
+                // Per slot: the resume seen last tick, and, once the watchdog has armed
+                // its hook, for how many ticks since. A hook that fires ends the resume
+                // (it yields or fails the code), so a resume still running is one whose
+                // hook has not fired: the worker itself records nothing.
+                let mut last: Vec<(usize, u64, Option<u32>)> = Vec::new();
                 loop {
                     std::thread::sleep(SLICE);
                     let mut slots = SLOTS.lock();
                     slots.retain(|s| *s.alive.lock());
-                    last.retain(|(p, _)| slots.iter().any(|s| Arc::as_ptr(s) as usize == *p));
+                    last.retain(|(p, ..)| slots.iter().any(|s| Arc::as_ptr(s) as usize == *p));
                     for s in slots.iter() {
                         let key = Arc::as_ptr(s) as usize;
                         let seq = s.seq.load(Ordering::Relaxed);
-                        let prev = last.iter_mut().find(|(p, _)| *p == key);
-                        let same = prev.as_ref().is_some_and(|(_, q)| *q == seq);
-                        match prev {
-                            Some(e) => e.1 = seq,
-                            None => last.push((key, seq)),
-                        }
-                        if same && s.busy.load(Ordering::Relaxed) {
-                            let alive = s.alive.lock();
-                            if *alive {
-                                // SAFETY: the thread is alive while `alive` holds
-                                unsafe { libc::pthread_kill(s.thread, PREEMPT_SIGNAL) };
+                        let i = match last.iter().position(|(p, ..)| *p == key) {
+                            Some(i) => i,
+                            None => {
+                                last.push((key, seq.wrapping_sub(1), None));
+                                last.len() - 1
                             }
+                        };
+                        let e = &mut last[i];
+                        let same = e.1 == seq;
+                        e.1 = seq;
+                        if !same || !s.busy.load(Ordering::Relaxed) {
+                            e.2 = None;
+                            continue;
+                        }
+                        if let Some(ticks) = e.2 {
+                            if ticks + 1 < REARM_TICKS {
+                                e.2 = Some(ticks + 1);
+                                continue;
+                            }
+                        }
+                        e.2 = Some(0);
+                        let alive = s.alive.lock();
+                        if *alive {
+                            // SAFETY: the thread is alive while `alive` holds
+                            unsafe { libc::pthread_kill(s.thread, PREEMPT_SIGNAL) };
                         }
                     }
                 }
