@@ -326,7 +326,8 @@ pub(crate) fn fast_send(lua: &mlua::Lua, general: mlua::Function) -> mlua::Resul
 // running coroutine (`lua_sethook` is made to be called from a signal handler, as lua.c
 // does on Ctrl-C). The hook (mlua's, calling `preempt_hook`) then yields or stops it.
 // Arming costs the same at any stack depth: the vendored Lua's `lua_sethook` marks only the
-// running function and its caller, and others as control returns to them
+// running Lua function and the next Lua function below it, and others as control returns
+// to them
 // (vendor/mlua/WARDEN-PATCH.md). The watchdog arms a resume once and waits for the hook to
 // fire; only if it has not fired after `REARM_TICKS` ticks (a signal that landed in one of
 // the few instructions where the interpreter can miss it) does it send the signal again.
