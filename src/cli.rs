@@ -132,12 +132,17 @@ fn load(dir: &Path) -> Result<Registry, i32> {
     Ok(reg)
 }
 
+/// Logs go to stderr, coloured only when stderr is a terminal and `NO_COLOR` is unset or
+/// empty (no escape codes in a file, a pipe or a CI log).
 fn init_tracing() {
+    use std::io::IsTerminal;
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let no_color = std::env::var_os("NO_COLOR").is_some_and(|v| !v.is_empty());
     let _ = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr)
+        .with_ansi(std::io::stderr().is_terminal() && !no_color)
         .try_init();
 }
 

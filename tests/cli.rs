@@ -31,6 +31,12 @@ fn example_hello_logs_a_greeting_and_returns() {
     assert!(out.status.success(), "{}", text(&out.stderr));
     assert_eq!(text(&out.stdout).trim(), "\"Hello, world!\"");
     assert!(text(&out.stderr).contains("Hello, world!"));
+    // stderr is a pipe here, not a terminal: plain log lines, no colour codes
+    assert!(
+        !text(&out.stderr).contains('\x1b'),
+        "escape codes in piped logs: {:?}",
+        text(&out.stderr)
+    );
     // arguments reach the process
     let out = warden(
         &["run", "-d", &example("hello"), "-x", "app:hello", "Ada"],
