@@ -74,18 +74,57 @@ impl Value {
 /// Why a Lua value could not be copied: the path inside the value and the reason.
 #[derive(Debug, Clone, PartialEq)]
 pub struct CopyError {
-    /// Path from the root, e.g. `[2].tags[1]`.
-    pub path: String,
+    /// The path's segments, innermost first (`[1]`, `.tags`, `[2]` for `[2].tags[1]`).
+    segments: Vec<String>,
     /// What was wrong, e.g. `a function cannot be copied`.
     pub reason: String,
 }
 
+/// A path longer than this many segments is shown with its middle cut out.
+const PATH_SHOWN: usize = 16;
+/// Segments shown on each side of a cut path.
+const PATH_KEPT: usize = 6;
+/// A key longer than this many characters is shown with its middle cut out.
+const KEY_SHOWN: usize = 32;
+
+impl CopyError {
+    fn new(reason: impl Into<String>) -> CopyError {
+        CopyError {
+            segments: Vec::new(),
+            reason: reason.into(),
+        }
+    }
+
+    /// Puts `segment` in front of the path (the caller is one level further out).
+    fn within(mut self, segment: String) -> CopyError {
+        self.segments.push(segment);
+        self
+    }
+
+    /// The path from the root, e.g. `[2].tags[1]`; a path deeper than 16 levels keeps its
+    /// first and last 6 segments and says how many levels are left out between them.
+    pub fn path(&self) -> String {
+        let n = self.segments.len();
+        let outer_first = self.segments.iter().rev();
+        if n <= PATH_SHOWN {
+            return outer_first.map(String::as_str).collect();
+        }
+        let head: String = outer_first.take(PATH_KEPT).map(String::as_str).collect();
+        let tail: String = self.segments[..PATH_KEPT]
+            .iter()
+            .rev()
+            .map(String::as_str)
+            .collect();
+        format!("{head}...({} levels)...{tail}", n - 2 * PATH_KEPT)
+    }
+}
+
 impl std::fmt::Display for CopyError {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        if self.path.is_empty() {
+        if self.segments.is_empty() {
             write!(f, "{}", self.reason)
         } else {
-            write!(f, "{}: {}", self.path, self.reason)
+            write!(f, "{}: {}", self.path(), self.reason)
         }
     }
 }
@@ -94,6 +133,15 @@ fn key_segment(key: &Value) -> String {
     match key {
         Value::Str(s) => {
             let s = String::from_utf8_lossy(s);
+            let chars = s.chars().count();
+            let s = if chars > KEY_SHOWN {
+                // the middle goes: keys often differ at the start or the end
+                let head: String = s.chars().take(KEY_SHOWN / 2).collect();
+                let tail: String = s.chars().skip(chars - KEY_SHOWN / 2).collect();
+                format!("{head}...{tail}")
+            } else {
+                s.into_owned()
+            };
             if !s.is_empty()
                 && s.chars()
                     .all(|c| c.is_alphanumeric() || c == '_' || c == '-')
@@ -116,10 +164,7 @@ struct Copier {
 
 impl Copier {
     fn copy(&mut self, v: &mlua::Value, depth: usize) -> Result<Value, CopyError> {
-        let fail = |reason: String| CopyError {
-            path: String::new(),
-            reason,
-        };
+        let fail = CopyError::new;
         Ok(match v {
             mlua::Value::Nil => Value::Nil,
             mlua::Value::Boolean(b) => Value::Bool(*b),
@@ -145,17 +190,13 @@ impl Copier {
 
     fn copy_table(&mut self, t: &Table, depth: usize) -> Result<Value, CopyError> {
         if depth >= MAX_DEPTH {
-            return Err(CopyError {
-                path: String::new(),
-                reason: format!("tables nested deeper than {MAX_DEPTH} levels cannot be copied"),
-            });
+            return Err(CopyError::new(format!(
+                "tables nested deeper than {MAX_DEPTH} levels cannot be copied"
+            )));
         }
         let ptr = t.to_pointer();
         if !self.path_tables.insert(ptr) {
-            return Err(CopyError {
-                path: String::new(),
-                reason: "a cyclic table cannot be copied".into(),
-            });
+            return Err(CopyError::new("a cyclic table cannot be copied"));
         }
         let result = self.copy_table_inner(t, depth);
         self.path_tables.remove(&ptr);
@@ -167,32 +208,25 @@ impl Copier {
         let mut pairs: Vec<(Value, Value)> = Vec::with_capacity(len);
         let mut is_array = true;
         for pair in t.pairs::<mlua::Value, mlua::Value>() {
-            let (k, v) = pair.map_err(|e| CopyError {
-                path: String::new(),
-                reason: e.to_string(),
-            })?;
+            let (k, v) = pair.map_err(|e| CopyError::new(e.to_string()))?;
             let key = match &k {
                 mlua::Value::Integer(i) => Value::Int(*i),
                 mlua::Value::Number(n) => Value::Num(*n),
                 mlua::Value::String(s) => Value::Str(s.as_bytes().to_vec()),
                 mlua::Value::Boolean(b) => Value::Bool(*b),
                 other => {
-                    return Err(CopyError {
-                        path: String::new(),
-                        reason: format!(
-                            "a table key of type {} cannot be copied",
-                            other.type_name()
-                        ),
-                    })
+                    return Err(CopyError::new(format!(
+                        "a table key of type {} cannot be copied",
+                        other.type_name()
+                    )))
                 }
             };
             if !matches!(key, Value::Int(i) if i >= 1 && (i as usize) <= len) {
                 is_array = false;
             }
-            let val = self.copy(&v, depth + 1).map_err(|mut e| {
-                e.path = format!("{}{}", key_segment(&key), e.path);
-                e
-            })?;
+            let val = self
+                .copy(&v, depth + 1)
+                .map_err(|e| e.within(key_segment(&key)))?;
             pairs.push((key, val));
         }
         Ok(table_value(pairs, len, is_array))
@@ -242,10 +276,9 @@ pub fn from_lua_multi<'a>(
         .into_iter()
         .enumerate()
         .map(|(i, v)| {
-            copier.copy(v, 0).map_err(|mut e| {
-                e.path = format!("argument {}{}", i + 1, e.path);
-                e
-            })
+            copier
+                .copy(v, 0)
+                .map_err(|e| e.within(format!("argument {}", i + 1)))
         })
         .collect()
 }

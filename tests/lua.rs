@@ -417,3 +417,86 @@ end }
     assert_eq!(v["ok2"], false);
     assert_eq!(v["after"], "still works");
 }
+
+/// An error naming a place deep inside a value keeps its path readable: the first and last
+/// six levels, how many are left out, and long keys cut, whatever the depth and key sizes.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn errors_deep_inside_a_value_keep_the_path_short() {
+    let v = App::new()
+        .lua(
+            "deep",
+            r#"
+local function nest(levels, key)
+  local root = {}
+  local cur = root
+  for i = 1, levels do
+    local n = {}
+    cur[key .. i] = n
+    cur = n
+  end
+  cur.bad = function() end
+  return root
+end
+return { main = function(which)
+  if which == "result" then return nest(200, string.rep("k", 500)) end
+  return nest(1000, "lvl")
+end }
+"#,
+        )
+        .lua(
+            "main",
+            r#"
+local json = require("json")
+return { main = function()
+  local long = string.rep("k", 500)
+  local t = {}
+  local cur = t
+  for i = 1, 200 do local n = {} cur[long .. i] = n cur = n end
+  cur.bad = function() end
+  local _, send_err = process.send(process.pid(), "x", t)
+  local _, json_err = json.encode(t)
+  local short = { a = { b = { f = function() end } } }
+  local _, short_err = json.encode(short)
+  process.spawn_monitored("app:deep", "app:host", "result")
+  local result_err = process.events():receive().result.error
+  process.spawn_monitored("app:deep", "app:host", "depth")
+  local depth_err = process.events():receive().result.error
+  return { send = tostring(send_err), json = tostring(json_err), short = tostring(short_err),
+           result = result_err, depth = depth_err }
+end }
+"#,
+        )
+        .value("main")
+        .await;
+    let key = |i: usize| {
+        let full = "k".repeat(500) + &i.to_string();
+        format!("[\"{}...{}\"]", &full[..16], &full[full.len() - 16..])
+    };
+    // 200 levels and the function: 201 segments, 6 + 6 shown (send: "argument 1" too)
+    for (k, left_out) in [("send", 190), ("json", 189), ("result", 189)] {
+        let e = v[k].as_str().unwrap();
+        assert!(e.len() < 1000, "{k}: {} bytes: {e}", e.len());
+        assert!(
+            e.contains(&format!("...({left_out} levels)...")),
+            "{k}: {e}"
+        );
+        assert!(e.contains(&(key(1) + &key(2))), "{k}: {e}");
+        assert!(e.contains(&(key(199) + &key(200))), "{k}: {e}");
+        assert!(e.ends_with(".bad: a function cannot be copied"), "{k}: {e}");
+    }
+    assert!(v["send"].as_str().unwrap().contains("argument 1"), "{v}");
+    // a short path is shown whole
+    assert!(
+        v["short"].as_str().unwrap().contains(".a.b.f: a function"),
+        "{v}"
+    );
+    // past the depth limit: the path to where copying stopped, cut as well
+    let e = v["depth"].as_str().unwrap();
+    assert!(e.len() < 1000, "{} bytes: {e}", e.len());
+    assert!(
+        e.contains(".lvl1.lvl2.lvl3")
+            && e.contains("levels)...")
+            && e.contains("nested deeper than 256"),
+        "{e}"
+    );
+}
