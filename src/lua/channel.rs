@@ -228,6 +228,22 @@ impl Chan {
         true
     }
 
+    /// Takes out the buffered mailbox messages whose topic is `topic`, in order, leaving
+    /// everything else in place (`process.listen` moving what waits in the inbox).
+    pub fn take_messages(&self, topic: &str) -> Vec<LazyMessage> {
+        let mut inner = self.0.borrow_mut();
+        let mut taken = Vec::new();
+        let mut kept = VecDeque::with_capacity(inner.buf.len());
+        for item in inner.buf.drain(..) {
+            match item {
+                Item::Message(m) if m.topic == topic => taken.push(m),
+                other => kept.push_back(other),
+            }
+        }
+        inner.buf = kept;
+        taken
+    }
+
     /// Number of buffered values.
     pub fn len(&self) -> usize {
         self.0.borrow().buf.len()

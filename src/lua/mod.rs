@@ -551,13 +551,25 @@ impl ProcCtx {
         cached_userdata(&self.lua, &self.events_ud, &self.events)
     }
 
+    /// The channel of `topic`'s messages: the one already listening (a second `listen`
+    /// returns it, whatever its `message` option), or a new one, which first gets the
+    /// messages of that topic waiting in the inbox, in the order they arrived.
     fn listen(&self, topic: &str, message: bool) -> Result<AnyUserData, String> {
         let mut l = self.listeners.borrow_mut();
-        if l.contains_key(topic) {
-            return Err(format!("already listening on topic {topic:?}"));
+        if let Some(existing) = l.get(topic) {
+            return Ok(existing.ud.clone());
         }
         let chan = Chan::unbounded();
         let ud = channel::to_userdata(&self.lua, chan.clone()).map_err(|e| e.to_string())?;
+        for m in self.inbox.take_messages(topic) {
+            let item = if message {
+                channel::Item::Message(m)
+            } else {
+                let v = m.payload.first().unwrap_or(&Value::Nil);
+                channel::Item::Lua(value::to_lua(&self.lua, v).map_err(|e| e.to_string())?)
+            };
+            chan.push_polled(item, None);
+        }
         l.insert(
             topic.to_string(),
             Listener {
