@@ -555,10 +555,10 @@ impl ProcCtx {
     /// returns it, whatever its `message` option), or a new one, which first gets the
     /// messages of that topic waiting in the inbox, in the order they arrived.
     fn listen(&self, topic: &str, message: bool) -> Result<AnyUserData, String> {
-        let mut l = self.listeners.borrow_mut();
-        if let Some(existing) = l.get(topic) {
+        if let Some(existing) = self.listeners.borrow().get(topic) {
             return Ok(existing.ud.clone());
         }
+        // no borrow of the listeners while Lua allocates (a collection may run finalizers)
         let chan = Chan::unbounded();
         let ud = channel::to_userdata(&self.lua, chan.clone()).map_err(|e| e.to_string())?;
         for m in self.inbox.take_messages(topic) {
@@ -570,7 +570,7 @@ impl ProcCtx {
             };
             chan.push_polled(item, None);
         }
-        l.insert(
+        self.listeners.borrow_mut().insert(
             topic.to_string(),
             Listener {
                 chan,
