@@ -233,6 +233,9 @@ impl Chan {
     pub fn take_messages(&self, topic: &str) -> Vec<LazyMessage> {
         let mut inner = self.0.borrow_mut();
         let mut taken = Vec::new();
+        if inner.buf.is_empty() {
+            return taken;
+        }
         let mut kept = VecDeque::with_capacity(inner.buf.len());
         for item in inner.buf.drain(..) {
             match item {

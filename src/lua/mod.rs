@@ -565,8 +565,7 @@ impl ProcCtx {
             let item = if message {
                 channel::Item::Message(m)
             } else {
-                let v = m.payload.first().unwrap_or(&Value::Nil);
-                channel::Item::Lua(value::to_lua(&self.lua, v).map_err(|e| e.to_string())?)
+                self.payload_item(&m.payload).map_err(|e| e.to_string())?
             };
             chan.push_polled(item, None);
         }
@@ -624,6 +623,12 @@ impl ProcCtx {
         })
     }
 
+    /// What a listener without `message = true` gets of a message: its first payload value.
+    fn payload_item(&self, payload: &[Value]) -> mlua::Result<channel::Item> {
+        let v = payload.first().unwrap_or(&Value::Nil);
+        Ok(channel::Item::Lua(value::to_lua(&self.lua, v)?))
+    }
+
     /// The error of this process when the Lua heap stays over its memory limit.
     fn memory_error(&self) -> String {
         format!(
@@ -652,13 +657,12 @@ impl ProcCtx {
             .then(|| listeners.get(&m.topic))
             .flatten()
         {
-            if l.message {
-                l.chan.push_polled(self.lazy_message(m), polled);
+            let item = if l.message {
+                self.lazy_message(m)
             } else {
-                let v = m.payload.first().unwrap_or(&Value::Nil);
-                l.chan
-                    .push_polled(channel::Item::Lua(value::to_lua(&self.lua, v)?), polled);
-            }
+                self.payload_item(&m.payload)?
+            };
+            l.chan.push_polled(item, polled);
             return Ok(());
         }
         self.inbox.push_polled(self.lazy_message(m), polled);

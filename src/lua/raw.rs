@@ -327,8 +327,7 @@ pub(crate) fn fast_send(lua: &mlua::Lua, general: mlua::Function) -> mlua::Resul
 // does on Ctrl-C). The hook (mlua's, calling `preempt_hook`) then yields or stops it.
 // Arming costs the same at any stack depth: the vendored Lua's `lua_sethook` marks only the
 // running Lua function and the next Lua function below it, and others as control returns
-// to them
-// (vendor/mlua/WARDEN-PATCH.md). The watchdog arms a resume once and waits for the hook to
+// to them (vendor/mlua/WARDEN-PATCH.md). The watchdog arms a resume once and waits for the hook to
 // fire; only if it has not fired after `REARM_TICKS` ticks (a signal that landed in one of
 // the few instructions where the interpreter can miss it) does it send the signal again.
 // Coroutines created by Lua code (`coroutine.create`, `coroutine.wrap`) keep a count hook
@@ -399,6 +398,18 @@ extern "C" fn on_preempt_signal(_: c_int) {
     }
 }
 
+/// What the watchdog saw of one worker thread at its last tick.
+struct Seen {
+    /// The worker's slot (its address).
+    slot: usize,
+    /// The worker's resume counter then.
+    seq: u64,
+    /// Ticks since the watchdog armed the hook of this resume, if it did. A hook that fires
+    /// ends the resume (it yields or fails the code), so a resume still running is one
+    /// whose hook has not fired: the worker itself records nothing.
+    armed_for: Option<u32>,
+}
+
 fn start_watchdog() {
     static STARTED: OnceLock<()> = OnceLock::new();
     STARTED.get_or_init(|| {
@@ -413,40 +424,36 @@ fn start_watchdog() {
         let spawned = std::thread::Builder::new()
             .name("warden-preempt".into())
             .spawn(|| {
-                // Per slot: the resume seen last tick, and, once the watchdog has armed
-                // its hook, for how many ticks since. A hook that fires ends the resume
-                // (it yields or fails the code), so a resume still running is one whose
-                // hook has not fired: the worker itself records nothing.
-                let mut last: Vec<(usize, u64, Option<u32>)> = Vec::new();
+                let mut seen: Vec<Seen> = Vec::new();
                 loop {
                     std::thread::sleep(SLICE);
                     let mut slots = SLOTS.lock();
                     slots.retain(|s| *s.alive.lock());
-                    last.retain(|(p, ..)| slots.iter().any(|s| Arc::as_ptr(s) as usize == *p));
+                    seen.retain(|e| slots.iter().any(|s| Arc::as_ptr(s) as usize == e.slot));
                     for s in slots.iter() {
-                        let key = Arc::as_ptr(s) as usize;
+                        let slot = Arc::as_ptr(s) as usize;
                         let seq = s.seq.load(Ordering::Relaxed);
-                        let i = match last.iter().position(|(p, ..)| *p == key) {
-                            Some(i) => i,
-                            None => {
-                                last.push((key, seq.wrapping_sub(1), None));
-                                last.len() - 1
-                            }
+                        let Some(e) = seen.iter_mut().find(|e| e.slot == slot) else {
+                            seen.push(Seen {
+                                slot,
+                                seq,
+                                armed_for: None,
+                            });
+                            continue;
                         };
-                        let e = &mut last[i];
-                        let same = e.1 == seq;
-                        e.1 = seq;
+                        let same = e.seq == seq;
+                        e.seq = seq;
                         if !same || !s.busy.load(Ordering::Relaxed) {
-                            e.2 = None;
+                            e.armed_for = None;
                             continue;
                         }
-                        if let Some(ticks) = e.2 {
-                            if ticks + 1 < REARM_TICKS {
-                                e.2 = Some(ticks + 1);
+                        match e.armed_for {
+                            Some(ticks) if ticks + 1 < REARM_TICKS => {
+                                e.armed_for = Some(ticks + 1);
                                 continue;
                             }
+                            _ => e.armed_for = Some(0),
                         }
-                        e.2 = Some(0);
                         let alive = s.alive.lock();
                         if *alive {
                             // SAFETY: the thread is alive while `alive` holds
