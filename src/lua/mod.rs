@@ -25,6 +25,7 @@ mod modules;
 mod process_api;
 mod raw;
 mod supervisor;
+pub mod typed;
 mod wit;
 
 use crate::process::{Body, Exit, Message, Node, Pid, ProcessContext, ProcessHandle, Signal};

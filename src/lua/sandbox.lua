@@ -13,10 +13,11 @@ collectgarbage("generational")
 -- proxies handed out in place of shared tables
 local frozen = raw_setmetatable({}, { __mode = "k" })
 
-local function freeze(t, name)
+local function freeze(t, name, call)
   local proxy = {}
   frozen[proxy] = true
   raw_setmetatable(proxy, {
+    __call = call,
     __index = t,
     __newindex = function(_, k)
       error(("attempt to modify read-only table %s (field %s)"):format(name, tostring(k)), 2)
@@ -71,6 +72,37 @@ for k, v in pairs(math) do
   if k ~= "randomseed" then math_copy[k] = v end
 end
 
+-- Wippy's cast calls: `string(v)`, `number(v)`, `integer(v)`, `boolean(v)` give the value
+-- as that type, or nil and an error naming what could not be converted.
+local tointeger, tonumber_ = math.tointeger, tonumber
+local function cannot(v, to)
+  return nil, ("cannot convert %s to %s"):format(type(v) == "string" and ("%q"):format(v) or type(v), to)
+end
+local function cast_string(_, v)
+  local t = type(v)
+  if t == "string" then return v end
+  if t == "number" or t == "boolean" then return tostring(v) end
+  return cannot(v, "string")
+end
+local function cast_number(v)
+  if type(v) == "number" then return v end
+  local n = type(v) == "string" and tonumber_(v) or nil
+  if n == nil then return cannot(v, "number") end
+  return n
+end
+local function cast_integer(v)
+  local n = type(v) == "number" and v or (type(v) == "string" and tonumber_(v)) or nil
+  local i = n ~= nil and tointeger(n) or nil
+  if i == nil then return cannot(v, "integer") end
+  return i
+end
+local function cast_boolean(v)
+  if type(v) == "boolean" then return v end
+  if v == "true" then return true end
+  if v == "false" then return false end
+  return cannot(v, "boolean")
+end
+
 local base = {
   assert = assert, error = error, ipairs = ipairs, next = next, pairs = pairs,
   pcall = pcall, print = print, select = select, tonumber = tonumber,
@@ -79,7 +111,8 @@ local base = {
   getmetatable = safe_getmetatable, setmetatable = safe_setmetatable,
   collectgarbage = safe_collectgarbage, _VERSION = _VERSION,
   unpack = table.unpack, load = rust.load,
-  string = freeze(string, "string"),
+  string = freeze(string, "string", cast_string),
+  number = cast_number, integer = cast_integer, boolean = cast_boolean,
   table = freeze(table, "table"),
   math = freeze(math_copy, "math"),
   utf8 = freeze(utf8, "utf8"),

@@ -726,19 +726,15 @@ impl Loader {
         } else {
             ok = false;
         }
-        if let Some((src, chunk)) = &source {
-            let compiled = self
-                .lua
-                .load(src.as_str())
-                .set_name(format!("@{chunk}"))
-                .into_function();
-            if let Err(e) = compiled {
-                let message = match e {
-                    mlua::Error::SyntaxError { message, .. } => message,
-                    other => other.to_string(),
-                };
-                self.entry_error(ctx, "source", format!("Lua syntax error: {message}"));
-                ok = false;
+        // Typed Lua is erased here, once: workers compile the plain text.
+        if let Some((src, chunk)) = &mut source {
+            match crate::lua::typed::prepare(&self.lua, src, chunk) {
+                Ok(std::borrow::Cow::Borrowed(_)) => {}
+                Ok(std::borrow::Cow::Owned(plain)) => *src = plain,
+                Err(message) => {
+                    self.entry_error(ctx, "source", format!("Lua syntax error: {message}"));
+                    ok = false;
+                }
             }
         }
 

@@ -1,0 +1,437 @@
+//! Wippy's typed Lua, erased at load.
+//!
+//! Wippy's Lua has gradual types: annotations on parameters, returns and locals
+//! (`a: number`, `): (string?, error?)`, `local x: T =`), type declarations
+//! (`type Name<T> = ...`), generic functions, variadic annotations (`...: T`) and casts
+//! (`expr :: T`). warden runs such code by parsing it with `full_moon` (Luau's type grammar
+//! plus Lua 5.4's) and blanking every type node with spaces, newlines kept, so the Lua
+//! compiler sees plain Lua whose every token stays on its line and column: a runtime error
+//! points at the user's line. This happens once per entry at load, never per spawn; code
+//! that is already plain Lua is not touched (it compiles as it is, and full_moon never sees
+//! it).
+//!
+//! Two forms of Wippy's grammar that Luau does not have are blanked before parsing, at the
+//! token level: the `?` of an optional record field (`{name?: string}`) and the constraint
+//! of a generic parameter (`<T: Constraint>`).
+
+use full_moon::ast::luau::{
+    ExportedTypeDeclaration, ExportedTypeFunction, GenericDeclaration, LuauAttribute,
+    TypeAssertion, TypeDeclaration, TypeFunction, TypeInstantiation, TypeSpecifier,
+};
+use full_moon::node::Node;
+use full_moon::tokenizer::{Lexer, Symbol, Token, TokenType};
+use full_moon::visitors::Visitor;
+use full_moon::LuaVersion;
+use std::borrow::Cow;
+use std::ops::Range;
+
+/// The grammar typed sources are parsed with: Lua 5.4 and Luau's types.
+fn version() -> LuaVersion {
+    LuaVersion::lua54().with_luau()
+}
+
+/// Makes `src` ready for the Lua compiler: plain Lua is returned as it is; typed Lua is
+/// returned with its types blanked. `chunk` names the source in errors. A source that is
+/// neither gives one line: Lua's own syntax error where Lua can name it (on the erased
+/// text, so at the user's line), else the type parser's, as `chunk:line:column: message`.
+pub fn prepare<'a>(lua: &mlua::Lua, src: &'a str, chunk: &str) -> Result<Cow<'a, str>, String> {
+    let compile = |text: &str| {
+        lua.load(text)
+            .set_name(format!("@{chunk}"))
+            .set_mode(mlua::ChunkMode::Text)
+            .into_function()
+            .map(|_| ())
+    };
+    let first = match compile(src) {
+        Ok(()) => return Ok(Cow::Borrowed(src)),
+        Err(e) => syntax_message(e),
+    };
+    let erased = erase(src);
+    match compile(&erased.text) {
+        Ok(()) => match erased.error {
+            None => Ok(Cow::Owned(erased.text)),
+            Some(e) => Err(format!("{chunk}:{e}")),
+        },
+        Err(e) if erased.changed => Err(syntax_message(e)),
+        Err(_) => Err(first),
+    }
+}
+
+fn syntax_message(e: mlua::Error) -> String {
+    match e {
+        mlua::Error::SyntaxError { message, .. } => message,
+        other => other.to_string(),
+    }
+}
+
+/// A source with its type syntax blanked.
+#[derive(Debug)]
+pub struct Erased {
+    /// The source, every byte of type syntax replaced by a space (newlines kept).
+    pub text: String,
+    /// Whether anything was blanked.
+    pub changed: bool,
+    /// The first error of the typed parse, as `line:column: message`, if it failed.
+    pub error: Option<String>,
+}
+
+/// Blanks the type syntax of `src` (see the module's documentation). When the source does
+/// not parse, what could be parsed is still blanked and the first error is returned beside.
+pub fn erase(src: &str) -> Erased {
+    let mut bytes = src.as_bytes().to_vec();
+    let mut changed = false;
+    if let full_moon::tokenizer::LexerResult::Ok(tokens) = Lexer::new(src, version()).collect() {
+        for r in wippy_only_ranges(&tokens) {
+            changed |= blank(&mut bytes, r);
+        }
+    }
+    // Blanking replaces whole tokens of ASCII punctuation, names and type text, so the
+    // bytes stay UTF-8; fall back to the original if that ever did not hold.
+    let pre = match String::from_utf8(bytes) {
+        Ok(s) => s,
+        Err(_) => {
+            return Erased {
+                text: src.to_string(),
+                changed: false,
+                error: None,
+            }
+        }
+    };
+    // With Lua 5.3's operators on, `>>` is one token even where it closes two generic
+    // lists (`Array<Array<number>>`); where the parser stops at one, split it and parse
+    // again (the line stays the same).
+    let mut pre = pre;
+    let mut result = full_moon::parse_fallible(&pre, version());
+    for _ in 0..64 {
+        let split = result.errors().iter().find_map(|e| {
+            let at = e.range().0.bytes();
+            (pre.get(at..at + 2) == Some(">>")).then_some(at)
+        });
+        let Some(at) = split else { break };
+        pre.insert(at + 1, ' ');
+        result = full_moon::parse_fallible(&pre, version());
+    }
+    let error = result.errors().first().map(|e| {
+        let (start, _) = e.range();
+        format!(
+            "{}:{}: {} (typed Lua)",
+            start.line(),
+            start.character(),
+            e.error_message()
+        )
+    });
+    let mut ranges = TypeRanges::default();
+    ranges.visit_ast(result.ast());
+    let mut bytes = pre.into_bytes();
+    for r in ranges.0 {
+        if r.end <= bytes.len() && str_boundary(&bytes, r.start) && str_boundary(&bytes, r.end) {
+            changed |= blank(&mut bytes, r);
+        }
+    }
+    let text = String::from_utf8(bytes).unwrap_or_else(|_| src.to_string());
+    Erased {
+        text,
+        changed,
+        error,
+    }
+}
+
+fn str_boundary(bytes: &[u8], i: usize) -> bool {
+    i >= bytes.len() || (bytes[i] as i8) >= -0x40
+}
+
+/// Replaces the bytes in `r` by spaces, keeping line breaks. Returns whether any changed.
+fn blank(bytes: &mut [u8], r: Range<usize>) -> bool {
+    let mut changed = false;
+    for b in &mut bytes[r] {
+        if *b != b'\n' && *b != b'\r' && *b != b' ' {
+            *b = b' ';
+            changed = true;
+        }
+    }
+    changed
+}
+
+/// Collects the byte ranges of type syntax in an AST.
+#[derive(Default)]
+struct TypeRanges(Vec<Range<usize>>);
+
+impl TypeRanges {
+    /// Records the span of a node's own tokens (trivia excluded). Spans come from the
+    /// tokens rather than `Node::range`, which ends a parenthesised return type before its
+    /// `)`; phantom tokens of a failed parse (position 0..0) are skipped.
+    fn add(&mut self, node: &impl Node) {
+        let mut span: Option<Range<usize>> = None;
+        for t in node.tokens() {
+            let (a, b) = (
+                t.token().start_position().bytes(),
+                t.token().end_position().bytes(),
+            );
+            if a >= b {
+                continue;
+            }
+            span = Some(match span {
+                None => a..b,
+                Some(s) => s.start.min(a)..s.end.max(b),
+            });
+        }
+        if let Some(s) = span {
+            self.0.push(s);
+        }
+    }
+}
+
+impl Visitor for TypeRanges {
+    fn visit_type_specifier(&mut self, node: &TypeSpecifier) {
+        self.add(node);
+    }
+    fn visit_type_assertion(&mut self, node: &TypeAssertion) {
+        self.add(node);
+    }
+    fn visit_type_declaration(&mut self, node: &TypeDeclaration) {
+        self.add(node);
+    }
+    fn visit_exported_type_declaration(&mut self, node: &ExportedTypeDeclaration) {
+        self.add(node);
+    }
+    fn visit_type_function(&mut self, node: &TypeFunction) {
+        self.add(node);
+    }
+    fn visit_exported_type_function(&mut self, node: &ExportedTypeFunction) {
+        self.add(node);
+    }
+    fn visit_generic_declaration(&mut self, node: &GenericDeclaration) {
+        self.add(node);
+    }
+    fn visit_type_instantiation(&mut self, node: &TypeInstantiation) {
+        self.add(node);
+    }
+    fn visit_luau_attribute(&mut self, node: &LuauAttribute) {
+        self.add(node);
+    }
+}
+
+fn symbol(t: &Token) -> Option<Symbol> {
+    match t.token_type() {
+        TokenType::Symbol { symbol } => Some(*symbol),
+        _ => None,
+    }
+}
+
+fn is_ident(t: &Token) -> bool {
+    matches!(t.token_type(), TokenType::Identifier { .. })
+}
+
+fn ident_is(t: &Token, name: &str) -> bool {
+    matches!(t.token_type(), TokenType::Identifier { identifier } if identifier.as_str() == name)
+}
+
+fn span(t: &Token) -> Range<usize> {
+    t.start_position().bytes()..t.end_position().bytes()
+}
+
+/// The ranges of Wippy's two forms that Luau lacks: the `?` of `name?: T` and the
+/// `: Constraint` of a generic parameter in `function f<T: C>` / `type N<T: C>`.
+fn wippy_only_ranges(tokens: &[Token]) -> Vec<Range<usize>> {
+    let toks: Vec<&Token> = tokens
+        .iter()
+        .filter(|t| !t.token_type().is_trivia())
+        .collect();
+    let mut out = Vec::new();
+    let mut i = 0;
+    while i < toks.len() {
+        let t = toks[i];
+        // `name ? :` is never Lua, and never Luau either (`T?` is followed by a type's end).
+        if is_ident(t)
+            && toks.get(i + 1).and_then(|t| symbol(t)) == Some(Symbol::QuestionMark)
+            && toks.get(i + 2).and_then(|t| symbol(t)) == Some(Symbol::Colon)
+        {
+            out.push(span(toks[i + 1]));
+            i += 3;
+            continue;
+        }
+        // the `<` that opens a generic list: after `function`, `function name(.name)*(:name)?`
+        // or `type Name`
+        let open = if symbol(t) == Some(Symbol::Function) {
+            let mut j = i + 1;
+            while j < toks.len() && is_ident(toks[j]) {
+                match toks.get(j + 1).and_then(|t| symbol(t)) {
+                    Some(Symbol::Dot) | Some(Symbol::Colon) => j += 2,
+                    _ => {
+                        j += 1;
+                        break;
+                    }
+                }
+            }
+            Some(j)
+        } else if ident_is(t, "type")
+            && toks.get(i + 1).is_some_and(|t| is_ident(t))
+            && (i == 0 || !matches!(symbol(toks[i - 1]), Some(Symbol::Dot) | Some(Symbol::Colon)))
+        {
+            Some(i + 2)
+        } else {
+            None
+        };
+        if let Some(j) = open {
+            if toks.get(j).and_then(|t| symbol(t)) == Some(Symbol::LessThan) {
+                i = constraints(&toks, j, &mut out);
+                continue;
+            }
+        }
+        i += 1;
+    }
+    out
+}
+
+/// Scans the generic list opening at `toks[open]` (`<`) and records the `: Constraint` of
+/// each parameter. Returns the index after the list.
+fn constraints(toks: &[&Token], open: usize, out: &mut Vec<Range<usize>>) -> usize {
+    let mut depth = 0i32; // nesting of <>, (), {}, [] inside the list
+    let mut blanking: Option<usize> = None; // start byte of a constraint being blanked
+    let mut i = open + 1;
+    while i < toks.len() {
+        let t = toks[i];
+        let s = symbol(t);
+        let closes = match s {
+            Some(Symbol::GreaterThan) => 1,
+            Some(Symbol::DoubleGreaterThan) => 2,
+            _ => 0,
+        };
+        let at_top = depth == 0;
+        if at_top && (closes > 0 || s == Some(Symbol::Comma)) {
+            if let Some(start) = blanking.take() {
+                out.push(start..t.start_position().bytes());
+            }
+            if closes > 0 {
+                return i + 1;
+            }
+        } else if at_top
+            && blanking.is_none()
+            && s == Some(Symbol::Colon)
+            && i > open + 1
+            && is_ident(toks[i - 1])
+        {
+            blanking = Some(t.start_position().bytes());
+        }
+        match s {
+            Some(
+                Symbol::LessThan | Symbol::LeftParen | Symbol::LeftBrace | Symbol::LeftBracket,
+            ) => depth += 1,
+            Some(Symbol::RightParen | Symbol::RightBrace | Symbol::RightBracket) => depth -= 1,
+            _ if closes > 0 => depth -= closes,
+            _ => {}
+        }
+        if depth < 0 {
+            // `>>` closing a nested list and this one: the first `>` belongs to the
+            // constraint, blanked with it
+            if let Some(start) = blanking.take() {
+                out.push(start..t.start_position().bytes() + 1);
+            }
+            return i + 1;
+        }
+        i += 1;
+    }
+    i
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn erased(src: &str) -> String {
+        let e = erase(src);
+        assert!(e.error.is_none(), "{src}: {:?}", e.error);
+        squeeze(&e.text)
+    }
+
+    fn squeeze(s: &str) -> String {
+        s.split_whitespace().collect()
+    }
+
+    #[test]
+    fn blanks_each_form_of_type_syntax() {
+        let cases = [
+            ("local x: number = 1", "local x = 1"),
+            (
+                "local function f(a: number, b: string?): (string?, error?) return a end",
+                "local function f(a, b) return a end",
+            ),
+            (
+                "type P = {x: number, y: number?}\nlocal p = 1",
+                "local p = 1",
+            ),
+            ("export type P<T> = {x: T} local p = 1", "local p = 1"),
+            ("type U = 'a' | \"b\" type I = A & B", ""),
+            ("type F = (number, string) -> boolean", ""),
+            (
+                "local function id<T>(x: T): T return x end",
+                "local function id(x) return x end",
+            ),
+            (
+                "local function f(...: number) end",
+                "local function f(...) end",
+            ),
+            ("local y = (x :: any).foo", "local y = (x ).foo"),
+            ("local a = b :: number + 1", "local a = b + 1"),
+            ("for i: number = 1, 2 do end", "for i = 1, 2 do end"),
+            (
+                "for k: string, v: any in pairs(t) do end",
+                "for k, v in pairs(t) do end",
+            ),
+            (
+                "function M:g(x: {a: number}): {string} return {} end",
+                "function M:g(x) return {} end",
+            ),
+            ("type P = {name?: string, age?: number}", ""),
+            (
+                "local function f<T: number>(x: T): T return x end",
+                "local function f(x) return x end",
+            ),
+            ("type X<K: string, V: {n: number}> = {a: V}", ""),
+            (
+                "local function f<T: Array<number>>(x: T) end",
+                "local function f(x) end",
+            ),
+            (
+                "local x: Array<Array<number>> = {} local y = 8 >> 1",
+                "local x = {} local y = 8 >> 1",
+            ),
+            (
+                "local f = function<T>(x: T): T return x end",
+                "local f = function(x) return x end",
+            ),
+        ];
+        for (src, want) in cases {
+            assert_eq!(erased(src), squeeze(want), "{src}");
+        }
+    }
+
+    #[test]
+    fn plain_lua_is_left_alone() {
+        for src in [
+            "local t = {} t.type = 1 local type = type(t)",
+            "local x <const> = 5 goto done ::done::",
+            "local a = 1 // 2 local b = 3 & 5 | 6 ~ 7 << 1 >> 2 local c = ~a",
+            "local s = 'a: b' -- x: number",
+        ] {
+            let e = erase(src);
+            assert!(!e.changed, "{src}: {}", e.text);
+            assert_eq!(e.text, src);
+        }
+    }
+
+    #[test]
+    fn lines_and_columns_are_kept() {
+        let src = "type P = {\n  x: number,\n}\nlocal function f(a: number,\n  b: string): number\n  return a\nend\n";
+        let e = erase(src);
+        assert_eq!(e.text.lines().count(), src.lines().count());
+        assert_eq!(e.text.lines().nth(5), Some("  return a"));
+    }
+
+    #[test]
+    fn a_typed_syntax_error_names_its_line() {
+        let e = erase("local x: number = 1\nlocal y: = 2\n");
+        let err = e.error.expect("an error");
+        assert!(err.starts_with("2:"), "{err}");
+    }
+}

@@ -1,0 +1,188 @@
+//! Wippy's typed Lua: entries, libraries and functions written with type annotations load
+//! and run, runtime errors name the user's line, typed syntax errors name theirs, and the
+//! cast calls (`string(v)`, `number(v)`, `integer(v)`, `boolean(v)`) convert or fail.
+
+mod common;
+
+use common::{lua_value, App};
+use serde_json::json;
+use warden::process::Exit;
+use warden::registry::load_dir;
+
+const SHAPES: &str = r#"-- a typed library
+type Point = {x: number, y: number, label?: string}
+export type Shape<T: number> =
+  | {kind: "circle", r: T}
+  | {kind: "rect", w: T, h: T}
+
+local M = {}
+
+function M.area<T: number>(s: Shape<T>): number
+  if s.kind == "circle" then
+    return 3 * (s :: any).r * s.r
+  end
+  return s.w * s.h
+end
+
+function M.mid(a: Point, b: Point): Point
+  return {x = (a.x + b.x) / 2, y = (a.y + b.y) / 2}
+end
+
+return M
+"#;
+
+const MAIN: &str = r#"local shapes = require("shapes")
+local funcs = require("funcs")
+
+type Pair<A, B> = {first: A, second: B}
+
+local function sum(...: number): integer
+  local total: integer = 0
+  for _, v: number in ipairs({...}) do
+    total = total + (v :: integer)
+  end
+  return total
+end
+
+local function swap<A, B>(p: Pair<A, B>): Pair<B, A>
+  return {first = p.second, second = p.first}
+end
+
+return { main = function(): {[string]: any}
+  local doubled: number?, err: string? = funcs.call("app:double", 21)
+  local m = shapes.mid({x = 0, y = 0}, {x = 4, y = 2, label = "b"})
+  return {
+    sum = sum(1, 2, 3),
+    swapped = swap({first = "a", second = 1}),
+    circle = shapes.area({kind = "circle", r = 2}),
+    rect = shapes.area({kind = "rect", w = 2, h = 5}),
+    mid = {m.x, m.y},
+    doubled = doubled,
+    err = err,
+  }
+end }
+"#;
+
+const DOUBLE: &str = r#"local function main(n: number): (number?, string?)
+  if n == nil then return nil, "no number" end
+  return n * 2
+end
+return {main = main}
+"#;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn typed_entries_libraries_and_functions_run() {
+    let app = App::new()
+        .entry("  - {name: main, kind: process.lua, source: file://main.lua, method: main, modules: [funcs], imports: {shapes: app:shapes}}\n")
+        .entry("  - {name: shapes, kind: library.lua, source: file://shapes.lua}\n")
+        .func("double", DOUBLE, None);
+    app.write("main.lua", MAIN);
+    app.write("shapes.lua", SHAPES);
+    let v = app.value("main").await;
+    assert_eq!(
+        v,
+        json!({
+            "sum": 6,
+            "swapped": {"first": 1, "second": "a"},
+            "circle": 12,
+            "rect": 10,
+            "mid": [2, 1],
+            "doubled": 42,
+        })
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn runtime_errors_in_typed_code_name_the_users_line() {
+    let src = "type Config = {\n  name: string,\n  retries?: integer,\n}\n\nlocal function check(c: Config): (boolean, string?)\n  return c.retries > 0, nil\nend\n\nreturn { main = function(): boolean\n  return (check({name = \"x\"}))\nend }\n";
+    let exit = App::new().lua("main", src).run("main", vec![]).await;
+    let Exit::Error(err) = exit else {
+        panic!("expected a failure, got {exit:?}")
+    };
+    assert!(
+        err.contains("main.lua:7:") && err.contains("compare"),
+        "error should name line 7: {err}"
+    );
+}
+
+#[test]
+fn typed_syntax_errors_name_file_and_line() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(
+        dir.path().join("bad.lua"),
+        "local function f(a: number): string\n  return tostring(a)\nend\nlocal x: = 1\nreturn {main = f}\n",
+    )
+    .unwrap();
+    std::fs::write(
+        dir.path().join("worse.lua"),
+        "type P = {x: number}\nlocal function f(p: P)\n  return p.x +\nend\nreturn {main = f}\n",
+    )
+    .unwrap();
+    std::fs::write(
+        dir.path().join("_index.yaml"),
+        "namespace: app\nentries:\n  - {name: bad, kind: process.lua, source: file://bad.lua, method: main}\n  - {name: worse, kind: process.lua, source: file://worse.lua, method: main}\n",
+    )
+    .unwrap();
+    let err = load_dir(dir.path()).expect_err("must not load").to_string();
+    let lines: Vec<&str> = err.lines().collect();
+    assert_eq!(lines.len(), 2, "{err}");
+    assert!(
+        lines[0]
+            .starts_with("_index.yaml: entry app:bad: field source: Lua syntax error: bad.lua:4:"),
+        "{err}"
+    );
+    assert!(
+        lines[1].starts_with(
+            "_index.yaml: entry app:worse: field source: Lua syntax error: worse.lua:4:"
+        ),
+        "{err}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn cast_calls_convert_or_return_an_error() {
+    let v = lua_value(
+        r#"
+return { main = function()
+  local function both(f, x) local v, err = f(x) return {v = v, err = err} end
+  return {
+    s_num = string(42), s_bool = string(true), s_str = string("a"),
+    s_tbl = both(string, {}),
+    n_str = number("3.5"), n_num = number(2), n_bad = both(number, "x1"),
+    i_str = integer("42"), i_float = integer(4.0), i_frac = both(integer, 3.5),
+    i_bad = both(integer, "nope"),
+    b_true = boolean(true), b_str = boolean("false"), b_bad = both(boolean, 1),
+    still_lib = string.upper("ok"),
+  }
+end }
+"#,
+    )
+    .await;
+    assert_eq!(v["s_num"], "42");
+    assert_eq!(v["s_bool"], "true");
+    assert_eq!(v["s_str"], "a");
+    assert_eq!(v["s_tbl"], json!({"err": "cannot convert table to string"}));
+    assert_eq!(v["n_str"], 3.5);
+    assert_eq!(v["n_num"], 2);
+    assert_eq!(
+        v["n_bad"],
+        json!({"err": "cannot convert \"x1\" to number"})
+    );
+    assert_eq!(v["i_str"], 42);
+    assert_eq!(v["i_float"], 4);
+    assert_eq!(
+        v["i_frac"],
+        json!({"err": "cannot convert number to integer"})
+    );
+    assert_eq!(
+        v["i_bad"],
+        json!({"err": "cannot convert \"nope\" to integer"})
+    );
+    assert_eq!(v["b_true"], true);
+    assert_eq!(v["b_str"], false);
+    assert_eq!(
+        v["b_bad"],
+        json!({"err": "cannot convert number to boolean"})
+    );
+    assert_eq!(v["still_lib"], "OK");
+}
