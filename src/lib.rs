@@ -13,5 +13,6 @@ pub mod process;
 pub mod registry;
 pub mod runtime;
 pub mod supervision;
+pub mod typed_lua;
 pub mod value;
 pub mod wasm;

@@ -32,6 +32,7 @@ pub struct Runtime {
 pub fn launchers() -> HashMap<&'static str, Launcher> {
     let mut l: HashMap<&'static str, Launcher> = HashMap::new();
     l.insert("process.lua", lua::launcher);
+    l.insert("function.lua", lua::launcher);
     l.insert("process.wasm", crate::wasm::process::launcher);
     l
 }
@@ -93,6 +94,13 @@ impl Runtime {
             "function.lua",
             Arc::new(lua::funcs::LuaExecutor {
                 node: Arc::downgrade(&node),
+            }),
+        );
+        node.functions.register(
+            crate::functions::AS_PROCESS,
+            Arc::new(lua::call_process::ProcessCallExecutor {
+                node: Arc::downgrade(&node),
+                default_host: default_host.clone(),
             }),
         );
         for kind in ["function.wat", "function.wasm"] {

@@ -100,6 +100,16 @@ entries:
     source: |
       return { main = function() error("exited with status 7", 0) end }
     method: main
+  - name: refuse
+    kind: process.lua
+    source: |
+      return { main = function() print("before") return nil, "no input given" end }
+    method: main
+  - name: code
+    kind: process.lua
+    source: |
+      return { main = function(n) print("out") return tonumber(n) end }
+    method: main
   - name: ok
     kind: process.lua
     meta: {command: {name: greet, short: "Say hi"}}
@@ -122,6 +132,17 @@ fn exec_of_a_failing_process_exits_1_with_the_error_on_stderr() {
     // only a WebAssembly guest's exit(n) sets the status; a Lua error is 1
     let out = warden(&["run", "-d", dir, "--exec", "app:mimic"], None);
     assert_eq!(out.status.code(), Some(1), "{}", text(&out.stderr));
+    // `nil, err` from main is a failure with that error
+    let out = warden(&["run", "-d", dir, "--exec", "app:refuse"], None);
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out.stderr));
+    assert!(text(&out.stderr).contains("no input given"));
+    assert_eq!(text(&out.stdout).trim(), "before");
+    // an integer result is the exit code, and is not printed
+    for n in ["0", "3", "42"] {
+        let out = warden(&["run", "-d", dir, "--exec", "app:code", n], None);
+        assert_eq!(out.status.code(), Some(n.parse().unwrap()));
+        assert_eq!(text(&out.stdout).trim(), "out");
+    }
     let out = warden(&["run", "-d", dir, "--exec", "app:missing"], None);
     assert_eq!(out.status.code(), Some(1));
     assert!(text(&out.stderr).contains("entry app:missing not found"));

@@ -137,7 +137,14 @@ pub struct Pool {
     pub idle: AtomicUsize,
     /// What the executor derived once from the entry (see [`Pool::derived`]).
     derived: std::sync::OnceLock<Arc<dyn std::any::Any + Send + Sync>>,
+    /// Each call runs as a process of its own (a `process.lua` entry called as a
+    /// function, or a `function.lua` whose code uses the `process` global): the executor
+    /// registered as [`AS_PROCESS`] runs it.
+    pub as_process: bool,
 }
+
+/// The executor key of calls that run as processes (see [`Pool::as_process`]).
+pub const AS_PROCESS: &str = "process";
 
 /// A running call's hold on a pool worker; released when dropped.
 pub struct Permit {
@@ -178,6 +185,7 @@ impl Pool {
             gave_up: AtomicU64::new(0),
             idle: AtomicUsize::new(0),
             derived: std::sync::OnceLock::new(),
+            as_process: false,
         }
     }
 
@@ -332,6 +340,22 @@ impl LastCall {
     }
 }
 
+/// Whether Lua code or the libraries it imports (directly or through other libraries)
+/// use the `process` global.
+fn uses_process(registry: &Registry, spec: &crate::registry::LuaSpec, seen: &mut Vec<Id>) -> bool {
+    spec.uses_process
+        || spec.imports.iter().any(|(_, id)| {
+            if seen.contains(id) {
+                return false;
+            }
+            seen.push(id.clone());
+            match registry.get(id).map(|e| &e.spec) {
+                Some(EntrySpec::LibraryLua(l)) => uses_process(registry, l, seen),
+                _ => false,
+            }
+        })
+}
+
 /// The pools of a node, by function id, and the executors by entry kind.
 #[derive(Default)]
 pub struct FunctionTable {
@@ -376,19 +400,20 @@ impl FunctionTable {
             return Ok(found);
         }
         let pool = self.resolve(registry, target)?;
-        let executor = self
-            .executors
-            .get(pool.entry.kind.as_str())
-            .map(|e| e.clone())
-            .ok_or_else(|| {
-                CallError::new(
-                    "UNAVAILABLE",
-                    format!(
-                        "function {}: no executor for kind {} in this runtime",
-                        pool.entry.id, pool.entry.kind
-                    ),
-                )
-            })?;
+        let key = if pool.as_process {
+            AS_PROCESS
+        } else {
+            pool.entry.kind.as_str()
+        };
+        let executor = self.executors.get(key).map(|e| e.clone()).ok_or_else(|| {
+            CallError::new(
+                "UNAVAILABLE",
+                format!(
+                    "function {}: no executor for kind {} in this runtime",
+                    pool.entry.id, pool.entry.kind
+                ),
+            )
+        })?;
         LastCall::keep(self, registry, target, &pool, &executor);
         Ok((pool, executor))
     }
@@ -407,7 +432,7 @@ impl FunctionTable {
         let entry = registry
             .get(&id)
             .ok_or_else(|| CallError::new("NOT_FOUND", format!("function {id} not found")))?;
-        if !FUNCTION_KINDS.contains(&entry.kind.as_str()) {
+        if !FUNCTION_KINDS.contains(&entry.kind.as_str()) && entry.kind != "process.lua" {
             return Err(CallError::new(
                 "NOT_FOUND",
                 format!("{id} is a {}, not a function", entry.kind),
@@ -423,7 +448,13 @@ impl FunctionTable {
             EntrySpec::Wasm(w) => w.pool.clone().unwrap_or_default(),
             _ => PoolSpec::default(),
         };
-        let pool = Arc::new(Pool::new(entry.clone(), spec));
+        let mut pool = Pool::new(entry.clone(), spec);
+        pool.as_process = match &entry.spec {
+            EntrySpec::ProcessLua(_) => true,
+            EntrySpec::FunctionLua(l) => uses_process(registry, l, &mut Vec::new()),
+            _ => false,
+        };
+        let pool = Arc::new(pool);
         self.pools.insert(id, pool.clone());
         Ok(pool)
     }

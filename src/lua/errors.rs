@@ -92,6 +92,22 @@ fn raw_message(e: &mlua::Error) -> String {
     }
 }
 
+/// The text of an error value returned as `nil, err`: an error object's message, a
+/// string as it is, any other value described.
+pub fn text_of(v: &mlua::Value) -> String {
+    match v {
+        mlua::Value::String(s) => s.to_string_lossy(),
+        mlua::Value::UserData(ud) => match ud.borrow::<LuaError>() {
+            Ok(e) => e.message.clone(),
+            Err(_) => "error value of type userdata".to_string(),
+        },
+        other => match crate::value::from_lua(other) {
+            Ok(val) => crate::value::display(&val),
+            Err(_) => format!("error value of type {}", other.type_name()),
+        },
+    }
+}
+
 /// Describes an error value that is not a string (a table, a number, nil, an error object)
 /// so that a failure reads as text, not as an address. The sandbox's error handler calls
 /// it; strings and mlua's own error values pass through unchanged.

@@ -288,10 +288,13 @@ fn caller(values: &[(String, Value)]) -> mlua::Result<(Arc<Node>, Arc<CallContex
                     })
                     .clone()
             } else {
-                Arc::new(CallContext {
-                    actor: Some(p.pid_str.clone()),
-                    values: values.to_vec(),
-                })
+                let mut base = p
+                    .call_context
+                    .get()
+                    .map(|c| (**c).clone())
+                    .unwrap_or_default();
+                base.actor.get_or_insert_with(|| p.pid_str.clone());
+                Arc::new(base.with(values.to_vec()))
             },
         )),
         Some(Current::Call(c)) => Ok((
@@ -727,6 +730,21 @@ fn start_async(
     )]))
 }
 
+/// The values of a `with_context` table, copied (string keys).
+pub(crate) fn context_values(t: &Table) -> Result<Vec<(String, Value)>, String> {
+    let mut out = Vec::new();
+    for pair in t.pairs::<mlua::Value, mlua::Value>() {
+        let (k, v) = pair.map_err(|e| e.to_string())?;
+        let mlua::Value::String(k) = k else {
+            return Err(format!("keys must be strings, found a {}", k.type_name()));
+        };
+        let k = k.to_string_lossy();
+        let v = value::from_lua(&v).map_err(|err| format!("value of {k}: {err}"))?;
+        out.push((k, v));
+    }
+    Ok(out)
+}
+
 /// `funcs.new()`: an immutable call configuration (context values, timeout).
 #[derive(Clone, Default)]
 pub struct Executor {
@@ -738,11 +756,9 @@ impl UserData for Executor {
     fn add_methods<M: UserDataMethods<Self>>(m: &mut M) {
         m.add_method("with_context", |_, e, t: Table| {
             let mut next = e.clone();
-            for pair in t.pairs::<String, mlua::Value>() {
-                let (k, v) = pair?;
-                let v = value::from_lua(&v).map_err(|err| {
-                    mlua::Error::runtime(format!("with_context: value of {k}: {err}"))
-                })?;
+            let values = context_values(&t)
+                .map_err(|err| mlua::Error::runtime(format!("with_context: {err}")))?;
+            for (k, v) in values {
                 next.values.retain(|(key, _)| *key != k);
                 next.values.push((k, v));
             }
@@ -825,7 +841,10 @@ return general, wait"#,
 
 fn context_now() -> Option<(Option<String>, Arc<CallContext>)> {
     match current_any()? {
-        Current::Process(p) => Some((Some(p.pid_str.clone()), Arc::new(CallContext::default()))),
+        Current::Process(p) => Some((
+            Some(p.pid_str.clone()),
+            p.call_context.get().cloned().unwrap_or_default(),
+        )),
         Current::Call(c) => Some((c.context.actor.clone(), c.context.clone())),
     }
 }

@@ -18,6 +18,7 @@
 //! This module knows the process core and the registry; it does not know hosts' threads
 //! or the CLI.
 
+pub mod call_process;
 pub mod channel;
 pub mod errors;
 pub mod funcs;
@@ -25,7 +26,6 @@ mod modules;
 mod process_api;
 mod raw;
 mod supervisor;
-pub mod typed;
 mod wit;
 
 use crate::process::{Body, Exit, Message, Node, Pid, ProcessContext, ProcessHandle, Signal};
@@ -775,15 +775,26 @@ struct Driver {
 }
 
 impl Driver {
+    /// How a body's return ends the process: `nil, err` or `false, err` is a failure
+    /// with that error (as Wippy reads a Lua result); anything else returns its first
+    /// value.
     fn exit_of(&self, r: mlua::Result<mlua::MultiValue>) -> Exit {
         match r {
-            Ok(values) => match values.into_iter().next() {
-                None => Exit::Normal(Value::Nil),
-                Some(v) => match value::from_lua(&v) {
-                    Ok(v) => Exit::Normal(v),
-                    Err(e) => Exit::Error(format!("the process result cannot be copied: {e}")),
-                },
-            },
+            Ok(values) => {
+                let mut it = values.into_iter();
+                match (it.next(), it.next()) {
+                    (None, _) => Exit::Normal(Value::Nil),
+                    (Some(mlua::Value::Nil | mlua::Value::Boolean(false)), Some(err))
+                        if !err.is_nil() =>
+                    {
+                        Exit::Error(errors::text_of(&err))
+                    }
+                    (Some(v), _) => match value::from_lua(&v) {
+                        Ok(v) => Exit::Normal(v),
+                        Err(e) => Exit::Error(format!("the process result cannot be copied: {e}")),
+                    },
+                }
+            }
             Err(e) => self.error_exit(&e),
         }
     }
@@ -896,12 +907,15 @@ impl Future for Driver {
     }
 }
 
-/// The launcher of `process.lua` entries.
+/// The launcher of `process.lua` entries (and of `function.lua` entries whose calls run
+/// as processes, see `call_process`).
 pub fn launcher(_node: &Arc<Node>, entry: &Arc<Entry>, _args: &[Value]) -> Result<Body, String> {
     match &entry.spec {
-        EntrySpec::ProcessLua(_) => Ok(Box::new(|pctx: ProcessContext| {
-            Box::pin(run_process(pctx)) as crate::process::BodyFuture
-        })),
+        EntrySpec::ProcessLua(_) | EntrySpec::FunctionLua(_) => {
+            Ok(Box::new(|pctx: ProcessContext| {
+                Box::pin(run_process(pctx)) as crate::process::BodyFuture
+            }))
+        }
         _ => Err(format!(
             "entry {} is a {}, not a process.lua",
             entry.id, entry.kind
@@ -924,14 +938,16 @@ fn start_process(pctx: ProcessContext) -> mlua::Result<Driver> {
         entry,
         host,
         args,
+        context,
     } = pctx;
     let spec = lua_spec(&entry).ok_or_else(|| mlua::Error::runtime("not a Lua entry"))?;
     let method = spec.method.clone().unwrap_or_else(|| "main".into());
     let factory = w.factory(&entry, spec)?;
     let env = w.new_env(&entry)?;
     let lua = w.lua.clone();
+    let pid_str = me.pid.to_string();
     let ctx = Rc::new(ProcCtx {
-        pid_str: me.pid.to_string(),
+        pid_str: pid_str.clone(),
         node,
         me,
         entry: entry.clone(),
@@ -948,7 +964,17 @@ fn start_process(pctx: ProcessContext) -> mlua::Result<Driver> {
         run: RunState::for_entry(&entry),
         last_from: RefCell::new(None),
         last_dest: RefCell::new(None),
-        call_context: std::cell::OnceCell::new(),
+        // a context given at spawn, with this process as the actor if it names none
+        call_context: match context {
+            Some(c) if c.actor.is_none() => {
+                std::cell::OnceCell::from(Arc::new(crate::functions::CallContext {
+                    actor: Some(pid_str.clone()),
+                    values: c.values.clone(),
+                }))
+            }
+            Some(c) => std::cell::OnceCell::from(c),
+            None => std::cell::OnceCell::new(),
+        },
         pending: funcs::PendingCalls::default(),
     });
     let mut call_args = vec![

@@ -7,11 +7,13 @@
 
 use super::errors::LuaError;
 use super::{channel::LuaChannel, current, ProcCtx};
+use crate::functions::CallContext;
 use crate::process::{Exit, Pid, SpawnOptions};
 use crate::registry::Id;
 use crate::value;
 use mlua::{IntoLuaMulti, Lua, MultiValue, Table, Variadic};
 use std::rc::Rc;
+use std::sync::Arc;
 
 type LResult = Result<MultiValue, LuaError>;
 
@@ -87,6 +89,7 @@ fn spawn_impl(
     host: &mlua::Value,
     args: &[mlua::Value],
     on_exit: Option<crate::process::ExitCallback>,
+    context: Option<Arc<CallContext>>,
 ) -> Result<Pid, LuaError> {
     let id = entry_id(id, kind.name, "entry id")?;
     let host = host_id(ctx, host, kind.name)?;
@@ -97,6 +100,7 @@ fn spawn_impl(
         link_to: kind.link.then(|| me.clone()),
         monitor_by: kind.monitor.then(|| me.clone()),
         on_exit,
+        context,
     };
     ctx.node
         .spawn(&id, &host, args, opts)
@@ -109,7 +113,7 @@ fn add_spawn(lua: &Lua, t: &Table, kind: SpawnKind) -> mlua::Result<()> {
         lua.create_function(
             move |lua, (id, host, args): (mlua::Value, mlua::Value, Variadic<mlua::Value>)| {
                 let ctx = current()?;
-                let r = spawn_impl(&ctx, kind, &id, &host, &args, None)
+                let r = spawn_impl(&ctx, kind, &id, &host, &args, None, None)
                     .and_then(|pid| ret(lua, pid.to_string()));
                 finish(lua, r)
             },
@@ -117,19 +121,74 @@ fn add_spawn(lua: &Lua, t: &Table, kind: SpawnKind) -> mlua::Result<()> {
     )
 }
 
+/// The spawner `process.with_context(values)` returns: its `spawn*` methods start
+/// processes whose call context (`ctx.get`, their `funcs.call`s) holds the spawning
+/// process's context plus `values`.
+struct Spawner(Arc<CallContext>);
+
+impl mlua::UserData for Spawner {
+    fn add_methods<M: mlua::UserDataMethods<Self>>(methods: &mut M) {
+        for (name, link, monitor) in SPAWNS {
+            let kind = SpawnKind {
+                name,
+                link,
+                monitor,
+            };
+            methods.add_method(
+                name,
+                move |lua, this, (id, host, args): (mlua::Value, mlua::Value, Variadic<mlua::Value>)| {
+                    let ctx = current()?;
+                    let r = spawn_impl(&ctx, kind, &id, &host, &args, None, Some(this.0.clone()))
+                        .and_then(|pid| ret(lua, pid.to_string()));
+                    finish(lua, r)
+                },
+            );
+        }
+    }
+}
+
+const SPAWNS: [(&str, bool, bool); 4] = [
+    ("spawn", false, false),
+    ("spawn_monitored", false, true),
+    ("spawn_linked", true, false),
+    ("spawn_linked_monitored", true, true),
+];
+
 /// Builds the `process` table (frozen by the sandbox afterwards).
 pub fn create(lua: &Lua) -> mlua::Result<Table> {
     let t = lua.create_table()?;
     t.set(
+        "with_context",
+        lua.create_function(|lua, values: mlua::Value| {
+            let ctx = current()?;
+            let r = (|| {
+                let values = match &values {
+                    mlua::Value::Table(t) => super::funcs::context_values(t).map_err(|e| {
+                        LuaError::new("INVALID", format!("process.with_context: {e}"))
+                    })?,
+                    mlua::Value::Nil => Vec::new(),
+                    other => {
+                        return Err(LuaError::new(
+                            "INVALID",
+                            format!(
+                                "process.with_context: expected a table of values, got {}",
+                                other.type_name()
+                            ),
+                        ))
+                    }
+                };
+                let base = ctx.call_context.get().cloned().unwrap_or_default();
+                let spawner = Spawner(Arc::new(base.with(values)));
+                ret(lua, spawner)
+            })();
+            finish(lua, r)
+        })?,
+    )?;
+    t.set(
         "pid",
         lua.create_function(|_, ()| Ok(current()?.pid_str.clone()))?,
     )?;
-    for (name, link, monitor) in [
-        ("spawn", false, false),
-        ("spawn_monitored", false, true),
-        ("spawn_linked", true, false),
-        ("spawn_linked_monitored", true, true),
-    ] {
+    for (name, link, monitor) in SPAWNS {
         add_spawn(
             lua,
             &t,
@@ -320,7 +379,7 @@ pub fn create(lua: &Lua) -> mlua::Result<Table> {
                         link: false,
                         monitor: false,
                     };
-                    spawn_impl(&ctx, kind, &id, &host, &args, Some(cb)).map(|_| rx)
+                    spawn_impl(&ctx, kind, &id, &host, &args, Some(cb), None).map(|_| rx)
                 });
                 async move {
                     let rx = match started? {

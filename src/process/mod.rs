@@ -256,6 +256,8 @@ pub struct ProcessContext {
     pub host: Arc<Host>,
     /// Spawn arguments.
     pub args: Vec<Value>,
+    /// The call context it starts with (see [`SpawnOptions::context`]).
+    pub context: Option<Arc<crate::functions::CallContext>>,
 }
 
 /// The running part of a process; it lives on one worker thread and is not `Send`.
@@ -302,6 +304,10 @@ pub struct SpawnOptions {
     pub monitor_by: Option<Pid>,
     /// Call this when the new process exits.
     pub on_exit: Option<ExitCallback>,
+    /// The call context the new process starts with (`ctx.get`, and what its own
+    /// `funcs.call`s carry): set by `process.with_context` and for functions run as
+    /// processes. None: an empty one.
+    pub context: Option<Arc<crate::functions::CallContext>>,
 }
 
 /// A node: the process table, the names, the hosts and the current registry.
@@ -700,6 +706,7 @@ impl Node {
             entry,
             host: host.clone(),
             args,
+            context: opts.context,
         };
         host.start(ctx, body);
         Ok(pid)

@@ -728,7 +728,7 @@ impl Loader {
         }
         // Typed Lua is erased here, once: workers compile the plain text.
         if let Some((src, chunk)) = &mut source {
-            match crate::lua::typed::prepare(&self.lua, src, chunk) {
+            match crate::typed_lua::prepare(&self.lua, src, chunk) {
                 Ok(std::borrow::Cow::Borrowed(_)) => {}
                 Ok(std::borrow::Cow::Owned(plain)) => *src = plain,
                 Err(message) => {
@@ -796,7 +796,9 @@ impl Loader {
             return None;
         }
         let (src, chunk_name) = source?;
+        let uses_process = crate::typed_lua::indexes_name(&src, "process");
         Some(LuaSpec {
+            uses_process,
             source: Arc::from(src),
             chunk_name,
             method,

@@ -203,6 +203,9 @@ pub struct LuaSpec {
     pub imports: Vec<(String, Id)>,
     /// function.lua only: the parsed `pool` field (None: the default pool).
     pub pool: Option<PoolSpec>,
+    /// The source uses the `process` global (`process.pid()`, `process.spawn(...)`): a
+    /// function whose code (or an imported library's) does runs each call as a process.
+    pub uses_process: bool,
 }
 
 /// The fields of a `function.wat`, `function.wasm` or `process.wasm` entry.

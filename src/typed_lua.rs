@@ -211,6 +211,28 @@ impl Visitor for TypeRanges {
     }
 }
 
+/// Whether plain Lua `src` indexes the name `global` (`process.send`, `process:x`) other
+/// than as a field (`t.process.x`). Used at load to tell a function that needs a process
+/// identity; a source that does not tokenize counts as using it.
+pub fn indexes_name(src: &str, global: &str) -> bool {
+    let tokens = match Lexer::new(src, version()).collect() {
+        full_moon::tokenizer::LexerResult::Ok(t) => t,
+        _ => return true,
+    };
+    let toks: Vec<&Token> = tokens
+        .iter()
+        .filter(|t| !t.token_type().is_trivia())
+        .collect();
+    toks.iter().enumerate().any(|(i, t)| {
+        ident_is(t, global)
+            && matches!(
+                toks.get(i + 1).and_then(|t| symbol(t)),
+                Some(Symbol::Dot | Symbol::Colon | Symbol::LeftBracket)
+            )
+            && !(i > 0 && matches!(symbol(toks[i - 1]), Some(Symbol::Dot | Symbol::Colon)))
+    })
+}
+
 fn symbol(t: &Token) -> Option<Symbol> {
     match t.token_type() {
         TokenType::Symbol { symbol } => Some(*symbol),
@@ -418,6 +440,17 @@ mod tests {
             assert!(!e.changed, "{src}: {}", e.text);
             assert_eq!(e.text, src);
         }
+    }
+
+    #[test]
+    fn finds_uses_of_a_global() {
+        assert!(indexes_name("local p = process.pid()", "process"));
+        assert!(indexes_name("return process [ 'send' ]", "process"));
+        assert!(!indexes_name(
+            "local t = x.process.y -- process.z",
+            "process"
+        ));
+        assert!(!indexes_name("local s = 'process.send'", "process"));
     }
 
     #[test]

@@ -1,0 +1,208 @@
+//! Processes and functions together, as Wippy allows: `process.*` inside a `function.lua`
+//! (each such call runs as a process of its own), `funcs.call` of a `process.lua` entry,
+//! `process.with_context`, and a process body's `nil, err` as a failed exit.
+
+mod common;
+
+use common::App;
+use serde_json::json;
+
+const ECHO: &str = r#"
+return { main = function()
+  local msg = process.inbox():receive()
+  local reply_to, text = table.unpack(msg:payload():data())
+  process.send(reply_to, "echo", text .. "!")
+end }
+"#;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_function_using_process_runs_with_a_pid_of_its_own() {
+    let worker = r#"
+local ctx = require("ctx")
+return { main = function(text)
+  local me = process.pid()
+  local child, err = process.spawn_monitored("app:echo", "app:host")
+  if not child then return nil, err end
+  process.send(child, "go", {me, text})
+  local msg = process.inbox():receive()
+  local ev = process.events():receive()
+  return {
+    pid = me,
+    reply = msg:payload():data(),
+    topic = msg:topic(),
+    child_exit = ev.kind == process.event.EXIT and ev.from == child,
+    tag = ctx.get("tag"),
+  }
+end }
+"#;
+    let v = App::new()
+        .lua("echo", ECHO)
+        .func("worker", worker, None)
+        .lua(
+            "main",
+            r#"
+local funcs = require("funcs")
+return { main = function()
+  local r, err = funcs.new():with_context({tag = "t1"}):call("app:worker", "hi")
+  if err then return {err = tostring(err)} end
+  return {
+    reply = r.reply, topic = r.topic, child_exit = r.child_exit, tag = r.tag,
+    own_pid = r.pid ~= process.pid() and type(r.pid) == "string",
+  }
+end }
+"#,
+        )
+        .value("main")
+        .await;
+    assert_eq!(
+        v,
+        json!({"reply": "hi!", "topic": "echo", "child_exit": true, "tag": "t1", "own_pid": true})
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn funcs_call_runs_a_process_entry_and_gives_its_result_or_error() {
+    let v = App::new()
+        .lua(
+            "square",
+            "return { main = function(n) if n < 0 then return nil, 'negative: ' .. n end return n * n end }",
+        )
+        .lua("boom", "return { main = function() error('exploded', 0) end }")
+        .lua(
+            "main",
+            r#"
+local funcs = require("funcs")
+return { main = function()
+  local ok = funcs.call("app:square", 7)
+  local v, err = funcs.call("app:square", -2)
+  local b, berr = funcs.call("app:boom")
+  local fut = funcs.async("app:square", 3)
+  local payload = fut:response():receive()
+  return {
+    ok = ok, v = v == nil, err = tostring(err), kind = err:kind(),
+    boom = b == nil, berr = tostring(berr),
+    async = payload,
+  }
+end }
+"#,
+        )
+        .value("main")
+        .await;
+    assert_eq!(v["ok"], 49);
+    assert_eq!(v["v"], true);
+    assert_eq!(v["err"], "negative: -2");
+    assert_eq!(v["kind"], "FAILED");
+    assert_eq!(v["boom"], true);
+    assert_eq!(v["berr"], "exploded");
+    assert_eq!(v["async"], 9);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_call_that_times_out_stops_its_process() {
+    let v = App::new()
+        .func(
+            "stuck",
+            r#"
+return { main = function()
+  process.registry.register("stuck_call")
+  process.inbox():receive()
+  return "never"
+end }
+"#,
+            None,
+        )
+        .lua(
+            "main",
+            r#"
+local funcs = require("funcs")
+local time = require("time")
+return { main = function()
+  local v, err = funcs.new():with_options({timeout = 100}):call("app:stuck")
+  local during = process.registry.lookup("stuck_call")
+  time.sleep("50ms")
+  return {
+    v = v == nil, kind = err and err:kind(),
+    gone = process.registry.lookup("stuck_call") == nil,
+  }
+end }
+"#,
+        )
+        .value("main")
+        .await;
+    assert_eq!(v, json!({"v": true, "kind": "TIMEOUT", "gone": true}));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn with_context_spawns_children_that_see_the_values() {
+    let v = App::new()
+        .lua(
+            "child",
+            r#"
+local ctx = require("ctx")
+local funcs = require("funcs")
+return { main = function(parent)
+  process.send(parent, "seen", {user = ctx.get("user"), nested = funcs.call("app:peek")})
+end }
+"#,
+        )
+        .func(
+            "peek",
+            "local ctx = require('ctx') return { main = function() return ctx.get('user') end }",
+            None,
+        )
+        .lua(
+            "main",
+            r#"
+return { main = function()
+  local spawner, err = process.with_context({user = "ada"})
+  if not spawner then return {err = tostring(err)} end
+  spawner:spawn("app:child", "app:host", process.pid())
+  local got = process.inbox():receive():payload():data()
+  process.spawn("app:child", "app:host", process.pid())
+  local plain = process.inbox():receive():payload():data()
+  local bad = select(2, process.with_context(42))
+  return {with = got, plain = plain, bad = bad and bad:kind()}
+end }
+"#,
+        )
+        .value("main")
+        .await;
+    assert_eq!(
+        v,
+        json!({"with": {"user": "ada", "nested": "ada"}, "plain": [], "bad": "INVALID"})
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_body_returning_nil_and_an_error_fails() {
+    let v = App::new()
+        .lua(
+            "refuses",
+            "return { main = function() return nil, 'no input' end }",
+        )
+        .lua(
+            "falsy",
+            "return { main = function() return false, 'bad' end }",
+        )
+        .lua("fine", "return { main = function() return nil end }")
+        .lua(
+            "main",
+            r#"
+return { main = function()
+  local out = {}
+  for _, name in ipairs({"refuses", "falsy", "fine"}) do
+    process.spawn_monitored("app:" .. name, "app:host")
+    local ev = process.events():receive()
+    out[name] = {error = ev.result.error, value = ev.result.value}
+  end
+  return out
+end }
+"#,
+        )
+        .value("main")
+        .await;
+    assert_eq!(
+        v,
+        json!({"refuses": {"error": "no input"}, "falsy": {"error": "bad"}, "fine": []})
+    );
+}
