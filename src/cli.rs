@@ -347,8 +347,9 @@ async fn run(args: RunArgs) -> i32 {
             let wasm = is_wasm_process(&runtime, &id).await;
             let argv = command_args(wasm, argv);
             match runtime.exec(&id, argv).await {
-                // an integer result is the exit code, as Wippy's `run -x` has it
-                Ok(Exit::Normal(Value::Int(n))) => n.clamp(0, 255) as i32,
+                // an integer a Lua main returns is the exit code, as Wippy's `run -x`
+                // has it (a WebAssembly guest sets its status with exit(n))
+                Ok(Exit::Normal(Value::Int(n))) if !wasm => n.clamp(0, 255) as i32,
                 Ok(Exit::Normal(v)) => {
                     if v != Value::Nil {
                         match value::to_json(&v) {

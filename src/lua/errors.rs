@@ -1,15 +1,46 @@
-//! Error values handed to Lua as the `err` of `value, err` returns: objects with
-//! `err:kind()` and `err:message()`, whose `tostring` (and `..`) is the message.
+//! Error values handed to Lua as the `err` of `value, err` returns, and the `errors`
+//! global that makes them (Wippy's `errors.new`, `wrap`, `is`, `call_stack` and the kind
+//! constants). An error object has `err:kind()`, `err:message()`, `err:retryable()`,
+//! `err:details()`, `err:stack()`, `err:unwrap()`; its `tostring` (and `..`) is the
+//! message, and the string functions take it where they take a string (the sandbox
+//! converts it), so `string.find(err, "x")` works as on a string error.
 
+use crate::value::Value;
 use mlua::{Lua, MetaMethod, UserData, UserDataMethods};
+use std::sync::Arc;
+
+/// The kinds an error can have (`errors.NOT_FOUND == "NOT_FOUND"`...). `FAILED` is
+/// warden's kind of a function's own returned error.
+pub const KINDS: &[&str] = &[
+    "UNKNOWN",
+    "INVALID",
+    "NOT_FOUND",
+    "ALREADY_EXISTS",
+    "PERMISSION_DENIED",
+    "UNAVAILABLE",
+    "INTERNAL",
+    "CANCELED",
+    "CONFLICT",
+    "TIMEOUT",
+    "RATE_LIMITED",
+    "FAILED",
+];
 
 /// An error value for Lua.
 #[derive(Clone, Debug)]
 pub struct LuaError {
-    /// `INVALID`, `NOT_FOUND`, `UNAVAILABLE`, `INTERNAL`, ...
+    /// `INVALID`, `NOT_FOUND`, `UNAVAILABLE`, `INTERNAL`, ... (see [`KINDS`]).
     pub kind: &'static str,
-    /// One-line message.
+    /// One-line message (for a wrapped error: the context, `: `, and the cause's).
     pub message: String,
+    /// Whether trying again may succeed (None: not said).
+    pub retryable: Option<bool>,
+    /// Structured details given to `errors.new`.
+    pub details: Option<Value>,
+    /// The error this one wraps.
+    pub cause: Option<Arc<LuaError>>,
+    /// Where `errors.new` / `errors.wrap` was called: (source, line, function name).
+    pub stack: Vec<(String, usize, Option<String>)>,
 }
 
 impl LuaError {
@@ -18,6 +49,10 @@ impl LuaError {
         LuaError {
             kind,
             message: message.into(),
+            retryable: None,
+            details: None,
+            cause: None,
+            stack: Vec::new(),
         }
     }
 
@@ -27,6 +62,11 @@ impl LuaError {
             mlua::Value::Nil,
             mlua::Value::UserData(lua.create_userdata(self)?),
         ]))
+    }
+
+    /// This error and the ones it wraps, outermost first.
+    fn chain(&self) -> impl Iterator<Item = &LuaError> {
+        std::iter::successors(Some(self), |e| e.cause.as_deref())
     }
 }
 
@@ -40,6 +80,16 @@ impl UserData for LuaError {
     fn add_methods<M: UserDataMethods<Self>>(methods: &mut M) {
         methods.add_method("kind", |_, this, ()| Ok(this.kind));
         methods.add_method("message", |_, this, ()| Ok(this.message.clone()));
+        methods.add_method("retryable", |_, this, ()| Ok(this.retryable));
+        methods.add_method("details", |lua, this, ()| match &this.details {
+            Some(d) => crate::value::to_lua(lua, d),
+            None => Ok(mlua::Value::Nil),
+        });
+        methods.add_method("stack", |_, this, ()| Ok(stack_text(this)));
+        methods.add_method("unwrap", |lua, this, ()| match &this.cause {
+            Some(c) => Ok(mlua::Value::UserData(lua.create_userdata((**c).clone())?)),
+            None => Ok(mlua::Value::Nil),
+        });
         methods.add_meta_method(MetaMethod::ToString, |_, this, ()| Ok(this.message.clone()));
         methods.add_meta_function(
             MetaMethod::Concat,
@@ -62,7 +112,166 @@ impl UserData for LuaError {
                 Ok(format!("{}{}", s(&a)?, s(&b)?))
             },
         );
+        methods.add_meta_method(MetaMethod::Eq, |_, this, other: mlua::AnyUserData| {
+            Ok(other
+                .borrow::<LuaError>()
+                .map(|o| o.kind == this.kind && o.message == this.message)
+                .unwrap_or(false))
+        });
     }
+}
+
+fn stack_text(e: &LuaError) -> String {
+    e.stack
+        .iter()
+        .map(|(src, line, name)| match name {
+            Some(n) => format!("{src}:{line}: in function {n}"),
+            None => format!("{src}:{line}"),
+        })
+        .collect::<Vec<_>>()
+        .join("\n")
+}
+
+/// The Lua frames of the caller of a Rust function, innermost first (at most 32).
+fn capture_stack(lua: &Lua) -> Vec<(String, usize, Option<String>)> {
+    let mut out = Vec::new();
+    for level in 1..33 {
+        let frame = lua.inspect_stack(level, |d| {
+            let src = d.source();
+            if src.what == "C" {
+                return None;
+            }
+            let name = d.names().name.map(|n| n.into_owned());
+            let file = src.short_src.map(|s| s.into_owned()).unwrap_or_default();
+            Some((file, d.current_line().unwrap_or(0), name))
+        });
+        match frame {
+            None => break,
+            Some(Some(f)) => out.push(f),
+            Some(None) => {}
+        }
+    }
+    out
+}
+
+fn kind_of(name: &str) -> Option<&'static str> {
+    KINDS.iter().copied().find(|k| *k == name)
+}
+
+/// An error object from a Lua value: an error object as it is, a string as an UNKNOWN
+/// error with that message, anything else described.
+fn as_error(v: &mlua::Value) -> LuaError {
+    if let mlua::Value::UserData(ud) = v {
+        if let Ok(e) = ud.borrow::<LuaError>() {
+            return e.clone();
+        }
+    }
+    LuaError::new("UNKNOWN", text_of(v))
+}
+
+/// The `errors` global.
+pub fn module(lua: &Lua) -> mlua::Result<mlua::Table> {
+    let t = lua.create_table()?;
+    for k in KINDS {
+        t.set(*k, *k)?;
+    }
+    t.set(
+        "new",
+        lua.create_function(|lua, spec: mlua::Value| {
+            let mut e = match &spec {
+                mlua::Value::Table(t) => {
+                    let message: Option<String> = t.get("message")?;
+                    let kind = match t.get::<Option<String>>("kind")? {
+                        None => "UNKNOWN",
+                        Some(k) => kind_of(&k).ok_or_else(|| {
+                            mlua::Error::runtime(format!(
+                                "errors.new: unknown kind {k:?} (one of {})",
+                                KINDS.join(", ")
+                            ))
+                        })?,
+                    };
+                    let mut e = LuaError::new(kind, message.unwrap_or_default());
+                    e.retryable = t.get("retryable")?;
+                    e.details = match t.get::<mlua::Value>("details")? {
+                        mlua::Value::Nil => None,
+                        d => Some(crate::value::from_lua(&d).map_err(|err| {
+                            mlua::Error::runtime(format!("errors.new: details: {err}"))
+                        })?),
+                    };
+                    e
+                }
+                mlua::Value::String(s) => LuaError::new("UNKNOWN", s.to_string_lossy()),
+                other => {
+                    return Err(mlua::Error::runtime(format!(
+                        "errors.new: expected a message or a table, got {}",
+                        other.type_name()
+                    )))
+                }
+            };
+            e.stack = capture_stack(lua);
+            Ok(e)
+        })?,
+    )?;
+    t.set(
+        "wrap",
+        lua.create_function(|lua, (err, message): (mlua::Value, Option<String>)| {
+            if err.is_nil() {
+                return Ok(mlua::Value::Nil);
+            }
+            let cause = as_error(&err);
+            let mut e = cause.clone();
+            if let Some(m) = message {
+                e.message = format!("{m}: {}", cause.message);
+            }
+            e.cause = Some(Arc::new(cause));
+            e.stack = capture_stack(lua);
+            Ok(mlua::Value::UserData(lua.create_userdata(e)?))
+        })?,
+    )?;
+    t.set(
+        "is",
+        lua.create_function(|_, (err, target): (mlua::Value, mlua::Value)| {
+            let e = match &err {
+                mlua::Value::UserData(ud) => match ud.borrow::<LuaError>() {
+                    Ok(e) => e.clone(),
+                    Err(_) => return Ok(false),
+                },
+                _ => return Ok(false),
+            };
+            Ok(match &target {
+                mlua::Value::String(k) => {
+                    let k = k.to_string_lossy();
+                    e.chain().any(|c| c.kind == k)
+                }
+                mlua::Value::UserData(ud) => match ud.borrow::<LuaError>() {
+                    Ok(t) => e
+                        .chain()
+                        .any(|c| c.kind == t.kind && c.message == t.message),
+                    Err(_) => false,
+                },
+                _ => false,
+            })
+        })?,
+    )?;
+    t.set(
+        "call_stack",
+        lua.create_function(|lua, err: mlua::Value| {
+            let out = lua.create_table()?;
+            if let mlua::Value::UserData(ud) = &err {
+                if let Ok(e) = ud.borrow::<LuaError>() {
+                    for (i, (src, line, name)) in e.stack.iter().enumerate() {
+                        let f = lua.create_table()?;
+                        f.set("source", src.as_str())?;
+                        f.set("line", *line)?;
+                        f.set("name", name.clone())?;
+                        out.raw_set(i + 1, f)?;
+                    }
+                }
+            }
+            Ok(out)
+        })?,
+    )?;
+    Ok(t)
 }
 
 /// The message of a Lua error, without mlua's wrapping ("runtime error: ", callback

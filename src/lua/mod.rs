@@ -305,6 +305,7 @@ impl LuaWorker {
         rust.set("coroutine_create", co_create)?;
         rust.set("coroutine_wrap", co_wrap)?;
         rust.set("describe_error", lua.create_function(errors::describe)?)?;
+        rust.set("errors", errors::module(&lua)?)?;
         rust.set("message_data", raw::message_data_function(&lua)?)?;
         let setup: Table = lua
             .load(include_str!("sandbox.lua"))

@@ -103,6 +103,19 @@ local function cast_boolean(v)
   return cannot(v, "boolean")
 end
 
+-- The string functions take an error object where they take a string (its message), as
+-- Wippy's error values behave as strings there: `string.find(err, "timeout")`.
+local string_view = {}
+for k, f in pairs(string) do string_view[k] = f end
+for _, name in ipairs({ "find", "match", "gmatch", "gsub", "sub", "len", "lower", "upper",
+  "rep", "reverse", "byte" }) do
+  local f = string[name]
+  string_view[name] = function(s, ...)
+    if type(s) == "userdata" then s = tostring(s) end
+    return f(s, ...)
+  end
+end
+
 local base = {
   assert = assert, error = error, ipairs = ipairs, next = next, pairs = pairs,
   pcall = pcall, print = print, select = select, tonumber = tonumber,
@@ -111,7 +124,8 @@ local base = {
   getmetatable = safe_getmetatable, setmetatable = safe_setmetatable,
   collectgarbage = safe_collectgarbage, _VERSION = _VERSION,
   unpack = table.unpack, load = rust.load,
-  string = freeze(string, "string", cast_string),
+  string = freeze(string_view, "string", cast_string),
+  errors = freeze_deep(rust.errors, "errors"),
   number = cast_number, integer = cast_integer, boolean = cast_boolean,
   table = freeze(table, "table"),
   math = freeze(math_copy, "math"),

@@ -1,0 +1,114 @@
+//! The `errors` global and error values: new, wrap, is, kinds, retryable, details, call
+//! stacks, and error objects used where Lua expects a string.
+
+mod common;
+
+use common::{lua_value, App};
+use serde_json::json;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn errors_are_made_wrapped_and_recognised_by_kind() {
+    let v = lua_value(
+        r#"
+local function find_user(id)
+  if id ~= 1 then
+    return nil, errors.new({message = "user " .. id .. " not found", kind = errors.NOT_FOUND,
+      retryable = false, details = {id = id}})
+  end
+  return {id = 1}
+end
+return { main = function()
+  local _, e = find_user(7)
+  local w = errors.wrap(e, "loading profile")
+  local plain = errors.new("plain failure")
+  local from_string = errors.wrap("socket closed", "sending")
+  local frames = errors.call_stack(e)
+  return {
+    kind = e:kind(), message = e:message(), retryable = e:retryable(), details = e:details(),
+    text = tostring(e), concat = "got: " .. e,
+    wrapped = tostring(w), wrapped_kind = w:kind(), cause = tostring(w:unwrap()),
+    is_nf = errors.is(w, errors.NOT_FOUND), is_inv = errors.is(w, errors.INVALID),
+    is_same = errors.is(w, e), is_str = errors.is("text", errors.NOT_FOUND),
+    plain_kind = plain:kind(), plain_retry = plain:retryable() == nil,
+    from_string = tostring(from_string), from_string_kind = from_string:kind(),
+    wrap_nil = errors.wrap(nil, "x") == nil,
+    const = errors.TIMEOUT,
+    top_frame = frames[1] and frames[1].name, top_line = frames[1] and frames[1].line,
+    stack_has_line = string.find(e:stack(), "main.lua:4", 1, true) ~= nil,
+    bad_kind = select(2, pcall(errors.new, {kind = "NOPE"})),
+  }
+end }
+"#,
+    )
+    .await;
+    assert_eq!(v["kind"], "NOT_FOUND");
+    assert_eq!(v["message"], "user 7 not found");
+    assert_eq!(v["retryable"], false);
+    assert_eq!(v["details"], json!({"id": 7}));
+    assert_eq!(v["text"], "user 7 not found");
+    assert_eq!(v["concat"], "got: user 7 not found");
+    assert_eq!(v["wrapped"], "loading profile: user 7 not found");
+    assert_eq!(v["wrapped_kind"], "NOT_FOUND");
+    assert_eq!(v["cause"], "user 7 not found");
+    assert_eq!(v["is_nf"], true);
+    assert_eq!(v["is_inv"], false);
+    assert_eq!(v["is_same"], true);
+    assert_eq!(v["is_str"], false);
+    assert_eq!(v["plain_kind"], "UNKNOWN");
+    assert_eq!(v["plain_retry"], true);
+    assert_eq!(v["from_string"], "sending: socket closed");
+    assert_eq!(v["from_string_kind"], "UNKNOWN");
+    assert_eq!(v["wrap_nil"], true);
+    assert_eq!(v["const"], "TIMEOUT");
+    assert_eq!(v["top_frame"], "find_user");
+    assert_eq!(v["top_line"], 4);
+    assert_eq!(v["stack_has_line"], true);
+    assert!(
+        v["bad_kind"]
+            .as_str()
+            .unwrap()
+            .contains("unknown kind \"NOPE\""),
+        "{v}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn error_values_of_calls_work_as_strings_and_keep_their_kind() {
+    let v = App::new()
+        .func(
+            "refuse",
+            "return { main = function() return nil, errors.new({message = 'quota exhausted', kind = errors.RATE_LIMITED}) end }",
+            None,
+        )
+        .lua(
+            "main",
+            r#"
+local funcs = require("funcs")
+return { main = function()
+  local _, missing = funcs.call("app:nothing")
+  local _, refused = funcs.call("app:refuse")
+  local _, bad_send = process.send("{local|999999}", "x", 1)
+  return {
+    found = string.find(missing, "not found", 1, true) ~= nil,
+    matched = string.match(refused, "quota (%a+)"),
+    upper = string.upper(refused),
+    len = string.len(refused),
+    kind = refused:kind(),
+    missing_kind = missing:kind(), is_nf = errors.is(missing, errors.NOT_FOUND),
+    send_err = bad_send and string.find(bad_send, "not running", 1, true) ~= nil,
+    fmt = string.format("%s!", refused),
+  }
+end }
+"#,
+        )
+        .value("main")
+        .await;
+    assert_eq!(
+        v,
+        json!({
+            "found": true, "matched": "exhausted", "upper": "QUOTA EXHAUSTED", "len": 15,
+            "kind": "RATE_LIMITED", "missing_kind": "NOT_FOUND", "is_nf": true,
+            "send_err": true, "fmt": "quota exhausted!",
+        })
+    );
+}
