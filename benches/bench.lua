@@ -15,7 +15,7 @@ function M.spawner(n, entry, arg)
     local pid, err = process.spawn(entry, "bench:host", arg)
     if not pid then error(tostring(err)) end
   end
-  return time.now():sub(t0)
+  return (time.now():sub(t0):seconds() * 1000)
 end
 
 function M.ring_node()
@@ -43,7 +43,7 @@ function M.ring(n, m)
   local t0 = time.now()
   process.send(pids[1], "t", n * m, process.pid())
   process.inbox():receive()
-  local ms = time.now():sub(t0)
+  local ms = (time.now():sub(t0):seconds() * 1000)
   for i = 1, n do process.terminate(pids[i]) end
   return (n * m) / (ms / 1000)
 end
@@ -68,7 +68,7 @@ function M.roundtrip(batches, per, entry)
       process.send(echo, "q", i)
       inbox:receive()
     end
-    samples[b] = time.now():sub(t0) * 1000 / per
+    samples[b] = (time.now():sub(t0):seconds() * 1000) * 1000 / per
   end
   process.terminate(echo)
   table.sort(samples)
@@ -88,7 +88,7 @@ function M.call_latency(id, batches, per)
   for b = 1, batches do
     local t0 = time.now()
     for i = 1, per do funcs.call(id, i) end
-    samples[b] = time.now():sub(t0) * 1000 / per
+    samples[b] = (time.now():sub(t0):seconds() * 1000) * 1000 / per
   end
   table.sort(samples)
   return { median = samples[batches // 2], p10 = samples[batches // 10], p90 = samples[batches * 9 // 10] }
@@ -126,7 +126,7 @@ function M.restarts(n)
     local t0 = time.now()
     process.send(pid, "crash")
     pid = inbox:receive():from()
-    samples[i] = time.now():sub(t0) * 1000
+    samples[i] = (time.now():sub(t0):seconds() * 1000) * 1000
   end
   table.sort(samples)
   return { median = samples[n // 2], p90 = samples[n * 9 // 10] }
@@ -151,7 +151,7 @@ function M.restart_all(rounds)
       local from = inbox:receive():from()
       if i == 1 then first = from end
     end
-    samples[r] = time.now():sub(t0)
+    samples[r] = (time.now():sub(t0):seconds() * 1000)
   end
   table.sort(samples)
   return { median = samples[rounds // 2], min = samples[1], max = samples[rounds] }

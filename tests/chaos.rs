@@ -63,7 +63,7 @@ return { main = function()
         r = got.value and got.value.payload and got.value:payload():data()
       end
     end
-    local ms = time.now():sub(t0)
+    local ms = (time.now():sub(t0):seconds() * 1000)
     if ms > worst then worst = ms end
     if r ~= nil then ok = ok + 1 else failed = failed + 1 end
     -- the last 20,000 latencies (a fixed ring: the load generator must not grow)
@@ -88,7 +88,7 @@ return { main = function(secs)
   local events = process.events()
   local killed, workers, sups = {}, 0, 0
   local t0 = time.now()
-  while time.now():sub(t0) < secs * 1000 do
+  while (time.now():sub(t0):seconds() * 1000) < secs * 1000 do
     if math.random(25) == 1 then
       if supervisor.kill(subtrees[math.random(#subtrees)]) then sups = sups + 1 end
     else

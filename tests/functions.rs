@@ -115,7 +115,7 @@ return { main = function()
   end
   local sum = 0
   for _ = 1, 20 do sum = sum + done:receive() end
-  return { sum = sum, ms = time.now():sub(t0) }
+  return { sum = sum, ms = (time.now():sub(t0):seconds() * 1000) }
 end }
 "#,
     );
@@ -259,7 +259,7 @@ return { main = function()
   require("time").sleep(10)
   local quick = funcs.new():with_options({ timeout = 50 })
   local r, err = quick:call("app:slow", 1, "quick")
-  local first = long:response():receive()
+  local first = long:response():receive():data()
   local again = funcs.call("app:slow", 1, "again")
   return { r = r == nil, kind = err:kind(), msg = tostring(err), first = first, again = again }
 end }
@@ -303,7 +303,7 @@ return { main = function()
   local quick = funcs.new():with_options({ timeout = 1000 })
   local t0 = time.now()
   local r, err = quick:call("app:slow", 1, "next")
-  return { caller = ev.result.error, r = r, err = err and tostring(err), ms = time.now():sub(t0) }
+  return { caller = ev.result.error, r = r, err = err and tostring(err), ms = (time.now():sub(t0):seconds() * 1000) }
 end }
 "#,
         )
@@ -354,7 +354,7 @@ return { main = function()
     local t0 = time.now()
     process.send(echo, "ping", 1)
     process.inbox():receive()
-    answered:send(time.now():sub(t0))
+    answered:send((time.now():sub(t0):seconds() * 1000))
   end)
   local r2, err2 = short:call("app:spin")
   out.spin = { err2:kind(), tostring(err2) }
@@ -403,8 +403,8 @@ return { main = function()
   local out = {}
   local f = funcs.async("app:slow", 10, "value")
   out.before = f:is_complete()
-  local v, ok = f:response():receive()
-  out.received = { v, ok }
+  local p, ok = f:response():receive()
+  out.received = { p:data(), ok, p:format() }
   out.after = { f:is_complete(), f:result(), f:error() == nil }
   local bad = funcs.async("app:boom")
   local v2, ok2 = bad:channel():receive()
@@ -417,7 +417,7 @@ return { main = function()
   local a = funcs.async("app:slow", 30, "a")
   local b = funcs.async("app:slow", 1, "b")
   local first = channel.select({ a:response():case_receive(), b:response():case_receive() })
-  out.select = first.value
+  out.select = first.value:data()
   out.invalid = { funcs.async("") == nil }
   return out
 end }
@@ -431,7 +431,7 @@ end }
         other => panic!("{other:?}"),
     };
     assert_eq!(v["before"], false);
-    assert_eq!(v["received"], json!(["value", true]));
+    assert_eq!(v["received"], json!(["value", true, "lua/any"]));
     assert_eq!(v["after"], json!([true, "value", true]));
     assert_eq!(v["failed"][0], true);
     assert_eq!(v["failed"][1], false);
@@ -524,7 +524,7 @@ return { main = function()
   local fs = {}
   for i = 1, 4 do fs[i] = funcs.async("app:keeper", i) end
   local got = {}
-  for i = 1, 4 do got[i] = fs[i]:response():receive() end
+  for i = 1, 4 do got[i] = fs[i]:response():receive():data() end
   return { got = got, refused = funcs.call("app:needs_process") }
 end }
 "#,
@@ -561,4 +561,28 @@ async fn runtime_call_from_outside_any_process() {
     let e = rt.call("app:nope", vec![], None).await.unwrap_err();
     assert_eq!(e.kind, "NOT_FOUND");
     rt.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn payload_objects_carry_values() {
+    let v = common::lua_value(
+        r#"
+return { main = function()
+  local p = payload.new({ n = 1, list = { "a", "b" } })
+  local d = p:data()
+  d.n = 2 -- a copy: the payload keeps its value
+  local j = p:transcode("json")
+  local _, bad = p:transcode("xml")
+  local _, cyc_err = payload.new(setmetatable({}, { __index = function() end }))
+  return { n = p:data().n, list = p:data().list, format = p:format(), json = j:data().n,
+           bad = bad and bad:kind(), text = tostring(payload.new(5)) }
+end }
+"#,
+    )
+    .await;
+    assert_eq!(
+        v,
+        json!({"n": 1, "list": ["a", "b"], "format": "lua/any", "json": 1, "bad": "INVALID",
+               "text": "payload(5)"})
+    );
 }

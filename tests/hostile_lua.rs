@@ -55,7 +55,7 @@ return { main = function()
   local t0 = time.now()
   process.send(echo, "ping", 1)
   process.inbox():receive()
-  local ping_ms = time.now():sub(t0)
+  local ping_ms = (time.now():sub(t0):seconds() * 1000)
   -- once the slow process catches up, sending works again and nothing was lost
   local again
   for _ = 1, 2000 do
@@ -156,7 +156,7 @@ return { main = function()
   local t0 = time.now()
   process.send(echo, "ping", 1)
   process.inbox():receive()
-  out.ping_ms = time.now():sub(t0)
+  out.ping_ms = (time.now():sub(t0):seconds() * 1000)
   out.spin = process.events():receive().result.error
   -- loops inside coroutines the process made itself are stopped too
   process.spawn_monitored("app:wspin", "app:host")
@@ -167,7 +167,7 @@ return { main = function()
   out.patient = process.exec("app:patient", "app:host")
   local t1 = time.now()
   local r, err = funcs.call("app:fspin")
-  out.fspin = { err:kind(), tostring(err), time.now():sub(t1) }
+  out.fspin = { err:kind(), tostring(err), (time.now():sub(t1):seconds() * 1000) }
   return out
 end }
 "#,
@@ -238,7 +238,7 @@ return { main = function()
     local t0 = time.now()
     process.send(echo, "ping", 1)
     process.inbox():receive()
-    out.pings[name] = time.now():sub(t0)
+    out.pings[name] = (time.now():sub(t0):seconds() * 1000)
     out[name] = process.events():receive().result.error
   end
   for _ = 1, 4 do process.spawn_monitored("app:overflow", "app:host") end
@@ -286,7 +286,7 @@ return { main = function()
   local t0 = time.now()
   process.send(echo, "ping", 1)
   process.inbox():receive()
-  return { bomb = ev.result.error, ping_ms = time.now():sub(t0),
+  return { bomb = ev.result.error, ping_ms = (time.now():sub(t0):seconds() * 1000),
            after = process.exec("app:after", "app:host") }
 end }
 "#,

@@ -77,7 +77,7 @@ return { main = function()
   local v, err = funcs.call("app:square", -2)
   local b, berr = funcs.call("app:boom")
   local fut = funcs.async("app:square", 3)
-  local payload = fut:response():receive()
+  local payload = fut:response():receive():data()
   return {
     ok = ok, v = v == nil, err = tostring(err), kind = err:kind(),
     boom = b == nil, berr = tostring(berr),

@@ -263,13 +263,13 @@ return { main = function()
   local p0 = time.now()
   process.send(echo, "ping", 1)
   process.inbox():receive()
-  local ping_ms = time.now():sub(p0)
+  local ping_ms = (time.now():sub(p0):seconds() * 1000)
   local min_elapsed = math.huge
   for i = 1, 200 do
-    local ns = futures[i]:response():receive()
+    local ns = futures[i]:response():receive():data()
     if ns < min_elapsed then min_elapsed = ns end
   end
-  return { wall_ms = time.now():sub(t0), ping_ms = ping_ms, min_slept_ms = min_elapsed / 1e6 }
+  return { wall_ms = (time.now():sub(t0):seconds() * 1000), ping_ms = ping_ms, min_slept_ms = min_elapsed / 1e6 }
 end }
 "#,
         )
@@ -299,7 +299,7 @@ return { main = function()
   local out = {}
   local t0 = time.now()
   local r, err = funcs.call("app:spin")
-  out.spin = { err:kind(), tostring(err), time.now():sub(t0) }
+  out.spin = { err:kind(), tostring(err), (time.now():sub(t0):seconds() * 1000) }
   local r2, err2 = funcs.call("app:trap", 0)
   out.trap = { err2:kind(), tostring(err2) }
   out.after = funcs.call("app:trap", 7)

@@ -321,7 +321,7 @@ return { main = function()
   time.sleep(50)
   local waited = not f:is_complete()
   process.terminate(pids[1])
-  local sum = f:response():receive()
+  local sum = f:response():receive():data()
   local again, err = process.spawn("app:echo", "app:host", 100)
   return { started = #pids, errors = errors, waited = waited, sum = sum, again = again ~= nil, err = err }
 end }
@@ -601,7 +601,7 @@ return { main = function()
   local t0 = time.now()
   local spin_exit = process.events():receive()
   return { answers = answers, echo_value = echo_exit.result.value,
-           spin_error = spin_exit.result.error, spin_ms = time.now():sub(t0) }
+           spin_error = spin_exit.result.error, spin_ms = (time.now():sub(t0):seconds() * 1000) }
 end }
 "#,
         )

@@ -21,7 +21,7 @@ function M.call_latency(id, batches, per, warm)
   for b = 1, batches do
     local t0 = time.now()
     for _ = 1, per do funcs.call(id, p) end
-    samples[b] = time.now():sub(t0) * 1000 / per
+    samples[b] = (time.now():sub(t0):seconds() * 1000) * 1000 / per
   end
   return summary(samples)
 end
@@ -43,7 +43,7 @@ function M.transform(id, n, calls, warm)
   for c = 1, calls do
     local t0 = time.now()
     funcs.call(id, users)
-    samples[c] = time.now():sub(t0) * 1000
+    samples[c] = (time.now():sub(t0):seconds() * 1000) * 1000
   end
   local s = summary(samples)
   s.in_bytes = #json.encode(users)

@@ -713,8 +713,8 @@ fn start_async(
     let task = tokio::task::spawn_local(async move {
         let r = execute(node, target, args, context, timeout).await;
         if let Ok(v) = &r {
-            if let Ok(lv) = value::to_lua(&lua2, v) {
-                ch.push(lv);
+            if let Ok(p) = lua2.create_userdata(super::payload::LuaPayload(v.clone())) {
+                ch.push(mlua::Value::UserData(p));
             }
         }
         ch.close();

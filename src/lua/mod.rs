@@ -23,9 +23,11 @@ pub mod channel;
 pub mod errors;
 pub mod funcs;
 mod modules;
+pub mod payload;
 mod process_api;
 mod raw;
 mod supervisor;
+pub mod time;
 mod wit;
 
 use crate::process::{Body, Exit, Message, Node, Pid, ProcessContext, ProcessHandle, Signal};
@@ -306,6 +308,7 @@ impl LuaWorker {
         rust.set("coroutine_wrap", co_wrap)?;
         rust.set("describe_error", lua.create_function(errors::describe)?)?;
         rust.set("errors", errors::module(&lua)?)?;
+        rust.set("payload", payload::module(&lua)?)?;
         rust.set("message_data", raw::message_data_function(&lua)?)?;
         let setup: Table = lua
             .load(include_str!("sandbox.lua"))
@@ -315,7 +318,7 @@ impl LuaWorker {
         channel::install_receive(&lua, &message_mt)?;
         let freeze: Function = setup.get("freeze")?;
         let mut modules = HashMap::new();
-        modules.insert("time", freeze.call((modules::time(&lua)?, "time"))?);
+        modules.insert("time", freeze.call((time::module(&lua)?, "time"))?);
         modules.insert("json", freeze.call((modules::json(&lua)?, "json"))?);
         modules.insert("logger", freeze.call((modules::logger(&lua)?, "logger"))?);
         modules.insert("funcs", freeze.call((funcs::module(&lua)?, "funcs"))?);

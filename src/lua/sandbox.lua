@@ -126,6 +126,7 @@ local base = {
   unpack = table.unpack, load = rust.load,
   string = freeze(string_view, "string", cast_string),
   errors = freeze_deep(rust.errors, "errors"),
+  payload = freeze_deep(rust.payload, "payload"),
   number = cast_number, integer = cast_integer, boolean = cast_boolean,
   table = freeze(table, "table"),
   math = freeze(math_copy, "math"),
