@@ -345,6 +345,7 @@ async fn run(args: RunArgs) -> i32 {
     let code = match target {
         Some((id, argv)) => {
             let wasm = is_wasm_process(&runtime, &id).await;
+            crate::lua::io::set_args(argv.clone());
             let argv = command_args(wasm, argv);
             match runtime.exec(&id, argv).await {
                 // an integer a Lua main returns is the exit code, as Wippy's `run -x`

@@ -503,3 +503,77 @@ entries:
     assert!(stdout.contains("memory"), "{stdout}\n{stderr}");
     assert!(stdout.contains("then: terminated"), "{stdout}\n{stderr}");
 }
+
+#[test]
+fn a_terminal_process_reads_stdin_writes_stdout_and_logs_with_fields() {
+    let d = app(&[
+        (
+            "_index.yaml",
+            r#"version: "1.0"
+namespace: app
+entries:
+  - name: term
+    kind: process.lua
+    source: file://term.lua
+    method: main
+    modules: [io, logger, uuid]
+"#,
+        ),
+        (
+            "term.lua",
+            r#"local io = require("io")
+local logger = require("logger")
+local uuid = require("uuid")
+return { main = function()
+  local log = logger:named("svc"):with({ region = "eu" }):named("db")
+  log:info("connected", { n = 1 })
+  io.write("args:", table.concat(io.args(), ","), "\n")
+  local name = io.readline()
+  local rest = io.readline()
+  local _, eof = io.readline()
+  io.print("hello", name, rest)
+  io.eprint("to stderr")
+  local id = uuid.v4()
+  io.print(uuid.validate(id), uuid.version(id), uuid.v5(uuid.NAMESPACE_DNS, "example.com"))
+  io.print(eof:kind())
+  return 0
+end }
+"#,
+        ),
+    ]);
+    let mut child = Command::new(env!("CARGO_BIN_EXE_warden"))
+        .args([
+            "run",
+            "-d",
+            d.path().to_str().unwrap(),
+            "-x",
+            "app:term",
+            "a",
+            "b",
+        ])
+        .env("RUST_LOG", "info")
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    use std::io::Write as _;
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(b"Ada\nlast line without newline")
+        .unwrap();
+    let out = child.wait_with_output().unwrap();
+    let (stdout, stderr) = (text(&out.stdout), text(&out.stderr));
+    assert_eq!(out.status.code(), Some(0), "{stderr}");
+    assert_eq!(
+        stdout,
+        "args:a,b\nhello\tAda\tlast line without newline\ntrue\t4\tcfbff0d1-9375-5685-968c-48ce8b15ae17\nCANCELED\n"
+    );
+    assert!(stderr.contains("to stderr"), "{stderr}");
+    assert!(
+        stderr.contains("svc.db: connected region=eu n=1"),
+        "{stderr}"
+    );
+}

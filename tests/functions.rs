@@ -586,3 +586,38 @@ end }
                "text": "payload(5)"})
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ctx_get_of_a_missing_key_is_not_found() {
+    let v = App::new()
+        .func(
+            "peek",
+            "local ctx = require('ctx') return { main = function() local v, err = ctx.get('user') return { v = v, kind = err and err:kind() } end }",
+            None,
+        )
+        .lua(
+            "main",
+            r#"
+local funcs = require("funcs")
+local ctx = require("ctx")
+return { main = function()
+  local v, err = ctx.get("nothing")
+  return {
+    here = { v = v, kind = err:kind(), text = tostring(err) },
+    without = funcs.call("app:peek"),
+    with = funcs.new():with_context({ user = "ada" }):call("app:peek"),
+  }
+end }
+"#,
+        )
+        .value("main")
+        .await;
+    assert_eq!(
+        v,
+        json!({
+            "here": {"kind": "NOT_FOUND", "text": "ctx.get: no value \"nothing\" in the context"},
+            "without": {"kind": "NOT_FOUND"},
+            "with": {"v": "ada"},
+        })
+    );
+}

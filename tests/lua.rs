@@ -209,7 +209,7 @@ return { main = function()
   local r = channel.select({ c1:case_receive(), c2:case_receive() })
   out.select = { from_c2 = r.channel == c2, value = r.value, ok = r.ok }
   local d = channel.select({ c1:case_receive(), default = true })
-  out.default = d.default
+  out.default = { d.default, d.ok }
   local s = channel.select({ c1:case_send("x") })
   local sent_value = c1:receive()
   out.select_send = { s.channel == c1, sent_value }
@@ -237,7 +237,7 @@ end }
         v["select"],
         json!({"from_c2": true, "value": "two", "ok": true})
     );
-    assert_eq!(v["default"], true);
+    assert_eq!(v["default"], json!([true, true]));
     assert_eq!(v["select_send"], json!([true, "x"]));
     assert_eq!(v["blocking_select"], "late");
     assert!(v["bad_case"].as_str().unwrap().contains("case_receive"));

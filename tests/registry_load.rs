@@ -573,11 +573,36 @@ fn env_variable_and_fs_directory_errors() {
         [
             "app/_index.yaml: entry app:e: field value: missing required field: either `value` or `variable` must be set".to_string(),
             format!(
-                "app/_index.yaml: entry app:d: field directory: ./nope not found (looked at {})",
-                dir.path().join("app/nope").display()
+                "app/_index.yaml: entry app:d: field directory: ./nope not found (looked at {}, {}, {})",
+                dir.path().join("app/nope").display(),
+                dir.path().join("nope").display(),
+                std::env::current_dir().unwrap().join("nope").display()
             ),
         ]
     );
+}
+
+#[test]
+fn fs_directory_paths_resolve_beside_the_yaml_then_from_the_app_root() {
+    let dir = TempDir::new().unwrap();
+    std::fs::create_dir_all(dir.path().join("data")).unwrap();
+    std::fs::create_dir_all(dir.path().join("app/local")).unwrap();
+    write(
+        &dir,
+        "app/_index.yaml",
+        "namespace: app\nentries:\n  - {name: root, kind: fs.directory, directory: ./data}\n  - {name: near, kind: fs.directory, directory: ./local}\n",
+    );
+    let reg = load_ok(&dir);
+    let path = |id: &str| match &reg
+        .get(&warden::registry::Id::parse(id).unwrap())
+        .unwrap()
+        .spec
+    {
+        warden::registry::EntrySpec::FsDirectory { directory } => directory.clone(),
+        _ => panic!("not a directory"),
+    };
+    assert_eq!(path("app:root"), dir.path().join("data"));
+    assert_eq!(path("app:near"), dir.path().join("app/local"));
 }
 
 #[test]
@@ -672,15 +697,30 @@ fn modules_warnings_and_errors() {
         "app/_index.yaml",
         "namespace: app\nentries:\n  - {name: w, kind: process.lua, source: 'return {}', method: main, modules: [jsno, quantum]}\n",
     );
-    let text = load_err(&dir).to_string();
-    let lines: Vec<&str> = text.lines().collect();
+    // a module warden does not have is a warning, never an error; a hint only for a
+    // near miss, never for another Wippy module
+    let reg = load_ok(&dir);
     assert_eq!(
-        lines,
+        reg.warnings,
         [
-            "app/_index.yaml: entry app:w: field modules: unknown module jsno (did you mean json?)",
-            "app/_index.yaml: entry app:w: field modules: unknown module quantum",
+            "app/_index.yaml: entry app:w: module jsno is not provided by warden (did you mean json?); require(\"jsno\") will fail",
+            "app/_index.yaml: entry app:w: module quantum is not provided by warden; require(\"quantum\") will fail",
         ]
     );
+    write(
+        &dir,
+        "app/_index.yaml",
+        "namespace: app\nentries:\n  - {name: w, kind: process.lua, source: 'return {}', method: main, modules: [io, env, os, process, uuid, fs]}\n",
+    );
+    let reg = load_ok(&dir);
+    assert_eq!(
+        reg.warnings,
+        [
+            "app/_index.yaml: entry app:w: module env is not provided by warden; require(\"env\") will fail",
+            "app/_index.yaml: entry app:w: module fs is not provided by warden; require(\"fs\") will fail",
+        ]
+    );
+    assert_eq!(lua(&reg, "app:w").modules, ["io", "os", "process", "uuid"]);
 }
 
 #[test]

@@ -770,9 +770,10 @@ pub fn create(lua: &Lua) -> mlua::Result<mlua::Table> {
                     out.set("channel", uds[i].clone())?;
                     out.set("ok", ok)?;
                 }
+                // as Wippy's docs have it: the default case is a successful select
                 Selected::Default => {
                     out.set("default", true)?;
-                    out.set("ok", false)?;
+                    out.set("ok", true)?;
                 }
             }
             Ok(out)

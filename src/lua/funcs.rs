@@ -849,17 +849,21 @@ fn context_now() -> Option<(Option<String>, Arc<CallContext>)> {
     }
 }
 
-/// The `ctx` module: `get(key)`, `all()`, `actor()`.
+/// The `ctx` module: `get(key)` (`nil, err` NOT_FOUND for a key the context lacks),
+/// `all()`, `actor()`.
 pub fn ctx_module(lua: &Lua) -> mlua::Result<Table> {
     let t = lua.create_table()?;
     t.set(
         "get",
-        lua.create_function(|lua, key: String| match context_now() {
-            Some((_, c)) => match c.get(&key) {
-                Some(v) => value::to_lua(lua, v),
-                None => Ok(mlua::Value::Nil),
-            },
-            None => Ok(mlua::Value::Nil),
+        lua.create_function(|lua, key: String| {
+            match context_now().as_ref().and_then(|(_, c)| c.get(&key)) {
+                Some(v) => Ok(MultiValue::from_vec(vec![value::to_lua(lua, v)?])),
+                None => LuaError::new(
+                    "NOT_FOUND",
+                    format!("ctx.get: no value {key:?} in the context"),
+                )
+                .into_nil_err(lua),
+            }
         })?,
     )?;
     t.set(

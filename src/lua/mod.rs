@@ -22,12 +22,14 @@ pub mod call_process;
 pub mod channel;
 pub mod errors;
 pub mod funcs;
+pub mod io;
 mod modules;
 pub mod payload;
 mod process_api;
 mod raw;
 mod supervisor;
 pub mod time;
+mod uuid;
 mod wit;
 
 use crate::process::{Body, Exit, Message, Node, Pid, ProcessContext, ProcessHandle, Signal};
@@ -55,7 +57,10 @@ const MESSAGES_PER_POLL: usize = 256;
 const ROUTE_AHEAD: usize = 64;
 
 /// The built-in modules an entry may `require` (when listed in its `modules`).
-pub const BUILTIN_MODULES: &[&str] = &["time", "json", "logger", "funcs", "ctx", "supervisor"];
+pub use crate::registry::loader::BUILTIN_MODULES;
+
+/// Globals that may also be listed under `modules` and required (Wippy apps do).
+const GLOBAL_MODULES: &[&str] = &["os", "process", "channel", "errors", "payload"];
 
 thread_local! {
     static WORKER: RefCell<Option<Rc<LuaWorker>>> = const { RefCell::new(None) };
@@ -327,6 +332,14 @@ impl LuaWorker {
             "supervisor",
             freeze.call((supervisor::module(&lua)?, "supervisor"))?,
         );
+        modules.insert("io", freeze.call((io::module(&lua)?, "io"))?);
+        modules.insert("uuid", freeze.call((uuid::module(&lua)?, "uuid"))?);
+        // globals that Wippy apps also list under `modules`: require gives the global
+        let env_mt: Table = setup.get("env_mt")?;
+        let base: Table = env_mt.raw_get("__index")?;
+        for name in GLOBAL_MODULES {
+            modules.insert(name, base.raw_get(*name)?);
+        }
         lua.set_memory_limit((*STATE_MEMORY as usize).saturating_mul(2))?;
         lua.set_global_hook(
             HookTriggers::new().every_nth_instruction(HOOK_INSTRUCTIONS),

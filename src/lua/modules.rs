@@ -48,23 +48,91 @@ fn log_args(args: &[mlua::Value]) -> (String, String) {
             .unwrap_or_else(|_| other.type_name().to_string()),
         None => String::new(),
     };
-    let mut fields = String::new();
-    if let Some(mlua::Value::Table(t)) = args.get(skip + 1) {
-        for (k, v) in t.pairs::<mlua::Value, mlua::Value>().flatten() {
-            let k = value::from_lua(&k)
-                .map(|k| value::display(&k))
-                .unwrap_or_default();
-            let v = value::from_lua(&v)
-                .map(|v| value::display(&v))
-                .unwrap_or_else(|_| v.type_name().to_string());
-            fields.push_str(&format!(" {k}={v}"));
-        }
-    }
+    let fields = match args.get(skip + 1) {
+        Some(mlua::Value::Table(t)) => format_fields(t),
+        _ => String::new(),
+    };
     (msg, fields)
 }
 
+/// Formats `fields` (a table) as ` k=v` pairs.
+fn format_fields(t: &Table) -> String {
+    let mut fields = String::new();
+    for (k, v) in t.pairs::<mlua::Value, mlua::Value>().flatten() {
+        let k = value::from_lua(&k)
+            .map(|k| value::display(&k))
+            .unwrap_or_default();
+        let v = value::from_lua(&v)
+            .map(|v| value::display(&v))
+            .unwrap_or_else(|_| v.type_name().to_string());
+        fields.push_str(&format!(" {k}={v}"));
+    }
+    fields
+}
+
+fn emit(level: &str, logger: Option<&LuaLogger>, msg: &str, fields: &str) {
+    let (pid, entry) = match current() {
+        Ok(ctx) => (ctx.pid_str.clone(), ctx.entry.id.to_string()),
+        Err(_) => (String::new(), String::new()),
+    };
+    let (name, base) = match logger {
+        Some(l) => (l.name.as_str(), l.fields.as_str()),
+        None => ("", ""),
+    };
+    let sep = if name.is_empty() { "" } else { ": " };
+    match level {
+        "debug" => tracing::debug!(target: "lua", %pid, %entry, "{name}{sep}{msg}{base}{fields}"),
+        "info" => tracing::info!(target: "lua", %pid, %entry, "{name}{sep}{msg}{base}{fields}"),
+        "warn" => tracing::warn!(target: "lua", %pid, %entry, "{name}{sep}{msg}{base}{fields}"),
+        _ => tracing::error!(target: "lua", %pid, %entry, "{name}{sep}{msg}{base}{fields}"),
+    }
+}
+
+/// A logger made by `logger:with(fields)` or `logger:named(name)`: its fields go with
+/// every line it logs, its name (dotted when named again) before the message.
+#[derive(Clone, Default)]
+pub struct LuaLogger {
+    name: String,
+    fields: String,
+}
+
+impl LuaLogger {
+    fn with(&self, t: &Table) -> LuaLogger {
+        LuaLogger {
+            name: self.name.clone(),
+            fields: format!("{}{}", self.fields, format_fields(t)),
+        }
+    }
+
+    fn named(&self, name: &str) -> LuaLogger {
+        LuaLogger {
+            name: if self.name.is_empty() {
+                name.to_string()
+            } else {
+                format!("{}.{name}", self.name)
+            },
+            fields: self.fields.clone(),
+        }
+    }
+}
+
+impl mlua::UserData for LuaLogger {
+    fn add_methods<M: mlua::UserDataMethods<Self>>(m: &mut M) {
+        for level in ["debug", "info", "warn", "error"] {
+            m.add_method(level, move |_, l, args: Variadic<mlua::Value>| {
+                let (msg, fields) = log_args(&args);
+                emit(level, Some(l), &msg, &fields);
+                Ok(())
+            });
+        }
+        m.add_method("with", |_, l, t: Table| Ok(l.with(&t)));
+        m.add_method("named", |_, l, name: String| Ok(l.named(&name)));
+    }
+}
+
 /// The `logger` module: `logger:info(msg, fields)`, likewise `debug`, `warn`, `error`,
-/// emitted through `tracing` with the process pid and entry.
+/// emitted through `tracing` with the process pid and entry; `logger:with(fields)` and
+/// `logger:named(name)` give loggers that add fields or a name to each line.
 pub fn logger(lua: &Lua) -> mlua::Result<Table> {
     let t = lua.create_table()?;
     for level in ["debug", "info", "warn", "error"] {
@@ -72,19 +140,35 @@ pub fn logger(lua: &Lua) -> mlua::Result<Table> {
             level,
             lua.create_function(move |_, args: Variadic<mlua::Value>| {
                 let (msg, fields) = log_args(&args);
-                let (pid, entry) = match current() {
-                    Ok(ctx) => (ctx.pid_str.clone(), ctx.entry.id.to_string()),
-                    Err(_) => (String::new(), String::new()),
-                };
-                match level {
-                    "debug" => tracing::debug!(target: "lua", %pid, %entry, "{msg}{fields}"),
-                    "info" => tracing::info!(target: "lua", %pid, %entry, "{msg}{fields}"),
-                    "warn" => tracing::warn!(target: "lua", %pid, %entry, "{msg}{fields}"),
-                    _ => tracing::error!(target: "lua", %pid, %entry, "{msg}{fields}"),
-                }
+                emit(level, None, &msg, &fields);
                 Ok(())
             })?,
         )?;
     }
+    // logger:with(t) passes the module first; logger.with(t) does not
+    t.set(
+        "with",
+        lua.create_function(|_, args: Variadic<mlua::Value>| {
+            let skip = usize::from(args.len() > 1);
+            match args.get(skip) {
+                Some(mlua::Value::Table(f)) => Ok(LuaLogger::default().with(f)),
+                _ => Err(mlua::Error::runtime(
+                    "logger:with: expected a table of fields",
+                )),
+            }
+        })?,
+    )?;
+    t.set(
+        "named",
+        lua.create_function(|_, args: Variadic<mlua::Value>| {
+            match args.iter().rev().find_map(|a| match a {
+                mlua::Value::String(s) => Some(s.to_string_lossy()),
+                _ => None,
+            }) {
+                Some(n) => Ok(LuaLogger::default().named(&n)),
+                None => Err(mlua::Error::runtime("logger:named: expected a name")),
+            }
+        })?,
+    )?;
     Ok(t)
 }

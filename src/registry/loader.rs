@@ -64,7 +64,21 @@ const UNSUPPORTED_KIND_PREFIXES: &[&str] = &[
 ];
 
 /// The Lua modules warden provides to `require`.
-pub const BUILTIN_MODULES: &[&str] = &["time", "json", "logger", "funcs", "ctx", "supervisor"];
+pub const BUILTIN_MODULES: &[&str] = &[
+    "time",
+    "json",
+    "logger",
+    "funcs",
+    "ctx",
+    "supervisor",
+    "io",
+    "uuid",
+    "os",
+    "process",
+    "channel",
+    "errors",
+    "payload",
+];
 
 /// Wippy modules warden does not provide (warning: `require` will fail).
 const WIPPY_ONLY_MODULES: &[&str] = &[
@@ -883,19 +897,20 @@ impl Loader {
                 if !out.contains(m) {
                     out.push(m.clone());
                 }
-            } else if WIPPY_ONLY_MODULES.contains(&m.as_str()) {
+            } else {
+                // a module warden does not have is a warning: the entry still loads, and
+                // only its `require` of that module fails. A hint only for a near miss
+                // that is not itself a Wippy module.
+                let hint = if WIPPY_ONLY_MODULES.contains(&m.as_str()) {
+                    String::new()
+                } else {
+                    near_miss(m, BUILTIN_MODULES)
+                };
                 self.warnings.push(format!(
-                    "{}: entry {}: module {m} is not provided by warden; require(\"{m}\") will fail",
+                    "{}: entry {}: module {m} is not provided by warden{hint}; require(\"{m}\") will fail",
                     self.rel(ctx.file).display(),
                     ctx.id
                 ));
-            } else {
-                self.entry_error(
-                    ctx,
-                    "modules",
-                    format!("unknown module {m}{}", did_you_mean(m, BUILTIN_MODULES)),
-                );
-                ok = false;
             }
         }
         ok.then_some(out)
@@ -962,15 +977,31 @@ impl Loader {
             self.entry_error(ctx, "directory", "must not be empty".to_string());
             return None;
         }
-        let path = normalize(&ctx.dir.join(rel));
-        if !path.exists() {
+        // Beside the YAML file first; then, as Wippy resolves it, from the app root (the
+        // loaded directory) and from the directory warden runs in.
+        let mut looked: Vec<PathBuf> = Vec::new();
+        for base in [
+            Some(ctx.dir.to_path_buf()),
+            Some(self.root.clone()),
+            std::env::current_dir().ok(),
+        ]
+        .into_iter()
+        .flatten()
+        {
+            let p = normalize(&base.join(rel));
+            if !looked.contains(&p) {
+                looked.push(p);
+            }
+        }
+        let Some(path) = looked.iter().find(|p| p.exists()).cloned() else {
+            let list: Vec<String> = looked.iter().map(|p| p.display().to_string()).collect();
             self.entry_error(
                 ctx,
                 "directory",
-                format!("{written} not found (looked at {})", path.display()),
+                format!("{written} not found (looked at {})", list.join(", ")),
             );
             return None;
-        }
+        };
         if !path.is_dir() {
             self.entry_error(
                 ctx,
@@ -1936,6 +1967,15 @@ fn did_you_mean(word: &str, candidates: &[&str]) -> String {
         .filter(|(d, _)| *d <= HINT_DISTANCE)
         .min_by_key(|(d, _)| *d)
         .map(|(_, c)| format!(" (did you mean {c}?)"))
+        .unwrap_or_default()
+}
+
+/// " (did you mean X?)" for a word one typo (an edit or a swap) away from a candidate.
+fn near_miss(word: &str, candidates: &[&str]) -> String {
+    candidates
+        .iter()
+        .find(|c| word.len() > 2 && strsim::damerau_levenshtein(word, c) == 1)
+        .map(|c| format!(" (did you mean {c}?)"))
         .unwrap_or_default()
 }
 

@@ -1,0 +1,213 @@
+//! The `io` module of terminal programs (Wippy's `io`): `write`, `print`, `eprint`,
+//! `read`, `readline`, `flush`, `args`. Output goes straight to the runtime's stdout and
+//! stderr, so a process run with `warden run -x` prints just what it writes. Input is
+//! read by one thread that owns stdin and hands bytes to whichever process asks: a
+//! process waiting for a line suspends its task, never a worker thread.
+
+use mlua::{Lua, MultiValue, Table, Variadic};
+use std::collections::VecDeque;
+use std::io::{Read, Write};
+use std::sync::{Arc, Mutex, OnceLock};
+use tokio::sync::Notify;
+
+/// The arguments `io.args()` gives: those of the command line that started the process
+/// (`warden run -x ns:entry ARGS...`), set once by the CLI.
+static ARGS: OnceLock<Vec<String>> = OnceLock::new();
+
+/// Sets what `io.args()` returns (the CLI calls this before it runs a process).
+pub fn set_args(args: Vec<String>) {
+    let _ = ARGS.set(args);
+}
+
+#[derive(Default)]
+struct Input {
+    buf: VecDeque<u8>,
+    eof: bool,
+    error: Option<String>,
+}
+
+struct Stdin {
+    input: Mutex<Input>,
+    ready: Notify,
+}
+
+/// Starts the stdin reader on first use.
+fn stdin() -> &'static Arc<Stdin> {
+    static STDIN: OnceLock<Arc<Stdin>> = OnceLock::new();
+    STDIN.get_or_init(|| {
+        let s = Arc::new(Stdin {
+            input: Mutex::new(Input::default()),
+            ready: Notify::new(),
+        });
+        let s2 = s.clone();
+        let _ = std::thread::Builder::new()
+            .name("warden-stdin".into())
+            .spawn(move || {
+                let mut chunk = [0u8; 8192];
+                let mut stdin = std::io::stdin().lock();
+                loop {
+                    let r = stdin.read(&mut chunk);
+                    let mut input = s2.input.lock().unwrap_or_else(|e| e.into_inner());
+                    let done = match r {
+                        Ok(0) => {
+                            input.eof = true;
+                            true
+                        }
+                        Ok(n) => {
+                            input.buf.extend(&chunk[..n]);
+                            false
+                        }
+                        Err(e) if e.kind() == std::io::ErrorKind::Interrupted => false,
+                        Err(e) => {
+                            input.error = Some(e.to_string());
+                            input.eof = true;
+                            true
+                        }
+                    };
+                    drop(input);
+                    s2.ready.notify_waiters();
+                    if done {
+                        break;
+                    }
+                }
+            });
+        s
+    })
+}
+
+/// Waits until `take` finds what it needs in the input (or the input ended).
+async fn wait_for<T>(mut take: impl FnMut(&mut Input) -> Option<T>) -> T {
+    let s = stdin();
+    loop {
+        let notified = s.ready.notified();
+        tokio::pin!(notified);
+        notified.as_mut().enable();
+        {
+            let mut input = s.input.lock().unwrap_or_else(|e| e.into_inner());
+            if let Some(v) = take(&mut input) {
+                return v;
+            }
+        }
+        notified.await;
+    }
+}
+
+fn text(lua: &Lua, args: &[mlua::Value], sep: &str) -> mlua::Result<Vec<u8>> {
+    let mut out = Vec::new();
+    for (i, a) in args.iter().enumerate() {
+        if i > 0 {
+            out.extend_from_slice(sep.as_bytes());
+        }
+        match a {
+            mlua::Value::String(s) => out.extend_from_slice(&s.as_bytes()),
+            other => {
+                let tostring: mlua::Function = lua.globals().get("tostring")?;
+                let s: mlua::String = tostring.call(other.clone())?;
+                out.extend_from_slice(&s.as_bytes());
+            }
+        }
+    }
+    Ok(out)
+}
+
+fn write_to(mut w: impl Write, bytes: &[u8]) -> mlua::Result<bool> {
+    w.write_all(bytes)
+        .and_then(|_| w.flush())
+        .map(|_| true)
+        .map_err(|e| mlua::Error::runtime(format!("io: {e}")))
+}
+
+fn eof(lua: &Lua, error: Option<String>) -> mlua::Result<MultiValue> {
+    match error {
+        Some(e) => super::errors::LuaError::new("INTERNAL", format!("io: stdin: {e}")),
+        None => super::errors::LuaError::new("CANCELED", "io: end of input"),
+    }
+    .into_nil_err(lua)
+}
+
+/// The `io` module.
+pub fn module(lua: &Lua) -> mlua::Result<Table> {
+    let t = lua.create_table()?;
+    t.set(
+        "write",
+        lua.create_function(|lua, args: Variadic<mlua::Value>| {
+            write_to(std::io::stdout().lock(), &text(lua, &args, "")?)
+        })?,
+    )?;
+    t.set(
+        "print",
+        lua.create_function(|lua, args: Variadic<mlua::Value>| {
+            let mut b = text(lua, &args, "\t")?;
+            b.push(b'\n');
+            write_to(std::io::stdout().lock(), &b)
+        })?,
+    )?;
+    t.set(
+        "eprint",
+        lua.create_function(|lua, args: Variadic<mlua::Value>| {
+            let mut b = text(lua, &args, "\t")?;
+            b.push(b'\n');
+            write_to(std::io::stderr().lock(), &b)
+        })?,
+    )?;
+    t.set(
+        "flush",
+        lua.create_function(|_, ()| write_to(std::io::stdout().lock(), b""))?,
+    )?;
+    t.set(
+        "args",
+        lua.create_function(|lua, ()| {
+            lua.create_sequence_from(ARGS.get().cloned().unwrap_or_default())
+        })?,
+    )?;
+    t.set(
+        "readline",
+        lua.create_async_function(|lua, ()| async move {
+            let got = wait_for(|input| {
+                if let Some(pos) = input.buf.iter().position(|b| *b == b'\n') {
+                    let mut line: Vec<u8> = input.buf.drain(..=pos).collect();
+                    line.pop();
+                    if line.last() == Some(&b'\r') {
+                        line.pop();
+                    }
+                    return Some(Ok(line));
+                }
+                if input.eof {
+                    if input.buf.is_empty() {
+                        return Some(Err(input.error.clone()));
+                    }
+                    return Some(Ok(input.buf.drain(..).collect()));
+                }
+                None
+            })
+            .await;
+            match got {
+                Ok(line) => Ok(MultiValue::from_vec(vec![mlua::Value::String(
+                    lua.create_string(line)?,
+                )])),
+                Err(e) => eof(&lua, e),
+            }
+        })?,
+    )?;
+    t.set(
+        "read",
+        lua.create_async_function(|lua, n: Option<usize>| async move {
+            let n = n.unwrap_or(4096).max(1);
+            let got = wait_for(|input| {
+                if !input.buf.is_empty() {
+                    let k = n.min(input.buf.len());
+                    return Some(Ok(input.buf.drain(..k).collect::<Vec<u8>>()));
+                }
+                input.eof.then(|| Err(input.error.clone()))
+            })
+            .await;
+            match got {
+                Ok(bytes) => Ok(MultiValue::from_vec(vec![mlua::Value::String(
+                    lua.create_string(bytes)?,
+                )])),
+                Err(e) => eof(&lua, e),
+            }
+        })?,
+    )?;
+    Ok(t)
+}
