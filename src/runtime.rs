@@ -79,6 +79,17 @@ impl Runtime {
                 default_host.get_or_insert_with(|| e.id.clone());
             }
         }
+        // a terminal.host runs the processes spawned on it (terminal programs: `io`
+        // reads and writes the runtime's own stdin and stdout) on one worker
+        for e in registry.of_kind("terminal.host") {
+            let spec = HostSpec {
+                workers: 1,
+                ..HostSpec::default()
+            };
+            let host =
+                Host::new(e.id.clone(), spec).with_context(|| format!("starting host {}", e.id))?;
+            node.add_host(host);
+        }
         let default_host = match default_host {
             Some(h) => h,
             None => {

@@ -206,3 +206,21 @@ end }
         json!({"refuses": {"error": "no input"}, "falsy": {"error": "bad"}, "fine": []})
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn processes_run_on_a_terminal_host() {
+    let v = App::new()
+        .entry("  - {name: terminal, kind: terminal.host}\n")
+        .lua("double", "return { main = function(n) return n * 2 end }")
+        .lua(
+            "main",
+            r#"
+return { main = function()
+  return { on_terminal = process.exec("app:double", "app:terminal", 21) }
+end }
+"#,
+        )
+        .value("main")
+        .await;
+    assert_eq!(v, json!({"on_terminal": 42}));
+}

@@ -658,9 +658,14 @@ impl Node {
         let host = self
             .host(host_id)
             .ok_or_else(|| match registry.get(host_id) {
-                Some(e) if !matches!(e.spec, EntrySpec::ProcessHost(_)) => ProcessError::Invalid(
-                    format!("entry {host_id} is a {}, not a process.host", e.kind),
-                ),
+                Some(e)
+                    if !matches!(e.spec, EntrySpec::ProcessHost(_) | EntrySpec::TerminalHost) =>
+                {
+                    ProcessError::Invalid(format!(
+                        "entry {host_id} is a {}, not a process.host",
+                        e.kind
+                    ))
+                }
                 _ => ProcessError::NotFound(format!("host {host_id} not found")),
             })?;
         let body = launcher(self, &entry, &args).map_err(ProcessError::Invalid)?;

@@ -259,12 +259,14 @@ impl Checker<'_> {
         let v = v.filter(|v| !v.is_null())?;
         let id = self.reference(e, v, field)?;
         match self.registry.get(&id) {
-            Some(h) if matches!(h.spec, EntrySpec::ProcessHost(_)) => Some(id),
+            Some(h) if matches!(h.spec, EntrySpec::ProcessHost(_) | EntrySpec::TerminalHost) => {
+                Some(id)
+            }
             Some(h) => {
                 self.err(
                     e,
                     field,
-                    format!("{id} is a {}, not a process.host", h.kind),
+                    format!("{id} is a {}, not a process.host or terminal.host", h.kind),
                 );
                 None
             }
