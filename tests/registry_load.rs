@@ -181,7 +181,11 @@ entries:
             value,
             variable,
             default,
+            storage,
+            read_only,
         } => {
+            assert_eq!(storage, &None);
+            assert!(!read_only);
             assert_eq!(value, &None);
             assert_eq!(variable.as_deref(), Some("API_KEY"));
             assert_eq!(default.as_deref(), Some("none"));

@@ -20,6 +20,7 @@
 
 pub mod call_process;
 pub mod channel;
+pub mod env;
 pub mod errors;
 pub mod funcs;
 pub mod io;
@@ -334,6 +335,7 @@ impl LuaWorker {
         );
         modules.insert("io", freeze.call((io::module(&lua)?, "io"))?);
         modules.insert("uuid", freeze.call((uuid::module(&lua)?, "uuid"))?);
+        modules.insert("env", freeze.call((env::module(&lua)?, "env"))?);
         // globals that Wippy apps also list under `modules`: require gives the global
         let env_mt: Table = setup.get("env_mt")?;
         let base: Table = env_mt.raw_get("__index")?;

@@ -9,8 +9,8 @@ use serde_json::Value as Json;
 use serde_yaml_ng::{Mapping, Value as Yaml};
 
 use super::{
-    Entry, EntrySpec, EnvMapping, HostSpec, Id, LuaSpec, Mount, PoolSpec, Registry, WasiSpec,
-    WasmLimits, WasmSource, WasmSpec, WARDEN_GROUPS, WASM_CAPABILITY_GROUPS,
+    Entry, EntrySpec, EnvMapping, EnvStorage, HostSpec, Id, LuaSpec, Mount, PoolSpec, Registry,
+    WasiSpec, WasmLimits, WasmSource, WasmSpec, WARDEN_GROUPS, WASM_CAPABILITY_GROUPS,
 };
 
 /// Kinds warden validates fully in this module.
@@ -21,6 +21,9 @@ const SUPPORTED_KINDS: &[&str] = &[
     "library.lua",
     "fs.directory",
     "env.variable",
+    "env.storage.os",
+    "env.storage.memory",
+    "env.storage.file",
     "terminal.host",
     "function.wat",
     "function.wasm",
@@ -73,6 +76,7 @@ pub const BUILTIN_MODULES: &[&str] = &[
     "supervisor",
     "io",
     "uuid",
+    "env",
     "os",
     "process",
     "channel",
@@ -87,7 +91,6 @@ const WIPPY_ONLY_MODULES: &[&str] = &[
     "sql",
     "store",
     "fs",
-    "env",
     "crypto",
     "base64",
     "hash",
@@ -220,6 +223,7 @@ pub fn load_dir_partial(dir: &Path) -> (Registry, Vec<LoadError>) {
     }
     loader.resolve_wasm();
     loader.check_imports();
+    loader.check_env_storages();
     loader.check_cycles();
     let mut errors = loader.errors;
     errors.sort_by(|a, b| a.file.cmp(&b.file));
@@ -559,6 +563,9 @@ impl Loader {
             "library.lua" => self.lua_spec(&ctx, map, &kind).map(EntrySpec::LibraryLua),
             "fs.directory" => self.fs_directory(&ctx, map),
             "env.variable" => self.env_variable(&ctx, map),
+            "env.storage.os" => Some(EntrySpec::EnvStorage(EnvStorage::Os)),
+            "env.storage.memory" => self.env_memory(&ctx, map),
+            "env.storage.file" => self.env_file(&ctx, map),
             "terminal.host" => Some(EntrySpec::TerminalHost),
             k if WASM_KINDS.contains(&k) => {
                 if let Some(fields) = self.wasm_entry(&ctx, map, k) {
@@ -1013,13 +1020,125 @@ impl Loader {
         Some(EntrySpec::FsDirectory { directory: path })
     }
 
+    fn env_memory(&mut self, ctx: &Ctx, map: &Mapping) -> Option<EntrySpec> {
+        let mut values = BTreeMap::new();
+        match map.get("values") {
+            None | Some(Yaml::Null) => {}
+            Some(Yaml::Mapping(m)) => {
+                let mut ok = true;
+                for (k, v) in m {
+                    let key = match k {
+                        Yaml::String(k) => k.clone(),
+                        other => {
+                            self.entry_error(
+                                ctx,
+                                "values",
+                                format!("expected string keys, found {}", describe(other)),
+                            );
+                            ok = false;
+                            continue;
+                        }
+                    };
+                    let value = match v {
+                        Yaml::String(s) => s.clone(),
+                        Yaml::Number(n) => n.to_string(),
+                        Yaml::Bool(b) => b.to_string(),
+                        other => {
+                            self.entry_error(
+                                ctx,
+                                &format!("values.{key}"),
+                                format!(
+                                    "expected a string, number or boolean, found {}",
+                                    describe(other)
+                                ),
+                            );
+                            ok = false;
+                            continue;
+                        }
+                    };
+                    values.insert(key, value);
+                }
+                if !ok {
+                    return None;
+                }
+            }
+            Some(other) => {
+                self.entry_error(
+                    ctx,
+                    "values",
+                    format!(
+                        "expected a mapping of names to values, found {}",
+                        describe(other)
+                    ),
+                );
+                return None;
+            }
+        }
+        Some(EntrySpec::EnvStorage(EnvStorage::Memory(values)))
+    }
+
+    /// `env.storage.file`: `file:` relative to the YAML file (or the app root, as for
+    /// `fs.directory`); a file that does not exist yet is created by the first `env.set`.
+    fn env_file(&mut self, ctx: &Ctx, map: &Mapping) -> Option<EntrySpec> {
+        let written = self.required_string(ctx, map, "file")?;
+        let rel = written.strip_prefix("file://").unwrap_or(&written);
+        if rel.is_empty() {
+            self.entry_error(ctx, "file", "must not be empty".to_string());
+            return None;
+        }
+        let beside = normalize(&ctx.dir.join(rel));
+        let from_root = normalize(&self.root.join(rel));
+        let path = if !beside.exists() && from_root.exists() {
+            from_root
+        } else {
+            beside
+        };
+        if path.is_dir() {
+            self.entry_error(
+                ctx,
+                "file",
+                format!("{written} is a directory ({})", path.display()),
+            );
+            return None;
+        }
+        Some(EntrySpec::EnvStorage(EnvStorage::File(path)))
+    }
+
     fn env_variable(&mut self, ctx: &Ctx, map: &Mapping) -> Option<EntrySpec> {
         let value = self.optional_scalar(ctx, map, "value");
         let variable = self.optional_string(ctx, map, "variable");
         let default = self.optional_scalar(ctx, map, "default");
-        let (Ok(value), Ok(variable), Ok(default)) = (value, variable, default) else {
+        let storage = self.optional_string(ctx, map, "storage");
+        let (Ok(value), Ok(mut variable), Ok(default), Ok(storage)) =
+            (value, variable, default, storage)
+        else {
             return None;
         };
+        let read_only = match map.get("read_only") {
+            None | Some(Yaml::Null) => false,
+            Some(Yaml::Bool(b)) => *b,
+            Some(other) => {
+                self.entry_error(
+                    ctx,
+                    "read_only",
+                    format!("expected true or false, found {}", describe(other)),
+                );
+                return None;
+            }
+        };
+        let storage = match storage {
+            None => None,
+            Some(s) => match Id::resolve(&s, ctx.ns) {
+                Ok(id) => Some(id),
+                Err(e) => {
+                    self.entry_error(ctx, "storage", e);
+                    return None;
+                }
+            },
+        };
+        if storage.is_some() && variable.is_none() && value.is_none() {
+            variable = Some(ctx.id.name.clone());
+        }
         if value.is_none() && variable.is_none() {
             self.entry_error(
                 ctx,
@@ -1036,7 +1155,35 @@ impl Loader {
             value,
             variable,
             default,
+            storage,
+            read_only,
         })
+    }
+
+    /// Every `env.variable` with a `storage:` names an `env.storage.*` entry.
+    fn check_env_storages(&mut self) {
+        let mut found = Vec::new();
+        for entry in self.entries.values() {
+            let EntrySpec::EnvVariable {
+                storage: Some(target),
+                ..
+            } = &entry.spec
+            else {
+                continue;
+            };
+            let problem = match self.declared.get(target) {
+                None => format!("dangling reference: {target} does not exist"),
+                Some(d) if !d.kind.starts_with("env.storage.") => format!(
+                    "dangling reference: {target} is a {}, not an env.storage.* entry",
+                    d.kind
+                ),
+                Some(_) => continue,
+            };
+            found.push((entry.file.clone(), entry.id.to_string(), problem));
+        }
+        for (file, id, message) in found {
+            self.error(&file, Some(id), Some("storage"), message);
+        }
     }
 
     /// Every import must name an existing library.lua entry.

@@ -145,15 +145,24 @@ pub enum EntrySpec {
         /// Absolute, resolved relative to the YAML file's dir; exists.
         directory: PathBuf,
     },
-    /// `env.variable`: a literal value or one read from the host environment.
+    /// `env.variable`: a literal value, or one read from the host environment or from an
+    /// `env.storage.*` entry.
     EnvVariable {
         /// The literal value (`value:`), if given.
         value: Option<String>,
-        /// The host environment variable to read (`variable:`), if given.
+        /// The variable to read (`variable:`): from `storage` when set, else from the host
+        /// environment. With a storage and no `variable:`, the entry's name.
         variable: Option<String>,
         /// The fallback when `variable` is unset (`default:`), if given.
         default: Option<String>,
+        /// The `env.storage.*` entry the variable lives in (`storage:`), if given.
+        storage: Option<Id>,
+        /// `read_only: true`: `env.set` refuses it.
+        read_only: bool,
     },
+    /// `env.storage.os`, `env.storage.memory`, `env.storage.file`: where `env.variable`
+    /// entries keep their values.
+    EnvStorage(EnvStorage),
     /// `terminal.host`: the terminal host (no fields).
     TerminalHost,
     /// `function.wat`, `function.wasm`, `process.wasm`: a WebAssembly module or component.
@@ -206,6 +215,18 @@ pub struct LuaSpec {
     /// The source uses the `process` global (`process.pid()`, `process.spawn(...)`): a
     /// function whose code (or an imported library's) does runs each call as a process.
     pub uses_process: bool,
+}
+
+/// An `env.storage.*` entry.
+#[derive(Clone, Debug, PartialEq)]
+pub enum EnvStorage {
+    /// `env.storage.os`: the host environment (read only).
+    Os,
+    /// `env.storage.memory`: values held by the runtime, starting from `values:`.
+    Memory(BTreeMap<String, String>),
+    /// `env.storage.file`: a `.env` file (`KEY=VALUE` lines), read at load and written by
+    /// `env.set`.
+    File(PathBuf),
 }
 
 /// The fields of a `function.wat`, `function.wasm` or `process.wasm` entry.
@@ -306,7 +327,67 @@ pub struct Registry {
     pub warnings: Vec<String>,
 }
 
+/// Reads a `.env` text: `KEY=VALUE` lines (an optional `export ` before the key, values
+/// optionally in single or double quotes); blank lines and `#` comments are skipped.
+pub fn parse_dotenv(text: &str) -> BTreeMap<String, String> {
+    let mut out = BTreeMap::new();
+    for line in text.lines() {
+        let line = line.trim();
+        if line.is_empty() || line.starts_with('#') {
+            continue;
+        }
+        let line = line.strip_prefix("export ").unwrap_or(line);
+        let Some((k, v)) = line.split_once('=') else {
+            continue;
+        };
+        let v = v.trim();
+        let v = if v.len() >= 2
+            && ((v.starts_with('"') && v.ends_with('"'))
+                || (v.starts_with('\'') && v.ends_with('\'')))
+        {
+            &v[1..v.len() - 1]
+        } else {
+            v
+        };
+        out.insert(k.trim().to_string(), v.to_string());
+    }
+    out
+}
+
 impl Registry {
+    /// The value of `env.variable` entry `id` as the app starts: its literal value, else
+    /// its variable in its storage (the host environment, a memory storage's initial
+    /// values, a `.env` file) or in the host environment, else its default.
+    pub fn env_value(&self, id: &Id) -> Option<String> {
+        let EntrySpec::EnvVariable {
+            value,
+            variable,
+            default,
+            storage,
+            ..
+        } = &self.get(id)?.spec
+        else {
+            return None;
+        };
+        if let Some(v) = value {
+            return Some(v.clone());
+        }
+        let from_storage = variable.as_ref().and_then(|name| {
+            match storage.as_ref().and_then(|s| self.get(s)).map(|e| &e.spec) {
+                Some(EntrySpec::EnvStorage(EnvStorage::Memory(values))) => {
+                    values.get(name).cloned()
+                }
+                Some(EntrySpec::EnvStorage(EnvStorage::File(path))) => {
+                    std::fs::read_to_string(path)
+                        .ok()
+                        .and_then(|t| parse_dotenv(&t).remove(name))
+                }
+                _ => std::env::var(name).ok(),
+            }
+        });
+        from_storage.or_else(|| default.clone())
+    }
+
     /// The entry with this id.
     pub fn get(&self, id: &Id) -> Option<&Arc<Entry>> {
         self.entries.get(id)

@@ -362,14 +362,7 @@ fn wasi_plan(reg: &Registry, spec: &WasmSpec, problems: &mut Vec<(String, String
     };
     for (i, e) in spec.wasi.env.iter().enumerate() {
         let value = match reg.get(&e.id).map(|x| &x.spec) {
-            Some(EntrySpec::EnvVariable {
-                value,
-                variable,
-                default,
-            }) => value
-                .clone()
-                .or_else(|| variable.as_ref().and_then(|v| std::env::var(v).ok()))
-                .or_else(|| default.clone()),
+            Some(EntrySpec::EnvVariable { .. }) => reg.env_value(&e.id),
             _ => {
                 problems.push((
                     format!("wasi.env[{i}].id"),

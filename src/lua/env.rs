@@ -1,0 +1,244 @@
+//! The `env` module: the app's declared variables (`env.variable` entries) and where they
+//! live (`env.storage.os`, `env.storage.memory`, `env.storage.file`).
+//!
+//! `env.get(name)` gives a variable's value or `nil, err`; `env.set(name, value)` changes
+//! a variable kept in a memory or file storage; `env.get_all()` gives every variable that
+//! has a value. `name` is an entry id (`app:port`), an entry name in the caller's
+//! namespace (`port`) or a variable's `variable:` (`PORT`). Only declared variables are
+//! visible: a process cannot read the host environment beyond what the app declares.
+
+use super::errors::LuaError;
+use super::{current_any, Current};
+use crate::process::Node;
+use crate::registry::{parse_dotenv, Entry, EntrySpec, EnvStorage, Id, Registry};
+use mlua::{Lua, MultiValue, Table};
+use std::collections::{BTreeMap, HashMap};
+use std::sync::{Arc, Mutex};
+
+/// The values memory storages hold now (per node), seeded from their `values:`.
+#[derive(Default)]
+pub struct EnvState {
+    memory: Mutex<HashMap<Id, BTreeMap<String, String>>>,
+}
+
+fn caller() -> Option<(Arc<Node>, String)> {
+    match current_any()? {
+        Current::Process(p) => Some((p.node.clone(), p.entry.id.namespace.clone())),
+        Current::Call(c) => Some((c.node.clone(), c.entry.id.namespace.clone())),
+    }
+}
+
+/// The `env.variable` entry `name` stands for.
+fn find<'a>(reg: &'a Registry, ns: &str, name: &str) -> Option<&'a Arc<Entry>> {
+    let is_var = |e: &&Arc<Entry>| matches!(e.spec, EntrySpec::EnvVariable { .. });
+    if name.contains(':') {
+        return Id::parse(name)
+            .ok()
+            .and_then(|id| reg.get(&id))
+            .filter(is_var);
+    }
+    if let Some(e) = reg.get(&Id::new(ns, name)).filter(is_var) {
+        return Some(e);
+    }
+    reg.entries
+        .values()
+        .find(|e| matches!(&e.spec, EntrySpec::EnvVariable { variable: Some(v), .. } if v == name))
+}
+
+fn state(node: &Node) -> Arc<EnvState> {
+    match node.ext::<EnvState>() {
+        Some(s) => s,
+        None => {
+            let s = Arc::new(EnvState::default());
+            node.set_ext(s.clone());
+            s
+        }
+    }
+}
+
+/// The value of variable entry `e` now.
+fn value_of(node: &Node, reg: &Registry, e: &Entry) -> Option<String> {
+    let EntrySpec::EnvVariable {
+        value,
+        variable,
+        default,
+        storage,
+        ..
+    } = &e.spec
+    else {
+        return None;
+    };
+    if value.is_some() {
+        return value.clone();
+    }
+    let name = variable.as_ref()?;
+    let stored = match storage
+        .as_ref()
+        .and_then(|s| reg.get(s))
+        .map(|s| (s, &s.spec))
+    {
+        Some((s, EntrySpec::EnvStorage(EnvStorage::Memory(initial)))) => {
+            let st = state(node);
+            let mut mem = st.memory.lock().unwrap_or_else(|e| e.into_inner());
+            mem.entry(s.id.clone())
+                .or_insert_with(|| initial.clone())
+                .get(name)
+                .cloned()
+        }
+        Some((_, EntrySpec::EnvStorage(EnvStorage::File(path)))) => std::fs::read_to_string(path)
+            .ok()
+            .and_then(|t| parse_dotenv(&t).remove(name)),
+        _ => std::env::var(name).ok(),
+    };
+    stored.or_else(|| default.clone())
+}
+
+/// Writes `key=value` into the `.env` file at `path`, keeping its other lines.
+fn write_file(path: &std::path::Path, key: &str, value: &str) -> std::io::Result<()> {
+    let text = std::fs::read_to_string(path).unwrap_or_default();
+    let mut lines: Vec<String> = Vec::new();
+    let mut done = false;
+    for line in text.lines() {
+        let t = line.trim_start();
+        let t = t.strip_prefix("export ").unwrap_or(t);
+        if !done && t.split_once('=').map(|(k, _)| k.trim()) == Some(key) {
+            lines.push(format!("{key}={value}"));
+            done = true;
+        } else {
+            lines.push(line.to_string());
+        }
+    }
+    if !done {
+        lines.push(format!("{key}={value}"));
+    }
+    std::fs::write(path, lines.join("\n") + "\n")
+}
+
+fn not_found(lua: &Lua, func: &str, name: &str) -> mlua::Result<MultiValue> {
+    LuaError::new(
+        "NOT_FOUND",
+        format!("env.{func}: no env.variable entry named {name:?}"),
+    )
+    .into_nil_err(lua)
+}
+
+/// The `env` module.
+pub fn module(lua: &Lua) -> mlua::Result<Table> {
+    let t = lua.create_table()?;
+    t.set(
+        "get",
+        lua.create_function(|lua, name: String| {
+            let Some((node, ns)) = caller() else {
+                return not_found(lua, "get", &name);
+            };
+            let reg = node.registry();
+            let Some(e) = find(&reg, &ns, &name) else {
+                return not_found(lua, "get", &name);
+            };
+            match value_of(&node, &reg, e) {
+                Some(v) => Ok(MultiValue::from_vec(vec![mlua::Value::String(
+                    lua.create_string(v)?,
+                )])),
+                None => LuaError::new(
+                    "NOT_FOUND",
+                    format!("env.get: {} has no value (unset, and no default)", e.id),
+                )
+                .into_nil_err(lua),
+            }
+        })?,
+    )?;
+    t.set(
+        "set",
+        lua.create_function(|lua, (name, value): (String, mlua::Value)| {
+            let Some((node, ns)) = caller() else {
+                return not_found(lua, "set", &name);
+            };
+            let value = match &value {
+                mlua::Value::String(s) => s.to_string_lossy(),
+                mlua::Value::Integer(i) => i.to_string(),
+                mlua::Value::Number(n) => n.to_string(),
+                mlua::Value::Boolean(b) => b.to_string(),
+                other => {
+                    return LuaError::new(
+                        "INVALID",
+                        format!(
+                            "env.set: value: expected a string, number or boolean, got {}",
+                            other.type_name()
+                        ),
+                    )
+                    .into_nil_err(lua)
+                }
+            };
+            let reg = node.registry();
+            let Some(e) = find(&reg, &ns, &name) else {
+                return not_found(lua, "set", &name);
+            };
+            let denied = |why: String| {
+                LuaError::new("PERMISSION_DENIED", format!("env.set: {}: {why}", e.id))
+                    .into_nil_err(lua)
+            };
+            let EntrySpec::EnvVariable {
+                value: literal,
+                variable,
+                storage,
+                read_only,
+                ..
+            } = &e.spec
+            else {
+                return not_found(lua, "set", &name);
+            };
+            if *read_only {
+                return denied("the variable is read_only".into());
+            }
+            if literal.is_some() {
+                return denied("the variable has a literal value".into());
+            }
+            let Some(key) = variable else {
+                return denied("the variable names no variable".into());
+            };
+            match storage
+                .as_ref()
+                .and_then(|s| reg.get(s))
+                .map(|s| (s, &s.spec))
+            {
+                Some((s, EntrySpec::EnvStorage(EnvStorage::Memory(initial)))) => {
+                    let st = state(&node);
+                    let mut mem = st.memory.lock().unwrap_or_else(|e| e.into_inner());
+                    mem.entry(s.id.clone())
+                        .or_insert_with(|| initial.clone())
+                        .insert(key.clone(), value);
+                }
+                Some((s, EntrySpec::EnvStorage(EnvStorage::File(path)))) => {
+                    if let Err(err) = write_file(path, key, &value) {
+                        return LuaError::new(
+                            "INTERNAL",
+                            format!("env.set: {}: cannot write {}: {err}", s.id, path.display()),
+                        )
+                        .into_nil_err(lua);
+                    }
+                }
+                _ => return denied("the host environment is read only".into()),
+            }
+            Ok(MultiValue::from_vec(vec![mlua::Value::Boolean(true)]))
+        })?,
+    )?;
+    t.set(
+        "get_all",
+        lua.create_function(|lua, ()| {
+            let out = lua.create_table()?;
+            if let Some((node, _)) = caller() {
+                let reg = node.registry();
+                for e in reg.entries.values() {
+                    if let EntrySpec::EnvVariable { variable, .. } = &e.spec {
+                        if let Some(v) = value_of(&node, &reg, e) {
+                            let key = variable.clone().unwrap_or_else(|| e.id.name.clone());
+                            out.set(key, v)?;
+                        }
+                    }
+                }
+            }
+            Ok(out)
+        })?,
+    )?;
+    Ok(t)
+}
