@@ -577,3 +577,24 @@ end }
         "{stderr}"
     );
 }
+
+#[test]
+fn example_typed_prices_an_order_with_exit_codes() {
+    let dir = example("typed");
+    let out = warden(
+        &["run", "-d", &dir, "order", "apple", "3", "bread", "1"],
+        None,
+    );
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    assert_eq!(
+        text(&out.stdout),
+        "apple    x3      1.35\nbread    x1      3.20\ntotal            4.55\n"
+    );
+    let out = warden(&["run", "-d", &dir, "order", "apple", "x"], None);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(text(&out.stderr).contains("error: quantity of apple: cannot convert \"x\" to integer"));
+    let out = warden(&["run", "-d", &dir, "order", "pear", "1"], None);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(text(&out.stderr).contains("pear: no item pear (NOT_FOUND)"));
+    assert!(text(&out.stdout).is_empty());
+}
