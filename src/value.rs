@@ -178,10 +178,24 @@ impl Copier {
                 return Err(fail("a light userdata cannot be copied".into()))
             }
             mlua::Value::UserData(ud) => {
-                return Err(fail(format!(
-                    "a userdata ({}) cannot be copied",
-                    userdata_type_name(ud)
-                )));
+                // a userdata that says how it crosses (`__copy`: error objects as their
+                // message, payloads as their data) is copied as what that gives
+                let copy = ud
+                    .metatable()
+                    .ok()
+                    .and_then(|mt| mt.get::<mlua::Function>("__copy").ok());
+                match copy {
+                    Some(f) => {
+                        let v: mlua::Value = f.call(ud.clone()).map_err(|e| fail(e.to_string()))?;
+                        return self.copy(&v, depth + 1);
+                    }
+                    None => {
+                        return Err(fail(format!(
+                            "a userdata ({}) cannot be copied",
+                            userdata_type_name(ud)
+                        )))
+                    }
+                }
             }
             mlua::Value::Error(e) => Value::str(e.to_string()),
             other => return Err(fail(format!("a {} cannot be copied", other.type_name()))),

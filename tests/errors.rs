@@ -112,3 +112,35 @@ end }
         })
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn error_objects_and_payloads_cross_as_their_message_and_data() {
+    let v = App::new()
+        .lua(
+            "echo",
+            "return { main = function() local m = process.inbox():receive() return m:payload():data() end }",
+        )
+        .func("id", "return { main = function(x) return x end }", None)
+        .lua(
+            "main",
+            r#"
+local funcs = require("funcs")
+return { main = function()
+  local e = errors.new({ message = "disk full", kind = errors.UNAVAILABLE })
+  local child = process.spawn_monitored("app:echo", "app:host")
+  process.send(child, "x", { err = e, p = payload.new({ 1, 2 }) })
+  local ev = process.events():receive()
+  return { returned = e, via_call = funcs.call("app:id", e), via_send = ev.result.value }
+end }
+"#,
+        )
+        .value("main")
+        .await;
+    assert_eq!(
+        v,
+        json!({
+            "returned": "disk full", "via_call": "disk full",
+            "via_send": {"err": "disk full", "p": [1, 2]},
+        })
+    );
+}

@@ -91,6 +91,8 @@ impl UserData for LuaError {
             None => Ok(mlua::Value::Nil),
         });
         methods.add_meta_method(MetaMethod::ToString, |_, this, ()| Ok(this.message.clone()));
+        // copied into a message, an event, a call: the error's message
+        methods.add_meta_method("__copy", |_, this, ()| Ok(this.message.clone()));
         methods.add_meta_function(
             MetaMethod::Concat,
             |lua, (a, b): (mlua::Value, mlua::Value)| {

@@ -29,6 +29,8 @@ impl UserData for LuaPayload {
             )
             .into_nil_err(lua),
         });
+        // sent or passed on: its data
+        m.add_meta_method("__copy", |lua, p, ()| value::to_lua(lua, &p.0));
         m.add_meta_method(MetaMethod::ToString, |_, p, ()| {
             Ok(format!("payload({})", value::display(&p.0)))
         });
