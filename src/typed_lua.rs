@@ -233,6 +233,126 @@ pub fn indexes_name(src: &str, global: &str) -> bool {
     })
 }
 
+/// Whether calling the function `method` of plain Lua `src` may index the name `global`
+/// (`process.spawn(...)`): its body does, or calls by name a function of the file that
+/// does (to any depth), or the file's top-level code does. Function bodies are named by
+/// how they are written (`function M.name(`, `local function name(`, `name = function(`,
+/// a table field `name = function(`). When no function is named `method`, the whole file
+/// is scanned as by [`indexes_name`]. A source that does not parse counts as using it.
+pub fn method_uses_name(src: &str, method: &str, global: &str) -> bool {
+    let tokens = match Lexer::new(src, version()).collect() {
+        full_moon::tokenizer::LexerResult::Ok(t) => t,
+        _ => return true,
+    };
+    let toks: Vec<&Token> = tokens
+        .iter()
+        .filter(|t| !t.token_type().is_trivia())
+        .collect();
+    let result = full_moon::parse_fallible(src, version());
+    if !result.errors().is_empty() {
+        return indexes_name(src, global);
+    }
+    let mut bodies = Bodies::default();
+    bodies.visit_ast(result.ast());
+    // each body: (name, first token index, one past its last token index)
+    let start_of = |byte: usize| toks.partition_point(|t| t.start_position().bytes() < byte);
+    let named: Vec<(Option<&str>, usize, usize)> = bodies
+        .0
+        .iter()
+        .map(|r| {
+            let (a, b) = (start_of(r.start), start_of(r.end));
+            let name = match a.checked_sub(1).map(|i| (i, toks[i])) {
+                Some((_, t)) if is_ident(t) => ident_text(t),
+                Some((i, t)) if symbol(t) == Some(Symbol::Function) => i
+                    .checked_sub(2)
+                    .filter(|j| symbol(toks[j + 1]) == Some(Symbol::Equal))
+                    .and_then(|j| ident_text(toks[j])),
+                _ => None,
+            };
+            (name, a, b)
+        })
+        .collect();
+    let uses_in = |a: usize, b: usize| {
+        (a..b).any(|i| {
+            ident_is(toks[i], global)
+                && matches!(
+                    toks.get(i + 1).and_then(|t| symbol(t)),
+                    Some(Symbol::Dot | Symbol::Colon | Symbol::LeftBracket)
+                )
+                && !(i > 0 && matches!(symbol(toks[i - 1]), Some(Symbol::Dot | Symbol::Colon)))
+        })
+    };
+    // top-level code runs with every call's instance
+    let mut inside = vec![false; toks.len()];
+    for (_, a, b) in &named {
+        for slot in &mut inside[*a..*b] {
+            *slot = true;
+        }
+    }
+    let top_level = (0..toks.len())
+        .filter(|i| !inside[*i])
+        .any(|i| uses_in(i, i + 1));
+    if top_level {
+        return true;
+    }
+    if !named.iter().any(|(n, _, _)| *n == Some(method)) {
+        return indexes_name(src, global);
+    }
+    let mut using: std::collections::HashSet<&str> = named
+        .iter()
+        .filter(|(_, a, b)| uses_in(*a, *b))
+        .filter_map(|(n, _, _)| *n)
+        .collect();
+    loop {
+        let before = using.len();
+        for (n, a, b) in &named {
+            let Some(n) = n else { continue };
+            if !using.contains(n)
+                && (*a..*b).any(|i| ident_text(toks[i]).is_some_and(|x| using.contains(x)))
+            {
+                using.insert(n);
+            }
+        }
+        if using.len() == before {
+            break;
+        }
+    }
+    using.contains(method)
+}
+
+/// The byte ranges of every function body (parameters to `end`).
+#[derive(Default)]
+struct Bodies(Vec<Range<usize>>);
+
+impl Visitor for Bodies {
+    fn visit_function_body(&mut self, node: &full_moon::ast::FunctionBody) {
+        let mut span: Option<Range<usize>> = None;
+        for t in node.tokens() {
+            let (a, b) = (
+                t.token().start_position().bytes(),
+                t.token().end_position().bytes(),
+            );
+            if a >= b {
+                continue;
+            }
+            span = Some(match span {
+                None => a..b,
+                Some(s) => s.start.min(a)..s.end.max(b),
+            });
+        }
+        if let Some(s) = span {
+            self.0.push(s);
+        }
+    }
+}
+
+fn ident_text(t: &Token) -> Option<&str> {
+    match t.token_type() {
+        TokenType::Identifier { identifier } => Some(identifier.as_str()),
+        _ => None,
+    }
+}
+
 fn symbol(t: &Token) -> Option<Symbol> {
     match t.token_type() {
         TokenType::Symbol { symbol } => Some(*symbol),
@@ -451,6 +571,39 @@ mod tests {
             "process"
         ));
         assert!(!indexes_name("local s = 'process.send'", "process"));
+    }
+
+    #[test]
+    fn finds_whether_a_method_uses_a_global() {
+        let src = r#"
+local M = {}
+local function helper() return process.pid() end
+local function indirect() return helper() end
+function M.noop(...) return ... end
+function M.direct() return process.inbox() end
+function M:via() return indirect() end
+M.anon = function() return 1 end
+local t = { field = function() process.send("x", "y") end }
+return M
+"#;
+        assert!(!method_uses_name(src, "noop", "process"));
+        assert!(!method_uses_name(src, "anon", "process"));
+        assert!(method_uses_name(src, "direct", "process"));
+        assert!(method_uses_name(src, "via", "process"));
+        assert!(method_uses_name(src, "field", "process"));
+        // no function of that name: the whole file decides
+        assert!(method_uses_name(src, "missing", "process"));
+        // top-level code runs with the instance of every call
+        assert!(method_uses_name(
+            "local me = process.pid()\nreturn { main = function() return 1 end }",
+            "main",
+            "process"
+        ));
+        assert!(!method_uses_name(
+            "return { main = function() return 1 end, other = function() process.pid() end }",
+            "main",
+            "process"
+        ));
     }
 
     #[test]

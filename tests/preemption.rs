@@ -49,8 +49,11 @@ end }
         top > 0.02,
         "the loop must span many 1 ms slices to be preempted: {top} s"
     );
+    // Builds differ by code layout alone: the same test gave 0.96-1.11 across the commits
+    // of one day, and once 1.38 on a loaded machine; arming the hook by walking the stack
+    // gave 1.85 and more (up to no end at all).
     assert!(
-        ratio < 1.3,
+        ratio < 1.5,
         "work at depth 190000 took {ratio:.2}x its CPU time at depth 0 ({deep:.3} s against {top:.3} s)"
     );
 }

@@ -11,7 +11,7 @@
 use super::channel::{self, Chan};
 use crate::duration::{self, LuaDuration};
 use chrono::{DateTime, Datelike, FixedOffset, Local, NaiveDate, NaiveDateTime, NaiveTime};
-use chrono::{TimeZone, Timelike, Utc};
+use chrono::{Offset, TimeZone, Timelike, Utc};
 use mlua::{Lua, MetaMethod, MultiValue, Table, UserData, UserDataMethods, UserDataRef};
 use std::cell::Cell;
 use std::rc::Rc;
@@ -48,6 +48,29 @@ fn loc_name(l: Loc) -> &'static str {
     }
 }
 
+/// The local zone's offset at `secs` (Unix seconds). Asking the zone costs microseconds
+/// (chrono consults the zone rules), which `time.now()` in a timing loop would pay on
+/// every call; offsets only change on quarter-hour boundaries, so each thread keeps the
+/// last quarter hour's answer.
+fn local_offset(secs: i64) -> FixedOffset {
+    thread_local! {
+        static LAST: Cell<Option<(i64, FixedOffset)>> = const { Cell::new(None) };
+    }
+    let bucket = secs.div_euclid(900);
+    LAST.with(|last| match last.get() {
+        Some((b, off)) if b == bucket => off,
+        _ => {
+            let off = Local
+                .timestamp_opt(secs, 0)
+                .single()
+                .map(|t| t.offset().fix())
+                .unwrap_or_else(|| FixedOffset::east_opt(0).expect("zero offset"));
+            last.set(Some((bucket, off)));
+            off
+        }
+    })
+}
+
 /// A point in time with its location.
 #[derive(Clone, Copy)]
 pub struct LuaTime {
@@ -64,7 +87,7 @@ impl LuaTime {
     fn at(t: DateTime<Utc>, loc: Loc) -> LuaTime {
         let t = match loc {
             Loc::Utc => t.fixed_offset(),
-            Loc::Local => t.with_timezone(&Local).fixed_offset(),
+            Loc::Local => t.with_timezone(&local_offset(t.timestamp())),
         };
         LuaTime { t, loc }
     }

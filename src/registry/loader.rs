@@ -817,7 +817,12 @@ impl Loader {
             return None;
         }
         let (src, chunk_name) = source?;
-        let uses_process = crate::typed_lua::indexes_name(&src, "process");
+        let uses_process = match &method {
+            Some(m) if kind == "function.lua" => {
+                crate::typed_lua::method_uses_name(&src, m, "process")
+            }
+            _ => crate::typed_lua::indexes_name(&src, "process"),
+        };
         Some(LuaSpec {
             uses_process,
             source: Arc::from(src),
