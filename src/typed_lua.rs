@@ -346,6 +346,176 @@ impl Visitor for Bodies {
     }
 }
 
+/// The primitive types a literal can be checked against.
+#[derive(Clone, Copy, PartialEq, Debug)]
+enum Prim {
+    Number,
+    Integer,
+    String,
+    Boolean,
+}
+
+impl Prim {
+    fn of_annotation(t: &full_moon::ast::luau::TypeInfo) -> Option<Prim> {
+        match t {
+            full_moon::ast::luau::TypeInfo::Basic(name) => {
+                match name.token().to_string().as_str() {
+                    "number" => Some(Prim::Number),
+                    "integer" => Some(Prim::Integer),
+                    "string" => Some(Prim::String),
+                    "boolean" => Some(Prim::Boolean),
+                    _ => None,
+                }
+            }
+            _ => None,
+        }
+    }
+
+    fn name(self) -> &'static str {
+        match self {
+            Prim::Number => "number",
+            Prim::Integer => "integer",
+            Prim::String => "string",
+            Prim::Boolean => "boolean",
+        }
+    }
+}
+
+/// A literal argument: its type (`"integer"`, `"string"`...) and its text.
+type Literal = (&'static str, String);
+
+/// A literal argument and what it is: `(type, text)`.
+fn literal(e: &full_moon::ast::Expression) -> Option<Literal> {
+    use full_moon::ast::Expression;
+    match e {
+        Expression::String(t) => Some(("string", t.token().to_string())),
+        Expression::Number(t) => {
+            let text = t.token().to_string();
+            let integral = !text.contains(['.', 'e', 'E']) || text.starts_with("0x");
+            Some((if integral { "integer" } else { "number" }, text))
+        }
+        Expression::Symbol(t) => match t.token().to_string().as_str() {
+            s @ ("true" | "false") => Some(("boolean", s.to_string())),
+            _ => None,
+        },
+        _ => None,
+    }
+}
+
+fn accepts(want: Prim, got: &str) -> bool {
+    match want {
+        Prim::Number => got == "number" || got == "integer",
+        Prim::Integer => got == "integer",
+        Prim::String => got == "string",
+        Prim::Boolean => got == "boolean",
+    }
+}
+
+/// Functions of a file with the primitive types of their annotated parameters, and the
+/// calls made by name with literal arguments.
+#[derive(Default)]
+struct Signatures {
+    /// name as called (`add`, `M.add`) -> parameter types (None: not a checked type)
+    functions: std::collections::HashMap<String, Vec<Option<Prim>>>,
+    /// (line, called name, literal arguments: (type, text) or None)
+    calls: Vec<(usize, String, Vec<Option<Literal>>)>,
+}
+
+fn params(body: &full_moon::ast::FunctionBody) -> Vec<Option<Prim>> {
+    body.parameters()
+        .iter()
+        .zip(body.type_specifiers())
+        .map(|(p, t)| match p {
+            full_moon::ast::Parameter::Name(_) => {
+                t.and_then(|t| Prim::of_annotation(t.type_info()))
+            }
+            _ => None,
+        })
+        .collect()
+}
+
+impl Visitor for Signatures {
+    fn visit_local_function(&mut self, node: &full_moon::ast::LocalFunction) {
+        let name = node.name().token().to_string();
+        self.functions.insert(name, params(node.body()));
+    }
+
+    fn visit_function_declaration(&mut self, node: &full_moon::ast::FunctionDeclaration) {
+        let n = node.name();
+        if n.method_name().is_some() {
+            return; // `a:b` calls pass self first: not checked
+        }
+        let name: Vec<String> = n.names().iter().map(|t| t.token().to_string()).collect();
+        self.functions.insert(name.join("."), params(node.body()));
+    }
+
+    fn visit_function_call(&mut self, node: &full_moon::ast::FunctionCall) {
+        use full_moon::ast::{Call, FunctionArgs, Index, Prefix, Suffix};
+        let Prefix::Name(first) = node.prefix() else {
+            return;
+        };
+        let mut name = first.token().to_string();
+        let suffixes: Vec<&Suffix> = node.suffixes().collect();
+        let Some((last, path)) = suffixes.split_last() else {
+            return;
+        };
+        for s in path {
+            match s {
+                Suffix::Index(Index::Dot { name: n, .. }) => {
+                    name.push('.');
+                    name.push_str(&n.token().to_string());
+                }
+                _ => return,
+            }
+        }
+        let Suffix::Call(Call::AnonymousCall(args)) = last else {
+            return;
+        };
+        let FunctionArgs::Parentheses { arguments, .. } = &**args else {
+            return;
+        };
+        let line = first.token().start_position().line();
+        let lits = arguments.iter().map(literal).collect();
+        self.calls.push((line, name, lits));
+    }
+}
+
+/// Plain type errors in typed Lua that need no inference: a call, by a function's name in
+/// the same file, that passes a literal of another primitive type to a parameter annotated
+/// `number`, `integer`, `string` or `boolean` (`add("1", 2)` to `add(a: number, b:
+/// number)`). Returns `(line, message)` pairs; a source that does not parse gives none
+/// (its syntax error is reported instead).
+pub fn type_warnings(src: &str) -> Vec<(usize, String)> {
+    let result = full_moon::parse_fallible(src, version());
+    if !result.errors().is_empty() {
+        return Vec::new();
+    }
+    let mut sig = Signatures::default();
+    sig.visit_ast(result.ast());
+    let mut out = Vec::new();
+    for (line, name, args) in &sig.calls {
+        let Some(params) = sig.functions.get(name) else {
+            continue;
+        };
+        for (i, (want, got)) in params.iter().zip(args).enumerate() {
+            if let (Some(want), Some((got, text))) = (want, got) {
+                if !accepts(*want, got) {
+                    out.push((
+                        *line,
+                        format!(
+                            "argument {} of {name}: expected {}, got {got} {text}",
+                            i + 1,
+                            want.name()
+                        ),
+                    ));
+                }
+            }
+        }
+    }
+    out.sort();
+    out
+}
+
 fn ident_text(t: &Token) -> Option<&str> {
     match t.token_type() {
         TokenType::Identifier { identifier } => Some(identifier.as_str()),
@@ -604,6 +774,42 @@ return M
             "main",
             "process"
         ));
+    }
+
+    #[test]
+    fn literal_arguments_of_the_wrong_type_are_warned_about() {
+        let src = r#"
+local function add(a: number, b: integer): number return a + b end
+local M = {}
+function M.greet(name: string, loud: boolean?, n: integer) end
+add(1, 2)
+add("1", 2.5)
+M.greet("ada", "yes", 3)
+M.greet(42, nil, 1.0)
+local untyped = function(x) end
+untyped("anything")
+"#;
+        assert_eq!(
+            type_warnings(src),
+            [
+                (
+                    6,
+                    "argument 1 of add: expected number, got string \"1\"".to_string()
+                ),
+                (
+                    6,
+                    "argument 2 of add: expected integer, got number 2.5".to_string()
+                ),
+                (
+                    8,
+                    "argument 1 of M.greet: expected string, got integer 42".to_string()
+                ),
+                (
+                    8,
+                    "argument 3 of M.greet: expected integer, got number 1.0".to_string()
+                ),
+            ]
+        );
     }
 
     #[test]

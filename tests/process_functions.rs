@@ -224,3 +224,26 @@ end }
         .await;
     assert_eq!(v, json!({"on_terminal": 42}));
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_function_whose_library_uses_process_runs_as_a_process() {
+    let app = App::new()
+        .entry("  - {name: who, kind: library.lua, source: 'return { me = function() return process.pid() end }'}\n")
+        .entry("  - {name: ask, kind: function.lua, source: file://ask.lua, method: main, imports: {who: app:who}}\n")
+        .lua(
+            "main",
+            r#"
+local funcs = require("funcs")
+return { main = function()
+  local pid, err = funcs.call("app:ask")
+  return { pid = type(pid), other = pid ~= process.pid(), err = err and tostring(err) }
+end }
+"#,
+        );
+    app.write(
+        "ask.lua",
+        "local who = require('who') return { main = function() return who.me() end }",
+    );
+    let v = app.value("main").await;
+    assert_eq!(v, json!({"pid": "string", "other": true}));
+}

@@ -186,3 +186,26 @@ end }
     );
     assert_eq!(v["still_lib"], "OK");
 }
+
+#[test]
+fn check_warns_about_literals_of_the_wrong_type() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(
+        dir.path().join("calc.lua"),
+        "local function scale(x: number, by: integer): number\n  return x * by\nend\nlocal a = scale(2, 3)\nlocal b = scale(\"2\", 1.5)\nreturn {main = function() return a end}\n",
+    )
+    .unwrap();
+    std::fs::write(
+        dir.path().join("_index.yaml"),
+        "namespace: app\nentries:\n  - {name: calc, kind: process.lua, source: file://calc.lua, method: main}\n",
+    )
+    .unwrap();
+    let reg = load_dir(dir.path()).expect("loads: type errors are warnings");
+    assert_eq!(
+        reg.warnings,
+        [
+            "_index.yaml: entry app:calc: calc.lua:5: argument 1 of scale: expected number, got string \"2\"",
+            "_index.yaml: entry app:calc: calc.lua:5: argument 2 of scale: expected integer, got number 1.5",
+        ]
+    );
+}

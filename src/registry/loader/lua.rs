@@ -76,7 +76,17 @@ impl Loader {
         if let Some((src, chunk)) = &mut source {
             match crate::typed_lua::prepare(&self.lua, src, chunk) {
                 Ok(std::borrow::Cow::Borrowed(_)) => {}
-                Ok(std::borrow::Cow::Owned(plain)) => *src = plain,
+                Ok(std::borrow::Cow::Owned(plain)) => {
+                    // typed code: plain type errors are warnings, ahead of Wippy
+                    for (line, message) in crate::typed_lua::type_warnings(src) {
+                        self.warnings.push(format!(
+                            "{}: entry {}: {chunk}:{line}: {message}",
+                            self.rel(ctx.file).display(),
+                            ctx.id
+                        ));
+                    }
+                    *src = plain;
+                }
                 Err(message) => {
                     self.entry_error(ctx, "source", format!("Lua syntax error: {message}"));
                     ok = false;
