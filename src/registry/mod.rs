@@ -212,8 +212,10 @@ pub struct LuaSpec {
     pub imports: Vec<(String, Id)>,
     /// function.lua only: the parsed `pool` field (None: the default pool).
     pub pool: Option<PoolSpec>,
-    /// The source uses the `process` global (`process.pid()`, `process.spawn(...)`): a
-    /// function whose code (or an imported library's) does runs each call as a process.
+    /// The code uses the `process` global (`process.pid()`, `process.spawn(...)`): for a
+    /// function, its method or what the method calls by name; for a library, anywhere.
+    /// A function for which this holds (or for one of its imports) runs each call as a
+    /// process. Always false for a process entry, which has the global anyway.
     pub uses_process: bool,
 }
 
