@@ -360,7 +360,8 @@ async fn run(args: RunArgs) -> i32 {
                     }
                     0
                 }
-                Ok(Exit::Error(e)) | Ok(Exit::Killed(e)) => {
+                Ok(Exit::Error(crate::process::ExitError { message: e, .. }))
+                | Ok(Exit::Killed(e)) => {
                     eprintln!("error: {id} failed: {e}");
                     // a WebAssembly guest that called exit(n) exits with n (only a
                     // process.wasm: a Lua error with the same words is just an error)

@@ -188,7 +188,7 @@ impl Runtime {
         self.spawn(entry, None, args, opts)?;
         tokio::select! {
             exit = rx => Ok(exit.unwrap_or_else(|_| Exit::Killed("the runtime stopped".into()))),
-            why = self.sup.fatal() => Ok(Exit::Error(format!("a supervision tree failed: {why}"))),
+            why = self.sup.fatal() => Ok(Exit::Error(format!("a supervision tree failed: {why}").into())),
         }
     }
 

@@ -144,3 +144,51 @@ end }
         })
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn exit_events_carry_error_objects_with_their_kind() {
+    let v = App::new()
+        .lua(
+            "missing",
+            "return { main = function() return nil, errors.new({ message = 'no such user', kind = errors.NOT_FOUND }) end }",
+        )
+        .lua("raises", "return { main = function() error('broken invariant', 0) end }")
+        .lua("waits", "return { main = function() process.inbox():receive() end }")
+        .lua(
+            "main",
+            r#"
+local funcs = require("funcs")
+return { main = function()
+  local out = {}
+  local events = process.events()
+  for _, name in ipairs({ "missing", "raises", "waits" }) do
+    local pid = process.spawn_monitored("app:" .. name, "app:host")
+    if name == "waits" then process.terminate(pid) end
+    local e = events:receive().result.error
+    out[name] = { kind = e:kind(), text = tostring(e),
+                  found = string.find(e, "n", 1, true) ~= nil, is = errors.is(e, e:kind()) }
+  end
+  process.monitor("{local|999999}")
+  out.gone = events:receive().result.error:kind()
+  local _, call_err = funcs.call("app:missing")
+  out.call = { kind = call_err:kind(), text = tostring(call_err) }
+  local _, exec_err = process.exec("app:missing", "app:host")
+  out.exec = exec_err:kind()
+  return out
+end }
+"#,
+        )
+        .value("main")
+        .await;
+    assert_eq!(
+        v,
+        json!({
+            "missing": {"kind": "NOT_FOUND", "text": "no such user", "found": true, "is": true},
+            "raises": {"kind": "INTERNAL", "text": "broken invariant", "found": true, "is": true},
+            "waits": {"kind": "CANCELED", "text": "terminated", "found": true, "is": true},
+            "gone": "NOT_FOUND",
+            "call": {"kind": "NOT_FOUND", "text": "no such user"},
+            "exec": "NOT_FOUND",
+        })
+    );
+}

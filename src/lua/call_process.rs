@@ -80,7 +80,7 @@ impl Executor for ProcessCallExecutor {
             running.pid = None;
             match exit {
                 Exit::Normal(v) => Ok(v),
-                Exit::Error(e) => Err(CallError::new("FAILED", e)),
+                Exit::Error(e) => Err(CallError::new(e.kind, e.message)),
                 Exit::Killed(why) => Err(CallError::new(
                     "CANCELED",
                     format!("function {id}: its process was stopped: {why}"),

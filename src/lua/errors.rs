@@ -303,6 +303,15 @@ fn raw_message(e: &mlua::Error) -> String {
     }
 }
 
+/// The kind of an error value returned as `nil, err`: an error object's own, FAILED for
+/// anything else (as a function's returned error).
+pub fn kind_of_value(v: &mlua::Value) -> &'static str {
+    match v {
+        mlua::Value::UserData(ud) => ud.borrow::<LuaError>().map(|e| e.kind).unwrap_or("FAILED"),
+        _ => "FAILED",
+    }
+}
+
 /// The text of an error value returned as `nil, err`: an error object's message, a
 /// string as it is, any other value described.
 pub fn text_of(v: &mlua::Value) -> String {

@@ -33,7 +33,9 @@ pub mod time;
 mod uuid;
 mod wit;
 
-use crate::process::{Body, Exit, Message, Node, Pid, ProcessContext, ProcessHandle, Signal};
+use crate::process::{
+    Body, Exit, ExitError, Message, Node, Pid, ProcessContext, ProcessHandle, Signal,
+};
 use crate::registry::{Entry, EntrySpec, Id, LuaSpec};
 use crate::value::{self, Value};
 use channel::Chan;
@@ -696,7 +698,12 @@ impl ProcCtx {
         let result = self.lua.create_table()?;
         match exit {
             Exit::Normal(v) => result.set("value", value::to_lua(&self.lua, v)?)?,
-            Exit::Error(e) | Exit::Killed(e) => result.set("error", e.as_str())?,
+            // an error object, as for `err` of calls: a string where Lua wants one, and
+            // its kind (CANCELED for a process stopped from outside)
+            Exit::Error(e) => {
+                result.set("error", errors::LuaError::new(e.kind, e.message.clone()))?
+            }
+            Exit::Killed(e) => result.set("error", errors::LuaError::new("CANCELED", e.clone()))?,
         }
         ev.set("result", result)?;
         Ok(ev)
@@ -806,11 +813,17 @@ impl Driver {
                     (Some(mlua::Value::Nil | mlua::Value::Boolean(false)), Some(err))
                         if !err.is_nil() =>
                     {
-                        Exit::Error(errors::text_of(&err))
+                        Exit::Error(ExitError::new(
+                            errors::kind_of_value(&err),
+                            errors::text_of(&err),
+                        ))
                     }
                     (Some(v), _) => match value::from_lua(&v) {
                         Ok(v) => Exit::Normal(v),
-                        Err(e) => Exit::Error(format!("the process result cannot be copied: {e}")),
+                        Err(e) => Exit::Error(ExitError::new(
+                            "INVALID",
+                            format!("the process result cannot be copied: {e}"),
+                        )),
                     },
                 }
             }
@@ -822,7 +835,7 @@ impl Driver {
         if self.ctx.me.kill_requested.load(Ordering::Relaxed) {
             Exit::Killed("terminated".into())
         } else {
-            Exit::Error(errors::message(e))
+            Exit::Error(ExitError::new("INTERNAL", errors::message(e)))
         }
     }
 
@@ -839,7 +852,7 @@ impl Driver {
                 return None;
             }
             if let Err(e) = self.ctx.deliver(m, polled) {
-                return Some(Exit::Error(errors::message(&e)));
+                return Some(Exit::Error(ExitError::new("INTERNAL", errors::message(&e))));
             }
             self.routed = true;
         }
@@ -854,7 +867,12 @@ impl Driver {
             match self.ctx.on_signal(sig) {
                 Ok(None) => {}
                 Ok(Some(exit)) => return Poll::Ready(exit),
-                Err(e) => return Poll::Ready(Exit::Error(errors::message(&e))),
+                Err(e) => {
+                    return Poll::Ready(Exit::Error(ExitError::new(
+                        "INTERNAL",
+                        errors::message(&e),
+                    )))
+                }
             }
         }
         if let Some(exit) = self.route(cx) {
@@ -864,7 +882,10 @@ impl Driver {
         // process that grows the heap by receiving is caught here, after its messages
         // came in (not any process that happens to run while the heap is high).
         if std::mem::take(&mut self.routed) && over_memory(&self.ctx.lua, self.ctx.run.mem_limit) {
-            return Poll::Ready(Exit::Error(self.ctx.memory_error()));
+            return Poll::Ready(Exit::Error(ExitError::new(
+                "INTERNAL",
+                self.ctx.memory_error(),
+            )));
         }
         self.ctx.run.polling.set(self.main_ptr as usize);
         self.ctx.run.resuming();
@@ -892,7 +913,12 @@ impl Driver {
                 let ptr = t.to_pointer();
                 match t.into_async::<()>(()) {
                     Ok(fut) => coros.push(Spawned { ptr, fut }),
-                    Err(e) => return Poll::Ready(Exit::Error(errors::message(&e))),
+                    Err(e) => {
+                        return Poll::Ready(Exit::Error(ExitError::new(
+                            "INTERNAL",
+                            errors::message(&e),
+                        )))
+                    }
                 }
             }
             match coros.poll_next_unpin(cx) {
@@ -900,10 +926,13 @@ impl Driver {
                     let exit = if self.ctx.me.kill_requested.load(Ordering::Relaxed) {
                         Exit::Killed("terminated".into())
                     } else {
-                        Exit::Error(errors::message(&e))
+                        Exit::Error(ExitError::new("INTERNAL", errors::message(&e)))
                     };
                     return Poll::Ready(match exit {
-                        Exit::Error(msg) => Exit::Error(format!("in a spawned coroutine: {msg}")),
+                        Exit::Error(e) => Exit::Error(ExitError::new(
+                            e.kind,
+                            format!("in a spawned coroutine: {}", e.message),
+                        )),
                         other => other,
                     });
                 }
@@ -945,7 +974,7 @@ pub fn launcher(_node: &Arc<Node>, entry: &Arc<Entry>, _args: &[Value]) -> Resul
 async fn run_process(pctx: ProcessContext) -> Exit {
     match start_process(pctx) {
         Ok(driver) => driver.await,
-        Err(e) => Exit::Error(errors::message(&e)),
+        Err(e) => Exit::Error(ExitError::new("INTERNAL", errors::message(&e))),
     }
 }
 

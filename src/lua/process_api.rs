@@ -390,9 +390,8 @@ pub fn create(lua: &Lua) -> mlua::Result<Table> {
                         Ok(Exit::Normal(v)) => {
                             Ok(MultiValue::from_vec(vec![value::to_lua(&lua, &v)?]))
                         }
-                        Ok(Exit::Error(e)) | Ok(Exit::Killed(e)) => {
-                            LuaError::new("FAILED", e).into_nil_err(&lua)
-                        }
+                        Ok(Exit::Error(e)) => LuaError::new(e.kind, e.message).into_nil_err(&lua),
+                        Ok(Exit::Killed(e)) => LuaError::new("CANCELED", e).into_nil_err(&lua),
                         Err(_) => LuaError::new("INTERNAL", "process.exec: the process vanished")
                             .into_nil_err(&lua),
                     }

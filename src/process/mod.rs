@@ -72,10 +72,68 @@ impl Pid {
 pub enum Exit {
     /// Its body returned this value.
     Normal(Value),
-    /// Its body raised an error (the message).
-    Error(String),
+    /// Its body raised an error or returned one (`nil, err`).
+    Error(ExitError),
     /// It was stopped from outside: terminated, killed by a link, or its host shut down.
     Killed(String),
+}
+
+/// The error a process failed with: its message, and its kind (`NOT_FOUND`,
+/// `INTERNAL`... as error objects have; `UNKNOWN` for an error that names none, such as a
+/// Lua `error("text")`). Reads as its message (`Deref<Target = str>`, `Display`).
+#[derive(Clone, Debug, PartialEq)]
+pub struct ExitError {
+    /// The error's kind.
+    pub kind: &'static str,
+    /// One line.
+    pub message: String,
+}
+
+impl ExitError {
+    /// An error of `kind`.
+    pub fn new(kind: &'static str, message: impl Into<String>) -> ExitError {
+        ExitError {
+            kind,
+            message: message.into(),
+        }
+    }
+}
+
+impl From<String> for ExitError {
+    fn from(message: String) -> Self {
+        ExitError::new("UNKNOWN", message)
+    }
+}
+
+impl From<&str> for ExitError {
+    fn from(message: &str) -> Self {
+        ExitError::new("UNKNOWN", message)
+    }
+}
+
+impl std::ops::Deref for ExitError {
+    type Target = str;
+    fn deref(&self) -> &str {
+        &self.message
+    }
+}
+
+impl fmt::Display for ExitError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.message)
+    }
+}
+
+impl PartialEq<str> for ExitError {
+    fn eq(&self, other: &str) -> bool {
+        self.message == other
+    }
+}
+
+impl PartialEq<&str> for ExitError {
+    fn eq(&self, other: &&str) -> bool {
+        self.message == *other
+    }
 }
 
 impl Exit {
@@ -88,7 +146,18 @@ impl Exit {
     pub fn error(&self) -> Option<&str> {
         match self {
             Exit::Normal(_) => None,
-            Exit::Error(e) | Exit::Killed(e) => Some(e),
+            Exit::Error(e) => Some(e),
+            Exit::Killed(e) => Some(e),
+        }
+    }
+
+    /// The kind of an abnormal exit's error: the error's own, `CANCELED` for a process
+    /// stopped from outside.
+    pub fn error_kind(&self) -> Option<&'static str> {
+        match self {
+            Exit::Normal(_) => None,
+            Exit::Error(e) => Some(e.kind),
+            Exit::Killed(_) => Some("CANCELED"),
         }
     }
 }
@@ -512,7 +581,7 @@ impl Node {
         if let Some(w) = self.process(watcher) {
             w.signal(Signal::Down {
                 from: target.clone(),
-                exit: Arc::new(Exit::Error("no such process".into())),
+                exit: Arc::new(Exit::Error(ExitError::new("NOT_FOUND", "no such process"))),
             });
         }
     }
@@ -539,7 +608,10 @@ impl Node {
                 return;
             }
         }
-        cb(target, &Arc::new(Exit::Error("no such process".into())));
+        cb(
+            target,
+            &Arc::new(Exit::Error(ExitError::new("NOT_FOUND", "no such process"))),
+        );
     }
 
     /// Links two processes (both directions).
@@ -741,7 +813,7 @@ impl Node {
             Exit::Normal(_) => {
                 tracing::debug!(pid = %pid, entry = %handle.entry.id, "process exited")
             }
-            Exit::Error(e) | Exit::Killed(e) => {
+            Exit::Error(ExitError { message: e, .. }) | Exit::Killed(e) => {
                 tracing::debug!(pid = %pid, entry = %handle.entry.id, error = %e, "process failed")
             }
         }

@@ -434,10 +434,8 @@ impl Actor for ServiceActor {
                     Exit::Killed(why) if why == "terminated" || why == "canceled" => {
                         st.stopped(ServiceState::Exited)
                     }
-                    Exit::Error(e) | Exit::Killed(e) => {
-                        let e = e.clone();
-                        st.failed(&myself, e)
-                    }
+                    Exit::Error(e) => st.failed(&myself, e.message.clone()),
+                    Exit::Killed(e) => st.failed(&myself, e.clone()),
                 }
             }
         }

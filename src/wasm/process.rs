@@ -12,7 +12,7 @@
 use super::host::GuestHost;
 use super::{WasmResult, WasmRuntime};
 use crate::functions::CallContext;
-use crate::process::{Body, BodyFuture, Exit, Node, ProcessContext, Signal};
+use crate::process::{Body, BodyFuture, Exit, ExitError, Node, ProcessContext, Signal};
 use crate::registry::{Entry, EntrySpec};
 use crate::value::{self, Value};
 use std::sync::Arc;
@@ -49,13 +49,15 @@ pub fn launcher(node: &Arc<Node>, entry: &Arc<Entry>, args: &[Value]) -> Result<
 fn exit_of(r: Result<WasmResult, crate::functions::CallError>) -> Exit {
     match r {
         Ok(WasmResult::Ok(v)) => Exit::Normal(v),
-        Ok(WasmResult::Err(payload)) => Exit::Error(value::display(&payload)),
+        Ok(WasmResult::Err(payload)) => {
+            Exit::Error(ExitError::new("FAILED", value::display(&payload)))
+        }
         Err(e) if e.kind == "EXIT" => match e.payload {
             Some(Value::Int(0)) => Exit::Normal(Value::Nil),
-            Some(Value::Int(n)) => Exit::Error(format!("exited with status {n}")),
-            _ => Exit::Error(e.message),
+            Some(Value::Int(n)) => Exit::Error(format!("exited with status {n}").into()),
+            _ => Exit::Error(ExitError::new(e.kind, e.message)),
         },
-        Err(e) => Exit::Error(e.message),
+        Err(e) => Exit::Error(ExitError::new(e.kind, e.message)),
     }
 }
 
