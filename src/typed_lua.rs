@@ -13,6 +13,10 @@
 //! Two forms of Wippy's grammar that Luau does not have are blanked before parsing, at the
 //! token level: the `?` of an optional record field (`{name?: string}`) and the constraint
 //! of a generic parameter (`<T: Constraint>`).
+//!
+//! The same parser answers two more questions at load: whether a function's method may use
+//! a global ([`method_uses_name`], which decides whether calls run as processes), and
+//! which literal arguments contradict a parameter's annotation ([`type_warnings`]).
 
 use full_moon::ast::luau::{
     ExportedTypeDeclaration, ExportedTypeFunction, GenericDeclaration, LuauAttribute,
