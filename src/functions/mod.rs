@@ -79,10 +79,13 @@ pub trait Executor: Send + Sync {
 /// `with_context`. Nested calls inherit it.
 #[derive(Clone, Debug, Default, PartialEq)]
 pub struct CallContext {
-    /// The pid of the process that started the chain (None: the runtime or the CLI).
+    /// The pid of the process that started the chain (None: the runtime or the CLI), or
+    /// the actor a caller named with `with_actor`.
     pub actor: Option<String>,
     /// Values visible to callees through `ctx.get(key)`.
     pub values: Vec<(String, Value)>,
+    /// The security scope a caller named with `with_scope`: policy ids (None: none).
+    pub scope: Option<Vec<String>>,
 }
 
 impl CallContext {

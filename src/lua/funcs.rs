@@ -283,7 +283,7 @@ fn caller(values: &[(String, Value)]) -> mlua::Result<(Arc<Node>, Arc<CallContex
                     .get_or_init(|| {
                         Arc::new(CallContext {
                             actor: Some(p.pid_str.clone()),
-                            values: Vec::new(),
+                            ..CallContext::default()
                         })
                     })
                     .clone()
@@ -318,7 +318,17 @@ fn prepare(
     args: &[mlua::Value],
     exec: &Executor,
 ) -> mlua::Result<Result<Prepared, CallError>> {
-    let (node, context) = caller(&exec.values)?;
+    let (node, mut context) = caller(&exec.values)?;
+    if exec.actor.is_some() || exec.scope.is_some() {
+        let mut c = (*context).clone();
+        if let Some(a) = &exec.actor {
+            c.actor = Some(a.clone());
+        }
+        if let Some(s) = &exec.scope {
+            c.scope = Some(s.clone());
+        }
+        context = Arc::new(c);
+    }
     let target = match target {
         mlua::Value::String(s) => s.to_string_lossy(),
         mlua::Value::Nil => String::new(),
@@ -750,6 +760,8 @@ pub(crate) fn context_values(t: &Table) -> Result<Vec<(String, Value)>, String> 
 pub struct Executor {
     values: Vec<(String, Value)>,
     timeout: Option<Duration>,
+    actor: Option<String>,
+    scope: Option<Vec<String>>,
 }
 
 impl UserData for Executor {
@@ -764,6 +776,22 @@ impl UserData for Executor {
             }
             Ok(next)
         });
+        m.add_method(
+            "with_actor",
+            |_, e, a: mlua::UserDataRef<super::security::LuaActor>| {
+                let mut next = e.clone();
+                next.actor = Some(a.id.clone());
+                Ok(next)
+            },
+        );
+        m.add_method(
+            "with_scope",
+            |_, e, s: mlua::UserDataRef<super::security::LuaScope>| {
+                let mut next = e.clone();
+                next.scope = Some(s.policies.clone());
+                Ok(next)
+            },
+        );
         m.add_method("with_options", |_, e, t: Table| {
             let mut next = e.clone();
             if let Some(v) = t.get::<Option<mlua::Value>>("timeout")? {

@@ -28,6 +28,7 @@ mod modules;
 pub mod payload;
 mod process_api;
 mod raw;
+pub mod security;
 mod supervisor;
 pub mod time;
 mod uuid;
@@ -338,6 +339,10 @@ impl LuaWorker {
         modules.insert("io", freeze.call((io::module(&lua)?, "io"))?);
         modules.insert("uuid", freeze.call((uuid::module(&lua)?, "uuid"))?);
         modules.insert("env", freeze.call((env::module(&lua)?, "env"))?);
+        modules.insert(
+            "security",
+            freeze.call((security::module(&lua)?, "security"))?,
+        );
         // globals that Wippy apps also list under `modules`: require gives the global
         let env_mt: Table = setup.get("env_mt")?;
         let base: Table = env_mt.raw_get("__index")?;
@@ -1018,6 +1023,7 @@ fn start_process(pctx: ProcessContext) -> mlua::Result<Driver> {
                 std::cell::OnceCell::from(Arc::new(crate::functions::CallContext {
                     actor: Some(pid_str.clone()),
                     values: c.values.clone(),
+                    scope: c.scope.clone(),
                 }))
             }
             Some(c) => std::cell::OnceCell::from(c),

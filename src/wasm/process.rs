@@ -70,7 +70,7 @@ async fn run(
     let me = pctx.me.clone();
     let context = Arc::new(CallContext {
         actor: Some(me.pid.to_string()),
-        values: Vec::new(),
+        ..CallContext::default()
     });
     let host = GuestHost {
         node: pctx.node.clone(),
