@@ -28,6 +28,7 @@ mod modules;
 pub mod payload;
 mod process_api;
 mod raw;
+mod registry_api;
 pub mod security;
 mod supervisor;
 pub mod time;
@@ -339,6 +340,10 @@ impl LuaWorker {
         modules.insert("io", freeze.call((io::module(&lua)?, "io"))?);
         modules.insert("uuid", freeze.call((uuid::module(&lua)?, "uuid"))?);
         modules.insert("env", freeze.call((env::module(&lua)?, "env"))?);
+        modules.insert(
+            "registry",
+            freeze.call((registry_api::module(&lua)?, "registry"))?,
+        );
         modules.insert(
             "security",
             freeze.call((security::module(&lua)?, "security"))?,

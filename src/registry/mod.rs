@@ -170,6 +170,9 @@ pub enum EntrySpec {
     /// A kind of the spec that a later module validates (process.service, supervisor): kept
     /// raw in `Entry::raw`.
     Deferred,
+    /// `registry.entry`: plain data for code to read with the `registry` module (kept in
+    /// `Entry::raw`).
+    Data,
 }
 
 /// The fields of a `process.host` entry (`host:` mapping).

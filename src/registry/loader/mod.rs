@@ -37,6 +37,7 @@ const SUPPORTED_KINDS: &[&str] = &[
     "env.storage.memory",
     "env.storage.file",
     "terminal.host",
+    "registry.entry",
     "function.wat",
     "function.wasm",
     "process.wasm",
@@ -532,6 +533,7 @@ impl Loader {
             "env.storage.memory" => self.env_memory(&ctx, map),
             "env.storage.file" => self.env_file(&ctx, map),
             "terminal.host" => Some(EntrySpec::TerminalHost),
+            "registry.entry" => Some(EntrySpec::Data),
             k if WASM_KINDS.contains(&k) => {
                 if let Some(fields) = self.wasm_entry(&ctx, map, k) {
                     self.pending_wasm.push(PendingWasm {
