@@ -22,6 +22,7 @@ pub mod call_process;
 pub mod channel;
 pub mod env;
 pub mod errors;
+pub mod events;
 pub mod funcs;
 pub mod io;
 mod modules;
@@ -340,6 +341,7 @@ impl LuaWorker {
         modules.insert("io", freeze.call((io::module(&lua)?, "io"))?);
         modules.insert("uuid", freeze.call((uuid::module(&lua)?, "uuid"))?);
         modules.insert("env", freeze.call((env::module(&lua)?, "env"))?);
+        modules.insert("events", freeze.call((events::module(&lua)?, "events"))?);
         modules.insert(
             "registry",
             freeze.call((registry_api::module(&lua)?, "registry"))?,

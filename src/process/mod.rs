@@ -526,6 +526,25 @@ impl Node {
         })
     }
 
+    /// Sends a message on a runtime topic (one starting with `@`, which `send` refuses):
+    /// how the runtime's own services, such as the event bus, reach a process's listener.
+    pub fn send_runtime(
+        &self,
+        from: Option<&Pid>,
+        dest: &Pid,
+        topic: String,
+        payload: Vec<Value>,
+    ) -> Result<(), ProcessError> {
+        let p = self
+            .process(dest)
+            .ok_or_else(|| ProcessError::NotFound(format!("process {dest} is not running")))?;
+        p.message(Message {
+            from: from.cloned(),
+            topic,
+            payload,
+        })
+    }
+
     /// Asks a process to stop: it receives a CANCEL event and ends on its own.
     pub fn cancel(
         &self,

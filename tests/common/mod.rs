@@ -43,7 +43,7 @@ impl App {
         let file = format!("{name}.lua");
         self.write(&file, src);
         self.entry(&format!(
-            "  - name: {name}\n    kind: process.lua\n    source: file://{file}\n    method: main\n    modules: [time, json, logger, funcs, ctx, supervisor, io, uuid, env, security, registry]\n"
+            "  - name: {name}\n    kind: process.lua\n    source: file://{file}\n    method: main\n    modules: [time, json, logger, funcs, ctx, supervisor, io, uuid, env, security, registry, events]\n"
         ))
     }
 
@@ -54,7 +54,7 @@ impl App {
         self.write(&file, src);
         let pool = pool.map(|p| format!("    pool: {p}\n")).unwrap_or_default();
         self.entry(&format!(
-            "  - name: {name}\n    kind: function.lua\n    source: file://{file}\n    method: main\n    modules: [time, json, logger, funcs, ctx, supervisor, io, uuid, env, security, registry]\n{pool}"
+            "  - name: {name}\n    kind: function.lua\n    source: file://{file}\n    method: main\n    modules: [time, json, logger, funcs, ctx, supervisor, io, uuid, env, security, registry, events]\n{pool}"
         ))
     }
 
