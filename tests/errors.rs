@@ -192,3 +192,42 @@ end }
         })
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_raised_error_object_keeps_its_kind() {
+    let v = App::new()
+        .lua(
+            "raiser",
+            "return { main = function() error(errors.new({ message = 'taken', kind = errors.CONFLICT })) end }",
+        )
+        .func(
+            "fraiser",
+            "return { main = function() error(errors.new({ message = 'no quota', kind = errors.RATE_LIMITED })) end }",
+            None,
+        )
+        .func("plain", "return { main = function() error('plain text', 0) end }", None)
+        .lua(
+            "main",
+            r#"
+local funcs = require("funcs")
+return { main = function()
+  process.spawn_monitored("app:raiser", "app:host")
+  local e = process.events():receive().result.error
+  local _, fe = funcs.call("app:fraiser")
+  local _, pe = funcs.call("app:plain")
+  return { exit = { e:kind(), tostring(e) }, call = { fe:kind(), tostring(fe) },
+           plain = { pe:kind(), tostring(pe) } }
+end }
+"#,
+        )
+        .value("main")
+        .await;
+    assert_eq!(
+        v,
+        json!({
+            "exit": ["CONFLICT", "taken"],
+            "call": ["RATE_LIMITED", "no quota"],
+            "plain": ["INTERNAL", "plain text"],
+        })
+    );
+}

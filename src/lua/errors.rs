@@ -328,6 +328,23 @@ pub fn text_of(v: &mlua::Value) -> String {
     }
 }
 
+thread_local! {
+    /// The last error object raised on this thread (its message and kind), recorded as it
+    /// is described to text: the process or call it ended reads the kind back.
+    static LAST_RAISED: std::cell::RefCell<Option<(String, &'static str)>> =
+        const { std::cell::RefCell::new(None) };
+}
+
+/// The kind of a raised error whose text is `message`: the kind of the error object that
+/// was raised with that text on this thread just before, else INTERNAL (a Lua error that
+/// is a string, or a runtime fault).
+pub fn kind_of_raised(message: &str) -> &'static str {
+    LAST_RAISED.with(|l| match l.borrow_mut().take() {
+        Some((m, kind)) if m == message => kind,
+        _ => "INTERNAL",
+    })
+}
+
 /// Describes an error value that is not a string (a table, a number, nil, an error object)
 /// so that a failure reads as text, not as an address. The sandbox's error handler calls
 /// it; strings and mlua's own error values pass through unchanged.
@@ -335,7 +352,11 @@ pub fn describe(lua: &Lua, v: mlua::Value) -> mlua::Result<mlua::Value> {
     let text = match &v {
         mlua::Value::String(_) => return Ok(v),
         mlua::Value::UserData(ud) => match ud.borrow::<LuaError>() {
-            Ok(e) => e.message.clone(),
+            Ok(e) => {
+                // the error leaves Lua as its text; its kind waits here for the exit
+                LAST_RAISED.with(|l| *l.borrow_mut() = Some((e.message.clone(), e.kind)));
+                e.message.clone()
+            }
             Err(_) => return Ok(v),
         },
         mlua::Value::Error(_) => return Ok(v),

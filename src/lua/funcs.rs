@@ -238,7 +238,13 @@ async fn run_lua_function(
         )),
         Ok(Err(e)) => match call.interrupted() {
             Some(why) => Err(CallError::new("TIMEOUT", why)),
-            None => Err(CallError::new("INTERNAL", super::errors::message(&e))),
+            None => {
+                let message = super::errors::message(&e);
+                Err(CallError::new(
+                    super::errors::kind_of_raised(&message),
+                    message,
+                ))
+            }
         },
         Ok(Ok(values)) => {
             if pool.keeps_instances() {

@@ -847,7 +847,8 @@ impl Driver {
         if self.ctx.me.kill_requested.load(Ordering::Relaxed) {
             Exit::Killed("terminated".into())
         } else {
-            Exit::Error(ExitError::new("INTERNAL", errors::message(e)))
+            let message = errors::message(e);
+            Exit::Error(ExitError::new(errors::kind_of_raised(&message), message))
         }
     }
 
