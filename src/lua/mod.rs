@@ -844,11 +844,13 @@ impl Driver {
     }
 
     fn error_exit(&self, e: &mlua::Error) -> Exit {
+        // read the raised error's kind in every case, so none is left for a later error
+        let message = errors::message(e);
+        let kind = errors::kind_of_raised(&message);
         if self.ctx.me.kill_requested.load(Ordering::Relaxed) {
             Exit::Killed("terminated".into())
         } else {
-            let message = errors::message(e);
-            Exit::Error(ExitError::new(errors::kind_of_raised(&message), message))
+            Exit::Error(ExitError::new(kind, message))
         }
     }
 
@@ -865,7 +867,7 @@ impl Driver {
                 return None;
             }
             if let Err(e) = self.ctx.deliver(m, polled) {
-                return Some(Exit::Error(ExitError::new("INTERNAL", errors::message(&e))));
+                return Some(raised_exit(&e));
             }
             self.routed = true;
         }
@@ -939,7 +941,7 @@ impl Driver {
                     let exit = if self.ctx.me.kill_requested.load(Ordering::Relaxed) {
                         Exit::Killed("terminated".into())
                     } else {
-                        Exit::Error(ExitError::new("INTERNAL", errors::message(&e)))
+                        raised_exit(&e)
                     };
                     return Poll::Ready(match exit {
                         Exit::Error(e) => Exit::Error(ExitError::new(
@@ -968,6 +970,13 @@ impl Future for Driver {
     }
 }
 
+/// The exit of a process whose Lua code raised `e`: the raised error object's kind, or
+/// INTERNAL (see `errors::kind_of_raised`).
+fn raised_exit(e: &mlua::Error) -> Exit {
+    let message = errors::message(e);
+    Exit::Error(ExitError::new(errors::kind_of_raised(&message), message))
+}
+
 /// The launcher of `process.lua` entries (and of `function.lua` entries whose calls run
 /// as processes, see `call_process`).
 pub fn launcher(_node: &Arc<Node>, entry: &Arc<Entry>, _args: &[Value]) -> Result<Body, String> {
@@ -987,7 +996,7 @@ pub fn launcher(_node: &Arc<Node>, entry: &Arc<Entry>, _args: &[Value]) -> Resul
 async fn run_process(pctx: ProcessContext) -> Exit {
     match start_process(pctx) {
         Ok(driver) => driver.await,
-        Err(e) => Exit::Error(ExitError::new("INTERNAL", errors::message(&e))),
+        Err(e) => raised_exit(&e),
     }
 }
 
