@@ -84,7 +84,7 @@ pub struct Erased {
 pub fn erase(src: &str) -> Erased {
     let mut bytes = src.as_bytes().to_vec();
     let mut changed = false;
-    if let full_moon::tokenizer::LexerResult::Ok(tokens) = Lexer::new(src, version()).collect() {
+    if let Some(tokens) = lex(src) {
         for r in wippy_only_ranges(&tokens) {
             changed |= blank(&mut bytes, r);
         }
@@ -156,30 +156,35 @@ fn blank(bytes: &mut [u8], r: Range<usize>) -> bool {
     changed
 }
 
+/// The bytes a node's own tokens cover (trivia excluded). Taken from the tokens rather
+/// than `Node::range`, which ends a parenthesised return type before its `)`; phantom
+/// tokens of a failed parse (position 0..0) are skipped.
+fn token_span(node: &impl Node) -> Option<Range<usize>> {
+    let mut span: Option<Range<usize>> = None;
+    for t in node.tokens() {
+        let (a, b) = (
+            t.token().start_position().bytes(),
+            t.token().end_position().bytes(),
+        );
+        if a >= b {
+            continue;
+        }
+        span = Some(match span {
+            None => a..b,
+            Some(s) => s.start.min(a)..s.end.max(b),
+        });
+    }
+    span
+}
+
 /// Collects the byte ranges of type syntax in an AST.
 #[derive(Default)]
 struct TypeRanges(Vec<Range<usize>>);
 
 impl TypeRanges {
-    /// Records the span of a node's own tokens (trivia excluded). Spans come from the
-    /// tokens rather than `Node::range`, which ends a parenthesised return type before its
-    /// `)`; phantom tokens of a failed parse (position 0..0) are skipped.
+    /// Records the span of a node's own tokens (see [`token_span`]).
     fn add(&mut self, node: &impl Node) {
-        let mut span: Option<Range<usize>> = None;
-        for t in node.tokens() {
-            let (a, b) = (
-                t.token().start_position().bytes(),
-                t.token().end_position().bytes(),
-            );
-            if a >= b {
-                continue;
-            }
-            span = Some(match span {
-                None => a..b,
-                Some(s) => s.start.min(a)..s.end.max(b),
-            });
-        }
-        if let Some(s) = span {
+        if let Some(s) = token_span(node) {
             self.0.push(s);
         }
     }
@@ -219,22 +224,38 @@ impl Visitor for TypeRanges {
 /// than as a field (`t.process.x`). Used at load to tell a function that needs a process
 /// identity; a source that does not tokenize counts as using it.
 pub fn indexes_name(src: &str, global: &str) -> bool {
-    let tokens = match Lexer::new(src, version()).collect() {
-        full_moon::tokenizer::LexerResult::Ok(t) => t,
-        _ => return true,
+    let Some(tokens) = lex(src) else {
+        return true;
     };
-    let toks: Vec<&Token> = tokens
+    let toks = significant(&tokens);
+    (0..toks.len()).any(|i| indexes_at(&toks, i, global))
+}
+
+/// The tokens of `src`, or None when it does not tokenize.
+fn lex(src: &str) -> Option<Vec<Token>> {
+    match Lexer::new(src, version()).collect() {
+        full_moon::tokenizer::LexerResult::Ok(t) => Some(t),
+        _ => None,
+    }
+}
+
+/// The tokens that are not whitespace or comments.
+fn significant(tokens: &[Token]) -> Vec<&Token> {
+    tokens
         .iter()
         .filter(|t| !t.token_type().is_trivia())
-        .collect();
-    toks.iter().enumerate().any(|(i, t)| {
-        ident_is(t, global)
-            && matches!(
-                toks.get(i + 1).and_then(|t| symbol(t)),
-                Some(Symbol::Dot | Symbol::Colon | Symbol::LeftBracket)
-            )
-            && !(i > 0 && matches!(symbol(toks[i - 1]), Some(Symbol::Dot | Symbol::Colon)))
-    })
+        .collect()
+}
+
+/// Whether `toks[i]` is the name `global` indexed (`global.x`, `global:x`, `global[x]`)
+/// and not itself a field (`t.global`).
+fn indexes_at(toks: &[&Token], i: usize, global: &str) -> bool {
+    ident_is(toks[i], global)
+        && matches!(
+            toks.get(i + 1).and_then(|t| symbol(t)),
+            Some(Symbol::Dot | Symbol::Colon | Symbol::LeftBracket)
+        )
+        && !(i > 0 && matches!(symbol(toks[i - 1]), Some(Symbol::Dot | Symbol::Colon)))
 }
 
 /// Whether calling the function `method` of plain Lua `src` may index the name `global`
@@ -244,14 +265,10 @@ pub fn indexes_name(src: &str, global: &str) -> bool {
 /// a table field `name = function(`). When no function is named `method`, the whole file
 /// is scanned as by [`indexes_name`]. A source that does not parse counts as using it.
 pub fn method_uses_name(src: &str, method: &str, global: &str) -> bool {
-    let tokens = match Lexer::new(src, version()).collect() {
-        full_moon::tokenizer::LexerResult::Ok(t) => t,
-        _ => return true,
+    let Some(tokens) = lex(src) else {
+        return true;
     };
-    let toks: Vec<&Token> = tokens
-        .iter()
-        .filter(|t| !t.token_type().is_trivia())
-        .collect();
+    let toks = significant(&tokens);
     let result = full_moon::parse_fallible(src, version());
     if !result.errors().is_empty() {
         return indexes_name(src, global);
@@ -276,16 +293,7 @@ pub fn method_uses_name(src: &str, method: &str, global: &str) -> bool {
             (name, a, b)
         })
         .collect();
-    let uses_in = |a: usize, b: usize| {
-        (a..b).any(|i| {
-            ident_is(toks[i], global)
-                && matches!(
-                    toks.get(i + 1).and_then(|t| symbol(t)),
-                    Some(Symbol::Dot | Symbol::Colon | Symbol::LeftBracket)
-                )
-                && !(i > 0 && matches!(symbol(toks[i - 1]), Some(Symbol::Dot | Symbol::Colon)))
-        })
-    };
+    let uses_in = |a: usize, b: usize| (a..b).any(|i| indexes_at(&toks, i, global));
     // top-level code runs with every call's instance
     let mut inside = vec![false; toks.len()];
     for (_, a, b) in &named {
@@ -330,21 +338,7 @@ struct Bodies(Vec<Range<usize>>);
 
 impl Visitor for Bodies {
     fn visit_function_body(&mut self, node: &full_moon::ast::FunctionBody) {
-        let mut span: Option<Range<usize>> = None;
-        for t in node.tokens() {
-            let (a, b) = (
-                t.token().start_position().bytes(),
-                t.token().end_position().bytes(),
-            );
-            if a >= b {
-                continue;
-            }
-            span = Some(match span {
-                None => a..b,
-                Some(s) => s.start.min(a)..s.end.max(b),
-            });
-        }
-        if let Some(s) = span {
+        if let Some(s) = token_span(node) {
             self.0.push(s);
         }
     }
@@ -549,10 +543,7 @@ fn span(t: &Token) -> Range<usize> {
 /// The ranges of Wippy's two forms that Luau lacks: the `?` of `name?: T` and the
 /// `: Constraint` of a generic parameter in `function f<T: C>` / `type N<T: C>`.
 fn wippy_only_ranges(tokens: &[Token]) -> Vec<Range<usize>> {
-    let toks: Vec<&Token> = tokens
-        .iter()
-        .filter(|t| !t.token_type().is_trivia())
-        .collect();
+    let toks = significant(tokens);
     let mut out = Vec::new();
     let mut i = 0;
     while i < toks.len() {

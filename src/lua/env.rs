@@ -8,7 +8,7 @@
 //! visible: a process cannot read the host environment beyond what the app declares.
 
 use super::errors::LuaError;
-use super::{current_any, Current};
+use super::running;
 use crate::process::Node;
 use crate::registry::{parse_dotenv, Entry, EntrySpec, EnvStorage, Id, Registry};
 use mlua::{Lua, MultiValue, Table};
@@ -21,11 +21,9 @@ pub struct EnvState {
     memory: Mutex<HashMap<Id, BTreeMap<String, String>>>,
 }
 
+/// The node and namespace of the code calling now.
 fn caller() -> Option<(Arc<Node>, String)> {
-    match current_any()? {
-        Current::Process(p) => Some((p.node.clone(), p.entry.id.namespace.clone())),
-        Current::Call(c) => Some((c.node.clone(), c.entry.id.namespace.clone())),
-    }
+    running().map(|(node, entry, _)| (node, entry.id.namespace.clone()))
 }
 
 /// The `env.variable` entry `name` stands for.
@@ -46,14 +44,7 @@ fn find<'a>(reg: &'a Registry, ns: &str, name: &str) -> Option<&'a Arc<Entry>> {
 }
 
 fn state(node: &Node) -> Arc<EnvState> {
-    match node.ext::<EnvState>() {
-        Some(s) => s,
-        None => {
-            let s = Arc::new(EnvState::default());
-            node.set_ext(s.clone());
-            s
-        }
-    }
+    node.ext_or_default::<EnvState>()
 }
 
 /// The value of variable entry `e` now.

@@ -15,7 +15,7 @@
 
 use super::channel::LuaChannel;
 use super::errors::LuaError;
-use super::{current, current_any, Current};
+use super::{current, running};
 use crate::process::{Node, Pid, ProcessError};
 use crate::value::{self, Value};
 use mlua::{AnyUserData, Lua, MultiValue, Table, UserData, UserDataMethods};
@@ -38,14 +38,7 @@ pub struct EventBus {
 }
 
 fn bus(node: &Node) -> Arc<EventBus> {
-    match node.ext::<EventBus>() {
-        Some(b) => b,
-        None => {
-            let b = Arc::new(EventBus::default());
-            node.set_ext(b.clone());
-            b
-        }
-    }
+    node.ext_or_default::<EventBus>()
 }
 
 /// Whether `name` matches `pattern` (`*`, `prefix.*`, or the name itself).
@@ -130,10 +123,8 @@ pub fn module(lua: &Lua) -> mlua::Result<Table> {
         "send",
         lua.create_function(
             |lua, (system, kind, path, data): (String, String, Option<String>, mlua::Value)| {
-                let (node, from) = match current_any() {
-                    Some(Current::Process(p)) => (p.node.clone(), Some(p.me.pid.clone())),
-                    Some(Current::Call(c)) => (c.node.clone(), None),
-                    None => return Err(mlua::Error::runtime("events.send: no node here")),
+                let Some((node, _, from)) = running() else {
+                    return Err(mlua::Error::runtime("events.send: no node here"));
                 };
                 let data = match value::from_lua(&data) {
                     Ok(v) => v,

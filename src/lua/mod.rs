@@ -245,6 +245,15 @@ pub(crate) fn current() -> mlua::Result<Rc<ProcCtx>> {
     }
 }
 
+/// Who runs the Lua code on this thread: its node, its entry, and its pid when it is a
+/// process (None for a function call).
+pub(crate) fn running() -> Option<(Arc<Node>, Arc<Entry>, Option<Pid>)> {
+    match current_any()? {
+        Current::Process(p) => Some((p.node.clone(), p.entry.clone(), Some(p.me.pid.clone()))),
+        Current::Call(c) => Some((c.node.clone(), c.entry.clone(), None)),
+    }
+}
+
 /// The process or function call whose Lua code is running on this thread.
 pub(crate) fn current_any() -> Option<Current> {
     CURRENT.with(|c| c.borrow().clone())

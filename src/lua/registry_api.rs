@@ -10,17 +10,14 @@
 //! to match a prefix (`.kind = "function.*"`, `.ns = "app.*"`).
 
 use super::errors::LuaError;
-use super::{current_any, Current};
+use super::running;
 use crate::registry::{Entry, Id};
 use crate::value::{self, Value};
 use mlua::{Lua, MultiValue, Table};
 use serde_json::Value as Json;
 
 fn registry_now() -> Option<std::sync::Arc<crate::registry::Registry>> {
-    match current_any()? {
-        Current::Process(p) => Some(p.node.registry()),
-        Current::Call(c) => Some(c.node.registry()),
-    }
+    running().map(|(node, _, _)| node.registry())
 }
 
 /// The entry as Lua sees it.

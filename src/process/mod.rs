@@ -429,6 +429,17 @@ impl Node {
             .and_then(|a| a.value().clone().downcast::<T>().ok())
     }
 
+    /// The attached system of type `T`, attached (as `T::default()`) on first use.
+    pub fn ext_or_default<T: std::any::Any + Send + Sync + Default>(&self) -> Arc<T> {
+        self.exts
+            .entry(std::any::TypeId::of::<T>())
+            .or_insert_with(|| Arc::new(T::default()))
+            .value()
+            .clone()
+            .downcast::<T>()
+            .unwrap_or_else(|_| Arc::new(T::default()))
+    }
+
     /// Detaches every attached system (they may hold the node: this breaks the cycle).
     pub fn clear_exts(&self) {
         self.exts.clear();
