@@ -853,13 +853,12 @@ impl Driver {
     }
 
     fn error_exit(&self, e: &mlua::Error) -> Exit {
-        // read the raised error's kind in every case, so none is left for a later error
-        let message = errors::message(e);
-        let kind = errors::kind_of_raised(&message);
+        // made in every case: it reads back the raised error's kind, none is left over
+        let exit = raised_exit(e);
         if self.ctx.me.kill_requested.load(Ordering::Relaxed) {
             Exit::Killed("terminated".into())
         } else {
-            Exit::Error(ExitError::new(kind, message))
+            exit
         }
     }
 
