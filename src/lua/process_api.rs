@@ -112,13 +112,25 @@ fn add_spawn(lua: &Lua, t: &Table, kind: SpawnKind) -> mlua::Result<()> {
         kind.name,
         lua.create_function(
             move |lua, (id, host, args): (mlua::Value, mlua::Value, Variadic<mlua::Value>)| {
-                let ctx = current()?;
-                let r = spawn_impl(&ctx, kind, &id, &host, &args, None, None)
-                    .and_then(|pid| ret(lua, pid.to_string()));
-                finish(lua, r)
+                spawn_call(lua, kind, &id, &host, &args, None)
             },
         )?,
     )
+}
+
+/// A `spawn*` call from Lua: the pid as a string, or `nil, err`.
+fn spawn_call(
+    lua: &Lua,
+    kind: SpawnKind,
+    id: &mlua::Value,
+    host: &mlua::Value,
+    args: &[mlua::Value],
+    context: Option<Arc<CallContext>>,
+) -> mlua::Result<MultiValue> {
+    let ctx = current()?;
+    let r = spawn_impl(&ctx, kind, id, host, args, None, context)
+        .and_then(|pid| ret(lua, pid.to_string()));
+    finish(lua, r)
 }
 
 /// The spawner `process.with_context(values)` returns: its `spawn*` methods start
@@ -137,10 +149,7 @@ impl mlua::UserData for Spawner {
             methods.add_method(
                 name,
                 move |lua, this, (id, host, args): (mlua::Value, mlua::Value, Variadic<mlua::Value>)| {
-                    let ctx = current()?;
-                    let r = spawn_impl(&ctx, kind, &id, &host, &args, None, Some(this.0.clone()))
-                        .and_then(|pid| ret(lua, pid.to_string()));
-                    finish(lua, r)
+                    spawn_call(lua, kind, &id, &host, &args, Some(this.0.clone()))
                 },
             );
         }
