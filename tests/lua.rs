@@ -500,3 +500,55 @@ end }
         "{e}"
     );
 }
+
+/// `json.validate(schema, data)`: `true`, or `false, err` naming each violation's place;
+/// schemas and data as tables or JSON texts; an empty table is an object where the schema
+/// wants one; a broken schema is an INVALID error too.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn json_validate_reports_violations() {
+    let v = App::new()
+        .lua(
+            "main",
+            r#"
+local json = require("json")
+return { main = function()
+  local schema = {
+    type = "object",
+    required = { "name", "tags" },
+    properties = {
+      name = { type = "string", minLength = 2 },
+      age = { type = "integer", minimum = 0 },
+      tags = { type = "array", items = { type = "string" } },
+      extra = { type = "object" },
+    },
+  }
+  local good = json.validate(schema, { name = "ann", age = 3, tags = { "a" }, extra = {} })
+  local bad, err = json.validate(schema, { name = "a", age = -1, tags = { 1 } })
+  local from_text = json.validate('{"type": "array", "maxItems": 1}', '[1, 2]')
+  local as_string = json.validate({ type = "string" }, "plain words")
+  local broken, berr = json.validate({ type = 12 }, {})
+  local details = err:details().errors
+  local paths = {}
+  for _, d in ipairs(details) do table.insert(paths, d.path) end
+  table.sort(paths)
+  return {
+    good = good, bad = bad, kind = err:kind(), paths = paths,
+    mentions_age = string.find(tostring(err), "/age", 1, true) ~= nil,
+    from_text = from_text, as_string = as_string,
+    broken = broken, broken_kind = berr:kind(),
+  }
+end }
+"#,
+        )
+        .value("main")
+        .await;
+    assert_eq!(v["good"], true);
+    assert_eq!(v["bad"], false);
+    assert_eq!(v["kind"], "INVALID");
+    assert_eq!(v["paths"], json!(["/age", "/name", "/tags/0"]));
+    assert_eq!(v["mentions_age"], true);
+    assert_eq!(v["from_text"], false);
+    assert_eq!(v["as_string"], true);
+    assert_eq!(v["broken"], false);
+    assert_eq!(v["broken_kind"], "INVALID");
+}

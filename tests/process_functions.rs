@@ -32,6 +32,7 @@ return { main = function(text)
     topic = msg:topic(),
     child_exit = ev.kind == process.event.EXIT and ev.from == child,
     tag = ctx.get("tag"),
+    id = process.id(),
   }
 end }
 "#;
@@ -48,6 +49,7 @@ return { main = function()
   return {
     reply = r.reply, topic = r.topic, child_exit = r.child_exit, tag = r.tag,
     own_pid = r.pid ~= process.pid() and type(r.pid) == "string",
+    ids = { r.id, process.id() },
   }
 end }
 "#,
@@ -56,7 +58,8 @@ end }
         .await;
     assert_eq!(
         v,
-        json!({"reply": "hi!", "topic": "echo", "child_exit": true, "tag": "t1", "own_pid": true})
+        json!({"reply": "hi!", "topic": "echo", "child_exit": true, "tag": "t1", "own_pid": true,
+               "ids": ["app:worker", "app:main"]})
     );
 }
 

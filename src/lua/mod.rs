@@ -25,6 +25,7 @@ pub mod errors;
 pub mod events;
 pub mod funcs;
 pub mod io;
+pub mod json;
 mod modules;
 pub mod payload;
 mod process_api;
@@ -339,7 +340,7 @@ impl LuaWorker {
         let freeze: Function = setup.get("freeze")?;
         let mut modules = HashMap::new();
         modules.insert("time", freeze.call((time::module(&lua)?, "time"))?);
-        modules.insert("json", freeze.call((modules::json(&lua)?, "json"))?);
+        modules.insert("json", freeze.call((json::module(&lua)?, "json"))?);
         modules.insert("logger", freeze.call((modules::logger(&lua)?, "logger"))?);
         modules.insert("funcs", freeze.call((funcs::module(&lua)?, "funcs"))?);
         modules.insert("ctx", freeze.call((funcs::ctx_module(&lua)?, "ctx"))?);

@@ -1,42 +1,8 @@
-//! Built-in modules loaded with `require`: `json`, `logger` (`time` is in `time.rs`).
+//! The `logger` module (each other built-in module has a file of its own).
 
 use super::current;
-use super::errors::LuaError;
 use crate::value;
-use mlua::{Lua, MultiValue, Table, Variadic};
-
-/// The `json` module: `encode(v)` -> string, `decode(s)` -> value (or `nil, err`).
-pub fn json(lua: &Lua) -> mlua::Result<Table> {
-    let t = lua.create_table()?;
-    t.set(
-        "encode",
-        lua.create_function(|lua, v: mlua::Value| {
-            let r = value::from_lua(&v)
-                .map_err(|e| e.to_string())
-                .and_then(|v| value::to_json(&v))
-                .map(|j| j.to_string());
-            match r {
-                Ok(s) => Ok(MultiValue::from_vec(vec![mlua::Value::String(
-                    lua.create_string(&s)?,
-                )])),
-                Err(e) => LuaError::new("INVALID", format!("json.encode: {e}")).into_nil_err(lua),
-            }
-        })?,
-    )?;
-    t.set(
-        "decode",
-        lua.create_function(|lua, s: mlua::String| {
-            match serde_json::from_slice::<serde_json::Value>(&s.as_bytes()) {
-                Ok(j) => Ok(MultiValue::from_vec(vec![value::to_lua(
-                    lua,
-                    &value::from_json(&j),
-                )?])),
-                Err(e) => LuaError::new("INVALID", format!("json.decode: {e}")).into_nil_err(lua),
-            }
-        })?,
-    )?;
-    Ok(t)
-}
+use mlua::{Lua, Table, Variadic};
 
 fn log_args(args: &[mlua::Value]) -> (String, String) {
     // logger:info(msg, fields) passes the logger table first; logger.info(msg) does not.

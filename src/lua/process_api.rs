@@ -197,6 +197,11 @@ pub fn create(lua: &Lua) -> mlua::Result<Table> {
         "pid",
         lua.create_function(|_, ()| Ok(current()?.pid_str.clone()))?,
     )?;
+    // the id of the entry whose code this process runs (what `process.spawn` takes)
+    t.set(
+        "id",
+        lua.create_function(|_, ()| Ok(current()?.entry.id.to_string()))?,
+    )?;
     for (name, link, monitor) in SPAWNS {
         add_spawn(
             lua,
