@@ -7,6 +7,7 @@
 pub mod alloc;
 pub mod cli;
 pub mod duration;
+pub mod events;
 pub mod functions;
 pub mod lua;
 pub mod process;

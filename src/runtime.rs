@@ -7,7 +7,10 @@
 use crate::functions::{CallContext, CallError};
 use crate::lua;
 use crate::process::{Exit, Host, Launcher, Node, Pid, ProcessError, SpawnOptions};
-use crate::registry::actor::{RegistryActor, RegistryMsg, RegistryState};
+use crate::registry::actor::{
+    self as registry_actor, Change, RegistryActor, RegistryMsg, RegistryState,
+};
+use crate::registry::changes::Op;
 use crate::registry::{EntrySpec, HostSpec, Id, Registry};
 use crate::supervision::{spec, Supervision};
 use crate::value::Value;
@@ -18,6 +21,36 @@ use std::sync::Arc;
 
 /// Id of the host created when an app declares no `process.host`.
 pub const DEFAULT_HOST: &str = "warden:host";
+
+/// The runtime's checks of a registry change beyond the loader's: services and trees
+/// (as at start), and the WebAssembly entries the change creates or updates compile and
+/// link.
+fn validate_change(registry: &Registry, ops: &[Op]) -> Vec<String> {
+    let mut errors: Vec<String> = match spec::check(registry) {
+        Ok(_) => Vec::new(),
+        Err(errs) => errs.iter().map(|e| e.to_string()).collect(),
+    };
+    let wasm = Registry {
+        root: registry.root.clone(),
+        version: registry.version,
+        warnings: Vec::new(),
+        entries: ops
+            .iter()
+            .filter_map(|op| match op {
+                Op::Create(e) | Op::Update(e) => registry.get(&e.id),
+                Op::Delete(_) => None,
+            })
+            .filter(|e| matches!(e.spec, EntrySpec::Wasm(_)))
+            .map(|e| (e.id.clone(), e.clone()))
+            .collect(),
+    };
+    if !wasm.entries.is_empty() {
+        if let Err(errs) = crate::wasm::compile_registry(&wasm) {
+            errors.extend(errs.iter().map(|e| e.to_string()));
+        }
+    }
+    errors
+}
 
 /// A running app.
 pub struct Runtime {
@@ -58,18 +91,22 @@ impl Runtime {
         let registry = Arc::new(registry);
         let node_name = std::env::var("WARDEN_NODE").unwrap_or_else(|_| "local".into());
         let node = Node::new(&node_name, registry.clone(), launchers());
-        let (actor, registry_task) =
-            Actor::spawn(None, RegistryActor, RegistryState::new(registry.clone()))
-                .await
-                .context("starting the registry actor")?;
+        let state = RegistryState::new(registry.clone()).with_validator(Arc::new(validate_change));
+        let (actor, registry_task) = Actor::spawn(None, RegistryActor, state)
+            .await
+            .context("starting the registry actor")?;
         let weak = Arc::downgrade(&node);
         actor
-            .send_message(RegistryMsg::Subscribe(Box::new(move |r| {
+            .send_message(RegistryMsg::Subscribe(Box::new(move |c: &Change| {
                 if let Some(n) = weak.upgrade() {
-                    n.set_registry(r);
+                    n.set_registry(c.version.registry.clone());
+                    if c.version.previous.is_some() {
+                        crate::events::registry_changed(&n, c);
+                    }
                 }
             })))
             .context("subscribing to the registry")?;
+        node.set_ext(Arc::new(registry_actor::Handle(actor.clone())));
         let mut default_host = None;
         for e in registry.of_kind("process.host") {
             if let EntrySpec::ProcessHost(spec) = &e.spec {

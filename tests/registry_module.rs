@@ -57,3 +57,230 @@ end }
         })
     );
 }
+
+/// A changeset creates, updates and deletes entries in one new version; snapshots taken
+/// before keep what they saw; versions are numbered, listed and kept; `build_delta` lists
+/// what differs; `apply_version` rolls back as a new version; a created function is
+/// callable at once and an updated one runs its new code.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn changesets_make_numbered_versions_that_code_sees() {
+    let v = App::new()
+        .entry("  - {name: cfg, kind: registry.entry, meta: {type: config}, data: {retries: 3}}\n")
+        .entry("  - {name: old, kind: registry.entry, data: {gone: false}}\n")
+        .lua(
+            "main",
+            r#"
+local registry = require("registry")
+local funcs = require("funcs")
+return { main = function()
+  local before = registry.snapshot()
+  local v1 = registry.current_version()
+  local cs = registry.changes()
+  cs:create({ id = "app:added", kind = "registry.entry", meta = { type = "config" }, data = { n = 1 } })
+  cs:update({ id = "app:cfg", data = { retries = 5 } })
+  cs:delete("app:old")
+  cs:create({ id = "app:double", kind = "function.lua",
+              data = { source = "return { main = function(x) return x * 2 end }", method = "main" } })
+  local planned = #cs:ops()
+  local v2, err = cs:apply()
+  if not v2 then return { err = tostring(err) } end
+  local doubled = funcs.call("app:double", 21)
+  local up = registry.changes()
+  up:update({ id = "app:double",
+              data = { source = "return { main = function(x) return x * 3 end }", method = "main" } })
+  local v3 = up:apply()
+  local tripled = funcs.call("app:double", 21)
+  local cfg = registry.get("app:cfg")
+  local _, gone = registry.get("app:old")
+  local delta = registry.build_delta(before, registry.snapshot())
+  local kinds = {}
+  for _, op in ipairs(delta) do table.insert(kinds, op.kind .. " " .. op.entry.id) end
+  table.sort(kinds)
+  local ids = {}
+  for _, v in ipairs(registry.versions()) do table.insert(ids, v:id()) end
+  local at2 = registry.snapshot_at(2)
+  local back = registry.apply_version(1)
+  local _, after_rollback = registry.get("app:added")
+  return {
+    planned = planned,
+    versions = { v1:id(), v2:id(), v3:id(), back:id() },
+    previous = v3:previous():id(),
+    doubled = doubled, tripled = tripled,
+    cfg = { cfg.data.retries, cfg.meta.type },
+    gone = gone:kind(),
+    before_cfg = before:get("app:cfg").data.retries,
+    before_old = before:get("app:old").data.gone,
+    at2 = at2:get("app:double").kind,
+    added = #before:find({ [".name"] = "added" }) .. "/" .. #registry.snapshot_at(2):find({ [".name"] = "added" }),
+    delta = kinds,
+    ids = ids,
+    history_current = registry.history():get_current():id(),
+    rollback = { after_rollback:kind(), registry.get("app:old").data.gone, registry.get("app:cfg").data.retries },
+    ns = #registry.snapshot():namespace("app"),
+  }
+end }
+"#,
+        )
+        .value("main")
+        .await;
+    assert_eq!(v.get("err"), None, "{v}");
+    assert_eq!(v["planned"], 4);
+    assert_eq!(v["versions"], json!([1, 2, 3, 4]));
+    assert_eq!(v["previous"], 2);
+    assert_eq!(v["doubled"], 42);
+    assert_eq!(v["tripled"], 63);
+    assert_eq!(v["cfg"], json!([5, "config"]));
+    assert_eq!(v["gone"], "NOT_FOUND");
+    assert_eq!(v["before_cfg"], 3);
+    assert_eq!(v["before_old"], false);
+    assert_eq!(v["at2"], "function.lua");
+    assert_eq!(v["added"], "0/1");
+    assert_eq!(
+        v["delta"],
+        json!([
+            "entry.create app:added",
+            "entry.create app:double",
+            "entry.delete app:old",
+            "entry.update app:cfg"
+        ])
+    );
+    assert_eq!(v["ids"], json!([1, 2, 3]));
+    assert_eq!(v["history_current"], 4);
+    assert_eq!(v["rollback"], json!(["NOT_FOUND", false, 3]));
+    // host, cfg, old, main
+    assert_eq!(v["ns"], 4);
+}
+
+/// A changeset with a broken entry is refused whole, with the errors a load gives, and
+/// nothing of it is applied: a Lua syntax error, an import of an entry that is gone, a
+/// service of a missing process, an update of a missing entry.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_broken_changeset_applies_nothing_and_says_why() {
+    let v = App::new()
+        .entry("  - {name: util, kind: library.lua, source: 'return { x = 1 }'}\n")
+        .func(
+            "user",
+            "local u = require('u')\nreturn { main = function() return u.x end }",
+            None,
+        )
+        .entry("    imports: {u: util}\n")
+        .lua(
+            "main",
+            r#"
+local registry = require("registry")
+return { main = function()
+  local function try(build)
+    local cs = registry.changes()
+    build(cs)
+    local v, err = cs:apply()
+    return { v = v and v:id(), kind = err and err:kind(), text = err and tostring(err),
+             count = err and #err:details().errors }
+  end
+  local syntax = try(function(cs)
+    cs:create({ id = "app:fine", kind = "registry.entry", data = { a = 1 } })
+    cs:create({ id = "app:bad", kind = "function.lua",
+                data = { source = "return { main = function( end }", method = "main" } })
+  end)
+  local import = try(function(cs) cs:delete("app:util") end)
+  local service = try(function(cs)
+    cs:create({ id = "app:svc", kind = "process.service", data = { process = "app:nothing" } })
+  end)
+  local missing = try(function(cs) cs:update({ id = "app:nope", kind = "registry.entry" }) end)
+  local _, fine = registry.get("app:fine")
+  return {
+    syntax = syntax, import = import, service = service, missing = missing,
+    fine = fine:kind(), version = registry.current_version():id(),
+    util = registry.get("app:util").kind,
+  }
+end }
+"#,
+        )
+        .value("main")
+        .await;
+    for case in ["syntax", "import", "service", "missing"] {
+        assert_eq!(v[case]["v"], json!(null), "{case}: {v}");
+        assert_eq!(v[case]["kind"], "INVALID", "{case}: {v}");
+    }
+    let text = |case: &str| v[case]["text"].as_str().unwrap().to_string();
+    assert!(
+        text("syntax").contains("changeset: entry app:bad: field source:"),
+        "{}",
+        text("syntax")
+    );
+    assert!(
+        text("syntax").contains("nothing applied"),
+        "{}",
+        text("syntax")
+    );
+    assert!(
+        text("import").contains(
+            "entry app:user: field imports.u: dangling reference: app:util does not exist"
+        ),
+        "{}",
+        text("import")
+    );
+    assert!(text("service").contains("app:svc"), "{}", text("service"));
+    assert!(
+        text("service").contains("app:nothing"),
+        "{}",
+        text("service")
+    );
+    assert!(
+        text("missing").contains("cannot update: no such entry"),
+        "{}",
+        text("missing")
+    );
+    assert_eq!(v["fine"], "NOT_FOUND");
+    assert_eq!(v["version"], 1);
+    assert_eq!(v["util"], "library.lua");
+}
+
+/// Every applied change is published on the event bus: one event per operation (system
+/// `registry`, kind `entry.create` / `entry.update` / `entry.delete`, path the id), then
+/// `version.apply`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn applied_changes_are_events() {
+    let v = App::new()
+        .entry("  - {name: a, kind: registry.entry, data: {n: 1}}\n")
+        .lua(
+            "main",
+            r#"
+local registry = require("registry")
+local events = require("events")
+return { main = function()
+  local sub = events.subscribe("registry")
+  local entries = events.subscribe("registry", "entry.*")
+  registry.changes()
+    :create({ id = "app:b", kind = "registry.entry", data = { n = 2 } })
+    :update({ id = "app:a", data = { n = 10 } })
+    :apply()
+  registry.changes():delete("app:b"):apply()
+  local seen = {}
+  for i = 1, 5 do
+    local e = sub:channel():receive()
+    table.insert(seen, e.kind .. " " .. e.path .. " " .. tostring(type(e.data) == "table" and e.data.version or e.data))
+  end
+  local n = 0
+  while true do
+    local r = channel.select({ entries:channel():case_receive(), default = true })
+    if r.default then break end
+    n = n + 1
+  end
+  return { seen = seen, entry_events = n, kind = "x" }
+end }
+"#,
+        )
+        .value("main")
+        .await;
+    assert_eq!(
+        v["seen"],
+        json!([
+            "entry.create app:b 2",
+            "entry.update app:a 2",
+            "version.apply 2 2",
+            "entry.delete app:b 3",
+            "version.apply 3 3"
+        ])
+    );
+    assert_eq!(v["entry_events"], 3);
+}

@@ -5,10 +5,11 @@
 //! supports and returns a [`Registry`], or every error of the load at once ([`LoadErrors`]).
 
 pub mod actor;
+pub mod changes;
 pub mod loader;
 pub mod pool;
 
-pub use loader::{load_dir, load_dir_partial, LoadError, LoadErrors};
+pub use loader::{load_changes, load_dir, load_dir_partial, Item, LoadError, LoadErrors};
 pub use pool::{PoolKind, PoolSpec};
 
 /// The capability groups a wasm entry may list in `imports` (besides any `warden:...` name).
@@ -327,7 +328,9 @@ pub struct Registry {
     pub root: PathBuf,
     /// Every loaded entry by id.
     pub entries: BTreeMap<Id, Arc<Entry>>,
-    /// Warnings of the load, one line each, e.g.
+    /// The version: 1 as loaded, one more for each change applied to the running app.
+    pub version: u64,
+    /// Warnings of the load (or of the change that made this version), one line each, e.g.
     /// "app/_index.yaml: kind http.service is not supported; entry app:api skipped".
     pub warnings: Vec<String>,
 }

@@ -148,8 +148,8 @@ pub fn load_dir(dir: &Path) -> Result<Registry, LoadErrors> {
 pub fn load_dir_partial(dir: &Path) -> (Registry, Vec<LoadError>) {
     let empty = |root: PathBuf| Registry {
         root,
-        entries: Default::default(),
-        warnings: Vec::new(),
+        version: 1,
+        ..Registry::default()
     };
     let root = match std::path::absolute(dir) {
         Ok(p) => normalize(&p),
@@ -197,8 +197,130 @@ pub fn load_dir_partial(dir: &Path) -> (Registry, Vec<LoadError>) {
         root,
         entries: loader.entries,
         warnings: loader.warnings,
+        version: 1,
     };
     (registry, errors)
+}
+
+/// One entry to load from memory rather than from a file: a changeset's entry, or an
+/// entry of the running registry validated again because something it names changed.
+#[derive(Clone, Debug)]
+pub struct Item {
+    /// The file errors name: the YAML file that declared the entry, or a label such as
+    /// `changeset` for an entry made by code.
+    pub file: PathBuf,
+    /// Where relative paths of the entry (`file://` sources, directories) are resolved.
+    pub dir: PathBuf,
+    /// The entry's namespace.
+    pub namespace: String,
+    /// The entry mapping as YAML would give it: `name`, `kind`, `meta` and the kind's fields.
+    pub mapping: Json,
+}
+
+/// Validates a change to `base`: the entries `items` (new, or replacing the entry of the
+/// same id) and the removal of `removed`, with exactly the checks of a load (each entry's
+/// fields, its references, import cycles). Entries of `base` not named keep their
+/// validated form (the same `Arc`), and every reference among all entries is checked
+/// again, so removing an entry that another imports is an error of the importer. Returns
+/// the new registry (version unchanged) and every error; the warnings of the change are
+/// the registry's `warnings`.
+pub fn load_changes(base: &Registry, items: &[Item], removed: &[Id]) -> (Registry, Vec<LoadError>) {
+    let mut loader = Loader::new(base.root.clone());
+    let mut replaced: BTreeSet<Id> = items
+        .iter()
+        .filter_map(|i| {
+            let name = i.mapping.get("name")?.as_str()?;
+            Some(Id::new(i.namespace.clone(), name))
+        })
+        .chain(removed.iter().cloned())
+        .collect();
+    // entries that name a changed one (a wasm entry's directory, an import) are loaded
+    // again with the change, as a load would see them
+    let mut items = items.to_vec();
+    let removed_set: BTreeSet<&Id> = removed.iter().collect();
+    let dependents: Vec<Arc<Entry>> = base
+        .entries
+        .values()
+        .filter(|e| !replaced.contains(&e.id) && mentions_any(e, &replaced))
+        .cloned()
+        .collect();
+    for e in dependents {
+        replaced.insert(e.id.clone());
+        items.push(Item {
+            file: e.file.clone(),
+            dir: e.file.parent().unwrap_or(&base.root).to_path_buf(),
+            namespace: e.id.namespace.clone(),
+            mapping: e.raw.clone(),
+        });
+    }
+    items.retain(|i| {
+        i.mapping
+            .get("name")
+            .and_then(Json::as_str)
+            .is_none_or(|n| !removed_set.contains(&Id::new(i.namespace.clone(), n)))
+    });
+    for (id, e) in &base.entries {
+        if replaced.contains(id) {
+            continue;
+        }
+        loader.declared.insert(
+            id.clone(),
+            Declared {
+                kind: e.kind.clone(),
+                file: e.file.clone(),
+            },
+        );
+        loader.entries.insert(id.clone(), e.clone());
+    }
+    for (index, item) in items.iter().enumerate() {
+        let yaml = match serde_yaml_ng::to_value(&item.mapping) {
+            Ok(y) => y,
+            Err(e) => {
+                loader.error(
+                    &item.file,
+                    None,
+                    None,
+                    format!("entry is not YAML data: {e}"),
+                );
+                continue;
+            }
+        };
+        loader.load_entry(&item.file, &item.dir, &item.namespace, index, &yaml);
+    }
+    loader.resolve_wasm();
+    loader.check_imports();
+    loader.check_env_storages();
+    loader.check_cycles();
+    let registry = Registry {
+        root: base.root.clone(),
+        entries: loader.entries,
+        warnings: loader.warnings,
+        version: base.version,
+    };
+    (registry, loader.errors)
+}
+
+/// Whether a string anywhere in `e`'s fields names one of `ids` (as `ns:name`, or by bare
+/// name inside its own namespace).
+fn mentions_any(e: &Entry, ids: &BTreeSet<Id>) -> bool {
+    fn walk(j: &Json, hit: &dyn Fn(&str) -> bool) -> bool {
+        match j {
+            Json::String(s) => hit(s),
+            Json::Array(a) => a.iter().any(|x| walk(x, hit)),
+            Json::Object(m) => m.iter().any(|(k, v)| k != "name" && walk(v, hit)),
+            _ => false,
+        }
+    }
+    let hit = |s: &str| {
+        ids.iter().any(|id| {
+            (id.namespace == e.id.namespace && id.name == s)
+                || (s.len() == id.namespace.len() + 1 + id.name.len()
+                    && s.starts_with(id.namespace.as_str())
+                    && s.ends_with(id.name.as_str())
+                    && s.as_bytes()[id.namespace.len()] == b':')
+        })
+    };
+    walk(&e.raw, &hit)
 }
 
 /// Where an error of one entry is reported.

@@ -1,0 +1,209 @@
+//! The event bus of a node: publish / subscribe by system and kind.
+//!
+//! A subscription belongs to a process and names a `system` and optionally a `kind`, each
+//! a name, `*` (anything), or a prefix ending in `.*` (`orders.*` matches `orders` and
+//! `orders.eu`). Each event is a message to each matching subscriber on a runtime topic of
+//! the subscription's own (`@events/N`), so events from one sender arrive in the order
+//! sent and the subscriber's mailbox bounds what waits. A subscriber whose mailbox is full
+//! does not get the event: [`publish`] delivers to every other subscriber, counts the miss
+//! on the subscription and returns how many missed it. Subscriptions of a process that
+//! ended are dropped at the next event.
+//!
+//! The registry publishes its changes here (system `registry`, see [`registry_changed`]);
+//! the Lua `events` module lets code subscribe and send.
+
+use crate::process::{Node, Pid, ProcessError};
+use crate::registry::actor::Change;
+use crate::registry::changes::Op;
+use crate::value::Value;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+
+struct Sub {
+    id: u64,
+    pid: Pid,
+    system: String,
+    kind: Option<String>,
+    dropped: Arc<AtomicU64>,
+}
+
+/// The subscriptions of a node (attached to it on first use).
+#[derive(Default)]
+pub struct EventBus {
+    subs: Mutex<Vec<Sub>>,
+    next: AtomicU64,
+}
+
+fn bus(node: &Node) -> Arc<EventBus> {
+    node.ext_or_default::<EventBus>()
+}
+
+/// Whether `name` matches `pattern` (`*`, `prefix.*`, or the name itself).
+pub fn pattern_matches(pattern: &str, name: &str) -> bool {
+    if pattern == "*" {
+        return true;
+    }
+    match pattern.strip_suffix(".*") {
+        Some(prefix) => {
+            name == prefix || (name.starts_with(prefix) && name[prefix.len()..].starts_with('.'))
+        }
+        None => pattern == name,
+    }
+}
+
+/// The runtime topic the events of subscription `id` arrive on.
+pub fn topic(id: u64) -> String {
+    format!("@events/{id}")
+}
+
+/// A new subscription of process `pid`: its id (see [`topic`]) and its count of missed
+/// events.
+pub fn subscribe(
+    node: &Node,
+    pid: &Pid,
+    system: &str,
+    kind: Option<&str>,
+) -> (u64, Arc<AtomicU64>) {
+    let b = bus(node);
+    let id = b.next.fetch_add(1, Ordering::Relaxed) + 1;
+    let dropped = Arc::new(AtomicU64::new(0));
+    b.subs.lock().unwrap_or_else(|e| e.into_inner()).push(Sub {
+        id,
+        pid: pid.clone(),
+        system: system.to_string(),
+        kind: kind.filter(|k| *k != "*").map(str::to_string),
+        dropped: dropped.clone(),
+    });
+    (id, dropped)
+}
+
+/// Ends subscription `id`.
+pub fn unsubscribe(node: &Node, id: u64) {
+    bus(node)
+        .subs
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .retain(|x| x.id != id);
+}
+
+/// Events not delivered by [`publish`]: `missed` of `of` subscribers had a full mailbox.
+#[derive(Debug, PartialEq)]
+pub struct Missed {
+    /// Subscribers that did not get the event.
+    pub missed: usize,
+    /// Subscribers it was for.
+    pub of: usize,
+}
+
+/// Publishes an event `{system, kind, path, data, from}` to every matching subscriber.
+pub fn publish(
+    node: &Node,
+    from: Option<&Pid>,
+    system: &str,
+    kind: &str,
+    path: Option<&str>,
+    data: Value,
+) -> Result<(), Missed> {
+    let mut event = vec![
+        (Value::str("system"), Value::str(system)),
+        (Value::str("kind"), Value::str(kind)),
+        (Value::str("data"), data),
+    ];
+    if let Some(p) = path {
+        event.push((Value::str("path"), Value::str(p)));
+    }
+    if let Some(f) = from {
+        event.push((Value::str("from"), Value::str(f.to_string())));
+    }
+    let event = Value::Map(event);
+    let b = bus(node);
+    let targets: Vec<(u64, Pid, Arc<AtomicU64>)> = b
+        .subs
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .iter()
+        .filter(|s| {
+            pattern_matches(&s.system, system)
+                && s.kind.as_deref().is_none_or(|k| pattern_matches(k, kind))
+        })
+        .map(|s| (s.id, s.pid.clone(), s.dropped.clone()))
+        .collect();
+    let (mut missed, mut gone) = (0usize, Vec::new());
+    for (id, pid, dropped) in &targets {
+        match node.send_runtime(from, pid, topic(*id), vec![event.clone()]) {
+            Ok(()) => {}
+            Err(ProcessError::NotFound(_)) => gone.push(*id),
+            Err(_) => {
+                dropped.fetch_add(1, Ordering::Relaxed);
+                missed += 1;
+            }
+        }
+    }
+    if !gone.is_empty() {
+        b.subs
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .retain(|s| !gone.contains(&s.id));
+    }
+    if missed > 0 {
+        return Err(Missed {
+            missed,
+            of: targets.len() - gone.len(),
+        });
+    }
+    Ok(())
+}
+
+/// Publishes a registry change: one event per operation, system `registry`, kind
+/// `entry.create`, `entry.update` or `entry.delete`, path the entry id, data `{id, kind,
+/// version}` (the kind the entry has, or had before its deletion), in the changeset's
+/// order, then one `version.apply` event with path and data the new version number.
+pub fn registry_changed(node: &Node, change: &Change) {
+    let v = &change.version;
+    for op in v.ops.iter() {
+        let kind = match op {
+            Op::Create(e) | Op::Update(e) => e.kind.clone(),
+            Op::Delete(id) => change
+                .previous
+                .get(id)
+                .map(|e| e.kind.clone())
+                .unwrap_or_default(),
+        };
+        let data = Value::Map(vec![
+            (Value::str("id"), Value::str(op.id().to_string())),
+            (Value::str("kind"), Value::str(kind)),
+            (Value::str("version"), Value::Int(v.id as i64)),
+        ]);
+        let _ = publish(
+            node,
+            None,
+            "registry",
+            op.name(),
+            Some(&op.id().to_string()),
+            data,
+        );
+    }
+    let _ = publish(
+        node,
+        None,
+        "registry",
+        "version.apply",
+        Some(&v.id.to_string()),
+        Value::Int(v.id as i64),
+    );
+}
+
+#[cfg(test)]
+mod tests {
+    use super::pattern_matches;
+
+    #[test]
+    fn patterns() {
+        assert!(pattern_matches("*", "anything"));
+        assert!(pattern_matches("orders.*", "orders"));
+        assert!(pattern_matches("orders.*", "orders.eu"));
+        assert!(!pattern_matches("orders.*", "ordersx"));
+        assert!(pattern_matches("orders", "orders"));
+        assert!(!pattern_matches("orders", "orders.eu"));
+    }
+}
