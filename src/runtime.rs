@@ -52,6 +52,71 @@ fn validate_change(registry: &Registry, ops: &[Op]) -> Vec<String> {
     errors
 }
 
+/// Moves services and trees along with each new registry version, in version order, and
+/// logs one line per version: what changed and what was restarted, stopped or started.
+fn follow_changes(actor: &ActorRef<RegistryMsg>, sup: &Arc<Supervision>) -> anyhow::Result<()> {
+    let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel::<Change>();
+    actor
+        .send_message(RegistryMsg::Subscribe(Box::new(move |c: &Change| {
+            if !Arc::ptr_eq(&c.previous, &c.version.registry) {
+                let _ = tx.send(c.clone());
+            }
+        })))
+        .context("subscribing to the registry")?;
+    let sup = Arc::downgrade(sup);
+    tokio::spawn(async move {
+        while let Some(change) = rx.recv().await {
+            let Some(sup) = sup.upgrade() else { break };
+            let done = sup.follow(&change).await;
+            let mut line = format!(
+                "registry version {}: {}",
+                change.version.id,
+                describe_ops(&change.version.ops)
+            );
+            for (what, ids) in [
+                ("restarted", &done.restarted),
+                ("stopped", &done.stopped),
+                ("started", &done.started),
+            ] {
+                if !ids.is_empty() {
+                    line.push_str(&format!("; {what} {}", ids.join(", ")));
+                }
+            }
+            if done.errors.is_empty() {
+                tracing::info!("{line}");
+            } else {
+                tracing::error!("{line}; errors: {}", done.errors.join("; "));
+            }
+        }
+    });
+    Ok(())
+}
+
+/// "created a, b; updated c; deleted d" (or "no entry changed").
+pub fn describe_ops(ops: &[Op]) -> String {
+    let mut parts = Vec::new();
+    for (word, pick) in [("created", 0u8), ("updated", 1), ("deleted", 2)] {
+        let ids: Vec<String> = ops
+            .iter()
+            .filter(|op| {
+                matches!(
+                    (op, pick),
+                    (Op::Create(_), 0) | (Op::Update(_), 1) | (Op::Delete(_), 2)
+                )
+            })
+            .map(|op| op.id().to_string())
+            .collect();
+        if !ids.is_empty() {
+            parts.push(format!("{word} {}", ids.join(", ")));
+        }
+    }
+    if parts.is_empty() {
+        "no entry changed".to_string()
+    } else {
+        parts.join("; ")
+    }
+}
+
 /// A running app.
 pub struct Runtime {
     node: Arc<Node>,
@@ -100,7 +165,8 @@ impl Runtime {
             .send_message(RegistryMsg::Subscribe(Box::new(move |c: &Change| {
                 if let Some(n) = weak.upgrade() {
                     n.set_registry(c.version.registry.clone());
-                    if c.version.previous.is_some() {
+                    // (a new subscriber is first called with the current version alone)
+                    if !Arc::ptr_eq(&c.previous, &c.version.registry) {
                         crate::events::registry_changed(&n, c);
                     }
                 }
@@ -164,10 +230,11 @@ impl Runtime {
         let sup = Supervision::new(node.clone(), specs, default_host.clone()).await?;
         node.set_ext(sup.clone());
         sup.start_auto().await;
+        follow_changes(&actor, &sup)?;
         tracing::info!(
             entries = registry.entries.len(),
             hosts = node.hosts().len(),
-            services = sup.specs.services.len(),
+            services = sup.specs().services.len(),
             "runtime started"
         );
         Ok(Runtime {

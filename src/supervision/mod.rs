@@ -11,9 +11,11 @@
 pub mod service;
 pub mod spec;
 pub mod tree;
+pub mod upgrade;
 
 use crate::process::Node;
 use crate::registry::Id;
+use arc_swap::ArcSwap;
 use dashmap::DashMap;
 use ractor::{Actor, ActorRef};
 pub use service::{ServiceMsg, ServiceState, ServiceStatus};
@@ -26,8 +28,8 @@ pub use tree::{ChildInfo, TreeMsg};
 pub struct Supervision {
     /// The node that runs the processes.
     pub node: Arc<Node>,
-    /// Every service and tree of the app.
-    pub specs: Specs,
+    /// Every service and tree of the app (swapped when the registry changes).
+    specs: ArcSwap<Specs>,
     /// Host used when a service or child names none.
     pub default_host: Id,
     /// Latest status of every service.
@@ -48,7 +50,7 @@ impl Supervision {
         let (fatal, _) = tokio::sync::watch::channel(None);
         let sup = Arc::new(Supervision {
             node,
-            specs,
+            specs: ArcSwap::from_pointee(specs),
             default_host,
             statuses: DashMap::new(),
             trees: DashMap::new(),
@@ -56,7 +58,7 @@ impl Supervision {
             restarts: Default::default(),
             fatal,
         });
-        for spec in sup.specs.services.values() {
+        for spec in sup.specs().services.values() {
             let args = service::ServiceArgs {
                 spec: spec.clone(),
                 sup: Arc::downgrade(&sup),
@@ -65,6 +67,11 @@ impl Supervision {
             sup.services.insert(spec.id.clone(), r);
         }
         Ok(sup)
+    }
+
+    /// Every service and tree of the running registry version.
+    pub fn specs(&self) -> Arc<Specs> {
+        self.specs.load_full()
     }
 
     /// Reports a failure that ends `warden run --exec` (a top-level tree gave up).
@@ -107,7 +114,7 @@ impl Supervision {
     /// it. The `supervisor.start` of Lua.
     pub async fn start_with_requires(&self, id: &Id) -> ControlResult<()> {
         self.service(id)?;
-        for level in self.specs.levels(std::slice::from_ref(id)) {
+        for level in self.specs().levels(std::slice::from_ref(id)) {
             let starts = level
                 .iter()
                 .filter(|s| *s != id)
@@ -191,18 +198,18 @@ impl Supervision {
     /// Starts every `auto_start` service (and what they require), level by level. A
     /// service whose dependency failed to start is not started; the log says why.
     pub async fn start_auto(&self) {
-        let auto: Vec<Id> = self
-            .specs
+        let specs = self.specs();
+        let auto: Vec<Id> = specs
             .services
             .values()
             .filter(|s| s.auto_start)
             .map(|s| s.id.clone())
             .collect();
         let mut failed: Vec<(Id, String)> = Vec::new();
-        for level in self.specs.levels(&auto) {
+        for level in specs.levels(&auto) {
             let mut starts = Vec::new();
             for id in level {
-                let spec = &self.specs.services[&id];
+                let spec = &specs.services[&id];
                 if let Some((dep, why)) = spec
                     .requires
                     .iter()
@@ -242,14 +249,16 @@ impl Supervision {
             })
             .map(|s| s.key().clone())
             .collect();
-        let levels = self.specs.levels(&active);
+        let specs = self.specs();
+        let levels = specs.levels(&active);
         for level in levels.into_iter().rev() {
             let stops = level
                 .iter()
                 .filter(|id| active.contains(id))
-                .map(|id| async move {
+                .filter_map(|id| Some((id, specs.services.get(id)?.stop_timeout)))
+                .map(|(id, stop_timeout)| async move {
                     tracing::info!(service = %id, "stopping service");
-                    let timeout = self.specs.services[id].stop_timeout + Duration::from_secs(5);
+                    let timeout = stop_timeout + Duration::from_secs(5);
                     let _ = tokio::time::timeout(timeout, self.stop(id)).await;
                 });
             futures::future::join_all(stops).await;

@@ -211,7 +211,7 @@ impl ServiceData {
                     })
                     .map_err(|e| e.to_string())
             }
-            Target::Tree(tree) => match sup.specs.trees.get(tree) {
+            Target::Tree(tree) => match sup.specs().trees.get(tree).cloned() {
                 None => Err(format!("supervisor {tree} not found")),
                 Some(spec) => {
                     let args = TreeArgs {

@@ -84,6 +84,10 @@ pub struct ServiceSpec {
     pub stable_threshold: Duration,
     /// Services that start before this one and stop after it.
     pub requires: Vec<Id>,
+    /// `lifecycle.restart_on_change` (default true): when the registry changes the code it
+    /// runs (its process entry, a library that entry imports, its supervisor entry), the
+    /// running service is restarted on the new code.
+    pub restart_on_change: bool,
     /// Restart policy.
     pub restart: RestartPolicy,
 }
@@ -134,6 +138,9 @@ pub struct ChildSpec {
     pub args: Vec<Value>,
     /// Host (None: the default host).
     pub host: Option<Id>,
+    /// `restart_on_change` (default true): restarted (through its `shutdown`) when the
+    /// registry changes its code.
+    pub restart_on_change: bool,
 }
 
 /// A parsed `supervisor` entry.
@@ -336,6 +343,18 @@ impl Checker<'_> {
                 false
             }
         };
+        let restart_on_change = match lc.get("restart_on_change") {
+            None | Some(Json::Null) => true,
+            Some(Json::Bool(b)) => *b,
+            Some(other) => {
+                self.err(
+                    e,
+                    "lifecycle.restart_on_change",
+                    format!("expected true or false, found {other}"),
+                );
+                true
+            }
+        };
         let start_timeout = self.duration(
             e,
             lc.get("start_timeout"),
@@ -489,6 +508,7 @@ impl Checker<'_> {
             stop_timeout,
             stable_threshold,
             requires,
+            restart_on_change,
             restart: RestartPolicy {
                 initial_delay,
                 max_delay,
@@ -660,6 +680,18 @@ impl Checker<'_> {
                     };
                     let args = self.args(e, m.get("args"), &format!("{at}.args"));
                     let host = self.host(e, m.get("host"), &format!("{at}.host"));
+                    let restart_on_change = match m.get("restart_on_change") {
+                        None | Some(Json::Null) => true,
+                        Some(Json::Bool(b)) => *b,
+                        Some(other) => {
+                            self.err(
+                                e,
+                                &format!("{at}.restart_on_change"),
+                                format!("expected true or false, found {other}"),
+                            );
+                            true
+                        }
+                    };
                     if let Some(kind) = kind {
                         children.push(ChildSpec {
                             id,
@@ -668,6 +700,7 @@ impl Checker<'_> {
                             shutdown,
                             args,
                             host,
+                            restart_on_change,
                         });
                     }
                 }

@@ -17,8 +17,9 @@
 use super::spec::{ChildKind, RestartType, Strategy, TreeSpec};
 use super::Supervision;
 use crate::process::{Exit, Pid, SpawnOptions};
+use crate::registry::Id;
 use ractor::{Actor, ActorProcessingErr, ActorRef, RpcReplyPort, SupervisionEvent};
-use std::collections::VecDeque;
+use std::collections::{BTreeSet, VecDeque};
 use std::sync::{Arc, Weak};
 use std::time::{Duration, Instant};
 
@@ -57,6 +58,12 @@ pub enum TreeMsg {
     },
     /// The children, like OTP's which_children.
     Children(RpcReplyPort<Vec<ChildInfo>>),
+    /// The registry changed the code of these entries (process or supervisor ids): each
+    /// running child that runs one of them, unless it opts out (`restart_on_change:
+    /// false`), is stopped through its `shutdown` and started again on the new code, one
+    /// at a time, in start order; this is not a restart against the intensity. Replies
+    /// with the ids of the children restarted.
+    Upgrade(Arc<BTreeSet<Id>>, RpcReplyPort<Vec<String>>),
     /// Kill the tree, like `exit(Sup, kill)` in OTP: its children are terminated at once,
     /// then the tree fails, so its parent restarts it (answered once the children ended).
     Kill(RpcReplyPort<()>),
@@ -111,45 +118,45 @@ impl TreeState {
     ) -> Result<(), String> {
         let sup = self.sup.upgrade().ok_or("runtime stopped")?;
         let spec = &self.spec.children[index];
-        let running = match &spec.kind {
-            ChildKind::Process(entry) => {
-                let host = spec
-                    .host
-                    .clone()
-                    .unwrap_or_else(|| sup.default_host.clone());
-                let me = myself.clone();
-                let opts = SpawnOptions {
-                    on_exit: Some(Box::new(move |pid: &Pid, exit: &Arc<Exit>| {
-                        let _ = me.send_message(TreeMsg::ChildExited {
-                            index,
-                            pid: pid.clone(),
-                            exit: exit.clone(),
-                        });
-                    })),
-                    ..Default::default()
-                };
-                let pid = sup
-                    .node
-                    .spawn(entry, &host, spec.args.clone(), opts)
-                    .map_err(|e| format!("child {}: {e}", spec.id))?;
-                Running::Process(pid)
-            }
-            ChildKind::Tree(id) => {
-                let tree = sup
-                    .specs
-                    .trees
-                    .get(id)
-                    .ok_or_else(|| format!("child {}: supervisor {id} not found", spec.id))?;
-                let args = TreeArgs {
-                    spec: tree.clone(),
-                    sup: self.sup.clone(),
-                };
-                let (r, _) = Actor::spawn_linked(None, TreeActor, args, myself.get_cell())
-                    .await
-                    .map_err(|e| format!("child {}: {e}", spec.id))?;
-                Running::Tree(r)
-            }
-        };
+        let running =
+            match &spec.kind {
+                ChildKind::Process(entry) => {
+                    let host = spec
+                        .host
+                        .clone()
+                        .unwrap_or_else(|| sup.default_host.clone());
+                    let me = myself.clone();
+                    let opts = SpawnOptions {
+                        on_exit: Some(Box::new(move |pid: &Pid, exit: &Arc<Exit>| {
+                            let _ = me.send_message(TreeMsg::ChildExited {
+                                index,
+                                pid: pid.clone(),
+                                exit: exit.clone(),
+                            });
+                        })),
+                        ..Default::default()
+                    };
+                    let pid = sup
+                        .node
+                        .spawn(entry, &host, spec.args.clone(), opts)
+                        .map_err(|e| format!("child {}: {e}", spec.id))?;
+                    Running::Process(pid)
+                }
+                ChildKind::Tree(id) => {
+                    let tree =
+                        sup.specs().trees.get(id).cloned().ok_or_else(|| {
+                            format!("child {}: supervisor {id} not found", spec.id)
+                        })?;
+                    let args = TreeArgs {
+                        spec: tree.clone(),
+                        sup: self.sup.clone(),
+                    };
+                    let (r, _) = Actor::spawn_linked(None, TreeActor, args, myself.get_cell())
+                        .await
+                        .map_err(|e| format!("child {}: {e}", spec.id))?;
+                    Running::Tree(r)
+                }
+            };
         self.children[index].running = Some(running);
         Ok(())
     }
@@ -356,6 +363,31 @@ impl Actor for TreeActor {
                     })
                     .collect();
                 let _ = reply.send(info);
+            }
+            TreeMsg::Upgrade(changed, reply) => {
+                let mut done = Vec::new();
+                for i in 0..st.children.len() {
+                    let spec = &st.spec.children[i];
+                    let (ChildKind::Process(entry) | ChildKind::Tree(entry)) = &spec.kind;
+                    if !spec.restart_on_change
+                        || !changed.contains(entry)
+                        || st.children[i].running.is_none()
+                    {
+                        continue;
+                    }
+                    let child = spec.id.clone();
+                    st.stop_child(i, true).await;
+                    match st.start_child(&myself, i).await {
+                        Ok(()) => done.push(child),
+                        Err(e) => {
+                            if let Err(gave_up) = st.child_down(&myself, i, true, &e).await {
+                                let _ = reply.send(done);
+                                return Err(gave_up);
+                            }
+                        }
+                    }
+                }
+                let _ = reply.send(done);
             }
             TreeMsg::Kill(reply) => {
                 let why = format!("supervisor {} was killed", st.spec.id);

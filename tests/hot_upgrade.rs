@@ -1,0 +1,201 @@
+//! Registry changes reach what runs (issue 20, part 3): services and tree children running
+//! changed code restart on the new code (one at a time, through their shutdown, unless
+//! they opt out); services deleted from the registry stop; new services with auto_start
+//! start; a spawn of a deleted entry fails with NOT_FOUND.
+
+mod common;
+
+use common::App;
+use serde_json::json;
+
+/// A worker that answers "ask" with its code's tag (`TAG`, replaced per version) and
+/// ends when cancelled.
+const WORKER: &str = r#"
+return { main = function()
+  while true do
+    local r = channel.select({ process.inbox():case_receive(), process.events():case_receive() })
+    if r.channel ~= process.inbox() then return end
+    process.send(r.value:payload():data(), "tag", "TAG")
+  end
+end }
+"#;
+
+fn worker(tag: &str) -> String {
+    WORKER.replace("TAG", tag)
+}
+
+/// Lua helpers for the driving process: `ask(pid)` -> the worker's tag; `wait_new(get,
+/// old)` polls `get()` until it gives a pid other than `old` (at most 3 s).
+const HELPERS: &str = r#"
+local time = require("time")
+local supervisor = require("supervisor")
+local registry = require("registry")
+local function ask(pid)
+  process.send(pid, "ask", process.pid())
+  local r = channel.select({ process.inbox():case_receive(), time.after(2000):case_receive() })
+  if r.channel == process.inbox() then return r.value:payload():data() end
+  return "no answer"
+end
+local function wait_new(get, old)
+  for _ = 1, 300 do
+    local p = get()
+    if p and p ~= old then return p end
+    time.sleep(10)
+  end
+  return nil
+end
+local function svc_pid(id)
+  local info = supervisor.info(id)
+  return info and info.pid
+end
+local function child_pid(tree, id)
+  for _, c in ipairs(supervisor.children(tree) or {}) do
+    if c.id == id then return c.pid end
+  end
+end
+"#;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn services_and_tree_children_restart_on_changed_code() {
+    let main = format!(
+        "{HELPERS}{}",
+        r#"
+return { main = function()
+  local svc1 = svc_pid("app:svc")
+  local keep1 = svc_pid("app:keep")
+  local a1, b1, c1 = child_pid("app:tree", "a"), child_pid("app:tree", "b"), child_pid("app:tree", "c")
+  local before = { ask(svc1), ask(a1), ask(b1), ask(c1), ask(keep1) }
+  local v, err = registry.changes()
+    :update({ id = "app:worker", data = { source = NEW_WORKER, method = "main" } })
+    :apply()
+  if not v then return { err = tostring(err) } end
+  local svc2 = wait_new(function() return svc_pid("app:svc") end, svc1)
+  local a2 = wait_new(function() return child_pid("app:tree", "a") end, a1)
+  time.sleep(100)
+  return {
+    before = before,
+    after = { ask(svc2), ask(a2), ask(child_pid("app:tree", "b")), ask(child_pid("app:tree", "c")),
+              ask(svc_pid("app:keep")) },
+    same = { child_pid("app:tree", "b") == b1, child_pid("app:tree", "c") == c1,
+             svc_pid("app:keep") == keep1 },
+    restarts = supervisor.children("app:tree")[1].restarts,
+    tree_state = supervisor.state("app:treesvc"),
+  }
+end }
+"#
+    )
+    .replace("NEW_WORKER", &format!("{:?}", worker("v2")));
+    let v = App::new()
+        .lua("worker", &worker("v1"))
+        .lua("other", &worker("other"))
+        .entry("  - {name: svc, kind: process.service, process: worker, host: host, lifecycle: {auto_start: true}}\n")
+        .entry("  - {name: keep, kind: process.service, process: worker, host: host, lifecycle: {auto_start: true, restart_on_change: false}}\n")
+        .entry(concat!(
+            "  - name: tree\n    kind: supervisor\n    strategy: one_for_all\n    children:\n",
+            "      - {id: a, process: worker, host: host, shutdown: 1s}\n",
+            "      - {id: b, process: other, host: host}\n",
+            "      - {id: c, process: worker, host: host, restart_on_change: false}\n",
+        ))
+        .entry("  - {name: treesvc, kind: process.service, process: tree, lifecycle: {auto_start: true}}\n")
+        .lua("main", &main)
+        .value("main")
+        .await;
+    assert_eq!(v.get("err"), None, "{v}");
+    assert_eq!(v["before"], json!(["v1", "v1", "other", "v1", "v1"]));
+    // the service and child a run the new code; b (other code) and the opted-out c and
+    // keep still run the old code, with their old pids
+    assert_eq!(v["after"], json!(["v2", "v2", "other", "v1", "v1"]));
+    assert_eq!(v["same"], json!([true, true, true]));
+    // an upgrade is not a crash: one_for_all did not restart the siblings, no restart counted
+    assert_eq!(v["restarts"], 0);
+    assert_eq!(v["tree_state"], "Running");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_changed_library_restarts_the_services_that_import_it() {
+    let main = format!(
+        "{HELPERS}{}",
+        r#"
+return { main = function()
+  local p1 = svc_pid("app:svc")
+  local before = ask(p1)
+  registry.changes()
+    :update({ id = "app:lib", data = { source = "return { tag = 'lib v2' }" } })
+    :apply()
+  local p2 = wait_new(function() return svc_pid("app:svc") end, p1)
+  return { before = before, after = p2 and ask(p2) }
+end }
+"#
+    );
+    let v = App::new()
+        .entry("  - {name: lib, kind: library.lua, source: \"return { tag = 'lib v1' }\"}\n")
+        .lua(
+            "worker",
+            r#"
+local lib = require("lib")
+return { main = function()
+  while true do
+    local r = channel.select({ process.inbox():case_receive(), process.events():case_receive() })
+    if r.channel ~= process.inbox() then return end
+    process.send(r.value:payload():data(), "tag", lib.tag)
+  end
+end }
+"#,
+        )
+        .entry("    imports: {lib: lib}\n")
+        .entry("  - {name: svc, kind: process.service, process: worker, host: host, lifecycle: {auto_start: true}}\n")
+        .lua("main", &main)
+        .value("main")
+        .await;
+    assert_eq!(v, json!({"before": "lib v1", "after": "lib v2"}));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn deleted_services_stop_and_new_ones_start() {
+    let main = format!(
+        "{HELPERS}{}",
+        r#"
+return { main = function()
+  local old = svc_pid("app:svc")
+  process.monitor(old)
+  local v, err = registry.changes()
+    :delete("app:svc")
+    :delete("app:worker")
+    :create({ id = "app:fresh", kind = "process.lua",
+              data = { source = NEW_WORKER, method = "main" } })
+    :create({ id = "app:svc2", kind = "process.service",
+              data = { process = "app:fresh", host = "app:host", lifecycle = { auto_start = true } } })
+    :apply()
+  if not v then return { err = tostring(err) } end
+  local ev = process.events():receive()
+  -- the changeset is applied when apply() returns; services follow right after
+  local gone
+  for _ = 1, 300 do
+    local st, err = supervisor.state("app:svc")
+    if not st then gone = err break end
+    time.sleep(10)
+  end
+  local _, spawn_err = process.spawn("app:worker", "app:host")
+  local fresh = wait_new(function() return svc_pid("app:svc2") end, nil)
+  return {
+    exit = ev.kind == process.event.EXIT and ev.from == old,
+    gone = gone and gone:kind(),
+    spawn = spawn_err and spawn_err:kind(),
+    fresh = fresh and ask(fresh),
+    state = supervisor.state("app:svc2"),
+  }
+end }
+"#
+    )
+    .replace("NEW_WORKER", &format!("{:?}", worker("fresh")));
+    let v = App::new()
+        .lua("worker", &worker("v1"))
+        .entry("  - {name: svc, kind: process.service, process: worker, host: host, lifecycle: {auto_start: true}}\n")
+        .lua("main", &main)
+        .value("main")
+        .await;
+    assert_eq!(
+        v,
+        json!({"exit": true, "gone": "NOT_FOUND", "spawn": "NOT_FOUND", "fresh": "fresh", "state": "Running"})
+    );
+}
