@@ -199,3 +199,90 @@ end }
         json!({"exit": true, "gone": "NOT_FOUND", "spawn": "NOT_FOUND", "fresh": "fresh", "state": "Running"})
     );
 }
+
+/// `process.upgrade(id?, ...)` runs new code in the same process: same pid, the messages
+/// waiting in its mailbox, its monitors; `nil` upgrades to the entry's newest version; an
+/// entry that does not exist is `nil, err` and the old code goes on.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn process_upgrade_keeps_pid_mailbox_and_monitors() {
+    let v = App::new()
+        .lua(
+            "counter",
+            r#"
+return { main = function(count)
+  count = count or 0
+  while true do
+    local msg = process.inbox():receive()
+    local cmd, from = msg:topic(), msg:payload():data()
+    if cmd == "add" then
+      count = count + 1
+    elseif cmd == "get" then
+      process.send(from, "count", "v1:" .. count)
+    elseif cmd == "bad" then
+      local ok, err = process.upgrade("app:missing", count)
+      process.send(from, "bad", (ok == nil and err:kind()) or "upgraded?")
+    elseif cmd == "upgrade" then
+      process.upgrade(nil, count)
+      process.send(from, "count", "not reached")
+    end
+  end
+end }
+"#,
+        )
+        .lua(
+            "final",
+            r#"
+return { main = function(count, tag)
+  local msg = process.inbox():receive()
+  process.send(msg:payload():data(), "count", tag .. ":" .. count .. ":" .. process.id())
+  return "done"
+end }
+"#,
+        )
+        .lua(
+            "main",
+            r#"
+local registry = require("registry")
+return { main = function()
+  local me = process.pid()
+  local pid = process.spawn_monitored("app:counter", "app:host")
+  local function ask(topic)
+    process.send(pid, topic, me)
+    return process.inbox():receive():payload():data()
+  end
+  process.send(pid, "add", me)
+  local v1 = ask("get")
+  local bad = ask("bad")
+  registry.changes():update({ id = "app:counter", data = { method = "main", source = [[
+return { main = function(count)
+  while true do
+    local msg = process.inbox():receive()
+    local cmd, from = msg:topic(), msg:payload():data()
+    if cmd == "add" then count = count + 10
+    elseif cmd == "get" then process.send(from, "count", "v2:" .. count .. ":" .. process.id())
+    elseif cmd == "final" then process.upgrade("app:final", count, "final") end
+  end
+end }
+]] } }):apply()
+  -- these wait in the mailbox while the process upgrades
+  process.send(pid, "upgrade", me)
+  process.send(pid, "add", me)
+  local v2 = ask("get")
+  process.send(pid, "final", me)
+  local final = ask("get")
+  local ev = process.events():receive()
+  return { v1 = v1, bad = bad, v2 = v2, final = final,
+           exit = ev.kind == process.event.EXIT and ev.from == pid, result = ev.result.value }
+end }
+"#,
+        )
+        .value("main")
+        .await;
+    assert_eq!(
+        v,
+        json!({
+            "v1": "v1:1", "bad": "NOT_FOUND", "v2": "v2:11:app:counter",
+            "final": "final:11:app:final", "exit": true, "result": "done"
+        })
+    );
+}

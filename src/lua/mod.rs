@@ -250,7 +250,7 @@ pub(crate) fn current() -> mlua::Result<Rc<ProcCtx>> {
 /// process (None for a function call).
 pub(crate) fn running() -> Option<(Arc<Node>, Arc<Entry>, Option<Pid>)> {
     match current_any()? {
-        Current::Process(p) => Some((p.node.clone(), p.entry.clone(), Some(p.me.pid.clone()))),
+        Current::Process(p) => Some((p.node.clone(), p.entry(), Some(p.me.pid.clone()))),
         Current::Call(c) => Some((c.node.clone(), c.entry.clone(), None)),
     }
 }
@@ -276,7 +276,7 @@ fn preempt_hook(lua: &Lua, _: &mlua::Debug) -> mlua::Result<VmState> {
                     return Err(mlua::Error::runtime(format!(
                         "process {} ({}): execution time limit exceeded (max_execution_ms {})",
                         p.pid_str,
-                        p.entry.id,
+                        p.entry().id,
                         p.run.limit.map(|l| l.as_millis()).unwrap_or_default()
                     )));
                 }
@@ -524,7 +524,7 @@ fn sandboxed_load(
     };
     let env = match (env, current_any()) {
         (Some(e), _) => e,
-        (None, Some(Current::Process(p))) => p.env.clone(),
+        (None, Some(Current::Process(p))) => p.env(),
         (None, Some(Current::Call(c))) => c.env.clone(),
         (None, None) => return Err(mlua::Error::runtime("load: not inside a process")),
     };
@@ -559,10 +559,14 @@ pub(crate) struct ProcCtx {
     pub node: Arc<Node>,
     pub me: Arc<ProcessHandle>,
     pub pid_str: String,
-    pub entry: Arc<Entry>,
+    /// The entry whose code runs (another one after `process.upgrade`).
+    entry: RefCell<Arc<Entry>>,
     pub host: Arc<crate::process::Host>,
     pub lua: Lua,
-    pub env: Table,
+    /// The environment of that code (its modules and imports).
+    env: RefCell<Table>,
+    /// Set by `process.upgrade`: the code to run next in this process, with its arguments.
+    upgrade: RefCell<Option<(Arc<Entry>, Vec<Value>)>>,
     inbox: Chan,
     events: Chan,
     inbox_ud: RefCell<Option<AnyUserData>>,
@@ -674,11 +678,26 @@ impl ProcCtx {
     }
 
     /// The error of this process when the Lua heap stays over its memory limit.
+    /// The entry whose code runs.
+    pub fn entry(&self) -> Arc<Entry> {
+        self.entry.borrow().clone()
+    }
+
+    /// The environment of the code that runs.
+    pub fn env(&self) -> Table {
+        self.env.borrow().clone()
+    }
+
+    /// Asks for the process to go on with `entry`'s code (see `Driver::upgrade`).
+    pub fn request_upgrade(&self, entry: Arc<Entry>, args: Vec<Value>) {
+        *self.upgrade.borrow_mut() = Some((entry, args));
+    }
+
     fn memory_error(&self) -> String {
         format!(
             "process {} ({}): memory limit exceeded (the Lua heap is over {} MiB)",
             self.pid_str,
-            self.entry.id,
+            self.entry().id,
             self.run.mem_limit >> 20
         )
     }
@@ -884,7 +903,43 @@ impl Driver {
         None
     }
 
+    /// Goes on with the code `process.upgrade` asked for: the running code (its main
+    /// thread and the coroutines it spawned) is dropped; the process keeps its pid, its
+    /// mailbox and the messages waiting in its channels, its links, monitors, names and
+    /// options, and runs the new entry's method with the given arguments, in that entry's
+    /// environment.
+    fn upgrade(&mut self, entry: Arc<Entry>, args: Vec<Value>) -> mlua::Result<()> {
+        let w = worker()?;
+        let spec = lua_spec(&entry).ok_or_else(|| mlua::Error::runtime("not a Lua entry"))?;
+        let method = spec.method.clone().unwrap_or_else(|| "main".into());
+        let factory = w.factory(&entry, spec)?;
+        let env = w.new_env(&entry)?;
+        let (main, main_ptr) = main_thread(&w, factory, env.clone(), &entry, &method, &args)?;
+        tracing::debug!(pid = %self.ctx.pid_str, from = %self.ctx.entry().id, to = %entry.id, "process upgraded");
+        *self.ctx.entry.borrow_mut() = entry;
+        *self.ctx.env.borrow_mut() = env;
+        self.ctx.spawned.borrow_mut().clear();
+        self.coros = None;
+        self.main = main;
+        self.main_ptr = main_ptr;
+        Ok(())
+    }
+
     fn step(&mut self, cx: &mut Context<'_>) -> Poll<Exit> {
+        let r = self.step_code(cx);
+        if r.is_pending() {
+            let next = self.ctx.upgrade.borrow_mut().take();
+            if let Some((entry, args)) = next {
+                if let Err(e) = self.upgrade(entry, args) {
+                    return Poll::Ready(raised_exit(&e));
+                }
+                cx.waker().wake_by_ref();
+            }
+        }
+        r
+    }
+
+    fn step_code(&mut self, cx: &mut Context<'_>) -> Poll<Exit> {
         let me = self.ctx.me.clone();
         me.register(cx.waker());
         while let Some(sig) = me.pop_signal() {
@@ -1009,6 +1064,30 @@ async fn run_process(pctx: ProcessContext) -> Exit {
     }
 }
 
+/// The thread that runs `method` of `entry` (compiled as `factory`, in `env`) with `args`.
+fn main_thread(
+    w: &LuaWorker,
+    factory: mlua::Function,
+    env: Table,
+    entry: &Entry,
+    method: &str,
+    args: &[Value],
+) -> mlua::Result<(mlua::AsyncThread<mlua::MultiValue>, *const std::ffi::c_void)> {
+    let lua = &w.lua;
+    let mut call_args = vec![
+        mlua::Value::Function(factory),
+        mlua::Value::Table(env),
+        mlua::Value::String(lua.create_string(entry.id.to_string())?),
+        mlua::Value::String(lua.create_string(method)?),
+    ];
+    call_args.extend(value::to_lua_multi(lua, args)?);
+    let thread = lua.create_thread(w.bootstrap.clone())?;
+    raw::unhook(&thread);
+    let main_ptr = thread.to_pointer();
+    let main = thread.into_async::<mlua::MultiValue>(mlua::MultiValue::from_vec(call_args))?;
+    Ok((main, main_ptr))
+}
+
 fn start_process(pctx: ProcessContext) -> mlua::Result<Driver> {
     let w = worker()?;
     let ProcessContext {
@@ -1029,10 +1108,11 @@ fn start_process(pctx: ProcessContext) -> mlua::Result<Driver> {
         pid_str: pid_str.clone(),
         node,
         me,
-        entry: entry.clone(),
+        entry: RefCell::new(entry.clone()),
         host,
         lua: lua.clone(),
-        env: env.clone(),
+        env: RefCell::new(env.clone()),
+        upgrade: RefCell::new(None),
         inbox: Chan::unbounded(),
         events: Chan::unbounded(),
         inbox_ud: RefCell::new(None),
@@ -1057,17 +1137,7 @@ fn start_process(pctx: ProcessContext) -> mlua::Result<Driver> {
         },
         pending: funcs::PendingCalls::default(),
     });
-    let mut call_args = vec![
-        mlua::Value::Function(factory),
-        mlua::Value::Table(env),
-        mlua::Value::String(lua.create_string(entry.id.to_string())?),
-        mlua::Value::String(lua.create_string(&method)?),
-    ];
-    call_args.extend(value::to_lua_multi(&lua, &args)?);
-    let thread = lua.create_thread(w.bootstrap.clone())?;
-    raw::unhook(&thread);
-    let main_ptr = thread.to_pointer();
-    let main = thread.into_async::<mlua::MultiValue>(mlua::MultiValue::from_vec(call_args))?;
+    let (main, main_ptr) = main_thread(&w, factory, env, &entry, &method, &args)?;
     Ok(Driver {
         ctx,
         main,

@@ -38,7 +38,7 @@ fn format_fields(t: &Table) -> String {
 
 fn emit(level: &str, logger: Option<&LuaLogger>, msg: &str, fields: &str) {
     let (pid, entry) = match current() {
-        Ok(ctx) => (ctx.pid_str.clone(), ctx.entry.id.to_string()),
+        Ok(ctx) => (ctx.pid_str.clone(), ctx.entry().id.to_string()),
         Err(_) => (String::new(), String::new()),
     };
     let (name, base) = match logger {

@@ -197,10 +197,71 @@ pub fn create(lua: &Lua) -> mlua::Result<Table> {
         "pid",
         lua.create_function(|_, ()| Ok(current()?.pid_str.clone()))?,
     )?;
+    // process.upgrade(id?, ...): go on with other code (or this entry's newest version)
+    // in this process; on success it does not return (see `Driver::upgrade`)
+    t.set(
+        "upgrade",
+        lua.create_async_function(|lua, args: Variadic<mlua::Value>| async move {
+            let ctx = current()?;
+            let mut args = args.into_iter();
+            let current_entry = ctx.entry();
+            let id = match args.next().unwrap_or(mlua::Value::Nil) {
+                mlua::Value::Nil => Ok(current_entry.id.clone()),
+                mlua::Value::String(s) => {
+                    Id::resolve(&s.to_string_lossy(), &current_entry.id.namespace)
+                }
+                other => Err(format!("expected an entry id, found {}", other.type_name())),
+            };
+            let id = match id {
+                Ok(id) => id,
+                Err(e) => {
+                    return LuaError::new("INVALID", format!("process.upgrade: {e}"))
+                        .into_nil_err(&lua)
+                }
+            };
+            let registry = ctx.node.registry();
+            let Some(entry) = registry.get(&id).cloned() else {
+                return LuaError::new("NOT_FOUND", format!("process.upgrade: no entry {id}"))
+                    .into_nil_err(&lua);
+            };
+            if !matches!(
+                entry.spec,
+                crate::registry::EntrySpec::ProcessLua(_)
+                    | crate::registry::EntrySpec::FunctionLua(_)
+            ) {
+                return LuaError::new(
+                    "INVALID",
+                    format!(
+                        "process.upgrade: {id} is a {}, not a process.lua",
+                        entry.kind
+                    ),
+                )
+                .into_nil_err(&lua);
+            }
+            let mut values = Vec::new();
+            for (i, a) in args.enumerate() {
+                match value::from_lua(&a) {
+                    Ok(v) => values.push(v),
+                    Err(e) => {
+                        return LuaError::new(
+                            "INVALID",
+                            format!("process.upgrade: argument {}: {e}", i + 2),
+                        )
+                        .into_nil_err(&lua)
+                    }
+                }
+            }
+            ctx.request_upgrade(entry, values);
+            drop(ctx);
+            // the process's driver drops this code before it would run again
+            std::future::pending::<()>().await;
+            Ok(MultiValue::new())
+        })?,
+    )?;
     // the id of the entry whose code this process runs (what `process.spawn` takes)
     t.set(
         "id",
-        lua.create_function(|_, ()| Ok(current()?.entry.id.to_string()))?,
+        lua.create_function(|_, ()| Ok(current()?.entry().id.to_string()))?,
     )?;
     for (name, link, monitor) in SPAWNS {
         add_spawn(
