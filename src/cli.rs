@@ -53,6 +53,10 @@ struct RunArgs {
     /// Run this process entry to completion, then exit (0 if it returned, 1 if it failed).
     #[arg(short = 'x', long = "exec", value_name = "NS:ENTRY")]
     exec: Option<String>,
+    /// Watch the app's files and apply each change to the running app (one log line per
+    /// change: what changed and what restarted, or the errors and "nothing applied").
+    #[arg(long)]
+    watch: bool,
     /// `list`, or the name of a command (an entry's meta.command.name), then its arguments;
     /// with --exec, the arguments of the process.
     #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
@@ -92,6 +96,21 @@ fn print_errors(errs: &[registry::LoadError], dir: &Path) {
 /// with its own error is unusable).
 fn load(dir: &Path) -> Result<Registry, i32> {
     let app = app_dir(dir);
+    let (reg, errs) = load_app(dir);
+    for w in &reg.warnings {
+        tracing::warn!("{w}");
+    }
+    if !errs.is_empty() {
+        print_errors(&errs, &app);
+        return Err(1);
+    }
+    Ok(reg)
+}
+
+/// Loads the app under `dir` (its YAML directory, and `supervisors/` beside `src/`) and
+/// checks its services and trees: the registry, and every error.
+fn load_app(dir: &Path) -> (Registry, Vec<registry::LoadError>) {
+    let app = app_dir(dir);
     let (mut reg, mut errs) = registry::load_dir_partial(&app);
     let sups = dir.join("supervisors");
     if app != dir && sups.is_dir() {
@@ -122,14 +141,7 @@ fn load(dir: &Path) -> Result<Registry, i32> {
                 .any(|id| e.entry.as_deref() != Some(id.as_str()) && e.message.contains(id))
         }));
     }
-    for w in &reg.warnings {
-        tracing::warn!("{w}");
-    }
-    if !errs.is_empty() {
-        print_errors(&errs, &app);
-        return Err(1);
-    }
-    Ok(reg)
+    (reg, errs)
 }
 
 /// Logs go to stderr, coloured only when stderr is a terminal and `NO_COLOR` is unset or
@@ -342,6 +354,26 @@ async fn run(args: RunArgs) -> i32 {
             return 1;
         }
     };
+    if args.watch {
+        let dir = args.dir.dir.clone();
+        let load: crate::watch::Loader = std::sync::Arc::new(move || {
+            let (reg, errs) = load_app(&dir);
+            if errs.is_empty() {
+                Ok(reg)
+            } else {
+                Err(errs.iter().map(|e| e.to_string()).collect())
+            }
+        });
+        let Some(handle) = runtime.node().ext::<crate::registry::actor::Handle>() else {
+            eprintln!("error: --watch: the runtime has no registry actor");
+            return 1;
+        };
+        if let Err(e) = crate::watch::start(args.dir.dir.clone(), (*handle).clone(), load) {
+            eprintln!("error: --watch {}: {e:#}", args.dir.dir.display());
+            runtime.shutdown().await;
+            return 1;
+        }
+    }
     let code = match target {
         Some((id, argv)) => {
             let wasm = is_wasm_process(&runtime, &id).await;

@@ -17,3 +17,4 @@ pub mod supervision;
 pub mod typed_lua;
 pub mod value;
 pub mod wasm;
+pub mod watch;

@@ -598,3 +598,100 @@ fn example_typed_prices_an_order_with_exit_codes() {
     assert!(text(&out.stderr).contains("pear: no item pear (NOT_FOUND)"));
     assert!(text(&out.stdout).is_empty());
 }
+
+/// `run --watch`: an edited source restarts the service running it on the new code, with
+/// one log line saying so; a broken entry is refused with its error and "nothing
+/// applied", and the app keeps running the last good version.
+#[test]
+fn watch_applies_file_changes_to_the_running_app() {
+    const YAML: &str = r#"namespace: app
+entries:
+  - name: worker
+    kind: process.lua
+    source: file://worker.lua
+    method: main
+    modules: [logger]
+  - name: svc
+    kind: process.service
+    process: worker
+    lifecycle: {auto_start: true}
+"#;
+    const WORKER: &str = r#"local logger = require("logger")
+return { main = function()
+  logger:info("worker TAG up")
+  while true do
+    local r = channel.select({ process.inbox():case_receive(), process.events():case_receive() })
+    if r.channel ~= process.inbox() then return end
+  end
+end }
+"#;
+    let d = app(&[
+        ("_index.yaml", YAML),
+        ("worker.lua", &WORKER.replace("TAG", "v1")),
+    ]);
+    let mut child = Command::new(env!("CARGO_BIN_EXE_warden"))
+        .args(["run", "-d", d.path().to_str().unwrap(), "--watch"])
+        .env("RUST_LOG", "info")
+        .stderr(Stdio::piped())
+        .stdout(Stdio::null())
+        .spawn()
+        .unwrap();
+    // lines come through a thread, so a missing line fails the test at its deadline
+    // instead of blocking it
+    let (tx, rx) = std::sync::mpsc::channel::<String>();
+    let stderr = child.stderr.take().unwrap();
+    let reader = std::thread::spawn(move || {
+        for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+            let _ = tx.send(line);
+        }
+    });
+    let mut seen = Vec::new();
+    let mut wait_for = |text: &str| -> String {
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            let left = deadline.saturating_duration_since(Instant::now());
+            match rx.recv_timeout(left) {
+                Ok(line) => {
+                    seen.push(line.clone());
+                    if line.contains(text) {
+                        return line;
+                    }
+                }
+                Err(_) => {
+                    let _ = Command::new("kill")
+                        .args(["-KILL", &child.id().to_string()])
+                        .status();
+                    panic!("no line with {text:?} within 30 s: {seen:#?}");
+                }
+            }
+        }
+    };
+    wait_for("worker v1 up");
+    wait_for("watching the app's files");
+    std::fs::write(d.path().join("worker.lua"), WORKER.replace("TAG", "v2")).unwrap();
+    wait_for("worker v2 up");
+    let line = wait_for("registry version 2");
+    assert!(
+        line.contains("registry version 2: updated app:worker; restarted app:svc"),
+        "{line}"
+    );
+    std::fs::write(
+        d.path().join("_index.yaml"),
+        format!(
+            "{YAML}  - {{name: broken, kind: process.lua, source: 'return {{', method: main}}\n"
+        ),
+    )
+    .unwrap();
+    let line = wait_for("nothing applied");
+    assert!(
+        line.contains("_index.yaml: entry app:broken: field source: Lua syntax error"),
+        "{line}"
+    );
+    Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status()
+        .unwrap();
+    let code = child.wait().unwrap();
+    let _ = reader.join();
+    assert_eq!(code.code(), Some(0));
+}

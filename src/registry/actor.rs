@@ -62,6 +62,14 @@ pub enum RegistryMsg {
     OfKind(String, RpcReplyPort<Vec<Id>>),
     /// Replaces the registry (a reload); replies with the new version number.
     Replace(Box<Registry>, RpcReplyPort<u64>),
+    /// A fresh load of the whole app (`run --watch`): validated by the runtime's checks,
+    /// then applied as the delta from the current version (unchanged entries keep their
+    /// `Arc`). Replies with the new version, None when no entry changed, or every error
+    /// (nothing applied).
+    Reload(
+        Box<Registry>,
+        RpcReplyPort<Result<Option<Arc<Version>>, Vec<String>>>,
+    ),
     /// Applies a changeset; replies with the new version, or every error (nothing applied).
     Apply(Vec<Op>, RpcReplyPort<Result<Arc<Version>, Vec<String>>>),
     /// Makes a new version with the entries of an earlier one (a rollback).
@@ -264,6 +272,35 @@ impl Actor for RegistryActor {
                 });
                 let _ = reply.send(result);
             }
+            RegistryMsg::Reload(fresh, reply) => {
+                let mut fresh = *fresh;
+                let current = state.current().registry.clone();
+                for (id, e) in fresh.entries.iter_mut() {
+                    if let Some(old) = current.get(id) {
+                        if changes::same(old, e) {
+                            *e = old.clone();
+                        }
+                    }
+                }
+                let ops = changes::delta(&current, &fresh);
+                if ops.is_empty() {
+                    let _ = reply.send(Ok(None));
+                    return Ok(());
+                }
+                let validator = state.validator.clone();
+                let checked = tokio::task::spawn_blocking(move || {
+                    let errors = validator.map(|v| v(&fresh, &ops)).unwrap_or_default();
+                    if errors.is_empty() {
+                        Ok((fresh, ops))
+                    } else {
+                        Err(errors)
+                    }
+                })
+                .await
+                .unwrap_or_else(|e| Err(vec![format!("reload: validation failed: {e}")]));
+                let result = checked.map(|(r, ops)| Some(state.publish(r, ops)));
+                let _ = reply.send(result);
+            }
             RegistryMsg::ApplyVersion(id, reply) => {
                 let target = state.versions.iter().find(|v| v.id == id).cloned();
                 let result = match target {
@@ -305,6 +342,12 @@ impl Handle {
     /// Applies `ops`: the new version, or every error.
     pub async fn apply(&self, ops: Vec<Op>) -> Result<Arc<Version>, Vec<String>> {
         ractor::call!(self.0, RegistryMsg::Apply, ops)
+            .unwrap_or_else(|e| Err(vec![format!("registry: {e}")]))
+    }
+
+    /// Applies a fresh load of the whole app (see [`RegistryMsg::Reload`]).
+    pub async fn reload(&self, fresh: Registry) -> Result<Option<Arc<Version>>, Vec<String>> {
+        ractor::call!(self.0, RegistryMsg::Reload, Box::new(fresh))
             .unwrap_or_else(|e| Err(vec![format!("registry: {e}")]))
     }
 
