@@ -444,7 +444,7 @@ async fn boot(which: &str) -> serde_json::Value {
                 "ms": ms,
                 "hits": s.hits,
                 "misses": s.misses,
-                "functions": rt.ids().count(),
+                "functions": rt.ids().len(),
                 "linkers": rt.linker_count(),
             })
         }

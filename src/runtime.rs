@@ -23,32 +23,14 @@ use std::sync::Arc;
 pub const DEFAULT_HOST: &str = "warden:host";
 
 /// The runtime's checks of a registry change beyond the loader's: services and trees
-/// (as at start), and the WebAssembly entries the change creates or updates compile and
-/// link.
-fn validate_change(registry: &Registry, ops: &[Op]) -> Vec<String> {
+/// (as at start), and the WebAssembly entries the change makes compile and link (kept for
+/// when the version is published, see `WasmRuntime::follow`).
+fn validate_change(wasm: &crate::wasm::WasmRuntime, registry: &Registry) -> Vec<String> {
     let mut errors: Vec<String> = match spec::check(registry) {
         Ok(_) => Vec::new(),
         Err(errs) => errs.iter().map(|e| e.to_string()).collect(),
     };
-    let wasm = Registry {
-        root: registry.root.clone(),
-        version: registry.version,
-        warnings: Vec::new(),
-        entries: ops
-            .iter()
-            .filter_map(|op| match op {
-                Op::Create(e) | Op::Update(e) => registry.get(&e.id),
-                Op::Delete(_) => None,
-            })
-            .filter(|e| matches!(e.spec, EntrySpec::Wasm(_)))
-            .map(|e| (e.id.clone(), e.clone()))
-            .collect(),
-    };
-    if !wasm.entries.is_empty() {
-        if let Err(errs) = crate::wasm::compile_registry(&wasm) {
-            errors.extend(errs.iter().map(|e| e.to_string()));
-        }
-    }
+    errors.extend(wasm.prepare(registry).iter().map(|e| e.to_string()));
     errors
 }
 
@@ -156,13 +138,23 @@ impl Runtime {
         let registry = Arc::new(registry);
         let node_name = std::env::var("WARDEN_NODE").unwrap_or_else(|_| "local".into());
         let node = Node::new(&node_name, registry.clone(), launchers());
-        let state = RegistryState::new(registry.clone()).with_validator(Arc::new(validate_change));
+        let checker = wasm.clone();
+        let state = RegistryState::new(registry.clone()).with_validator(Arc::new(
+            move |r: &Registry, _: &[Op]| validate_change(&checker, r),
+        ));
         let (actor, registry_task) = Actor::spawn(None, RegistryActor, state)
             .await
             .context("starting the registry actor")?;
         let weak = Arc::downgrade(&node);
+        let wasm_follows = Arc::downgrade(&wasm);
         actor
             .send_message(RegistryMsg::Subscribe(Box::new(move |c: &Change| {
+                // the new wasm code first, so a call that sees the new entry finds it
+                if let Some(w) = wasm_follows.upgrade() {
+                    if !Arc::ptr_eq(&c.previous, &c.version.registry) {
+                        w.follow(&c.version.registry);
+                    }
+                }
                 if let Some(n) = weak.upgrade() {
                     n.set_registry(c.version.registry.clone());
                     // (a new subscriber is first called with the current version alone)

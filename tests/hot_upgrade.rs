@@ -286,3 +286,65 @@ end }
         })
     );
 }
+
+/// A changed function: calls already running finish on the old code, new calls run the
+/// new one, for Lua and WebAssembly functions; a WebAssembly entry that does not compile
+/// is refused with its error, and the old one keeps running; rolling back brings the old
+/// WebAssembly code back.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn changed_functions_serve_new_calls_while_running_calls_finish_on_the_old() {
+    let v = App::new()
+        .func(
+            "slow",
+            r#"
+local time = require("time")
+return { main = function(ms) time.sleep(ms) return "old" end }
+"#,
+            Some("{type: static, size: 4}"),
+        )
+        .entry("  - name: answer\n    kind: function.wat\n    source: \"(module (func (export \\\"answer\\\") (result i32) i32.const 1))\"\n    wit: \"answer: func() -> s32;\"\n    method: answer\n")
+        .lua(
+            "main",
+            r#"
+local funcs = require("funcs")
+local registry = require("registry")
+local function wat(n)
+  return '(module (func (export "answer") (result i32) i32.const ' .. n .. '))'
+end
+return { main = function()
+  -- two calls in flight on the old code
+  local f1 = funcs.async("app:slow", 200)
+  local f2 = funcs.async("app:slow", 200)
+  local v, err = registry.changes()
+    :update({ id = "app:slow", data = { method = "main", pool = { type = "static", size = 4 },
+      modules = { "time" },
+      source = "local time = require('time') return { main = function(ms) time.sleep(ms) return 'new' end }" } })
+    :update({ id = "app:answer", data = { method = "answer", wit = "answer: func() -> s32;", source = wat(2) } })
+    :apply()
+  if not v then return { err = tostring(err) } end
+  local now = funcs.call("app:slow", 1)
+  local r1, r2 = f1:response():receive():data(), f2:response():receive():data()
+  local answer2 = funcs.call("app:answer")
+  local bad_v, bad = registry.changes()
+    :update({ id = "app:answer", data = { method = "answer", wit = "answer: func() -> s32;", source = "(module (func" } })
+    :apply()
+  local still = funcs.call("app:answer")
+  registry.apply_version(1)
+  local back = funcs.call("app:answer")
+  local back_slow = funcs.call("app:slow", 1)
+  return { running = { r1, r2 }, now = now, answer2 = answer2, bad = bad and bad:kind(),
+           bad_names = bad and string.find(tostring(bad), "app:answer", 1, true) ~= nil,
+           still = still, back = back, back_slow = back_slow }
+end }
+"#,
+        )
+        .value("main")
+        .await;
+    assert_eq!(
+        v,
+        json!({
+            "running": ["old", "old"], "now": "new", "answer2": 2, "bad": "INVALID",
+            "bad_names": true, "still": 2, "back": 1, "back_slow": "old"
+        })
+    );
+}

@@ -1474,7 +1474,7 @@ async fn process_wasm_entries_are_compiled_and_callable() {
     ));
     let rt = runtime(&dir);
     assert_eq!(
-        rt.ids().map(Id::to_string).collect::<Vec<_>>(),
+        rt.ids().iter().map(Id::to_string).collect::<Vec<_>>(),
         ["app:main"]
     );
     assert_eq!(

@@ -68,10 +68,31 @@ impl Default for WasmOptions {
     }
 }
 
-/// The engine and every compiled wasm entry of a registry.
+/// A compiled entry: the entry version and its function.
+type EntryFunction = (Arc<Entry>, Arc<WasmFunction>);
+
+/// What compiling a set of entries gave.
+struct Built {
+    functions: Vec<EntryFunction>,
+    errors: Vec<LoadError>,
+    cache: CacheStats,
+    linkers: usize,
+}
+
+/// The engine and every compiled wasm entry of the running registry version.
+///
+/// When the registry changes, the runtime's validator compiles the wasm entries a change
+/// creates or updates ([`WasmRuntime::prepare`]) and, once the version is published,
+/// [`WasmRuntime::follow`] swaps them in: new calls and spawns get the new code, calls
+/// running keep the function they started with.
 pub struct WasmRuntime {
     engine: Engine,
-    functions: BTreeMap<Id, Arc<WasmFunction>>,
+    options: WasmOptions,
+    slots: Arc<engine::InstanceLimit>,
+    /// By id: the entry version compiled, and its function.
+    functions: arc_swap::ArcSwap<BTreeMap<Id, EntryFunction>>,
+    /// Compiled by `prepare` for a version not yet published.
+    pending: parking_lot::Mutex<Vec<EntryFunction>>,
     cache: CacheStats,
     linkers: usize,
 }
@@ -79,12 +100,12 @@ pub struct WasmRuntime {
 impl WasmRuntime {
     /// The function (or `process.wasm` body) of entry `id`.
     pub fn function(&self, id: &Id) -> Option<Arc<WasmFunction>> {
-        self.functions.get(id).cloned()
+        self.functions.load().get(id).map(|(_, f)| f.clone())
     }
 
     /// The ids of every compiled entry, in order.
-    pub fn ids(&self) -> impl Iterator<Item = &Id> {
-        self.functions.keys()
+    pub fn ids(&self) -> Vec<Id> {
+        self.functions.load().keys().cloned().collect()
     }
 
     /// The engine.
@@ -100,6 +121,121 @@ impl WasmRuntime {
     /// How many distinct linkers (capability sets) were built.
     pub fn linker_count(&self) -> usize {
         self.linkers
+    }
+
+    /// Compiles and links `entries` of `reg` with this runtime's engine.
+    fn compile(
+        &self,
+        reg: &Registry,
+        entries: &[Arc<Entry>],
+    ) -> Result<Vec<EntryFunction>, Vec<LoadError>> {
+        let b = build(reg, &self.engine, &self.options, &self.slots, entries);
+        if b.errors.is_empty() {
+            Ok(b.functions)
+        } else {
+            Err(b.errors)
+        }
+    }
+
+    /// Compiles the wasm entries of candidate registry `reg` that differ from what runs
+    /// (a registry change being validated) and keeps them for [`WasmRuntime::follow`].
+    /// Returns their errors (empty: they compile and link).
+    pub fn prepare(&self, reg: &Registry) -> Vec<LoadError> {
+        let current = self.functions.load();
+        let changed: Vec<Arc<Entry>> = reg
+            .entries
+            .values()
+            .filter(|e| matches!(e.spec, EntrySpec::Wasm(_)))
+            .filter(|e| !current.get(&e.id).is_some_and(|(c, _)| Arc::ptr_eq(c, e)))
+            .cloned()
+            .collect();
+        if changed.is_empty() {
+            return Vec::new();
+        }
+        match self.compile(reg, &changed) {
+            Ok(fs) => {
+                *self.pending.lock() = fs;
+                Vec::new()
+            }
+            Err(errors) => errors,
+        }
+    }
+
+    /// Makes the wasm entries of published registry `reg` the ones that run: the same
+    /// entry versions keep their functions, those `prepare` compiled are swapped in, any
+    /// other (a rollback to an earlier version) is compiled now; entries no longer in
+    /// `reg` are dropped.
+    pub fn follow(&self, reg: &Registry) {
+        let current = self.functions.load_full();
+        let mut pending = std::mem::take(&mut *self.pending.lock());
+        let mut next = BTreeMap::new();
+        let mut missing = Vec::new();
+        for e in reg.entries.values() {
+            if !matches!(e.spec, EntrySpec::Wasm(_)) {
+                continue;
+            }
+            if let Some(c) = current.get(&e.id).filter(|(c, _)| Arc::ptr_eq(c, e)) {
+                next.insert(e.id.clone(), c.clone());
+            } else if let Some(i) = pending.iter().position(|(p, _)| Arc::ptr_eq(p, e)) {
+                next.insert(e.id.clone(), pending.swap_remove(i));
+            } else {
+                missing.push(e.clone());
+            }
+        }
+        if !missing.is_empty() {
+            match self.compile(reg, &missing) {
+                Ok(fs) => next.extend(fs.into_iter().map(|(e, f)| (e.id.clone(), (e, f)))),
+                Err(errors) => {
+                    for e in errors {
+                        tracing::error!("{e}");
+                    }
+                }
+            }
+        }
+        self.functions.store(Arc::new(next));
+    }
+}
+
+/// Compiles and links `entries`.
+fn build(
+    reg: &Registry,
+    engine: &Engine,
+    options: &WasmOptions,
+    slots: &Arc<engine::InstanceLimit>,
+    entries: &[Arc<Entry>],
+) -> Built {
+    let entries: Vec<(Arc<Entry>, &WasmSpec)> = entries
+        .iter()
+        .filter_map(|e| match &e.spec {
+            EntrySpec::Wasm(w) => Some((e.clone(), w)),
+            _ => None,
+        })
+        .collect();
+    let cache = CompileCache::new(options.cache_dir.clone(), engine);
+    let compiled = compile::compile_all(engine, &cache, &entries, options.threads);
+    let linkers = LinkerCache::new(engine);
+    let mut errors = Vec::new();
+    let mut functions = Vec::new();
+    for ((entry, spec), result) in entries.iter().zip(compiled) {
+        let err = |field: &str, message: String| LoadError {
+            file: relative(reg, entry),
+            entry: Some(entry.id.to_string()),
+            field: Some(field.to_string()),
+            message,
+        };
+        match result {
+            Err((field, message)) => errors.push(err(field, message)),
+            Ok(c) => match link(reg, engine, &linkers, entry, spec, c, slots) {
+                Ok(f) => functions.push((entry.clone(), Arc::new(f))),
+                Err(problems) => errors.extend(problems.into_iter().map(|(f, m)| err(&f, m))),
+            },
+        }
+    }
+    Built {
+        functions,
+        errors,
+        cache: cache.stats(),
+        linkers: linkers.len(),
     }
 }
 
@@ -124,47 +260,32 @@ pub fn compile_registry_with(
             message: format!("cannot create the WebAssembly engine: {}", error_text(&e)),
         }]
     })?;
-    let entries: Vec<(Arc<Entry>, &WasmSpec)> = reg
-        .entries
-        .values()
-        .filter_map(|e| match &e.spec {
-            EntrySpec::Wasm(w) => Some((e.clone(), w)),
-            _ => None,
-        })
-        .collect();
-    let cache = CompileCache::new(options.cache_dir.clone(), &engine);
-    let compiled = compile::compile_all(&engine, &cache, &entries, options.threads);
-    let linkers = LinkerCache::new(&engine);
     // One permit per live instance (see `EngineOptions::max_instances`).
     let slots = Arc::new(engine::InstanceLimit::new(&options.engine));
     tracing::debug!(cap = slots.cap(), "live WebAssembly instances capped");
-    let mut errors = Vec::new();
-    let mut functions = BTreeMap::new();
-    for ((entry, spec), result) in entries.iter().zip(compiled) {
-        let err = |field: &str, message: String| LoadError {
-            file: relative(reg, entry),
-            entry: Some(entry.id.to_string()),
-            field: Some(field.to_string()),
-            message,
-        };
-        match result {
-            Err((field, message)) => errors.push(err(field, message)),
-            Ok(c) => match link(reg, &engine, &linkers, entry, spec, c, &slots) {
-                Ok(f) => {
-                    functions.insert(entry.id.clone(), Arc::new(f));
-                }
-                Err(problems) => errors.extend(problems.into_iter().map(|(f, m)| err(&f, m))),
-            },
-        }
-    }
+    let entries: Vec<Arc<Entry>> = reg.entries.values().cloned().collect();
+    let Built {
+        functions,
+        errors,
+        cache,
+        linkers,
+    } = build(reg, &engine, options, &slots, &entries);
     if !errors.is_empty() {
         return Err(errors);
     }
     Ok(WasmRuntime {
         engine,
-        functions,
-        cache: cache.stats(),
-        linkers: linkers.len(),
+        options: options.clone(),
+        slots,
+        functions: arc_swap::ArcSwap::from_pointee(
+            functions
+                .into_iter()
+                .map(|(e, f)| (e.id.clone(), (e, f)))
+                .collect(),
+        ),
+        pending: parking_lot::Mutex::new(Vec::new()),
+        cache,
+        linkers,
     })
 }
 
