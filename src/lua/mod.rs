@@ -567,6 +567,8 @@ pub(crate) struct ProcCtx {
     env: RefCell<Table>,
     /// Set by `process.upgrade`: the code to run next in this process, with its arguments.
     upgrade: RefCell<Option<(Arc<Entry>, Vec<Value>)>>,
+    /// Whether `upgrade` holds a request (one load per poll on the hot path).
+    upgrade_asked: Cell<bool>,
     inbox: Chan,
     events: Chan,
     inbox_ud: RefCell<Option<AnyUserData>>,
@@ -691,6 +693,7 @@ impl ProcCtx {
     /// Asks for the process to go on with `entry`'s code (see `Driver::upgrade`).
     pub fn request_upgrade(&self, entry: Arc<Entry>, args: Vec<Value>) {
         *self.upgrade.borrow_mut() = Some((entry, args));
+        self.upgrade_asked.set(true);
     }
 
     fn memory_error(&self) -> String {
@@ -927,7 +930,7 @@ impl Driver {
 
     fn step(&mut self, cx: &mut Context<'_>) -> Poll<Exit> {
         let r = self.step_code(cx);
-        if r.is_pending() {
+        if r.is_pending() && self.ctx.upgrade_asked.replace(false) {
             let next = self.ctx.upgrade.borrow_mut().take();
             if let Some((entry, args)) = next {
                 if let Err(e) = self.upgrade(entry, args) {
@@ -1113,6 +1116,7 @@ fn start_process(pctx: ProcessContext) -> mlua::Result<Driver> {
         lua: lua.clone(),
         env: RefCell::new(env.clone()),
         upgrade: RefCell::new(None),
+        upgrade_asked: Cell::new(false),
         inbox: Chan::unbounded(),
         events: Chan::unbounded(),
         inbox_ud: RefCell::new(None),
