@@ -415,4 +415,11 @@ fn bad_service_and_supervisor_yaml_names_file_entry_and_field() {
         "  - {name: t1, kind: supervisor, children: [{id: x, supervisor: t2}]}\n  - {name: t2, kind: supervisor, children: [{id: y, supervisor: t1}]}\n",
     );
     assert!(e.contains("supervisors nest in a cycle"), "{e}");
+    let e = check_errors(
+        "  - {name: t, kind: supervisor, intensity: {period: 0s}, children: [{id: x, process: w}]}\n",
+    );
+    assert!(
+        e.contains("entry app:t: field intensity.period: must be longer than 0"),
+        "{e}"
+    );
 }

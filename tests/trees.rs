@@ -126,13 +126,15 @@ return {{ main = function()
   local b = pids("app:normal")
   for _, id in ipairs({{ "p", "t", "tmp" }}) do process.send(b[id], "stop") end
   local a = wait("app:normal", function(p) return p.p and p.p ~= b.p and not p.t and not p.tmp end)
-  out.normal = {{ p = a.p ~= b.p, t = a.t, tmp = a.tmp }}
+  -- a temporary child that ended is gone from the tree (OTP deletes it); a transient one
+  -- that ended normally stays, not running
+  out.normal = {{ p = a.p ~= b.p, t = a.t, tmp_listed = a.tmp ~= nil }}
   -- crashes: permanent and transient come back, temporary does not
   assert(supervisor.start("app:svc_crash"))
   b = pids("app:crash")
   for _, id in ipairs({{ "p", "t", "tmp" }}) do process.send(b[id], "crash") end
   a = wait("app:crash", function(p) return p.p and p.p ~= b.p and p.t and p.t ~= b.t and not p.tmp end)
-  out.crash = {{ p = a.p ~= b.p, t = a.t ~= b.t, tmp = a.tmp }}
+  out.crash = {{ p = a.p ~= b.p, t = a.t ~= b.t, tmp_listed = a.tmp ~= nil }}
   return out
 end }}
 "#
@@ -146,8 +148,14 @@ end }}
         .lua("main", &main)
         .value("main")
         .await;
-    assert_eq!(v["normal"], json!({"p": true, "t": false, "tmp": false}));
-    assert_eq!(v["crash"], json!({"p": true, "t": true, "tmp": false}));
+    assert_eq!(
+        v["normal"],
+        json!({"p": true, "t": false, "tmp_listed": false})
+    );
+    assert_eq!(
+        v["crash"],
+        json!({"p": true, "t": true, "tmp_listed": false})
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -161,7 +169,7 @@ return {{ main = function()
   process.send(before.p, "crash")
   local ev = process.events():receive()
   local after = wait("app:t", function(p) return p.p and p.p ~= before.p and p.q and p.q ~= before.q end)
-  return {{ tmp_exit = ev.result.error, tmp_after = after.tmp,
+  return {{ tmp_exit = ev.result.error, tmp_listed = after.tmp ~= nil,
            restarted = after.p ~= before.p and after.q ~= before.q }}
 end }}
 "#
@@ -180,8 +188,41 @@ end }}
         .await;
     assert_eq!(
         v,
-        json!({"tmp_exit": "terminated", "tmp_after": false, "restarted": true})
+        json!({"tmp_exit": "terminated", "tmp_listed": false, "restarted": true})
     );
+}
+
+/// OTP's default intensity: 1 restart in 5 s. A tree that says nothing gives up on its
+/// second crash within 5 s, and its parent restarts it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_default_intensity_is_one_restart_in_five_seconds() {
+    let main = format!(
+        r#"{HELPERS}
+return {{ main = function()
+  assert(supervisor.start("app:svc"))
+  local w = pids("app:inner").w
+  process.send(w, "crash")
+  w = wait("app:inner", function(p) return p.w and p.w ~= w end).w
+  local after_one = supervisor.children("app:outer")[1].restarts
+  process.send(w, "crash")
+  for _ = 1, 600 do
+    local c = supervisor.children("app:outer")[1]
+    if c.restarts == 1 and c.running then break end
+    time.sleep(5)
+  end
+  return {{ after_one = after_one, after_two = supervisor.children("app:outer")[1].restarts }}
+end }}
+"#
+    );
+    let v = App::new()
+        .lua("worker", WORKER)
+        .entry("  - name: inner\n    kind: supervisor\n    strategy: one_for_one\n    children: [{id: w, process: worker}]\n")
+        .entry(&tree("outer", "one_for_one", 5, "[{id: sub, supervisor: inner}]"))
+        .entry(&service("svc", "outer", ""))
+        .lua("main", &main)
+        .value("main")
+        .await;
+    assert_eq!(v, json!({"after_one": 0, "after_two": 1}));
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

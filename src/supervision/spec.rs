@@ -150,9 +150,10 @@ pub struct TreeSpec {
     pub id: Id,
     /// Restart strategy.
     pub strategy: Strategy,
-    /// At most this many restarts...
+    /// At most this many restarts (default 1, as OTP's intensity)...
     pub max_restarts: u32,
-    /// ...within this period, or the supervisor fails to its parent.
+    /// ...within this period (default 5 s, as OTP's; must be longer than 0), or the
+    /// supervisor fails to its parent.
     pub period: Duration,
     /// Children, in start order.
     pub children: Vec<ChildSpec>,
@@ -549,7 +550,7 @@ impl Checker<'_> {
             .filter(|v| !v.is_null())
             .unwrap_or(&empty);
         let max_restarts = match intensity.get("max_restarts") {
-            None | Some(Json::Null) => 3,
+            None | Some(Json::Null) => 1,
             Some(Json::Number(n)) => match n.as_u64() {
                 Some(m) => m.min(u32::MAX as u64) as u32,
                 None => {
@@ -558,7 +559,7 @@ impl Checker<'_> {
                         "intensity.max_restarts",
                         format!("must be a non-negative integer, found {n}"),
                     );
-                    3
+                    1
                 }
             },
             Some(other) => {
@@ -567,7 +568,7 @@ impl Checker<'_> {
                     "intensity.max_restarts",
                     format!("expected a non-negative integer, found {other}"),
                 );
-                3
+                1
             }
         };
         let period = self.duration(
@@ -576,6 +577,13 @@ impl Checker<'_> {
             "intensity.period",
             Duration::from_secs(5),
         );
+        if period.is_zero() {
+            self.err(
+                e,
+                "intensity.period",
+                "must be longer than 0 (OTP rejects a period of 0 as invalid_period)",
+            );
+        }
         let mut children = Vec::new();
         match raw.get("children") {
             Some(Json::Array(items)) => {

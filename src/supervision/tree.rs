@@ -343,11 +343,13 @@ impl Actor for TreeActor {
                 }
             }
             TreeMsg::Children(reply) => {
+                // a temporary child that ended is gone from the tree, as in OTP
                 let info = st
                     .spec
                     .children
                     .iter()
                     .zip(&st.children)
+                    .filter(|(spec, c)| !(c.done && spec.restart == RestartType::Temporary))
                     .map(|(spec, c)| ChildInfo {
                         id: spec.id.clone(),
                         kind: match spec.kind {
