@@ -192,6 +192,36 @@ end }}
     );
 }
 
+/// A top-level tree that gives up is restarted by its service when the service's policy
+/// says so, and `run --exec` goes on; only a service that gives up ends it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_failed_top_level_tree_that_its_service_restarts_is_not_fatal() {
+    let main = format!(
+        r#"{HELPERS}
+return {{ main = function()
+  assert(supervisor.start("app:svc"))
+  local w = pids("app:top").w
+  process.send(w, "crash")
+  local again = wait("app:top", function(p) return p.w and p.w ~= w end).w
+  time.sleep(50)
+  return {{ restarted = again ~= w, state = supervisor.state("app:svc"),
+           service_restarts = supervisor.info("app:svc").restarts }}
+end }}
+"#
+    );
+    let v = App::new()
+        .lua("worker", WORKER)
+        .entry(&tree("top", "one_for_one", 0, "[{id: w, process: worker}]"))
+        .entry("  - name: svc\n    kind: process.service\n    process: top\n    host: host\n    lifecycle: {restart: {max_attempts: 5, initial_delay: 10ms}}\n")
+        .lua("main", &main)
+        .value("main")
+        .await;
+    assert_eq!(
+        v,
+        json!({"restarted": true, "state": "Running", "service_restarts": 1})
+    );
+}
+
 /// OTP's default intensity: 1 restart in 5 s. A tree that says nothing gives up on its
 /// second crash within 5 s, and its parent restarts it.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -74,7 +74,8 @@ impl Supervision {
         self.specs.load_full()
     }
 
-    /// Reports a failure that ends `warden run --exec` (a top-level tree gave up).
+    /// Reports a failure that ends `warden run --exec` (a top-level tree gave up and its
+    /// service does not restart it).
     pub fn report_fatal(&self, why: String) {
         self.fatal.send_replace(Some(why));
     }

@@ -458,9 +458,14 @@ impl Actor for ServiceActor {
                     st.after_stop(&myself).await;
                 } else {
                     st.failed(&myself, msg.clone());
-                    // reported after the state is recorded, so whoever wakes on it sees it
-                    if let Some(sup) = st.sup.upgrade() {
-                        sup.report_fatal(format!("service {}: {msg}", st.spec.id));
+                    // fatal for `run --exec` only when the service does not restart the
+                    // tree (as an OTP application ends only when its top supervisor is
+                    // not restarted); reported after the state is recorded, so whoever
+                    // wakes on it sees it
+                    if st.status.gave_up {
+                        if let Some(sup) = st.sup.upgrade() {
+                            sup.report_fatal(format!("service {}: {msg}", st.spec.id));
+                        }
                     }
                 }
             }
