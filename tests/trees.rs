@@ -222,6 +222,54 @@ end }}
     );
 }
 
+/// A nested supervisor's shutdown defaults to infinity, as in OTP: stopping the outer tree
+/// waits for the grandchild's own 7 s shutdown, so its cleanup runs and nothing is left
+/// running when the stop returns (it waited at most 5 s before).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn stopping_a_nested_tree_waits_for_its_children_shutdown() {
+    let v = App::new()
+        .lua(
+            "slow",
+            r#"
+local time = require("time")
+return { main = function()
+  process.events():receive()   -- CANCEL
+  time.sleep(5500)
+  process.send("collector", "cleaned", true)
+end }
+"#,
+        )
+        .entry("  - name: inner\n    kind: supervisor\n    strategy: one_for_one\n    children: [{id: g, process: slow, host: host, shutdown: 7s}]\n")
+        .entry(&tree("outer", "one_for_one", 1, "[{id: sub, supervisor: inner}]"))
+        .entry(&service("svc", "outer", ", stop_timeout: 20s"))
+        .lua(
+            "main",
+            &format!(
+                r#"{HELPERS}
+return {{ main = function()
+  process.registry.register("collector")
+  assert(supervisor.start("app:svc"))
+  local g = wait("app:inner", function(p) return p.g end).g
+  process.monitor(g)
+  local t0 = time.now()
+  supervisor.stop("app:svc")
+  local waited = time.now():sub(t0):milliseconds()
+  local r1 = channel.select({{ process.inbox():case_receive(), default = true }})
+  local r2 = channel.select({{ process.events():case_receive(), default = true }})
+  return {{ cleaned = not r1.default, exited = not r2.default and r2.value.kind == process.event.EXIT,
+           waited_long = waited >= 5400 }}
+end }}
+"#
+            ),
+        )
+        .value("main")
+        .await;
+    assert_eq!(
+        v,
+        json!({"cleaned": true, "exited": true, "waited_long": true})
+    );
+}
+
 /// OTP's default intensity: 1 restart in 5 s. A tree that says nothing gives up on its
 /// second crash within 5 s, and its parent restarts it.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

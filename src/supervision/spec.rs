@@ -123,6 +123,9 @@ pub enum ChildKind {
     Tree(Id),
 }
 
+/// A `shutdown` of `infinity`: wait for the child however long it takes.
+pub const INFINITY: Duration = Duration::MAX;
+
 /// One child of a `supervisor`.
 #[derive(Clone, Debug)]
 pub struct ChildSpec {
@@ -682,9 +685,15 @@ impl Checker<'_> {
                             RestartType::Permanent
                         }
                     };
+                    // OTP's defaults: 5 s for a worker, infinity for a supervisor
+                    let default_shutdown = match kind {
+                        Some(ChildKind::Tree(_)) => INFINITY,
+                        _ => Duration::from_secs(5),
+                    };
                     let shutdown = match m.get("shutdown") {
                         Some(Json::String(s)) if s == "brutal_kill" => Duration::ZERO,
-                        v => self.duration(e, v, &format!("{at}.shutdown"), Duration::from_secs(5)),
+                        Some(Json::String(s)) if s == "infinity" => INFINITY,
+                        v => self.duration(e, v, &format!("{at}.shutdown"), default_shutdown),
                     };
                     let args = self.args(e, m.get("args"), &format!("{at}.args"));
                     let host = self.host(e, m.get("host"), &format!("{at}.host"));

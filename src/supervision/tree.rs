@@ -14,7 +14,7 @@
 //! that ignores CANCEL; when the tree itself stops, each child gets CANCEL and its
 //! `shutdown` time before it is terminated.
 
-use super::spec::{ChildKind, RestartType, Strategy, TreeSpec};
+use super::spec::{ChildKind, RestartType, Strategy, TreeSpec, INFINITY};
 use super::Supervision;
 use crate::process::{Exit, Pid, SpawnOptions};
 use crate::registry::Id;
@@ -99,6 +99,7 @@ pub struct TreeState {
 /// The tree actor.
 pub struct TreeActor;
 
+/// Waits until `pid` ended, at most `within` ([`INFINITY`]: as long as it takes).
 async fn wait_exit(sup: &Supervision, pid: &Pid, within: Duration) -> bool {
     let (tx, rx) = tokio::sync::oneshot::channel();
     sup.node.watch(
@@ -107,6 +108,9 @@ async fn wait_exit(sup: &Supervision, pid: &Pid, within: Duration) -> bool {
             let _ = tx.send(());
         }),
     );
+    if within == INFINITY {
+        return rx.await.is_ok();
+    }
     tokio::time::timeout(within, rx).await.is_ok()
 }
 
@@ -184,11 +188,10 @@ impl TreeState {
                 }
             }
             Some(Running::Tree(t)) => {
+                // a nested tree stops its own children through their shutdowns first
+                let within = (shutdown != INFINITY).then(|| shutdown.max(Duration::from_secs(5)));
                 let _ = t
-                    .stop_and_wait(
-                        Some("supervisor shutdown".into()),
-                        Some(shutdown.max(Duration::from_secs(5))),
-                    )
+                    .stop_and_wait(Some("supervisor shutdown".into()), within)
                     .await;
             }
         }
