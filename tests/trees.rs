@@ -169,7 +169,7 @@ return {{ main = function()
   process.send(before.p, "crash")
   local ev = process.events():receive()
   local after = wait("app:t", function(p) return p.p and p.p ~= before.p and p.q and p.q ~= before.q end)
-  return {{ tmp_exit = ev.result.error, tmp_listed = after.tmp ~= nil,
+  return {{ tmp_exit = ev.result.error or ev.result.value, tmp_listed = after.tmp ~= nil,
            restarted = after.p ~= before.p and after.q ~= before.q }}
 end }}
 "#
@@ -188,7 +188,57 @@ end }}
         .await;
     assert_eq!(
         v,
-        json!({"tmp_exit": "terminated", "tmp_listed": false, "restarted": true})
+        json!({"tmp_exit": "canceled", "tmp_listed": false, "restarted": true})
+    );
+}
+
+/// one_for_all stops the siblings through their shutdown, as OTP does: a sibling that
+/// sees the CANCEL runs its cleanup before it is replaced.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn siblings_restarted_by_the_strategy_stop_through_their_shutdown() {
+    let v = App::new()
+        .lua("worker", WORKER)
+        .lua(
+            "tidy",
+            r#"
+return { main = function()
+  process.events():receive()   -- CANCEL
+  process.send("collector", "cleaned", process.pid())
+  return "cleaned"
+end }
+"#,
+        )
+        .entry(&tree(
+            "t",
+            "one_for_all",
+            5,
+            "[{id: a, process: worker}, {id: b, process: tidy, shutdown: 2s}]",
+        ))
+        .entry(&service("svc", "t", ""))
+        .lua(
+            "main",
+            &format!(
+                r#"{HELPERS}
+return {{ main = function()
+  process.registry.register("collector")
+  assert(supervisor.start("app:svc"))
+  local before = wait("app:t", function(p) return p.a and p.b end)
+  process.monitor(before.b)
+  process.send(before.a, "crash")
+  local r = channel.select({{ process.inbox():case_receive(), time.after(3000):case_receive() }})
+  local ev = process.events():receive()
+  local after = wait("app:t", function(p) return p.b and p.b ~= before.b end)
+  return {{ cleaned_by = r.value and r.value:payload():data() == before.b,
+           b_result = ev.result.value, replaced = after.b ~= before.b }}
+end }}
+"#
+            ),
+        )
+        .value("main")
+        .await;
+    assert_eq!(
+        v,
+        json!({"cleaned_by": true, "b_result": "cleaned", "replaced": true})
     );
 }
 

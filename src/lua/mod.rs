@@ -598,6 +598,7 @@ impl ProcCtx {
     }
 
     fn events_userdata(&self) -> mlua::Result<AnyUserData> {
+        self.me.sees_cancel.store(true, Ordering::Relaxed);
         cached_userdata(&self.lua, &self.events_ud, &self.events)
     }
 

@@ -246,6 +246,10 @@ pub struct ProcessHandle {
     /// Set once someone asked it to stop with `cancel` (a service that then ends is Exited,
     /// not Stopped).
     pub cancel_requested: AtomicBool,
+    /// Set once the process can see a CANCEL (a Lua process that took its events channel;
+    /// every WebAssembly process). A supervisor stops a process that cannot at once, as
+    /// Erlang's `shutdown` kills a process that does not trap exits.
+    pub sees_cancel: AtomicBool,
     relations: Mutex<Relations>,
 }
 
@@ -794,6 +798,7 @@ impl Node {
             waker: AtomicWaker::new(),
             kill_requested: AtomicBool::new(false),
             cancel_requested: AtomicBool::new(false),
+            sees_cancel: AtomicBool::new(matches!(entry.spec, EntrySpec::Wasm(_))),
             relations: Mutex::new(rel),
         });
         self.procs.insert(pid.id, handle.clone());

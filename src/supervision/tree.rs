@@ -9,10 +9,11 @@
 //! against `intensity`: more than `max_restarts` within `period` makes the tree stop all
 //! its children and fail to its own parent.
 //!
-//! Children restarted by a strategy (the siblings in one_for_all / rest_for_one) are
-//! terminated at once, like OTP's brutal_kill, so a restart does not wait for a process
-//! that ignores CANCEL; when the tree itself stops, each child gets CANCEL and its
-//! `shutdown` time before it is terminated.
+//! Children stopped by a strategy (the siblings in one_for_all / rest_for_one) and by the
+//! tree's own stop get CANCEL and their `shutdown` time before they are terminated, as
+//! OTP's `exit(Child, shutdown)`; a process that never took its events channel cannot see
+//! a CANCEL and is terminated at once, as Erlang's shutdown kills a process that does not
+//! trap exits.
 
 use super::spec::{ChildKind, RestartType, Strategy, TreeSpec, INFINITY};
 use super::Supervision;
@@ -175,7 +176,13 @@ impl TreeState {
         match self.children[index].running.take() {
             None => {}
             Some(Running::Process(pid)) => {
-                if graceful && !shutdown.is_zero() {
+                // OTP: exit(shutdown), wait `shutdown`, then kill; a process that cannot
+                // see a CANCEL is like one not trapping exits, which shutdown kills at once
+                let sees_cancel = sup
+                    .node
+                    .process(&pid)
+                    .is_some_and(|h| h.sees_cancel.load(std::sync::atomic::Ordering::Relaxed));
+                if graceful && !shutdown.is_zero() && sees_cancel {
                     let _ = sup
                         .node
                         .cancel(None, &pid, Some("supervisor shutdown".into()));
@@ -250,9 +257,10 @@ impl TreeState {
             Strategy::OneForAll => (0..n).collect(),
             Strategy::RestForOne => (index..n).collect(),
         };
+        // the siblings stop through their shutdown, last started first (OTP)
         for &j in group.iter().rev() {
             if j != index {
-                self.stop_child(j, false).await;
+                self.stop_child(j, true).await;
             }
         }
         for j in group {
