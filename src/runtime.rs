@@ -40,9 +40,7 @@ fn follow_changes(actor: &ActorRef<RegistryMsg>, sup: &Arc<Supervision>) -> anyh
     let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel::<Change>();
     actor
         .send_message(RegistryMsg::Subscribe(Box::new(move |c: &Change| {
-            if !Arc::ptr_eq(&c.previous, &c.version.registry) {
-                let _ = tx.send(c.clone());
-            }
+            let _ = tx.send(c.clone());
         })))
         .context("subscribing to the registry")?;
     let sup = Arc::downgrade(sup);
@@ -76,22 +74,21 @@ fn follow_changes(actor: &ActorRef<RegistryMsg>, sup: &Arc<Supervision>) -> anyh
 
 /// "created a, b; updated c; deleted d" (or "no entry changed").
 pub fn describe_ops(ops: &[Op]) -> String {
-    let mut parts = Vec::new();
-    for (word, pick) in [("created", 0u8), ("updated", 1), ("deleted", 2)] {
+    let parts: Vec<String> = [
+        ("created", "entry.create"),
+        ("updated", "entry.update"),
+        ("deleted", "entry.delete"),
+    ]
+    .iter()
+    .filter_map(|(word, name)| {
         let ids: Vec<String> = ops
             .iter()
-            .filter(|op| {
-                matches!(
-                    (op, pick),
-                    (Op::Create(_), 0) | (Op::Update(_), 1) | (Op::Delete(_), 2)
-                )
-            })
+            .filter(|op| op.name() == *name)
             .map(|op| op.id().to_string())
             .collect();
-        if !ids.is_empty() {
-            parts.push(format!("{word} {}", ids.join(", ")));
-        }
-    }
+        (!ids.is_empty()).then(|| format!("{word} {}", ids.join(", ")))
+    })
+    .collect();
     if parts.is_empty() {
         "no entry changed".to_string()
     } else {
@@ -151,16 +148,11 @@ impl Runtime {
             .send_message(RegistryMsg::Subscribe(Box::new(move |c: &Change| {
                 // the new wasm code first, so a call that sees the new entry finds it
                 if let Some(w) = wasm_follows.upgrade() {
-                    if !Arc::ptr_eq(&c.previous, &c.version.registry) {
-                        w.follow(&c.version.registry);
-                    }
+                    w.follow(&c.version.registry);
                 }
                 if let Some(n) = weak.upgrade() {
                     n.set_registry(c.version.registry.clone());
-                    // (a new subscriber is first called with the current version alone)
-                    if !Arc::ptr_eq(&c.previous, &c.version.registry) {
-                        crate::events::registry_changed(&n, c);
-                    }
+                    crate::events::registry_changed(&n, c);
                 }
             })))
             .context("subscribing to the registry")?;

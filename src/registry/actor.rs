@@ -40,8 +40,7 @@ pub struct Version {
 pub struct Change {
     /// The new version.
     pub version: Arc<Version>,
-    /// The registry it replaces (the same as the new one for the first call of a new
-    /// subscriber).
+    /// The registry it replaces.
     pub previous: Arc<Registry>,
 }
 
@@ -76,7 +75,7 @@ pub enum RegistryMsg {
     ApplyVersion(u64, RpcReplyPort<Result<Arc<Version>, Vec<String>>>),
     /// The kept versions, oldest first.
     Versions(RpcReplyPort<Vec<Arc<Version>>>),
-    /// Adds a subscriber to changes (called at once with the current version).
+    /// Adds a subscriber to the versions made from now on.
     Subscribe(Subscriber),
 }
 
@@ -143,6 +142,15 @@ impl RegistryState {
         }
         version
     }
+}
+
+/// Runs a check on a blocking thread (it reads files and compiles code).
+async fn blocking<T: Send + 'static>(
+    check: impl FnOnce() -> Result<T, Vec<String>> + Send + 'static,
+) -> Result<T, Vec<String>> {
+    tokio::task::spawn_blocking(check)
+        .await
+        .unwrap_or_else(|e| Err(vec![format!("registry: checking the change failed: {e}")]))
 }
 
 /// Checks `ops` against `base` and loads the result: the new registry or every error.
@@ -260,11 +268,9 @@ impl Actor for RegistryActor {
             RegistryMsg::Apply(ops, reply) => {
                 let base = state.current().registry.clone();
                 let validator = state.validator.clone();
-                let checked = tokio::task::spawn_blocking(move || {
-                    validate(&base, &ops, validator.as_ref()).map(|r| (r, ops))
-                })
-                .await
-                .unwrap_or_else(|e| Err(vec![format!("changeset: validation failed: {e}")]));
+                let checked =
+                    blocking(move || validate(&base, &ops, validator.as_ref()).map(|r| (r, ops)))
+                        .await;
                 let result = checked.map(|(r, ops)| {
                     let v = state.publish(r, ops);
                     tracing::info!(version = v.id, changes = v.ops.len(), "registry changed");
@@ -288,7 +294,7 @@ impl Actor for RegistryActor {
                     return Ok(());
                 }
                 let validator = state.validator.clone();
-                let checked = tokio::task::spawn_blocking(move || {
+                let checked = blocking(move || {
                     let errors = validator.map(|v| v(&fresh, &ops)).unwrap_or_default();
                     if errors.is_empty() {
                         Ok((fresh, ops))
@@ -296,8 +302,7 @@ impl Actor for RegistryActor {
                         Err(errors)
                     }
                 })
-                .await
-                .unwrap_or_else(|e| Err(vec![format!("reload: validation failed: {e}")]));
+                .await;
                 let result = checked.map(|(r, ops)| Some(state.publish(r, ops)));
                 let _ = reply.send(result);
             }
@@ -321,14 +326,7 @@ impl Actor for RegistryActor {
             RegistryMsg::Versions(reply) => {
                 let _ = reply.send(state.versions.iter().cloned().collect());
             }
-            RegistryMsg::Subscribe(s) => {
-                let cur = state.current().clone();
-                s(&Change {
-                    previous: cur.registry.clone(),
-                    version: cur,
-                });
-                state.subscribers.push(s);
-            }
+            RegistryMsg::Subscribe(s) => state.subscribers.push(s),
         }
         Ok(())
     }

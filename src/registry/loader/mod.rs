@@ -312,12 +312,9 @@ fn mentions_any(e: &Entry, ids: &BTreeSet<Id>) -> bool {
         }
     }
     let hit = |s: &str| {
-        ids.iter().any(|id| {
-            (id.namespace == e.id.namespace && id.name == s)
-                || (s.len() == id.namespace.len() + 1 + id.name.len()
-                    && s.starts_with(id.namespace.as_str())
-                    && s.ends_with(id.name.as_str())
-                    && s.as_bytes()[id.namespace.len()] == b':')
+        ids.iter().any(|id| match s.split_once(':') {
+            Some((ns, name)) => ns == id.namespace && name == id.name,
+            None => id.namespace == e.id.namespace && id.name == s,
         })
     };
     walk(&e.raw, &hit)
