@@ -209,3 +209,21 @@ fn check_warns_about_literals_of_the_wrong_type() {
         ]
     );
 }
+
+/// Input the typed-Lua parser itself fails on (full_moon panics on `@` before a bad token) is a
+/// plain syntax error naming the file and line, not a crash of the load.
+#[test]
+fn input_the_typed_parser_fails_on_is_a_syntax_error() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("at.lua"), "local x = 1\n@$").unwrap();
+    std::fs::write(
+        dir.path().join("_index.yaml"),
+        "namespace: app\nentries:\n  - {name: at, kind: process.lua, source: file://at.lua, method: main}\n",
+    )
+    .unwrap();
+    let err = load_dir(dir.path()).expect_err("must not load").to_string();
+    assert!(
+        err.starts_with("_index.yaml: entry app:at: field source: Lua syntax error: at.lua:2:"),
+        "{err}"
+    );
+}
