@@ -220,26 +220,27 @@ pub fn commands(r: &Registry) -> Vec<(String, String, Id)> {
     out
 }
 
-async fn wait_for_signal() {
+/// Installs the SIGINT and SIGTERM handlers now (so a signal that arrives right after
+/// the "running" line is not lost to the default action) and resolves on either.
+fn shutdown_signal() -> std::pin::Pin<Box<dyn std::future::Future<Output = ()> + Send>> {
     #[cfg(unix)]
     {
         use tokio::signal::unix::{signal, SignalKind};
-        let mut term = match signal(SignalKind::terminate()) {
-            Ok(s) => s,
-            Err(_) => {
-                let _ = tokio::signal::ctrl_c().await;
-                return;
-            }
-        };
-        tokio::select! {
-            _ = tokio::signal::ctrl_c() => {}
-            _ = term.recv() => {}
+        if let (Ok(mut term), Ok(mut int)) = (
+            signal(SignalKind::terminate()),
+            signal(SignalKind::interrupt()),
+        ) {
+            return Box::pin(async move {
+                tokio::select! {
+                    _ = term.recv() => {}
+                    _ = int.recv() => {}
+                }
+            });
         }
     }
-    #[cfg(not(unix))]
-    {
+    Box::pin(async {
         let _ = tokio::signal::ctrl_c().await;
-    }
+    })
 }
 
 async fn call(args: CallArgs) -> i32 {
@@ -410,8 +411,9 @@ async fn run(args: RunArgs) -> i32 {
             }
         }
         None => {
+            let signal = shutdown_signal();
             tracing::info!("running; press Ctrl-C to stop");
-            wait_for_signal().await;
+            signal.await;
             tracing::info!("signal received, stopping");
             0
         }
