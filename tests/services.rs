@@ -411,6 +411,19 @@ fn bad_service_and_supervisor_yaml_names_file_entry_and_field() {
         e.contains("field children[3].id: duplicate child id a"),
         "{e}"
     );
+    // OTP's rules on significant children, child types and simple_one_for_one
+    let e = check_errors(
+        "  - {name: t, kind: supervisor, auto_shutdown: some, children: [{id: a, process: w, significant: true}, {id: b, process: w, type: supervisor}]}\n  - {name: u, kind: supervisor, children: [{id: a, process: w, restart: transient, significant: true}]}\n  - {name: v, kind: supervisor, strategy: simple_one_for_one, children: [{id: a, process: w}, {id: b, process: w}]}\n",
+    );
+    for want in [
+        "entry app:t: field auto_shutdown: unknown auto_shutdown some",
+        "entry app:t: field children[1].significant: a significant child must be transient or temporary",
+        "entry app:t: field children[2].type: type supervisor does not match the child, which is a worker",
+        "entry app:u: field children[1].significant: significant children need the supervisor's auto_shutdown",
+        "entry app:v: field children: a simple_one_for_one supervisor has exactly one child",
+    ] {
+        assert!(e.contains(want), "{want}\n{e}");
+    }
     let e = check_errors(
         "  - {name: t1, kind: supervisor, children: [{id: x, supervisor: t2}]}\n  - {name: t2, kind: supervisor, children: [{id: y, supervisor: t1}]}\n",
     );

@@ -2,56 +2,10 @@
 
 mod common;
 
+use common::trees::{service, tree, HELPERS, WORKER};
 use common::App;
 use serde_json::json;
 use warden::process::Exit;
-
-const WORKER: &str = r#"
-return { main = function()
-  local inbox, events = process.inbox(), process.events()
-  while true do
-    local r = channel.select({ inbox:case_receive(), events:case_receive() })
-    if r.channel == events then return "canceled" end
-    local m = r.value
-    local t = m:topic()
-    if t == "crash" then error("crashed on request") end
-    if t == "stop" then return "stopped" end
-    if t == "ping" then process.send(m:from(), "pong", process.pid()) end
-  end
-end }
-"#;
-
-/// Lua helpers the tree tests share: read a tree's pids, wait for a change.
-const HELPERS: &str = r#"
-local supervisor = require("supervisor")
-local time = require("time")
-local function pids(tree)
-  local out = {}
-  -- a tree being restarted is not running for a moment: no children then
-  for _, c in ipairs(supervisor.children(tree) or {}) do out[c.id] = c.pid or false end
-  return out
-end
-local function wait(tree, pred)
-  for _ = 1, 600 do
-    local p = pids(tree)
-    if pred(p) then return p end
-    time.sleep(5)
-  end
-  error("timed out waiting for " .. tree .. ": " .. require("json").encode(pids(tree)))
-end
-"#;
-
-fn tree(name: &str, strategy: &str, max: u32, children: &str) -> String {
-    format!(
-        "  - name: {name}\n    kind: supervisor\n    strategy: {strategy}\n    intensity: {{max_restarts: {max}, period: 5s}}\n    children: {children}\n"
-    )
-}
-
-fn service(name: &str, process: &str, extra: &str) -> String {
-    format!(
-        "  - name: {name}\n    kind: process.service\n    process: {process}\n    host: host\n    lifecycle: {{restart: {{max_attempts: 1}}{extra}}}\n"
-    )
-}
 
 const ABC: &str = "[{id: a, process: worker}, {id: b, process: worker}, {id: c, process: worker}]";
 
@@ -483,43 +437,6 @@ end }}
         "{v}"
     );
     assert_eq!(v["bad"], json!("INVALID"), "{v}");
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_child_crashing_as_it_starts_exhausts_the_intensity() {
-    let app = App::new()
-        .lua("worker", WORKER)
-        .lua(
-            "bad_init",
-            "error('crash in init')\nreturn { main = function() end }",
-        )
-        .entry(&tree(
-            "t",
-            "one_for_one",
-            2,
-            "[{id: ok, process: worker}, {id: bad, process: bad_init}]",
-        ))
-        .entry(&service("svc", "t", ", auto_start: true"))
-        .lua(
-            "main",
-            "local time = require('time') return { main = function() time.sleep('10s') end }",
-        );
-    let rt = app.start().await;
-    let exit = rt
-        .exec(&warden::registry::Id::new("app", "main"), vec![])
-        .await
-        .unwrap();
-    rt.shutdown().await;
-    match exit {
-        Exit::Error(e) => {
-            assert!(e.contains("more than 2 restarts"), "{e}");
-            assert!(
-                e.contains("child bad") && e.contains("crash in init"),
-                "{e}"
-            );
-        }
-        other => panic!("{other:?}"),
-    }
 }
 
 /// The documented example tree in the repository's `supervisors/` runs as described.

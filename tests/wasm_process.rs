@@ -170,6 +170,8 @@ async fn a_supervised_wasm_worker_is_restarted_after_a_trap_and_terminate_stops_
         )
         .entry("  - name: tree\n    kind: supervisor\n    strategy: one_for_one\n    children: [{id: w, process: trapper}]\n")
         .entry("  - name: svc\n    kind: process.service\n    process: tree\n    host: host\n")
+        .entry("  - name: spin_tree\n    kind: supervisor\n    children: [{id: s, process: spin, start_timeout: 300ms}]\n")
+        .entry("  - name: svc2\n    kind: process.service\n    process: spin_tree\n    host: host\n    lifecycle: {restart: {max_attempts: 1}}\n")
         .lua(
             "main",
             r#"
@@ -177,7 +179,11 @@ local supervisor = require("supervisor")
 local time = require("time")
 return { main = function()
   local out = {}
+  -- a guest is started at its first wait (receive here); one that only computes (its
+  -- epoch yields are not waits) does not start within its start_timeout
   assert(supervisor.start("app:svc"))
+  local _, spin_err = supervisor.start("app:svc2")
+  out.spin_start = tostring(spin_err)
   local before = supervisor.children("app:tree")[1]
   process.monitor(before.pid)
   process.send(before.pid, "trap")
@@ -210,6 +216,13 @@ end }
     assert_eq!(v["terminated"], "terminated");
     assert_eq!(v["canceled"], "canceled");
     assert!(v["init"].as_str().unwrap().contains("unreachable"), "{v}");
+    assert!(
+        v["spin_start"]
+            .as_str()
+            .unwrap()
+            .contains("child s did not start within 300ms"),
+        "{v}"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

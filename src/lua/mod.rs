@@ -586,11 +586,30 @@ pub(crate) struct ProcCtx {
     pub(crate) call_context: std::cell::OnceCell<Arc<crate::functions::CallContext>>,
     /// Its `funcs.call`s that wait for a result (dropped with the process).
     pub(crate) pending: funcs::PendingCalls,
+    /// Where it reports the end of its start to the supervisor that waits (taken once).
+    start: RefCell<Option<crate::process::StartNotice>>,
+    /// Set by `supervisor.ignore()`: the process ends normally with `ignore` at once.
+    ignored: Cell<bool>,
 }
 
 impl ProcCtx {
     fn pid(&self) -> &Pid {
         &self.me.pid
+    }
+
+    /// Reports the end of its start to the supervisor waiting for it (`supervisor.started`
+    /// and `supervisor.ignore`); false when none waits (any more).
+    pub(crate) fn ack_start(&self, how: crate::process::Started) -> bool {
+        if how == crate::process::Started::Ignore {
+            self.ignored.set(true);
+        }
+        match self.start.borrow_mut().take() {
+            Some(n) => {
+                n.send(how);
+                true
+            }
+            None => false,
+        }
     }
 
     fn inbox_userdata(&self) -> mlua::Result<AnyUserData> {
@@ -931,6 +950,9 @@ impl Driver {
 
     fn step(&mut self, cx: &mut Context<'_>) -> Poll<Exit> {
         let r = self.step_code(cx);
+        if r.is_pending() && self.ctx.ignored.get() {
+            return Poll::Ready(Exit::Normal(Value::Str(b"ignore".to_vec())));
+        }
         if r.is_pending() && self.ctx.upgrade_asked.replace(false) {
             let next = self.ctx.upgrade.borrow_mut().take();
             if let Some((entry, args)) = next {
@@ -979,6 +1001,15 @@ impl Driver {
             return Poll::Ready(self.exit_of(r));
         }
         self.ctx.run.suspended();
+        // its first wait ends its start, unless it acknowledges explicitly
+        if !self.ctx.run.preempted.get() {
+            let mut start = self.ctx.start.borrow_mut();
+            if start.as_ref().is_some_and(|n| !n.explicit) {
+                if let Some(n) = start.take() {
+                    n.send(crate::process::Started::Running);
+                }
+            }
+        }
         // the coroutine may have made room in a full channel: route the rest soon
         if me
             .peek_topic()
@@ -1101,6 +1132,7 @@ fn start_process(pctx: ProcessContext) -> mlua::Result<Driver> {
         host,
         args,
         context,
+        start,
     } = pctx;
     let spec = lua_spec(&entry).ok_or_else(|| mlua::Error::runtime("not a Lua entry"))?;
     let method = spec.method.clone().unwrap_or_else(|| "main".into());
@@ -1141,6 +1173,8 @@ fn start_process(pctx: ProcessContext) -> mlua::Result<Driver> {
             None => std::cell::OnceCell::new(),
         },
         pending: funcs::PendingCalls::default(),
+        start: RefCell::new(start),
+        ignored: Cell::new(false),
     });
     let (main, main_ptr) = main_thread(&w, factory, env, &entry, &method, &args)?;
     Ok(Driver {

@@ -101,6 +101,7 @@ fn spawn_impl(
         monitor_by: kind.monitor.then(|| me.clone()),
         on_exit,
         context,
+        start: None,
     };
     ctx.node
         .spawn(&id, &host, args, opts)

@@ -331,6 +331,39 @@ pub struct ProcessContext {
     pub args: Vec<Value>,
     /// The call context it starts with (see [`SpawnOptions::context`]).
     pub context: Option<Arc<crate::functions::CallContext>>,
+    /// Where to report the end of its start, when a supervisor waits for it.
+    pub start: Option<StartNotice>,
+}
+
+/// How a supervised process ended its start (OTP: what its `init` returned).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Started {
+    /// It runs: the supervisor may start the next child.
+    Running,
+    /// It asks not to be supervised (OTP's `ignore`); it ends at once.
+    Ignore,
+}
+
+/// Where a supervised process reports that its start is over: at its first wait
+/// (receive, sleep, a call...), or, for a child declared `start: ack`, only when its code
+/// says so (`supervisor.started()`). Dropped unsent when the process ends first.
+pub struct StartNotice {
+    tx: tokio::sync::oneshot::Sender<Started>,
+    /// Only an explicit acknowledgement ends the start, not the first wait.
+    pub explicit: bool,
+}
+
+impl StartNotice {
+    /// A notice and the receiver the supervisor waits on.
+    pub fn new(explicit: bool) -> (StartNotice, tokio::sync::oneshot::Receiver<Started>) {
+        let (tx, rx) = tokio::sync::oneshot::channel();
+        (StartNotice { tx, explicit }, rx)
+    }
+
+    /// Reports how the start ended.
+    pub fn send(self, how: Started) {
+        let _ = self.tx.send(how);
+    }
 }
 
 /// The running part of a process; it lives on one worker thread and is not `Send`.
@@ -381,6 +414,8 @@ pub struct SpawnOptions {
     /// `funcs.call`s carry): set by `process.with_context` and for functions run as
     /// processes. None: an empty one.
     pub context: Option<Arc<crate::functions::CallContext>>,
+    /// Report the end of the new process's start here (a supervisor waits on it).
+    pub start: Option<StartNotice>,
 }
 
 /// A node: the process table, the names, the hosts and the current registry.
@@ -819,6 +854,7 @@ impl Node {
             host: host.clone(),
             args,
             context: opts.context,
+            start: opts.start,
         };
         host.start(ctx, body);
         Ok(pid)

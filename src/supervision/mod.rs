@@ -22,7 +22,7 @@ pub use service::{ServiceMsg, ServiceState, ServiceStatus};
 use spec::Specs;
 use std::sync::Arc;
 use std::time::Duration;
-pub use tree::{ChildInfo, TreeMsg};
+pub use tree::{ChildError, ChildInfo, Counts, NewChild, StartResult, TreeMsg};
 
 /// The supervision system of a runtime.
 pub struct Supervision {
@@ -39,6 +39,15 @@ pub struct Supervision {
     services: DashMap<Id, ActorRef<ServiceMsg>>,
     restarts: std::sync::atomic::AtomicU64,
     fatal: tokio::sync::watch::Sender<Option<String>>,
+}
+
+/// The text of a tree that failed to start: the tree's own error (which names it), not
+/// ractor's wrapping of it.
+pub(crate) fn spawn_error(e: &ractor::SpawnErr) -> String {
+    match e {
+        ractor::SpawnErr::StartupFailed(inner) => inner.to_string(),
+        other => other.to_string(),
+    }
 }
 
 /// Why a control request failed.
@@ -176,6 +185,56 @@ impl Supervision {
     /// The children of a running tree.
     pub async fn children(&self, id: &Id) -> ControlResult<Vec<ChildInfo>> {
         self.ask_tree(id, TreeMsg::Children).await
+    }
+
+    /// OTP's `count_children` of a running tree.
+    pub async fn count_children(&self, id: &Id) -> ControlResult<Counts> {
+        self.ask_tree(id, TreeMsg::Count).await
+    }
+
+    /// OTP's `start_child`: a new child from a spec, or on a simple_one_for_one tree from
+    /// extra arguments; resolves once it is started (the pid; None if it answered
+    /// `ignore`).
+    pub async fn start_child(&self, id: &Id, new: NewChild) -> ControlResult<StartResult> {
+        self.ask_tree(id, |r| TreeMsg::StartChild(new, r)).await
+    }
+
+    /// OTP's `terminate_child` (by child id; by pid on a simple_one_for_one tree): stops it
+    /// through its `shutdown`; its spec stays unless it is temporary.
+    pub async fn terminate_child(
+        &self,
+        id: &Id,
+        child: &str,
+    ) -> ControlResult<Result<(), ChildError>> {
+        let child = child.to_string();
+        self.ask_tree(id, |r| TreeMsg::TerminateChild(child, r))
+            .await
+    }
+
+    /// OTP's `restart_child`: starts a child that is not running again.
+    pub async fn restart_child(&self, id: &Id, child: &str) -> ControlResult<StartResult> {
+        let child = child.to_string();
+        self.ask_tree(id, |r| TreeMsg::RestartChild(child, r)).await
+    }
+
+    /// OTP's `delete_child`: forgets the spec of a child that is not running.
+    pub async fn delete_child(
+        &self,
+        id: &Id,
+        child: &str,
+    ) -> ControlResult<Result<(), ChildError>> {
+        let child = child.to_string();
+        self.ask_tree(id, |r| TreeMsg::DeleteChild(child, r)).await
+    }
+
+    /// OTP's `get_childspec` (by child id, or by pid).
+    pub async fn get_childspec(
+        &self,
+        id: &Id,
+        child: &str,
+    ) -> ControlResult<Result<Arc<spec::ChildSpec>, ChildError>> {
+        let child = child.to_string();
+        self.ask_tree(id, |r| TreeMsg::GetChildspec(child, r)).await
     }
 
     /// Kills a running tree, like `exit(Sup, kill)` in OTP: its children are terminated at

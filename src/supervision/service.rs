@@ -224,7 +224,7 @@ impl ServiceData {
                             self.status.pid = None;
                             Instance::Tree(r)
                         })
-                        .map_err(|e| format!("supervisor {tree} failed to start: {e}"))
+                        .map_err(|e| super::spawn_error(&e))
                 }
             },
         };

@@ -101,6 +101,29 @@ pub enum Strategy {
     OneForAll,
     /// Restart the child and those started after it.
     RestForOne,
+    /// Children made at run time from one template (`supervisor.start_child(tree,
+    /// args...)`), each restarted on its own and stopped without order.
+    SimpleOneForOne,
+}
+
+/// OTP's `auto_shutdown`: when the ending of significant children stops the tree.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum AutoShutdown {
+    /// Never (significant children are refused).
+    Never,
+    /// When any significant child ended by itself.
+    AnySignificant,
+    /// When every significant child ended by itself.
+    AllSignificant,
+}
+
+/// When a process child counts as started (OTP: its `init` returned).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum StartMode {
+    /// At its first wait (a receive, a sleep, a call...): its code up to there is its init.
+    FirstWait,
+    /// When its code calls `supervisor.started()` (or `supervisor.ignore()`).
+    Ack,
 }
 
 /// OTP child restart types.
@@ -144,6 +167,24 @@ pub struct ChildSpec {
     /// `restart_on_change` (default true): restarted (through its `shutdown`) when the
     /// registry changes its code.
     pub restart_on_change: bool,
+    /// OTP's `significant`: its ending by itself may stop the tree (see
+    /// [`AutoShutdown`]); only for transient and temporary children.
+    pub significant: bool,
+    /// When a process child counts as started.
+    pub start: StartMode,
+    /// How long a process child may take to start (default 10 s); past it the start
+    /// fails and the child is terminated.
+    pub start_timeout: Duration,
+}
+
+impl ChildSpec {
+    /// `worker` or `supervisor`, as OTP's child type.
+    pub fn kind_name(&self) -> &'static str {
+        match self.kind {
+            ChildKind::Process(_) => "worker",
+            ChildKind::Tree(_) => "supervisor",
+        }
+    }
 }
 
 /// A parsed `supervisor` entry.
@@ -158,8 +199,10 @@ pub struct TreeSpec {
     /// ...within this period (default 5 s, as OTP's; must be longer than 0), or the
     /// supervisor fails to its parent.
     pub period: Duration,
-    /// Children, in start order.
+    /// Children, in start order (for `simple_one_for_one`: the one template).
     pub children: Vec<ChildSpec>,
+    /// When significant children stop the tree.
+    pub auto_shutdown: AutoShutdown,
 }
 
 /// Every service and tree of a registry.
@@ -532,9 +575,18 @@ impl Checker<'_> {
                 "one_for_one" => Strategy::OneForOne,
                 "one_for_all" => Strategy::OneForAll,
                 "rest_for_one" => Strategy::RestForOne,
+                "simple_one_for_one" => Strategy::SimpleOneForOne,
                 other => {
-                    let h = hint(other, &["one_for_one", "one_for_all", "rest_for_one"]);
-                    self.err(e, "strategy", format!("unknown strategy {other}{h}; expected one_for_one, one_for_all or rest_for_one"));
+                    let h = hint(
+                        other,
+                        &[
+                            "one_for_one",
+                            "one_for_all",
+                            "rest_for_one",
+                            "simple_one_for_one",
+                        ],
+                    );
+                    self.err(e, "strategy", format!("unknown strategy {other}{h}; expected one_for_one, one_for_all, rest_for_one or simple_one_for_one"));
                     Strategy::OneForOne
                 }
             },
@@ -587,139 +639,52 @@ impl Checker<'_> {
                 "must be longer than 0 (OTP rejects a period of 0 as invalid_period)",
             );
         }
+        let auto_shutdown = match raw.get("auto_shutdown") {
+            None | Some(Json::Null) => AutoShutdown::Never,
+            Some(Json::String(s)) => match s.as_str() {
+                "never" => AutoShutdown::Never,
+                "any_significant" => AutoShutdown::AnySignificant,
+                "all_significant" => AutoShutdown::AllSignificant,
+                other => {
+                    let h = hint(other, &["never", "any_significant", "all_significant"]);
+                    self.err(e, "auto_shutdown", format!("unknown auto_shutdown {other}{h}; expected never, any_significant or all_significant"));
+                    AutoShutdown::Never
+                }
+            },
+            Some(other) => {
+                self.err(
+                    e,
+                    "auto_shutdown",
+                    format!("expected never, any_significant or all_significant, found {other}"),
+                );
+                AutoShutdown::Never
+            }
+        };
         let mut children = Vec::new();
         match raw.get("children") {
             Some(Json::Array(items)) => {
                 let mut seen = HashMap::new();
                 for (i, c) in items.iter().enumerate() {
                     let at = format!("children[{}]", i + 1);
-                    let Some(m) = c.as_object() else {
-                        self.err(
-                            e,
-                            &at,
-                            format!(
-                                "expected a mapping like {{id: x, process: ns:entry}}, found {c}"
-                            ),
-                        );
-                        continue;
-                    };
-                    let id = match m.get("id").and_then(|v| v.as_str()) {
-                        Some(s) if !s.is_empty() => s.to_string(),
-                        _ => {
+                    if let Some(id) = c.get("id").and_then(|v| v.as_str()) {
+                        if let Some(prev) = seen.insert(id.to_string(), i) {
                             self.err(
                                 e,
                                 &format!("{at}.id"),
-                                "missing required field (a name unique in this supervisor)",
+                                format!("duplicate child id {id} (also children[{}])", prev + 1),
                             );
-                            continue;
                         }
-                    };
-                    if let Some(prev) = seen.insert(id.clone(), i) {
-                        self.err(
-                            e,
-                            &format!("{at}.id"),
-                            format!("duplicate child id {id} (also children[{}])", prev + 1),
-                        );
                     }
-                    let kind = match (m.get("process"), m.get("supervisor")) {
-                        (Some(p), None) => match self.target(e, p, &format!("{at}.process"), false)
-                        {
-                            Some(Target::Process(id)) => Some(ChildKind::Process(id)),
-                            _ => None,
-                        },
-                        (None, Some(s)) => {
-                            match self.reference(e, s, &format!("{at}.supervisor")) {
-                                Some(id) => match self.registry.get(&id) {
-                                    Some(t) if t.kind == "supervisor" => Some(ChildKind::Tree(id)),
-                                    Some(t) => {
-                                        self.err(
-                                            e,
-                                            &format!("{at}.supervisor"),
-                                            format!("{id} is a {}, not a supervisor", t.kind),
-                                        );
-                                        None
-                                    }
-                                    None => {
-                                        self.err(
-                                            e,
-                                            &format!("{at}.supervisor"),
-                                            format!("dangling reference: {id} does not exist"),
-                                        );
-                                        None
-                                    }
-                                },
-                                None => None,
-                            }
-                        }
-                        (Some(_), Some(_)) => {
-                            self.err(e, &at, "a child has either process or supervisor, not both");
-                            None
-                        }
-                        (None, None) => {
-                            self.err(
-                                e,
-                                &format!("{at}.process"),
-                                "missing: a child needs process (an entry id) or supervisor",
-                            );
-                            None
-                        }
-                    };
-                    let restart = match m.get("restart") {
-                        None | Some(Json::Null) => RestartType::Permanent,
-                        Some(Json::String(s)) => match s.as_str() {
-                            "permanent" => RestartType::Permanent,
-                            "transient" => RestartType::Transient,
-                            "temporary" => RestartType::Temporary,
-                            other => {
-                                let h = hint(other, &["permanent", "transient", "temporary"]);
-                                self.err(e, &format!("{at}.restart"), format!("unknown restart type {other}{h}; expected permanent, transient or temporary"));
-                                RestartType::Permanent
-                            }
-                        },
-                        Some(other) => {
-                            self.err(
-                                e,
-                                &format!("{at}.restart"),
-                                format!("expected a restart type, found {other}"),
-                            );
-                            RestartType::Permanent
-                        }
-                    };
-                    // OTP's defaults: 5 s for a worker, infinity for a supervisor
-                    let default_shutdown = match kind {
-                        Some(ChildKind::Tree(_)) => INFINITY,
-                        _ => Duration::from_secs(5),
-                    };
-                    let shutdown = match m.get("shutdown") {
-                        Some(Json::String(s)) if s == "brutal_kill" => Duration::ZERO,
-                        Some(Json::String(s)) if s == "infinity" => INFINITY,
-                        v => self.duration(e, v, &format!("{at}.shutdown"), default_shutdown),
-                    };
-                    let args = self.args(e, m.get("args"), &format!("{at}.args"));
-                    let host = self.host(e, m.get("host"), &format!("{at}.host"));
-                    let restart_on_change = match m.get("restart_on_change") {
-                        None | Some(Json::Null) => true,
-                        Some(Json::Bool(b)) => *b,
-                        Some(other) => {
-                            self.err(
-                                e,
-                                &format!("{at}.restart_on_change"),
-                                format!("expected true or false, found {other}"),
-                            );
-                            true
-                        }
-                    };
-                    if let Some(kind) = kind {
-                        children.push(ChildSpec {
-                            id,
-                            kind,
-                            restart,
-                            shutdown,
-                            args,
-                            host,
-                            restart_on_change,
-                        });
+                    if let Some(child) = self.child(e, c, &at, auto_shutdown) {
+                        children.push(child);
                     }
+                }
+                if strategy == Strategy::SimpleOneForOne && items.len() != 1 {
+                    self.err(
+                        e,
+                        "children",
+                        format!("a simple_one_for_one supervisor has exactly one child, the template of the children it starts; found {}", items.len()),
+                    );
                 }
             }
             None | Some(Json::Null) => {
@@ -736,7 +701,204 @@ impl Checker<'_> {
             max_restarts,
             period,
             children,
+            auto_shutdown,
         })
+    }
+
+    /// One child spec (a mapping); `at` names it in errors.
+    fn child(
+        &mut self,
+        e: &Entry,
+        c: &Json,
+        at: &str,
+        auto_shutdown: AutoShutdown,
+    ) -> Option<ChildSpec> {
+        let before = self.errors.len();
+        let Some(m) = c.as_object() else {
+            self.err(
+                e,
+                at,
+                format!("expected a mapping like {{id: x, process: ns:entry}}, found {c}"),
+            );
+            return None;
+        };
+        let id = match m.get("id").and_then(|v| v.as_str()) {
+            Some(s) if !s.is_empty() => s.to_string(),
+            _ => {
+                self.err(
+                    e,
+                    &format!("{at}.id"),
+                    "missing required field (a name unique in this supervisor)",
+                );
+                return None;
+            }
+        };
+        let kind = match (m.get("process"), m.get("supervisor")) {
+            (Some(p), None) => match self.target(e, p, &format!("{at}.process"), false) {
+                Some(Target::Process(id)) => Some(ChildKind::Process(id)),
+                _ => None,
+            },
+            (None, Some(s)) => match self.reference(e, s, &format!("{at}.supervisor")) {
+                Some(id) => match self.registry.get(&id) {
+                    Some(t) if t.kind == "supervisor" => Some(ChildKind::Tree(id)),
+                    Some(t) => {
+                        self.err(
+                            e,
+                            &format!("{at}.supervisor"),
+                            format!("{id} is a {}, not a supervisor", t.kind),
+                        );
+                        None
+                    }
+                    None => {
+                        self.err(
+                            e,
+                            &format!("{at}.supervisor"),
+                            format!("dangling reference: {id} does not exist"),
+                        );
+                        None
+                    }
+                },
+                None => None,
+            },
+            (Some(_), Some(_)) => {
+                self.err(e, at, "a child has either process or supervisor, not both");
+                None
+            }
+            (None, None) => {
+                self.err(
+                    e,
+                    &format!("{at}.process"),
+                    "missing: a child needs process (an entry id) or supervisor",
+                );
+                None
+            }
+        };
+        let restart = match m.get("restart") {
+            None | Some(Json::Null) => RestartType::Permanent,
+            Some(Json::String(s)) => match s.as_str() {
+                "permanent" => RestartType::Permanent,
+                "transient" => RestartType::Transient,
+                "temporary" => RestartType::Temporary,
+                other => {
+                    let h = hint(other, &["permanent", "transient", "temporary"]);
+                    self.err(e, &format!("{at}.restart"), format!("unknown restart type {other}{h}; expected permanent, transient or temporary"));
+                    RestartType::Permanent
+                }
+            },
+            Some(other) => {
+                self.err(
+                    e,
+                    &format!("{at}.restart"),
+                    format!("expected a restart type, found {other}"),
+                );
+                RestartType::Permanent
+            }
+        };
+        // OTP's defaults: 5 s for a worker, infinity for a supervisor
+        let default_shutdown = match kind {
+            Some(ChildKind::Tree(_)) => INFINITY,
+            _ => Duration::from_secs(5),
+        };
+        let shutdown = match m.get("shutdown") {
+            Some(Json::String(s)) if s == "brutal_kill" => Duration::ZERO,
+            Some(Json::String(s)) if s == "infinity" => INFINITY,
+            v => self.duration(e, v, &format!("{at}.shutdown"), default_shutdown),
+        };
+        let args = self.args(e, m.get("args"), &format!("{at}.args"));
+        let host = self.host(e, m.get("host"), &format!("{at}.host"));
+        let restart_on_change = match m.get("restart_on_change") {
+            None | Some(Json::Null) => true,
+            Some(Json::Bool(b)) => *b,
+            Some(other) => {
+                self.err(
+                    e,
+                    &format!("{at}.restart_on_change"),
+                    format!("expected true or false, found {other}"),
+                );
+                true
+            }
+        };
+        let significant = match m.get("significant") {
+            None | Some(Json::Null) => false,
+            Some(Json::Bool(b)) => *b,
+            Some(other) => {
+                self.err(
+                    e,
+                    &format!("{at}.significant"),
+                    format!("expected true or false, found {other}"),
+                );
+                false
+            }
+        };
+        if significant && restart == RestartType::Permanent {
+            self.err(
+                e,
+                &format!("{at}.significant"),
+                "a significant child must be transient or temporary (OTP refuses a permanent one)",
+            );
+        }
+        if significant && auto_shutdown == AutoShutdown::Never {
+            self.err(
+                e,
+                &format!("{at}.significant"),
+                "significant children need the supervisor's auto_shutdown: any_significant or all_significant (with never, OTP refuses them)",
+            );
+        }
+        let start = match m.get("start") {
+            None | Some(Json::Null) => StartMode::FirstWait,
+            Some(Json::String(s)) if s == "first_wait" => StartMode::FirstWait,
+            Some(Json::String(s)) if s == "ack" => StartMode::Ack,
+            Some(other) => {
+                self.err(
+                    e,
+                    &format!("{at}.start"),
+                    format!("expected first_wait or ack, found {other}"),
+                );
+                StartMode::FirstWait
+            }
+        };
+        let start_timeout = self.duration(
+            e,
+            m.get("start_timeout"),
+            &format!("{at}.start_timeout"),
+            Duration::from_secs(10),
+        );
+        let kind = kind?;
+        let spec = ChildSpec {
+            id,
+            kind,
+            restart,
+            shutdown,
+            args,
+            host,
+            restart_on_change,
+            significant,
+            start,
+            start_timeout,
+        };
+        match m.get("type") {
+            None | Some(Json::Null) => {}
+            Some(Json::String(t)) if t == spec.kind_name() => {}
+            Some(Json::String(t)) if t == "worker" || t == "supervisor" => self.err(
+                e,
+                &format!("{at}.type"),
+                format!(
+                    "type {t} does not match the child, which is a {} ({})",
+                    spec.kind_name(),
+                    if spec.kind_name() == "worker" {
+                        "it runs a process"
+                    } else {
+                        "it runs a supervisor"
+                    }
+                ),
+            ),
+            Some(other) => self.err(
+                e,
+                &format!("{at}.type"),
+                format!("expected worker or supervisor, found {other}"),
+            ),
+        }
+        (self.errors.len() == before).then_some(spec)
     }
 }
 
@@ -777,6 +939,33 @@ fn find_cycle(edges: &BTreeMap<Id, Vec<Id>>) -> Option<(Id, String)> {
         }
     }
     None
+}
+
+/// Parses and checks one child spec given at run time (OTP's `start_child` /
+/// `check_childspecs`), as a child of the supervisor entry `tree` (ids resolve in its
+/// namespace). The error names the field: `restart: unknown restart type ...`.
+pub fn child_spec(
+    registry: &Registry,
+    tree: &Entry,
+    spec: &Json,
+    auto_shutdown: AutoShutdown,
+) -> Result<ChildSpec, String> {
+    let mut c = Checker {
+        registry,
+        errors: Vec::new(),
+    };
+    match c.child(tree, spec, "child", auto_shutdown) {
+        Some(child) if c.errors.is_empty() => Ok(child),
+        _ => Err(c
+            .errors
+            .iter()
+            .map(|e| match &e.field {
+                Some(f) => format!("{}: {}", f.strip_prefix("child.").unwrap_or(f), e.message),
+                None => e.message.clone(),
+            })
+            .collect::<Vec<_>>()
+            .join("; ")),
+    }
 }
 
 /// Parses and checks every `process.service` and `supervisor` entry of `registry`.

@@ -1,33 +1,51 @@
 //! OTP supervision trees (`supervisor` entries) as ractor actors.
 //!
-//! A tree starts its children in order and stops them in reverse. Process children are
-//! watched through the runtime's exit callbacks (the equivalent of monitors); nested
-//! supervisors are ractor actors linked to their parent, so a nested tree that gives up
-//! fails into its parent as a supervision event. On a child's exit the tree applies the
-//! child's restart type (permanent: always; transient: after an abnormal exit; temporary:
-//! never) and its strategy (one_for_one, one_for_all, rest_for_one), counting restarts
-//! against `intensity`: more than `max_restarts` within `period` makes the tree stop all
-//! its children and fail to its own parent.
+//! A tree starts its children one at a time, in order, each only after the previous one
+//! is started (OTP: its `init` returned): a process child when it first waits (receive,
+//! sleep, a call...) or, declared `start: ack`, when it calls `supervisor.started()`; a
+//! nested tree when all its own children are started. A child may answer `ignore`
+//! (`supervisor.ignore()`): it is not running and not restarted. A child that fails or
+//! does not start within its `start_timeout` fails the tree's start: the children already
+//! started are stopped, last first, through their `shutdown`, and the start returns the
+//! error.
+//!
+//! Process children are watched through the runtime's exit callbacks (the equivalent of
+//! monitors); nested supervisors are ractor actors linked to their parent, so a nested
+//! tree that gives up fails into its parent as a supervision event. On a child's exit the
+//! tree applies the child's restart type (permanent: always; transient: after an abnormal
+//! exit; temporary: never, and the child is forgotten) and its strategy (one_for_one,
+//! one_for_all, rest_for_one, simple_one_for_one), counting restarts against `intensity`:
+//! more than `max_restarts` within `period` makes the tree stop all its children and fail
+//! to its own parent. A significant child ending by itself stops the tree with reason
+//! `shutdown` under `auto_shutdown: any_significant`, or when it was the last significant
+//! one under `all_significant`.
 //!
 //! Children stopped by a strategy (the siblings in one_for_all / rest_for_one) and by the
 //! tree's own stop get CANCEL and their `shutdown` time before they are terminated, as
 //! OTP's `exit(Child, shutdown)`; a process that never took its events channel cannot see
 //! a CANCEL and is terminated at once, as Erlang's shutdown kills a process that does not
-//! trap exits.
+//! trap exits. The children of a simple_one_for_one tree are stopped all at once.
+//!
+//! The runtime API of OTP's `supervisor` module (`start_child`, `terminate_child`,
+//! `restart_child`, `delete_child`, `which_children`, `count_children`, `get_childspec`)
+//! is a set of messages answered with OTP's results and errors ([`ChildError`]).
 
-use super::spec::{ChildKind, RestartType, Strategy, TreeSpec, INFINITY};
+use super::spec::{
+    AutoShutdown, ChildKind, ChildSpec, RestartType, StartMode, Strategy, TreeSpec, INFINITY,
+};
 use super::Supervision;
-use crate::process::{Exit, Pid, SpawnOptions};
+use crate::process::{Exit, Pid, SpawnOptions, StartNotice, Started};
 use crate::registry::Id;
+use crate::value::Value;
 use ractor::{Actor, ActorProcessingErr, ActorRef, RpcReplyPort, SupervisionEvent};
 use std::collections::{BTreeSet, VecDeque};
 use std::sync::{Arc, Weak};
 use std::time::{Duration, Instant};
 
-/// What a tree tells about one child.
+/// What a tree tells about one child (OTP's `which_children`).
 #[derive(Clone, Debug, PartialEq)]
 pub struct ChildInfo {
-    /// The child id in the tree.
+    /// The child id in the tree (the template's id for simple_one_for_one children).
     pub id: String,
     /// `process` or `supervisor`.
     pub kind: &'static str,
@@ -35,30 +53,125 @@ pub struct ChildInfo {
     pub pid: Option<String>,
     /// Whether it runs now.
     pub running: bool,
+    /// Whether a restart of it failed and is tried again (OTP's `restarting`).
+    pub restarting: bool,
     /// Times it was restarted.
     pub restarts: u64,
 }
+
+/// OTP's `count_children`.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Counts {
+    /// Child specs (for simple_one_for_one: children).
+    pub specs: usize,
+    /// Children running now.
+    pub active: usize,
+    /// Children that are supervisors, running or not.
+    pub supervisors: usize,
+    /// Children that are workers (processes), running or not.
+    pub workers: usize,
+}
+
+/// What `start_child` starts.
+pub enum NewChild {
+    /// A new child spec (every strategy but simple_one_for_one).
+    Spec(ChildSpec),
+    /// Arguments appended to the template's (simple_one_for_one).
+    Args(Vec<Value>),
+}
+
+/// Why a runtime request on a tree's children failed, with OTP's reasons.
+#[derive(Clone, Debug, PartialEq, thiserror::Error)]
+pub enum ChildError {
+    /// `already_started`: a child with this id runs (its pid, if a process).
+    #[error("child {0} is already started{as_pid}", as_pid = .1.as_deref().map(|p| format!(" as {p}")).unwrap_or_default())]
+    AlreadyStarted(String, Option<String>),
+    /// `already_present`: a child spec with this id exists, not running.
+    #[error("child {0} is already present (not running; restart_child or delete_child it)")]
+    AlreadyPresent(String),
+    /// `running`: the child runs (delete or restart needs it stopped).
+    #[error("child {0} is running (terminate_child it first)")]
+    Running(String),
+    /// `restarting`: a restart of the child is being tried again.
+    #[error("child {0} is restarting")]
+    Restarting(String),
+    /// `not_found`: no such child.
+    #[error("no child {0}")]
+    NotFound(String),
+    /// `simple_one_for_one`: not possible on a simple_one_for_one tree.
+    #[error("not possible on a simple_one_for_one supervisor")]
+    SimpleOneForOne,
+    /// The child failed to start (OTP's `{error, Reason}`).
+    #[error("{0}")]
+    Start(String),
+    /// A bad request.
+    #[error("{0}")]
+    Invalid(String),
+}
+
+impl ChildError {
+    /// OTP's reason atom.
+    pub fn reason(&self) -> &'static str {
+        match self {
+            ChildError::AlreadyStarted(..) => "already_started",
+            ChildError::AlreadyPresent(_) => "already_present",
+            ChildError::Running(_) => "running",
+            ChildError::Restarting(_) => "restarting",
+            ChildError::NotFound(_) => "not_found",
+            ChildError::SimpleOneForOne => "simple_one_for_one",
+            ChildError::Start(_) => "start_failed",
+            ChildError::Invalid(_) => "invalid",
+        }
+    }
+
+    /// The error kind as the Lua API reports it.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            ChildError::AlreadyStarted(..) | ChildError::AlreadyPresent(_) => "ALREADY_EXISTS",
+            ChildError::Running(_) | ChildError::Restarting(_) => "CONFLICT",
+            ChildError::NotFound(_) => "NOT_FOUND",
+            ChildError::SimpleOneForOne | ChildError::Invalid(_) => "INVALID",
+            ChildError::Start(_) => "FAILED",
+        }
+    }
+}
+
+/// The answer to `start_child` / `restart_child`: the pid of the child started (None
+/// when it answered `ignore`, or for a nested supervisor).
+pub type StartResult = Result<Option<String>, ChildError>;
 
 /// Messages of a tree actor.
 pub enum TreeMsg {
     /// A process child ended.
     ChildExited {
-        /// Its index.
-        index: usize,
+        /// Its key.
+        key: u64,
         /// Its pid.
         pid: Pid,
         /// How it ended.
         exit: Arc<Exit>,
     },
-    /// A child could not be (re)started.
+    /// A child could not be restarted: try again (against the intensity).
     StartFailed {
-        /// Its index.
-        index: usize,
+        /// Its key.
+        key: u64,
         /// Why.
         error: String,
     },
     /// The children, like OTP's which_children.
     Children(RpcReplyPort<Vec<ChildInfo>>),
+    /// OTP's count_children.
+    Count(RpcReplyPort<Counts>),
+    /// OTP's start_child.
+    StartChild(NewChild, RpcReplyPort<StartResult>),
+    /// OTP's terminate_child, by child id (by pid on a simple_one_for_one tree).
+    TerminateChild(String, RpcReplyPort<Result<(), ChildError>>),
+    /// OTP's restart_child.
+    RestartChild(String, RpcReplyPort<StartResult>),
+    /// OTP's delete_child.
+    DeleteChild(String, RpcReplyPort<Result<(), ChildError>>),
+    /// OTP's get_childspec, by id or pid.
+    GetChildspec(String, RpcReplyPort<Result<Arc<ChildSpec>, ChildError>>),
     /// The registry changed the code of these entries (process or supervisor ids): each
     /// running child that runs one of them, unless it opts out (`restart_on_change:
     /// false`), is stopped through its `shutdown` and started again on the new code, one
@@ -84,9 +197,29 @@ enum Running {
 }
 
 struct Child {
+    /// Unique in this tree instance (exit callbacks name children by it).
+    key: u64,
+    spec: Arc<ChildSpec>,
+    /// Spawn arguments (a simple_one_for_one child's: the template's and its own).
+    args: Vec<Value>,
     running: Option<Running>,
     restarts: u64,
-    done: bool,
+    restarting: bool,
+}
+
+impl Child {
+    fn pid(&self) -> Option<String> {
+        match &self.running {
+            Some(Running::Process(p)) => Some(p.to_string()),
+            _ => None,
+        }
+    }
+}
+
+/// How a start ended.
+enum Outcome {
+    Running(Running),
+    Ignored,
 }
 
 /// State of a tree actor.
@@ -94,141 +227,233 @@ pub struct TreeState {
     spec: Arc<TreeSpec>,
     sup: Weak<Supervision>,
     children: Vec<Child>,
+    next_key: u64,
     restarts: VecDeque<Instant>,
 }
 
 /// The tree actor.
 pub struct TreeActor;
 
-/// Waits until `pid` ended, at most `within` ([`INFINITY`]: as long as it takes).
-async fn wait_exit(sup: &Supervision, pid: &Pid, within: Duration) -> bool {
+/// Waits until `pid` ended, at most `within` ([`INFINITY`]: as long as it takes); the
+/// exit, or None at the deadline.
+async fn wait_exit(sup: &Supervision, pid: &Pid, within: Duration) -> Option<Arc<Exit>> {
     let (tx, rx) = tokio::sync::oneshot::channel();
     sup.node.watch(
         pid,
-        Box::new(move |_, _| {
-            let _ = tx.send(());
+        Box::new(move |_, exit| {
+            let _ = tx.send(exit.clone());
         }),
     );
     if within == INFINITY {
-        return rx.await.is_ok();
+        return rx.await.ok();
     }
-    tokio::time::timeout(within, rx).await.is_ok()
+    tokio::time::timeout(within, rx).await.ok()?.ok()
+}
+
+/// Stops a running child and waits for it to end. `graceful`: CANCEL first and wait its
+/// `shutdown` time; otherwise terminate at once.
+async fn stop_running(sup: &Supervision, running: Running, shutdown: Duration, graceful: bool) {
+    match running {
+        Running::Process(pid) => {
+            // OTP: exit(shutdown), wait `shutdown`, then kill; a process that cannot see a
+            // CANCEL is like one not trapping exits, which shutdown kills at once
+            let sees_cancel = sup
+                .node
+                .process(&pid)
+                .is_some_and(|h| h.sees_cancel.load(std::sync::atomic::Ordering::Relaxed));
+            if graceful && !shutdown.is_zero() && sees_cancel {
+                let _ = sup
+                    .node
+                    .cancel(None, &pid, Some("supervisor shutdown".into()));
+                if wait_exit(sup, &pid, shutdown).await.is_some() {
+                    return;
+                }
+            }
+            if sup.node.terminate(&pid).is_ok() {
+                wait_exit(sup, &pid, Duration::from_secs(5)).await;
+            }
+        }
+        Running::Tree(t) => {
+            // a nested tree stops its own children through their shutdowns first
+            let within = (shutdown != INFINITY).then(|| shutdown.max(Duration::from_secs(5)));
+            let _ = t
+                .stop_and_wait(Some("supervisor shutdown".into()), within)
+                .await;
+        }
+    }
 }
 
 impl TreeState {
-    async fn start_child(
-        &mut self,
-        myself: &ActorRef<TreeMsg>,
-        index: usize,
-    ) -> Result<(), String> {
-        let sup = self.sup.upgrade().ok_or("runtime stopped")?;
-        let spec = &self.spec.children[index];
-        let running =
-            match &spec.kind {
-                ChildKind::Process(entry) => {
-                    let host = spec
-                        .host
-                        .clone()
-                        .unwrap_or_else(|| sup.default_host.clone());
-                    let me = myself.clone();
-                    let opts = SpawnOptions {
-                        on_exit: Some(Box::new(move |pid: &Pid, exit: &Arc<Exit>| {
-                            let _ = me.send_message(TreeMsg::ChildExited {
-                                index,
-                                pid: pid.clone(),
-                                exit: exit.clone(),
-                            });
-                        })),
-                        ..Default::default()
-                    };
-                    let pid = sup
-                        .node
-                        .spawn(entry, &host, spec.args.clone(), opts)
-                        .map_err(|e| format!("child {}: {e}", spec.id))?;
-                    Running::Process(pid)
-                }
-                ChildKind::Tree(id) => {
-                    let tree =
-                        sup.specs().trees.get(id).cloned().ok_or_else(|| {
-                            format!("child {}: supervisor {id} not found", spec.id)
-                        })?;
-                    let args = TreeArgs {
-                        spec: tree.clone(),
-                        sup: self.sup.clone(),
-                    };
-                    let (r, _) = Actor::spawn_linked(None, TreeActor, args, myself.get_cell())
-                        .await
-                        .map_err(|e| format!("child {}: {e}", spec.id))?;
-                    Running::Tree(r)
-                }
-            };
-        self.children[index].running = Some(running);
-        Ok(())
+    fn position(&self, key: u64) -> Option<usize> {
+        self.children.iter().position(|c| c.key == key)
     }
 
-    /// Stops child `index` and waits for it to end. `graceful`: CANCEL first and wait its
-    /// `shutdown` time; otherwise terminate at once.
-    async fn stop_child(&mut self, index: usize, graceful: bool) {
+    fn sofo(&self) -> bool {
+        self.spec.strategy == Strategy::SimpleOneForOne
+    }
+
+    /// The child a request names: by id, or on a simple_one_for_one tree by pid.
+    fn find(&self, name: &str) -> Option<usize> {
+        if self.sofo() {
+            return self
+                .children
+                .iter()
+                .position(|c| c.pid().as_deref() == Some(name));
+        }
+        self.children.iter().position(|c| c.spec.id == name)
+    }
+
+    fn new_child(&mut self, spec: Arc<ChildSpec>, args: Vec<Value>) -> Child {
+        self.next_key += 1;
+        Child {
+            key: self.next_key,
+            spec,
+            args,
+            running: None,
+            restarts: 0,
+            restarting: false,
+        }
+    }
+
+    /// Starts a child and waits until it is started (or ignored, or failed).
+    async fn start(
+        &self,
+        myself: &ActorRef<TreeMsg>,
+        key: u64,
+        spec: &ChildSpec,
+        args: &[Value],
+    ) -> Result<Outcome, String> {
+        let sup = self.sup.upgrade().ok_or("runtime stopped")?;
+        match &spec.kind {
+            ChildKind::Process(entry) => {
+                let host = spec
+                    .host
+                    .clone()
+                    .unwrap_or_else(|| sup.default_host.clone());
+                let me = myself.clone();
+                let (exit_tx, exit_rx) = tokio::sync::oneshot::channel();
+                let (notice, started) = StartNotice::new(spec.start == StartMode::Ack);
+                let opts = SpawnOptions {
+                    on_exit: Some(Box::new(move |pid: &Pid, exit: &Arc<Exit>| {
+                        let _ = exit_tx.send(exit.clone());
+                        let _ = me.send_message(TreeMsg::ChildExited {
+                            key,
+                            pid: pid.clone(),
+                            exit: exit.clone(),
+                        });
+                    })),
+                    start: Some(notice),
+                    ..Default::default()
+                };
+                let pid = sup
+                    .node
+                    .spawn(entry, &host, args.to_vec(), opts)
+                    .map_err(|e| format!("child {}: {e}", spec.id))?;
+                match tokio::time::timeout(spec.start_timeout, started).await {
+                    Ok(Ok(Started::Running)) => Ok(Outcome::Running(Running::Process(pid))),
+                    Ok(Ok(Started::Ignore)) => Ok(Outcome::Ignored),
+                    // it ended before it was started: a failure is a failed start; a
+                    // normal end is a start that was over, and its exit is handled next
+                    Ok(Err(_)) => match exit_rx.await {
+                        Ok(exit) if exit.is_abnormal() => Err(format!(
+                            "child {} failed to start: {}",
+                            spec.id,
+                            exit.error().unwrap_or("unknown error")
+                        )),
+                        _ => Ok(Outcome::Running(Running::Process(pid))),
+                    },
+                    Err(_) => {
+                        let _ = sup.node.terminate(&pid);
+                        wait_exit(&sup, &pid, Duration::from_secs(5)).await;
+                        Err(format!(
+                            "child {} did not start within {} (start_timeout)",
+                            spec.id,
+                            humantime::format_duration(spec.start_timeout)
+                        ))
+                    }
+                }
+            }
+            ChildKind::Tree(id) => {
+                let tree = sup
+                    .specs()
+                    .trees
+                    .get(id)
+                    .cloned()
+                    .ok_or_else(|| format!("child {}: supervisor {id} not found", spec.id))?;
+                let args = TreeArgs {
+                    spec: tree,
+                    sup: self.sup.clone(),
+                };
+                let (r, _) = Actor::spawn_linked(None, TreeActor, args, myself.get_cell())
+                    .await
+                    .map_err(|e| {
+                        format!(
+                            "child {} failed to start: {}",
+                            spec.id,
+                            super::spawn_error(&e)
+                        )
+                    })?;
+                Ok(Outcome::Running(Running::Tree(r)))
+            }
+        }
+    }
+
+    /// Starts child `i` (declared or known): Ok(true) when it runs, Ok(false) when it
+    /// answered `ignore` (a temporary child is then forgotten: the position is gone).
+    async fn start_at(&mut self, myself: &ActorRef<TreeMsg>, i: usize) -> Result<bool, String> {
+        let c = &self.children[i];
+        let (key, spec, args) = (c.key, c.spec.clone(), c.args.clone());
+        match self.start(myself, key, &spec, &args).await? {
+            Outcome::Running(r) => {
+                let c = &mut self.children[i];
+                c.running = Some(r);
+                c.restarting = false;
+                Ok(true)
+            }
+            Outcome::Ignored => {
+                tracing::debug!(tree = %self.spec.id, child = %spec.id, "child answered ignore");
+                if spec.restart == RestartType::Temporary || self.sofo() {
+                    self.children.remove(i);
+                } else {
+                    self.children[i].restarting = false;
+                }
+                Ok(false)
+            }
+        }
+    }
+
+    /// Stops child `i` and waits for it to end.
+    async fn stop_at(&mut self, i: usize, graceful: bool) {
         let Some(sup) = self.sup.upgrade() else {
             return;
         };
-        let shutdown = self.spec.children[index].shutdown;
-        match self.children[index].running.take() {
-            None => {}
-            Some(Running::Process(pid)) => {
-                // OTP: exit(shutdown), wait `shutdown`, then kill; a process that cannot
-                // see a CANCEL is like one not trapping exits, which shutdown kills at once
-                let sees_cancel = sup
-                    .node
-                    .process(&pid)
-                    .is_some_and(|h| h.sees_cancel.load(std::sync::atomic::Ordering::Relaxed));
-                if graceful && !shutdown.is_zero() && sees_cancel {
-                    let _ = sup
-                        .node
-                        .cancel(None, &pid, Some("supervisor shutdown".into()));
-                    if wait_exit(&sup, &pid, shutdown).await {
-                        return;
-                    }
-                }
-                if sup.node.terminate(&pid).is_ok() {
-                    wait_exit(&sup, &pid, Duration::from_secs(5)).await;
-                }
-            }
-            Some(Running::Tree(t)) => {
-                // a nested tree stops its own children through their shutdowns first
-                let within = (shutdown != INFINITY).then(|| shutdown.max(Duration::from_secs(5)));
-                let _ = t
-                    .stop_and_wait(Some("supervisor shutdown".into()), within)
-                    .await;
-            }
+        if let Some(r) = self.children[i].running.take() {
+            stop_running(&sup, r, self.children[i].spec.shutdown, graceful).await;
         }
     }
 
+    /// Stops every child: last started first, or all at once on a simple_one_for_one tree.
     async fn stop_all(&mut self, graceful: bool) {
+        if self.sofo() {
+            let Some(sup) = self.sup.upgrade() else {
+                return;
+            };
+            let stops: Vec<_> = self
+                .children
+                .iter_mut()
+                .filter_map(|c| Some((c.running.take()?, c.spec.shutdown)))
+                .map(|(r, shutdown)| stop_running(&sup, r, shutdown, graceful))
+                .collect();
+            futures::future::join_all(stops).await;
+            return;
+        }
         for i in (0..self.children.len()).rev() {
-            self.stop_child(i, graceful).await;
+            self.stop_at(i, graceful).await;
         }
     }
 
-    /// Child `index` ended; `abnormal` tells how.
-    async fn child_down(
-        &mut self,
-        myself: &ActorRef<TreeMsg>,
-        index: usize,
-        abnormal: bool,
-        reason: &str,
-    ) -> Result<(), ActorProcessingErr> {
-        let spec = &self.spec.children[index];
-        let restart = match spec.restart {
-            RestartType::Permanent => true,
-            RestartType::Transient => abnormal,
-            RestartType::Temporary => false,
-        };
-        tracing::debug!(tree = %self.spec.id, child = %spec.id, abnormal, restart, reason, "child ended");
-        if !restart {
-            self.children[index].done = true;
-            return Ok(());
-        }
+    /// Counts a restart against the intensity; the error when it is over.
+    fn count_restart(&mut self, child: &str, reason: &str) -> Result<(), String> {
         let now = Instant::now();
         self.restarts.push_back(now);
         while self
@@ -239,56 +464,245 @@ impl TreeState {
             self.restarts.pop_front();
         }
         if self.restarts.len() as u32 > self.spec.max_restarts {
-            let msg = format!(
-                "supervisor {}: more than {} restarts within {}; last: child {} ({reason})",
+            return Err(format!(
+                "supervisor {}: more than {} restarts within {}; last: child {child} ({reason})",
                 self.spec.id,
                 self.spec.max_restarts,
                 humantime::format_duration(self.spec.period),
-                spec.id
-            );
+            ));
+        }
+        Ok(())
+    }
+
+    /// Child `i` ended by itself; `abnormal` tells how.
+    async fn child_down(
+        &mut self,
+        myself: &ActorRef<TreeMsg>,
+        i: usize,
+        abnormal: bool,
+        reason: &str,
+    ) -> Result<(), ActorProcessingErr> {
+        let spec = self.children[i].spec.clone();
+        let restart = match spec.restart {
+            RestartType::Permanent => true,
+            RestartType::Transient => abnormal,
+            RestartType::Temporary => false,
+        };
+        tracing::debug!(tree = %self.spec.id, child = %spec.id, abnormal, restart, reason, "child ended");
+        if !restart {
+            self.children[i].restarting = false;
+            // OTP forgets a temporary child, and any child of a simple_one_for_one tree
+            if spec.restart == RestartType::Temporary || self.sofo() {
+                self.children.remove(i);
+            }
+            if spec.significant && self.auto_shutdown_due() {
+                tracing::info!(tree = %self.spec.id, child = %spec.id, "significant child ended: shutting down the supervisor (auto_shutdown)");
+                self.stop_all(true).await;
+                myself.stop(Some("shutdown".into()));
+            }
+            return Ok(());
+        }
+        if let Err(msg) = self.count_restart(&spec.id, reason) {
             tracing::error!("{msg}; shutting down its children");
             self.stop_all(true).await;
             return Err(msg.into());
         }
         let n = self.children.len();
-        let sup = self.sup.upgrade();
-        let group: Vec<usize> = match self.spec.strategy {
-            Strategy::OneForOne => vec![index],
-            Strategy::OneForAll => (0..n).collect(),
-            Strategy::RestForOne => (index..n).collect(),
+        let group: Vec<u64> = match self.spec.strategy {
+            Strategy::OneForOne | Strategy::SimpleOneForOne => vec![self.children[i].key],
+            Strategy::OneForAll => self.children.iter().map(|c| c.key).collect(),
+            Strategy::RestForOne => self.children[i..n].iter().map(|c| c.key).collect(),
         };
-        // the siblings stop through their shutdown, last started first (OTP)
-        for &j in group.iter().rev() {
-            if j != index {
-                self.stop_child(j, true).await;
+        // the siblings stop through their shutdown, last started first (OTP); temporary
+        // ones are forgotten, the others (running or not) start again in order, as OTP
+        // restarts every child of the group
+        for &k in group.iter().rev() {
+            let Some(j) = self.position(k) else { continue };
+            if j != i {
+                self.stop_at(j, true).await;
+                if self.children[j].spec.restart == RestartType::Temporary {
+                    self.children.remove(j);
+                }
             }
         }
-        for j in group {
-            // a sibling that had ended for good stays down; a temporary sibling stopped by
-            // the strategy is not restarted either (OTP: temporary children never are)
-            if j != index
-                && (self.children[j].done
-                    || self.spec.children[j].restart == RestartType::Temporary)
-            {
-                self.children[j].done = true;
+        let sup = self.sup.upgrade();
+        let mut failed: Option<(u64, String)> = None;
+        for k in group {
+            let Some(j) = self.position(k) else { continue };
+            if failed.is_some() {
+                // a start failed: the rest of the group waits for the retry
+                self.children[j].restarting = true;
                 continue;
             }
-            self.children[j].done = false;
             self.children[j].restarts += 1;
             if let Some(sup) = &sup {
                 sup.count_restart();
             }
-            if let Err(e) = self.start_child(myself, j).await {
-                let _ = myself.send_message(TreeMsg::StartFailed { index: j, error: e });
+            if let Err(e) = self.start_at(myself, j).await {
+                tracing::warn!(tree = %self.spec.id, "{e}; trying again");
+                self.children[j].restarting = true;
+                failed = Some((k, e));
             }
         }
+        if let Some((key, error)) = failed {
+            let _ = myself.send_message(TreeMsg::StartFailed { key, error });
+        }
         Ok(())
+    }
+
+    /// Whether the significant children that ended call for the tree's shutdown.
+    fn auto_shutdown_due(&self) -> bool {
+        match self.spec.auto_shutdown {
+            AutoShutdown::Never => false,
+            AutoShutdown::AnySignificant => true,
+            AutoShutdown::AllSignificant => !self
+                .children
+                .iter()
+                .any(|c| c.spec.significant && (c.running.is_some() || c.restarting)),
+        }
     }
 
     fn index_of_tree(&self, cell: &ractor::ActorCell) -> Option<usize> {
         self.children.iter().position(
             |c| matches!(&c.running, Some(Running::Tree(t)) if t.get_id() == cell.get_id()),
         )
+    }
+
+    fn info(&self) -> Vec<ChildInfo> {
+        self.children
+            .iter()
+            .map(|c| ChildInfo {
+                id: c.spec.id.clone(),
+                kind: match c.spec.kind {
+                    ChildKind::Process(_) => "process",
+                    ChildKind::Tree(_) => "supervisor",
+                },
+                pid: c.pid(),
+                running: c.running.is_some(),
+                restarting: c.restarting,
+                restarts: c.restarts,
+            })
+            .collect()
+    }
+
+    fn counts(&self) -> Counts {
+        let mut n = Counts {
+            specs: self.children.len(),
+            ..Default::default()
+        };
+        for c in &self.children {
+            n.active += c.running.is_some() as usize;
+            match c.spec.kind {
+                ChildKind::Process(_) => n.workers += 1,
+                ChildKind::Tree(_) => n.supervisors += 1,
+            }
+        }
+        n
+    }
+
+    /// OTP's start_child.
+    async fn start_child(&mut self, myself: &ActorRef<TreeMsg>, new: NewChild) -> StartResult {
+        let child = match (new, self.sofo()) {
+            (NewChild::Args(extra), true) => {
+                let template = Arc::new(self.spec.children[0].clone());
+                let mut args = template.args.clone();
+                args.extend(extra);
+                self.new_child(template, args)
+            }
+            (NewChild::Spec(spec), false) => {
+                if let Some(c) = self.children.iter().find(|c| c.spec.id == spec.id) {
+                    return Err(if c.running.is_some() {
+                        ChildError::AlreadyStarted(spec.id.clone(), c.pid())
+                    } else {
+                        ChildError::AlreadyPresent(spec.id.clone())
+                    });
+                }
+                if spec.significant && self.spec.auto_shutdown == AutoShutdown::Never {
+                    return Err(ChildError::Invalid(format!(
+                        "child {}: significant children need auto_shutdown any_significant or all_significant",
+                        spec.id
+                    )));
+                }
+                let args = spec.args.clone();
+                self.new_child(Arc::new(spec), args)
+            }
+            (NewChild::Spec(_), true) => {
+                return Err(ChildError::Invalid(format!(
+                    "supervisor {} is simple_one_for_one: start_child takes the list of extra arguments, not a child spec",
+                    self.spec.id
+                )))
+            }
+            (NewChild::Args(_), false) => {
+                return Err(ChildError::Invalid(format!(
+                    "supervisor {} is not simple_one_for_one: start_child takes a child spec",
+                    self.spec.id
+                )))
+            }
+        };
+        self.children.push(child);
+        let i = self.children.len() - 1;
+        match self.start_at(myself, i).await {
+            Ok(true) => Ok(self.children[i].pid()),
+            Ok(false) => Ok(None),
+            Err(e) => {
+                self.children.remove(i);
+                Err(ChildError::Start(e))
+            }
+        }
+    }
+
+    /// OTP's terminate_child.
+    async fn terminate_child(&mut self, name: &str) -> Result<(), ChildError> {
+        let i = self
+            .find(name)
+            .ok_or_else(|| ChildError::NotFound(name.to_string()))?;
+        self.stop_at(i, true).await;
+        self.children[i].restarting = false;
+        if self.sofo() || self.children[i].spec.restart == RestartType::Temporary {
+            self.children.remove(i);
+        }
+        Ok(())
+    }
+
+    /// OTP's restart_child.
+    async fn restart_child(&mut self, myself: &ActorRef<TreeMsg>, id: &str) -> StartResult {
+        if self.sofo() {
+            return Err(ChildError::SimpleOneForOne);
+        }
+        let i = self
+            .find(id)
+            .ok_or_else(|| ChildError::NotFound(id.to_string()))?;
+        let c = &self.children[i];
+        if c.running.is_some() {
+            return Err(ChildError::Running(id.to_string()));
+        }
+        if c.restarting {
+            return Err(ChildError::Restarting(id.to_string()));
+        }
+        match self.start_at(myself, i).await {
+            Ok(true) => Ok(self.children[i].pid()),
+            Ok(false) => Ok(None),
+            Err(e) => Err(ChildError::Start(e)),
+        }
+    }
+
+    /// OTP's delete_child.
+    fn delete_child(&mut self, id: &str) -> Result<(), ChildError> {
+        if self.sofo() {
+            return Err(ChildError::SimpleOneForOne);
+        }
+        let i = self
+            .find(id)
+            .ok_or_else(|| ChildError::NotFound(id.to_string()))?;
+        let c = &self.children[i];
+        if c.running.is_some() {
+            return Err(ChildError::Running(id.to_string()));
+        }
+        if c.restarting {
+            return Err(ChildError::Restarting(id.to_string()));
+        }
+        self.children.remove(i);
+        Ok(())
     }
 }
 
@@ -303,25 +717,31 @@ impl Actor for TreeActor {
         args: TreeArgs,
     ) -> Result<TreeState, ActorProcessingErr> {
         let mut st = TreeState {
-            children: args
-                .spec
-                .children
-                .iter()
-                .map(|_| Child {
-                    running: None,
-                    restarts: 0,
-                    done: false,
-                })
-                .collect(),
+            children: Vec::new(),
             spec: args.spec,
             sup: args.sup,
+            next_key: 0,
             restarts: VecDeque::new(),
         };
-        for i in 0..st.children.len() {
-            if let Err(e) = st.start_child(&myself, i).await {
-                tracing::error!(tree = %st.spec.id, "{e}; stopping the children started so far");
-                st.stop_all(false).await;
-                return Err(e.into());
+        if !st.sofo() {
+            for spec in st.spec.children.clone() {
+                let args = spec.args.clone();
+                let child = st.new_child(Arc::new(spec), args);
+                st.children.push(child);
+            }
+        }
+        // one at a time, in order, each once the previous one is started
+        let mut i = 0;
+        while i < st.children.len() {
+            let before = st.children.len();
+            if let Err(e) = st.start_at(&myself, i).await {
+                let why = format!("supervisor {}: {e}", st.spec.id);
+                tracing::error!("{why}; stopping the children started so far");
+                st.stop_all(true).await;
+                return Err(why.into());
+            }
+            if st.children.len() == before {
+                i += 1;
             }
         }
         if let Some(sup) = st.sup.upgrade() {
@@ -338,49 +758,58 @@ impl Actor for TreeActor {
         st: &mut TreeState,
     ) -> Result<(), ActorProcessingErr> {
         match msg {
-            TreeMsg::ChildExited { index, pid, exit } => {
-                let current =
-                    matches!(&st.children[index].running, Some(Running::Process(p)) if *p == pid);
-                if current {
-                    st.children[index].running = None;
+            TreeMsg::ChildExited { key, pid, exit } => {
+                let Some(i) = st.position(key) else {
+                    return Ok(());
+                };
+                if matches!(&st.children[i].running, Some(Running::Process(p)) if *p == pid) {
+                    st.children[i].running = None;
                     let reason = exit.error().unwrap_or("normal").to_string();
-                    st.child_down(&myself, index, exit.is_abnormal(), &reason)
+                    st.child_down(&myself, i, exit.is_abnormal(), &reason)
                         .await?;
                 }
             }
-            TreeMsg::StartFailed { index, error } => {
-                if st.children[index].running.is_none() {
-                    st.child_down(&myself, index, true, &error).await?;
+            TreeMsg::StartFailed { key, error } => {
+                if let Some(i) = st.position(key) {
+                    if st.children[i].running.is_none() && st.children[i].restarting {
+                        st.child_down(&myself, i, true, &error).await?;
+                    }
                 }
             }
             TreeMsg::Children(reply) => {
-                // a temporary child that ended is gone from the tree, as in OTP
-                let info = st
-                    .spec
-                    .children
-                    .iter()
-                    .zip(&st.children)
-                    .filter(|(spec, c)| !(c.done && spec.restart == RestartType::Temporary))
-                    .map(|(spec, c)| ChildInfo {
-                        id: spec.id.clone(),
-                        kind: match spec.kind {
-                            ChildKind::Process(_) => "process",
-                            ChildKind::Tree(_) => "supervisor",
-                        },
-                        pid: match &c.running {
-                            Some(Running::Process(p)) => Some(p.to_string()),
-                            _ => None,
-                        },
-                        running: c.running.is_some(),
-                        restarts: c.restarts,
-                    })
-                    .collect();
-                let _ = reply.send(info);
+                let _ = reply.send(st.info());
+            }
+            TreeMsg::Count(reply) => {
+                let _ = reply.send(st.counts());
+            }
+            TreeMsg::StartChild(new, reply) => {
+                let r = st.start_child(&myself, new).await;
+                let _ = reply.send(r);
+            }
+            TreeMsg::TerminateChild(name, reply) => {
+                let r = st.terminate_child(&name).await;
+                let _ = reply.send(r);
+            }
+            TreeMsg::RestartChild(id, reply) => {
+                let r = st.restart_child(&myself, &id).await;
+                let _ = reply.send(r);
+            }
+            TreeMsg::DeleteChild(id, reply) => {
+                let _ = reply.send(st.delete_child(&id));
+            }
+            TreeMsg::GetChildspec(name, reply) => {
+                let r = st
+                    .find(&name)
+                    .map(|i| st.children[i].spec.clone())
+                    .ok_or(ChildError::NotFound(name));
+                let _ = reply.send(r);
             }
             TreeMsg::Upgrade(changed, reply) => {
                 let mut done = Vec::new();
-                for i in 0..st.children.len() {
-                    let spec = &st.spec.children[i];
+                let keys: Vec<u64> = st.children.iter().map(|c| c.key).collect();
+                for k in keys {
+                    let Some(i) = st.position(k) else { continue };
+                    let spec = st.children[i].spec.clone();
                     let (ChildKind::Process(entry) | ChildKind::Tree(entry)) = &spec.kind;
                     if !spec.restart_on_change
                         || !changed.contains(entry)
@@ -388,10 +817,9 @@ impl Actor for TreeActor {
                     {
                         continue;
                     }
-                    let child = spec.id.clone();
-                    st.stop_child(i, true).await;
-                    match st.start_child(&myself, i).await {
-                        Ok(()) => done.push(child),
+                    st.stop_at(i, true).await;
+                    match st.start_at(&myself, i).await {
+                        Ok(_) => done.push(spec.id.clone()),
                         Err(e) => {
                             if let Err(gave_up) = st.child_down(&myself, i, true, &e).await {
                                 let _ = reply.send(done);

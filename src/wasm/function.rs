@@ -25,6 +25,17 @@ use crate::registry::{Id, WasmLimits};
 use crate::value::Value;
 use wasmtime::component::Func;
 
+thread_local! {
+    /// Set when a guest on this thread yielded at an epoch tick (computing, not waiting).
+    static YIELDED: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
+}
+
+/// Whether a guest polled on this thread yielded at an epoch tick since the last call
+/// (clears the mark): a Pending that is not such a yield is a real wait.
+pub(crate) fn take_yielded() -> bool {
+    YIELDED.with(|y| y.replace(false))
+}
+
 /// What a successful call returned. A WIT `result<T, E>` return is split: its `ok` value
 /// is `Ok`, its `err` value is `Err` (the Lua side returns `nil, err`). Any other return
 /// type is `Ok`; a function without results returns `Ok(Value::Nil)`.
@@ -244,6 +255,7 @@ impl WasmFunction {
                 }
                 clock.tick_yield();
             }
+            YIELDED.with(|y| y.set(true));
             Ok(UpdateDeadline::YieldCustom(
                 1,
                 Box::pin(tokio::task::yield_now()),

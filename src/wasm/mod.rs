@@ -560,6 +560,7 @@ impl WasmExecutor {
             node,
             me: None,
             context: context.clone(),
+            start: None,
         });
         (f, keep, host)
     }

@@ -76,6 +76,9 @@ async fn run(
         node: pctx.node.clone(),
         me: Some(me.clone()),
         context: context.clone(),
+        start: pctx
+            .start
+            .map(|n| Arc::new(parking_lot::Mutex::new(Some(n)))),
     };
     let signals = std::future::poll_fn(|cx| {
         me.register(cx.waker());
@@ -94,11 +97,42 @@ async fn run(
         }
         Poll::Pending
     });
+    let mut start = host.start.clone();
+    // pinned in this function's state (stored once; a process's state is allocated at
+    // every spawn); polled through `started_at_wait` while a supervisor waits
+    let guest = f.run_process(pctx.args, &context, host, stdio, reserved);
+    tokio::pin!(guest);
+    let guest = std::future::poll_fn(|cx| started_at_wait(guest.as_mut(), &mut start, cx));
     tokio::select! {
         biased;
         exit = signals => exit,
-        // made here, not in a variable first: the future is then stored once in this
-        // function's state, not twice (a process's state is allocated at every spawn)
-        r = f.run_process(pctx.args, &context, host, stdio, reserved) => exit_of(r),
+        r = guest => exit_of(r),
     }
+}
+
+type StartSlot = Arc<parking_lot::Mutex<Option<crate::process::StartNotice>>>;
+
+/// Polls the guest and reports a supervised guest started at its first real wait: a poll
+/// that returned Pending other than by an epoch yield (a receive, a sleep, a call).
+fn started_at_wait<F: std::future::Future>(
+    guest: std::pin::Pin<&mut F>,
+    start: &mut Option<StartSlot>,
+    cx: &mut std::task::Context<'_>,
+) -> Poll<F::Output> {
+    let Some(slot) = start.clone() else {
+        return guest.poll(cx);
+    };
+    super::function::take_yielded();
+    let r = guest.poll(cx);
+    let yielded = super::function::take_yielded();
+    let mut slot = slot.lock();
+    if r.is_pending() && !yielded {
+        if let Some(n) = slot.take() {
+            n.send(crate::process::Started::Running);
+        }
+    }
+    if slot.is_none() {
+        *start = None;
+    }
+    r
 }

@@ -2,6 +2,8 @@
 //! process entry to completion so a test can assert on what it returned.
 #![allow(dead_code)]
 
+pub mod trees;
+
 use std::path::Path;
 use warden::process::Exit;
 use warden::registry::{load_dir, Id};
