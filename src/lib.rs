@@ -10,6 +10,7 @@ pub mod duration;
 pub mod events;
 pub mod functions;
 pub mod lua;
+pub mod pg;
 pub mod process;
 pub mod registry;
 pub mod runtime;

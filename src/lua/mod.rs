@@ -28,6 +28,7 @@ pub mod io;
 pub mod json;
 mod modules;
 pub mod payload;
+pub mod pg;
 mod process_api;
 mod raw;
 mod registry_api;
@@ -350,6 +351,7 @@ impl LuaWorker {
         );
         modules.insert("io", freeze.call((io::module(&lua)?, "io"))?);
         modules.insert("uuid", freeze.call((uuid::module(&lua)?, "uuid"))?);
+        modules.insert("pg", freeze.call((pg::module(&lua)?, "pg"))?);
         modules.insert("env", freeze.call((env::module(&lua)?, "env"))?);
         modules.insert("events", freeze.call((events::module(&lua)?, "events"))?);
         modules.insert(

@@ -22,6 +22,7 @@ pub const BUILTIN_MODULES: &[&str] = &[
     "channel",
     "errors",
     "payload",
+    "pg",
 ];
 
 /// Wippy modules warden does not provide (warning: `require` will fail).

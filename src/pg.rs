@@ -1,0 +1,346 @@
+//! Process groups, with Erlang's `pg` semantics: named groups of processes inside scopes
+//! (`pg.scope` entries).
+//!
+//! A process joins a group as many times as it likes and is a member that many times
+//! (`get_members` lists it once per join, the latest joins first, as Erlang does); a
+//! leave removes one join; when a process exits, all its joins go. Monitors (of one group
+//! or of the whole scope) get a message per join and leave, in the order they happened:
+//! every change and its notifications are made under the scope's lock, and mailboxes are
+//! FIFO. Each change is also published on the event bus (system `pg`, kind `join` or
+//! `leave`, path the group).
+//!
+//! This module knows the process core and the event bus; it does not know Lua.
+
+use crate::process::{Node, Pid, ProcessError};
+use crate::registry::Id;
+use crate::value::Value;
+use dashmap::DashMap;
+use parking_lot::Mutex;
+use std::collections::{BTreeMap, HashMap, HashSet};
+use std::sync::{Arc, Weak};
+
+/// The kind of the registry entries that declare a scope.
+pub const SCOPE_KIND: &str = "pg.scope";
+
+/// The topic of the messages monitors get.
+pub const MONITOR_TOPIC: &str = "pg";
+
+/// The scopes opened on a node (a node extension).
+#[derive(Default)]
+pub struct Groups {
+    scopes: DashMap<Id, Arc<Scope>>,
+}
+
+impl Groups {
+    /// The scope declared by the `pg.scope` entry `id` (made on first use).
+    pub fn open(node: &Arc<Node>, id: &Id) -> Result<Arc<Scope>, ProcessError> {
+        match node.registry().get(id) {
+            Some(e) if e.kind == SCOPE_KIND => {}
+            Some(e) => {
+                return Err(ProcessError::Invalid(format!(
+                    "entry {id} is a {}, not a {SCOPE_KIND}",
+                    e.kind
+                )))
+            }
+            None => {
+                return Err(ProcessError::NotFound(format!(
+                    "no {SCOPE_KIND} entry {id}"
+                )))
+            }
+        }
+        let groups = node.ext_or_default::<Groups>();
+        let scope = groups
+            .scopes
+            .entry(id.clone())
+            .or_insert_with(|| {
+                Arc::new(Scope {
+                    id: id.clone(),
+                    node: Arc::downgrade(node),
+                    state: Mutex::new(State::default()),
+                })
+            })
+            .clone();
+        Ok(scope)
+    }
+}
+
+/// One scope: its groups and monitors.
+pub struct Scope {
+    /// The `pg.scope` entry.
+    pub id: Id,
+    node: Weak<Node>,
+    state: Mutex<State>,
+}
+
+struct Monitor {
+    id: u64,
+    pid: Pid,
+    /// None: every group of the scope.
+    group: Option<String>,
+}
+
+#[derive(Default)]
+struct State {
+    /// Members by group, the latest join first, once per join.
+    groups: BTreeMap<String, Vec<Pid>>,
+    /// The processes with joins (their exit is watched), and their joins per group.
+    joined: HashMap<Pid, HashMap<String, usize>>,
+    monitors: Vec<Monitor>,
+    /// Monitoring processes whose exit is watched.
+    watchers: HashSet<Pid>,
+    next_monitor: u64,
+}
+
+/// A join or a leave.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Change {
+    Join,
+    Leave,
+}
+
+impl Change {
+    fn name(self) -> &'static str {
+        match self {
+            Change::Join => "join",
+            Change::Leave => "leave",
+        }
+    }
+}
+
+fn pid_list(pids: &[Pid]) -> Value {
+    Value::Array(pids.iter().map(|p| Value::str(p.to_string())).collect())
+}
+
+impl Scope {
+    fn node(&self) -> Result<Arc<Node>, ProcessError> {
+        self.node
+            .upgrade()
+            .ok_or_else(|| ProcessError::NotFound("the runtime stopped".into()))
+    }
+
+    /// Tells the monitors of `group` (and of the scope) and the event bus; called under
+    /// the state lock, so every monitor sees the changes in order.
+    fn notify(&self, node: &Node, st: &State, change: Change, group: &str, pids: &[Pid]) {
+        for m in &st.monitors {
+            if m.group.as_deref().is_some_and(|g| g != group) {
+                continue;
+            }
+            let event = Value::Map(vec![
+                (Value::str("ref"), Value::Int(m.id as i64)),
+                (Value::str("scope"), Value::str(self.id.to_string())),
+                (Value::str("event"), Value::str(change.name())),
+                (Value::str("group"), Value::str(group)),
+                (Value::str("pids"), pid_list(pids)),
+            ]);
+            let _ = node.send(None, &m.pid, MONITOR_TOPIC, vec![event]);
+        }
+        let data = Value::Map(vec![
+            (Value::str("scope"), Value::str(self.id.to_string())),
+            (Value::str("group"), Value::str(group)),
+            (Value::str("pids"), pid_list(pids)),
+        ]);
+        let _ = crate::events::publish(node, None, "pg", change.name(), Some(group), data);
+    }
+
+    /// Joins `pids` (local, running processes) to `group`, once each.
+    pub fn join(self: &Arc<Self>, group: &str, pids: &[Pid]) -> Result<(), ProcessError> {
+        let node = self.node()?;
+        for p in pids {
+            if p.node != node.name {
+                return Err(ProcessError::Invalid(format!(
+                    "{p} is not a process of this node (only local processes join)"
+                )));
+            }
+            if node.process(p).is_none() {
+                return Err(ProcessError::NotFound(format!(
+                    "process {p} is not running"
+                )));
+            }
+        }
+        let mut new = Vec::new();
+        {
+            let mut st = self.state.lock();
+            let members = st.groups.entry(group.to_string()).or_default();
+            // the new joins go first, in the order given (Erlang: `Pids ++ Members`)
+            members.splice(0..0, pids.iter().cloned());
+            for p in pids {
+                let joins = st.joined.entry(p.clone()).or_insert_with(|| {
+                    new.push(p.clone());
+                    HashMap::new()
+                });
+                *joins.entry(group.to_string()).or_default() += 1;
+            }
+            self.notify(&node, &st, Change::Join, group, pids);
+        }
+        // watched outside the lock: a process that already ended calls back at once
+        for p in new {
+            let me = Arc::downgrade(self);
+            node.watch(
+                &p,
+                Box::new(move |pid, _| {
+                    if let Some(scope) = me.upgrade() {
+                        scope.exited(pid);
+                    }
+                }),
+            );
+        }
+        Ok(())
+    }
+
+    /// Removes one join of each of `pids` from `group`; false when none of them was in it
+    /// (Erlang's `not_joined`).
+    pub fn leave(&self, group: &str, pids: &[Pid]) -> Result<bool, ProcessError> {
+        let node = self.node()?;
+        let mut st = self.state.lock();
+        let mut left = Vec::new();
+        for p in pids {
+            let Some(members) = st.groups.get_mut(group) else {
+                break;
+            };
+            if let Some(i) = members.iter().position(|m| m == p) {
+                members.remove(i);
+                left.push(p.clone());
+            }
+        }
+        if st.groups.get(group).is_some_and(|m| m.is_empty()) {
+            st.groups.remove(group);
+        }
+        for p in &left {
+            if let Some(joins) = st.joined.get_mut(p) {
+                if let Some(n) = joins.get_mut(group) {
+                    *n -= 1;
+                    if *n == 0 {
+                        joins.remove(group);
+                    }
+                }
+            }
+        }
+        if left.is_empty() {
+            return Ok(false);
+        }
+        self.notify(&node, &st, Change::Leave, group, &left);
+        Ok(true)
+    }
+
+    /// A member ended: all its joins go.
+    fn exited(&self, pid: &Pid) {
+        let Ok(node) = self.node() else { return };
+        let mut st = self.state.lock();
+        st.watchers.remove(pid);
+        st.monitors.retain(|m| m.pid != *pid);
+        let Some(joins) = st.joined.remove(pid) else {
+            return;
+        };
+        let mut groups: Vec<(String, usize)> = joins.into_iter().collect();
+        groups.sort();
+        for (group, n) in groups {
+            if n == 0 {
+                continue;
+            }
+            if let Some(members) = st.groups.get_mut(&group) {
+                members.retain(|m| m != pid);
+                if members.is_empty() {
+                    st.groups.remove(&group);
+                }
+            }
+            let left = vec![pid.clone(); n];
+            self.notify(&node, &st, Change::Leave, &group, &left);
+        }
+    }
+
+    /// The members of `group`, once per join, the latest first.
+    pub fn members(&self, group: &str) -> Vec<Pid> {
+        self.state
+            .lock()
+            .groups
+            .get(group)
+            .cloned()
+            .unwrap_or_default()
+    }
+
+    /// The groups that have members, sorted.
+    pub fn which_groups(&self) -> Vec<String> {
+        self.state.lock().groups.keys().cloned().collect()
+    }
+
+    /// Sends a message to each distinct member of `group`; the number of processes it
+    /// reached.
+    pub fn broadcast(
+        &self,
+        from: Option<&Pid>,
+        group: &str,
+        topic: &str,
+        payload: Vec<Value>,
+    ) -> Result<usize, ProcessError> {
+        let node = self.node()?;
+        let mut seen = HashSet::new();
+        let members: Vec<Pid> = self
+            .members(group)
+            .into_iter()
+            .filter(|p| seen.insert(p.clone()))
+            .collect();
+        let mut sent = 0;
+        for p in members {
+            if node.send(from, &p, topic, payload.clone()).is_ok() {
+                sent += 1;
+            }
+        }
+        Ok(sent)
+    }
+
+    /// Monitors `group` (None: every group of the scope) for `watcher`: it gets a message
+    /// on topic [`MONITOR_TOPIC`] per join and leave from now on. Returns the monitor's
+    /// reference and the members now (for a scope: every group's).
+    pub fn monitor(
+        self: &Arc<Self>,
+        watcher: &Pid,
+        group: Option<&str>,
+    ) -> Result<(u64, BTreeMap<String, Vec<Pid>>), ProcessError> {
+        let node = self.node()?;
+        if node.process(watcher).is_none() {
+            return Err(ProcessError::NotFound(format!(
+                "process {watcher} is not running"
+            )));
+        }
+        let (id, now, watch) = {
+            let mut st = self.state.lock();
+            st.next_monitor += 1;
+            let id = st.next_monitor;
+            st.monitors.push(Monitor {
+                id,
+                pid: watcher.clone(),
+                group: group.map(str::to_string),
+            });
+            let now = match group {
+                Some(g) => st
+                    .groups
+                    .get(g)
+                    .map(|m| BTreeMap::from([(g.to_string(), m.clone())]))
+                    .unwrap_or_default(),
+                None => st.groups.clone(),
+            };
+            let watch = !st.joined.contains_key(watcher) && st.watchers.insert(watcher.clone());
+            (id, now, watch)
+        };
+        if watch {
+            let me = Arc::downgrade(self);
+            node.watch(
+                watcher,
+                Box::new(move |pid, _| {
+                    if let Some(scope) = me.upgrade() {
+                        scope.exited(pid);
+                    }
+                }),
+            );
+        }
+        Ok((id, now))
+    }
+
+    /// Stops a monitor; false when there is none with that reference.
+    pub fn demonitor(&self, id: u64) -> bool {
+        let mut st = self.state.lock();
+        let before = st.monitors.len();
+        st.monitors.retain(|m| m.id != id);
+        st.monitors.len() != before
+    }
+}
