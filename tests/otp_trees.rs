@@ -129,8 +129,8 @@ end }
 }
 
 /// `supervisor.ignore()` is OTP's `ignore`: the child does not run and is not restarted
-/// (a temporary one is forgotten); a child that does not start within its start_timeout
-/// fails the start.
+/// (a temporary one is forgotten), at the tree's start and at a restart alike; a child
+/// that does not start within its start_timeout fails the start.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn ignore_and_start_timeout() {
     let ignorer = r#"
@@ -144,6 +144,29 @@ return { main = function() supervisor.ignore() error("not reached") end }
             "silent",
             "return { main = function() process.inbox():receive() end }",
         )
+        .lua(
+            "second",
+            r#"
+local supervisor = require("supervisor")
+return { main = function()
+  if process.registry.lookup("armed") then supervisor.ignore() end
+  while true do
+    if process.inbox():receive():topic() == "crash" then error("crashed") end
+  end
+end }
+"#,
+        )
+        .lua(
+            "armer",
+            "return { main = function() process.registry.register('armed') process.inbox():receive() end }",
+        )
+        .entry(&tree(
+            "r",
+            "one_for_one",
+            1,
+            "[{id: x, process: second}, {id: y, process: worker}]",
+        ))
+        .entry(&service("svc3", "r", ""))
         .entry(&tree(
             "t",
             "one_for_one",
@@ -170,7 +193,20 @@ return {{ main = function()
     kids[#kids + 1] = c.id .. "=" .. c.state .. ":" .. c.restarts
   end
   local ok, err = supervisor.start("app:svc2")
-  return {{ kids = kids, slow_ok = ok == true, slow_err = tostring(err) }}
+  -- ignore at a restart
+  assert(supervisor.start("app:svc3"))
+  local before = pids("app:r")
+  process.spawn("app:armer", "app:host")
+  time.sleep(20)
+  process.send(before.x, "crash")
+  local after = wait("app:r", function(p) return p.x == false end)
+  time.sleep(100)
+  local r = {{}}
+  for _, c in ipairs(supervisor.which_children("app:r")) do
+    r[#r + 1] = c.id .. "=" .. c.state .. ":" .. c.restarts
+  end
+  return {{ kids = kids, slow_ok = ok == true, slow_err = tostring(err), at_restart = r,
+           y_kept = after.y == before.y }}
 end }}
 "#
             ),
@@ -178,6 +214,12 @@ end }}
         .value("main")
         .await;
     assert_eq!(v["kids"], json!(["x=undefined:0", "y=running:0"]), "{v}");
+    assert_eq!(
+        v["at_restart"],
+        json!(["x=undefined:1", "y=running:0"]),
+        "{v}"
+    );
+    assert_eq!(v["y_kept"], json!(true));
     assert_eq!(v["slow_ok"], json!(false));
     assert!(
         v["slow_err"]

@@ -205,6 +205,10 @@ struct Child {
     running: Option<Running>,
     restarts: u64,
     restarting: bool,
+    /// The start notice of a child restarted without waiting for it (the last of a
+    /// restart group: nothing after it depends on its start); read when it exits, so an
+    /// `ignore` is still honoured.
+    unconfirmed: Option<tokio::sync::oneshot::Receiver<Started>>,
 }
 
 impl Child {
@@ -220,6 +224,8 @@ impl Child {
 enum Outcome {
     Running(Running),
     Ignored,
+    /// Spawned; not waited for (see `Child::unconfirmed`).
+    Unconfirmed(Running, tokio::sync::oneshot::Receiver<Started>),
 }
 
 /// State of a tree actor.
@@ -312,16 +318,19 @@ impl TreeState {
             running: None,
             restarts: 0,
             restarting: false,
+            unconfirmed: None,
         }
     }
 
-    /// Starts a child and waits until it is started (or ignored, or failed).
+    /// Starts a child and waits until it is started (or ignored, or failed); with `wait`
+    /// false a process child is only spawned.
     async fn start(
         &self,
         myself: &ActorRef<TreeMsg>,
         key: u64,
         spec: &ChildSpec,
         args: &[Value],
+        wait: bool,
     ) -> Result<Outcome, String> {
         let sup = self.sup.upgrade().ok_or("runtime stopped")?;
         match &spec.kind {
@@ -349,6 +358,9 @@ impl TreeState {
                     .node
                     .spawn(entry, &host, args.to_vec(), opts)
                     .map_err(|e| format!("child {}: {e}", spec.id))?;
+                if !wait {
+                    return Ok(Outcome::Unconfirmed(Running::Process(pid), started));
+                }
                 match tokio::time::timeout(spec.start_timeout, started).await {
                     Ok(Ok(Started::Running)) => Ok(Outcome::Running(Running::Process(pid))),
                     Ok(Ok(Started::Ignore)) => Ok(Outcome::Ignored),
@@ -400,25 +412,39 @@ impl TreeState {
 
     /// Starts child `i` (declared or known): Ok(true) when it runs, Ok(false) when it
     /// answered `ignore` (a temporary child is then forgotten: the position is gone).
-    async fn start_at(&mut self, myself: &ActorRef<TreeMsg>, i: usize) -> Result<bool, String> {
+    /// `wait`: until it is started (false: see `Child::unconfirmed`).
+    async fn start_at(
+        &mut self,
+        myself: &ActorRef<TreeMsg>,
+        i: usize,
+        wait: bool,
+    ) -> Result<bool, String> {
         let c = &self.children[i];
         let (key, spec, args) = (c.key, c.spec.clone(), c.args.clone());
-        match self.start(myself, key, &spec, &args).await? {
-            Outcome::Running(r) => {
-                let c = &mut self.children[i];
-                c.running = Some(r);
-                c.restarting = false;
-                Ok(true)
-            }
+        let (running, unconfirmed) = match self.start(myself, key, &spec, &args, wait).await? {
+            Outcome::Running(r) => (r, None),
+            Outcome::Unconfirmed(r, rx) => (r, Some(rx)),
             Outcome::Ignored => {
-                tracing::debug!(tree = %self.spec.id, child = %spec.id, "child answered ignore");
-                if spec.restart == RestartType::Temporary || self.sofo() {
-                    self.children.remove(i);
-                } else {
-                    self.children[i].restarting = false;
-                }
-                Ok(false)
+                self.ignored(i);
+                return Ok(false);
             }
+        };
+        let c = &mut self.children[i];
+        c.running = Some(running);
+        c.unconfirmed = unconfirmed;
+        c.restarting = false;
+        Ok(true)
+    }
+
+    /// Child `i` answered `ignore`: not running, not restarted; a temporary child (or one
+    /// of a simple_one_for_one tree) is forgotten.
+    fn ignored(&mut self, i: usize) {
+        tracing::debug!(tree = %self.spec.id, child = %self.children[i].spec.id, "child answered ignore");
+        if self.children[i].spec.restart == RestartType::Temporary || self.sofo() {
+            self.children.remove(i);
+        } else {
+            self.children[i].running = None;
+            self.children[i].restarting = false;
         }
     }
 
@@ -527,6 +553,7 @@ impl TreeState {
         }
         let sup = self.sup.upgrade();
         let mut failed: Option<(u64, String)> = None;
+        let last = group.last().copied();
         for k in group {
             let Some(j) = self.position(k) else { continue };
             if failed.is_some() {
@@ -538,7 +565,9 @@ impl TreeState {
             if let Some(sup) = &sup {
                 sup.count_restart();
             }
-            if let Err(e) = self.start_at(myself, j).await {
+            // each child of the group is started before the next; nothing waits on the
+            // last one (a failure as it starts comes back as its exit, counted the same)
+            if let Err(e) = self.start_at(myself, j, Some(k) != last).await {
                 tracing::warn!(tree = %self.spec.id, "{e}; trying again");
                 self.children[j].restarting = true;
                 failed = Some((k, e));
@@ -641,7 +670,7 @@ impl TreeState {
         };
         self.children.push(child);
         let i = self.children.len() - 1;
-        match self.start_at(myself, i).await {
+        match self.start_at(myself, i, true).await {
             Ok(true) => Ok(self.children[i].pid()),
             Ok(false) => Ok(None),
             Err(e) => {
@@ -679,7 +708,7 @@ impl TreeState {
         if c.restarting {
             return Err(ChildError::Restarting(id.to_string()));
         }
-        match self.start_at(myself, i).await {
+        match self.start_at(myself, i, true).await {
             Ok(true) => Ok(self.children[i].pid()),
             Ok(false) => Ok(None),
             Err(e) => Err(ChildError::Start(e)),
@@ -734,7 +763,7 @@ impl Actor for TreeActor {
         let mut i = 0;
         while i < st.children.len() {
             let before = st.children.len();
-            if let Err(e) = st.start_at(&myself, i).await {
+            if let Err(e) = st.start_at(&myself, i, true).await {
                 let why = format!("supervisor {}: {e}", st.spec.id);
                 tracing::error!("{why}; stopping the children started so far");
                 st.stop_all(true).await;
@@ -764,6 +793,14 @@ impl Actor for TreeActor {
                 };
                 if matches!(&st.children[i].running, Some(Running::Process(p)) if *p == pid) {
                     st.children[i].running = None;
+                    let answer = st.children[i]
+                        .unconfirmed
+                        .take()
+                        .map(|mut rx| rx.try_recv());
+                    if let Some(Ok(Started::Ignore)) = answer {
+                        st.ignored(i);
+                        return Ok(());
+                    }
                     let reason = exit.error().unwrap_or("normal").to_string();
                     st.child_down(&myself, i, exit.is_abnormal(), &reason)
                         .await?;
@@ -818,7 +855,7 @@ impl Actor for TreeActor {
                         continue;
                     }
                     st.stop_at(i, true).await;
-                    match st.start_at(&myself, i).await {
+                    match st.start_at(&myself, i, true).await {
                         Ok(_) => done.push(spec.id.clone()),
                         Err(e) => {
                             if let Err(gave_up) = st.child_down(&myself, i, true, &e).await {
