@@ -454,3 +454,46 @@ end }}
                "all_after_one": true, "all_gone": true})
     );
 }
+
+/// A nested supervisor's `shutdown` bounds its whole stop: past it, its children still
+/// running are terminated (as killing an OTP supervisor takes its linked children down),
+/// so nothing runs on once the stop returned, and the stop does not wait for a
+/// grandchild's longer shutdown.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_nested_supervisors_shutdown_bounds_its_stop_and_leaves_nothing_running() {
+    let v = App::new()
+        .lua(
+            "stubborn",
+            r#"
+local time = require("time")
+return { main = function()
+  process.events():receive()   -- CANCEL: takes its time to clean up
+  time.sleep(8000)
+end }
+"#,
+        )
+        .entry("  - name: inner\n    kind: supervisor\n    children: [{id: g, process: stubborn, shutdown: 10s}]\n")
+        .entry(&tree("outer", "one_for_one", 1, "[{id: sub, supervisor: inner, shutdown: 1s}]"))
+        .entry(&service("svc", "outer", ", stop_timeout: 20s"))
+        .lua(
+            "main",
+            &format!(
+                r#"{HELPERS}
+return {{ main = function()
+  assert(supervisor.start("app:svc"))
+  local g = wait("app:inner", function(p) return p.g end).g
+  process.monitor(g)
+  local t0 = time.now()
+  supervisor.stop("app:svc")
+  local waited = time.now():sub(t0):milliseconds()
+  local r = channel.select({{ process.events():case_receive(), default = true }})
+  return {{ exited = not r.default and r.value.kind == process.event.EXIT,
+           bounded = waited >= 900 and waited < 4000 }}
+end }}
+"#
+            ),
+        )
+        .value("main")
+        .await;
+    assert_eq!(v, json!({"exited": true, "bounded": true}));
+}

@@ -217,6 +217,7 @@ impl ServiceData {
                     let args = TreeArgs {
                         spec: spec.clone(),
                         sup: Arc::downgrade(&sup),
+                        shutdown: self.spec.stop_timeout,
                     };
                     Actor::spawn_linked(None, TreeActor, args, myself.get_cell())
                         .await

@@ -189,6 +189,11 @@ pub struct TreeArgs {
     pub spec: Arc<TreeSpec>,
     /// The supervision system.
     pub sup: Weak<Supervision>,
+    /// How long its own stop may take (its `shutdown` as a child, a service's
+    /// `stop_timeout`; [`INFINITY`]: as long as its children's shutdowns take): past it,
+    /// the children still running are terminated, as killing an OTP supervisor takes its
+    /// linked children down.
+    pub shutdown: Duration,
 }
 
 enum Running {
@@ -232,6 +237,8 @@ enum Outcome {
 pub struct TreeState {
     spec: Arc<TreeSpec>,
     sup: Weak<Supervision>,
+    /// See [`TreeArgs::shutdown`].
+    shutdown: Duration,
     children: Vec<Child>,
     next_key: u64,
     restarts: VecDeque<Instant>,
@@ -280,11 +287,17 @@ async fn stop_running(sup: &Supervision, running: Running, shutdown: Duration, g
             }
         }
         Running::Tree(t) => {
-            // a nested tree stops its own children through their shutdowns first
-            let within = (shutdown != INFINITY).then(|| shutdown.max(Duration::from_secs(5)));
-            let _ = t
-                .stop_and_wait(Some("supervisor shutdown".into()), within)
-                .await;
+            // a nested tree stops its own children through their shutdowns, within its
+            // own `shutdown` (given at its start), terminating what is left after it
+            if graceful && !shutdown.is_zero() {
+                let _ = t
+                    .stop_and_wait(Some("supervisor shutdown".into()), None)
+                    .await;
+            } else {
+                // brutal_kill: its children are terminated at once, then it ends
+                let _ = ractor::call!(t, TreeMsg::Kill);
+                let _ = t.wait(Some(Duration::from_secs(5))).await;
+            }
         }
     }
 }
@@ -395,6 +408,7 @@ impl TreeState {
                 let args = TreeArgs {
                     spec: tree,
                     sup: self.sup.clone(),
+                    shutdown: spec.shutdown,
                 };
                 let (r, _) = Actor::spawn_linked(None, TreeActor, args, myself.get_cell())
                     .await
@@ -459,22 +473,32 @@ impl TreeState {
     }
 
     /// Stops every child: last started first, or all at once on a simple_one_for_one tree.
+    /// A graceful stop gives each child its `shutdown`, but no more than what is left of
+    /// the tree's own (`TreeArgs::shutdown`).
     async fn stop_all(&mut self, graceful: bool) {
+        let Some(sup) = self.sup.upgrade() else {
+            return;
+        };
+        let deadline = (self.shutdown != INFINITY).then(|| Instant::now() + self.shutdown);
+        let within = |own: Duration| match deadline {
+            Some(d) => own.min(d.saturating_duration_since(Instant::now())),
+            None => own,
+        };
         if self.sofo() {
-            let Some(sup) = self.sup.upgrade() else {
-                return;
-            };
             let stops: Vec<_> = self
                 .children
                 .iter_mut()
-                .filter_map(|c| Some((c.running.take()?, c.spec.shutdown)))
+                .filter_map(|c| Some((c.running.take()?, within(c.spec.shutdown))))
                 .map(|(r, shutdown)| stop_running(&sup, r, shutdown, graceful))
                 .collect();
             futures::future::join_all(stops).await;
             return;
         }
         for i in (0..self.children.len()).rev() {
-            self.stop_at(i, graceful).await;
+            if let Some(r) = self.children[i].running.take() {
+                let shutdown = within(self.children[i].spec.shutdown);
+                stop_running(&sup, r, shutdown, graceful).await;
+            }
         }
     }
 
@@ -749,6 +773,7 @@ impl Actor for TreeActor {
             children: Vec::new(),
             spec: args.spec,
             sup: args.sup,
+            shutdown: args.shutdown,
             next_key: 0,
             restarts: VecDeque::new(),
         };
