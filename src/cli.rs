@@ -24,6 +24,36 @@ enum Command {
     Check(DirArg),
     /// Call one function and print its result as JSON.
     Call(CallArgs),
+    /// Run the app's tests (entries with `meta.type: test`), each on a fresh runtime.
+    Test(TestArgs),
+}
+
+/// Report formats of `warden test`.
+#[derive(clap::ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
+enum Format {
+    /// Lines for people: one per test, the failures, the counts.
+    Text,
+    /// JUnit XML, for CI systems.
+    Junit,
+    /// TAP 13.
+    Tap,
+}
+
+#[derive(Args, Debug)]
+struct TestArgs {
+    #[command(flatten)]
+    dir: DirArg,
+    /// Run only the tests whose id contains one of these.
+    filters: Vec<String>,
+    /// Tests run at once (default: the cores).
+    #[arg(short = 'j', long = "jobs")]
+    jobs: Option<usize>,
+    /// Report format.
+    #[arg(long, value_enum, default_value = "text")]
+    format: Format,
+    /// Write the junit or tap report to this file (default: stdout).
+    #[arg(short = 'o', long)]
+    output: Option<PathBuf>,
 }
 
 #[derive(Args, Debug)]
@@ -158,10 +188,39 @@ fn init_tracing() {
         .try_init();
 }
 
+/// Logging of `warden test`: the processes' own log lines (the `lua` target) are kept for
+/// each test's report; the runtime's own log is off (tests make services fail on
+/// purpose), `RUST_LOG=warn` shows it on stderr.
+fn init_test_tracing() {
+    use tracing_subscriber::layer::SubscriberExt;
+    use tracing_subscriber::util::SubscriberInitExt;
+    use tracing_subscriber::Layer;
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("off"));
+    let stderr = tracing_subscriber::fmt::layer()
+        .with_writer(std::io::stderr)
+        .with_ansi(false)
+        .with_filter(filter)
+        .with_filter(tracing_subscriber::filter::filter_fn(|m| {
+            m.target() != "lua"
+        }));
+    let capture = crate::testing::capture::Capture.with_filter(
+        tracing_subscriber::filter::Targets::new().with_target("lua", tracing::Level::DEBUG),
+    );
+    let _ = tracing_subscriber::registry()
+        .with(stderr)
+        .with(capture)
+        .try_init();
+}
+
 /// Entry point of the binary; returns the process exit code.
 pub fn main() -> i32 {
     let cli = Cli::parse();
-    init_tracing();
+    if matches!(cli.command, Command::Test(_)) {
+        init_test_tracing();
+    } else {
+        init_tracing();
+    }
     let rt = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -177,8 +236,73 @@ pub fn main() -> i32 {
             Command::Check(d) => check(&d.dir),
             Command::Run(r) => run(r).await,
             Command::Call(c) => call(c).await,
+            Command::Test(t) => test(t).await,
         }
     })
+}
+
+/// `warden test`: exit 0 when every case passed (or was skipped), 1 otherwise.
+async fn test(args: TestArgs) -> i32 {
+    use crate::testing::{self, report};
+    use std::io::{IsTerminal, Write};
+    let reg = match load(&args.dir.dir) {
+        Ok(r) => r,
+        Err(code) => return code,
+    };
+    let tests = testing::discover(&reg, &args.filters);
+    let jobs = args
+        .jobs
+        .unwrap_or_else(|| std::thread::available_parallelism().map_or(2, |n| n.get()));
+    let text = args.format == Format::Text;
+    let live = text && std::io::stdout().is_terminal();
+    let total = tests.len();
+    let mut shown = 0;
+    let results = testing::run_all(&reg, tests, jobs, |r| {
+        shown += 1;
+        if text {
+            let mut out = std::io::stdout().lock();
+            if live {
+                // a progress line, replaced by each result
+                let _ = write!(out, "\r\x1b[2K{}\n[{shown}/{total}] ", report::test_line(r));
+            } else {
+                let _ = writeln!(out, "{}", report::test_line(r));
+            }
+            let _ = out.flush();
+        }
+    })
+    .await;
+    let (_, failed, _) = report::totals(&results);
+    match args.format {
+        Format::Text => {
+            let mut out = std::io::stdout().lock();
+            if live {
+                let _ = write!(out, "\r\x1b[2K");
+            }
+            let details: String = results.iter().map(report::failures).collect();
+            if !details.is_empty() {
+                let _ = write!(out, "\n{details}");
+            }
+            let _ = writeln!(out, "{}", report::count_line(&results));
+        }
+        Format::Junit | Format::Tap => {
+            let body = if args.format == Format::Junit {
+                report::junit(&results)
+            } else {
+                report::tap(&results)
+            };
+            match &args.output {
+                Some(path) => {
+                    if let Err(e) = std::fs::write(path, body) {
+                        eprintln!("error: cannot write {}: {e}", path.display());
+                        return 1;
+                    }
+                    eprintln!("{}", report::count_line(&results));
+                }
+                None => print!("{body}"),
+            }
+        }
+    }
+    i32::from(failed > 0)
 }
 
 fn check(dir: &Path) -> i32 {

@@ -15,6 +15,7 @@ pub mod process;
 pub mod registry;
 pub mod runtime;
 pub mod supervision;
+pub mod testing;
 pub mod typed_lua;
 pub mod value;
 pub mod wasm;

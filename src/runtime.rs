@@ -96,6 +96,27 @@ pub fn describe_ops(ops: &[Op]) -> String {
     }
 }
 
+/// How to start a runtime (see [`Runtime::start_with`]).
+#[derive(Clone, Debug)]
+pub struct Options {
+    /// The node's name, the first part of its pids.
+    pub node_name: String,
+    /// Keep the trees' log from the start (`warden test`).
+    pub keep_tree_log: bool,
+    /// Multiply services' retry delays by this (a test's `meta.time_scale`).
+    pub time_scale: f64,
+}
+
+impl Default for Options {
+    fn default() -> Self {
+        Options {
+            node_name: "local".into(),
+            keep_tree_log: false,
+            time_scale: 1.0,
+        }
+    }
+}
+
 /// A running app.
 pub struct Runtime {
     node: Arc<Node>,
@@ -116,8 +137,28 @@ pub fn launchers() -> HashMap<&'static str, Launcher> {
 
 impl Runtime {
     /// Starts an app: registry actor, hosts, default host, supervision (its `auto_start`
-    /// services in dependency order).
+    /// services in dependency order). The node is named by `WARDEN_NODE` (`local` when
+    /// unset).
     pub async fn start(registry: Registry) -> anyhow::Result<Runtime> {
+        let node_name = std::env::var("WARDEN_NODE").unwrap_or_else(|_| "local".into());
+        Runtime::start_as(registry, &node_name).await
+    }
+
+    /// [`Runtime::start`] with the node named `node_name` (the first part of its pids).
+    pub async fn start_as(registry: Registry, node_name: &str) -> anyhow::Result<Runtime> {
+        Runtime::start_with(
+            registry,
+            Options {
+                node_name: node_name.to_string(),
+                ..Options::default()
+            },
+        )
+        .await
+    }
+
+    /// [`Runtime::start`] with `options`.
+    pub async fn start_with(registry: Registry, options: Options) -> anyhow::Result<Runtime> {
+        let node_name = options.node_name.as_str();
         let specs = spec::check(&registry).map_err(|errs| {
             anyhow::anyhow!(errs
                 .iter()
@@ -133,8 +174,7 @@ impl Runtime {
                 .join("\n"))
         })?);
         let registry = Arc::new(registry);
-        let node_name = std::env::var("WARDEN_NODE").unwrap_or_else(|_| "local".into());
-        let node = Node::new(&node_name, registry.clone(), launchers());
+        let node = Node::new(node_name, registry.clone(), launchers());
         let checker = wasm.clone();
         let state = RegistryState::new(registry.clone()).with_validator(Arc::new(
             move |r: &Registry, _: &[Op]| validate_change(&checker, r),
@@ -213,6 +253,10 @@ impl Runtime {
         node.set_ext(wasm);
         let sup = Supervision::new(node.clone(), specs, default_host.clone()).await?;
         node.set_ext(sup.clone());
+        if options.keep_tree_log {
+            sup.keep_log();
+        }
+        sup.set_time_scale(options.time_scale);
         sup.start_auto().await;
         follow_changes(&actor, &sup)?;
         tracing::info!(

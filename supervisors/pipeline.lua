@@ -10,6 +10,8 @@ local function stage(name)
     local msg = r.value
     if msg:topic() == "crash" then
       error(name .. " crashed on request")
+    elseif msg:topic() == "stop" then
+      return name .. " done"
     elseif msg:topic() == "ping" then
       process.send(msg:from(), "pong", name)
     end

@@ -34,6 +34,7 @@ mod raw;
 mod registry_api;
 pub mod security;
 mod supervisor;
+pub mod test;
 pub mod time;
 mod uuid;
 mod wit;
@@ -332,6 +333,13 @@ impl LuaWorker {
         rust.set("errors", errors::module(&lua)?)?;
         rust.set("payload", payload::module(&lua)?)?;
         rust.set("message_data", raw::message_data_function(&lua)?)?;
+        // the functions `test.run_cases` made (weak keys): the bootstrap runs one that a
+        // test's method returns
+        let test_runners = lua.create_table()?;
+        let weak_keys = lua.create_table()?;
+        weak_keys.set("__mode", "k")?;
+        test_runners.set_metatable(Some(weak_keys))?;
+        rust.set("test_runners", test_runners.clone())?;
         let setup: Table = lua
             .load(include_str!("sandbox.lua"))
             .set_name("=warden sandbox")
@@ -352,6 +360,13 @@ impl LuaWorker {
         modules.insert("io", freeze.call((io::module(&lua)?, "io"))?);
         modules.insert("uuid", freeze.call((uuid::module(&lua)?, "uuid"))?);
         modules.insert("pg", freeze.call((pg::module(&lua)?, "pg"))?);
+        let test = test::module(
+            &lua,
+            test_runners,
+            supervisor::module(&lua)?,
+            time::module(&lua)?,
+        )?;
+        modules.insert("test", freeze.call((test, "test"))?);
         modules.insert("env", freeze.call((env::module(&lua)?, "env"))?);
         modules.insert("events", freeze.call((events::module(&lua)?, "events"))?);
         modules.insert(
@@ -472,6 +487,11 @@ fn require(lua: &Lua, owner: &Arc<Entry>, name: &str) -> Result<mlua::Value, Str
     let spec = lua_spec(owner).ok_or_else(|| format!("require({name:?}): not a Lua entry"))?;
     let w = worker().map_err(|e| e.to_string())?;
     if let Some((_, lib_id)) = spec.imports.iter().find(|(alias, _)| alias == name) {
+        if let Some(module) = crate::registry::builtin_library(lib_id) {
+            if let Some(m) = w.modules.get(module) {
+                return Ok(mlua::Value::Table(m.clone()));
+            }
+        }
         let registry = match current_any() {
             Some(Current::Process(p)) => p.node.registry(),
             Some(Current::Call(c)) => c.node.registry(),
@@ -778,7 +798,11 @@ impl ProcCtx {
     /// Handles a control signal; returns the exit when the signal ends the process.
     fn on_signal(&self, sig: Signal) -> mlua::Result<Option<Exit>> {
         match sig {
-            Signal::Terminate => return Ok(Some(Exit::Killed("terminated".into()))),
+            Signal::Terminate(why) => {
+                return Ok(Some(Exit::Killed(
+                    why.unwrap_or_else(|| "terminated".into()),
+                )))
+            }
             Signal::Down { from, exit } => {
                 let ev = self.exit_event("EXIT", &from, &exit)?;
                 self.events.push(mlua::Value::Table(ev));
@@ -901,7 +925,7 @@ impl Driver {
         // made in every case: it reads back the raised error's kind, none is left over
         let exit = raised_exit(e);
         if self.ctx.me.kill_requested.load(Ordering::Relaxed) {
-            Exit::Killed("terminated".into())
+            Exit::Killed(self.ctx.me.terminate_reason())
         } else {
             exit
         }
@@ -1040,7 +1064,7 @@ impl Driver {
             match coros.poll_next_unpin(cx) {
                 Poll::Ready(Some((_, Err(e)))) => {
                     let exit = if self.ctx.me.kill_requested.load(Ordering::Relaxed) {
-                        Exit::Killed("terminated".into())
+                        Exit::Killed(self.ctx.me.terminate_reason())
                     } else {
                         raised_exit(&e)
                     };

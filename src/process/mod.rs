@@ -186,8 +186,8 @@ pub enum Signal {
         /// Why.
         reason: Option<String>,
     },
-    /// Stop now.
-    Terminate,
+    /// Stop now (with this reason; None: `terminated`).
+    Terminate(Option<String>),
 }
 
 /// A data message.
@@ -309,6 +309,21 @@ impl ProcessHandle {
     /// The next data message, if any.
     pub fn pop_message(&self) -> Option<Message> {
         self.queues.lock().data.pop_front()
+    }
+
+    /// The reason of a pending terminate (`terminated` when it gave none): the exit of a
+    /// process stopped at a preemption point rather than at its signal.
+    pub fn terminate_reason(&self) -> String {
+        self.queues
+            .lock()
+            .ctrl
+            .iter()
+            .find_map(|s| match s {
+                Signal::Terminate(r) => Some(r.clone()),
+                _ => None,
+            })
+            .flatten()
+            .unwrap_or_else(|| "terminated".into())
     }
 
     /// Messages waiting in the mailbox.
@@ -514,6 +529,14 @@ impl Node {
         self.procs.len()
     }
 
+    /// Every live process, with the entry it runs.
+    pub fn processes(&self) -> Vec<(Pid, Id)> {
+        self.procs
+            .iter()
+            .map(|p| (p.pid.clone(), p.entry.id.clone()))
+            .collect()
+    }
+
     /// The handle of a live process.
     pub fn process(&self, pid: &Pid) -> Option<Arc<ProcessHandle>> {
         if pid.node != self.name {
@@ -616,11 +639,17 @@ impl Node {
     /// Stops a process now, also one busy in a loop (it is interrupted at its next
     /// preemption point).
     pub fn terminate(&self, dest: &Pid) -> Result<(), ProcessError> {
+        self.terminate_with(dest, None)
+    }
+
+    /// [`Node::terminate`] with the reason its exit gives (Erlang's `exit(Pid, Reason)`
+    /// for a process that does not trap exits); None: `terminated`.
+    pub fn terminate_with(&self, dest: &Pid, reason: Option<String>) -> Result<(), ProcessError> {
         let p = self
             .process(dest)
             .ok_or_else(|| ProcessError::NotFound(format!("process {dest} is not running")))?;
         p.kill_requested.store(true, Ordering::Release);
-        p.signal(Signal::Terminate);
+        p.signal(Signal::Terminate(reason));
         Ok(())
     }
 

@@ -9,7 +9,9 @@ pub mod changes;
 pub mod loader;
 pub mod pool;
 
-pub use loader::{load_changes, load_dir, load_dir_partial, Item, LoadError, LoadErrors};
+pub use loader::{
+    builtin_library, load_changes, load_dir, load_dir_partial, Item, LoadError, LoadErrors,
+};
 pub use pool::{PoolKind, PoolSpec};
 
 /// The capability groups a wasm entry may list in `imports` (besides any `warden:...` name).

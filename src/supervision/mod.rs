@@ -39,6 +39,32 @@ pub struct Supervision {
     services: DashMap<Id, ActorRef<ServiceMsg>>,
     restarts: std::sync::atomic::AtomicU64,
     fatal: tokio::sync::watch::Sender<Option<String>>,
+    /// Services' retry delays are multiplied by this (f64 bits; 1.0 but under a test's
+    /// `meta.time_scale`).
+    time_scale: std::sync::atomic::AtomicU64,
+    /// What the trees did, in order, when a test asked for it ([`Supervision::keep_log`]).
+    log: parking_lot::Mutex<Option<Vec<TreeEvent>>>,
+    /// Trees started on their own (not by a service): `start_tree`.
+    bare: DashMap<Id, ActorRef<TreeMsg>>,
+    /// The runtime the supervision actors run on (a request from a process's worker
+    /// thread spawns its actors there, not on the worker).
+    main: tokio::runtime::Handle,
+}
+
+/// One thing a tree did to a child (see [`Supervision::keep_log`]).
+#[derive(Clone, Debug, PartialEq)]
+pub struct TreeEvent {
+    /// The tree.
+    pub tree: Id,
+    /// The child id.
+    pub child: String,
+    /// `start` (the tree's own start, `start_child`, `restart_child`), `exit` (it ended by
+    /// itself), `stop` (the tree stopped it), `restart` (started again by the strategy).
+    pub event: &'static str,
+    /// Its pid (a process child).
+    pub pid: Option<String>,
+    /// Why it exited (`normal` or the error).
+    pub reason: Option<String>,
 }
 
 /// The text of a tree that failed to start: the tree's own error (which names it), not
@@ -66,6 +92,10 @@ impl Supervision {
             services: DashMap::new(),
             restarts: Default::default(),
             fatal,
+            time_scale: std::sync::atomic::AtomicU64::new(1.0f64.to_bits()),
+            log: parking_lot::Mutex::new(None),
+            bare: DashMap::new(),
+            main: tokio::runtime::Handle::current(),
         });
         for spec in sup.specs().services.values() {
             let args = service::ServiceArgs {
@@ -76,6 +106,80 @@ impl Supervision {
             sup.services.insert(spec.id.clone(), r);
         }
         Ok(sup)
+    }
+
+    /// Multiplies every service's retry delays by `scale` (tests run backoffs faster).
+    pub fn set_time_scale(&self, scale: f64) {
+        self.time_scale
+            .store(scale.to_bits(), std::sync::atomic::Ordering::Relaxed);
+    }
+
+    /// The factor of services' retry delays.
+    pub fn time_scale(&self) -> f64 {
+        f64::from_bits(self.time_scale.load(std::sync::atomic::Ordering::Relaxed))
+    }
+
+    /// Starts keeping the trees' log: every start, exit, stop and restart of a child, in
+    /// order (for tests; off by default).
+    pub fn keep_log(&self) {
+        self.log.lock().get_or_insert_with(Vec::new);
+    }
+
+    /// The trees' log so far (empty unless [`Supervision::keep_log`] was called).
+    pub fn tree_log(&self) -> Vec<TreeEvent> {
+        self.log.lock().clone().unwrap_or_default()
+    }
+
+    pub(crate) fn record(&self, event: impl FnOnce() -> TreeEvent) {
+        if let Some(log) = self.log.lock().as_mut() {
+            log.push(event());
+        }
+    }
+
+    /// Starts supervisor `id` on its own (no service around it); resolves once its
+    /// children are started. Stopped by [`Supervision::stop_tree`] or `stop_all`.
+    pub async fn start_tree(self: &Arc<Self>, id: &Id) -> ControlResult<()> {
+        let spec = self
+            .specs()
+            .trees
+            .get(id)
+            .cloned()
+            .ok_or_else(|| ("NOT_FOUND", format!("supervisor {id} not found")))?;
+        if self.trees.contains_key(id) {
+            return Err((
+                "ALREADY_EXISTS",
+                format!("supervisor {id} is already running"),
+            ));
+        }
+        let args = tree::TreeArgs {
+            spec,
+            sup: Arc::downgrade(self),
+            shutdown: spec::INFINITY,
+        };
+        let spawned = self
+            .main
+            .spawn(async move { Actor::spawn(None, tree::TreeActor, args).await })
+            .await
+            .map_err(|e| ("INTERNAL", format!("supervisor {id}: {e}")))?;
+        match spawned {
+            Ok((r, _)) => {
+                self.bare.insert(id.clone(), r);
+                Ok(())
+            }
+            Err(e) => Err(("FAILED", spawn_error(&e))),
+        }
+    }
+
+    /// Stops a tree [`Supervision::start_tree`] started; resolves once its children ended.
+    pub async fn stop_tree(&self, id: &Id) -> ControlResult<()> {
+        let (_, r) = self.bare.remove(id).ok_or_else(|| {
+            (
+                "NOT_FOUND",
+                format!("supervisor {id} was not started on its own"),
+            )
+        })?;
+        let _ = r.stop_and_wait(Some("stopped".into()), None).await;
+        Ok(())
     }
 
     /// Every service and tree of the running registry version.
@@ -293,8 +397,13 @@ impl Supervision {
         }
     }
 
-    /// Stops every service that runs, dependents first, each within its stop_timeout.
+    /// Stops every service that runs, dependents first, each within its stop_timeout (and
+    /// the trees started on their own).
     pub async fn stop_all(&self) {
+        let bare: Vec<Id> = self.bare.iter().map(|e| e.key().clone()).collect();
+        for id in bare {
+            let _ = self.stop_tree(&id).await;
+        }
         let active: Vec<Id> = self
             .statuses
             .iter()

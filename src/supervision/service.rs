@@ -265,7 +265,8 @@ impl ServiceData {
             tracing::error!(service = %self.spec.id, attempts = self.status.attempt, "service failed too often; not restarting it");
             return;
         }
-        let delay = self.spec.restart.delay(self.status.attempt);
+        let scale = self.sup.upgrade().map_or(1.0, |s| s.time_scale());
+        let delay = self.spec.restart.delay(self.status.attempt).mul_f64(scale);
         self.set(ServiceState::Failed, Some(delay));
         let gen = self.gen;
         let me = myself.clone();

@@ -303,6 +303,19 @@ async fn stop_running(sup: &Supervision, running: Running, shutdown: Duration, g
 }
 
 impl TreeState {
+    /// Notes what happened to child `i` in the trees' log (when a test keeps one).
+    fn note(&self, i: usize, event: &'static str, reason: Option<&str>) {
+        if let (Some(sup), Some(c)) = (self.sup.upgrade(), self.children.get(i)) {
+            sup.record(|| super::TreeEvent {
+                tree: self.spec.id.clone(),
+                child: c.spec.id.clone(),
+                event,
+                pid: c.pid(),
+                reason: reason.map(str::to_string),
+            });
+        }
+    }
+
     fn position(&self, key: u64) -> Option<usize> {
         self.children.iter().position(|c| c.key == key)
     }
@@ -432,6 +445,7 @@ impl TreeState {
         myself: &ActorRef<TreeMsg>,
         i: usize,
         wait: bool,
+        event: &'static str,
     ) -> Result<bool, String> {
         let c = &self.children[i];
         let (key, spec, args) = (c.key, c.spec.clone(), c.args.clone());
@@ -447,6 +461,7 @@ impl TreeState {
         c.running = Some(running);
         c.unconfirmed = unconfirmed;
         c.restarting = false;
+        self.note(i, event, None);
         Ok(true)
     }
 
@@ -467,6 +482,9 @@ impl TreeState {
         let Some(sup) = self.sup.upgrade() else {
             return;
         };
+        if self.children[i].running.is_some() {
+            self.note(i, "stop", None);
+        }
         if let Some(r) = self.children[i].running.take() {
             stop_running(&sup, r, self.children[i].spec.shutdown, graceful).await;
         }
@@ -484,6 +502,11 @@ impl TreeState {
             Some(d) => own.min(d.saturating_duration_since(Instant::now())),
             None => own,
         };
+        for i in 0..self.children.len() {
+            if self.children[i].running.is_some() {
+                self.note(i, "stop", None);
+            }
+        }
         if self.sofo() {
             let stops: Vec<_> = self
                 .children
@@ -591,7 +614,7 @@ impl TreeState {
             }
             // each child of the group is started before the next; nothing waits on the
             // last one (a failure as it starts comes back as its exit, counted the same)
-            if let Err(e) = self.start_at(myself, j, Some(k) != last).await {
+            if let Err(e) = self.start_at(myself, j, Some(k) != last, "restart").await {
                 tracing::warn!(tree = %self.spec.id, "{e}; trying again");
                 self.children[j].restarting = true;
                 failed = Some((k, e));
@@ -694,7 +717,7 @@ impl TreeState {
         };
         self.children.push(child);
         let i = self.children.len() - 1;
-        match self.start_at(myself, i, true).await {
+        match self.start_at(myself, i, true, "start").await {
             Ok(true) => Ok(self.children[i].pid()),
             Ok(false) => Ok(None),
             Err(e) => {
@@ -732,7 +755,7 @@ impl TreeState {
         if c.restarting {
             return Err(ChildError::Restarting(id.to_string()));
         }
-        match self.start_at(myself, i, true).await {
+        match self.start_at(myself, i, true, "start").await {
             Ok(true) => Ok(self.children[i].pid()),
             Ok(false) => Ok(None),
             Err(e) => Err(ChildError::Start(e)),
@@ -788,7 +811,7 @@ impl Actor for TreeActor {
         let mut i = 0;
         while i < st.children.len() {
             let before = st.children.len();
-            if let Err(e) = st.start_at(&myself, i, true).await {
+            if let Err(e) = st.start_at(&myself, i, true, "start").await {
                 let why = format!("supervisor {}: {e}", st.spec.id);
                 tracing::error!("{why}; stopping the children started so far");
                 st.stop_all(true).await;
@@ -817,6 +840,7 @@ impl Actor for TreeActor {
                     return Ok(());
                 };
                 if matches!(&st.children[i].running, Some(Running::Process(p)) if *p == pid) {
+                    st.note(i, "exit", Some(exit.error().unwrap_or("normal")));
                     st.children[i].running = None;
                     let answer = st.children[i]
                         .unconfirmed
@@ -880,7 +904,7 @@ impl Actor for TreeActor {
                         continue;
                     }
                     st.stop_at(i, true).await;
-                    match st.start_at(&myself, i, true).await {
+                    match st.start_at(&myself, i, true, "restart").await {
                         Ok(_) => done.push(spec.id.clone()),
                         Err(e) => {
                             if let Err(gave_up) = st.child_down(&myself, i, true, &e).await {
@@ -916,14 +940,16 @@ impl Actor for TreeActor {
         match evt {
             SupervisionEvent::ActorFailed(cell, err) => {
                 if let Some(i) = st.index_of_tree(&cell) {
+                    st.note(i, "exit", Some(&err.to_string()));
                     st.children[i].running = None;
                     st.child_down(&myself, i, true, &err.to_string()).await?;
                 }
             }
             SupervisionEvent::ActorTerminated(cell, _, reason) => {
                 if let Some(i) = st.index_of_tree(&cell) {
-                    st.children[i].running = None;
                     let reason = reason.unwrap_or_else(|| "normal".into());
+                    st.note(i, "exit", Some(&reason));
+                    st.children[i].running = None;
                     st.child_down(&myself, i, false, &reason).await?;
                 }
             }

@@ -84,7 +84,9 @@ async fn run(
         me.register(cx.waker());
         while let Some(sig) = me.pop_signal() {
             match sig {
-                Signal::Terminate => return Poll::Ready(Exit::Killed("terminated".into())),
+                Signal::Terminate(why) => {
+                    return Poll::Ready(Exit::Killed(why.unwrap_or_else(|| "terminated".into())))
+                }
                 Signal::Cancel { .. } => return Poll::Ready(Exit::Killed("canceled".into())),
                 Signal::LinkDown { from, exit } => {
                     return Poll::Ready(Exit::Killed(format!(

@@ -45,7 +45,7 @@ impl App {
         let file = format!("{name}.lua");
         self.write(&file, src);
         self.entry(&format!(
-            "  - name: {name}\n    kind: process.lua\n    source: file://{file}\n    method: main\n    modules: [time, json, logger, funcs, ctx, supervisor, io, uuid, env, security, registry, events, pg]\n"
+            "  - name: {name}\n    kind: process.lua\n    source: file://{file}\n    method: main\n    modules: [time, json, logger, funcs, ctx, supervisor, io, uuid, env, security, registry, events, pg, test]\n"
         ))
     }
 
@@ -56,7 +56,7 @@ impl App {
         self.write(&file, src);
         let pool = pool.map(|p| format!("    pool: {p}\n")).unwrap_or_default();
         self.entry(&format!(
-            "  - name: {name}\n    kind: function.lua\n    source: file://{file}\n    method: main\n    modules: [time, json, logger, funcs, ctx, supervisor, io, uuid, env, security, registry, events, pg]\n{pool}"
+            "  - name: {name}\n    kind: function.lua\n    source: file://{file}\n    method: main\n    modules: [time, json, logger, funcs, ctx, supervisor, io, uuid, env, security, registry, events, pg, test]\n{pool}"
         ))
     }
 
@@ -73,7 +73,8 @@ impl App {
         self.dir.path()
     }
 
-    fn finish(&self) {
+    /// Writes the app's `_index.yaml` (for tests that run the `warden` binary on it).
+    pub fn finish(&self) {
         let yaml = format!(
             "version: \"1.0\"\nnamespace: app\nentries:\n{}",
             self.entries.concat()

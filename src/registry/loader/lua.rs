@@ -23,7 +23,21 @@ pub const BUILTIN_MODULES: &[&str] = &[
     "errors",
     "payload",
     "pg",
+    "test",
 ];
+
+/// Library ids warden provides built in (an `imports` target), with the built-in module
+/// each one is: Wippy's test library.
+pub const BUILTIN_LIBRARIES: &[(&str, &str)] = &[("wippy.test:test", "test")];
+
+/// The built-in module a library id names, if it is one of [`BUILTIN_LIBRARIES`].
+pub fn builtin_library(id: &Id) -> Option<&'static str> {
+    let id = id.to_string();
+    BUILTIN_LIBRARIES
+        .iter()
+        .find(|(lib, _)| *lib == id)
+        .map(|(_, module)| *module)
+}
 
 /// Wippy modules warden does not provide (warning: `require` will fail).
 const WIPPY_ONLY_MODULES: &[&str] = &[
@@ -328,6 +342,9 @@ impl Loader {
                 continue;
             };
             for (alias, target) in &lua.imports {
+                if builtin_library(target).is_some() {
+                    continue;
+                }
                 let problem = match self.declared.get(target) {
                     None => format!("dangling reference: {target} does not exist"),
                     Some(d) if d.kind != "library.lua" => format!(

@@ -16,7 +16,7 @@ mod env;
 mod lua;
 mod wasm;
 
-pub use lua::BUILTIN_MODULES;
+pub use lua::{builtin_library, BUILTIN_LIBRARIES, BUILTIN_MODULES};
 pub use wasm::parse_byte_size;
 use wasm::PendingWasm;
 

@@ -1,0 +1,371 @@
+//! `warden test`: runs the app's test entries (`meta.type: test`, a `function.lua` or a
+//! `process.lua`), each on a fresh runtime of its own, and collects the cases they report.
+//!
+//! Isolation: a test gets its own node (named `testN`), so its processes, names,
+//! services and trees are its own; after it, the runner stops the services it started
+//! and counts what still runs: a process left behind fails the test (its last case says
+//! which processes). A test that runs
+//! past its `meta.timeout` (default 30 s) is stopped; the case it was running and those
+//! it had not reached fail.
+//!
+//! Cases come from the Lua `test` module through the node's [`Sink`]: a plan (every case
+//! name, once the define function ran), then a start and a result per case, so a test
+//! that crashes or hangs still reports what it had done. A test entry that does not use
+//! `run_cases` is one case: it passes when it returns (anything but `false`).
+
+pub mod capture;
+pub mod report;
+
+use crate::process::{Exit, Pid, SpawnOptions};
+use crate::registry::{Entry, Id, Registry};
+use crate::runtime::Runtime;
+use crate::value::Value;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+/// Where the `test` module reports to (a node extension, set by the runner).
+pub struct Sink(tokio::sync::mpsc::UnboundedSender<Value>);
+
+impl Sink {
+    /// Passes one event on.
+    pub fn send(&self, event: Value) {
+        let _ = self.0.send(event);
+    }
+}
+
+/// How a case ended.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Status {
+    /// Its assertions held.
+    Passed,
+    /// An assertion failed, it raised, or it was still running at the timeout.
+    Failed,
+    /// `it_skip`.
+    Skipped,
+}
+
+/// One case of a test.
+#[derive(Clone, Debug)]
+pub struct Case {
+    /// `suite > case`.
+    pub name: String,
+    /// How it ended.
+    pub status: Status,
+    /// Why it failed.
+    pub message: Option<String>,
+    /// Where (the assertion's file and line).
+    pub file: Option<String>,
+    /// The line.
+    pub line: Option<u64>,
+    /// The expected value, as text.
+    pub expected: Option<String>,
+    /// The actual value, as text.
+    pub actual: Option<String>,
+}
+
+impl Case {
+    fn failed(name: impl Into<String>, message: impl Into<String>) -> Case {
+        Case {
+            name: name.into(),
+            status: Status::Failed,
+            message: Some(message.into()),
+            file: None,
+            line: None,
+            expected: None,
+            actual: None,
+        }
+    }
+}
+
+/// What one test entry gave.
+#[derive(Clone, Debug)]
+pub struct TestResult {
+    /// The entry.
+    pub id: Id,
+    /// Its YAML file.
+    pub file: PathBuf,
+    /// Its cases, in the order they ran.
+    pub cases: Vec<Case>,
+    /// The log lines its processes wrote.
+    pub logs: Vec<String>,
+    /// How long it ran.
+    pub duration: Duration,
+}
+
+impl TestResult {
+    /// Cases with this status.
+    pub fn count(&self, status: Status) -> usize {
+        self.cases.iter().filter(|c| c.status == status).count()
+    }
+}
+
+/// The test entries of `registry` whose id contains one of `filters` (all when none),
+/// sorted by id.
+pub fn discover(registry: &Registry, filters: &[String]) -> Vec<Arc<Entry>> {
+    let mut tests: Vec<Arc<Entry>> = registry
+        .entries
+        .values()
+        .filter(|e| matches!(e.kind.as_str(), "function.lua" | "process.lua"))
+        .filter(|e| e.meta.get("type").and_then(|t| t.as_str()) == Some("test"))
+        .filter(|e| {
+            let id = e.id.to_string();
+            filters.is_empty() || filters.iter().any(|f| id.contains(f.as_str()))
+        })
+        .cloned()
+        .collect();
+    tests.sort_by(|a, b| a.id.cmp(&b.id));
+    tests
+}
+
+/// A test's `meta.timeout` (a duration or milliseconds; default 30 s).
+fn timeout_of(entry: &Entry) -> Duration {
+    match entry.meta.get("timeout") {
+        Some(serde_json::Value::Number(n)) => Duration::from_millis(n.as_u64().unwrap_or(30_000)),
+        Some(serde_json::Value::String(s)) => {
+            crate::duration::parse(s).unwrap_or(Duration::from_secs(30))
+        }
+        _ => Duration::from_secs(30),
+    }
+}
+
+fn text(v: Option<&Value>) -> Option<String> {
+    match v? {
+        Value::Nil => None,
+        Value::Str(b) => Some(String::from_utf8_lossy(b).into_owned()),
+        other => Some(crate::value::display(other)),
+    }
+}
+
+fn field<'a>(event: &'a Value, key: &str) -> Option<&'a Value> {
+    match event {
+        Value::Map(kv) => kv
+            .iter()
+            .find(|(k, _)| k.as_str() == Some(key))
+            .map(|(_, v)| v),
+        _ => None,
+    }
+}
+
+/// What the cases reported so far say.
+#[derive(Default)]
+struct Progress {
+    plan: Option<Vec<String>>,
+    running: Option<String>,
+    done: Vec<Case>,
+}
+
+impl Progress {
+    fn take(&mut self, event: &Value) {
+        match text(field(event, "event")).as_deref() {
+            Some("plan") => {
+                if let Some(Value::Array(names)) = field(event, "cases") {
+                    self.plan = Some(names.iter().filter_map(|n| text(Some(n))).collect());
+                }
+            }
+            Some("start") => self.running = text(field(event, "name")),
+            Some("done") => {
+                self.running = None;
+                let status = match text(field(event, "status")).as_deref() {
+                    Some("passed") => Status::Passed,
+                    Some("skipped") => Status::Skipped,
+                    _ => Status::Failed,
+                };
+                self.done.push(Case {
+                    name: text(field(event, "name")).unwrap_or_default(),
+                    status,
+                    message: text(field(event, "message")),
+                    file: text(field(event, "file")),
+                    line: match field(event, "line") {
+                        Some(Value::Int(n)) => Some(*n as u64),
+                        Some(Value::Num(n)) => Some(*n as u64),
+                        _ => None,
+                    },
+                    expected: text(field(event, "expected")),
+                    actual: text(field(event, "actual")),
+                });
+            }
+            _ => {}
+        }
+    }
+
+    /// The cases, once the test ended: those reported, then the one it was running
+    /// (failed with `why`), then those it never reached.
+    fn finish(mut self, id: &Id, why: Option<String>) -> Vec<Case> {
+        let Some(plan) = self.plan.take() else {
+            return match why {
+                Some(w) => vec![Case::failed(id.to_string(), w)],
+                None => self.done,
+            };
+        };
+        let mut cases = self.done;
+        if let Some(name) = self.running.take() {
+            cases.push(Case::failed(
+                name,
+                why.clone()
+                    .unwrap_or_else(|| "the test ended during this case".into()),
+            ));
+        }
+        for name in plan {
+            if !cases.iter().any(|c| c.name == name) {
+                let w = why.as_deref().unwrap_or("the test ended first");
+                cases.push(Case::failed(name, format!("not run: {w}")));
+            }
+        }
+        cases
+    }
+}
+
+/// Runs one test entry on a fresh runtime named `node`.
+pub async fn run_one(registry: Registry, entry: Arc<Entry>, node: String) -> TestResult {
+    let t0 = Instant::now();
+    let lines = capture::register(&node);
+    let cases = run_isolated(registry, &entry, &node).await;
+    capture::unregister(&node);
+    let logs = std::mem::take(&mut *lines.lock());
+    TestResult {
+        id: entry.id.clone(),
+        file: entry.file.clone(),
+        cases,
+        logs,
+        duration: t0.elapsed(),
+    }
+}
+
+async fn run_isolated(registry: Registry, entry: &Arc<Entry>, node: &str) -> Vec<Case> {
+    let id = entry.id.clone();
+    let options = crate::runtime::Options {
+        node_name: node.to_string(),
+        keep_tree_log: true,
+        time_scale: entry
+            .meta
+            .get("time_scale")
+            .and_then(|v| v.as_f64())
+            .filter(|s| *s > 0.0)
+            .unwrap_or(1.0),
+    };
+    let rt = match Runtime::start_with(registry, options).await {
+        Ok(rt) => rt,
+        Err(e) => {
+            return vec![Case::failed(
+                id.to_string(),
+                format!("the app did not start: {e}"),
+            )]
+        }
+    };
+    let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
+    rt.node().set_ext(Arc::new(Sink(tx)));
+    let (exit_tx, exit_rx) = tokio::sync::oneshot::channel();
+    let opts = SpawnOptions {
+        on_exit: Some(Box::new(move |_, exit: &Arc<Exit>| {
+            let _ = exit_tx.send((**exit).clone());
+        })),
+        ..Default::default()
+    };
+    let limit = timeout_of(entry);
+    let mut progress = Progress::default();
+    let pid: Option<Pid>;
+    let why = match rt.spawn(&id, None, vec![], opts) {
+        Err(e) => {
+            pid = None;
+            Some(format!("cannot run: {e}"))
+        }
+        Ok(p) => {
+            pid = Some(p);
+            match tokio::time::timeout(limit, exit_rx).await {
+                Err(_) => Some(format!(
+                    "still running at the timeout ({})",
+                    humantime::format_duration(limit)
+                )),
+                Ok(Err(_)) => Some("the runtime stopped".into()),
+                Ok(Ok(Exit::Normal(Value::Bool(false)))) => Some("returned false".into()),
+                Ok(Ok(Exit::Normal(_))) => None,
+                Ok(Ok(exit)) => Some(exit.error().unwrap_or("failed").to_string()),
+            }
+        }
+    };
+    while let Ok(ev) = rx.try_recv() {
+        progress.take(&ev);
+    }
+    let timed_out = why
+        .as_deref()
+        .is_some_and(|w| w.starts_with("still running"));
+    let mut cases = progress.finish(&id, why);
+    if cases.is_empty() {
+        cases.push(Case {
+            name: id.to_string(),
+            status: Status::Passed,
+            message: None,
+            file: None,
+            line: None,
+            expected: None,
+            actual: None,
+        });
+    }
+    // teardown: the test process (if it hangs), then the services it started; what
+    // still runs after that was left behind
+    if let (true, Some(p)) = (timed_out, &pid) {
+        let _ = rt.node().terminate(p);
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    rt.stop_services().await;
+    let left: Vec<(Pid, Id)> = rt
+        .node()
+        .processes()
+        .into_iter()
+        .filter(|(p, _)| Some(p) != pid.as_ref())
+        .collect();
+    if !left.is_empty() {
+        // the test fails: its last case, the one that ran last, carries why
+        let list: Vec<String> = left.iter().map(|(p, e)| format!("{p} ({e})")).collect();
+        let why = format!(
+            "the test left {} process(es) running: {}",
+            left.len(),
+            list.join(", ")
+        );
+        match cases.iter_mut().rev().find(|c| c.status != Status::Skipped) {
+            Some(last) => {
+                last.status = Status::Failed;
+                last.message = Some(match last.message.take() {
+                    Some(m) => format!("{m}; {why}"),
+                    None => why,
+                });
+            }
+            None => cases.push(Case::failed(id.to_string(), why)),
+        }
+    }
+    rt.shutdown().await;
+    cases
+}
+
+/// Runs `tests`, up to `jobs` at once; `done` sees each result in id order as soon as
+/// the ones before it are done. Returns every result, in id order.
+pub async fn run_all(
+    registry: &Registry,
+    tests: Vec<Arc<Entry>>,
+    jobs: usize,
+    mut done: impl FnMut(&TestResult),
+) -> Vec<TestResult> {
+    use futures::StreamExt;
+    let n = tests.len();
+    let mut stream = futures::stream::iter(tests.into_iter().enumerate().map(|(i, e)| {
+        let reg = registry.clone();
+        async move { (i, run_one(reg, e, format!("test{}", i + 1)).await) }
+    }))
+    .buffer_unordered(jobs.max(1));
+    let mut slots: Vec<Option<TestResult>> = (0..n).map(|_| None).collect();
+    let mut next = 0;
+    while let Some((i, r)) = stream.next().await {
+        slots[i] = Some(r);
+        while next < n {
+            match &slots[next] {
+                Some(r) => {
+                    done(r);
+                    next += 1;
+                }
+                None => break,
+            }
+        }
+    }
+    slots.into_iter().flatten().collect()
+}

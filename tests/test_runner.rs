@@ -1,0 +1,319 @@
+//! `warden test`: the runner's counts, exit code, reports, isolation, timeouts and leaks,
+//! on a suite meant to fail and on the example suite of the pipeline tree.
+
+mod common;
+
+use common::App;
+use std::process::Command;
+
+fn warden_test(dir: &std::path::Path, extra: &[&str]) -> (i32, String, String) {
+    let out = Command::new(env!("CARGO_BIN_EXE_warden"))
+        .arg("test")
+        .arg("-d")
+        .arg(dir)
+        .args(extra)
+        .output()
+        .unwrap();
+    (
+        out.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+fn test_entry(name: &str, kind: &str, meta: &str, src: &str) -> String {
+    format!(
+        "  - name: {name}\n    kind: {kind}\n    meta: {{type: test{meta}}}\n    source: |\n{}\n    method: run\n    modules: [test, time, logger]\n",
+        src.lines()
+            .map(|l| format!("      {l}"))
+            .collect::<Vec<_>>()
+            .join("\n")
+    )
+}
+
+/// A suite with every outcome: passing, failing, skipped, crashing, hanging, leaking, a
+/// plain process, a Wippy-style function importing `wippy.test:test`.
+fn failing_suite() -> App {
+    App::new()
+        .entry("  - name: sleeper\n    kind: process.lua\n    source: \"return { main = function() process.inbox():receive() end }\"\n    method: main\n")
+        .entry(&test_entry("a_pass", "process.lua", "", r#"
+local test = require("test")
+return { run = test.run_cases(function()
+  describe("math", function()
+    it("adds", function() test.eq(1 + 1, 2) end)
+    it("compares tables deeply", function() test.eq({ a = { 1, 2 } }, { a = { 1, 2 } }) end)
+    it_skip("later", function() error("not run") end)
+  end)
+  local api = { value = function() return "real" end }
+  describe("mocks", function()
+    it("replace a field for one case", function()
+      test.mock(api, "value", function() return "fake" end)
+      test.eq(api.value(), "fake")
+    end)
+    it("are restored after it", function() test.eq(api.value(), "real") end)
+  end)
+end) }
+"#))
+        .entry(&test_entry("b_fail", "process.lua", "", r#"
+local test = require("test")
+local logger = require("logger")
+return { run = test.run_cases(function()
+  describe("tables", function()
+    it("passes", function() test.ok(true) end)
+    it("differs", function()
+      logger:info("about to compare")
+      test.eq({ a = { 1, 2 } }, { a = { 1, 3 } })
+    end)
+  end)
+end) }
+"#))
+        .entry(&test_entry("c_crash", "process.lua", "", r#"
+return { run = function() error("broken before any case") end }
+"#))
+        .entry(&test_entry("d_hang", "process.lua", ", timeout: 300ms", r#"
+local test = require("test")
+local time = require("time")
+return { run = test.run_cases(function()
+  it("first", function() end)
+  it("hangs", function() time.sleep(10000) end)
+  it("never reached", function() end)
+end) }
+"#))
+        .entry(&test_entry("e_leak", "process.lua", "", r#"
+local test = require("test")
+return { run = test.run_cases(function()
+  it("spawns and forgets", function() process.spawn("app:sleeper", "app:host") end)
+end) }
+"#))
+        .entry(&test_entry("f_plain", "process.lua", "", r#"
+return { run = function() return true end }
+"#))
+        .entry("  - name: g_wippy\n    kind: function.lua\n    meta: {type: test}\n    source: file://g_wippy.lua\n    method: run\n    imports: {test: wippy.test:test}\n")
+}
+
+const WIPPY_STYLE: &str = r#"
+local test = require("test")
+local function define_tests()
+  describe("a Wippy-style test", function()
+    before_each(function() test.mock(string, "rep", function() return "mocked" end) end)
+    it("uses process and a mock", function()
+      test.is_string(process.pid())
+      test.eq(string.rep("x", 3), "mocked")
+    end)
+    it("sees the mock restored", function() test.eq(string.rep("x", 2), "mocked") end)
+  end)
+end
+local function run() return test.run_cases(define_tests) end
+return { run = run }
+"#;
+
+#[test]
+fn a_suite_with_every_outcome_gives_the_counts_the_exit_code_and_the_reports() {
+    let app = failing_suite();
+    app.write("g_wippy.lua", WIPPY_STYLE);
+    app.finish();
+    let (code, out, _) = warden_test(app.path(), &[]);
+    assert_eq!(code, 1, "{out}");
+    // 15 cases: a 4 + a skip, b 1 + 1, c 1, d 1 + 2, e 1, f 1, g 2
+    assert_eq!(
+        out.lines().last(),
+        Some("9 passed, 5 failed, 1 skipped"),
+        "{out}"
+    );
+    // a line per test, in id order
+    let firsts: Vec<&str> = out
+        .lines()
+        .filter(|l| l.starts_with("ok ") || l.starts_with("FAIL "))
+        .map(|l| l.split_whitespace().nth(1).unwrap())
+        .collect();
+    assert_eq!(
+        firsts,
+        [
+            "app:a_pass",
+            "app:b_fail",
+            "app:c_crash",
+            "app:d_hang",
+            "app:e_leak",
+            "app:f_plain",
+            "app:g_wippy"
+        ],
+        "{out}"
+    );
+    // the failure: place, expected, actual, the test's log
+    assert!(
+        out.contains("--- FAIL app:b_fail: tables > differs"),
+        "{out}"
+    );
+    assert!(
+        out.contains("    _index.yaml#app:b_fail:9: at .a[2]: expected 3, got 2\n"),
+        "{out}"
+    );
+    assert!(out.contains("expected: {a = {1, 3}}"), "{out}");
+    assert!(out.contains("actual:   {a = {1, 2}}"), "{out}");
+    assert!(out.contains("about to compare"), "{out}");
+    assert!(out.contains("broken before any case"), "{out}");
+    assert!(
+        out.contains("--- FAIL app:d_hang: hangs\n    still running at the timeout (300ms)"),
+        "{out}"
+    );
+    assert!(
+        out.contains(
+            "--- FAIL app:d_hang: never reached\n    not run: still running at the timeout (300ms)"
+        ),
+        "{out}"
+    );
+    assert!(
+        out.contains("the test left 1 process(es) running: {test5|"),
+        "{out}"
+    );
+    assert!(out.contains("(app:sleeper)"), "{out}");
+    // the Wippy-style test (a function.lua using process.*, mocks set in before_each)
+    assert!(out.contains("ok   app:g_wippy (2 passed;"), "{out}");
+
+    // JUnit
+    let xml = app.path().join("report.xml");
+    let (code, _, err) = warden_test(
+        app.path(),
+        &["--format", "junit", "-o", xml.to_str().unwrap()],
+    );
+    assert_eq!(code, 1);
+    assert_eq!(
+        err.lines().last(),
+        Some("9 passed, 5 failed, 1 skipped"),
+        "{err}"
+    );
+    let xml = std::fs::read_to_string(xml).unwrap();
+    assert!(
+        xml.contains(
+            r#"<testsuites name="warden test" tests="15" skipped="1" failures="5" errors="0">"#
+        ),
+        "{xml}"
+    );
+    assert!(
+        xml.contains(
+            r#"<testsuite name="app:b_fail" tests="2" skipped="0" errors="0" failures="1""#
+        ),
+        "{xml}"
+    );
+    assert!(
+        xml.contains(r#"<testcase name="tables &gt; differs" classname="app:b_fail">"#),
+        "{xml}"
+    );
+
+    // TAP
+    let (code, tap, _) = warden_test(app.path(), &["--format", "tap"]);
+    assert_eq!(code, 1);
+    assert!(tap.starts_with("TAP version 13\n1..15\n"), "{tap}");
+    assert_eq!(
+        tap.lines().filter(|l| l.starts_with("not ok ")).count(),
+        5,
+        "{tap}"
+    );
+    assert_eq!(
+        tap.lines().filter(|l| l.ends_with("# SKIP")).count(),
+        1,
+        "{tap}"
+    );
+
+    // a filter runs only the tests it names; all passing is exit 0
+    let (code, out, _) = warden_test(app.path(), &["a_pass", "f_plain"]);
+    assert_eq!(code, 0, "{out}");
+    assert_eq!(
+        out.lines().last(),
+        Some("5 passed, 0 failed, 1 skipped"),
+        "{out}"
+    );
+}
+
+/// The example suite of the pipeline tree passes: one test per strategy and restart type,
+/// intensity escalation, a service's backoff under a faster clock.
+#[test]
+fn the_example_supervision_suite_passes() {
+    let dir = format!("{}/examples/supervision-tests", env!("CARGO_MANIFEST_DIR"));
+    let xml = tempfile::NamedTempFile::new().unwrap();
+    let (code, _, err) = warden_test(
+        std::path::Path::new(&dir),
+        &["--format", "junit", "-o", xml.path().to_str().unwrap()],
+    );
+    assert_eq!(code, 0, "{err}");
+    assert_eq!(err.lines().last(), Some("10 passed, 0 failed"), "{err}");
+    let xml = std::fs::read_to_string(xml.path()).unwrap();
+    assert!(
+        xml.contains(r#"tests="10" skipped="0" failures="0""#),
+        "{xml}"
+    );
+    for t in [
+        "rest_for_one",
+        "one_for_all",
+        "simple_one_for_one",
+        "restart_types",
+        "intensity",
+        "backoff",
+    ] {
+        assert!(
+            xml.contains(&format!(r#"<testsuite name="tests:{t}""#)),
+            "{t}\n{xml}"
+        );
+    }
+}
+
+/// Every assertion of the `test` module: the passing forms pass, and each failing one
+/// fails its case with its message (read from the TAP report).
+#[test]
+fn assertions_pass_and_fail_with_their_messages() {
+    let app = App::new().entry(&test_entry(
+        "asserts",
+        "process.lua",
+        "",
+        r#"
+local test = require("test")
+return { run = test.run_cases(function()
+  it("pass", function()
+    test.eq({ 1, { x = "y" } }, { 1, { x = "y" } }); test.neq(1, 2); test.ok(1)
+    test.is_nil(nil); test.not_nil(0); test.is_true(true); test.is_false(false)
+    test.is_string("s"); test.is_number(1.5); test.is_table({}); test.is_function(print)
+    test.is_boolean(false); test.contains("abc", "b"); test.contains({ 1, { 2 } }, { 2 })
+    test.matches("abc", "^a"); test.has_key({ k = 1 }, "k"); test.len("abc", 3); test.len({ 1 }, 1)
+    test.gt(2, 1); test.gte(2, 2); test.lt(1, 2); test.lte(2, 2)
+    test.eq(tostring(test.throws(function() error("boom") end, "boom")):match("boom"), "boom")
+    test.has_error(nil, "failed"); test.eq(test.no_error(5, nil), 5)
+  end)
+  it("neq", function() test.neq(1, 1) end)
+  it("ok", function() test.ok(false, "the flag") end)
+  it("is_nil", function() test.is_nil(1) end)
+  it("is_string", function() test.is_string(1) end)
+  it("contains", function() test.contains("abc", "z") end)
+  it("matches", function() test.matches("abc", "^b") end)
+  it("has_key", function() test.has_key({}, "k") end)
+  it("len", function() test.len({ 1, 2 }, 3) end)
+  it("gt", function() test.gt(1, 2) end)
+  it("throws", function() test.throws(function() end) end)
+  it("has_error", function() test.has_error("value", nil) end)
+  it("no_error", function() test.no_error(nil, "bad input") end)
+  it("fail", function() test.fail("custom reason") end)
+end) }
+"#,
+    ));
+    app.finish();
+    let (code, tap, _) = warden_test(app.path(), &["--format", "tap"]);
+    assert_eq!(code, 1);
+    assert!(tap.contains("ok 1 - app:asserts pass\n"), "{tap}");
+    for (case, message) in [
+        ("neq", "expected a value other than 1"),
+        ("ok", "the flag: expected a true value, got false"),
+        ("is_nil", "expected nil, got 1"),
+        ("is_string", "expected a string, got 1 (number)"),
+        ("contains", r#"expected \"abc\" to contain \"z\""#),
+        ("matches", r#"expected \"abc\" to match \"^b\""#),
+        ("has_key", r#"expected a key \"k\" in {}"#),
+        ("len", "expected length 3, got 2"),
+        ("gt", "expected 1 > 2"),
+        ("throws", "expected an error, none was raised"),
+        ("has_error", "expected an error, got none"),
+        ("no_error", "expected no error, got bad input"),
+        ("fail", "custom reason"),
+    ] {
+        let want = format!("- app:asserts {case}\n  ---\n  message: \"{message}\"");
+        assert!(tap.contains(&want), "{want}\n{tap}");
+    }
+}
