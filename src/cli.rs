@@ -1,4 +1,5 @@
-//! The `warden` command line: `run`, `run --exec`, `run list`, `run NAME`, `check`.
+//! The `warden` command line: `run`, `run --exec`, `run list`, `run NAME`, `check`,
+//! `call`, `test`.
 
 use crate::process::Exit;
 use crate::registry::{self, Id, Registry};
