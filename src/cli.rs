@@ -1,5 +1,6 @@
 //! The `warden` command line: `run`, `run --exec`, `run list`, `run NAME`, `check`,
-//! `call`, `test`.
+//! `call`, `test`, and `status`, `ps`, `start`, `stop`, `restart` against a running
+//! node's admin endpoint.
 
 use crate::process::Exit;
 use crate::registry::{self, Id, Registry};
@@ -27,6 +28,57 @@ enum Command {
     Call(CallArgs),
     /// Run the app's tests (entries with `meta.type: test`), each on a fresh runtime.
     Test(TestArgs),
+    /// A running node's summary and services (through its admin endpoint).
+    Status(NodeArgs),
+    /// A running node's processes (through its admin endpoint).
+    Ps(NodeArgs),
+    /// Start a service of a running node.
+    Start(ServiceArgs),
+    /// Stop a service of a running node.
+    Stop(ServiceArgs),
+    /// Restart a service of a running node.
+    Restart(ServiceArgs),
+}
+
+/// The default address of the admin endpoint.
+const DEFAULT_ADMIN: &str = "127.0.0.1:9464";
+
+#[derive(Args, Debug)]
+struct NodeArgs {
+    /// The node's admin endpoint, HOST:PORT (default: WARDEN_ADMIN, else 127.0.0.1:9464).
+    #[arg(long)]
+    admin: Option<String>,
+    /// Its token (default: WARDEN_ADMIN_TOKEN).
+    #[arg(long)]
+    admin_token: Option<String>,
+    /// JSON instead of a table.
+    #[arg(long)]
+    json: bool,
+}
+
+impl NodeArgs {
+    fn target(&self) -> crate::admin::client::Target {
+        crate::admin::client::Target {
+            addr: self
+                .admin
+                .clone()
+                .or_else(|| std::env::var("WARDEN_ADMIN").ok())
+                .unwrap_or_else(|| DEFAULT_ADMIN.into()),
+            token: self
+                .admin_token
+                .clone()
+                .or_else(|| std::env::var("WARDEN_ADMIN_TOKEN").ok()),
+        }
+    }
+}
+
+#[derive(Args, Debug)]
+struct ServiceArgs {
+    /// The service id, `namespace:name`.
+    #[arg(value_name = "NS:SERVICE")]
+    service: String,
+    #[command(flatten)]
+    node: NodeArgs,
 }
 
 /// Report formats of `warden test`.
@@ -88,6 +140,17 @@ struct RunArgs {
     /// change: what changed and what restarted, or the errors and "nothing applied").
     #[arg(long)]
     watch: bool,
+    /// Serve the admin endpoint (metrics, the JSON API, actions) on HOST:PORT (default:
+    /// WARDEN_ADMIN when set).
+    #[arg(long, value_name = "HOST:PORT")]
+    admin: Option<String>,
+    /// The token every admin request must carry (default: WARDEN_ADMIN_TOKEN); needed to
+    /// serve a non-loopback address.
+    #[arg(long)]
+    admin_token: Option<String>,
+    /// Refuse every admin action (metrics and the JSON API only).
+    #[arg(long)]
+    admin_read_only: bool,
     /// `list`, or the name of a command (an entry's meta.command.name), then its arguments;
     /// with --exec, the arguments of the process.
     #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
@@ -238,8 +301,42 @@ pub fn main() -> i32 {
             Command::Run(r) => run(r).await,
             Command::Call(c) => call(c).await,
             Command::Test(t) => test(t).await,
+            Command::Status(n) => node_command(|t| crate::admin::client::status(t, n.json), &n),
+            Command::Ps(n) => node_command(|t| crate::admin::client::ps(t, n.json), &n),
+            Command::Start(s) => service_command("start", &s),
+            Command::Stop(s) => service_command("stop", &s),
+            Command::Restart(s) => service_command("restart", &s),
         }
     })
+}
+
+/// Runs a command against a node's admin endpoint (blocking HTTP, off the async
+/// threads' hot path: these commands run nothing else).
+fn node_command(
+    f: impl FnOnce(&crate::admin::client::Target) -> Result<String, String>,
+    args: &NodeArgs,
+) -> i32 {
+    let target = args.target();
+    match tokio::task::block_in_place(|| f(&target)) {
+        Ok(out) => {
+            print!("{out}");
+            if !out.ends_with('\n') {
+                println!();
+            }
+            0
+        }
+        Err(e) => {
+            eprintln!("error: {e}");
+            1
+        }
+    }
+}
+
+fn service_command(action: &str, args: &ServiceArgs) -> i32 {
+    node_command(
+        |t| crate::admin::client::service(t, action, &args.service, args.node.json),
+        &args.node,
+    )
 }
 
 /// `warden test`: exit 0 when every case passed (or was skipped), 1 otherwise.
@@ -480,6 +577,33 @@ async fn run(args: RunArgs) -> i32 {
             return 1;
         }
     };
+    let admin = args
+        .admin
+        .clone()
+        .or_else(|| std::env::var("WARDEN_ADMIN").ok());
+    if let Some(addr) = admin {
+        let config = match addr.parse::<std::net::SocketAddr>() {
+            Ok(a) => crate::admin::Config {
+                addr: a,
+                token: args
+                    .admin_token
+                    .clone()
+                    .or_else(|| std::env::var("WARDEN_ADMIN_TOKEN").ok()),
+                read_only: args.admin_read_only,
+            },
+            Err(e) => {
+                eprintln!("error: --admin {addr}: not HOST:PORT ({e})");
+                runtime.shutdown().await;
+                return 1;
+            }
+        };
+        let sup = runtime.supervision().clone();
+        if let Err(e) = crate::admin::serve(runtime.node().clone(), sup, config).await {
+            eprintln!("error: {e:#}");
+            runtime.shutdown().await;
+            return 1;
+        }
+    }
     if args.watch {
         let dir = args.dir.dir.clone();
         let load: crate::watch::Loader = std::sync::Arc::new(move || {

@@ -4,6 +4,7 @@
 //! worker threads ([`process`]); `process.lua` entries run in the Lua host ([`lua`]);
 //! [`runtime`] wires them together and [`cli`] is the `warden` command.
 
+pub mod admin;
 pub mod alloc;
 pub mod cli;
 pub mod duration;

@@ -462,7 +462,12 @@ impl FunctionTable {
         Ok(pool)
     }
 
-    /// The pool of `id`, if it was used.
+    /// Every pool made so far (a function's pool is made at its first call).
+    pub fn pools(&self) -> Vec<Arc<Pool>> {
+        self.pools.iter().map(|p| p.value().clone()).collect()
+    }
+
+    /// The pool of function `id`, if it was called.
     pub fn pool(&self, id: &Id) -> Option<Arc<Pool>> {
         self.pools.get(id).map(|p| p.clone())
     }

@@ -223,6 +223,11 @@ pub struct LuaWorker {
     pub(crate) idle: RefCell<HashMap<Id, IdleInstances>>,
 }
 
+/// The Lua heap of this thread's worker state, if this thread has one (bytes).
+pub fn heap_bytes() -> Option<usize> {
+    WORKER.with(|w| w.borrow().as_ref().map(|w| w.lua.used_memory()))
+}
+
 /// The Lua worker of the current thread, created on first use.
 pub fn worker() -> mlua::Result<Rc<LuaWorker>> {
     WORKER.with(|w| {

@@ -12,6 +12,7 @@
 //! freed.
 
 pub mod host;
+pub mod stats;
 
 use crate::registry::{Entry, EntrySpec, Id, Registry};
 use crate::value::Value;
@@ -326,6 +327,12 @@ impl ProcessHandle {
             .unwrap_or_else(|| "terminated".into())
     }
 
+    /// Its links, the number of its monitors (watchers of it), and its names.
+    pub fn relations(&self) -> (Vec<Pid>, usize, Vec<String>) {
+        let r = self.relations.lock();
+        (r.links.clone(), r.monitors.len(), r.names.clone())
+    }
+
     /// Messages waiting in the mailbox.
     pub fn queued_messages(&self) -> usize {
         self.queues.lock().data.len()
@@ -448,6 +455,8 @@ pub struct Node {
     /// Function pools, by id.
     pub functions: crate::functions::FunctionTable,
     exts: DashMap<std::any::TypeId, Arc<dyn std::any::Any + Send + Sync>>,
+    /// Spawns, exits and messages counted (the admin endpoint's metrics).
+    pub stats: stats::Stats,
 }
 
 impl Node {
@@ -467,6 +476,7 @@ impl Node {
             launchers,
             functions: Default::default(),
             exts: DashMap::new(),
+            stats: stats::Stats::default(),
         })
     }
 
@@ -522,6 +532,11 @@ impl Node {
     /// All hosts.
     pub fn hosts(&self) -> Vec<Arc<Host>> {
         self.hosts.iter().map(|h| h.value().clone()).collect()
+    }
+
+    /// Processes spawned since the node started.
+    pub fn spawned(&self) -> u64 {
+        self.next_id.load(Ordering::Relaxed).saturating_sub(1)
     }
 
     /// Number of live processes.
@@ -596,7 +611,9 @@ impl Node {
             from: from.cloned(),
             topic,
             payload,
-        })
+        })?;
+        self.stats.messages.add(1);
+        Ok(())
     }
 
     /// Sends a message on a runtime topic (one starting with `@`, which `send` refuses):
@@ -909,6 +926,12 @@ impl Node {
             r.exited = true;
             std::mem::take(&mut *r)
         };
+        match &exit {
+            Exit::Normal(_) => &self.stats.exits_normal,
+            Exit::Error(_) => &self.stats.exits_error,
+            Exit::Killed(_) => &self.stats.exits_killed,
+        }
+        .fetch_add(1, Ordering::Relaxed);
         match &exit {
             Exit::Normal(_) => {
                 tracing::debug!(pid = %pid, entry = %handle.entry.id, "process exited")

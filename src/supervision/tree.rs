@@ -55,6 +55,8 @@ pub struct ChildInfo {
     pub running: bool,
     /// Whether a restart of it failed and is tried again (OTP's `restarting`).
     pub restarting: bool,
+    /// `permanent`, `transient` or `temporary`.
+    pub restart: &'static str,
     /// Times it was restarted.
     pub restarts: u64,
 }
@@ -656,6 +658,11 @@ impl TreeState {
                 pid: c.pid(),
                 running: c.running.is_some(),
                 restarting: c.restarting,
+                restart: match c.spec.restart {
+                    RestartType::Permanent => "permanent",
+                    RestartType::Transient => "transient",
+                    RestartType::Temporary => "temporary",
+                },
                 restarts: c.restarts,
             })
             .collect()

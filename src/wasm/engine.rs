@@ -193,6 +193,12 @@ impl InstanceLimit {
         self.cap
     }
 
+    /// Instances alive now.
+    pub fn live(&self) -> u32 {
+        self.cap
+            .saturating_sub(self.permits.available_permits() as u32)
+    }
+
     /// A permit for one more instance, waiting for one to end if the cap is reached.
     pub async fn acquire(&self) -> tokio::sync::OwnedSemaphorePermit {
         // the semaphore is never closed

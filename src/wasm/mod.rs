@@ -98,6 +98,11 @@ pub struct WasmRuntime {
 }
 
 impl WasmRuntime {
+    /// Live WebAssembly instances and the cap on them.
+    pub fn instances(&self) -> (u32, u32) {
+        (self.slots.live(), self.slots.cap())
+    }
+
     /// The function (or `process.wasm` body) of entry `id`.
     pub fn function(&self, id: &Id) -> Option<Arc<WasmFunction>> {
         self.functions.load().get(id).map(|(_, f)| f.clone())

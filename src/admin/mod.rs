@@ -1,0 +1,344 @@
+//! The admin endpoint of a running node (`warden run --admin ADDR`): Prometheus metrics,
+//! a JSON API of the processes, the supervision forest and the function pools, and
+//! actions on services, tree children and processes. Served with axum on the main tokio
+//! runtime (the control plane), never on a process worker thread; it reads the node's
+//! tables and counters when asked, so a node without `--admin` pays nothing.
+//!
+//! Access: only a loopback address unless a token is set (`--admin-token` or
+//! `WARDEN_ADMIN_TOKEN`); with a token, every request without `Authorization: Bearer
+//! TOKEN` is refused with 401. `--admin-read-only` refuses every action with 403. Each
+//! action is logged with the address that asked.
+
+pub mod client;
+pub mod metrics;
+
+use crate::process::Node;
+use crate::registry::Id;
+use crate::supervision::{ChildError, Supervision};
+use axum::extract::{ConnectInfo, Path, Request, State};
+use axum::http::StatusCode;
+use axum::middleware::Next;
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use axum::{Json, Router};
+use serde_json::{json, Value as Json_};
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+/// How the endpoint is served.
+#[derive(Clone, Debug)]
+pub struct Config {
+    /// Where to listen.
+    pub addr: SocketAddr,
+    /// The bearer token every request must carry (None: loopback only, no token).
+    pub token: Option<String>,
+    /// Refuse every action.
+    pub read_only: bool,
+}
+
+/// What the handlers read.
+#[derive(Clone)]
+struct Ctx {
+    node: Arc<Node>,
+    sup: Arc<Supervision>,
+    config: Arc<Config>,
+    started: std::time::Instant,
+}
+
+/// Starts serving; returns the address bound (port 0 picks a free one) once listening.
+pub async fn serve(
+    node: Arc<Node>,
+    sup: Arc<Supervision>,
+    config: Config,
+) -> anyhow::Result<SocketAddr> {
+    if config.token.is_none() && !config.addr.ip().is_loopback() {
+        anyhow::bail!(
+            "--admin {}: not a loopback address; set --admin-token (or WARDEN_ADMIN_TOKEN) to serve it",
+            config.addr
+        );
+    }
+    let listener = tokio::net::TcpListener::bind(config.addr)
+        .await
+        .map_err(|e| anyhow::anyhow!("--admin {}: {e}", config.addr))?;
+    let bound = listener.local_addr()?;
+    let ctx = Ctx {
+        node,
+        sup,
+        config: Arc::new(config),
+        started: std::time::Instant::now(),
+    };
+    let app = Router::new()
+        .route("/metrics", get(metrics_text))
+        .route("/api/v1/status", get(status))
+        .route("/api/v1/processes", get(processes))
+        .route("/api/v1/services", get(services))
+        .route("/api/v1/trees", get(trees))
+        .route("/api/v1/functions", get(functions))
+        .route("/api/v1/services/{id}/{action}", post(service_action))
+        .route(
+            "/api/v1/trees/{id}/children/{child}/{action}",
+            post(child_action),
+        )
+        .route("/api/v1/processes/{pid}/terminate", post(terminate))
+        .layer(axum::middleware::from_fn_with_state(ctx.clone(), guard))
+        .with_state(ctx);
+    tokio::spawn(async move {
+        let r = axum::serve(
+            listener,
+            app.into_make_service_with_connect_info::<SocketAddr>(),
+        )
+        .await;
+        if let Err(e) = r {
+            tracing::error!("admin endpoint stopped: {e}");
+        }
+    });
+    tracing::info!(addr = %bound, "admin endpoint listening");
+    Ok(bound)
+}
+
+fn error(status: StatusCode, message: impl Into<String>) -> Response {
+    (status, Json(json!({ "error": message.into() }))).into_response()
+}
+
+/// The token, then read-only mode for actions.
+async fn guard(State(ctx): State<Ctx>, req: Request, next: Next) -> Response {
+    if let Some(token) = &ctx.config.token {
+        let given = req
+            .headers()
+            .get(axum::http::header::AUTHORIZATION)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.strip_prefix("Bearer "));
+        if given != Some(token.as_str()) {
+            return error(StatusCode::UNAUTHORIZED, "a valid admin token is required");
+        }
+    }
+    if ctx.config.read_only && req.method() == axum::http::Method::POST {
+        return error(StatusCode::FORBIDDEN, "the admin endpoint is read-only");
+    }
+    next.run(req).await
+}
+
+async fn metrics_text(State(ctx): State<Ctx>) -> Response {
+    let body = metrics::render(&ctx.node, &ctx.sup).await;
+    (
+        [(
+            axum::http::header::CONTENT_TYPE,
+            "application/openmetrics-text; version=1.0.0; charset=utf-8",
+        )],
+        body,
+    )
+        .into_response()
+}
+
+async fn status(State(ctx): State<Ctx>) -> Json<Json_> {
+    let services = ctx.sup.statuses.len();
+    Json(json!({
+        "node": ctx.node.name.to_string(),
+        "uptime_seconds": ctx.started.elapsed().as_secs_f64(),
+        "processes": ctx.node.process_count(),
+        "spawned": ctx.node.spawned(),
+        "services": services,
+        "trees": ctx.sup.trees.len(),
+        "restarts": ctx.sup.restarts_total(),
+        "messages": ctx.node.stats.messages.get(),
+    }))
+}
+
+async fn processes(State(ctx): State<Ctx>) -> Json<Json_> {
+    let mut list: Vec<Json_> = ctx
+        .node
+        .processes()
+        .into_iter()
+        .filter_map(|(pid, entry)| {
+            let h = ctx.node.process(&pid)?;
+            let (links, monitors, names) = h.relations();
+            Some(json!({
+                "pid": pid.to_string(),
+                "entry": entry.to_string(),
+                "kind": h.entry.kind,
+                "names": names,
+                "mailbox": h.queued_messages(),
+                "links": links.iter().map(|p| p.to_string()).collect::<Vec<_>>(),
+                "monitors": monitors,
+                "state": if h.kill_requested.load(std::sync::atomic::Ordering::Relaxed) {
+                    "terminating"
+                } else if h.cancel_requested.load(std::sync::atomic::Ordering::Relaxed) {
+                    "canceling"
+                } else {
+                    "running"
+                },
+            }))
+        })
+        .collect();
+    let key = |p: &Json_| {
+        p["pid"]
+            .as_str()
+            .and_then(crate::process::Pid::parse)
+            .map_or(0, |p| p.id)
+    };
+    list.sort_by_key(key);
+    Json(Json_::Array(list))
+}
+
+fn service_json(id: &Id, s: &crate::supervision::ServiceStatus) -> Json_ {
+    json!({
+        "id": id.to_string(),
+        "state": s.state.name(),
+        "pid": s.pid,
+        "attempt": s.attempt,
+        "restarts": s.restarts,
+        "error": s.last_error,
+    })
+}
+
+async fn services(State(ctx): State<Ctx>) -> Json<Json_> {
+    let mut all: Vec<(Id, crate::supervision::ServiceStatus)> = ctx
+        .sup
+        .statuses
+        .iter()
+        .map(|e| (e.key().clone(), e.value().clone()))
+        .collect();
+    all.sort_by(|a, b| a.0.cmp(&b.0));
+    Json(Json_::Array(
+        all.iter().map(|(id, s)| service_json(id, s)).collect(),
+    ))
+}
+
+async fn trees(State(ctx): State<Ctx>) -> Json<Json_> {
+    let mut ids: Vec<Id> = ctx.sup.trees.iter().map(|t| t.key().clone()).collect();
+    ids.sort();
+    let mut out = Vec::new();
+    for id in ids {
+        let Ok(children) = ctx.sup.children(&id).await else {
+            continue;
+        };
+        let spec = ctx.sup.specs().trees.get(&id).cloned();
+        out.push(json!({
+            "id": id.to_string(),
+            "strategy": spec.as_ref().map(|s| format!("{:?}", s.strategy)),
+            "children": children.iter().map(|c| json!({
+                "id": c.id,
+                "kind": c.kind,
+                "pid": c.pid,
+                "restart": c.restart,
+                "state": if c.running { "running" } else if c.restarting { "restarting" } else { "undefined" },
+                "restarts": c.restarts,
+            })).collect::<Vec<_>>(),
+        }));
+    }
+    Json(Json_::Array(out))
+}
+
+async fn functions(State(ctx): State<Ctx>) -> Json<Json_> {
+    let mut pools = ctx.node.functions.pools();
+    pools.sort_by(|a, b| a.entry.id.cmp(&b.entry.id));
+    Json(Json_::Array(
+        pools
+            .iter()
+            .map(|p| {
+                let s = p.stats();
+                json!({
+                    "id": p.entry.id.to_string(),
+                    "kind": p.entry.kind,
+                    "running": s.running,
+                    "waiting": s.waiting,
+                    "idle": s.idle,
+                    "peak": s.peak,
+                    "calls": s.calls,
+                    "gave_up": s.gave_up,
+                })
+            })
+            .collect(),
+    ))
+}
+
+fn parse_id(s: &str) -> Result<Id, Box<Response>> {
+    Id::parse(s).map_err(|e| Box::new(error(StatusCode::BAD_REQUEST, e)))
+}
+
+async fn service_action(
+    State(ctx): State<Ctx>,
+    ConnectInfo(who): ConnectInfo<SocketAddr>,
+    Path((id, action)): Path<(String, String)>,
+) -> Response {
+    let id = match parse_id(&id) {
+        Ok(id) => id,
+        Err(r) => return *r,
+    };
+    tracing::info!(%who, service = %id, action, "admin action");
+    let r = match action.as_str() {
+        "start" => ctx.sup.start_with_requires(&id).await,
+        "stop" => ctx.sup.stop(&id).await,
+        "restart" => ctx.sup.restart(&id).await,
+        other => {
+            return error(
+                StatusCode::NOT_FOUND,
+                format!("unknown action {other}; expected start, stop or restart"),
+            )
+        }
+    };
+    match r {
+        Ok(()) => {
+            let status = ctx.sup.status(&id);
+            Json(status.map_or(Json_::Null, |s| service_json(&id, &s))).into_response()
+        }
+        Err(("NOT_FOUND", e)) => error(StatusCode::NOT_FOUND, e),
+        Err((_, e)) => error(StatusCode::CONFLICT, e),
+    }
+}
+
+fn child_error(e: ChildError) -> Response {
+    let status = match e {
+        ChildError::NotFound(_) => StatusCode::NOT_FOUND,
+        ChildError::Invalid(_) | ChildError::SimpleOneForOne => StatusCode::BAD_REQUEST,
+        _ => StatusCode::CONFLICT,
+    };
+    error(status, format!("{} ({})", e, e.reason()))
+}
+
+async fn child_action(
+    State(ctx): State<Ctx>,
+    ConnectInfo(who): ConnectInfo<SocketAddr>,
+    Path((id, child, action)): Path<(String, String, String)>,
+) -> Response {
+    let id = match parse_id(&id) {
+        Ok(id) => id,
+        Err(r) => return *r,
+    };
+    tracing::info!(%who, tree = %id, %child, action, "admin action");
+    let stopped = match ctx.sup.terminate_child(&id, &child).await {
+        Ok(Ok(())) => Ok(()),
+        Ok(Err(e)) => return child_error(e),
+        Err((_, e)) => Err(e),
+    };
+    if let Err(e) = stopped {
+        return error(StatusCode::NOT_FOUND, e);
+    }
+    match action.as_str() {
+        "terminate" => Json(json!({ "terminated": child })).into_response(),
+        "restart" => match ctx.sup.restart_child(&id, &child).await {
+            Ok(Ok(pid)) => Json(json!({ "restarted": child, "pid": pid })).into_response(),
+            Ok(Err(e)) => child_error(e),
+            Err((_, e)) => error(StatusCode::NOT_FOUND, e),
+        },
+        other => error(
+            StatusCode::NOT_FOUND,
+            format!("unknown action {other}; expected restart or terminate"),
+        ),
+    }
+}
+
+async fn terminate(
+    State(ctx): State<Ctx>,
+    ConnectInfo(who): ConnectInfo<SocketAddr>,
+    Path(pid): Path<String>,
+) -> Response {
+    let Some(p) = ctx.node.parse_pid(&pid) else {
+        return error(StatusCode::BAD_REQUEST, format!("malformed pid {pid:?}"));
+    };
+    tracing::info!(%who, pid = %p, "admin action: terminate");
+    match ctx.node.terminate(&p) {
+        Ok(()) => Json(json!({ "terminated": p.to_string() })).into_response(),
+        Err(e) => error(StatusCode::NOT_FOUND, e.to_string()),
+    }
+}

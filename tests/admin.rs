@@ -1,0 +1,300 @@
+//! The admin endpoint of `warden run --admin`: Prometheus metrics (parsed with a
+//! Prometheus text parser), the JSON API, actions, the commands, the token and read-only
+//! mode.
+
+mod common;
+
+use common::trees::WORKER;
+use common::App;
+use std::io::{BufRead, BufReader};
+use std::process::{Child, Command, Stdio};
+
+/// A running `warden run` with an admin endpoint; killed when dropped.
+struct Node {
+    child: Child,
+    addr: String,
+}
+
+impl Drop for Node {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn start(app: &App, extra: &[&str]) -> Node {
+    let mut child = Command::new(env!("CARGO_BIN_EXE_warden"))
+        .args(["run", "-d"])
+        .arg(app.path())
+        .args(["--admin", "127.0.0.1:0"])
+        .args(extra)
+        .env("NO_COLOR", "1")
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let stderr = child.stderr.take().unwrap();
+    let mut lines = BufReader::new(stderr).lines();
+    let addr = loop {
+        let line = lines
+            .next()
+            .expect("warden ended before listening")
+            .unwrap();
+        if let Some(rest) = line.split("addr=").nth(1) {
+            if line.contains("admin endpoint listening") {
+                break rest.split_whitespace().next().unwrap().to_string();
+            }
+        }
+    };
+    // keep draining stderr so the node never blocks on a full pipe
+    std::thread::spawn(move || for _ in lines {});
+    Node { child, addr }
+}
+
+fn app() -> App {
+    let app = App::new()
+        .lua("worker", WORKER)
+        .entry("  - name: svc\n    kind: process.service\n    process: worker\n    host: host\n    lifecycle: {auto_start: true}\n")
+        .entry("  - name: tree\n    kind: supervisor\n    strategy: one_for_one\n    intensity: {max_restarts: 10, period: 5s}\n    children: [{id: a, process: worker}, {id: b, process: worker}]\n")
+        .entry("  - name: tsvc\n    kind: process.service\n    process: tree\n    host: host\n    lifecycle: {auto_start: true}\n");
+    app.finish();
+    app
+}
+
+fn get(node: &Node, path: &str, token: Option<&str>) -> (u16, String) {
+    let agent: ureq::Agent = ureq::Agent::config_builder()
+        .http_status_as_error(false)
+        .build()
+        .into();
+    let mut req = agent.get(&format!("http://{}{path}", node.addr));
+    if let Some(t) = token {
+        req = req.header("Authorization", &format!("Bearer {t}"));
+    }
+    let mut r = req.call().unwrap();
+    (r.status().as_u16(), r.body_mut().read_to_string().unwrap())
+}
+
+fn post(node: &Node, path: &str) -> (u16, String) {
+    let agent: ureq::Agent = ureq::Agent::config_builder()
+        .http_status_as_error(false)
+        .build()
+        .into();
+    let mut r = agent
+        .post(&format!("http://{}{path}", node.addr))
+        .send_empty()
+        .unwrap();
+    (r.status().as_u16(), r.body_mut().read_to_string().unwrap())
+}
+
+fn scrape(node: &Node) -> prometheus_parse::Scrape {
+    let (code, body) = get(node, "/metrics", None);
+    assert_eq!(code, 200);
+    prometheus_parse::Scrape::parse(body.lines().map(|l| Ok(l.to_string()))).unwrap()
+}
+
+fn value(s: &prometheus_parse::Scrape, name: &str, label: Option<(&str, &str)>) -> f64 {
+    values(s, name, label.as_slice())
+}
+
+fn values(s: &prometheus_parse::Scrape, name: &str, labels: &[(&str, &str)]) -> f64 {
+    s.samples
+        .iter()
+        .find(|x| x.metric == name && labels.iter().all(|(k, v)| x.labels.get(k) == Some(*v)))
+        .map(|x| match x.value {
+            prometheus_parse::Value::Counter(v)
+            | prometheus_parse::Value::Gauge(v)
+            | prometheus_parse::Value::Untyped(v) => v,
+            _ => f64::NAN,
+        })
+        .unwrap_or_else(|| panic!("no sample {name} {labels:?}"))
+}
+
+fn warden(node: &Node, args: &[&str]) -> (i32, String, String) {
+    let out = Command::new(env!("CARGO_BIN_EXE_warden"))
+        .args(args)
+        .args(["--admin", &node.addr])
+        .output()
+        .unwrap();
+    (
+        out.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+fn wait_for(mut f: impl FnMut() -> bool) {
+    for _ in 0..400 {
+        if f() {
+            return;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(10));
+    }
+    panic!("condition not met within 4 s");
+}
+
+#[test]
+fn metrics_move_with_a_crash_and_the_commands_steer_services() {
+    let app = app();
+    let node = start(&app, &[]);
+    let m = scrape(&node);
+    assert_eq!(
+        value(&m, "warden_processes", Some(("host", "app:host"))),
+        3.0
+    );
+    assert_eq!(
+        value(
+            &m,
+            "warden_processes_by_kind",
+            Some(("kind", "process.lua"))
+        ),
+        3.0
+    );
+    assert_eq!(
+        values(
+            &m,
+            "warden_service_state",
+            &[("service", "app:svc"), ("state", "Running")]
+        ),
+        1.0
+    );
+    assert_eq!(
+        values(
+            &m,
+            "warden_service_state",
+            &[("service", "app:svc"), ("state", "Failed")]
+        ),
+        0.0
+    );
+    assert_eq!(
+        value(
+            &m,
+            "warden_tree_child_restarts_total",
+            Some(("tree", "app:tree"))
+        ),
+        0.0
+    );
+    assert_eq!(
+        value(&m, "warden_exits_total", Some(("reason", "killed"))),
+        0.0
+    );
+    assert!(value(&m, "warden_lua_heap_bytes", Some(("worker", "0"))) > 0.0);
+
+    // a crash injected through the API: the tree restarts the child, the counters move
+    let (_, trees) = get(&node, "/api/v1/trees", None);
+    let trees: serde_json::Value = serde_json::from_str(&trees).unwrap();
+    let a = trees[0]["children"][0]["pid"].as_str().unwrap().to_string();
+    let (code, _) = post(
+        &node,
+        &format!(
+            "/api/v1/processes/{}/terminate",
+            warden::admin::client::segment(&a)
+        ),
+    );
+    assert_eq!(code, 200);
+    wait_for(|| {
+        let m = scrape(&node);
+        value(
+            &m,
+            "warden_tree_child_restarts_total",
+            Some(("tree", "app:tree")),
+        ) == 1.0
+    });
+    let m = scrape(&node);
+    assert_eq!(
+        value(&m, "warden_exits_total", Some(("reason", "killed"))),
+        1.0
+    );
+    assert_eq!(value(&m, "warden_tree_restarts_total", None), 1.0);
+
+    // a tree child through the API: terminate, then restart
+    let (code, body) = post(&node, "/api/v1/trees/app:tree/children/b/terminate");
+    assert_eq!(code, 200, "{body}");
+    let (code, body) = post(&node, "/api/v1/trees/app:tree/children/nope/restart");
+    assert_eq!(code, 404, "{body}");
+    assert!(body.contains("no child nope (not_found)"), "{body}");
+
+    // the commands: status, ps, restart (a new pid)
+    let (code, out, _) = warden(&node, &["status", "--json"]);
+    assert_eq!(code, 0);
+    let before: serde_json::Value = serde_json::from_str(&out).unwrap();
+    let svc = |v: &serde_json::Value| {
+        v["services"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|s| s["id"] == "app:svc")
+            .unwrap()["pid"]
+            .clone()
+    };
+    let (code, out, _) = warden(&node, &["restart", "app:svc"]);
+    assert_eq!(code, 0, "{out}");
+    assert!(out.starts_with("app:svc: Running (pid {"), "{out}");
+    let (_, out, _) = warden(&node, &["status", "--json"]);
+    let after: serde_json::Value = serde_json::from_str(&out).unwrap();
+    assert_ne!(svc(&before), svc(&after));
+    assert!(svc(&after).is_string());
+    let (code, out, _) = warden(&node, &["status"]);
+    assert_eq!(code, 0);
+    assert!(
+        out.contains("SERVICE") && out.contains("app:svc") && out.contains("Running"),
+        "{out}"
+    );
+    let (code, out, _) = warden(&node, &["ps"]);
+    assert_eq!(code, 0);
+    assert!(
+        out.starts_with("PID") && out.contains("app:worker"),
+        "{out}"
+    );
+    let (code, _, err) = warden(&node, &["stop", "app:nothing"]);
+    assert_eq!(code, 1);
+    assert_eq!(err.trim(), "error: service app:nothing not found");
+}
+
+#[test]
+fn tokens_read_only_mode_and_an_unreachable_node() {
+    let app = app();
+    let node = start(&app, &["--admin-token", "s3cret", "--admin-read-only"]);
+    assert_eq!(get(&node, "/metrics", None).0, 401);
+    assert_eq!(get(&node, "/api/v1/status", Some("wrong")).0, 401);
+    assert_eq!(get(&node, "/api/v1/status", Some("s3cret")).0, 200);
+    let agent: ureq::Agent = ureq::Agent::config_builder()
+        .http_status_as_error(false)
+        .build()
+        .into();
+    let r = agent
+        .post(&format!(
+            "http://{}/api/v1/services/app:svc/stop",
+            node.addr
+        ))
+        .header("Authorization", "Bearer s3cret")
+        .send_empty()
+        .unwrap();
+    assert_eq!(r.status().as_u16(), 403);
+    drop(node);
+
+    // a public address needs a token
+    let out = Command::new(env!("CARGO_BIN_EXE_warden"))
+        .args(["run", "-d"])
+        .arg(app.path())
+        .args(["--admin", "0.0.0.0:0"])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("--admin 0.0.0.0:0: not a loopback address; set --admin-token"),
+        "{err}"
+    );
+
+    // no node there: one line naming the address
+    let out = Command::new(env!("CARGO_BIN_EXE_warden"))
+        .args(["status", "--admin", "127.0.0.1:9"])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(err.lines().count(), 1, "{err}");
+    assert!(
+        err.starts_with("error: cannot reach the node at 127.0.0.1:9"),
+        "{err}"
+    );
+}
