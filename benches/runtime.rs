@@ -200,6 +200,24 @@ async fn child(which: &str) {
     }
     let dir = app();
     let rt = Runtime::start(load_dir(dir.path()).unwrap()).await.unwrap();
+    // WARDEN_BENCH_ADMIN=1: the admin endpoint on, scraped every second (its cost)
+    if std::env::var("WARDEN_BENCH_ADMIN").is_ok_and(|v| v == "1") {
+        let config = warden::admin::Config {
+            addr: "127.0.0.1:0".parse().unwrap(),
+            token: None,
+            read_only: true,
+        };
+        let sup = rt.supervision().clone();
+        let addr = warden::admin::serve(rt.node().clone(), sup, config)
+            .await
+            .unwrap();
+        std::thread::spawn(move || loop {
+            let _ = ureq::get(&format!("http://{addr}/metrics"))
+                .call()
+                .map(|mut r| r.body_mut().read_to_string());
+            std::thread::sleep(Duration::from_secs(1));
+        });
+    }
     let out = match which {
         "spawn" => {
             // warm the worker's Lua state and the entry's compiled chunk
