@@ -38,6 +38,17 @@ enum Command {
     Stop(ServiceArgs),
     /// Restart a service of a running node.
     Restart(ServiceArgs),
+    /// A live view of a running node, refreshed every second (Ctrl-C ends it).
+    Top(TopArgs),
+}
+
+#[derive(Args, Debug)]
+struct TopArgs {
+    #[command(flatten)]
+    node: NodeArgs,
+    /// Stop after this many screens (default: run until interrupted).
+    #[arg(long, short = 'n')]
+    iterations: Option<u64>,
 }
 
 /// The default address of the admin endpoint.
@@ -306,6 +317,7 @@ pub fn main() -> i32 {
             Command::Start(s) => service_command("start", &s),
             Command::Stop(s) => service_command("stop", &s),
             Command::Restart(s) => service_command("restart", &s),
+            Command::Top(t) => top(&t).await,
         }
     })
 }
@@ -329,6 +341,36 @@ fn node_command(
             eprintln!("error: {e}");
             1
         }
+    }
+}
+
+/// `warden top`: a screen a second, in place on a terminal.
+async fn top(args: &TopArgs) -> i32 {
+    use std::io::{IsTerminal, Write};
+    let target = args.node.target();
+    let live = std::io::stdout().is_terminal();
+    let mut n = 0u64;
+    loop {
+        let screen = tokio::task::block_in_place(|| crate::admin::client::top_screen(&target, 15));
+        match screen {
+            Ok(s) => {
+                let mut out = std::io::stdout().lock();
+                if live {
+                    let _ = write!(out, "\x1b[H\x1b[2J");
+                }
+                let _ = write!(out, "{s}");
+                let _ = out.flush();
+            }
+            Err(e) => {
+                eprintln!("error: {e}");
+                return 1;
+            }
+        }
+        n += 1;
+        if args.iterations.is_some_and(|max| n >= max) {
+            return 0;
+        }
+        tokio::time::sleep(std::time::Duration::from_secs(1)).await;
     }
 }
 

@@ -244,6 +244,13 @@ fn metrics_move_with_a_crash_and_the_commands_steer_services() {
         out.starts_with("PID") && out.contains("app:worker"),
         "{out}"
     );
+    let (code, out, _) = warden(&node, &["top", "-n", "2"]);
+    assert_eq!(code, 0);
+    assert_eq!(out.matches("SERVICE").count(), 2, "{out}");
+    assert!(
+        out.contains("MAILBOX") && out.contains("app:worker"),
+        "{out}"
+    );
     let (code, _, err) = warden(&node, &["stop", "app:nothing"]);
     assert_eq!(code, 1);
     assert_eq!(err.trim(), "error: service app:nothing not found");
@@ -297,4 +304,65 @@ fn tokens_read_only_mode_and_an_unreachable_node() {
         err.starts_with("error: cannot reach the node at 127.0.0.1:9"),
         "{err}"
     );
+}
+
+/// The page, in a real browser (headless Chromium): the supervision forest with each
+/// child's restart count, which moves after a crash is injected.
+#[test]
+fn the_page_shows_the_forest_and_a_restart_in_chromium() {
+    let chromium = std::env::var("CHROMIUM").unwrap_or_else(|_| "chromium".into());
+    let dump = |node: &Node| -> String {
+        let out = Command::new(&chromium)
+            .args([
+                "--headless",
+                "--no-sandbox",
+                "--disable-gpu",
+                "--virtual-time-budget=3000",
+                "--dump-dom",
+            ])
+            // one snapshot per connection: the browser's virtual time runs while the
+            // network is quiet, and the page reconnects at once
+            .arg(format!("http://{}/?max=1", node.addr))
+            .output()
+            .unwrap_or_else(|e| {
+                panic!("this test needs a headless Chromium (the Debian package `chromium`, which .ci/run installs; or CHROMIUM=path): {e}")
+            });
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    };
+    let app = app();
+    let node = start(&app, &[]);
+    let dom = dump(&node);
+    for child in ["app:tree/a", "app:tree/b"] {
+        assert!(
+            dom.contains(&format!("data-id=\"{child}\"")),
+            "{child}\n{dom}"
+        );
+    }
+    assert!(dom.contains("<b>app:tree</b>"), "{dom}");
+    assert!(dom.contains("data-service=\"app:svc\""), "{dom}");
+    let restarts = |dom: &str| -> String {
+        let at = dom.find("data-id=\"app:tree/a\"").unwrap();
+        let rest = &dom[at..];
+        let n = rest.find("class=\"restarts\">").unwrap() + "class=\"restarts\">".len();
+        rest[n..].split('<').next().unwrap().to_string()
+    };
+    assert_eq!(restarts(&dom), "0");
+
+    let (_, trees) = get(&node, "/api/v1/trees", None);
+    let trees: serde_json::Value = serde_json::from_str(&trees).unwrap();
+    let a = trees[0]["children"][0]["pid"].as_str().unwrap().to_string();
+    post(
+        &node,
+        &format!(
+            "/api/v1/processes/{}/terminate",
+            warden::admin::client::segment(&a)
+        ),
+    );
+    wait_for(|| {
+        get(&node, "/api/v1/trees", None)
+            .1
+            .contains("\"restarts\":1")
+    });
+    let dom = dump(&node);
+    assert_eq!(restarts(&dom), "1", "{dom}");
 }

@@ -196,3 +196,30 @@ pub fn service(t: &Target, action: &str, id: &str, json: bool) -> Result<String,
         text(&s["pid"])
     ))
 }
+
+/// One screen of `warden top`: the node, the services, the busiest processes (longest
+/// mailboxes first).
+pub fn top_screen(t: &Target, rows: usize) -> Result<String, String> {
+    let mut out = status(t, false)?;
+    let procs = t.get("/api/v1/processes")?;
+    let mut list: Vec<&Value> = procs
+        .as_array()
+        .map(|a| a.iter().collect())
+        .unwrap_or_default();
+    list.sort_by_key(|p| std::cmp::Reverse(p["mailbox"].as_u64().unwrap_or(0)));
+    list.truncate(rows);
+    let rows: Vec<Vec<String>> = list
+        .iter()
+        .map(|p| {
+            vec![
+                text(&p["pid"]),
+                text(&p["entry"]),
+                text(&p["state"]),
+                text(&p["mailbox"]),
+            ]
+        })
+        .collect();
+    out.push('\n');
+    out.push_str(&table(&["PID", "ENTRY", "STATE", "MAILBOX"], &rows));
+    Ok(out)
+}

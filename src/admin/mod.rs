@@ -68,6 +68,8 @@ pub async fn serve(
         started: std::time::Instant::now(),
     };
     let app = Router::new()
+        .route("/", get(page))
+        .route("/api/v1/stream", get(stream))
         .route("/metrics", get(metrics_text))
         .route("/api/v1/status", get(status))
         .route("/api/v1/processes", get(processes))
@@ -131,8 +133,12 @@ async fn metrics_text(State(ctx): State<Ctx>) -> Response {
 }
 
 async fn status(State(ctx): State<Ctx>) -> Json<Json_> {
+    Json(status_json(&ctx))
+}
+
+fn status_json(ctx: &Ctx) -> Json_ {
     let services = ctx.sup.statuses.len();
-    Json(json!({
+    json!({
         "node": ctx.node.name.to_string(),
         "uptime_seconds": ctx.started.elapsed().as_secs_f64(),
         "processes": ctx.node.process_count(),
@@ -141,10 +147,19 @@ async fn status(State(ctx): State<Ctx>) -> Json<Json_> {
         "trees": ctx.sup.trees.len(),
         "restarts": ctx.sup.restarts_total(),
         "messages": ctx.node.stats.messages.get(),
-    }))
+        "exits": {
+            "normal": ctx.node.stats.exits_normal.load(std::sync::atomic::Ordering::Relaxed),
+            "error": ctx.node.stats.exits_error.load(std::sync::atomic::Ordering::Relaxed),
+            "killed": ctx.node.stats.exits_killed.load(std::sync::atomic::Ordering::Relaxed),
+        },
+    })
 }
 
 async fn processes(State(ctx): State<Ctx>) -> Json<Json_> {
+    Json(Json_::Array(processes_json(&ctx)))
+}
+
+fn processes_json(ctx: &Ctx) -> Vec<Json_> {
     let mut list: Vec<Json_> = ctx
         .node
         .processes()
@@ -177,7 +192,7 @@ async fn processes(State(ctx): State<Ctx>) -> Json<Json_> {
             .map_or(0, |p| p.id)
     };
     list.sort_by_key(key);
-    Json(Json_::Array(list))
+    list
 }
 
 fn service_json(id: &Id, s: &crate::supervision::ServiceStatus) -> Json_ {
@@ -188,10 +203,15 @@ fn service_json(id: &Id, s: &crate::supervision::ServiceStatus) -> Json_ {
         "attempt": s.attempt,
         "restarts": s.restarts,
         "error": s.last_error,
+        "retry_in_ms": s.retry_at.and_then(|t| t.duration_since(std::time::SystemTime::now()).ok()).map(|d| d.as_millis() as u64),
     })
 }
 
 async fn services(State(ctx): State<Ctx>) -> Json<Json_> {
+    Json(services_json(&ctx))
+}
+
+fn services_json(ctx: &Ctx) -> Json_ {
     let mut all: Vec<(Id, crate::supervision::ServiceStatus)> = ctx
         .sup
         .statuses
@@ -199,12 +219,14 @@ async fn services(State(ctx): State<Ctx>) -> Json<Json_> {
         .map(|e| (e.key().clone(), e.value().clone()))
         .collect();
     all.sort_by(|a, b| a.0.cmp(&b.0));
-    Json(Json_::Array(
-        all.iter().map(|(id, s)| service_json(id, s)).collect(),
-    ))
+    Json_::Array(all.iter().map(|(id, s)| service_json(id, s)).collect())
 }
 
 async fn trees(State(ctx): State<Ctx>) -> Json<Json_> {
+    Json(trees_json(&ctx).await)
+}
+
+async fn trees_json(ctx: &Ctx) -> Json_ {
     let mut ids: Vec<Id> = ctx.sup.trees.iter().map(|t| t.key().clone()).collect();
     ids.sort();
     let mut out = Vec::new();
@@ -215,10 +237,11 @@ async fn trees(State(ctx): State<Ctx>) -> Json<Json_> {
         let spec = ctx.sup.specs().trees.get(&id).cloned();
         out.push(json!({
             "id": id.to_string(),
-            "strategy": spec.as_ref().map(|s| format!("{:?}", s.strategy)),
+            "strategy": spec.as_ref().map(|s| s.strategy.name()),
             "children": children.iter().map(|c| json!({
                 "id": c.id,
                 "kind": c.kind,
+                "entry": c.entry,
                 "pid": c.pid,
                 "restart": c.restart,
                 "state": if c.running { "running" } else if c.restarting { "restarting" } else { "undefined" },
@@ -226,13 +249,17 @@ async fn trees(State(ctx): State<Ctx>) -> Json<Json_> {
             })).collect::<Vec<_>>(),
         }));
     }
-    Json(Json_::Array(out))
+    Json_::Array(out)
 }
 
 async fn functions(State(ctx): State<Ctx>) -> Json<Json_> {
+    Json(functions_json(&ctx))
+}
+
+fn functions_json(ctx: &Ctx) -> Json_ {
     let mut pools = ctx.node.functions.pools();
     pools.sort_by(|a, b| a.entry.id.cmp(&b.entry.id));
-    Json(Json_::Array(
+    Json_::Array(
         pools
             .iter()
             .map(|p| {
@@ -249,7 +276,61 @@ async fn functions(State(ctx): State<Ctx>) -> Json<Json_> {
                 })
             })
             .collect(),
-    ))
+    )
+}
+
+/// What the page shows, at one moment: the node, services, trees, the busiest processes
+/// (longest mailboxes first), the pools.
+async fn snapshot(ctx: &Ctx) -> Json_ {
+    let mut procs = processes_json(ctx);
+    procs.sort_by_key(|p| std::cmp::Reverse(p["mailbox"].as_u64().unwrap_or(0)));
+    procs.truncate(10);
+    json!({
+        "status": status_json(ctx),
+        "services": services_json(ctx),
+        "trees": trees_json(ctx).await,
+        "busiest": procs,
+        "functions": functions_json(ctx),
+    })
+}
+
+/// Query of the stream.
+#[derive(serde::Deserialize)]
+struct StreamQuery {
+    /// End the stream after this many snapshots (the browser reconnects at once): for
+    /// clients that wait for the network to go quiet, such as a headless browser's
+    /// virtual time.
+    max: Option<u64>,
+}
+
+/// `GET /api/v1/stream`: server-sent events, a `snapshot` every half second.
+async fn stream(
+    State(ctx): State<Ctx>,
+    axum::extract::Query(q): axum::extract::Query<StreamQuery>,
+) -> axum::response::sse::Sse<
+    impl futures::Stream<Item = Result<axum::response::sse::Event, std::convert::Infallible>>,
+> {
+    let ticks = tokio::time::interval(std::time::Duration::from_millis(500));
+    let left = q.max.unwrap_or(u64::MAX);
+    let s = futures::stream::unfold((ctx, ticks, left), |(ctx, mut ticks, left)| async move {
+        if left == 0 {
+            return None;
+        }
+        ticks.tick().await;
+        let snap = snapshot(&ctx).await;
+        let ev = axum::response::sse::Event::default()
+            .event("snapshot")
+            .retry(std::time::Duration::from_millis(100))
+            .data(snap.to_string());
+        Some((Ok(ev), (ctx, ticks, left - 1)))
+    });
+    axum::response::sse::Sse::new(s).keep_alive(axum::response::sse::KeepAlive::default())
+}
+
+/// `GET /`: the live page (one file in the binary: no build step, nothing from the
+/// internet).
+async fn page() -> axum::response::Html<&'static str> {
+    axum::response::Html(include_str!("page.html"))
 }
 
 fn parse_id(s: &str) -> Result<Id, Box<Response>> {

@@ -65,6 +65,8 @@ pub struct ServiceStatus {
     pub last_error: Option<String>,
     /// True once out of attempts.
     pub gave_up: bool,
+    /// When the next restart is due (a failed service waiting out its backoff).
+    pub retry_at: Option<std::time::SystemTime>,
 }
 
 impl Default for ServiceStatus {
@@ -76,6 +78,7 @@ impl Default for ServiceStatus {
             restarts: 0,
             last_error: None,
             gave_up: false,
+            retry_at: None,
         }
     }
 }
@@ -145,6 +148,7 @@ impl ServiceData {
     fn set(&mut self, state: ServiceState, next_delay: Option<Duration>) {
         let from = self.status.state;
         self.status.state = state;
+        self.status.retry_at = next_delay.map(|d| std::time::SystemTime::now() + d);
         match next_delay {
             Some(d) => tracing::info!(
                 service = %self.spec.id,

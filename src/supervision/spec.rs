@@ -106,6 +106,18 @@ pub enum Strategy {
     SimpleOneForOne,
 }
 
+impl Strategy {
+    /// The name as written in YAML.
+    pub fn name(self) -> &'static str {
+        match self {
+            Strategy::OneForOne => "one_for_one",
+            Strategy::OneForAll => "one_for_all",
+            Strategy::RestForOne => "rest_for_one",
+            Strategy::SimpleOneForOne => "simple_one_for_one",
+        }
+    }
+}
+
 /// OTP's `auto_shutdown`: when the ending of significant children stops the tree.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum AutoShutdown {

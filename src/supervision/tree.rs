@@ -49,6 +49,8 @@ pub struct ChildInfo {
     pub id: String,
     /// `process` or `supervisor`.
     pub kind: &'static str,
+    /// The process or supervisor entry it runs.
+    pub entry: String,
     /// Pid of a running process child.
     pub pid: Option<String>,
     /// Whether it runs now.
@@ -654,6 +656,9 @@ impl TreeState {
                 kind: match c.spec.kind {
                     ChildKind::Process(_) => "process",
                     ChildKind::Tree(_) => "supervisor",
+                },
+                entry: match &c.spec.kind {
+                    ChildKind::Process(id) | ChildKind::Tree(id) => id.to_string(),
                 },
                 pid: c.pid(),
                 running: c.running.is_some(),
