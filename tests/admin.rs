@@ -55,7 +55,14 @@ fn app() -> App {
         .lua("worker", WORKER)
         .entry("  - name: svc\n    kind: process.service\n    process: worker\n    host: host\n    lifecycle: {auto_start: true}\n")
         .entry("  - name: tree\n    kind: supervisor\n    strategy: one_for_one\n    intensity: {max_restarts: 10, period: 5s}\n    children: [{id: a, process: worker}, {id: b, process: worker}]\n")
-        .entry("  - name: tsvc\n    kind: process.service\n    process: tree\n    host: host\n    lifecycle: {auto_start: true}\n");
+        .entry("  - name: tsvc\n    kind: process.service\n    process: tree\n    host: host\n    lifecycle: {auto_start: true}\n")
+        .func("double", "return { main = function(n) return n * 2 end }", None)
+        .func("fails", "return { main = function() error('no') end }", None)
+        .lua(
+            "caller",
+            "local funcs, time = require('funcs'), require('time')\nreturn { main = function() while true do funcs.call('app:double', 21) funcs.call('app:fails') time.sleep(5) end end }",
+        )
+        .entry("  - name: calls\n    kind: process.service\n    process: caller\n    host: host\n    lifecycle: {auto_start: true}\n");
     app.finish();
     app
 }
@@ -138,7 +145,7 @@ fn metrics_move_with_a_crash_and_the_commands_steer_services() {
     let m = scrape(&node);
     assert_eq!(
         value(&m, "warden_processes", Some(("host", "app:host"))),
-        3.0
+        4.0
     );
     assert_eq!(
         value(
@@ -146,8 +153,44 @@ fn metrics_move_with_a_crash_and_the_commands_steer_services() {
             "warden_processes_by_kind",
             Some(("kind", "process.lua"))
         ),
-        3.0
+        4.0
     );
+    // function calls: counted, timed, their errors counted
+    wait_for(|| {
+        let m = scrape(&node);
+        value(
+            &m,
+            "warden_function_calls_total",
+            Some(("function", "app:double")),
+        ) > 0.0
+            && value(
+                &m,
+                "warden_function_errors_total",
+                Some(("function", "app:fails")),
+            ) > 0.0
+    });
+    let m = scrape(&node);
+    assert_eq!(
+        value(
+            &m,
+            "warden_function_errors_total",
+            Some(("function", "app:double"))
+        ),
+        0.0
+    );
+    let timed = m
+        .samples
+        .iter()
+        .find(|x| {
+            x.metric == "warden_function_latency_seconds"
+                && x.labels.get("function") == Some("app:double")
+        })
+        .map(|x| match &x.value {
+            prometheus_parse::Value::Histogram(h) => h.last().map_or(0.0, |b| b.count),
+            _ => 0.0,
+        })
+        .expect("a latency histogram of app:double");
+    assert!(timed > 0.0, "{:?}", m.samples);
     assert_eq!(
         values(
             &m,

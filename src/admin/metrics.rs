@@ -9,6 +9,7 @@
 //! `service_state{service,state}` (1 for the current state), `service_restarts_total{service}`,
 //! `service_attempt{service}`, `tree_children{tree}`, `tree_child_restarts_total{tree}`,
 //! `tree_restarts_total` (every tree), `function_calls_total{function}`,
+//! `function_errors_total{function}`, `function_latency_seconds{function}` (a histogram),
 //! `function_gave_up_total{function}`, `pool_running{function}`, `pool_waiting{function}`,
 //! `pool_idle{function}`, `wasm_instances`, `wasm_instances_cap`,
 //! `lua_heap_bytes{host,worker}`, `worker_processes{host,worker}`.
@@ -25,6 +26,31 @@ use std::sync::atomic::Ordering;
 use std::sync::Arc;
 
 type Labels = Vec<(&'static str, String)>;
+
+/// Latency histograms by function, already counted by the pools (encoded as one
+/// histogram family).
+#[derive(Debug)]
+struct Latencies(Vec<(String, crate::functions::LatencySnapshot)>);
+
+impl prometheus_client::encoding::EncodeMetric for Latencies {
+    fn encode(
+        &self,
+        mut encoder: prometheus_client::encoding::MetricEncoder,
+    ) -> Result<(), std::fmt::Error> {
+        for (id, (sum, count, buckets)) in &self.0 {
+            let labels = vec![("function", id.clone())];
+            let mut e = encoder.encode_family(&labels)?;
+            e.encode_histogram::<prometheus_client::encoding::NoLabelSet>(
+                *sum, *count, buckets, None,
+            )?;
+        }
+        Ok(())
+    }
+
+    fn metric_type(&self) -> prometheus_client::metrics::MetricType {
+        prometheus_client::metrics::MetricType::Histogram
+    }
+}
 
 fn gauges() -> Family<Labels, Gauge> {
     Family::default()
@@ -187,6 +213,8 @@ pub async fn render(node: &Arc<Node>, sup: &Arc<Supervision>) -> String {
     );
 
     let calls = counters();
+    let errors = counters();
+    let mut latencies = Vec::new();
     let gave_up = counters();
     let running = gauges();
     let waiting = gauges();
@@ -195,12 +223,25 @@ pub async fn render(node: &Arc<Node>, sup: &Arc<Supervision>) -> String {
         let s = p.stats();
         let l = vec![("function", p.entry.id.to_string())];
         calls.get_or_create(&l).inc_by(s.calls);
+        errors.get_or_create(&l).inc_by(s.errors);
+        latencies.push((p.entry.id.to_string(), p.latency.snapshot()));
         gave_up.get_or_create(&l).inc_by(s.gave_up);
         running.get_or_create(&l).set(s.running as i64);
         waiting.get_or_create(&l).set(s.waiting as i64);
         idle.get_or_create(&l).set(s.idle as i64);
     }
     reg.register("function_calls", "Calls started, by function", calls);
+    reg.register(
+        "function_errors",
+        "Calls that ended in an error, by function",
+        errors,
+    );
+    latencies.sort_by(|a, b| a.0.cmp(&b.0));
+    reg.register(
+        "function_latency_seconds",
+        "How long calls took, by function (from a worker granted to the call's end)",
+        Latencies(latencies),
+    );
     reg.register(
         "function_gave_up",
         "Callers that gave up waiting for a worker",

@@ -61,6 +61,7 @@ pub async fn serve(
         .await
         .map_err(|e| anyhow::anyhow!("--admin {}: {e}", config.addr))?;
     let bound = listener.local_addr()?;
+    crate::functions::time_calls();
     let ctx = Ctx {
         node,
         sup,
@@ -264,6 +265,8 @@ fn functions_json(ctx: &Ctx) -> Json_ {
             .iter()
             .map(|p| {
                 let s = p.stats();
+                let (sum, count, _) = p.latency.snapshot();
+                let mean = if count > 0 { sum / count as f64 } else { 0.0 };
                 json!({
                     "id": p.entry.id.to_string(),
                     "kind": p.entry.kind,
@@ -272,7 +275,9 @@ fn functions_json(ctx: &Ctx) -> Json_ {
                     "idle": s.idle,
                     "peak": s.peak,
                     "calls": s.calls,
+                    "errors": s.errors,
                     "gave_up": s.gave_up,
+                    "latency_seconds": { "sum": sum, "count": count, "mean": mean },
                 })
             })
             .collect(),

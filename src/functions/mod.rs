@@ -120,6 +120,8 @@ pub struct PoolStats {
     pub calls: u64,
     /// Callers that gave up waiting (timeout or cancel).
     pub gave_up: u64,
+    /// Calls that ended in an error.
+    pub errors: u64,
     /// Idle `function.lua` instances kept for the next calls (over all threads).
     pub idle: usize,
 }
@@ -136,6 +138,9 @@ pub struct Pool {
     peak: AtomicUsize,
     calls: AtomicU64,
     gave_up: AtomicU64,
+    errors: AtomicU64,
+    /// How long its calls took (timed once [`time_calls`] was called).
+    pub latency: Latency,
     /// Idle instances kept by the executors (counted by them).
     pub idle: AtomicUsize,
     /// What the executor derived once from the entry (see [`Pool::derived`]).
@@ -146,6 +151,61 @@ pub struct Pool {
     pub as_process: bool,
 }
 
+/// Whether calls are timed (set once the admin endpoint serves their latency).
+static TIMING: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+
+/// Times every call from now on, for the latency histograms of [`Pool::latency`] (the
+/// admin endpoint turns it on; a node without it reads no clock per call).
+pub fn time_calls() {
+    TIMING.store(true, Ordering::Relaxed);
+}
+
+/// Upper bounds of the latency buckets, in microseconds.
+pub const LATENCY_BOUNDS_US: [u64; 14] = [
+    1, 2, 5, 10, 20, 50, 100, 200, 500, 1_000, 2_000, 5_000, 10_000, 100_000,
+];
+
+/// A latency histogram read at one moment: (sum in seconds, count, calls per bucket as
+/// (upper bound in seconds, calls)).
+pub type LatencySnapshot = (f64, u64, Vec<(f64, u64)>);
+
+/// A histogram of call latencies (buckets of [`LATENCY_BOUNDS_US`], then one above).
+#[derive(Default)]
+pub struct Latency {
+    buckets: [AtomicU64; 15],
+    sum_ns: AtomicU64,
+    count: AtomicU64,
+}
+
+impl Latency {
+    fn observe(&self, d: Duration) {
+        let us = d.as_micros() as u64;
+        let i = LATENCY_BOUNDS_US
+            .iter()
+            .position(|b| us <= *b)
+            .unwrap_or(LATENCY_BOUNDS_US.len());
+        self.buckets[i].fetch_add(1, Ordering::Relaxed);
+        self.sum_ns
+            .fetch_add(d.as_nanos() as u64, Ordering::Relaxed);
+        self.count.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// (sum in seconds, count, calls per bucket: upper bound in seconds, then +inf).
+    pub fn snapshot(&self) -> LatencySnapshot {
+        let mut buckets: Vec<(f64, u64)> = LATENCY_BOUNDS_US
+            .iter()
+            .zip(&self.buckets)
+            .map(|(b, n)| (*b as f64 / 1e6, n.load(Ordering::Relaxed)))
+            .collect();
+        buckets.push((f64::INFINITY, self.buckets[14].load(Ordering::Relaxed)));
+        (
+            self.sum_ns.load(Ordering::Relaxed) as f64 / 1e9,
+            self.count.load(Ordering::Relaxed),
+            buckets,
+        )
+    }
+}
+
 /// The executor key of calls that run as processes (see [`Pool::as_process`]).
 pub const AS_PROCESS: &str = "process";
 
@@ -153,11 +213,15 @@ pub const AS_PROCESS: &str = "process";
 pub struct Permit {
     pool: Arc<Pool>,
     _permit: Option<OwnedSemaphorePermit>,
+    started: Option<Instant>,
 }
 
 impl Drop for Permit {
     fn drop(&mut self) {
         self.pool.running.fetch_sub(1, Ordering::AcqRel);
+        if let Some(t) = self.started {
+            self.pool.latency.observe(t.elapsed());
+        }
     }
 }
 
@@ -186,6 +250,8 @@ impl Pool {
             peak: AtomicUsize::new(0),
             calls: AtomicU64::new(0),
             gave_up: AtomicU64::new(0),
+            errors: AtomicU64::new(0),
+            latency: Latency::default(),
             idle: AtomicUsize::new(0),
             derived: std::sync::OnceLock::new(),
             as_process: false,
@@ -266,7 +332,13 @@ impl Pool {
         Permit {
             pool: self.clone(),
             _permit: permit,
+            started: TIMING.load(Ordering::Relaxed).then(Instant::now),
         }
+    }
+
+    /// Counts a call that ended in an error.
+    pub fn failed(&self) {
+        self.errors.fetch_add(1, Ordering::Relaxed);
     }
 
     /// Whether a finished call's instance is kept for the next call.
@@ -285,6 +357,7 @@ impl Pool {
             peak: self.peak.load(Ordering::Relaxed),
             calls: self.calls.load(Ordering::Relaxed),
             gave_up: self.gave_up.load(Ordering::Relaxed),
+            errors: self.errors.load(Ordering::Relaxed),
             idle: self.idle.load(Ordering::Relaxed),
         }
     }
@@ -389,6 +462,9 @@ impl FunctionTable {
             .execute(pool.clone(), args, context, deadline)
             .await;
         drop(permit);
+        if result.is_err() {
+            pool.failed();
+        }
         result
     }
 

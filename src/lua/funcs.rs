@@ -581,6 +581,9 @@ unsafe fn try_wasm_fast(
                             .map_err(CallError::returned)
                     }),
                 };
+                if r.is_err() {
+                    pool.failed();
+                }
                 lua_result(&lua, r)
             });
             return Some(keep_waiting(waiting).map_or(Fast::General, Fast::Waiting));
@@ -588,8 +591,14 @@ unsafe fn try_wasm_fast(
     };
     Some(match result.map(|v| f.outcome(v)) {
         Ok(Ok(v)) => Fast::DoneWit(v),
-        Ok(Err(payload)) => failed(lua.clone(), CallError::returned(payload)),
-        Err(e) => failed(lua.clone(), e),
+        Ok(Err(payload)) => {
+            pool.failed();
+            failed(lua.clone(), CallError::returned(payload))
+        }
+        Err(e) => {
+            pool.failed();
+            failed(lua.clone(), e)
+        }
     })
 }
 
