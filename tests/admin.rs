@@ -246,6 +246,14 @@ fn metrics_move_with_a_crash_and_the_commands_steer_services() {
         value(&m, "warden_exits_total", Some(("reason", "killed"))),
         1.0
     );
+    assert_eq!(
+        value(&m, "warden_tree_intensity_used", Some(("tree", "app:tree"))),
+        1.0
+    );
+    assert_eq!(
+        value(&m, "warden_tree_max_restarts", Some(("tree", "app:tree"))),
+        10.0
+    );
     assert_eq!(value(&m, "warden_tree_restarts_total", None), 1.0);
 
     // a tree child through the API: terminate, then restart
@@ -283,6 +291,13 @@ fn metrics_move_with_a_crash_and_the_commands_steer_services() {
     );
     let (code, out, _) = warden(&node, &["ps"]);
     assert_eq!(code, 0);
+    let (_, procs) = get(&node, "/api/v1/processes", None);
+    let procs: serde_json::Value = serde_json::from_str(&procs).unwrap();
+    assert_eq!(procs[0]["host"], "app:host", "{procs}");
+    assert!(
+        procs[0]["uptime_seconds"].as_f64().unwrap() > 0.0,
+        "{procs}"
+    );
     assert!(
         out.starts_with("PID") && out.contains("app:worker"),
         "{out}"

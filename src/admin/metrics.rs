@@ -8,6 +8,7 @@
 //! `mailbox_max`, `mailbox_length` (a histogram over the live processes),
 //! `service_state{service,state}` (1 for the current state), `service_restarts_total{service}`,
 //! `service_attempt{service}`, `tree_children{tree}`, `tree_child_restarts_total{tree}`,
+//! `tree_intensity_used{tree}`, `tree_max_restarts{tree}`,
 //! `tree_restarts_total` (every tree), `function_calls_total{function}`,
 //! `function_errors_total{function}`, `function_latency_seconds{function}` (a histogram),
 //! `function_gave_up_total{function}`, `pool_running{function}`, `pool_waiting{function}`,
@@ -183,6 +184,8 @@ pub async fn render(node: &Arc<Node>, sup: &Arc<Supervision>) -> String {
 
     let tree_children = gauges();
     let tree_restarts = counters();
+    let tree_used = gauges();
+    let tree_max = gauges();
     let ids: Vec<_> = sup.trees.iter().map(|t| t.key().clone()).collect();
     for id in ids {
         if let Ok(children) = sup.children(&id).await {
@@ -193,11 +196,26 @@ pub async fn render(node: &Arc<Node>, sup: &Arc<Supervision>) -> String {
                 .get_or_create(&vec![("tree", id.to_string())])
                 .inc_by(children.iter().map(|c| c.restarts).sum());
         }
+        if let Ok(i) = sup.intensity(&id).await {
+            let l = vec![("tree", id.to_string())];
+            tree_used.get_or_create(&l).set(i64::from(i.used));
+            tree_max.get_or_create(&l).set(i64::from(i.max));
+        }
     }
     reg.register(
         "tree_children",
         "Children of each running tree",
         tree_children,
+    );
+    reg.register(
+        "tree_intensity_used",
+        "Restarts of each running tree within its intensity period",
+        tree_used,
+    );
+    reg.register(
+        "tree_max_restarts",
+        "Each running tree's max_restarts (it gives up above it)",
+        tree_max,
     );
     reg.register(
         "tree_child_restarts",

@@ -172,6 +172,8 @@ fn processes_json(ctx: &Ctx) -> Vec<Json_> {
                 "pid": pid.to_string(),
                 "entry": entry.to_string(),
                 "kind": h.entry.kind,
+                "host": h.host.id.to_string(),
+                "uptime_seconds": h.started.elapsed().as_secs_f64(),
                 "names": names,
                 "mailbox": h.queued_messages(),
                 "links": links.iter().map(|p| p.to_string()).collect::<Vec<_>>(),
@@ -236,9 +238,13 @@ async fn trees_json(ctx: &Ctx) -> Json_ {
             continue;
         };
         let spec = ctx.sup.specs().trees.get(&id).cloned();
+        let intensity = ctx.sup.intensity(&id).await.ok();
         out.push(json!({
             "id": id.to_string(),
             "strategy": spec.as_ref().map(|s| s.strategy.name()),
+            "intensity": intensity.map(|i| json!({
+                "used": i.used, "max_restarts": i.max, "period_ms": i.period.as_millis() as u64,
+            })),
             "children": children.iter().map(|c| json!({
                 "id": c.id,
                 "kind": c.kind,

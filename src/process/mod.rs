@@ -251,6 +251,10 @@ pub struct ProcessHandle {
     /// every WebAssembly process). A supervisor stops a process that cannot at once, as
     /// Erlang's `shutdown` kills a process that does not trap exits.
     pub sees_cancel: AtomicBool,
+    /// The host it runs on.
+    pub host: Arc<Host>,
+    /// When it was spawned.
+    pub started: std::time::Instant,
     relations: Mutex<Relations>,
 }
 
@@ -880,6 +884,8 @@ impl Node {
             kill_requested: AtomicBool::new(false),
             cancel_requested: AtomicBool::new(false),
             sees_cancel: AtomicBool::new(matches!(entry.spec, EntrySpec::Wasm(_))),
+            host: host.clone(),
+            started: std::time::Instant::now(),
             relations: Mutex::new(rel),
         });
         self.procs.insert(pid.id, handle.clone());

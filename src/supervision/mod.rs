@@ -22,7 +22,7 @@ pub use service::{ServiceMsg, ServiceState, ServiceStatus};
 use spec::Specs;
 use std::sync::Arc;
 use std::time::Duration;
-pub use tree::{ChildError, ChildInfo, Counts, NewChild, StartResult, TreeMsg};
+pub use tree::{ChildError, ChildInfo, Counts, Intensity, NewChild, StartResult, TreeMsg};
 
 /// The supervision system of a runtime.
 pub struct Supervision {
@@ -294,6 +294,11 @@ impl Supervision {
     /// OTP's `count_children` of a running tree.
     pub async fn count_children(&self, id: &Id) -> ControlResult<Counts> {
         self.ask_tree(id, TreeMsg::Count).await
+    }
+
+    /// How much of a running tree's intensity is used (restarts within its period).
+    pub async fn intensity(&self, id: &Id) -> ControlResult<Intensity> {
+        self.ask_tree(id, TreeMsg::Intensity).await
     }
 
     /// OTP's `start_child`: a new child from a spec, or on a simple_one_for_one tree from

@@ -76,6 +76,17 @@ pub struct Counts {
     pub workers: usize,
 }
 
+/// How much of a tree's intensity is used.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Intensity {
+    /// Restarts within the last `period`.
+    pub used: u32,
+    /// `max_restarts`.
+    pub max: u32,
+    /// `period`.
+    pub period: Duration,
+}
+
 /// What `start_child` starts.
 pub enum NewChild {
     /// A new child spec (every strategy but simple_one_for_one).
@@ -166,6 +177,8 @@ pub enum TreeMsg {
     Children(RpcReplyPort<Vec<ChildInfo>>),
     /// OTP's count_children.
     Count(RpcReplyPort<Counts>),
+    /// How much of its intensity is used: restarts within the last period.
+    Intensity(RpcReplyPort<Intensity>),
     /// OTP's start_child.
     StartChild(NewChild, RpcReplyPort<StartResult>),
     /// OTP's terminate_child, by child id (by pid on a simple_one_for_one tree).
@@ -879,6 +892,19 @@ impl Actor for TreeActor {
             }
             TreeMsg::Count(reply) => {
                 let _ = reply.send(st.counts());
+            }
+            TreeMsg::Intensity(reply) => {
+                let now = Instant::now();
+                let used = st
+                    .restarts
+                    .iter()
+                    .filter(|t| now.duration_since(**t) <= st.spec.period)
+                    .count() as u32;
+                let _ = reply.send(Intensity {
+                    used,
+                    max: st.spec.max_restarts,
+                    period: st.spec.period,
+                });
             }
             TreeMsg::StartChild(new, reply) => {
                 let r = st.start_child(&myself, new).await;
