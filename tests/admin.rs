@@ -220,6 +220,13 @@ fn metrics_move_with_a_crash_and_the_commands_steer_services() {
         0.0
     );
     assert!(value(&m, "warden_lua_heap_bytes", Some(("worker", "0"))) > 0.0);
+    assert!(
+        value(
+            &m,
+            "warden_worker_busy_seconds_total",
+            Some(("worker", "0"))
+        ) > 0.0
+    );
 
     // a crash injected through the API: the tree restarts the child, the counters move
     let (_, trees) = get(&node, "/api/v1/trees", None);

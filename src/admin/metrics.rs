@@ -13,7 +13,8 @@
 //! `function_errors_total{function}`, `function_latency_seconds{function}` (a histogram),
 //! `function_gave_up_total{function}`, `pool_running{function}`, `pool_waiting{function}`,
 //! `pool_idle{function}`, `wasm_instances`, `wasm_instances_cap`,
-//! `lua_heap_bytes{host,worker}`, `worker_processes{host,worker}`.
+//! `lua_heap_bytes{host,worker}`, `worker_processes{host,worker}`,
+//! `worker_busy_seconds_total{host,worker}` (tokio's busy time of each worker thread).
 
 use crate::process::Node;
 use crate::supervision::{ServiceState, Supervision};
@@ -87,7 +88,18 @@ pub async fn render(node: &Arc<Node>, sup: &Arc<Supervision>) -> String {
 
     let by_host = gauges();
     let per_worker = gauges();
+    let busy = prometheus_client::metrics::family::Family::<
+        Labels,
+        Counter<f64, std::sync::atomic::AtomicU64>,
+    >::default();
     for host in node.hosts() {
+        for (w, d) in host.busy().iter().enumerate() {
+            busy.get_or_create(&vec![
+                ("host", host.id.to_string()),
+                ("worker", w.to_string()),
+            ])
+            .inc_by(d.as_secs_f64());
+        }
         let load = host.load();
         by_host
             .get_or_create(&vec![("host", host.id.to_string())])
@@ -102,6 +114,11 @@ pub async fn render(node: &Arc<Node>, sup: &Arc<Supervision>) -> String {
         }
     }
     reg.register("processes", "Live processes by host", by_host);
+    reg.register(
+        "worker_busy_seconds",
+        "Time each worker thread spent running processes and calls",
+        busy,
+    );
     reg.register(
         "worker_processes",
         "Live processes by worker thread",

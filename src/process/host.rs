@@ -27,6 +27,8 @@ struct Worker {
     tx: UnboundedSender<Cmd>,
     live: AtomicUsize,
     thread: Mutex<Option<std::thread::JoinHandle<()>>>,
+    /// Its runtime (for its busy time, which tokio measures anyway).
+    runtime: std::sync::OnceLock<tokio::runtime::Handle>,
 }
 
 thread_local! {
@@ -58,6 +60,7 @@ impl Host {
                     tx,
                     live: AtomicUsize::new(0),
                     thread: Mutex::new(None),
+                    runtime: std::sync::OnceLock::new(),
                 }
             })
             .collect();
@@ -71,11 +74,16 @@ impl Host {
         let addr = Arc::as_ptr(&host) as usize;
         for (i, mut rx) in receivers.into_iter().enumerate() {
             let name = format!("warden-{}-{i}", host.id.name);
+            let me = Arc::downgrade(&host);
             let t = std::thread::Builder::new().name(name).spawn(move || {
                 let rt = tokio::runtime::Builder::new_current_thread()
                     .enable_all()
                     .build()
                     .expect("worker runtime");
+                if let Some(h) = me.upgrade() {
+                    let _ = h.workers[i].runtime.set(rt.handle().clone());
+                }
+                drop(me);
                 let local = tokio::task::LocalSet::new();
                 CURRENT_WORKER.with(|c| c.set((addr, i)));
                 local.block_on(&rt, async move {
@@ -107,6 +115,19 @@ impl Host {
         self.workers
             .iter()
             .map(|w| w.live.load(Ordering::Relaxed))
+            .collect()
+    }
+
+    /// How long each worker thread has been busy running processes and calls so far.
+    pub fn busy(&self) -> Vec<std::time::Duration> {
+        self.workers
+            .iter()
+            .map(|w| {
+                w.runtime
+                    .get()
+                    .map(|h| h.metrics().worker_total_busy_duration(0))
+                    .unwrap_or_default()
+            })
             .collect()
     }
 
