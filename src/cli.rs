@@ -162,6 +162,13 @@ struct RunArgs {
     /// Refuse every admin action (metrics and the JSON API only).
     #[arg(long)]
     admin_read_only: bool,
+    /// This node's name, the first part of its pids (default: WARDEN_NODE, else `local`).
+    #[arg(long)]
+    node: Option<String>,
+    /// Join the cluster at this NATS url, e.g. nats://127.0.0.1:4222 (default:
+    /// WARDEN_CLUSTER when set).
+    #[arg(long, value_name = "URL")]
+    cluster: Option<String>,
     /// `list`, or the name of a command (an entry's meta.command.name), then its arguments;
     /// with --exec, the arguments of the process.
     #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
@@ -612,7 +619,19 @@ async fn run(args: RunArgs) -> i32 {
         }
         (None, None) => None,
     };
-    let runtime = match Runtime::start(registry).await {
+    let options = crate::runtime::Options {
+        node_name: args
+            .node
+            .clone()
+            .or_else(|| std::env::var("WARDEN_NODE").ok())
+            .unwrap_or_else(|| "local".into()),
+        cluster: args
+            .cluster
+            .clone()
+            .or_else(|| std::env::var("WARDEN_CLUSTER").ok()),
+        ..Default::default()
+    };
+    let runtime = match Runtime::start_with(registry, options).await {
         Ok(r) => r,
         Err(e) => {
             eprintln!("error: {e:#}");

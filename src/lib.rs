@@ -7,6 +7,7 @@
 pub mod admin;
 pub mod alloc;
 pub mod cli;
+pub mod cluster;
 pub mod duration;
 pub mod events;
 pub mod functions;

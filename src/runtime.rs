@@ -105,6 +105,8 @@ pub struct Options {
     pub keep_tree_log: bool,
     /// Multiply services' retry delays by this (a test's `meta.time_scale`).
     pub time_scale: f64,
+    /// Join the cluster at this NATS url (`--cluster`).
+    pub cluster: Option<String>,
 }
 
 impl Default for Options {
@@ -113,6 +115,7 @@ impl Default for Options {
             node_name: "local".into(),
             keep_tree_log: false,
             time_scale: 1.0,
+            cluster: None,
         }
     }
 }
@@ -197,6 +200,9 @@ impl Runtime {
             })))
             .context("subscribing to the registry")?;
         node.set_ext(Arc::new(registry_actor::Handle(actor.clone())));
+        if let Some(url) = &options.cluster {
+            crate::cluster::join(&node, url).await?;
+        }
         let mut default_host = None;
         for e in registry.of_kind("process.host") {
             if let EntrySpec::ProcessHost(spec) = &e.spec {

@@ -461,6 +461,21 @@ pub struct Node {
     exts: DashMap<std::any::TypeId, Arc<dyn std::any::Any + Send + Sync>>,
     /// Spawns, exits and messages counted (the admin endpoint's metrics).
     pub stats: stats::Stats,
+    /// Where messages to pids of other nodes go (set when the node joins a cluster).
+    remote: arc_swap::ArcSwapOption<Box<dyn Remote>>,
+}
+
+/// Delivery of messages to processes of other nodes (the cluster implements it).
+pub trait Remote: Send + Sync {
+    /// Sends a data message to `dest`, a pid of another node; an error when that node is
+    /// not a member of the cluster. Never blocks.
+    fn send(
+        &self,
+        from: Option<&Pid>,
+        dest: &Pid,
+        topic: String,
+        payload: Vec<Value>,
+    ) -> Result<(), ProcessError>;
 }
 
 impl Node {
@@ -481,6 +496,7 @@ impl Node {
             functions: Default::default(),
             exts: DashMap::new(),
             stats: stats::Stats::default(),
+            remote: arc_swap::ArcSwapOption::empty(),
         })
     }
 
@@ -580,6 +596,11 @@ impl Node {
         Some(Pid { node, id })
     }
 
+    /// Routes messages to pids of other nodes through `remote` (joining a cluster).
+    pub fn set_remote(&self, remote: Box<dyn Remote>) {
+        self.remote.store(Some(Arc::new(remote)));
+    }
+
     /// Resolves a destination: a pid string or a registered name.
     pub fn resolve(&self, dest: &str) -> Result<Pid, ProcessError> {
         if dest.starts_with('{') {
@@ -607,6 +628,11 @@ impl Node {
             return Err(ProcessError::Invalid(format!(
                 "topic {topic:?} is reserved (topics starting with @ belong to the runtime)"
             )));
+        }
+        if !Arc::ptr_eq(&dest.node, &self.name) && dest.node != self.name {
+            if let Some(r) = &*self.remote.load() {
+                return r.send(from, dest, topic, payload);
+            }
         }
         let p = self
             .process(dest)
