@@ -83,6 +83,29 @@ pub(crate) enum Current {
     Call(Rc<funcs::CallCtx>),
 }
 
+impl Current {
+    /// The node the code runs on.
+    pub(crate) fn node(&self) -> &Arc<Node> {
+        match self {
+            Current::Process(p) => &p.node,
+            Current::Call(c) => &c.node,
+        }
+    }
+
+    /// The entry whose code runs (ids it names resolve in its namespace).
+    pub(crate) fn entry(&self) -> Arc<Entry> {
+        match self {
+            Current::Process(p) => p.entry(),
+            Current::Call(c) => c.entry.clone(),
+        }
+    }
+}
+
+/// The current process or call, or an error naming `module` for code outside both.
+pub(crate) fn current_or(module: &str) -> mlua::Result<Current> {
+    current_any().ok_or_else(|| mlua::Error::runtime(format!("{module}: not inside a process")))
+}
+
 /// Preemption bookkeeping of whatever runs: hook ticks, and the coroutine its driver is
 /// resuming (the only one the hook may yield).
 #[derive(Default)]

@@ -12,7 +12,7 @@
 //! group, pids}`, in order; `demonitor(ref)` -> true if it was monitoring.
 
 use super::errors::LuaError;
-use super::{current_any, Current};
+use super::{current_or, Current};
 use crate::pg::{Groups, Scope};
 use crate::process::{Node, Pid};
 use crate::registry::Id;
@@ -24,11 +24,12 @@ use std::sync::Arc;
 struct LuaScope(Arc<Scope>);
 
 fn node_and_self() -> mlua::Result<(Arc<Node>, Option<Pid>)> {
-    match current_any() {
-        Some(Current::Process(p)) => Ok((p.node.clone(), Some(p.me.pid.clone()))),
-        Some(Current::Call(c)) => Ok((c.node.clone(), None)),
-        None => Err(mlua::Error::runtime("pg: not inside a process")),
-    }
+    let cur = current_or("pg")?;
+    let me = match &cur {
+        Current::Process(p) => Some(p.me.pid.clone()),
+        Current::Call(_) => None,
+    };
+    Ok((cur.node().clone(), me))
 }
 
 fn one(lua: &Lua, v: impl mlua::IntoLua) -> mlua::Result<MultiValue> {
@@ -175,20 +176,15 @@ pub fn module(lua: &Lua) -> mlua::Result<Table> {
     t.set(
         "open",
         lua.create_function(|lua, id: String| {
-            let (node, _) = node_and_self()?;
+            let cur = current_or("pg")?;
             // a bare name is in the namespace of the code that asks
-            let ns = match current_any() {
-                Some(Current::Process(p)) => p.entry().id.namespace.clone(),
-                Some(Current::Call(c)) => c.entry.id.namespace.clone(),
-                None => String::new(),
-            };
-            let id = match Id::resolve(&id, &ns) {
+            let id = match Id::resolve(&id, &cur.entry().id.namespace) {
                 Ok(id) => id,
                 Err(e) => {
                     return LuaError::new("INVALID", format!("pg.open: {e}")).into_nil_err(lua)
                 }
             };
-            match Groups::open(&node, &id) {
+            match Groups::open(cur.node(), &id) {
                 Ok(scope) => one(lua, lua.create_userdata(LuaScope(scope))?),
                 Err(e) => LuaError::new(e.kind(), format!("pg.open: {e}")).into_nil_err(lua),
             }

@@ -25,7 +25,7 @@
 //! OTP's `ignore`: the process ends at once and the tree does not restart it.
 
 use super::errors::LuaError;
-use super::{current_any, Current};
+use super::{current_any, current_or, Current};
 use crate::registry::Id;
 use crate::supervision::spec::{self, AutoShutdown, ChildKind, ChildSpec, INFINITY};
 use crate::supervision::{ChildError, ControlResult, NewChild, Supervision};
@@ -126,12 +126,9 @@ fn supervised(name: &str) -> mlua::Result<std::rc::Rc<super::ProcCtx>> {
 }
 
 fn system() -> mlua::Result<Arc<Supervision>> {
-    let node = match current_any() {
-        Some(Current::Process(p)) => p.node.clone(),
-        Some(Current::Call(c)) => c.node.clone(),
-        None => return Err(mlua::Error::runtime("supervisor: not inside a process")),
-    };
-    node.ext::<Supervision>()
+    current_or("supervisor")?
+        .node()
+        .ext::<Supervision>()
         .ok_or_else(|| mlua::Error::runtime("supervisor: the runtime has no supervision"))
 }
 
@@ -411,17 +408,10 @@ pub fn module(lua: &Lua) -> mlua::Result<Table> {
                 Ok(a) => a,
                 Err(e) => return e.into_nil_err(lua),
             };
-            let registry = match current_any() {
-                Some(Current::Process(p)) => p.node.registry(),
-                Some(Current::Call(c)) => c.node.registry(),
-                None => return Err(mlua::Error::runtime("supervisor: not inside a process")),
-            };
+            let cur = current_or("supervisor")?;
+            let registry = cur.node().registry();
             // ids resolve in the namespace of the code that asks
-            let me = match current_any() {
-                Some(Current::Process(p)) => p.entry(),
-                Some(Current::Call(c)) => c.entry.clone(),
-                None => unreachable!(),
-            };
+            let me = cur.entry();
             let mut seen = std::collections::HashMap::new();
             for (i, v) in specs.sequence_values::<mlua::Value>().enumerate() {
                 let json = match spec_json(v?) {

@@ -6,7 +6,7 @@
 //! in) or list `test` in `modules`.
 
 use super::errors::LuaError;
-use super::{current_any, Current};
+use super::{current_any, current_or};
 use crate::process::Node;
 use crate::registry::Id;
 use crate::supervision::Supervision;
@@ -15,11 +15,7 @@ use mlua::{Lua, MultiValue, Table};
 use std::sync::Arc;
 
 fn node() -> mlua::Result<Arc<Node>> {
-    match current_any() {
-        Some(Current::Process(p)) => Ok(p.node.clone()),
-        Some(Current::Call(c)) => Ok(c.node.clone()),
-        None => Err(mlua::Error::runtime("test: not inside a process")),
-    }
+    Ok(current_or("test")?.node().clone())
 }
 
 fn supervision() -> mlua::Result<Arc<Supervision>> {
@@ -118,15 +114,11 @@ const CHUNK: &str = "=warden test";
 /// are those modules (the supervision helpers use them).
 pub fn module(lua: &Lua, runners: Table, supervisor: Table, time: Table) -> mlua::Result<Table> {
     let report = lua.create_function(|_, event: mlua::Value| {
-        let node = match current_any() {
-            Some(Current::Process(p)) => p.node.clone(),
-            Some(Current::Call(c)) => c.node.clone(),
-            None => return Ok(()),
+        let Some(sink) = current_any().and_then(|c| c.node().ext::<crate::testing::Sink>()) else {
+            return Ok(());
         };
-        if let Some(sink) = node.ext::<crate::testing::Sink>() {
-            if let Ok(v) = value::from_lua(&event) {
-                sink.send(v);
-            }
+        if let Ok(v) = value::from_lua(&event) {
+            sink.send(v);
         }
         Ok(())
     })?;

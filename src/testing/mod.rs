@@ -65,15 +65,23 @@ pub struct Case {
 }
 
 impl Case {
-    fn failed(name: impl Into<String>, message: impl Into<String>) -> Case {
+    fn passed(name: impl Into<String>) -> Case {
         Case {
             name: name.into(),
-            status: Status::Failed,
-            message: Some(message.into()),
+            status: Status::Passed,
+            message: None,
             file: None,
             line: None,
             expected: None,
             actual: None,
+        }
+    }
+
+    fn failed(name: impl Into<String>, message: impl Into<String>) -> Case {
+        Case {
+            status: Status::Failed,
+            message: Some(message.into()),
+            ..Case::passed(name)
         }
     }
 }
@@ -293,15 +301,7 @@ async fn run_isolated(registry: Registry, entry: &Arc<Entry>, node: &str) -> Vec
         .is_some_and(|w| w.starts_with("still running"));
     let mut cases = progress.finish(&id, why);
     if cases.is_empty() {
-        cases.push(Case {
-            name: id.to_string(),
-            status: Status::Passed,
-            message: None,
-            file: None,
-            line: None,
-            expected: None,
-            actual: None,
-        });
+        cases.push(Case::passed(id.to_string()));
     }
     // teardown: the test process (if it hangs), then the services it started; what
     // still runs after that was left behind

@@ -33,9 +33,6 @@ pub struct GuestHost {
     pub me: Option<Arc<ProcessHandle>>,
     /// The context passed on to functions the guest calls.
     pub context: Arc<CallContext>,
-    /// Where a supervised process reports the end of its start: at its first `receive`
-    /// (taken once; None for a function call).
-    pub start: Option<Arc<parking_lot::Mutex<Option<crate::process::StartNotice>>>>,
 }
 
 #[derive(ComponentType, Lower, Clone, Debug)]
@@ -99,15 +96,7 @@ pub fn add_to_linker(linker: &mut Linker<StoreState>, groups: &[String]) -> wasm
             },
         )?;
         inst.func_wrap_async("receive", |store, (timeout,): (Option<u64>,)| {
-            let h = host(&store);
-            if let Some(n) = h
-                .as_ref()
-                .ok()
-                .and_then(|h| h.start.as_ref()?.lock().take())
-            {
-                n.send(crate::process::Started::Running);
-            }
-            let me = h.and_then(|h| process(&h));
+            let me = host(&store).and_then(|h| process(&h));
             Box::new(async move {
                 let me = me?;
                 let next = std::future::poll_fn(|cx| {

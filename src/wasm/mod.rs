@@ -565,7 +565,6 @@ impl WasmExecutor {
             node,
             me: None,
             context: context.clone(),
-            start: None,
         });
         (f, keep, host)
     }

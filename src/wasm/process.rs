@@ -76,9 +76,6 @@ async fn run(
         node: pctx.node.clone(),
         me: Some(me.clone()),
         context: context.clone(),
-        start: pctx
-            .start
-            .map(|n| Arc::new(parking_lot::Mutex::new(Some(n)))),
     };
     let signals = std::future::poll_fn(|cx| {
         me.register(cx.waker());
@@ -99,7 +96,7 @@ async fn run(
         }
         Poll::Pending
     });
-    let mut start = host.start.clone();
+    let mut start = pctx.start;
     // pinned in this function's state (stored once; a process's state is allocated at
     // every spawn); polled through `started_at_wait` while a supervisor waits
     let guest = f.run_process(pctx.args, &context, host, stdio, reserved);
@@ -112,29 +109,22 @@ async fn run(
     }
 }
 
-type StartSlot = Arc<parking_lot::Mutex<Option<crate::process::StartNotice>>>;
-
 /// Polls the guest and reports a supervised guest started at its first real wait: a poll
 /// that returned Pending other than by an epoch yield (a receive, a sleep, a call).
 fn started_at_wait<F: std::future::Future>(
     guest: std::pin::Pin<&mut F>,
-    start: &mut Option<StartSlot>,
+    start: &mut Option<crate::process::StartNotice>,
     cx: &mut std::task::Context<'_>,
 ) -> Poll<F::Output> {
-    let Some(slot) = start.clone() else {
+    if start.is_none() {
         return guest.poll(cx);
-    };
+    }
     super::function::take_yielded();
     let r = guest.poll(cx);
-    let yielded = super::function::take_yielded();
-    let mut slot = slot.lock();
-    if r.is_pending() && !yielded {
-        if let Some(n) = slot.take() {
+    if r.is_pending() && !super::function::take_yielded() {
+        if let Some(n) = start.take() {
             n.send(crate::process::Started::Running);
         }
-    }
-    if slot.is_none() {
-        *start = None;
     }
     r
 }
