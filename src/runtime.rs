@@ -376,6 +376,9 @@ impl Runtime {
     pub async fn shutdown(self) {
         self.sup.stop_all().await;
         self.sup.close();
+        if let Some(c) = self.node.ext::<crate::cluster::Cluster>() {
+            c.leave().await;
+        }
         self.node.clear_exts();
         let node = self.node.clone();
         let _ = tokio::task::spawn_blocking(move || node.shutdown()).await;

@@ -11,10 +11,13 @@ use warden::registry::{load_dir, Id};
 use warden::runtime::{Options, Runtime};
 use warden::value::Value;
 
-/// A nats-server on a free port; killed when dropped.
+/// A nats-server (with JetStream, its store in a temporary directory) on a free port;
+/// killed when dropped.
 struct Nats {
     child: Child,
     url: String,
+    port: u16,
+    store: tempfile::TempDir,
 }
 
 impl Drop for Nats {
@@ -30,9 +33,34 @@ fn nats() -> Nats {
         .local_addr()
         .unwrap()
         .port();
+    let store = tempfile::tempdir().unwrap();
+    let child = nats_server(port, store.path());
+    Nats {
+        child,
+        url: format!("nats://127.0.0.1:{port}"),
+        port,
+        store,
+    }
+}
+
+impl Nats {
+    /// Stops the server (as a crash would), for `restart`.
+    fn stop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+
+    /// Starts it again on the same port and store.
+    fn restart(&mut self) {
+        self.child = nats_server(self.port, self.store.path());
+    }
+}
+
+fn nats_server(port: u16, store: &std::path::Path) -> Child {
     let bin = std::env::var("NATS_SERVER").unwrap_or_else(|_| "nats-server".into());
     let child = Command::new(&bin)
-        .args(["-a", "127.0.0.1", "-p", &port.to_string()])
+        .args(["-a", "127.0.0.1", "-p", &port.to_string(), "-js", "-sd"])
+        .arg(store)
         .stdout(Stdio::null())
         .stderr(Stdio::null())
         .spawn()
@@ -45,10 +73,7 @@ fn nats() -> Nats {
         }
         std::thread::sleep(std::time::Duration::from_millis(10));
     }
-    Nats {
-        child,
-        url: format!("nats://127.0.0.1:{port}"),
-    }
+    child
 }
 
 const ECHO: &str = r#"
@@ -152,4 +177,446 @@ async fn a_server_that_is_not_there_is_a_clear_error() {
         )),
         "{e}"
     );
+}
+
+async fn node(app: &App, url: &str, name: &str) -> Runtime {
+    let options = Options {
+        node_name: name.into(),
+        cluster: Some(url.into()),
+        ..Options::default()
+    };
+    Runtime::start_with(load_dir(app.path()).unwrap(), options)
+        .await
+        .unwrap()
+}
+
+fn members(rt: &Runtime) -> Vec<String> {
+    rt.node()
+        .ext::<warden::cluster::Cluster>()
+        .unwrap()
+        .members()
+}
+
+/// Waits until every runtime sees exactly `want` as the members.
+async fn converge(nodes: &[&Runtime], want: &[&str]) {
+    for _ in 0..500 {
+        if nodes.iter().all(|n| members(n) == want) {
+            return;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+    }
+    panic!(
+        "members did not converge on {want:?}: {:?}",
+        nodes.iter().map(|n| members(n)).collect::<Vec<_>>()
+    );
+}
+
+/// Runs entry `what` to its end on `rt` and returns its value.
+async fn run(rt: &Runtime, what: &str, args: Vec<Value>) -> serde_json::Value {
+    normal(rt.exec(&Id::new("app", what), args).await.unwrap())
+}
+
+fn normal(exit: Exit) -> serde_json::Value {
+    match exit {
+        Exit::Normal(v) => warden::value::to_json(&v).unwrap(),
+        other => panic!("{other:?}"),
+    }
+}
+
+const VICTIM: &str = r#"
+return { main = function()
+  local m = process.inbox():receive()
+  error("boom on " .. m:payload():data())
+end }
+"#;
+
+const SLEEPER: &str = r#"
+return { main = function()
+  local events = process.events()
+  while true do
+    local ev = events:receive()
+    if ev.kind == "CANCEL" then
+      process.send(ev.from, "canceled", { reason = ev.reason, at = process.pid() })
+      return "canceled"
+    end
+  end
+end }
+"#;
+
+const WATCHER: &str = r#"
+local time = require("time")
+local function next_event(events, what)
+  local r = channel.select({ events:case_receive(), time.after(5000):case_receive() })
+  if type(r.value) ~= "table" or not r.value.kind then error("no " .. what .. " event within 5 s") end
+  return r.value
+end
+return { main = function(victim, linked, canceled, far)
+  local events, inbox = process.events(), process.inbox()
+  process.set_options({ trap_links = true })
+  local out = {}
+  -- a monitor across nodes reports the exit there
+  process.monitor(victim)
+  process.send(victim, "go", "b")
+  local ev = next_event(events, "EXIT")
+  out.exit = { kind = ev.kind, from = ev.from == victim, error = tostring(ev.result.error) }
+  -- a link across nodes, and a terminate of the other end
+  assert(process.link(linked))
+  assert(process.terminate(linked))
+  ev = next_event(events, "LINK_DOWN")
+  out.link = { kind = ev.kind, from = ev.from == linked, error = tostring(ev.result.error) }
+  -- a cancel across nodes arrives as CANCEL there
+  assert(process.cancel(canceled, "enough"))
+  local m = inbox:receive()
+  out.cancel = { topic = m:topic(), reason = m:payload():data().reason, from = m:from() == canceled }
+  -- a monitor of a process on a node that then stops
+  process.monitor(far)
+  process.send(far, "watching")
+  ev = next_event(events, "EXIT")
+  out.lost = { kind = ev.kind, from = ev.from == far, error = tostring(ev.result.error), kind_of = ev.result.error:kind() }
+  return out
+end }
+"#;
+
+const FAR: &str = r#"
+return { main = function()
+  while true do process.inbox():receive() end
+end }
+"#;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn monitors_links_cancel_and_terminate_cross_nodes_and_a_lost_node_is_noconnection() {
+    let server = nats();
+    let app = App::new()
+        .lua("victim", VICTIM)
+        .lua("sleeper", SLEEPER)
+        .lua("watcher", WATCHER)
+        .lua("far", FAR);
+    app.finish();
+    let a = node(&app, &server.url, "a").await;
+    let b = node(&app, &server.url, "b").await;
+    let c = node(&app, &server.url, "c").await;
+    converge(&[&a, &b, &c], &["a", "b", "c"]).await;
+    let spawn = |rt: &Runtime, what: &str| {
+        rt.spawn(&Id::new("app", what), None, vec![], Default::default())
+            .unwrap()
+            .to_string()
+    };
+    let victim = spawn(&b, "victim");
+    let linked = spawn(&b, "sleeper");
+    let canceled = spawn(&b, "sleeper");
+    let far = spawn(&c, "far");
+    assert!(far.starts_with("{c|"), "{far}");
+    let args = [&victim, &linked, &canceled, &far].map(|s| Value::str(s.as_str()));
+    let watcher = Id::new("app", "watcher");
+    let run = a.exec(&watcher, args.to_vec());
+    // node c stops while the watcher monitors its process
+    let stop_c = async {
+        tokio::time::sleep(std::time::Duration::from_millis(1500)).await;
+        let t = std::time::Instant::now();
+        c.shutdown().await;
+        t
+    };
+    let (out, stopped) = tokio::join!(run, stop_c);
+    let seen = std::time::Instant::now();
+    let out = normal(out.unwrap());
+    assert_eq!(out["exit"]["kind"], json!("EXIT"));
+    assert_eq!(out["exit"]["from"], json!(true));
+    let e = out["exit"]["error"].as_str().unwrap();
+    assert!(e.contains("boom on b"), "{e}");
+    assert_eq!(
+        out["link"],
+        json!({"kind": "LINK_DOWN", "from": true, "error": "terminated"})
+    );
+    assert_eq!(
+        out["cancel"],
+        json!({"topic": "canceled", "reason": "enough", "from": true})
+    );
+    assert_eq!(
+        out["lost"],
+        json!({"kind": "EXIT", "from": true, "error": "noconnection", "kind_of": "UNAVAILABLE"})
+    );
+    assert!(seen - stopped < std::time::Duration::from_secs(3));
+    converge(&[&a, &b], &["a", "b"]).await;
+    a.shutdown().await;
+    b.shutdown().await;
+}
+
+const COLLECTOR: &str = r#"
+return { main = function()
+  local first
+  while true do
+    local m = process.inbox():receive()
+    if m:topic() == "what" then process.send(m:from(), "first", first) else
+      first = first or m:topic()
+    end
+  end
+end }
+"#;
+
+const PROBE: &str = r#"
+local time = require("time")
+return { main = function(old, new)
+  local events, inbox = process.events(), process.inbox()
+  local sent = process.send(old, "hello")
+  process.monitor(old)
+  local r = channel.select({ events:case_receive(), time.after(2000):case_receive() })
+  local ev = r.value
+  process.send(new, "ping")
+  process.send(new, "what")
+  r = channel.select({ inbox:case_receive(), time.after(5000):case_receive() })
+  if type(ev) ~= "table" or not ev.kind then error("no EXIT for the old pid") end
+  if r.channel ~= inbox then error("no answer from the new pid") end
+  return { sent = sent, kind = ev.kind, error = tostring(ev.result.error), first = r.value:payload():data() }
+end }
+"#;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn pids_of_a_nodes_earlier_run_stay_dead() {
+    let server = nats();
+    let app = App::new().lua("collector", COLLECTOR).lua("probe", PROBE);
+    app.finish();
+    let a = node(&app, &server.url, "a").await;
+    let b = node(&app, &server.url, "b").await;
+    converge(&[&a, &b], &["a", "b"]).await;
+    let collector = Id::new("app", "collector");
+    let old = b
+        .spawn(&collector, None, vec![], Default::default())
+        .unwrap();
+    b.shutdown().await;
+    converge(&[&a], &["a"]).await;
+    let b = node(&app, &server.url, "b").await;
+    converge(&[&a, &b], &["a", "b"]).await;
+    let new = b
+        .spawn(&collector, None, vec![], Default::default())
+        .unwrap();
+    // the same process number, in a later incarnation
+    assert_eq!(old.seq(), new.seq());
+    assert!(new.creation() > old.creation(), "{old} {new}");
+    let out = a
+        .exec(
+            &Id::new("app", "probe"),
+            vec![Value::str(old.to_string()), Value::str(new.to_string())],
+        )
+        .await
+        .unwrap();
+    assert_eq!(
+        normal(out),
+        json!({"sent": true, "kind": "EXIT", "error": "no such process", "first": "ping"})
+    );
+    a.shutdown().await;
+    b.shutdown().await;
+}
+
+const HOLDER: &str = r#"
+local time = require("time")
+return { main = function(target)
+  local events = process.events()
+  process.monitor(target)
+  process.send(target, "are you there")
+  local r = channel.select({ events:case_receive(), time.after(10000):case_receive() })
+  local ev = r.value
+  if type(ev) ~= "table" then error("no EXIT") end
+  return { kind = ev.kind, error = tostring(ev.result.error) }
+end }
+"#;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_gap_in_a_nodes_stream_is_a_node_loss_on_both_sides() {
+    let server = nats();
+    let app = App::new().lua("sleeper", SLEEPER).lua("holder", HOLDER);
+    app.finish();
+    let a = node(&app, &server.url, "a").await;
+    let b = node(&app, &server.url, "b").await;
+    converge(&[&a, &b], &["a", "b"]).await;
+    let target = b
+        .spawn(&Id::new("app", "sleeper"), None, vec![], Default::default())
+        .unwrap();
+    let holder = a
+        .spawn(
+            &Id::new("app", "holder"),
+            None,
+            vec![Value::str(target.to_string())],
+            Default::default(),
+        )
+        .unwrap();
+    let (tx, rx) = tokio::sync::oneshot::channel();
+    a.node().watch(
+        &holder,
+        Box::new(move |_, exit| {
+            let _ = tx.send(exit.clone());
+        }),
+    );
+    // let the monitor and the message reach b, then forge a frame from a that skips numbers
+    tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+    let raw = async_nats::connect(&server.url).await.unwrap();
+    let forged = json!({"k": "F", "n": "a", "c": a.node().creation(), "s": 1, "q": 1000, "o": []});
+    raw.publish("warden.msg.b", forged.to_string().into())
+        .await
+        .unwrap();
+    raw.flush().await.unwrap();
+    let exit = tokio::time::timeout(std::time::Duration::from_secs(5), rx)
+        .await
+        .expect("the holder saw nothing")
+        .unwrap();
+    assert_eq!(
+        normal((*exit).clone()),
+        json!({"kind": "EXIT", "error": "noconnection"})
+    );
+    // the target itself runs on
+    assert!(b.node().process(&target).is_some());
+    a.shutdown().await;
+    b.shutdown().await;
+}
+
+const ASKER: &str = r#"
+local time = require("time")
+return { main = function(target)
+  process.cancel(target, "after the outage")
+  local r = channel.select({ process.inbox():case_receive(), time.after(5000):case_receive() })
+  if r.channel ~= process.inbox() then error("no answer from " .. target) end
+  return r.value:payload():data().reason
+end }
+"#;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_server_outage_splits_the_nodes_which_run_on_and_rejoin() {
+    let mut server = nats();
+    let app = App::new().lua("sleeper", SLEEPER).lua("asker", ASKER);
+    app.finish();
+    let a = node(&app, &server.url, "a").await;
+    let b = node(&app, &server.url, "b").await;
+    converge(&[&a, &b], &["a", "b"]).await;
+    let target = b
+        .spawn(&Id::new("app", "sleeper"), None, vec![], Default::default())
+        .unwrap();
+    let lost = std::time::Instant::now();
+    server.stop();
+    converge(&[&a], &["a"]).await;
+    converge(&[&b], &["b"]).await;
+    assert!(lost.elapsed() < std::time::Duration::from_secs(3));
+    // local work goes on
+    assert!(b.node().process(&target).is_some());
+    server.restart();
+    for _ in 0..20 {
+        if members(&a) == ["a", "b"] && members(&b) == ["a", "b"] {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+    }
+    converge(&[&a, &b], &["a", "b"]).await;
+    let out = a
+        .exec(
+            &Id::new("app", "asker"),
+            vec![Value::str(target.to_string())],
+        )
+        .await
+        .unwrap();
+    assert_eq!(normal(out), json!("after the outage"));
+    a.shutdown().await;
+    b.shutdown().await;
+}
+
+const NAMED: &str = r#"
+return { main = function(name)
+  local ok, err = process.registry.register(name, nil, { scope = "cluster" })
+  if not ok then error(err) end
+  while true do
+    local m = process.inbox():receive()
+    if m:topic() == "stop" then return "stopped" end
+    process.send(m:from(), "pong", process.pid())
+  end
+end }
+"#;
+
+const CLAIM: &str = r#"
+local time = require("time")
+return { main = function(name)
+  local ok, err = process.registry.register(name, nil, { scope = "cluster" })
+  local out = { ok = ok, err = err and tostring(err), kind = err and err:kind() }
+  local holder = process.registry.lookup(name)
+  out.holder = holder
+  if holder and holder ~= process.pid() then
+    process.send(name, "ping")
+    local r = channel.select({ process.inbox():case_receive(), time.after(3000):case_receive() })
+    out.pong = r.channel == process.inbox() and r.value:payload():data() or "no answer"
+  end
+  return out
+end }
+"#;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_cluster_name_is_held_once_and_freed_by_exit_or_node_loss() {
+    let server = nats();
+    let app = App::new().lua("named", NAMED).lua("claim", CLAIM);
+    app.finish();
+    let a = node(&app, &server.url, "a").await;
+    let b = node(&app, &server.url, "b").await;
+    let c = node(&app, &server.url, "c").await;
+    converge(&[&a, &b, &c], &["a", "b", "c"]).await;
+    let leader = Value::str("leader");
+    let holder = a
+        .spawn(
+            &Id::new("app", "named"),
+            None,
+            vec![leader.clone()],
+            Default::default(),
+        )
+        .unwrap();
+    for _ in 0..100 {
+        if a.node().lookup("leader").is_some() {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+    }
+    // registered on a: b cannot take it; c finds it and reaches it by name
+    let mut seen = json!(null);
+    for _ in 0..100 {
+        seen = run(&b, "claim", vec![leader.clone()]).await;
+        if seen["holder"].is_string() {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+    let h = holder.to_string();
+    assert_eq!(
+        seen,
+        json!({"kind": "INVALID", "holder": h, "pong": h,
+               "err": format!("process.registry.register: name \"leader\" is already registered by {h}")})
+    );
+    // the holder exits: the name is free, and c takes it
+    a.node().send(None, &holder, "stop", vec![]).unwrap();
+    let mut taken = json!(null);
+    for _ in 0..100 {
+        taken = run(&c, "claim", vec![leader.clone()]).await;
+        if taken["ok"] == json!(true) {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+    assert_eq!(taken["ok"], json!(true), "{taken}");
+    // c's holder ended with its exec; a long-lived holder on c, then c stops
+    let on_c = c
+        .spawn(
+            &Id::new("app", "named"),
+            None,
+            vec![Value::str("keeper")],
+            Default::default(),
+        )
+        .unwrap();
+    let keeper = Value::str("keeper");
+    let mut held = json!(null);
+    for _ in 0..100 {
+        held = run(&b, "claim", vec![keeper.clone()]).await;
+        if held["holder"].is_string() {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+    assert_eq!(held["holder"], json!(on_c.to_string()));
+    c.shutdown().await;
+    converge(&[&a, &b], &["a", "b"]).await;
+    let after = run(&b, "claim", vec![keeper]).await;
+    assert_eq!(after["ok"], json!(true), "{after}");
+    a.shutdown().await;
+    b.shutdown().await;
 }

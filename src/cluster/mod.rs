@@ -1,34 +1,85 @@
 //! One app on several nodes, over NATS (`warden run --node NAME --cluster nats://...`).
 //!
-//! This first part gives location-transparent sends: a message to a pid of another node
-//! (`{b|7}`) is published on that node's subject (`warden.msg.<node>`) and delivered to the
-//! process there, in the order sent (one publisher per node, and NATS keeps a connection's
-//! order). Membership: each node publishes a heartbeat every second on `warden.hb`; a node
-//! not heard from for 3 s is not a member, and a send to it fails at the sender with
-//! UNAVAILABLE. The server's version is checked at connect (2.11 or newer).
+//! Pids are location-transparent: a message or a control operation (monitor, link,
+//! cancel, terminate, and the exits they report) for a pid of another node (`{b|3.7}`)
+//! is queued for that node and published on its subject (`warden.msg.<node>`) by one
+//! publisher task, in frames numbered per node pair (see [`wire`]); the node there applies
+//! them in order. Membership: each node publishes a heartbeat every 500 ms on `warden.hb`;
+//! a node not heard from for [`MEMBER_TIMEOUT`] is lost, as is one whose stream to us has
+//! a gap or a repeat, and every node that loses its own connection to the server loses
+//! all the others: each monitor of a lost node's processes fires with `noconnection`,
+//! each link with one is a LINK_DOWN (`Node::node_down`). A node's incarnation (its
+//! `creation`, a number the server's key-value store hands out at join) is part of its
+//! pids, so pids of an earlier run of a node stay dead. The server's version is checked
+//! at connect (2.11 or newer).
 //!
 //! Payloads travel as JSON (the `Value` <-> JSON mapping: strings that are not UTF-8 do
 //! not survive the trip yet).
 
-use crate::process::{Node, Pid, ProcessError, Remote};
-use crate::value::{self, Value};
+mod names;
+pub mod wire;
+
+use crate::process::{Node, Pid, ProcessError, Remote, RemoteOp};
+use crate::value::Value;
 use dashmap::DashMap;
 use futures::StreamExt;
+use parking_lot::Mutex;
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Weak};
 use std::time::{Duration, Instant};
+use wire::{Beat, Frame, Op, Packet};
 
 /// The oldest nats-server warden works with (key-value TTLs, needed by later parts).
 pub const MIN_SERVER: (u64, u64) = (2, 11);
 
-/// A node is a member while heard from within this.
-pub const MEMBER_TIMEOUT: Duration = Duration::from_secs(3);
+/// A node is lost when not heard from within this.
+pub const MEMBER_TIMEOUT: Duration = Duration::from_millis(2500);
+
+/// How often a node says it is alive.
+pub const HEARTBEAT: Duration = Duration::from_millis(500);
+
+/// Most operations waiting to leave this node; past it a send fails with UNAVAILABLE
+/// (senders never block, and memory stays bounded when the server is slow or gone).
+pub const OUT_LIMIT: usize = 1 << 18;
+
+const HB_SUBJECT: &str = "warden.hb";
 
 /// This node's membership of a cluster.
 pub struct Cluster {
     /// This node's name.
     pub name: String,
-    members: DashMap<String, Instant>,
-    out: tokio::sync::mpsc::UnboundedSender<(String, Vec<u8>)>,
+    /// This node's incarnation.
+    pub creation: u64,
+    members: DashMap<String, Member>,
+    out: tokio::sync::mpsc::UnboundedSender<Out>,
+    queued: Arc<AtomicUsize>,
+    streams: Mutex<HashMap<String, Stream>>,
+    node: Weak<Node>,
+    client: async_nats::Client,
+    tasks: Mutex<Vec<tokio::task::AbortHandle>>,
+    names: Arc<names::Names>,
+}
+
+struct Member {
+    creation: u64,
+    seen: Instant,
+}
+
+/// What this node has accepted of another node's stream to it.
+struct Stream {
+    creation: u64,
+    session: u64,
+    next: u64,
+    /// Declared lost: the rest of this session is dropped.
+    dead: bool,
+}
+
+enum Out {
+    Op(Arc<str>, Op),
+    /// Start a new session towards a node (and tell it, when `notify`).
+    Reset(String, bool),
+    Flush(tokio::sync::oneshot::Sender<()>),
 }
 
 fn msg_subject(node: &str) -> String {
@@ -47,7 +98,7 @@ impl Cluster {
         let mut m: Vec<String> = self
             .members
             .iter()
-            .filter(|e| e.value().elapsed() < MEMBER_TIMEOUT)
+            .filter(|e| e.value().seen.elapsed() < MEMBER_TIMEOUT)
             .map(|e| e.key().clone())
             .collect();
         m.push(self.name.clone());
@@ -56,10 +107,200 @@ impl Cluster {
         m
     }
 
-    fn is_member(&self, node: &str) -> bool {
+    /// The incarnation of member `node`, if it is one.
+    pub fn member_creation(&self, node: &str) -> Option<u64> {
+        if node == self.name {
+            return Some(self.creation);
+        }
         self.members
             .get(node)
-            .is_some_and(|t| t.elapsed() < MEMBER_TIMEOUT)
+            .filter(|m| m.seen.elapsed() < MEMBER_TIMEOUT)
+            .map(|m| m.creation)
+    }
+
+    fn enqueue(&self, node: &Arc<str>, op: Op) -> Result<(), ProcessError> {
+        if self.queued.fetch_add(1, Ordering::Relaxed) >= OUT_LIMIT {
+            self.queued.fetch_sub(1, Ordering::Relaxed);
+            return Err(ProcessError::Busy(format!(
+                "{OUT_LIMIT} messages are waiting to leave for other nodes"
+            )));
+        }
+        self.out
+            .send(Out::Op(node.clone(), op))
+            .map_err(|_| ProcessError::Busy("this node has left the cluster".into()))
+    }
+
+    fn not_member(&self, node: &str, what: &dyn std::fmt::Display) -> ProcessError {
+        ProcessError::Busy(format!(
+            "node {node} is not a member of the cluster ({what})"
+        ))
+    }
+
+    /// Declares `node` lost: its processes' monitors fire with `noconnection`, what it
+    /// still sends in this session is dropped, and the next frame to it starts a new
+    /// session (it is told, when `notify`, so it declares this node lost too).
+    fn lost(&self, node: &str, notify: bool, remove: bool, why: &str) {
+        if remove {
+            self.members.remove(node);
+        }
+        if let Some(s) = self.streams.lock().get_mut(node) {
+            s.dead = true;
+        }
+        if let Some(n) = self.node.upgrade() {
+            n.node_down(node, u64::MAX);
+        }
+        let _ = self.out.send(Out::Reset(node.to_string(), notify));
+        tracing::warn!(node = %node, reason = why, "cluster: node lost");
+    }
+
+    /// Notes that `node` runs as incarnation `creation`; a newer incarnation ends the
+    /// older one (its pids are dead). False for a frame or beat of an older one.
+    fn saw(&self, node: &str, creation: u64) -> bool {
+        let known = self.members.get(node).map(|m| m.creation);
+        match known {
+            Some(k) if k > creation => false,
+            Some(k) if k < creation => {
+                if let Some(m) = self.members.get_mut(node).as_deref_mut() {
+                    m.creation = creation;
+                }
+                self.streams.lock().remove(node);
+                if let Some(n) = self.node.upgrade() {
+                    n.node_down(node, creation);
+                }
+                let _ = self.out.send(Out::Reset(node.to_string(), false));
+                tracing::info!(node = %node, creation, "cluster: node restarted");
+                true
+            }
+            _ => true,
+        }
+    }
+
+    fn on_beat(&self, b: Beat) {
+        if b.n == self.name {
+            if b.c != self.creation {
+                tracing::error!(node = %b.n, "cluster: another node runs with this node's name");
+            }
+            return;
+        }
+        if b.bye {
+            if self.members.get(&b.n).is_some_and(|m| m.creation == b.c) {
+                self.lost(&b.n, false, true, "it left");
+            }
+            return;
+        }
+        if !self.saw(&b.n, b.c) {
+            return;
+        }
+        let fresh = self
+            .members
+            .insert(
+                b.n.clone(),
+                Member {
+                    creation: b.c,
+                    seen: Instant::now(),
+                },
+            )
+            .is_none();
+        if fresh {
+            tracing::info!(node = %b.n, creation = b.c, "cluster: node joined");
+        }
+    }
+
+    fn on_packet(&self, node: &Node, p: Packet) {
+        match p {
+            Packet::Reset { n, c } => {
+                if self.member_creation(&n).is_none_or(|k| k <= c) {
+                    self.lost(&n, false, false, "it lost this node");
+                }
+            }
+            Packet::F(f) => self.on_frame(node, f),
+        }
+    }
+
+    fn on_frame(&self, node: &Node, f: Frame) {
+        if !self.saw(&f.n, f.c) {
+            return;
+        }
+        let len = f.o.len() as u64;
+        enum Verdict {
+            Accept,
+            Drop,
+            Lost,
+        }
+        let verdict = {
+            let mut streams = self.streams.lock();
+            match streams.get_mut(&f.n) {
+                Some(s) if (f.c, f.s) < (s.creation, s.session) => Verdict::Drop,
+                Some(s) if (f.c, f.s) == (s.creation, s.session) => {
+                    if s.dead {
+                        Verdict::Drop
+                    } else if f.q == s.next {
+                        s.next += len;
+                        Verdict::Accept
+                    } else {
+                        s.dead = true;
+                        Verdict::Lost
+                    }
+                }
+                _ => {
+                    let ok = f.q == 1;
+                    streams.insert(
+                        f.n.clone(),
+                        Stream {
+                            creation: f.c,
+                            session: f.s,
+                            next: 1 + len,
+                            dead: !ok,
+                        },
+                    );
+                    if ok {
+                        Verdict::Accept
+                    } else {
+                        Verdict::Lost
+                    }
+                }
+            }
+        };
+        match verdict {
+            Verdict::Accept => {
+                for op in f.o {
+                    wire::apply(node, op);
+                }
+            }
+            Verdict::Drop => {}
+            Verdict::Lost => self.lost(&f.n, true, false, "a message from it was lost or repeated"),
+        }
+    }
+
+    /// Leaves the cluster: what is queued goes out, the others are told (they see this
+    /// node go at once, not after the heartbeat timeout), and the connection closes.
+    pub async fn leave(&self) {
+        if let Some(n) = self.node.upgrade() {
+            n.clear_remote();
+        }
+        let (tx, rx) = tokio::sync::oneshot::channel();
+        if self.out.send(Out::Flush(tx)).is_ok() {
+            let _ = tokio::time::timeout(Duration::from_secs(2), rx).await;
+        }
+        let bye = Beat {
+            n: self.name.clone(),
+            c: self.creation,
+            bye: true,
+            hello: false,
+        };
+        let _ = self
+            .client
+            .publish(
+                HB_SUBJECT,
+                serde_json::to_vec(&bye).unwrap_or_default().into(),
+            )
+            .await;
+        let _ = tokio::time::timeout(Duration::from_secs(2), self.client.flush()).await;
+        for t in self.tasks.lock().drain(..) {
+            t.abort();
+        }
+        let _ = self.client.clone().drain().await;
+        tracing::info!(node = %self.name, "left the cluster");
     }
 }
 
@@ -73,60 +314,190 @@ impl Remote for Sender {
         topic: String,
         payload: Vec<Value>,
     ) -> Result<(), ProcessError> {
-        if !self.0.is_member(&dest.node) {
-            return Err(ProcessError::Busy(format!(
-                "node {} is not a member of the cluster (sending to {dest})",
-                dest.node
-            )));
+        let c = &self.0;
+        let Some(creation) = c.member_creation(&dest.node) else {
+            return Err(c.not_member(&dest.node, &format_args!("sending to {dest}")));
+        };
+        if dest.creation() < creation {
+            // a pid of an earlier run of that node: dropped, as a send to a dead pid is
+            return Ok(());
         }
-        let payload: Result<Vec<serde_json::Value>, _> =
-            payload.iter().map(value::to_json).collect();
-        let payload = payload.map_err(|e| {
+        let op = wire::message(from, dest, topic, &payload).map_err(|e| {
             ProcessError::Invalid(format!("a message to {dest} cannot cross nodes: {e}"))
         })?;
-        let body = serde_json::json!({
-            "from": from.map(|p| p.to_string()),
-            "to": dest.id,
-            "topic": topic,
-            "payload": payload,
-        });
-        self.0
-            .out
-            .send((msg_subject(&dest.node), body.to_string().into_bytes()))
-            .map_err(|_| ProcessError::Busy("the cluster connection is closed".into()))
+        c.enqueue(&dest.node, op)
+    }
+
+    fn control(&self, node: &str, op: RemoteOp) -> Result<(), ProcessError> {
+        let c = &self.0;
+        if c.member_creation(node).is_none() {
+            return Err(c.not_member(node, &format_args!("{op:?}")));
+        }
+        c.enqueue(&Arc::from(node), wire::control(&op))
+    }
+
+    fn lookup(&self, name: &str) -> Option<Pid> {
+        self.0.lookup_name(name)
     }
 }
 
-/// Delivers a message that came from another node.
-fn deliver(node: &Node, body: &[u8]) {
-    let Ok(m) = serde_json::from_slice::<serde_json::Value>(body) else {
-        tracing::warn!("cluster: an unreadable message was dropped");
-        return;
+/// Publishes what is queued for other nodes, in order: drains up to 1024 operations at a
+/// time and sends each node's share as one numbered frame.
+async fn publisher(
+    client: async_nats::Client,
+    name: String,
+    creation: u64,
+    queued: Arc<AtomicUsize>,
+    mut rx: tokio::sync::mpsc::UnboundedReceiver<Out>,
+) {
+    let max = (client.server_info().max_payload.max(1 << 16)) * 3 / 4;
+    // per destination: (session, next operation number)
+    let mut sessions: HashMap<Arc<str>, (u64, u64)> = HashMap::new();
+    let mut batch: Vec<(Arc<str>, Vec<Op>)> = Vec::new();
+    while let Some(first) = rx.recv().await {
+        let mut item = Some(first);
+        let mut n = 0;
+        while let Some(it) = item {
+            match it {
+                Out::Op(node, op) => {
+                    queued.fetch_sub(1, Ordering::Relaxed);
+                    match batch.iter_mut().find(|(k, _)| *k == node) {
+                        Some((_, ops)) => ops.push(op),
+                        None => batch.push((node, vec![op])),
+                    }
+                }
+                Out::Reset(node, notify) => {
+                    flush(&client, &name, creation, max, &mut sessions, &mut batch).await;
+                    let s = sessions.entry(Arc::from(node.as_str())).or_insert((1, 1));
+                    *s = (s.0 + 1, 1);
+                    if notify {
+                        let p = Packet::Reset {
+                            n: name.clone(),
+                            c: creation,
+                        };
+                        let body = serde_json::to_vec(&p).unwrap_or_default();
+                        let _ = client.publish(msg_subject(&node), body.into()).await;
+                    }
+                }
+                Out::Flush(done) => {
+                    flush(&client, &name, creation, max, &mut sessions, &mut batch).await;
+                    let _ = client.flush().await;
+                    let _ = done.send(());
+                }
+            }
+            n += 1;
+            item = if n < 1024 { rx.try_recv().ok() } else { None };
+        }
+        flush(&client, &name, creation, max, &mut sessions, &mut batch).await;
+    }
+}
+
+async fn flush(
+    client: &async_nats::Client,
+    name: &str,
+    creation: u64,
+    max: usize,
+    sessions: &mut HashMap<Arc<str>, (u64, u64)>,
+    batch: &mut Vec<(Arc<str>, Vec<Op>)>,
+) {
+    for (node, ops) in batch.drain(..) {
+        let subject = msg_subject(&node);
+        let s = sessions.entry(node).or_insert((1, 1));
+        let mut pending = vec![ops];
+        while let Some(ops) = pending.pop() {
+            let count = ops.len() as u64;
+            let packet = Packet::F(Frame {
+                n: name.to_string(),
+                c: creation,
+                s: s.0,
+                q: s.1,
+                o: ops,
+            });
+            let body = match serde_json::to_vec(&packet) {
+                Ok(b) => b,
+                Err(e) => {
+                    tracing::warn!("cluster: a frame could not be written: {e}");
+                    continue;
+                }
+            };
+            if body.len() > max {
+                // too big for one NATS message: halves, in order (numbers are given only
+                // to what is published, so a message too big alone leaves no gap)
+                let Packet::F(frame) = packet else {
+                    unreachable!()
+                };
+                let mut ops = frame.o;
+                if ops.len() == 1 {
+                    tracing::warn!(
+                        "cluster: a message of {} bytes to {subject} was dropped (the server takes {max})",
+                        body.len(),
+                    );
+                    continue;
+                }
+                let back = ops.split_off(ops.len() / 2);
+                pending.push(back);
+                pending.push(ops);
+                continue;
+            }
+            s.1 += count;
+            if let Err(e) = client.publish(subject.clone(), body.into()).await {
+                tracing::warn!("cluster: publish failed: {e}");
+            }
+        }
+    }
+}
+
+fn spawn_task(
+    tasks: &mut Vec<tokio::task::AbortHandle>,
+    f: impl std::future::Future<Output = ()> + Send + 'static,
+) {
+    tasks.push(tokio::spawn(f).abort_handle());
+}
+
+/// The incarnation this node gets: the revision of its key in the server's key-value
+/// bucket `warden_nodes` (it grows with every join, so a restarted node gets a new one).
+async fn creation(client: &async_nats::Client, url: &str, name: &str) -> anyhow::Result<u64> {
+    use async_nats::jetstream::kv::Config;
+    let js = async_nats::jetstream::new(client.clone());
+    let config = Config {
+        bucket: "warden_nodes".into(),
+        history: 1,
+        ..Default::default()
     };
-    let Some(id) = m["to"].as_u64() else { return };
-    let dest = Pid {
-        node: node.name.clone(),
-        id,
+    let kv = match js.create_key_value(config).await {
+        Ok(kv) => kv,
+        Err(e) => js.get_key_value("warden_nodes").await.map_err(|_| {
+            anyhow::anyhow!(
+                "--cluster {url}: the server's key-value store is not available (start nats-server with -js): {e}"
+            )
+        })?,
     };
-    let from = m["from"].as_str().and_then(|s| node.parse_pid(s));
-    let topic = m["topic"].as_str().unwrap_or_default().to_string();
-    let payload: Vec<Value> = m["payload"]
-        .as_array()
-        .map(|a| a.iter().map(value::from_json).collect())
-        .unwrap_or_default();
-    // as in Erlang, a message to a process that is gone is dropped
-    let _ = node.send(from.as_ref(), &dest, topic, payload);
+    let rev = kv
+        .put(name, name.to_string().into())
+        .await
+        .map_err(|e| anyhow::anyhow!("--cluster {url}: registering node {name}: {e}"))?;
+    let limit = 1u64 << (64 - crate::process::CREATION_SHIFT);
+    Ok(rev % (limit - 1) + 1)
 }
 
 /// Joins the cluster at `url` as node `node.name`: connects, checks the server's version,
-/// starts the heartbeat and the delivery of this node's messages, and routes sends to
-/// other nodes' pids through it.
+/// takes an incarnation, starts the heartbeat, the membership watch and the delivery of
+/// this node's frames, and routes operations on other nodes' pids through it. Returns
+/// after a first round of heartbeats, so the members are known.
 pub async fn join(node: &Arc<Node>, url: &str) -> anyhow::Result<Arc<Cluster>> {
     let name = node.name.to_string();
-    if name.is_empty() || name.contains(['.', '*', '>', ' ', '|', '{', '}']) {
+    if name.is_empty() || name.contains(['.', '*', '>', ' ', '|', '{', '}', ':']) {
         anyhow::bail!("--node {name:?}: a node name is letters, digits, - and _");
     }
-    let client = async_nats::connect(url)
+    let (events_tx, mut events) = tokio::sync::mpsc::unbounded_channel();
+    let client = async_nats::ConnectOptions::new()
+        .event_callback(move |e| {
+            let tx = events_tx.clone();
+            async move {
+                let _ = tx.send(e);
+            }
+        })
+        .connect(url)
         .await
         .map_err(|e| anyhow::anyhow!("--cluster {url}: cannot connect: {e}"))?;
     let version = client.server_info().version;
@@ -138,64 +509,131 @@ pub async fn join(node: &Arc<Node>, url: &str) -> anyhow::Result<Arc<Cluster>> {
             MIN_SERVER.1
         ),
     }
-    let (out, mut rx) = tokio::sync::mpsc::unbounded_channel::<(String, Vec<u8>)>();
+    let creation = creation(&client, url, &name).await?;
+    node.set_creation(creation);
+    let (names, mut tasks) = names::open(&client, url, node).await?;
+    let (out, rx) = tokio::sync::mpsc::unbounded_channel::<Out>();
+    let queued = Arc::new(AtomicUsize::new(0));
     let cluster = Arc::new(Cluster {
         name: name.clone(),
+        creation,
         members: DashMap::new(),
         out,
+        queued: queued.clone(),
+        streams: Mutex::new(HashMap::new()),
+        node: Arc::downgrade(node),
+        client: client.clone(),
+        tasks: Mutex::new(Vec::new()),
+        names,
     });
-    // publisher: one task, so messages leave in the order they were sent
-    let publisher = client.clone();
-    tokio::spawn(async move {
-        while let Some((subject, body)) = rx.recv().await {
-            if let Err(e) = publisher.publish(subject, body.into()).await {
-                tracing::warn!("cluster: publish failed: {e}");
-            }
-        }
-    });
-    // this node's messages
+    spawn_task(
+        &mut tasks,
+        publisher(client.clone(), name.clone(), creation, queued, rx),
+    );
+    // this node's frames
     let mut inbox = client
         .subscribe(msg_subject(&name))
         .await
         .map_err(|e| anyhow::anyhow!("--cluster {url}: {e}"))?;
-    let weak: Weak<Node> = Arc::downgrade(node);
-    tokio::spawn(async move {
+    let weak_node: Weak<Node> = Arc::downgrade(node);
+    let c = Arc::downgrade(&cluster);
+    spawn_task(&mut tasks, async move {
         while let Some(m) = inbox.next().await {
-            match weak.upgrade() {
-                Some(n) => deliver(&n, &m.payload),
-                None => break,
+            let (Some(n), Some(c)) = (weak_node.upgrade(), c.upgrade()) else {
+                break;
+            };
+            match serde_json::from_slice::<Packet>(&m.payload) {
+                Ok(p) => c.on_packet(&n, p),
+                Err(e) => tracing::warn!("cluster: an unreadable packet was dropped: {e}"),
             }
         }
     });
-    // membership
+    // membership: beats heard, beats said, silence, and this node's own connection
     let mut beats = client
-        .subscribe("warden.hb")
+        .subscribe(HB_SUBJECT)
         .await
         .map_err(|e| anyhow::anyhow!("--cluster {url}: {e}"))?;
-    let seen = Arc::downgrade(&cluster);
-    tokio::spawn(async move {
+    let (wake_tx, mut wake) = tokio::sync::mpsc::unbounded_channel::<()>();
+    let c = Arc::downgrade(&cluster);
+    spawn_task(&mut tasks, async move {
         while let Some(m) = beats.next().await {
-            let Some(c) = seen.upgrade() else { break };
-            if let Ok(who) = std::str::from_utf8(&m.payload) {
-                if who != c.name {
-                    c.members.insert(who.to_string(), Instant::now());
+            let Some(c) = c.upgrade() else { break };
+            if let Ok(b) = serde_json::from_slice::<Beat>(&m.payload) {
+                if b.hello && b.n != c.name {
+                    let _ = wake_tx.send(());
                 }
+                c.on_beat(b);
             }
         }
     });
     let beat = client.clone();
-    let me = Arc::downgrade(&cluster);
-    tokio::spawn(async move {
-        let mut tick = tokio::time::interval(Duration::from_secs(1));
+    let c = Arc::downgrade(&cluster);
+    spawn_task(&mut tasks, async move {
+        let mut hello = true;
         loop {
-            tick.tick().await;
-            let Some(c) = me.upgrade() else { break };
-            let _ = beat.publish("warden.hb", c.name.clone().into()).await;
+            let Some(cl) = c.upgrade() else { break };
+            let b = Beat {
+                n: cl.name.clone(),
+                c: cl.creation,
+                bye: false,
+                hello,
+            };
+            drop(cl);
+            hello = false;
+            let _ = beat
+                .publish(
+                    HB_SUBJECT,
+                    serde_json::to_vec(&b).unwrap_or_default().into(),
+                )
+                .await;
             let _ = beat.flush().await;
+            tokio::select! {
+                _ = tokio::time::sleep(HEARTBEAT) => {}
+                _ = wake.recv() => {}
+            }
         }
     });
+    let c = Arc::downgrade(&cluster);
+    spawn_task(&mut tasks, async move {
+        let mut tick = tokio::time::interval(Duration::from_millis(100));
+        loop {
+            tick.tick().await;
+            let Some(c) = c.upgrade() else { break };
+            let silent: Vec<String> = c
+                .members
+                .iter()
+                .filter(|m| m.seen.elapsed() >= MEMBER_TIMEOUT)
+                .map(|m| m.key().clone())
+                .collect();
+            for n in silent {
+                c.lost(&n, true, true, "not heard from");
+            }
+        }
+    });
+    let c = Arc::downgrade(&cluster);
+    spawn_task(&mut tasks, async move {
+        while let Some(e) = events.recv().await {
+            let Some(c) = c.upgrade() else { break };
+            match e {
+                async_nats::Event::Disconnected => {
+                    tracing::warn!("cluster: the connection to the server is lost");
+                    let all: Vec<String> = c.members.iter().map(|m| m.key().clone()).collect();
+                    for n in all {
+                        c.lost(&n, true, true, "this node's connection is lost");
+                    }
+                }
+                async_nats::Event::Connected => {
+                    tracing::info!("cluster: connected to the server")
+                }
+                other => tracing::debug!("cluster: {other}"),
+            }
+        }
+    });
+    *cluster.tasks.lock() = tasks;
     node.set_remote(Box::new(Sender(cluster.clone())));
     node.set_ext(cluster.clone());
-    tracing::info!(node = %name, %url, server = %version, "joined the cluster");
+    // the others answer a hello at once: wait for that first round
+    tokio::time::sleep(Duration::from_millis(150)).await;
+    tracing::info!(node = %name, creation, %url, server = %version, "joined the cluster");
     Ok(cluster)
 }

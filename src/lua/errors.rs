@@ -9,22 +9,7 @@ use crate::value::Value;
 use mlua::{Lua, MetaMethod, UserData, UserDataMethods};
 use std::sync::Arc;
 
-/// The kinds an error can have (`errors.NOT_FOUND == "NOT_FOUND"`...). `FAILED` is
-/// warden's kind of a function's own returned error.
-pub const KINDS: &[&str] = &[
-    "UNKNOWN",
-    "INVALID",
-    "NOT_FOUND",
-    "ALREADY_EXISTS",
-    "PERMISSION_DENIED",
-    "UNAVAILABLE",
-    "INTERNAL",
-    "CANCELED",
-    "CONFLICT",
-    "TIMEOUT",
-    "RATE_LIMITED",
-    "FAILED",
-];
+pub use crate::process::ERROR_KINDS as KINDS;
 
 /// An error value for Lua.
 #[derive(Clone, Debug)]
@@ -156,9 +141,7 @@ fn capture_stack(lua: &Lua) -> Vec<(String, usize, Option<String>)> {
     out
 }
 
-fn kind_of(name: &str) -> Option<&'static str> {
-    KINDS.iter().copied().find(|k| *k == name)
-}
+use crate::process::error_kind as kind_of;
 
 /// An error object from a Lua value: an error object as it is, a string as an UNKNOWN
 /// error with that message, anything else described.

@@ -476,28 +476,70 @@ pub fn create(lua: &Lua) -> mlua::Result<Table> {
         )?,
     )?;
     let registry = lua.create_table()?;
+    // register(name, pid?, {scope = "local" | "cluster"}?): a cluster name is one
+    // process's in the whole cluster (see `cluster::names`)
     registry.set(
         "register",
-        lua.create_function(|lua, (name, pid): (mlua::Value, Option<String>)| {
-            let ctx = current()?;
-            let r = (|| {
-                let name = string_arg(&name, "process.registry.register: name")?;
-                let pid = match pid {
-                    None => ctx.pid().clone(),
-                    Some(p) => Pid::parse(&p).ok_or_else(|| {
-                        LuaError::new(
-                            "INVALID",
-                            format!("process.registry.register: malformed pid {p:?}"),
-                        )
-                    })?,
+        lua.create_async_function(
+            |lua, (name, pid, opts): (mlua::Value, Option<String>, Option<Table>)| async move {
+                let ctx = current()?;
+                let parsed = (|| {
+                    let name = string_arg(&name, "process.registry.register: name")?;
+                    let pid = match pid {
+                        None => ctx.pid().clone(),
+                        Some(p) => ctx.node.parse_pid(&p).ok_or_else(|| {
+                            LuaError::new(
+                                "INVALID",
+                                format!("process.registry.register: malformed pid {p:?}"),
+                            )
+                        })?,
+                    };
+                    let scope = match &opts {
+                        None => None,
+                        Some(t) => t.get::<Option<String>>("scope").map_err(|_| {
+                            LuaError::new(
+                                "INVALID",
+                                "process.registry.register: scope is \"local\" or \"cluster\"",
+                            )
+                        })?,
+                    };
+                    let cluster = match scope.as_deref() {
+                        None | Some("local") => false,
+                        Some("cluster") => true,
+                        Some(other) => {
+                            return Err(LuaError::new(
+                                "INVALID",
+                                format!("process.registry.register: unknown scope {other:?} (local or cluster)"),
+                            ))
+                        }
+                    };
+                    Ok((name, pid, cluster))
+                })();
+                let (name, pid, cluster) = match parsed {
+                    Ok(v) => v,
+                    Err(e) => return e.into_nil_err(&lua),
                 };
-                ctx.node.register_name(&name, &pid).map_err(|e| {
-                    LuaError::new(e.kind(), format!("process.registry.register: {e}"))
-                })?;
-                ret(lua, true)
-            })();
-            finish(lua, r)
-        })?,
+                let done = if cluster {
+                    match ctx.node.ext::<crate::cluster::Cluster>() {
+                        Some(c) => c.register_name(&name, &pid).await,
+                        None => {
+                            return LuaError::new(
+                                "INVALID",
+                                "process.registry.register: scope \"cluster\" needs a cluster (warden run --cluster)",
+                            )
+                            .into_nil_err(&lua)
+                        }
+                    }
+                } else {
+                    ctx.node.register_name(&name, &pid)
+                };
+                match done {
+                    Ok(()) => Ok(MultiValue::from_vec(vec![mlua::Value::Boolean(true)])),
+                    Err(e) => LuaError::new(e.kind(), format!("process.registry.register: {e}"))
+                        .into_nil_err(&lua),
+                }
+            },
+        )?,
     )?;
     registry.set(
         "lookup",
@@ -519,8 +561,14 @@ pub fn create(lua: &Lua) -> mlua::Result<Table> {
         "unregister",
         lua.create_function(|lua, name: mlua::Value| {
             let ctx = current()?;
-            let r = string_arg(&name, "process.registry.unregister: name")
-                .and_then(|n| ret(lua, ctx.node.unregister_name(&n)));
+            let r = string_arg(&name, "process.registry.unregister: name").and_then(|n| {
+                let freed = ctx.node.unregister_name(&n)
+                    || ctx
+                        .node
+                        .ext::<crate::cluster::Cluster>()
+                        .is_some_and(|c| c.unregister_name(&n));
+                ret(lua, freed)
+            });
             finish(lua, r)
         })?,
     )?;

@@ -41,9 +41,16 @@ pub struct Pid {
     pub id: u64,
 }
 
+/// Bits of a pid's local number that count processes; the bits above hold the node's
+/// incarnation (its creation) when the node is in a cluster, and are 0 otherwise.
+pub const CREATION_SHIFT: u32 = 40;
+
 impl fmt::Display for Pid {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{{{}|{}}}", self.node, self.id)
+        match self.creation() {
+            0 => write!(f, "{{{}|{}}}", self.node, self.id),
+            c => write!(f, "{{{}|{}.{}}}", self.node, c, self.seq()),
+        }
     }
 }
 
@@ -54,18 +61,67 @@ impl fmt::Debug for Pid {
 }
 
 impl Pid {
-    /// Parses the text form `{node|N}`.
+    /// Parses the text form `{node|N}` (or `{node|C.N}`: process N of incarnation C of a
+    /// clustered node).
     pub fn parse(s: &str) -> Option<Pid> {
-        let inner = s.strip_prefix('{')?.strip_suffix('}')?;
-        let (node, id) = inner.rsplit_once('|')?;
-        if node.is_empty() {
-            return None;
-        }
+        let (node, id) = split_pid(s)?;
         Some(Pid {
             node: Arc::from(node),
-            id: id.parse().ok()?,
+            id,
         })
     }
+
+    /// The incarnation of the node that made this pid (0 outside a cluster).
+    pub fn creation(&self) -> u64 {
+        self.id >> CREATION_SHIFT
+    }
+
+    /// The process's number within its node's incarnation.
+    pub fn seq(&self) -> u64 {
+        self.id & ((1 << CREATION_SHIFT) - 1)
+    }
+}
+
+/// `{node|N}` / `{node|C.N}` -> (node, local number).
+fn split_pid(s: &str) -> Option<(&str, u64)> {
+    let inner = s.strip_prefix('{')?.strip_suffix('}')?;
+    let (node, id) = inner.rsplit_once('|')?;
+    if node.is_empty() {
+        return None;
+    }
+    let id = match id.split_once('.') {
+        None => id.parse().ok()?,
+        Some((c, n)) => {
+            let (c, n): (u64, u64) = (c.parse().ok()?, n.parse().ok()?);
+            if c == 0 || c >= 1 << (64 - CREATION_SHIFT) || n >= 1 << CREATION_SHIFT {
+                return None;
+            }
+            c << CREATION_SHIFT | n
+        }
+    };
+    Some((node, id))
+}
+
+/// The kinds an error can have (`errors.NOT_FOUND == "NOT_FOUND"`...). `FAILED` is
+/// warden's kind of a function's own returned error.
+pub const ERROR_KINDS: &[&str] = &[
+    "UNKNOWN",
+    "INVALID",
+    "NOT_FOUND",
+    "ALREADY_EXISTS",
+    "PERMISSION_DENIED",
+    "UNAVAILABLE",
+    "INTERNAL",
+    "CANCELED",
+    "CONFLICT",
+    "TIMEOUT",
+    "RATE_LIMITED",
+    "FAILED",
+];
+
+/// The error kind named `name`, if it is one of [`ERROR_KINDS`].
+pub fn error_kind(name: &str) -> Option<&'static str> {
+    ERROR_KINDS.iter().copied().find(|k| *k == name)
 }
 
 /// How a process ended.
@@ -465,7 +521,8 @@ pub struct Node {
     remote: arc_swap::ArcSwapOption<Box<dyn Remote>>,
 }
 
-/// Delivery of messages to processes of other nodes (the cluster implements it).
+/// Delivery of messages and control operations to processes of other nodes (the cluster
+/// implements it).
 pub trait Remote: Send + Sync {
     /// Sends a data message to `dest`, a pid of another node; an error when that node is
     /// not a member of the cluster. Never blocks.
@@ -476,6 +533,92 @@ pub trait Remote: Send + Sync {
         topic: String,
         payload: Vec<Value>,
     ) -> Result<(), ProcessError>;
+
+    /// Sends a control operation to node `node`, in order with the data messages to it;
+    /// an error when that node is not a member. Never blocks.
+    fn control(&self, node: &str, op: RemoteOp) -> Result<(), ProcessError>;
+
+    /// The live holder of cluster name `name`, if any.
+    fn lookup(&self, name: &str) -> Option<Pid>;
+}
+
+/// A relation or control operation between a process of this node and one of another
+/// node: what the cluster carries besides data messages. The receiving node applies it
+/// with [`Node::apply_remote`].
+#[derive(Debug, Clone)]
+pub enum RemoteOp {
+    /// `watcher` (of the sending node) monitors `target` (of the receiving node).
+    Monitor {
+        /// The watching process.
+        watcher: Pid,
+        /// The watched process.
+        target: Pid,
+    },
+    /// Removes that monitor.
+    Demonitor {
+        /// The watching process.
+        watcher: Pid,
+        /// The watched process.
+        target: Pid,
+    },
+    /// `from` (of the sending node) links with `to` (of the receiving node).
+    Link {
+        /// The linking process.
+        from: Pid,
+        /// The process linked to.
+        to: Pid,
+    },
+    /// Removes that link.
+    Unlink {
+        /// The unlinking process.
+        from: Pid,
+        /// The other end.
+        to: Pid,
+    },
+    /// `process.cancel` of a process of the receiving node.
+    Cancel {
+        /// Who asks.
+        from: Option<Pid>,
+        /// The process asked to stop.
+        to: Pid,
+        /// Why.
+        reason: Option<String>,
+    },
+    /// `process.terminate` of a process of the receiving node.
+    Terminate {
+        /// The process to stop.
+        to: Pid,
+        /// The exit reason (None: `terminated`).
+        reason: Option<String>,
+    },
+    /// `from` ended and `to` monitored it.
+    Down {
+        /// The watcher.
+        to: Pid,
+        /// The process that ended.
+        from: Pid,
+        /// How it ended.
+        exit: Arc<Exit>,
+    },
+    /// `from` ended and `to` was linked with it (sent for every exit, so the link goes
+    /// away; only an abnormal one is a LINK_DOWN).
+    LinkExit {
+        /// The linked process.
+        to: Pid,
+        /// The process that ended.
+        from: Pid,
+        /// How it ended.
+        exit: Arc<Exit>,
+    },
+}
+
+/// The exit a watcher of a process of a lost node sees (Erlang's `noconnection`).
+pub fn noconnection() -> Arc<Exit> {
+    Arc::new(Exit::Error(ExitError::new("UNAVAILABLE", "noconnection")))
+}
+
+fn noproc() -> Arc<Exit> {
+    Arc::new(Exit::Error(ExitError::new("NOT_FOUND", "no such process")))
 }
 
 impl Node {
@@ -556,7 +699,20 @@ impl Node {
 
     /// Processes spawned since the node started.
     pub fn spawned(&self) -> u64 {
-        self.next_id.load(Ordering::Relaxed).saturating_sub(1)
+        (self.next_id.load(Ordering::Relaxed) & ((1 << CREATION_SHIFT) - 1)).saturating_sub(1)
+    }
+
+    /// This node's incarnation in its cluster (0: not in one).
+    pub fn creation(&self) -> u64 {
+        self.next_id.load(Ordering::Relaxed) >> CREATION_SHIFT
+    }
+
+    /// Sets this node's incarnation (when it joins a cluster, before any spawn): its pids
+    /// from now on carry it, so pids of an earlier run of the same node name stay dead.
+    pub fn set_creation(&self, creation: u64) {
+        let n = self.next_id.load(Ordering::Relaxed) & ((1 << CREATION_SHIFT) - 1);
+        self.next_id
+            .store(creation << CREATION_SHIFT | n.max(1), Ordering::Relaxed);
     }
 
     /// Number of live processes.
@@ -582,12 +738,7 @@ impl Node {
 
     /// Parses a pid string, sharing this node's name when it is the node's own pid.
     pub fn parse_pid(&self, s: &str) -> Option<Pid> {
-        let inner = s.strip_prefix('{')?.strip_suffix('}')?;
-        let (node, id) = inner.rsplit_once('|')?;
-        if node.is_empty() {
-            return None;
-        }
-        let id = id.parse().ok()?;
+        let (node, id) = split_pid(s)?;
         let node = if node == &*self.name {
             self.name.clone()
         } else {
@@ -599,6 +750,26 @@ impl Node {
     /// Routes messages to pids of other nodes through `remote` (joining a cluster).
     pub fn set_remote(&self, remote: Box<dyn Remote>) {
         self.remote.store(Some(Arc::new(remote)));
+    }
+
+    /// Stops routing to other nodes (leaving the cluster).
+    pub fn clear_remote(&self) {
+        self.remote.store(None);
+    }
+
+    /// Whether `pid` belongs to another node.
+    pub fn is_remote(&self, pid: &Pid) -> bool {
+        !Arc::ptr_eq(&pid.node, &self.name) && pid.node != self.name
+    }
+
+    /// The route to `pid`'s node, when `pid` belongs to another node and this node is in a
+    /// cluster.
+    fn route(&self, pid: &Pid) -> Option<Arc<Box<dyn Remote>>> {
+        if self.is_remote(pid) {
+            self.remote.load_full()
+        } else {
+            None
+        }
     }
 
     /// Resolves a destination: a pid string or a registered name.
@@ -629,10 +800,8 @@ impl Node {
                 "topic {topic:?} is reserved (topics starting with @ belong to the runtime)"
             )));
         }
-        if !Arc::ptr_eq(&dest.node, &self.name) && dest.node != self.name {
-            if let Some(r) = &*self.remote.load() {
-                return r.send(from, dest, topic, payload);
-            }
+        if let Some(r) = self.route(dest) {
+            return r.send(from, dest, topic, payload);
         }
         let p = self
             .process(dest)
@@ -672,6 +841,14 @@ impl Node {
         dest: &Pid,
         reason: Option<String>,
     ) -> Result<(), ProcessError> {
+        if let Some(r) = self.route(dest) {
+            let op = RemoteOp::Cancel {
+                from: from.cloned(),
+                to: dest.clone(),
+                reason,
+            };
+            return r.control(&dest.node, op);
+        }
         let p = self
             .process(dest)
             .ok_or_else(|| ProcessError::NotFound(format!("process {dest} is not running")))?;
@@ -692,6 +869,13 @@ impl Node {
     /// [`Node::terminate`] with the reason its exit gives (Erlang's `exit(Pid, Reason)`
     /// for a process that does not trap exits); None: `terminated`.
     pub fn terminate_with(&self, dest: &Pid, reason: Option<String>) -> Result<(), ProcessError> {
+        if let Some(r) = self.route(dest) {
+            let op = RemoteOp::Terminate {
+                to: dest.clone(),
+                reason,
+            };
+            return r.control(&dest.node, op);
+        }
         let p = self
             .process(dest)
             .ok_or_else(|| ProcessError::NotFound(format!("process {dest} is not running")))?;
@@ -703,6 +887,30 @@ impl Node {
     /// `watcher` monitors `target`: it gets a Down signal when `target` ends (at once, with
     /// error "no such process", when it is not running).
     pub fn monitor(&self, watcher: &Pid, target: &Pid) {
+        if let Some(r) = self.route(target) {
+            let Some(w) = self.process(watcher) else {
+                return;
+            };
+            let op = RemoteOp::Monitor {
+                watcher: watcher.clone(),
+                target: target.clone(),
+            };
+            let mut wr = w.relations.lock();
+            if wr.watching.contains(target) {
+                return;
+            }
+            match r.control(&target.node, op) {
+                Ok(()) => wr.watching.push(target.clone()),
+                Err(_) => {
+                    drop(wr);
+                    w.signal(Signal::Down {
+                        from: target.clone(),
+                        exit: noconnection(),
+                    });
+                }
+            }
+            return;
+        }
         if let Some(t) = self.process(target) {
             let mut rel = t.relations.lock();
             if !rel.exited {
@@ -733,6 +941,13 @@ impl Node {
 
     /// Removes a monitor.
     pub fn demonitor(&self, watcher: &Pid, target: &Pid) {
+        if let Some(r) = self.route(target) {
+            let op = RemoteOp::Demonitor {
+                watcher: watcher.clone(),
+                target: target.clone(),
+            };
+            let _ = r.control(&target.node, op);
+        }
         if let Some(t) = self.process(target) {
             t.relations
                 .lock()
@@ -766,6 +981,21 @@ impl Node {
                 "a process cannot link to itself".into(),
             ));
         }
+        if let Some(r) = self.route(b) {
+            let pa = self
+                .process(a)
+                .ok_or_else(|| ProcessError::NotFound(format!("process {a} is not running")))?;
+            let mut rel = pa.relations.lock();
+            if !rel.links.contains(b) {
+                let op = RemoteOp::Link {
+                    from: a.clone(),
+                    to: b.clone(),
+                };
+                r.control(&b.node, op)?;
+                rel.links.push(b.clone());
+            }
+            return Ok(());
+        }
         let pb = self
             .process(b)
             .ok_or_else(|| ProcessError::NotFound(format!("process {b} is not running")))?;
@@ -791,6 +1021,13 @@ impl Node {
 
     /// Removes a link (both directions).
     pub fn unlink(&self, a: &Pid, b: &Pid) {
+        if let Some(r) = self.route(b) {
+            let op = RemoteOp::Unlink {
+                from: a.clone(),
+                to: b.clone(),
+            };
+            let _ = r.control(&b.node, op);
+        }
         for (x, y) in [(a, b), (b, a)] {
             if let Some(p) = self.process(x) {
                 p.relations.lock().links.retain(|l| l != y);
@@ -835,9 +1072,12 @@ impl Node {
         Ok(())
     }
 
-    /// The pid registered under `name`.
+    /// The pid registered under `name`: a name of this node, else a cluster name.
     pub fn lookup(&self, name: &str) -> Option<Pid> {
-        self.names.get(name).map(|p| p.clone())
+        if let Some(p) = self.names.get(name) {
+            return Some(p.clone());
+        }
+        self.remote.load().as_ref().and_then(|r| r.lookup(name))
     }
 
     /// Frees a name. Returns whether it was registered.
@@ -976,8 +1216,33 @@ impl Node {
         for name in rel.names {
             self.names.remove_if(&name, |_, p| p == pid);
         }
+        let remote = if rel
+            .watching
+            .iter()
+            .chain(&rel.links)
+            .any(|p| self.is_remote(p))
+            || rel
+                .monitors
+                .iter()
+                .any(|m| matches!(m, Watcher::Process(p) if self.is_remote(p)))
+        {
+            self.remote.load_full()
+        } else {
+            None
+        };
+        let tell = |node: &str, op: RemoteOp| {
+            if let Some(r) = &remote {
+                let _ = r.control(node, op);
+            }
+        };
         for target in rel.watching {
-            if let Some(t) = self.process(&target) {
+            if self.is_remote(&target) {
+                let op = RemoteOp::Demonitor {
+                    watcher: pid.clone(),
+                    target: target.clone(),
+                };
+                tell(&target.node, op);
+            } else if let Some(t) = self.process(&target) {
                 t.relations
                     .lock()
                     .monitors
@@ -986,6 +1251,15 @@ impl Node {
         }
         for m in rel.monitors {
             match m {
+                Watcher::Process(w) if self.is_remote(&w) => {
+                    let node = w.node.clone();
+                    let op = RemoteOp::Down {
+                        to: w,
+                        from: pid.clone(),
+                        exit: exit.clone(),
+                    };
+                    tell(&node, op);
+                }
                 Watcher::Process(w) => {
                     if let Some(w) = self.process(&w) {
                         w.relations.lock().watching.retain(|p| p != pid);
@@ -999,7 +1273,15 @@ impl Node {
             }
         }
         for l in rel.links {
-            if let Some(other) = self.process(&l) {
+            if self.is_remote(&l) {
+                let node = l.node.clone();
+                let op = RemoteOp::LinkExit {
+                    to: l,
+                    from: pid.clone(),
+                    exit: exit.clone(),
+                };
+                tell(&node, op);
+            } else if let Some(other) = self.process(&l) {
                 other.relations.lock().links.retain(|p| p != pid);
                 if exit.is_abnormal() {
                     other.signal(Signal::LinkDown {
@@ -1007,6 +1289,143 @@ impl Node {
                         exit: exit.clone(),
                     });
                 }
+            }
+        }
+    }
+
+    /// Applies an operation that came from process `RemoteOp`'s sender on another node.
+    pub fn apply_remote(&self, op: RemoteOp) {
+        let reply = |node: &str, op: RemoteOp| {
+            if let Some(r) = &*self.remote.load() {
+                let _ = r.control(node, op);
+            }
+        };
+        match op {
+            RemoteOp::Monitor { watcher, target } => {
+                if let Some(t) = self.process(&target) {
+                    let mut rel = t.relations.lock();
+                    if !rel.exited {
+                        if !rel
+                            .monitors
+                            .iter()
+                            .any(|m| matches!(m, Watcher::Process(p) if *p == watcher))
+                        {
+                            rel.monitors.push(Watcher::Process(watcher));
+                        }
+                        return;
+                    }
+                }
+                let node = watcher.node.clone();
+                let down = RemoteOp::Down {
+                    to: watcher,
+                    from: target,
+                    exit: noproc(),
+                };
+                reply(&node, down);
+            }
+            RemoteOp::Demonitor { watcher, target } => {
+                if let Some(t) = self.process(&target) {
+                    t.relations
+                        .lock()
+                        .monitors
+                        .retain(|m| !matches!(m, Watcher::Process(p) if *p == watcher));
+                }
+            }
+            RemoteOp::Link { from, to } => {
+                if let Some(t) = self.process(&to) {
+                    let mut rel = t.relations.lock();
+                    if !rel.exited {
+                        if !rel.links.contains(&from) {
+                            rel.links.push(from);
+                        }
+                        return;
+                    }
+                }
+                let node = from.node.clone();
+                let exit = RemoteOp::LinkExit {
+                    to: from,
+                    from: to,
+                    exit: noproc(),
+                };
+                reply(&node, exit);
+            }
+            RemoteOp::Unlink { from, to } => {
+                if let Some(t) = self.process(&to) {
+                    t.relations.lock().links.retain(|l| *l != from);
+                }
+            }
+            RemoteOp::Cancel { from, to, reason } => {
+                let _ = self.cancel(from.as_ref(), &to, reason);
+            }
+            RemoteOp::Terminate { to, reason } => {
+                let _ = self.terminate_with(&to, reason);
+            }
+            RemoteOp::Down { to, from, exit } => {
+                if let Some(w) = self.process(&to) {
+                    let mut rel = w.relations.lock();
+                    let before = rel.watching.len();
+                    rel.watching.retain(|p| *p != from);
+                    if rel.watching.len() < before {
+                        drop(rel);
+                        w.signal(Signal::Down { from, exit });
+                    }
+                }
+            }
+            RemoteOp::LinkExit { to, from, exit } => {
+                if let Some(p) = self.process(&to) {
+                    let mut rel = p.relations.lock();
+                    let before = rel.links.len();
+                    rel.links.retain(|l| *l != from);
+                    if rel.links.len() < before && exit.is_abnormal() {
+                        drop(rel);
+                        p.signal(Signal::LinkDown { from, exit });
+                    }
+                }
+            }
+        }
+    }
+
+    /// Node `node` is lost (or its incarnations below `below` are: a restarted node):
+    /// every monitor of its processes fires with `noconnection`, every link with one is a
+    /// LINK_DOWN with it, and its processes' monitors of ours are forgotten. Scans the
+    /// process table: a node loss is rare, and relations stay free of cluster bookkeeping.
+    pub fn node_down(&self, node: &str, below: u64) {
+        let lost = |p: &Pid| &*p.node == node && p.creation() < below;
+        let exit = noconnection();
+        for p in self.procs.iter() {
+            let p = p.value().clone();
+            let mut rel = p.relations.lock();
+            if rel.exited {
+                continue;
+            }
+            let mut signals = Vec::new();
+            rel.watching.retain(|t| {
+                if lost(t) {
+                    signals.push(Signal::Down {
+                        from: t.clone(),
+                        exit: exit.clone(),
+                    });
+                    false
+                } else {
+                    true
+                }
+            });
+            rel.links.retain(|l| {
+                if lost(l) {
+                    signals.push(Signal::LinkDown {
+                        from: l.clone(),
+                        exit: exit.clone(),
+                    });
+                    false
+                } else {
+                    true
+                }
+            });
+            rel.monitors
+                .retain(|m| !matches!(m, Watcher::Process(w) if lost(w)));
+            drop(rel);
+            for s in signals {
+                p.signal(s);
             }
         }
     }

@@ -1,0 +1,300 @@
+//! What nodes say to each other on NATS: packets on a node's subject (`warden.msg.<node>`)
+//! and heartbeats on `warden.hb`, as JSON.
+//!
+//! A [`Frame`] carries a run of operations from one node to another, numbered: the
+//! stream from node A to node B is identified by A's incarnation (`c`) and a session
+//! number (`s`) that A starts again whenever either side declares the other lost; its
+//! operations are numbered from 1 (`q` is the number of the frame's first one). The
+//! receiver accepts only the next number, so a lost or repeated frame is seen.
+
+use crate::process::{Exit, ExitError, Node, Pid, RemoteOp};
+use crate::value::{self, Value};
+use serde::{Deserialize, Serialize};
+use std::sync::Arc;
+
+/// A heartbeat: a node is alive, in this incarnation.
+#[derive(Serialize, Deserialize, Debug, Clone)]
+pub struct Beat {
+    /// Node name.
+    pub n: String,
+    /// Its incarnation.
+    pub c: u64,
+    /// It leaves the cluster.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub bye: bool,
+    /// It has just joined: the others answer with a beat at once.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub hello: bool,
+}
+
+/// What arrives on a node's subject.
+#[derive(Serialize, Deserialize, Debug)]
+#[serde(tag = "k")]
+pub enum Packet {
+    /// Operations, in order.
+    F(Frame),
+    /// "I have declared you lost": the receiver declares the sender lost too and starts a
+    /// new session towards it.
+    Reset {
+        /// The sender.
+        n: String,
+        /// Its incarnation.
+        c: u64,
+    },
+}
+
+/// A numbered run of operations from one node to another.
+#[derive(Serialize, Deserialize, Debug)]
+pub struct Frame {
+    /// The sending node.
+    pub n: String,
+    /// Its incarnation.
+    pub c: u64,
+    /// The session of this stream.
+    pub s: u64,
+    /// The number of the first operation.
+    pub q: u64,
+    /// The operations.
+    pub o: Vec<Op>,
+}
+
+/// One operation; pids of the sending node travel as text, processes of the receiving
+/// node as their local number.
+#[derive(Serialize, Deserialize, Debug)]
+#[serde(tag = "k")]
+pub enum Op {
+    /// A data message.
+    M {
+        /// The sender's pid.
+        #[serde(skip_serializing_if = "Option::is_none", default)]
+        f: Option<String>,
+        /// The receiving process.
+        to: u64,
+        /// Topic.
+        tp: String,
+        /// Payload.
+        p: Vec<serde_json::Value>,
+    },
+    /// A relation or control operation.
+    C(Control),
+}
+
+/// [`RemoteOp`] on the wire.
+#[derive(Serialize, Deserialize, Debug)]
+#[serde(tag = "c")]
+pub enum Control {
+    /// See [`RemoteOp::Monitor`].
+    Monitor {
+        /// Watcher.
+        w: String,
+        /// Target.
+        t: String,
+    },
+    /// See [`RemoteOp::Demonitor`].
+    Demonitor {
+        /// Watcher.
+        w: String,
+        /// Target.
+        t: String,
+    },
+    /// See [`RemoteOp::Link`].
+    Link {
+        /// From.
+        f: String,
+        /// To.
+        t: String,
+    },
+    /// See [`RemoteOp::Unlink`].
+    Unlink {
+        /// From.
+        f: String,
+        /// To.
+        t: String,
+    },
+    /// See [`RemoteOp::Cancel`].
+    Cancel {
+        /// Who asks.
+        f: Option<String>,
+        /// The process.
+        t: String,
+        /// Why.
+        r: Option<String>,
+    },
+    /// See [`RemoteOp::Terminate`].
+    Terminate {
+        /// The process.
+        t: String,
+        /// Why.
+        r: Option<String>,
+    },
+    /// See [`RemoteOp::Down`].
+    Down {
+        /// Watcher.
+        t: String,
+        /// The process that ended.
+        f: String,
+        /// How.
+        e: WireExit,
+    },
+    /// See [`RemoteOp::LinkExit`].
+    LinkExit {
+        /// The linked process.
+        t: String,
+        /// The process that ended.
+        f: String,
+        /// How.
+        e: WireExit,
+    },
+}
+
+/// An [`Exit`] on the wire.
+#[derive(Serialize, Deserialize, Debug)]
+pub enum WireExit {
+    /// A normal return with its value.
+    N(serde_json::Value),
+    /// An error: kind, message.
+    E(String, String),
+    /// Stopped from outside, with the reason.
+    K(String),
+}
+
+fn exit_out(e: &Exit) -> WireExit {
+    match e {
+        Exit::Normal(v) => WireExit::N(value::to_json(v).unwrap_or(serde_json::Value::Null)),
+        Exit::Error(e) => WireExit::E(e.kind.to_string(), e.message.clone()),
+        Exit::Killed(r) => WireExit::K(r.clone()),
+    }
+}
+
+fn exit_in(e: WireExit) -> Exit {
+    match e {
+        WireExit::N(v) => Exit::Normal(value::from_json(&v)),
+        WireExit::E(k, m) => Exit::Error(ExitError::new(
+            crate::process::error_kind(&k).unwrap_or("UNKNOWN"),
+            m,
+        )),
+        WireExit::K(r) => Exit::Killed(r),
+    }
+}
+
+/// A data message as an operation (an error when the payload cannot cross nodes).
+pub fn message(
+    from: Option<&Pid>,
+    to: &Pid,
+    topic: String,
+    payload: &[Value],
+) -> Result<Op, String> {
+    let p: Result<Vec<_>, _> = payload.iter().map(value::to_json).collect();
+    Ok(Op::M {
+        f: from.map(|p| p.to_string()),
+        to: to.id,
+        tp: topic,
+        p: p.map_err(|e| e.to_string())?,
+    })
+}
+
+/// A control operation on the wire.
+pub fn control(op: &RemoteOp) -> Op {
+    let s = |p: &Pid| p.to_string();
+    Op::C(match op {
+        RemoteOp::Monitor { watcher, target } => Control::Monitor {
+            w: s(watcher),
+            t: s(target),
+        },
+        RemoteOp::Demonitor { watcher, target } => Control::Demonitor {
+            w: s(watcher),
+            t: s(target),
+        },
+        RemoteOp::Link { from, to } => Control::Link {
+            f: s(from),
+            t: s(to),
+        },
+        RemoteOp::Unlink { from, to } => Control::Unlink {
+            f: s(from),
+            t: s(to),
+        },
+        RemoteOp::Cancel { from, to, reason } => Control::Cancel {
+            f: from.as_ref().map(s),
+            t: s(to),
+            r: reason.clone(),
+        },
+        RemoteOp::Terminate { to, reason } => Control::Terminate {
+            t: s(to),
+            r: reason.clone(),
+        },
+        RemoteOp::Down { to, from, exit } => Control::Down {
+            t: s(to),
+            f: s(from),
+            e: exit_out(exit),
+        },
+        RemoteOp::LinkExit { to, from, exit } => Control::LinkExit {
+            t: s(to),
+            f: s(from),
+            e: exit_out(exit),
+        },
+    })
+}
+
+/// Applies a received operation on `node` (a malformed one is dropped with a warning).
+pub fn apply(node: &Node, op: Op) {
+    match op {
+        Op::M { f, to, tp, p } => {
+            let dest = Pid {
+                node: node.name.clone(),
+                id: to,
+            };
+            let from = f.as_deref().and_then(|s| node.parse_pid(s));
+            let payload = p.iter().map(value::from_json).collect();
+            // as in Erlang, a message to a process that is gone is dropped
+            let _ = node.send(from.as_ref(), &dest, tp, payload);
+        }
+        Op::C(c) => match remote_op(node, c) {
+            Some(op) => node.apply_remote(op),
+            None => tracing::warn!("cluster: a control operation with a malformed pid was dropped"),
+        },
+    }
+}
+
+fn remote_op(node: &Node, c: Control) -> Option<RemoteOp> {
+    let p = |s: &str| node.parse_pid(s);
+    Some(match c {
+        Control::Monitor { w, t } => RemoteOp::Monitor {
+            watcher: p(&w)?,
+            target: p(&t)?,
+        },
+        Control::Demonitor { w, t } => RemoteOp::Demonitor {
+            watcher: p(&w)?,
+            target: p(&t)?,
+        },
+        Control::Link { f, t } => RemoteOp::Link {
+            from: p(&f)?,
+            to: p(&t)?,
+        },
+        Control::Unlink { f, t } => RemoteOp::Unlink {
+            from: p(&f)?,
+            to: p(&t)?,
+        },
+        Control::Cancel { f, t, r } => RemoteOp::Cancel {
+            from: match f {
+                Some(f) => Some(p(&f)?),
+                None => None,
+            },
+            to: p(&t)?,
+            reason: r,
+        },
+        Control::Terminate { t, r } => RemoteOp::Terminate {
+            to: p(&t)?,
+            reason: r,
+        },
+        Control::Down { t, f, e } => RemoteOp::Down {
+            to: p(&t)?,
+            from: p(&f)?,
+            exit: Arc::new(exit_in(e)),
+        },
+        Control::LinkExit { t, f, e } => RemoteOp::LinkExit {
+            to: p(&t)?,
+            from: p(&f)?,
+            exit: Arc::new(exit_in(e)),
+        },
+    })
+}
