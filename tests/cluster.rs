@@ -620,3 +620,122 @@ async fn a_cluster_name_is_held_once_and_freed_by_exit_or_node_loss() {
     a.shutdown().await;
     b.shutdown().await;
 }
+
+const WORKER_APP: &str = r#"version: "1.0"
+namespace: app
+entries:
+  - name: host
+    kind: process.host
+  - name: worker
+    kind: process.lua
+    method: main
+    source: |
+      return { main = function()
+        local node = process.pid():match("^{(.-)|")
+        local ok, err = process.registry.register("worker-" .. node, nil, { scope = "cluster" })
+        if not ok then error(err) end
+        while true do
+          local m = process.inbox():receive()
+          process.send(m:from(), "pong", node)
+        end
+      end }
+  - {name: workers, kind: process.service, process: worker, host: host, lifecycle: {auto_start: true, stop_timeout: 200ms}}
+  - name: watch
+    kind: process.lua
+    method: main
+    modules: [time]
+    source: |
+      local time = require("time")
+      return { main = function(name)
+        local pid
+        for i = 1, 200 do
+          pid = process.registry.lookup(name)
+          if pid then break end
+          time.sleep(50)
+        end
+        if not pid then error("no " .. name) end
+        process.monitor(pid)
+        process.send(pid, "ping")
+        local m = process.inbox():receive()
+        local ev = process.events():receive()
+        return { pong = m:payload():data(), kind = ev.kind, error = tostring(ev.result.error) }
+      end }
+"#;
+
+/// A `warden run` child on node `name`; killed when dropped.
+struct Child2(Child);
+
+impl Drop for Child2 {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_node_killed_with_sigkill_is_noconnection_to_its_watchers_within_3s() {
+    let server = nats();
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("_index.yaml"), WORKER_APP).unwrap();
+    let warden = |name: &str| {
+        Child2(
+            Command::new(env!("CARGO_BIN_EXE_warden"))
+                .args(["run", "-d", dir.path().to_str().unwrap(), "--node", name])
+                .args(["--cluster", &server.url])
+                .stdout(Stdio::null())
+                .stderr(Stdio::null())
+                .spawn()
+                .unwrap(),
+        )
+    };
+    let _x = warden("x");
+    let _y = warden("y");
+    let mut z = warden("z");
+    let t = Runtime::start_with(
+        load_dir(dir.path()).unwrap(),
+        Options {
+            node_name: "t".into(),
+            cluster: Some(server.url.clone()),
+            ..Options::default()
+        },
+    )
+    .await
+    .unwrap();
+    // t's own worker service registered worker-t; watch the three others' workers
+    let watch = Id::new("app", "watch");
+    let runs: Vec<_> = ["x", "y", "z"]
+        .iter()
+        .map(|n| t.exec(&watch, vec![Value::str(format!("worker-{n}"))]))
+        .collect();
+    let kill = async {
+        for _ in 0..500 {
+            if members(&t) == ["t", "x", "y", "z"] && t.node().lookup("worker-z").is_some() {
+                break;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+        let at = std::time::Instant::now();
+        // SIGKILL: no goodbye, the others must notice the silence
+        z.0.kill().unwrap();
+        at
+    };
+    let mut runs = runs.into_iter();
+    let (x, y, z_out, killed) = tokio::join!(
+        tokio::time::timeout(std::time::Duration::from_secs(2), runs.next().unwrap()),
+        tokio::time::timeout(std::time::Duration::from_secs(2), runs.next().unwrap()),
+        runs.next().unwrap(),
+        kill
+    );
+    let seen = killed.elapsed();
+    // x and y run on: their watches are still waiting
+    assert!(x.is_err() && y.is_err());
+    assert_eq!(
+        normal(z_out.unwrap()),
+        json!({"pong": "z", "kind": "EXIT", "error": "noconnection"})
+    );
+    assert!(seen < std::time::Duration::from_secs(3), "{seen:?}");
+    assert_eq!(members(&t), ["t", "x", "y"]);
+    drop(runs);
+    t.shutdown().await;
+}
