@@ -257,6 +257,28 @@ impl Runtime {
             );
         }
         node.set_ext(wasm);
+        if let Some(cluster) = node.ext::<crate::cluster::Cluster>() {
+            // this node's functions, for the nodes that do not have them
+            let ids = registry
+                .entries
+                .values()
+                .filter(|e| crate::functions::FUNCTION_KINDS.contains(&e.kind.as_str()))
+                .map(|e| e.id.to_string())
+                .collect();
+            let weak = Arc::downgrade(&node);
+            let host = default_host.clone();
+            let handler: crate::cluster::calls::CallHandler =
+                Arc::new(move |target, args, context, timeout| {
+                    let node = weak.upgrade();
+                    let host = host.clone();
+                    Box::pin(async move {
+                        let node = node
+                            .ok_or_else(|| CallError::new("UNAVAILABLE", "the runtime stopped"))?;
+                        call_on(node, &host, target, args, context, timeout).await
+                    })
+                });
+            cluster.serve_functions(ids, handler).await?;
+        }
         let sup = Supervision::new(node.clone(), specs, default_host.clone()).await?;
         node.set_ext(sup.clone());
         if options.keep_tree_log {
@@ -343,35 +365,54 @@ impl Runtime {
         args: Vec<Value>,
         timeout: Option<std::time::Duration>,
     ) -> Result<Value, CallError> {
-        let host = self
-            .node
-            .host(&self.default_host)
-            .ok_or_else(|| CallError::new("UNAVAILABLE", "no host to run the call on"))?;
-        let (tx, rx) = tokio::sync::oneshot::channel();
-        let node = self.node.clone();
-        let target = target.to_string();
         let timeout = timeout.unwrap_or(crate::functions::DEFAULT_TIMEOUT);
-        let worker = host
-            .load()
-            .iter()
-            .enumerate()
-            .min_by_key(|(_, l)| **l)
-            .map(|(i, _)| i)
-            .unwrap_or(0);
-        let sent = host.run_on_worker(worker, move || {
-            tokio::task::spawn_local(async move {
-                let ctx = Arc::new(CallContext::default());
-                let r = lua::funcs::execute(node, target, args, ctx, timeout).await;
-                let _ = tx.send(r);
-            });
-        });
-        if !sent {
-            return Err(CallError::new("UNAVAILABLE", "the host is stopped"));
-        }
-        rx.await
-            .unwrap_or_else(|_| Err(CallError::new("UNAVAILABLE", "the runtime stopped")))
+        let context = Arc::new(CallContext::default());
+        call_on(
+            self.node.clone(),
+            &self.default_host,
+            target.to_string(),
+            args,
+            context,
+            timeout,
+        )
+        .await
     }
+}
 
+/// Runs a call of function `target` on the least loaded worker of host `host_id`.
+async fn call_on(
+    node: Arc<Node>,
+    host_id: &Id,
+    target: String,
+    args: Vec<Value>,
+    context: Arc<CallContext>,
+    timeout: std::time::Duration,
+) -> Result<Value, CallError> {
+    let host = node
+        .host(host_id)
+        .ok_or_else(|| CallError::new("UNAVAILABLE", "no host to run the call on"))?;
+    let (tx, rx) = tokio::sync::oneshot::channel();
+    let worker = host
+        .load()
+        .iter()
+        .enumerate()
+        .min_by_key(|(_, l)| **l)
+        .map(|(i, _)| i)
+        .unwrap_or(0);
+    let sent = host.run_on_worker(worker, move || {
+        tokio::task::spawn_local(async move {
+            let r = lua::funcs::execute(node, target, args, context, timeout).await;
+            let _ = tx.send(r);
+        });
+    });
+    if !sent {
+        return Err(CallError::new("UNAVAILABLE", "the host is stopped"));
+    }
+    rx.await
+        .unwrap_or_else(|_| Err(CallError::new("UNAVAILABLE", "the runtime stopped")))
+}
+
+impl Runtime {
     /// Stops every process and host, then the registry actor.
     pub async fn shutdown(self) {
         self.sup.stop_all().await;

@@ -739,3 +739,55 @@ async fn a_node_killed_with_sigkill_is_noconnection_to_its_watchers_within_3s() 
     drop(runs);
     t.shutdown().await;
 }
+
+const WHERE: &str = r#"
+local ctx = require("ctx")
+return { main = function(x)
+  if x == "fail" then return nil, "no such thing" end
+  if x == "boom" then error("it broke") end
+  return { double = (tonumber(x) or 0) * 2, tag = ctx.get("tag") }
+end }
+"#;
+
+const CALLER: &str = r#"
+local funcs = require("funcs")
+return { main = function()
+  local out = {}
+  local v, err = funcs.call("app:where", 21)
+  out.value = v
+  local with = funcs.new():with_context({ tag = "blue" })
+  out.ctx = with:call("app:where", 1).tag
+  local _, e1 = funcs.call("app:where", "fail")
+  out.failed = { kind = e1:kind(), text = tostring(e1) }
+  local _, e2 = funcs.call("app:where", "boom")
+  out.boom = { kind = e2:kind(), has = tostring(e2):find("it broke", 1, true) ~= nil }
+  local _, e3 = funcs.call("app:nowhere", 1)
+  out.nowhere = { kind = e3:kind(), text = tostring(e3) }
+  return out
+end }
+"#;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_function_this_node_lacks_is_called_on_a_node_that_has_it() {
+    let server = nats();
+    // a has the caller only; b has the function
+    let on_a = App::new().lua("caller", CALLER);
+    on_a.finish();
+    let on_b = App::new().func("where", WHERE, None);
+    on_b.finish();
+    let a = node(&on_a, &server.url, "a").await;
+    let b = node(&on_b, &server.url, "b").await;
+    converge(&[&a, &b], &["a", "b"]).await;
+    let out = run(&a, "caller", vec![]).await;
+    assert_eq!(out["value"]["double"], json!(42));
+    assert_eq!(out["ctx"], json!("blue"));
+    assert_eq!(out["failed"]["kind"], json!("FAILED"));
+    assert_eq!(out["failed"]["text"], json!("no such thing"));
+    assert_eq!(out["boom"], json!({"kind": "INTERNAL", "has": true}));
+    assert_eq!(
+        out["nowhere"],
+        json!({"kind": "NOT_FOUND", "text": "function app:nowhere not found"})
+    );
+    a.shutdown().await;
+    b.shutdown().await;
+}

@@ -16,6 +16,7 @@
 //! Payloads travel as JSON (the `Value` <-> JSON mapping: strings that are not UTF-8 do
 //! not survive the trip yet).
 
+pub mod calls;
 mod names;
 pub mod wire;
 
@@ -277,6 +278,7 @@ impl Cluster {
     pub async fn leave(&self) {
         if let Some(n) = self.node.upgrade() {
             n.clear_remote();
+            n.functions.clear_remote();
         }
         let (tx, rx) = tokio::sync::oneshot::channel();
         if self.out.send(Out::Flush(tx)).is_ok() {
@@ -631,6 +633,8 @@ pub async fn join(node: &Arc<Node>, url: &str) -> anyhow::Result<Arc<Cluster>> {
     });
     *cluster.tasks.lock() = tasks;
     node.set_remote(Box::new(Sender(cluster.clone())));
+    node.functions
+        .set_remote(Box::new(calls::Caller(Arc::downgrade(&cluster))));
     node.set_ext(cluster.clone());
     // the others answer a hello at once: wait for that first round
     tokio::time::sleep(Duration::from_millis(150)).await;

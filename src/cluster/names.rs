@@ -24,8 +24,8 @@ pub(super) struct Names {
     pub(super) release: tokio::sync::mpsc::UnboundedSender<(String, u64)>,
 }
 
-/// A name as a key: letters, digits, `-` and `_` as they are, every other byte `=XX`.
-fn key(name: &str) -> String {
+/// A name as a key (or a subject token): letters, digits, `-` and `_` as they are, every other byte `=XX`.
+pub(super) fn key(name: &str) -> String {
     let mut k = String::with_capacity(name.len());
     for b in name.bytes() {
         if b.is_ascii_alphanumeric() || b == b'-' || b == b'_' {

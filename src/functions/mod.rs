@@ -432,14 +432,38 @@ fn uses_process(registry: &Registry, spec: &crate::registry::LuaSpec, seen: &mut
         })
 }
 
+/// Calls of functions this node does not have, on the nodes that do (the cluster
+/// implements it).
+pub trait RemoteCalls: Send + Sync {
+    /// Calls `target` on a node that runs it; None when no node does.
+    fn call(
+        &self,
+        target: &str,
+        args: Vec<Value>,
+        context: Arc<CallContext>,
+        timeout: Duration,
+    ) -> futures::future::BoxFuture<'static, Option<Result<Value, CallError>>>;
+}
+
 /// The pools of a node, by function id, and the executors by entry kind.
 #[derive(Default)]
 pub struct FunctionTable {
     pools: DashMap<Id, Arc<Pool>>,
     executors: DashMap<&'static str, Arc<dyn Executor>>,
+    remote: arc_swap::ArcSwapOption<Box<dyn RemoteCalls>>,
 }
 
 impl FunctionTable {
+    /// Sends calls of functions this node does not have to `remote` (joining a cluster).
+    pub fn set_remote(&self, remote: Box<dyn RemoteCalls>) {
+        self.remote.store(Some(Arc::new(remote)));
+    }
+
+    /// Stops sending calls to other nodes.
+    pub fn clear_remote(&self) {
+        self.remote.store(None);
+    }
+
     /// Registers the executor of an entry kind.
     pub fn register(&self, kind: &'static str, executor: Arc<dyn Executor>) {
         self.executors.insert(kind, executor);
@@ -456,7 +480,20 @@ impl FunctionTable {
         timeout: Duration,
     ) -> Result<Value, CallError> {
         let deadline = Instant::now() + timeout;
-        let (pool, executor) = self.route(registry, target)?;
+        let (pool, executor) = match self.route(registry, target) {
+            Ok(found) => found,
+            // not here: a node of the cluster that runs it, if one does
+            Err(e) if e.kind == "NOT_FOUND" => match self.remote.load_full() {
+                Some(r) => {
+                    return r
+                        .call(target, args, context, timeout)
+                        .await
+                        .unwrap_or(Err(e))
+                }
+                None => return Err(e),
+            },
+            Err(e) => return Err(e),
+        };
         let permit = pool.acquire(deadline).await?;
         let result = executor
             .execute(pool.clone(), args, context, deadline)

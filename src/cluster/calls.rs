@@ -1,0 +1,214 @@
+//! `funcs.call` across nodes: a call of a function this node does not have goes to a node
+//! that has it. Every node serves each function entry of its registry on the subject
+//! `warden.fn.<id>` in the queue group `warden`, so NATS hands each call to one of the
+//! nodes that run it; the caller waits for the reply (a NATS request) up to the call's
+//! timeout. With no node serving it, the call fails as it would on one node (NOT_FOUND).
+
+use super::names::key;
+use super::Cluster;
+use crate::functions::{CallContext, CallError, RemoteCalls};
+use crate::value::{self, Value};
+use futures::future::BoxFuture;
+use futures::StreamExt;
+use serde::{Deserialize, Serialize};
+use std::sync::{Arc, Weak};
+use std::time::Duration;
+
+/// Runs a call that came from another node on this one.
+pub type CallHandler = Arc<
+    dyn Fn(
+            String,
+            Vec<Value>,
+            Arc<CallContext>,
+            Duration,
+        ) -> BoxFuture<'static, Result<Value, CallError>>
+        + Send
+        + Sync,
+>;
+
+#[derive(Serialize, Deserialize)]
+struct Request {
+    /// Arguments.
+    a: Vec<serde_json::Value>,
+    /// Context values.
+    #[serde(default)]
+    v: Vec<(String, serde_json::Value)>,
+    /// Actor.
+    #[serde(default)]
+    ac: Option<String>,
+    /// Security scope.
+    #[serde(default)]
+    sc: Option<Vec<String>>,
+    /// Timeout, ms.
+    t: u64,
+}
+
+#[derive(Serialize, Deserialize)]
+enum Reply {
+    Ok(serde_json::Value),
+    Err {
+        kind: String,
+        message: String,
+        payload: Option<serde_json::Value>,
+    },
+}
+
+fn subject(target: &str) -> String {
+    format!("warden.fn.{}", key(target))
+}
+
+/// The remote half of [`crate::functions::FunctionTable::call`].
+pub(super) struct Caller(pub(super) Weak<Cluster>);
+
+impl RemoteCalls for Caller {
+    fn call(
+        &self,
+        target: &str,
+        args: Vec<Value>,
+        context: Arc<CallContext>,
+        timeout: Duration,
+    ) -> BoxFuture<'static, Option<Result<Value, CallError>>> {
+        let cluster = self.0.upgrade();
+        let target = target.to_string();
+        Box::pin(async move {
+            let cluster = cluster?;
+            let bad = |e: String| {
+                Some(Err(CallError::new(
+                    "INVALID",
+                    format!("function {target}: the arguments cannot cross nodes: {e}"),
+                )))
+            };
+            let a: Result<Vec<_>, _> = args.iter().map(value::to_json).collect();
+            let a = match a {
+                Ok(a) => a,
+                Err(e) => return bad(e.to_string()),
+            };
+            let v: Result<Vec<_>, _> = context
+                .values
+                .iter()
+                .map(|(k, v)| value::to_json(v).map(|v| (k.clone(), v)))
+                .collect();
+            let v = match v {
+                Ok(v) => v,
+                Err(e) => return bad(e.to_string()),
+            };
+            let req = Request {
+                a,
+                v,
+                ac: context.actor.clone(),
+                sc: context.scope.clone(),
+                t: timeout.as_millis() as u64,
+            };
+            let body = serde_json::to_vec(&req).ok()?;
+            let request = async_nats::Request::new()
+                .payload(body.into())
+                .timeout(Some(timeout));
+            let reply =
+                match cluster.client.send_request(subject(&target), request).await {
+                    Ok(m) => m,
+                    Err(e) => return match e.kind() {
+                        async_nats::RequestErrorKind::NoResponders => None,
+                        async_nats::RequestErrorKind::TimedOut => Some(Err(CallError::new(
+                            "TIMEOUT",
+                            format!(
+                                "function {target}: no answer from the cluster within {timeout:?}"
+                            ),
+                        ))),
+                        _ => Some(Err(CallError::new(
+                            "UNAVAILABLE",
+                            format!("function {target}: the cluster: {e}"),
+                        ))),
+                    },
+                };
+            Some(match serde_json::from_slice::<Reply>(&reply.payload) {
+                Ok(Reply::Ok(v)) => Ok(value::from_json(&v)),
+                Ok(Reply::Err {
+                    kind,
+                    message,
+                    payload,
+                }) => Err(CallError {
+                    kind: crate::process::error_kind(&kind).unwrap_or("UNKNOWN"),
+                    message,
+                    payload: payload.as_ref().map(value::from_json),
+                }),
+                Err(e) => Err(CallError::new(
+                    "INTERNAL",
+                    format!("function {target}: an unreadable answer from the cluster: {e}"),
+                )),
+            })
+        })
+    }
+}
+
+impl Cluster {
+    /// Serves functions `ids` to the other nodes, running each call with `handler`.
+    pub async fn serve_functions(
+        &self,
+        ids: Vec<String>,
+        handler: CallHandler,
+    ) -> anyhow::Result<()> {
+        for id in ids {
+            let mut sub = self
+                .client
+                .queue_subscribe(subject(&id), "warden".into())
+                .await
+                .map_err(|e| anyhow::anyhow!("serving function {id} to the cluster: {e}"))?;
+            let client = self.client.clone();
+            let handler = handler.clone();
+            let task = tokio::spawn(async move {
+                while let Some(m) = sub.next().await {
+                    let Some(reply_to) = m.reply.clone() else {
+                        continue;
+                    };
+                    let client = client.clone();
+                    let handler = handler.clone();
+                    let id = id.clone();
+                    tokio::spawn(async move {
+                        let reply = match serde_json::from_slice::<Request>(&m.payload) {
+                            Ok(req) => {
+                                let args = req.a.iter().map(value::from_json).collect();
+                                let context = Arc::new(CallContext {
+                                    actor: req.ac,
+                                    values: req
+                                        .v
+                                        .iter()
+                                        .map(|(k, v)| (k.clone(), value::from_json(v)))
+                                        .collect(),
+                                    scope: req.sc,
+                                });
+                                let timeout = Duration::from_millis(req.t);
+                                match handler(id, args, context, timeout).await {
+                                    Ok(v) => match value::to_json(&v) {
+                                        Ok(v) => Reply::Ok(v),
+                                        Err(e) => Reply::Err {
+                                            kind: "INVALID".into(),
+                                            message: format!("the result cannot cross nodes: {e}"),
+                                            payload: None,
+                                        },
+                                    },
+                                    Err(e) => Reply::Err {
+                                        kind: e.kind.into(),
+                                        message: e.message,
+                                        payload: e
+                                            .payload
+                                            .as_ref()
+                                            .and_then(|p| value::to_json(p).ok()),
+                                    },
+                                }
+                            }
+                            Err(e) => Reply::Err {
+                                kind: "INVALID".into(),
+                                message: format!("an unreadable call: {e}"),
+                                payload: None,
+                            },
+                        };
+                        let body = serde_json::to_vec(&reply).unwrap_or_default();
+                        let _ = client.publish(reply_to, body.into()).await;
+                    });
+                }
+            });
+            self.tasks.lock().push(task.abort_handle());
+        }
+        Ok(())
+    }
+}
