@@ -791,3 +791,48 @@ async fn a_function_this_node_lacks_is_called_on_a_node_that_has_it() {
     a.shutdown().await;
     b.shutdown().await;
 }
+
+const SPAWNER: &str = r#"
+local time = require("time")
+return { main = function(node)
+  local events = process.events()
+  local out = {}
+  local pid, err = process.spawn_monitored("app:victim", node .. ":app:host")
+  if not pid then error(err) end
+  out.node = pid:match("^{(.-)|")
+  process.send(pid, "go", "there")
+  local ev = events:receive()
+  out.exit = { from = ev.from == pid, error = tostring(ev.result.error):match("boom on there") }
+  local ghost = process.spawn_monitored("app:ghost", node .. ":app:host")
+  ev = events:receive()
+  out.ghost = { from = ev.from == ghost, error = tostring(ev.result.error), kind = ev.result.error:kind() }
+  local _, e = process.spawn("app:victim", "nowhere:app:host")
+  out.nowhere = tostring(e)
+  return out
+end }
+"#;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_process_spawns_on_another_nodes_host() {
+    let server = nats();
+    let app = App::new().lua("victim", VICTIM).lua("spawner", SPAWNER);
+    app.finish();
+    let a = node(&app, &server.url, "a").await;
+    let b = node(&app, &server.url, "b").await;
+    converge(&[&a, &b], &["a", "b"]).await;
+    // the first grant of pids comes with the first heartbeats
+    tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    let out = run(&a, "spawner", vec![Value::str("b")]).await;
+    assert_eq!(
+        out,
+        json!({
+            "node": "b",
+            "exit": {"from": true, "error": "boom on there"},
+            "ghost": {"from": true, "kind": "NOT_FOUND",
+                      "error": "spawn of app:ghost on node b failed: entry app:ghost not found"},
+            "nowhere": "process.spawn: node nowhere is not a member of the cluster (spawning app:victim on nowhere:app:host)"
+        })
+    );
+    a.shutdown().await;
+    b.shutdown().await;
+}

@@ -60,7 +60,21 @@ pub struct Cluster {
     client: async_nats::Client,
     tasks: Mutex<Vec<tokio::task::AbortHandle>>,
     names: Arc<names::Names>,
+    /// Pids other nodes granted this one to spawn on them with.
+    grants: DashMap<String, Grants>,
 }
+
+/// Pid numbers of one node for this node's spawns there.
+#[derive(Default)]
+struct Grants {
+    /// (first, end) runs.
+    runs: std::collections::VecDeque<(u64, u64)>,
+    /// A request is on its way.
+    asked: bool,
+}
+
+/// How many pids a node asks for at a time (again when half are used).
+pub const GRANT: u64 = 256;
 
 struct Member {
     creation: u64,
@@ -144,6 +158,7 @@ impl Cluster {
         if remove {
             self.members.remove(node);
         }
+        self.grants.remove(node);
         if let Some(s) = self.streams.lock().get_mut(node) {
             s.dead = true;
         }
@@ -165,6 +180,7 @@ impl Cluster {
                     m.creation = creation;
                 }
                 self.streams.lock().remove(node);
+                self.grants.remove(node);
                 if let Some(n) = self.node.upgrade() {
                     n.node_down(node, creation);
                 }
@@ -204,6 +220,7 @@ impl Cluster {
             .is_none();
         if fresh {
             tracing::info!(node = %b.n, creation = b.c, "cluster: node joined");
+            self.ask_ids(&b.n);
         }
     }
 
@@ -265,11 +282,117 @@ impl Cluster {
         match verdict {
             Verdict::Accept => {
                 for op in f.o {
-                    wire::apply(node, op);
+                    match op {
+                        Op::Ask { n } => {
+                            let s = node.reserve_ids(n.min(1 << 16));
+                            let from: Arc<str> = Arc::from(f.n.as_str());
+                            let _ = self.enqueue(&from, Op::Grant { s, n });
+                        }
+                        Op::Grant { s, n } => {
+                            let mut g = self.grants.entry(f.n.clone()).or_default();
+                            g.runs.push_back((s, s + n));
+                            g.asked = false;
+                        }
+                        Op::Spawn { id, e, h, a, l, m } => self.spawn_here(&f.n, id, e, h, a, l, m),
+                        op => wire::apply(node, op),
+                    }
                 }
             }
             Verdict::Drop => {}
             Verdict::Lost => self.lost(&f.n, true, false, "a message from it was lost or repeated"),
+        }
+    }
+
+    fn ask_ids(&self, node: &str) {
+        let mut g = self.grants.entry(node.to_string()).or_default();
+        if !g.asked {
+            g.asked = true;
+            drop(g);
+            let _ = self.enqueue(&Arc::from(node), Op::Ask { n: GRANT });
+        }
+    }
+
+    /// A pid number `node` granted, asking for more when half are used.
+    fn take_id(&self, node: &str) -> Option<u64> {
+        let (id, left) = {
+            let mut g = self.grants.entry(node.to_string()).or_default();
+            let id = match g.runs.front_mut() {
+                Some(run) => {
+                    let id = run.0;
+                    run.0 += 1;
+                    if run.0 >= run.1 {
+                        g.runs.pop_front();
+                    }
+                    Some(id)
+                }
+                None => None,
+            };
+            (id, g.runs.iter().map(|(a, b)| b - a).sum::<u64>())
+        };
+        if left < GRANT / 2 {
+            self.ask_ids(node);
+        }
+        id
+    }
+
+    /// A spawn another node asked for, as the pid it already handed out.
+    #[allow(clippy::too_many_arguments)]
+    fn spawn_here(
+        &self,
+        from: &str,
+        id: u64,
+        entry: String,
+        host: String,
+        args: Vec<serde_json::Value>,
+        link: Option<String>,
+        monitor: Option<String>,
+    ) {
+        let Some(node) = self.node.upgrade() else {
+            return;
+        };
+        let link_to = link.and_then(|p| node.parse_pid(&p));
+        let monitor_by = monitor.and_then(|p| node.parse_pid(&p));
+        let pid = Pid {
+            node: node.name.clone(),
+            id,
+        };
+        let ids = crate::registry::Id::parse(&entry)
+            .and_then(|e| crate::registry::Id::parse(&host).map(|h| (e, h)));
+        let spawned = match ids {
+            Ok((e, h)) => {
+                let args = args.iter().map(crate::value::from_json).collect();
+                let opts = crate::process::SpawnOptions {
+                    link_to: link_to.clone(),
+                    monitor_by: monitor_by.clone(),
+                    ..Default::default()
+                };
+                node.spawn_as(Some(id), &e, &h, args, opts).map(|_| ())
+            }
+            Err(e) => Err(ProcessError::Invalid(e)),
+        };
+        if let Err(e) = spawned {
+            tracing::warn!(node = %from, entry = %entry, "cluster: a spawn asked by another node failed: {e}");
+            let exit = Arc::new(crate::process::Exit::Error(crate::process::ExitError::new(
+                e.kind(),
+                format!("spawn of {entry} on node {} failed: {e}", node.name),
+            )));
+            let from_node: Arc<str> = Arc::from(from);
+            if let Some(l) = link_to {
+                let op = RemoteOp::LinkExit {
+                    to: l,
+                    from: pid.clone(),
+                    exit: exit.clone(),
+                };
+                let _ = self.enqueue(&from_node, wire::control(&op));
+            }
+            if let Some(m) = monitor_by {
+                let op = RemoteOp::Down {
+                    to: m,
+                    from: pid,
+                    exit,
+                };
+                let _ = self.enqueue(&from_node, wire::control(&op));
+            }
         }
     }
 
@@ -340,6 +463,40 @@ impl Remote for Sender {
 
     fn lookup(&self, name: &str) -> Option<Pid> {
         self.0.lookup_name(name)
+    }
+
+    fn spawn(
+        &self,
+        node: &str,
+        entry: &crate::registry::Id,
+        host: &crate::registry::Id,
+        args: Vec<Value>,
+        opts: &crate::process::SpawnOptions,
+    ) -> Result<Pid, ProcessError> {
+        let c = &self.0;
+        if c.member_creation(node).is_none() {
+            return Err(c.not_member(node, &format_args!("spawning {entry} on {node}:{host}")));
+        }
+        let a: Result<Vec<_>, _> = args.iter().map(crate::value::to_json).collect();
+        let a = a.map_err(|e| {
+            ProcessError::Invalid(format!("spawn arguments cannot cross nodes: {e}"))
+        })?;
+        let id = c.take_id(node).ok_or_else(|| {
+            ProcessError::Busy(format!(
+                "node {node} has not granted this node pids to spawn with yet; try again"
+            ))
+        })?;
+        let op = Op::Spawn {
+            id,
+            e: entry.to_string(),
+            h: host.to_string(),
+            a,
+            l: opts.link_to.as_ref().map(|p| p.to_string()),
+            m: opts.monitor_by.as_ref().map(|p| p.to_string()),
+        };
+        let node: Arc<str> = Arc::from(node);
+        c.enqueue(&node, op)?;
+        Ok(Pid { node, id })
     }
 }
 
@@ -527,6 +684,7 @@ pub async fn join(node: &Arc<Node>, url: &str) -> anyhow::Result<Arc<Cluster>> {
         client: client.clone(),
         tasks: Mutex::new(Vec::new()),
         names,
+        grants: DashMap::new(),
     });
     spawn_task(
         &mut tasks,

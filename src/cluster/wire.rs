@@ -77,6 +77,35 @@ pub enum Op {
     },
     /// A relation or control operation.
     C(Control),
+    /// "Grant me `n` pids to spawn on you with."
+    Ask {
+        /// How many.
+        n: u64,
+    },
+    /// Pids `s`..`s + n` of the sender are the receiver's to spawn with.
+    Grant {
+        /// The first local number.
+        s: u64,
+        /// How many.
+        n: u64,
+    },
+    /// Spawn entry `e` on host `h` as pid number `id` (one the receiver granted).
+    Spawn {
+        /// The granted local number.
+        id: u64,
+        /// Entry id.
+        e: String,
+        /// Host id.
+        h: String,
+        /// Arguments.
+        a: Vec<serde_json::Value>,
+        /// Link it with this process of the sender.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        l: Option<String>,
+        /// Let this process of the sender monitor it.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        m: Option<String>,
+    },
 }
 
 /// [`RemoteOp`] on the wire.
@@ -252,6 +281,8 @@ pub fn apply(node: &Node, op: Op) {
             Some(op) => node.apply_remote(op),
             None => tracing::warn!("cluster: a control operation with a malformed pid was dropped"),
         },
+        // handled by the cluster itself
+        Op::Ask { .. } | Op::Grant { .. } | Op::Spawn { .. } => {}
     }
 }
 

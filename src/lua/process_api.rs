@@ -68,10 +68,28 @@ fn entry_id(v: &mlua::Value, func: &str, what: &str) -> Result<Id, LuaError> {
     })
 }
 
-fn host_id(ctx: &ProcCtx, v: &mlua::Value, func: &str) -> Result<Id, LuaError> {
+/// The host to spawn on: the caller's (nil), a host id, or `node:host-id` (a host of
+/// another node of the cluster) -> (the other node, the host).
+fn host_id(ctx: &ProcCtx, v: &mlua::Value, func: &str) -> Result<(Option<String>, Id), LuaError> {
     match v {
-        mlua::Value::Nil => Ok(ctx.host.id.clone()),
-        other => entry_id(other, func, "host id"),
+        mlua::Value::Nil => Ok((None, ctx.host.id.clone())),
+        mlua::Value::String(s) => {
+            let text = s.to_string_lossy();
+            match text.split_once(':') {
+                Some((node, host)) if host.contains(':') => {
+                    let host = Id::parse(host).map_err(|e| {
+                        LuaError::new(
+                            "INVALID",
+                            format!("process.{func}: invalid host id {text:?}: {e}"),
+                        )
+                    })?;
+                    let node = (node != &*ctx.node.name).then(|| node.to_string());
+                    Ok((node, host))
+                }
+                _ => Ok((None, entry_id(v, func, "host id")?)),
+            }
+        }
+        other => Ok((None, entry_id(other, func, "host id")?)),
     }
 }
 
@@ -92,7 +110,7 @@ fn spawn_impl(
     context: Option<Arc<CallContext>>,
 ) -> Result<Pid, LuaError> {
     let id = entry_id(id, kind.name, "entry id")?;
-    let host = host_id(ctx, host, kind.name)?;
+    let (on_node, host) = host_id(ctx, host, kind.name)?;
     let args = value::from_lua_multi(args)
         .map_err(|e| LuaError::new("INVALID", format!("process.{}: spawn {e}", kind.name)))?;
     let me = ctx.pid().clone();
@@ -103,6 +121,18 @@ fn spawn_impl(
         context,
         start: None,
     };
+    if let Some(node) = on_node {
+        if opts.on_exit.is_some() {
+            return Err(LuaError::new(
+                "INVALID",
+                format!("process.{}: this spawn runs on this node only", kind.name),
+            ));
+        }
+        return ctx
+            .node
+            .spawn_remote(&node, &id, &host, args, opts)
+            .map_err(|e| LuaError::new(e.kind(), format!("process.{}: {e}", kind.name)));
+    }
     ctx.node
         .spawn(&id, &host, args, opts)
         .map_err(|e| LuaError::new(e.kind(), format!("process.{}: {e}", kind.name)))

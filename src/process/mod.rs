@@ -540,6 +540,18 @@ pub trait Remote: Send + Sync {
 
     /// The live holder of cluster name `name`, if any.
     fn lookup(&self, name: &str) -> Option<Pid>;
+
+    /// Asks node `node` to spawn `entry` on its host `host`; the pid it will have (see
+    /// [`Node::spawn_remote`]). `opts`' link and monitor are set up there, atomically with
+    /// the spawn.
+    fn spawn(
+        &self,
+        node: &str,
+        entry: &Id,
+        host: &Id,
+        args: Vec<Value>,
+        opts: &SpawnOptions,
+    ) -> Result<Pid, ProcessError>;
 }
 
 /// A relation or control operation between a process of this node and one of another
@@ -1093,9 +1105,59 @@ impl Node {
         }
     }
 
+    /// Takes `n` pids of this node for another node to spawn with (`Node::spawn_as`): the
+    /// first local number of the run.
+    pub fn reserve_ids(&self, n: u64) -> u64 {
+        self.next_id.fetch_add(n, Ordering::Relaxed)
+    }
+
+    /// Spawns process entry `entry_id` on host `host_id` of node `node` (another node of
+    /// the cluster): the pid comes at once (from numbers that node granted this one), the
+    /// spawn happens there, and a spawn that fails there is an exit of that pid (seen by a
+    /// link or monitor asked for here), as Erlang's spawn on another node.
+    pub fn spawn_remote(
+        &self,
+        node: &str,
+        entry_id: &Id,
+        host_id: &Id,
+        args: Vec<Value>,
+        opts: SpawnOptions,
+    ) -> Result<Pid, ProcessError> {
+        let remote = self.remote.load_full().ok_or_else(|| {
+            ProcessError::Invalid(format!(
+                "host {node}:{host_id} is on another node, and this node is not in a cluster"
+            ))
+        })?;
+        let pid = remote.spawn(node, entry_id, host_id, args, &opts)?;
+        if let Some(l) = &opts.link_to {
+            if let Some(parent) = self.process(l) {
+                parent.relations.lock().links.push(pid.clone());
+            }
+        }
+        if let Some(m) = &opts.monitor_by {
+            if let Some(w) = self.process(m) {
+                w.relations.lock().watching.push(pid.clone());
+            }
+        }
+        Ok(pid)
+    }
+
     /// Spawns process entry `entry_id` on host `host_id` with `args`.
     pub fn spawn(
         self: &Arc<Self>,
+        entry_id: &Id,
+        host_id: &Id,
+        args: Vec<Value>,
+        opts: SpawnOptions,
+    ) -> Result<Pid, ProcessError> {
+        self.spawn_as(None, entry_id, host_id, args, opts)
+    }
+
+    /// [`Node::spawn`] with a pid number given (one this node reserved for another node
+    /// that asked for the spawn), or a fresh one.
+    pub fn spawn_as(
+        self: &Arc<Self>,
+        id: Option<u64>,
         entry_id: &Id,
         host_id: &Id,
         args: Vec<Value>,
@@ -1130,7 +1192,7 @@ impl Node {
 
         let pid = Pid {
             node: self.name.clone(),
-            id: self.next_id.fetch_add(1, Ordering::Relaxed),
+            id: id.unwrap_or_else(|| self.next_id.fetch_add(1, Ordering::Relaxed)),
         };
         let mut rel = Relations::default();
         if let Some(l) = &opts.link_to {
