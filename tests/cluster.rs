@@ -836,3 +836,62 @@ async fn a_process_spawns_on_another_nodes_host() {
     a.shutdown().await;
     b.shutdown().await;
 }
+
+const PINNED: &str = r#"
+return { main = function()
+  process.registry.register("pinned")
+  while true do process.inbox():receive() end
+end }
+"#;
+
+const MEMBERS: &str = r#"
+local system = require("system")
+return { main = function()
+  return { node = system.cluster.node(), members = system.cluster.members(),
+           b = system.cluster.is_member("b"), z = system.cluster.is_member("z") }
+end }
+"#;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_placed_service_runs_on_its_node_only_and_processes_see_the_members() {
+    let server = nats();
+    let app = App::new()
+        .lua("pinned", PINNED)
+        .lua("members", MEMBERS)
+        .entry("  - {name: svc, kind: process.service, process: pinned, host: host, placement: {node: b}, lifecycle: {auto_start: true, stop_timeout: 100ms}}\n");
+    app.finish();
+    let a = node(&app, &server.url, "a").await;
+    let b = node(&app, &server.url, "b").await;
+    converge(&[&a, &b], &["a", "b"]).await;
+    assert!(b.node().lookup("pinned").is_some());
+    assert_eq!(a.node().lookup("pinned"), None);
+    let e = a
+        .supervision()
+        .start(&Id::new("app", "svc"))
+        .await
+        .unwrap_err();
+    assert_eq!(e.1, "service app:svc is placed on node b (this is node a)");
+    assert_eq!(
+        run(&a, "members", vec![]).await,
+        json!({"node": "a", "members": ["a", "b"], "b": true, "z": false})
+    );
+    a.shutdown().await;
+    b.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn outside_a_cluster_a_placed_service_runs_on_the_one_node() {
+    let app = App::new()
+        .lua("pinned", PINNED)
+        .entry("  - {name: svc, kind: process.service, process: pinned, host: host, placement: {node: b}, lifecycle: {auto_start: true, stop_timeout: 100ms}}\n");
+    app.finish();
+    let rt = Runtime::start(load_dir(app.path()).unwrap()).await.unwrap();
+    for _ in 0..100 {
+        if rt.node().lookup("pinned").is_some() {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+    }
+    assert!(rt.node().lookup("pinned").is_some());
+    rt.shutdown().await;
+}

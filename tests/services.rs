@@ -390,6 +390,19 @@ fn bad_service_and_supervisor_yaml_names_file_entry_and_field() {
     ] {
         assert!(e.contains(field), "{field} in {e}");
     }
+    let e = check_errors(
+        "  - {name: s, kind: process.service, process: w, placement: {node: 7}}\n  - {name: s2, kind: process.service, process: w, placement: b}\n",
+    );
+    assert!(
+        e.contains("entry app:s: field placement.node: expected a node name, found 7"),
+        "{e}"
+    );
+    assert!(
+        e.contains(
+            "entry app:s2: field placement: expected a mapping such as {node: NAME}, found \"b\""
+        ),
+        "{e}"
+    );
     let e = check_errors("  - {name: s, kind: process.service, process: nothing}\n");
     assert!(
         e.contains("entry app:s: field process: dangling reference: app:nothing"),

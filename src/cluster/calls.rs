@@ -103,10 +103,10 @@ impl RemoteCalls for Caller {
             let request = async_nats::Request::new()
                 .payload(body.into())
                 .timeout(Some(timeout));
-            let reply =
-                match cluster.client.send_request(subject(&target), request).await {
-                    Ok(m) => m,
-                    Err(e) => return match e.kind() {
+            let reply = match cluster.client.send_request(subject(&target), request).await {
+                Ok(m) => m,
+                Err(e) => {
+                    return match e.kind() {
                         async_nats::RequestErrorKind::NoResponders => None,
                         async_nats::RequestErrorKind::TimedOut => Some(Err(CallError::new(
                             "TIMEOUT",
@@ -118,8 +118,9 @@ impl RemoteCalls for Caller {
                             "UNAVAILABLE",
                             format!("function {target}: the cluster: {e}"),
                         ))),
-                    },
-                };
+                    }
+                }
+            };
             Some(match serde_json::from_slice::<Reply>(&reply.payload) {
                 Ok(Reply::Ok(v)) => Ok(value::from_json(&v)),
                 Ok(Reply::Err {

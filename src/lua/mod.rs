@@ -34,6 +34,7 @@ mod raw;
 mod registry_api;
 pub mod security;
 mod supervisor;
+mod system;
 pub mod test;
 pub mod time;
 mod uuid;
@@ -388,6 +389,7 @@ impl LuaWorker {
         modules.insert("io", freeze.call((io::module(&lua)?, "io"))?);
         modules.insert("uuid", freeze.call((uuid::module(&lua)?, "uuid"))?);
         modules.insert("pg", freeze.call((pg::module(&lua)?, "pg"))?);
+        modules.insert("system", freeze.call((system::module(&lua)?, "system"))?);
         let test = test::module(
             &lua,
             test_runners,

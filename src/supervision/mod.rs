@@ -215,12 +215,32 @@ impl Supervision {
 
     /// Starts a service; resolves once it runs (or failed to start).
     pub async fn start(&self, id: &Id) -> ControlResult<()> {
+        if let Some(spec) = self.specs().services.get(id) {
+            if !self.placed_here(spec) {
+                return Err((
+                    "INVALID",
+                    format!(
+                        "service {id} is placed on node {} (this is node {})",
+                        spec.placement.as_deref().unwrap_or_default(),
+                        self.node.name
+                    ),
+                ));
+            }
+        }
         let s = self.service(id)?;
         match ractor::call!(s, |r| ServiceMsg::Start(Some(r))) {
             Ok(Ok(())) => Ok(()),
             Ok(Err(e)) => Err(("FAILED", format!("service {id} failed to start: {e}"))),
             Err(e) => Err(("UNAVAILABLE", format!("service {id}: {e}"))),
         }
+    }
+
+    /// Whether this node runs service `spec`: its `placement` names this node or none,
+    /// or this node is not in a cluster (one node runs everything).
+    pub fn placed_here(&self, spec: &spec::ServiceSpec) -> bool {
+        spec.placement.as_deref().is_none_or(|n| {
+            n == &*self.node.name || self.node.ext::<crate::cluster::Cluster>().is_none()
+        })
     }
 
     /// Starts a service after the services it requires (those not running yet, level by
@@ -371,7 +391,7 @@ impl Supervision {
         let auto: Vec<Id> = specs
             .services
             .values()
-            .filter(|s| s.auto_start)
+            .filter(|s| s.auto_start && self.placed_here(s))
             .map(|s| s.id.clone())
             .collect();
         let mut failed: Vec<(Id, String)> = Vec::new();

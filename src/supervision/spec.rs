@@ -90,6 +90,9 @@ pub struct ServiceSpec {
     pub restart_on_change: bool,
     /// Restart policy.
     pub restart: RestartPolicy,
+    /// `placement: {node: NAME}`: in a cluster, only node NAME runs it (None: every node
+    /// that loads the app).
+    pub placement: Option<String>,
 }
 
 /// OTP restart strategies.
@@ -554,10 +557,36 @@ impl Checker<'_> {
                 0
             }
         };
+        let placement = match raw.get("placement") {
+            None | Some(Json::Null) => None,
+            Some(Json::Object(m)) => match m.get("node") {
+                Some(Json::String(n)) if !n.is_empty() => Some(n.clone()),
+                other => {
+                    self.err(
+                        e,
+                        "placement.node",
+                        format!(
+                            "expected a node name, found {}",
+                            other.map_or("nothing".to_string(), |v| v.to_string())
+                        ),
+                    );
+                    None
+                }
+            },
+            Some(other) => {
+                self.err(
+                    e,
+                    "placement",
+                    format!("expected a mapping such as {{node: NAME}}, found {other}"),
+                );
+                None
+            }
+        };
         if self.errors.len() > before {
             return None;
         }
         Some(ServiceSpec {
+            placement,
             id: e.id.clone(),
             target: target?,
             host,

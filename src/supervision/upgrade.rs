@@ -146,7 +146,9 @@ impl Supervision {
             .iter()
             .filter(|id| {
                 was_active.contains(*id)
-                    || (!old.services.contains_key(*id) && new.services[*id].auto_start)
+                    || (!old.services.contains_key(*id)
+                        && new.services[*id].auto_start
+                        && self.placed_here(&new.services[*id]))
             })
             .cloned()
             .collect();

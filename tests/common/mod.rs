@@ -45,7 +45,7 @@ impl App {
         let file = format!("{name}.lua");
         self.write(&file, src);
         self.entry(&format!(
-            "  - name: {name}\n    kind: process.lua\n    source: file://{file}\n    method: main\n    modules: [time, json, logger, funcs, ctx, supervisor, io, uuid, env, security, registry, events, pg, test]\n"
+            "  - name: {name}\n    kind: process.lua\n    source: file://{file}\n    method: main\n    modules: [time, json, logger, funcs, ctx, supervisor, io, uuid, env, security, registry, events, pg, system, test]\n"
         ))
     }
 
@@ -56,7 +56,7 @@ impl App {
         self.write(&file, src);
         let pool = pool.map(|p| format!("    pool: {p}\n")).unwrap_or_default();
         self.entry(&format!(
-            "  - name: {name}\n    kind: function.lua\n    source: file://{file}\n    method: main\n    modules: [time, json, logger, funcs, ctx, supervisor, io, uuid, env, security, registry, events, pg, test]\n{pool}"
+            "  - name: {name}\n    kind: function.lua\n    source: file://{file}\n    method: main\n    modules: [time, json, logger, funcs, ctx, supervisor, io, uuid, env, security, registry, events, pg, system, test]\n{pool}"
         ))
     }
 

@@ -23,6 +23,7 @@ pub const BUILTIN_MODULES: &[&str] = &[
     "errors",
     "payload",
     "pg",
+    "system",
     "test",
 ];
 
