@@ -123,9 +123,8 @@ fn main() {
     let _ = server.wait();
     let erl = erlang();
 
-    let ratio = |a: &[f64], b: &[f64]| {
-        stats(a.iter().zip(b).map(|(x, y)| x / y).collect::<Vec<_>>())
-    };
+    let ratio =
+        |a: &[f64], b: &[f64]| stats(a.iter().zip(b).map(|(x, y)| x / y).collect::<Vec<_>>());
     let rt = stats(w_rt.clone());
     let nrt = stats(n_rt.clone());
     let r = ratio(&w_rt, &n_rt);
@@ -298,13 +297,29 @@ fn erlang() -> Option<(Vec<f64>, Vec<f64>)> {
     let cookie = "wardenbench";
     let mut b = Command::new("erl")
         .current_dir(dir.path())
-        .args(["-sname", "wbench_b", "-setcookie", cookie, "-noshell", "-pa", "."])
+        .args([
+            "-sname",
+            "wbench_b",
+            "-setcookie",
+            cookie,
+            "-noshell",
+            "-pa",
+            ".",
+        ])
         .stdout(Stdio::null())
         .spawn()
         .ok()?;
     let out = Command::new("erl")
         .current_dir(dir.path())
-        .args(["-sname", "wbench_a", "-setcookie", cookie, "-noshell", "-pa", "."])
+        .args([
+            "-sname",
+            "wbench_a",
+            "-setcookie",
+            cookie,
+            "-noshell",
+            "-pa",
+            ".",
+        ])
         .args(["-eval", &format!("dist_bench:main([\"wbench_b@{host}\"])")])
         .args(["-s", "init", "stop"])
         .output()

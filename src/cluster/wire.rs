@@ -329,3 +329,89 @@ fn remote_op(node: &Node, c: Control) -> Option<RemoteOp> {
         },
     })
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn pid(s: &str) -> Pid {
+        Pid::parse(s).unwrap()
+    }
+
+    /// Every operation survives the trip through JSON (the tags of the nested enums and
+    /// the fields must not collide).
+    #[test]
+    fn every_operation_round_trips() {
+        let (a, b) = (pid("{a|2.1}"), pid("{b|3.9}"));
+        let exit = Arc::new(Exit::Error(ExitError::new("NOT_FOUND", "gone")));
+        let ops = vec![
+            RemoteOp::Monitor {
+                watcher: a.clone(),
+                target: b.clone(),
+            },
+            RemoteOp::Demonitor {
+                watcher: a.clone(),
+                target: b.clone(),
+            },
+            RemoteOp::Link {
+                from: a.clone(),
+                to: b.clone(),
+            },
+            RemoteOp::Unlink {
+                from: a.clone(),
+                to: b.clone(),
+            },
+            RemoteOp::Cancel {
+                from: Some(a.clone()),
+                to: b.clone(),
+                reason: Some("why".into()),
+            },
+            RemoteOp::Terminate {
+                to: b.clone(),
+                reason: None,
+            },
+            RemoteOp::Down {
+                to: a.clone(),
+                from: b.clone(),
+                exit: exit.clone(),
+            },
+            RemoteOp::LinkExit {
+                to: a.clone(),
+                from: b.clone(),
+                exit,
+            },
+        ];
+        for op in ops {
+            let want = format!("{op:?}");
+            let text = serde_json::to_string(&control(&op)).unwrap();
+            let Op::C(c) = serde_json::from_str::<Op>(&text).unwrap() else {
+                panic!("{text}")
+            };
+            let node = Node::new("b", Default::default(), Default::default());
+            let back = remote_op(&node, c).unwrap();
+            assert_eq!(format!("{back:?}"), want, "{text}");
+        }
+        let m = message(Some(&a), &b, "t".into(), &[Value::Int(1)]).unwrap();
+        let text = serde_json::to_string(&m).unwrap();
+        assert!(matches!(
+            serde_json::from_str::<Op>(&text).unwrap(),
+            Op::M { to, .. } if to == b.id
+        ));
+        for op in [
+            Op::Ask { n: 3 },
+            Op::Grant { s: 5, n: 3 },
+            Op::Spawn {
+                id: 7,
+                e: "app:w".into(),
+                h: "app:h".into(),
+                a: vec![],
+                l: Some(a.to_string()),
+                m: None,
+            },
+        ] {
+            let text = serde_json::to_string(&op).unwrap();
+            let back = serde_json::to_string(&serde_json::from_str::<Op>(&text).unwrap()).unwrap();
+            assert_eq!(back, text);
+        }
+    }
+}
