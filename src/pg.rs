@@ -9,6 +9,11 @@
 //! FIFO. Each change is also published on the event bus (system `pg`, kind `join` or
 //! `leave`, path the group).
 //!
+//! In a cluster, groups span the nodes, as Erlang's `pg` does: each node tells the others
+//! its own processes' joins and leaves (through [`PgSync`], which the cluster sets), sends
+//! a newly seen node all of them at once, and drops a lost node's members
+//! (`Scope::node_down`); `get_local_members` / `which_local_groups` see this node's only.
+//!
 //! This module knows the process core and the event bus; it does not know Lua.
 
 use crate::process::{Node, Pid, ProcessError};
@@ -25,13 +30,33 @@ pub const SCOPE_KIND: &str = "pg.scope";
 /// The topic of the messages monitors get.
 pub const MONITOR_TOPIC: &str = "pg";
 
+/// Where a node's own joins and leaves go so the other nodes of its cluster see them (the
+/// cluster implements it). Called under the scope's lock, so the order of changes is kept.
+pub trait PgSync: Send + Sync {
+    /// Local processes `pids` joined (or left) `group` of scope `scope`.
+    fn changed(&self, scope: &Id, join: bool, group: &str, pids: &[Pid]);
+}
+
+type SyncSlot = Arc<arc_swap::ArcSwapOption<Box<dyn PgSync>>>;
+
 /// The scopes opened on a node (a node extension).
 #[derive(Default)]
 pub struct Groups {
     scopes: DashMap<Id, Arc<Scope>>,
+    sync: SyncSlot,
 }
 
 impl Groups {
+    /// Sends this node's joins and leaves to `sync` (joining a cluster).
+    pub fn set_sync(&self, sync: Box<dyn PgSync>) {
+        self.sync.store(Some(Arc::new(sync)));
+    }
+
+    /// Every scope opened so far.
+    pub fn scopes(&self) -> Vec<Arc<Scope>> {
+        self.scopes.iter().map(|s| s.value().clone()).collect()
+    }
+
     /// The scope declared by the `pg.scope` entry `id` (made on first use).
     pub fn open(node: &Arc<Node>, id: &Id) -> Result<Arc<Scope>, ProcessError> {
         match node.registry().get(id) {
@@ -57,6 +82,7 @@ impl Groups {
                     id: id.clone(),
                     node: Arc::downgrade(node),
                     state: Mutex::new(State::default()),
+                    sync: groups.sync.clone(),
                 })
             })
             .clone();
@@ -70,6 +96,7 @@ pub struct Scope {
     pub id: Id,
     node: Weak<Node>,
     state: Mutex<State>,
+    sync: SyncSlot,
 }
 
 struct Monitor {
@@ -142,6 +169,13 @@ impl Scope {
         let _ = crate::events::publish(node, None, "pg", change.name(), Some(group), data);
     }
 
+    /// Tells the other nodes about a change of this node's processes (under the lock).
+    fn share(&self, join: bool, group: &str, pids: &[Pid]) {
+        if let Some(s) = &*self.sync.load() {
+            s.changed(&self.id, join, group, pids);
+        }
+    }
+
     /// Joins `pids` (local, running processes) to `group`, once each.
     pub fn join(self: &Arc<Self>, group: &str, pids: &[Pid]) -> Result<(), ProcessError> {
         let node = self.node()?;
@@ -171,6 +205,7 @@ impl Scope {
                 *joins.entry(group.to_string()).or_default() += 1;
             }
             self.notify(&node, &st, Change::Join, group, pids);
+            self.share(true, group, pids);
         }
         // watched outside the lock: a process that already ended calls back at once
         for p in new {
@@ -191,6 +226,11 @@ impl Scope {
     /// (Erlang's `not_joined`).
     pub fn leave(&self, group: &str, pids: &[Pid]) -> Result<bool, ProcessError> {
         let node = self.node()?;
+        if let Some(p) = pids.iter().find(|p| node.is_remote(p)) {
+            return Err(ProcessError::Invalid(format!(
+                "{p} is not a process of this node (only local processes leave)"
+            )));
+        }
         let mut st = self.state.lock();
         let mut left = Vec::new();
         for p in pids {
@@ -219,6 +259,7 @@ impl Scope {
             return Ok(false);
         }
         self.notify(&node, &st, Change::Leave, group, &left);
+        self.share(false, group, &left);
         Ok(true)
     }
 
@@ -245,7 +286,140 @@ impl Scope {
             }
             let left = vec![pid.clone(); n];
             self.notify(&node, &st, Change::Leave, &group, &left);
+            self.share(false, &group, &left);
         }
+    }
+
+    /// Another node's processes joined or left `group` (as it told this one).
+    pub fn remote_change(&self, join: bool, group: &str, pids: &[Pid]) {
+        let Ok(node) = self.node() else { return };
+        let mut st = self.state.lock();
+        if join {
+            let members = st.groups.entry(group.to_string()).or_default();
+            members.splice(0..0, pids.iter().cloned());
+            self.notify(&node, &st, Change::Join, group, pids);
+            return;
+        }
+        let mut left = Vec::new();
+        if let Some(members) = st.groups.get_mut(group) {
+            for p in pids {
+                if let Some(i) = members.iter().position(|m| m == p) {
+                    members.remove(i);
+                    left.push(p.clone());
+                }
+            }
+            if members.is_empty() {
+                st.groups.remove(group);
+            }
+        }
+        if !left.is_empty() {
+            self.notify(&node, &st, Change::Leave, group, &left);
+        }
+    }
+
+    /// Replaces what this node knows of node `from`'s members with `groups` (all of its
+    /// joins, sent when the two nodes first see each other).
+    pub fn remote_sync(&self, from: &str, groups: Vec<(String, Vec<Pid>)>) {
+        let Ok(node) = self.node() else { return };
+        let mut st = self.state.lock();
+        let mut names: Vec<String> = st.groups.keys().cloned().collect();
+        names.extend(groups.iter().map(|(g, _)| g.clone()));
+        names.sort();
+        names.dedup();
+        for g in names {
+            let new: Vec<Pid> = groups
+                .iter()
+                .find(|(n, _)| *n == g)
+                .map(|(_, p)| p.clone())
+                .unwrap_or_default();
+            let old: Vec<Pid> = st
+                .groups
+                .get(&g)
+                .map(|m| m.iter().filter(|p| &*p.node == from).cloned().collect())
+                .unwrap_or_default();
+            if old == new {
+                continue;
+            }
+            let members = st.groups.entry(g.clone()).or_default();
+            members.retain(|p| &*p.node != from);
+            members.splice(0..0, new.iter().cloned());
+            if members.is_empty() {
+                st.groups.remove(&g);
+            }
+            if !old.is_empty() {
+                self.notify(&node, &st, Change::Leave, &g, &old);
+            }
+            if !new.is_empty() {
+                self.notify(&node, &st, Change::Join, &g, &new);
+            }
+        }
+    }
+
+    /// Node `lost` (its incarnations below `below`) is gone: its members leave.
+    pub fn node_down(&self, lost: &str, below: u64) {
+        let Ok(node) = self.node() else { return };
+        let mut st = self.state.lock();
+        let names: Vec<String> = st.groups.keys().cloned().collect();
+        for g in names {
+            let Some(members) = st.groups.get_mut(&g) else {
+                continue;
+            };
+            let gone: Vec<Pid> = members
+                .iter()
+                .filter(|p| &*p.node == lost && p.creation() < below)
+                .cloned()
+                .collect();
+            if gone.is_empty() {
+                continue;
+            }
+            members.retain(|p| !(&*p.node == lost && p.creation() < below));
+            if members.is_empty() {
+                st.groups.remove(&g);
+            }
+            self.notify(&node, &st, Change::Leave, &g, &gone);
+        }
+    }
+
+    /// Runs `f` with this node's own members of every group, under the scope's lock (so
+    /// what `f` sends stays in order with the changes [`PgSync`] is told).
+    pub fn with_local_groups(&self, f: impl FnOnce(Vec<(String, Vec<Pid>)>)) {
+        let Ok(node) = self.node() else { return };
+        let st = self.state.lock();
+        let local = st
+            .groups
+            .iter()
+            .map(|(g, m)| {
+                let m: Vec<Pid> = m.iter().filter(|p| !node.is_remote(p)).cloned().collect();
+                (g.clone(), m)
+            })
+            .filter(|(_, m)| !m.is_empty())
+            .collect();
+        f(local);
+    }
+
+    /// The members of `group` that run on this node, once per join, the latest first.
+    pub fn local_members(&self, group: &str) -> Vec<Pid> {
+        let Ok(node) = self.node() else {
+            return Vec::new();
+        };
+        self.members(group)
+            .into_iter()
+            .filter(|p| !node.is_remote(p))
+            .collect()
+    }
+
+    /// The groups with members on this node, sorted.
+    pub fn which_local_groups(&self) -> Vec<String> {
+        let Ok(node) = self.node() else {
+            return Vec::new();
+        };
+        self.state
+            .lock()
+            .groups
+            .iter()
+            .filter(|(_, m)| m.iter().any(|p| !node.is_remote(p)))
+            .map(|(g, _)| g.clone())
+            .collect()
     }
 
     /// The members of `group`, once per join, the latest first.

@@ -895,3 +895,100 @@ async fn outside_a_cluster_a_placed_service_runs_on_the_one_node() {
     assert!(rt.node().lookup("pinned").is_some());
     rt.shutdown().await;
 }
+
+const MEMBER: &str = r#"
+local pg = require("pg")
+return { main = function(times)
+  local scope = assert(pg.open("groups"))
+  for i = 1, times do assert(scope:join("workers")) end
+  while true do
+    local m = process.inbox():receive()
+    process.send(m:from(), "hi", process.pid())
+  end
+end }
+"#;
+
+const VIEW: &str = r#"
+local pg = require("pg")
+local time = require("time")
+return { main = function(want, watch_leave)
+  local scope = assert(pg.open("groups"))
+  local members
+  for i = 1, 200 do
+    members = scope:get_members("workers")
+    if #members == want then break end
+    time.sleep(10)
+  end
+  local out = { all = #members, nodes = {} }
+  for _, p in ipairs(members) do out.nodes[#out.nodes + 1] = p:match("^{(.-)|") end
+  table.sort(out.nodes)
+  out.nodes = table.concat(out.nodes, ",")
+  out["local"] = #scope:get_local_members("workers")
+  out.local_groups = #scope:which_local_groups()
+  out.reached = scope:broadcast("workers", "hello")
+  local got = {}
+  for i = 1, out.reached do
+    local m = process.inbox():receive()
+    got[#got + 1] = m:payload():data():match("^{(.-)|")
+  end
+  table.sort(got)
+  out.answers = table.concat(got, ",")
+  if watch_leave then
+    scope:monitor("workers")
+    local r = channel.select({ process.inbox():case_receive(), time.after(5000):case_receive() })
+    if r.channel ~= process.inbox() then error("no leave") end
+    local ev = r.value:payload():data()
+    out.left = { event = ev.event, count = #ev.pids, node = ev.pids[1]:match("^{(.-)|") }
+  end
+  return out
+end }
+"#;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn process_groups_span_the_cluster_and_a_lost_nodes_members_leave() {
+    let server = nats();
+    let app = App::new()
+        .lua("member", MEMBER)
+        .lua("view", VIEW)
+        .entry("  - name: groups\n    kind: pg.scope\n");
+    app.finish();
+    let a = node(&app, &server.url, "a").await;
+    let b = node(&app, &server.url, "b").await;
+    converge(&[&a, &b], &["a", "b"]).await;
+    let member = Id::new("app", "member");
+    a.spawn(&member, None, vec![Value::Int(1)], Default::default())
+        .unwrap();
+    b.spawn(&member, None, vec![Value::Int(2)], Default::default())
+        .unwrap();
+    // a node that joins later gets b's joins at once
+    let c = node(&app, &server.url, "c").await;
+    converge(&[&a, &b, &c], &["a", "b", "c"]).await;
+    for rt in [&a, &c] {
+        let out = run(rt, "view", vec![Value::Int(3)]).await;
+        let here = if std::ptr::eq(rt, &a) { 1 } else { 0 };
+        assert_eq!(
+            out,
+            json!({"all": 3, "nodes": "a,b,b", "local": here, "local_groups": here,
+                   "reached": 2, "answers": "a,b"}),
+            "on {}",
+            rt.node().name
+        );
+    }
+    // b stops: its members leave everywhere, and a's monitor hears it
+    let view = Id::new("app", "view");
+    let watch = a.exec(&view, vec![Value::Int(3), Value::Bool(true)]);
+    let stop_b = async {
+        tokio::time::sleep(std::time::Duration::from_millis(800)).await;
+        b.shutdown().await;
+    };
+    let (out, ()) = tokio::join!(watch, stop_b);
+    let out = normal(out.unwrap());
+    assert_eq!(
+        out["left"],
+        json!({"event": "leave", "count": 2, "node": "b"})
+    );
+    let after = run(&a, "view", vec![Value::Int(1)]).await;
+    assert_eq!(after["nodes"], json!("a"));
+    a.shutdown().await;
+    c.shutdown().await;
+}

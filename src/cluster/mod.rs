@@ -17,6 +17,7 @@
 //! not survive the trip yet).
 
 pub mod calls;
+mod groups;
 mod names;
 pub mod wire;
 
@@ -164,6 +165,7 @@ impl Cluster {
         }
         if let Some(n) = self.node.upgrade() {
             n.node_down(node, u64::MAX);
+            groups::scopes_down(&n, node, u64::MAX);
         }
         let _ = self.out.send(Out::Reset(node.to_string(), notify));
         tracing::warn!(node = %node, reason = why, "cluster: node lost");
@@ -183,6 +185,7 @@ impl Cluster {
                 self.grants.remove(node);
                 if let Some(n) = self.node.upgrade() {
                     n.node_down(node, creation);
+                    groups::scopes_down(&n, node, creation);
                 }
                 let _ = self.out.send(Out::Reset(node.to_string(), false));
                 tracing::info!(node = %node, creation, "cluster: node restarted");
@@ -221,6 +224,9 @@ impl Cluster {
         if fresh {
             tracing::info!(node = %b.n, creation = b.c, "cluster: node joined");
             self.ask_ids(&b.n);
+            if let Some(n) = self.node.upgrade() {
+                groups::sync_to(self, &n, &b.n);
+            }
         }
     }
 
@@ -294,6 +300,11 @@ impl Cluster {
                             g.asked = false;
                         }
                         Op::Spawn { id, e, h, a, l, m } => self.spawn_here(&f.n, id, e, h, a, l, m),
+                        op @ (Op::Pg { .. } | Op::PgSync { .. }) => {
+                            if let Some(n) = self.node.upgrade() {
+                                groups::apply(&n, &f.n, op);
+                            }
+                        }
                         op => wire::apply(node, op),
                     }
                 }
@@ -793,6 +804,8 @@ pub async fn join(node: &Arc<Node>, url: &str) -> anyhow::Result<Arc<Cluster>> {
     node.set_remote(Box::new(Sender(cluster.clone())));
     node.functions
         .set_remote(Box::new(calls::Caller(Arc::downgrade(&cluster))));
+    node.ext_or_default::<crate::pg::Groups>()
+        .set_sync(Box::new(groups::Share(Arc::downgrade(&cluster))));
     node.set_ext(cluster.clone());
     // the others answer a hello at once: wait for that first round
     tokio::time::sleep(Duration::from_millis(150)).await;

@@ -89,6 +89,24 @@ pub enum Op {
         /// How many.
         n: u64,
     },
+    /// Processes of the sender joined (`j`) or left group `g` of `pg` scope `s`.
+    Pg {
+        /// Scope id.
+        s: String,
+        /// Join (else leave).
+        j: bool,
+        /// Group.
+        g: String,
+        /// The processes, once per join.
+        p: Vec<String>,
+    },
+    /// Every join of the sender's processes in scope `s`, by group.
+    PgSync {
+        /// Scope id.
+        s: String,
+        /// Groups and their members of the sender.
+        g: Vec<(String, Vec<String>)>,
+    },
     /// Spawn entry `e` on host `h` as pid number `id` (one the receiver granted).
     Spawn {
         /// The granted local number.
@@ -282,7 +300,11 @@ pub fn apply(node: &Node, op: Op) {
             None => tracing::warn!("cluster: a control operation with a malformed pid was dropped"),
         },
         // handled by the cluster itself
-        Op::Ask { .. } | Op::Grant { .. } | Op::Spawn { .. } => {}
+        Op::Ask { .. }
+        | Op::Grant { .. }
+        | Op::Spawn { .. }
+        | Op::Pg { .. }
+        | Op::PgSync { .. } => {}
     }
 }
 

@@ -110,16 +110,18 @@ impl UserData for LuaScope {
                 }
             },
         );
-        for name in ["get_members", "get_local_members"] {
-            m.add_method(name, |lua, this, group: String| {
-                pid_table(lua, &this.0.members(&group))
-            });
-        }
-        for name in ["which_groups", "which_local_groups"] {
-            m.add_method(name, |lua, this, ()| {
-                lua.create_sequence_from(this.0.which_groups())
-            });
-        }
+        m.add_method("get_members", |lua, this, group: String| {
+            pid_table(lua, &this.0.members(&group))
+        });
+        m.add_method("get_local_members", |lua, this, group: String| {
+            pid_table(lua, &this.0.local_members(&group))
+        });
+        m.add_method("which_groups", |lua, this, ()| {
+            lua.create_sequence_from(this.0.which_groups())
+        });
+        m.add_method("which_local_groups", |lua, this, ()| {
+            lua.create_sequence_from(this.0.which_local_groups())
+        });
         m.add_method(
             "broadcast",
             |lua, this, (group, topic, payload): (String, String, mlua::Variadic<mlua::Value>)| {
