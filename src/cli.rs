@@ -624,6 +624,12 @@ async fn run(args: RunArgs) -> i32 {
             .node
             .clone()
             .or_else(|| std::env::var("WARDEN_NODE").ok())
+            .or_else(|| {
+                crate::cluster::config::from_registry(&registry)
+                    .ok()
+                    .flatten()
+                    .and_then(|c| c.node)
+            })
             .unwrap_or_else(|| "local".into()),
         cluster: args
             .cluster

@@ -200,8 +200,19 @@ impl Runtime {
             })))
             .context("subscribing to the registry")?;
         node.set_ext(Arc::new(registry_actor::Handle(actor.clone())));
-        if let Some(url) = &options.cluster {
-            crate::cluster::join(&node, url).await?;
+        // --cluster URL, else the app's cluster.nats entry (its credentials and TLS apply
+        // to either url)
+        let entry = crate::cluster::config::from_registry(&registry).map_err(anyhow::Error::msg)?;
+        let cluster = match (&options.cluster, entry) {
+            (Some(url), Some(e)) => Some(crate::cluster::config::Config {
+                url: url.clone(),
+                ..e
+            }),
+            (Some(url), None) => Some(crate::cluster::config::Config::url(url)),
+            (None, e) => e,
+        };
+        if let Some(config) = &cluster {
+            crate::cluster::join(&node, config).await?;
         }
         let mut default_host = None;
         for e in registry.of_kind("process.host") {

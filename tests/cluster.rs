@@ -992,3 +992,49 @@ async fn process_groups_span_the_cluster_and_a_lost_nodes_members_leave() {
     a.shutdown().await;
     c.shutdown().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_cluster_nats_entry_says_where_the_server_is() {
+    let server = nats();
+    let app = App::new().entry(&format!(
+        "  - {{name: cluster, kind: cluster.nats, url: \"{}\"}}\n",
+        server.url
+    ));
+    app.finish();
+    let options = Options {
+        node_name: "a".into(),
+        ..Options::default()
+    };
+    let a = Runtime::start_with(load_dir(app.path()).unwrap(), options)
+        .await
+        .unwrap();
+    assert_eq!(members(&a), ["a"]);
+    a.shutdown().await;
+    let bad = |yaml: &str| {
+        let app = App::new().entry(yaml);
+        app.finish();
+        let path = app.path().join("_index.yaml");
+        let reg = load_dir(app.path()).unwrap();
+        async move {
+            match Runtime::start_with(reg, Options::default()).await {
+                Ok(_) => panic!("started with {path:?}"),
+                Err(e) => (e.to_string(), path.display().to_string()),
+            }
+        }
+    };
+    let (e, file) =
+        bad("  - {name: cluster, kind: cluster.nats, url: nats://127.0.0.1:1, tls: yes}\n").await;
+    assert_eq!(
+        e,
+        format!("{file}: entry app:cluster: field tls: expected a mapping {{ca, cert, key}}, found \"yes\"")
+    );
+    let (e, _) = bad(&format!(
+        "  - {{name: cluster, kind: cluster.nats, url: \"{}\", credentials: missing.creds}}\n",
+        server.url
+    ))
+    .await;
+    assert!(
+        e.starts_with("cluster credentials file ") && e.contains("missing.creds"),
+        "{e}"
+    );
+}

@@ -17,6 +17,7 @@
 //! not survive the trip yet).
 
 pub mod calls;
+pub mod config;
 mod groups;
 mod names;
 pub mod wire;
@@ -654,13 +655,29 @@ async fn creation(client: &async_nats::Client, url: &str, name: &str) -> anyhow:
 /// takes an incarnation, starts the heartbeat, the membership watch and the delivery of
 /// this node's frames, and routes operations on other nodes' pids through it. Returns
 /// after a first round of heartbeats, so the members are known.
-pub async fn join(node: &Arc<Node>, url: &str) -> anyhow::Result<Arc<Cluster>> {
+pub async fn join(node: &Arc<Node>, config: &config::Config) -> anyhow::Result<Arc<Cluster>> {
+    let url = config.url.as_str();
     let name = node.name.to_string();
     if name.is_empty() || name.contains(['.', '*', '>', ' ', '|', '{', '}', ':']) {
         anyhow::bail!("--node {name:?}: a node name is letters, digits, - and _");
     }
     let (events_tx, mut events) = tokio::sync::mpsc::unbounded_channel();
-    let client = async_nats::ConnectOptions::new()
+    let mut options = match &config.credentials {
+        Some(path) => async_nats::ConnectOptions::with_credentials_file(path)
+            .await
+            .map_err(|e| anyhow::anyhow!("cluster credentials file {}: {e}", path.display()))?,
+        None => async_nats::ConnectOptions::new(),
+    };
+    if config.tls {
+        options = options.require_tls(true);
+    }
+    if let Some(ca) = &config.tls_ca {
+        options = options.add_root_certificates(ca.clone());
+    }
+    if let Some((cert, key)) = &config.tls_client {
+        options = options.add_client_certificate(cert.clone(), key.clone());
+    }
+    let client = options
         .event_callback(move |e| {
             let tx = events_tx.clone();
             async move {

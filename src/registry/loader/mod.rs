@@ -48,7 +48,7 @@ const SUPPORTED_KINDS: &[&str] = &[
 const WASM_KINDS: &[&str] = &["function.wat", "function.wasm", "process.wasm"];
 
 /// Kinds of the spec that a later module validates; stored as [`EntrySpec::Deferred`].
-const DEFERRED_KINDS: &[&str] = &["process.service", "supervisor", "pg.scope"];
+const DEFERRED_KINDS: &[&str] = &["process.service", "supervisor", "pg.scope", "cluster.nats"];
 
 /// First dotted segments of Wippy kinds that warden does not support (warning, skipped).
 const UNSUPPORTED_KIND_PREFIXES: &[&str] = &[
