@@ -604,6 +604,12 @@ async fn a_cluster_name_is_held_once_and_freed_by_exit_or_node_loss() {
         )
         .unwrap();
     let keeper = Value::str("keeper");
+    for _ in 0..100 {
+        if c.node().lookup("keeper").is_some() {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+    }
     let mut held = json!(null);
     for _ in 0..100 {
         held = run(&b, "claim", vec![keeper.clone()]).await;
@@ -1037,4 +1043,51 @@ async fn a_cluster_nats_entry_says_where_the_server_is() {
         e.starts_with("cluster credentials file ") && e.contains("missing.creds"),
         "{e}"
     );
+}
+
+const SLOW: &str = r#"
+local time = require("time")
+local system = require("system")
+return { main = function()
+  time.sleep(400)
+  return system.cluster.node()
+end }
+"#;
+
+const CALL_SLOW: &str = r#"
+local funcs = require("funcs")
+return { main = function()
+  local v, err = funcs.call("app:slow")
+  if err then error(err) end
+  return v
+end }
+"#;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_full_pool_that_allows_it_overflows_to_another_node() {
+    let server = nats();
+    let app = App::new()
+        .func(
+            "slow",
+            SLOW,
+            Some("{type: static, size: 1, overflow: cluster}"),
+        )
+        .lua("call_slow", CALL_SLOW);
+    app.finish();
+    let a = node(&app, &server.url, "a").await;
+    let b = node(&app, &server.url, "b").await;
+    converge(&[&a, &b], &["a", "b"]).await;
+    let id = Id::new("app", "call_slow");
+    let first = a.exec(&id, vec![]);
+    let second = async {
+        // the first call holds a's only worker by now
+        tokio::time::sleep(std::time::Duration::from_millis(150)).await;
+        a.exec(&id, vec![]).await
+    };
+    let (x, y) = tokio::join!(first, second);
+    let mut nodes = vec![normal(x.unwrap()), normal(y.unwrap())];
+    nodes.sort_by_key(|v| v.to_string());
+    assert_eq!(nodes, [json!("a"), json!("b")]);
+    a.shutdown().await;
+    b.shutdown().await;
 }

@@ -57,6 +57,11 @@ fn subject(target: &str) -> String {
     format!("warden.fn.{}", key(target))
 }
 
+/// The subject on which node `node` alone serves `target`.
+fn node_subject(node: &str, target: &str) -> String {
+    format!("warden.fnat.{node}.{}", key(target))
+}
+
 /// The remote half of [`crate::functions::FunctionTable::call`].
 pub(super) struct Caller(pub(super) Weak<Cluster>);
 
@@ -72,73 +77,119 @@ impl RemoteCalls for Caller {
         let target = target.to_string();
         Box::pin(async move {
             let cluster = cluster?;
-            let bad = |e: String| {
-                Some(Err(CallError::new(
-                    "INVALID",
-                    format!("function {target}: the arguments cannot cross nodes: {e}"),
-                )))
-            };
-            let a: Result<Vec<_>, _> = args.iter().map(value::to_json).collect();
-            let a = match a {
-                Ok(a) => a,
-                Err(e) => return bad(e.to_string()),
-            };
-            let v: Result<Vec<_>, _> = context
-                .values
-                .iter()
-                .map(|(k, v)| value::to_json(v).map(|v| (k.clone(), v)))
-                .collect();
-            let v = match v {
-                Ok(v) => v,
-                Err(e) => return bad(e.to_string()),
-            };
-            let req = Request {
-                a,
-                v,
-                ac: context.actor.clone(),
-                sc: context.scope.clone(),
-                t: timeout.as_millis() as u64,
-            };
-            let body = serde_json::to_vec(&req).ok()?;
-            let request = async_nats::Request::new()
-                .payload(body.into())
-                .timeout(Some(timeout));
-            let reply = match cluster.client.send_request(subject(&target), request).await {
-                Ok(m) => m,
-                Err(e) => {
-                    return match e.kind() {
-                        async_nats::RequestErrorKind::NoResponders => None,
-                        async_nats::RequestErrorKind::TimedOut => Some(Err(CallError::new(
-                            "TIMEOUT",
-                            format!(
-                                "function {target}: no answer from the cluster within {timeout:?}"
-                            ),
-                        ))),
-                        _ => Some(Err(CallError::new(
-                            "UNAVAILABLE",
-                            format!("function {target}: the cluster: {e}"),
-                        ))),
-                    }
-                }
-            };
-            Some(match serde_json::from_slice::<Reply>(&reply.payload) {
-                Ok(Reply::Ok(v)) => Ok(value::from_json(&v)),
-                Ok(Reply::Err {
-                    kind,
-                    message,
-                    payload,
-                }) => Err(CallError {
-                    kind: crate::process::error_kind(&kind).unwrap_or("UNKNOWN"),
-                    message,
-                    payload: payload.as_ref().map(value::from_json),
-                }),
-                Err(e) => Err(CallError::new(
-                    "INTERNAL",
-                    format!("function {target}: an unreadable answer from the cluster: {e}"),
-                )),
-            })
+            let subject = subject(&target);
+            request(&cluster, subject, &target, &args, &context, timeout).await
         })
     }
+
+    fn call_elsewhere(
+        &self,
+        target: &str,
+        args: Vec<Value>,
+        context: Arc<CallContext>,
+        timeout: Duration,
+    ) -> BoxFuture<'static, Option<Result<Value, CallError>>> {
+        let cluster = self.0.upgrade();
+        let target = target.to_string();
+        Box::pin(async move {
+            let cluster = cluster?;
+            // the other members, starting at a different one each time
+            let mut others: Vec<String> = cluster
+                .members()
+                .into_iter()
+                .filter(|n| *n != cluster.name)
+                .collect();
+            if others.is_empty() {
+                return None;
+            }
+            let start = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed) % others.len();
+            others.rotate_left(start);
+            for node in others {
+                let subject = node_subject(&node, &target);
+                if let Some(r) = request(&cluster, subject, &target, &args, &context, timeout).await
+                {
+                    return Some(r);
+                }
+            }
+            None
+        })
+    }
+}
+
+static NEXT: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+
+/// One call as a NATS request on `subject`; None when nobody serves it there.
+async fn request(
+    cluster: &Cluster,
+    subject: String,
+    target: &str,
+    args: &[Value],
+    context: &CallContext,
+    timeout: Duration,
+) -> Option<Result<Value, CallError>> {
+    let bad = |e: String| {
+        Some(Err(CallError::new(
+            "INVALID",
+            format!("function {target}: the arguments cannot cross nodes: {e}"),
+        )))
+    };
+    let a: Result<Vec<_>, _> = args.iter().map(value::to_json).collect();
+    let a = match a {
+        Ok(a) => a,
+        Err(e) => return bad(e.to_string()),
+    };
+    let v: Result<Vec<_>, _> = context
+        .values
+        .iter()
+        .map(|(k, v)| value::to_json(v).map(|v| (k.clone(), v)))
+        .collect();
+    let v = match v {
+        Ok(v) => v,
+        Err(e) => return bad(e.to_string()),
+    };
+    let req = Request {
+        a,
+        v,
+        ac: context.actor.clone(),
+        sc: context.scope.clone(),
+        t: timeout.as_millis() as u64,
+    };
+    let body = serde_json::to_vec(&req).ok()?;
+    let request = async_nats::Request::new()
+        .payload(body.into())
+        .timeout(Some(timeout));
+    let reply = match cluster.client.send_request(subject, request).await {
+        Ok(m) => m,
+        Err(e) => {
+            return match e.kind() {
+                async_nats::RequestErrorKind::NoResponders => None,
+                async_nats::RequestErrorKind::TimedOut => Some(Err(CallError::new(
+                    "TIMEOUT",
+                    format!("function {target}: no answer from the cluster within {timeout:?}"),
+                ))),
+                _ => Some(Err(CallError::new(
+                    "UNAVAILABLE",
+                    format!("function {target}: the cluster: {e}"),
+                ))),
+            }
+        }
+    };
+    Some(match serde_json::from_slice::<Reply>(&reply.payload) {
+        Ok(Reply::Ok(v)) => Ok(value::from_json(&v)),
+        Ok(Reply::Err {
+            kind,
+            message,
+            payload,
+        }) => Err(CallError {
+            kind: crate::process::error_kind(&kind).unwrap_or("UNKNOWN"),
+            message,
+            payload: payload.as_ref().map(value::from_json),
+        }),
+        Err(e) => Err(CallError::new(
+            "INTERNAL",
+            format!("function {target}: an unreadable answer from the cluster: {e}"),
+        )),
+    })
 }
 
 impl Cluster {
@@ -149,11 +200,17 @@ impl Cluster {
         handler: CallHandler,
     ) -> anyhow::Result<()> {
         for id in ids {
-            let mut sub = self
+            let shared = self
                 .client
                 .queue_subscribe(subject(&id), "warden".into())
                 .await
                 .map_err(|e| anyhow::anyhow!("serving function {id} to the cluster: {e}"))?;
+            let own = self
+                .client
+                .subscribe(node_subject(&self.name, &id))
+                .await
+                .map_err(|e| anyhow::anyhow!("serving function {id} to the cluster: {e}"))?;
+            let mut sub = futures::stream::select(shared, own);
             let client = self.client.clone();
             let handler = handler.clone();
             let task = tokio::spawn(async move {
@@ -176,6 +233,7 @@ impl Cluster {
                                         .map(|(k, v)| (k.clone(), value::from_json(v)))
                                         .collect(),
                                     scope: req.sc,
+                                    from_cluster: true,
                                 });
                                 let timeout = Duration::from_millis(req.t);
                                 match handler(id, args, context, timeout).await {
@@ -210,6 +268,12 @@ impl Cluster {
             });
             self.tasks.lock().push(task.abort_handle());
         }
+        // the server has the subscriptions once it answered a ping: calls from now on
+        // find this node
+        self.client
+            .flush()
+            .await
+            .map_err(|e| anyhow::anyhow!("serving functions to the cluster: {e}"))?;
         Ok(())
     }
 }

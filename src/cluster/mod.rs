@@ -818,6 +818,11 @@ pub async fn join(node: &Arc<Node>, config: &config::Config) -> anyhow::Result<A
         }
     });
     *cluster.tasks.lock() = tasks;
+    // the server has this node's subscriptions before the others hear of it
+    client
+        .flush()
+        .await
+        .map_err(|e| anyhow::anyhow!("--cluster {url}: {e}"))?;
     node.set_remote(Box::new(Sender(cluster.clone())));
     node.functions
         .set_remote(Box::new(calls::Caller(Arc::downgrade(&cluster))));

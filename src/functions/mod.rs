@@ -86,6 +86,9 @@ pub struct CallContext {
     pub values: Vec<(String, Value)>,
     /// The security scope a caller named with `with_scope`: policy ids (None: none).
     pub scope: Option<Vec<String>>,
+    /// The chain came from another node of the cluster: its calls run on this node
+    /// (a full pool waits here rather than overflow back).
+    pub from_cluster: bool,
 }
 
 impl CallContext {
@@ -315,6 +318,13 @@ impl Pool {
         Ok(self.granted(permit))
     }
 
+    /// Every worker is busy (a call now would wait).
+    pub fn is_full(&self) -> bool {
+        self.permits
+            .as_ref()
+            .is_some_and(|s| s.available_permits() == 0)
+    }
+
     /// A worker now, if one is free (None: the caller would have to wait).
     pub fn try_acquire(self: &Arc<Self>) -> Option<Permit> {
         let permit = match &self.permits {
@@ -443,6 +453,16 @@ pub trait RemoteCalls: Send + Sync {
         context: Arc<CallContext>,
         timeout: Duration,
     ) -> futures::future::BoxFuture<'static, Option<Result<Value, CallError>>>;
+
+    /// Calls `target` on another node than this one (this node's pool is full); None
+    /// when no other node runs it.
+    fn call_elsewhere(
+        &self,
+        target: &str,
+        args: Vec<Value>,
+        context: Arc<CallContext>,
+        timeout: Duration,
+    ) -> futures::future::BoxFuture<'static, Option<Result<Value, CallError>>>;
 }
 
 /// The pools of a node, by function id, and the executors by entry kind.
@@ -481,6 +501,23 @@ impl FunctionTable {
     ) -> Result<Value, CallError> {
         let deadline = Instant::now() + timeout;
         let (pool, executor) = match self.route(registry, target) {
+            // every worker busy and the entry says `overflow: cluster`: another node
+            // that runs it, if one does
+            Ok((pool, _))
+                if pool.spec.overflow
+                    && !context.from_cluster
+                    && pool.is_full()
+                    && self.remote.load().is_some() =>
+            {
+                let remote = self.remote.load_full().expect("checked");
+                match remote
+                    .call_elsewhere(target, args.clone(), context.clone(), timeout)
+                    .await
+                {
+                    Some(r) => return r,
+                    None => self.route(registry, target)?,
+                }
+            }
             Ok(found) => found,
             // not here: a node of the cluster that runs it, if one does
             Err(e) if e.kind == "NOT_FOUND" => match self.remote.load_full() {

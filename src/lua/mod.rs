@@ -1223,6 +1223,7 @@ fn start_process(pctx: ProcessContext) -> mlua::Result<Driver> {
                     actor: Some(pid_str.clone()),
                     values: c.values.clone(),
                     scope: c.scope.clone(),
+                    from_cluster: c.from_cluster,
                 }))
             }
             Some(c) => std::cell::OnceCell::from(c),

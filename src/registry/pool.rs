@@ -32,6 +32,9 @@ pub struct PoolSpec {
     /// Idle workers older than this are let go (adaptive: down to one; the default pool:
     /// all). None: kept (static).
     pub idle_timeout: Option<std::time::Duration>,
+    /// `overflow: cluster`: in a cluster, a call that finds every worker busy goes to
+    /// another node that runs the function (if one does) instead of waiting here.
+    pub overflow: bool,
 }
 
 /// How long an adaptive pool keeps an idle worker (beyond its last one) by default.
@@ -50,6 +53,7 @@ impl Default for PoolSpec {
             max_size: 100,
             buffer: 100 * 64,
             idle_timeout: Some(DEFAULT_IDLE_TIMEOUT),
+            overflow: false,
         }
     }
 }
@@ -112,6 +116,7 @@ impl PoolSpec {
                 max_size: usize::MAX,
                 buffer: 0,
                 idle_timeout: None,
+                overflow: false,
             },
             "lazy" => {
                 let max = positive(m, "max_size")?.unwrap_or(16);
@@ -120,6 +125,7 @@ impl PoolSpec {
                     max_size: max,
                     buffer: positive(m, "buffer")?.unwrap_or(max.saturating_mul(64)),
                     idle_timeout: None,
+                    overflow: false,
                 }
             }
             "static" => {
@@ -132,6 +138,7 @@ impl PoolSpec {
                     max_size: size,
                     buffer: positive(m, "buffer")?.unwrap_or(size.saturating_mul(64)),
                     idle_timeout: None,
+                    overflow: false,
                 }
             }
             "adaptive" => {
@@ -145,6 +152,7 @@ impl PoolSpec {
                         Some(v) => crate::duration::parse_json(v)
                             .map_err(|e| ("pool.idle_timeout".to_string(), e))?,
                     }),
+                    overflow: false,
                 }
             }
             other => {
@@ -161,7 +169,18 @@ impl PoolSpec {
                 ));
             }
         };
-        Ok(spec)
+        let overflow = match m.get("overflow") {
+            None | Some(serde_json::Value::Null) => false,
+            Some(serde_json::Value::String(s)) if s == "cluster" => true,
+            Some(serde_json::Value::String(s)) if s == "none" => false,
+            Some(other) => {
+                return Err((
+                    "pool.overflow".into(),
+                    format!("expected cluster or none, found {other}"),
+                ))
+            }
+        };
+        Ok(PoolSpec { overflow, ..spec })
     }
 }
 
@@ -190,12 +209,21 @@ mod tests {
             Some(std::time::Duration::from_millis(250))
         );
         assert_eq!(p(json!({"type": "inline"})).kind, PoolKind::Inline);
+        assert!(p(json!({"type": "static", "overflow": "cluster"})).overflow);
+        assert!(!p(json!({"type": "static"})).overflow);
     }
 
     #[test]
     fn refuses_bad_pools_naming_the_field() {
         let e = |v| PoolSpec::from_json(&v).unwrap_err();
         assert_eq!(e(json!({"type": "statik"})).0, "pool.type");
+        assert_eq!(
+            e(json!({"type": "static", "overflow": "yes"})),
+            (
+                "pool.overflow".to_string(),
+                "expected cluster or none, found \"yes\"".to_string()
+            )
+        );
         assert!(e(json!({"type": "statik"}))
             .1
             .contains("did you mean static?"));
