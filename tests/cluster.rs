@@ -423,7 +423,12 @@ end }
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_gap_in_a_nodes_stream_is_a_node_loss_on_both_sides() {
     let server = nats();
-    let app = App::new().lua("sleeper", SLEEPER).lua("holder", HOLDER);
+    let app = App::new()
+        .lua("sleeper", SLEEPER)
+        .lua("holder", HOLDER)
+        .lua("member", MEMBER)
+        .lua("view", VIEW)
+        .entry("  - name: groups\n    kind: pg.scope\n");
     app.finish();
     let a = node(&app, &server.url, "a").await;
     let b = node(&app, &server.url, "b").await;
@@ -431,6 +436,13 @@ async fn a_gap_in_a_nodes_stream_is_a_node_loss_on_both_sides() {
     let target = b
         .spawn(&Id::new("app", "sleeper"), None, vec![], Default::default())
         .unwrap();
+    b.spawn(
+        &Id::new("app", "member"),
+        None,
+        vec![Value::Int(1)],
+        Default::default(),
+    )
+    .unwrap();
     let holder = a
         .spawn(
             &Id::new("app", "holder"),
@@ -464,6 +476,9 @@ async fn a_gap_in_a_nodes_stream_is_a_node_loss_on_both_sides() {
     );
     // the target itself runs on
     assert!(b.node().process(&target).is_some());
+    // the two nodes start over: b's group member, dropped with the loss, is known again
+    let out = run(&a, "view", vec![Value::Int(1)]).await;
+    assert_eq!(out["nodes"], json!("b"), "{out}");
     a.shutdown().await;
     b.shutdown().await;
 }

@@ -170,6 +170,19 @@ impl Cluster {
         }
         let _ = self.out.send(Out::Reset(node.to_string(), notify));
         tracing::warn!(node = %node, reason = why, "cluster: node lost");
+        if !remove {
+            // still heard from: the new session starts over as with a node just seen
+            self.greet(node);
+        }
+    }
+
+    /// What a node gets when this one first sees it (or starts a new session with it):
+    /// a request for pids to spawn with, and this node's process group joins.
+    fn greet(&self, node: &str) {
+        self.ask_ids(node);
+        if let Some(n) = self.node.upgrade() {
+            groups::sync_to(self, &n, node);
+        }
     }
 
     /// Notes that `node` runs as incarnation `creation`; a newer incarnation ends the
@@ -190,6 +203,7 @@ impl Cluster {
                 }
                 let _ = self.out.send(Out::Reset(node.to_string(), false));
                 tracing::info!(node = %node, creation, "cluster: node restarted");
+                self.greet(node);
                 true
             }
             _ => true,
@@ -224,10 +238,7 @@ impl Cluster {
             .is_none();
         if fresh {
             tracing::info!(node = %b.n, creation = b.c, "cluster: node joined");
-            self.ask_ids(&b.n);
-            if let Some(n) = self.node.upgrade() {
-                groups::sync_to(self, &n, &b.n);
-            }
+            self.greet(&b.n);
         }
     }
 
