@@ -10,6 +10,9 @@
 //! group -> pids for the whole scope), after which the calling process receives a
 //! message on topic `pg` per join and leave, `{ref, scope, event = "join" | "leave",
 //! group, pids}`, in order; `demonitor(ref)` -> true if it was monitoring.
+//! In a cluster the groups span the nodes: `get_members` / `which_groups` see every
+//! node's processes, `get_local_members` / `which_local_groups` this node's only, and
+//! `join` / `leave` take this node's processes.
 
 use super::errors::LuaError;
 use super::{current_or, Current};
