@@ -519,6 +519,10 @@ pub struct Node {
     pub stats: stats::Stats,
     /// Where messages to pids of other nodes go (set when the node joins a cluster).
     remote: arc_swap::ArcSwapOption<Box<dyn Remote>>,
+    /// Pid numbers handed to other nodes for their spawns here, and those used so far (so
+    /// [`Node::spawned`] counts spawns, not numbers).
+    granted: AtomicU64,
+    granted_used: AtomicU64,
 }
 
 /// Delivery of messages and control operations to processes of other nodes (the cluster
@@ -652,6 +656,8 @@ impl Node {
             exts: DashMap::new(),
             stats: stats::Stats::default(),
             remote: arc_swap::ArcSwapOption::empty(),
+            granted: AtomicU64::new(0),
+            granted_used: AtomicU64::new(0),
         })
     }
 
@@ -711,7 +717,10 @@ impl Node {
 
     /// Processes spawned since the node started.
     pub fn spawned(&self) -> u64 {
-        (self.next_id.load(Ordering::Relaxed) & ((1 << CREATION_SHIFT) - 1)).saturating_sub(1)
+        let numbers =
+            (self.next_id.load(Ordering::Relaxed) & ((1 << CREATION_SHIFT) - 1)).saturating_sub(1);
+        (numbers + self.granted_used.load(Ordering::Relaxed))
+            .saturating_sub(self.granted.load(Ordering::Relaxed))
     }
 
     /// This node's incarnation in its cluster (0: not in one).
@@ -1108,6 +1117,7 @@ impl Node {
     /// Takes `n` pids of this node for another node to spawn with (`Node::spawn_as`): the
     /// first local number of the run.
     pub fn reserve_ids(&self, n: u64) -> u64 {
+        self.granted.fetch_add(n, Ordering::Relaxed);
         self.next_id.fetch_add(n, Ordering::Relaxed)
     }
 
@@ -1192,7 +1202,13 @@ impl Node {
 
         let pid = Pid {
             node: self.name.clone(),
-            id: id.unwrap_or_else(|| self.next_id.fetch_add(1, Ordering::Relaxed)),
+            id: match id {
+                Some(id) => {
+                    self.granted_used.fetch_add(1, Ordering::Relaxed);
+                    id
+                }
+                None => self.next_id.fetch_add(1, Ordering::Relaxed),
+            },
         };
         let mut rel = Relations::default();
         if let Some(l) = &opts.link_to {
