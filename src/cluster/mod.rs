@@ -645,27 +645,36 @@ fn spawn_task(
 /// The incarnation this node gets: the revision of its key in the server's key-value
 /// bucket `warden_nodes` (it grows with every join, so a restarted node gets a new one).
 async fn creation(client: &async_nats::Client, url: &str, name: &str) -> anyhow::Result<u64> {
-    use async_nats::jetstream::kv::Config;
-    let js = async_nats::jetstream::new(client.clone());
-    let config = Config {
-        bucket: "warden_nodes".into(),
-        history: 1,
-        ..Default::default()
-    };
-    let kv = match js.create_key_value(config).await {
-        Ok(kv) => kv,
-        Err(e) => js.get_key_value("warden_nodes").await.map_err(|_| {
-            anyhow::anyhow!(
-                "--cluster {url}: the server's key-value store is not available (start nats-server with -js): {e}"
-            )
-        })?,
-    };
+    let kv = bucket(client, url, "warden_nodes").await?;
     let rev = kv
         .put(name, name.to_string().into())
         .await
         .map_err(|e| anyhow::anyhow!("--cluster {url}: registering node {name}: {e}"))?;
     let limit = 1u64 << (64 - crate::process::CREATION_SHIFT);
     Ok(rev % (limit - 1) + 1)
+}
+
+/// The server's key-value bucket `name` (one value per key), made by the first node that
+/// needs it.
+async fn bucket(
+    client: &async_nats::Client,
+    url: &str,
+    name: &str,
+) -> anyhow::Result<async_nats::jetstream::kv::Store> {
+    let js = async_nats::jetstream::new(client.clone());
+    let config = async_nats::jetstream::kv::Config {
+        bucket: name.into(),
+        history: 1,
+        ..Default::default()
+    };
+    match js.create_key_value(config).await {
+        Ok(kv) => Ok(kv),
+        Err(e) => js.get_key_value(name).await.map_err(|_| {
+            anyhow::anyhow!(
+                "--cluster {url}: the server's key-value store is not available (start nats-server with -js): {e}"
+            )
+        }),
+    }
 }
 
 /// Joins the cluster at `url` as node `node.name`: connects, checks the server's version,
@@ -715,7 +724,7 @@ pub async fn join(node: &Arc<Node>, config: &config::Config) -> anyhow::Result<A
     }
     let creation = creation(&client, url, &name).await?;
     node.set_creation(creation);
-    let (names, mut tasks) = names::open(&client, url, node).await?;
+    let (names, mut tasks) = names::open(&client, url, &Arc::downgrade(node)).await?;
     let (out, rx) = tokio::sync::mpsc::unbounded_channel::<Out>();
     let queued = Arc::new(AtomicUsize::new(0));
     let cluster = Arc::new(Cluster {

@@ -57,22 +57,9 @@ fn name_of(key: &str) -> Option<String> {
 pub(super) async fn open(
     client: &async_nats::Client,
     url: &str,
-    node: &crate::process::Node,
+    node: &std::sync::Weak<crate::process::Node>,
 ) -> anyhow::Result<(Arc<Names>, Vec<tokio::task::AbortHandle>)> {
-    use async_nats::jetstream::kv::Config;
-    let js = async_nats::jetstream::new(client.clone());
-    let config = Config {
-        bucket: "warden_names".into(),
-        history: 1,
-        ..Default::default()
-    };
-    let kv = match js.create_key_value(config).await {
-        Ok(kv) => kv,
-        Err(e) => js
-            .get_key_value("warden_names")
-            .await
-            .map_err(|_| anyhow::anyhow!("--cluster {url}: the names bucket: {e}"))?,
-    };
+    let kv = super::bucket(client, url, "warden_names").await?;
     let (release, mut releases) = tokio::sync::mpsc::unbounded_channel::<(String, u64)>();
     let names = Arc::new(Names {
         kv: kv.clone(),
@@ -84,29 +71,21 @@ pub(super) async fn open(
         .await
         .map_err(|e| anyhow::anyhow!("--cluster {url}: watching the names: {e}"))?;
     let mirror = Arc::downgrade(&names);
-    let parse = {
-        let name = node.name.clone();
-        move |s: &str| {
-            let p = Pid::parse(s)?;
-            Some(if *p.node == *name {
-                Pid {
-                    node: name.clone(),
-                    id: p.id,
-                }
-            } else {
-                p
-            })
-        }
-    };
+    let node = std::sync::Weak::clone(node);
     let mut tasks = vec![tokio::spawn(async move {
         while let Some(Ok(e)) = watch.next().await {
-            let Some(names) = mirror.upgrade() else { break };
+            let (Some(names), Some(node)) = (mirror.upgrade(), node.upgrade()) else {
+                break;
+            };
             let Some(name) = name_of(&e.key) else {
                 continue;
             };
             match e.operation {
                 Operation::Put => {
-                    let Some(pid) = std::str::from_utf8(&e.value).ok().and_then(&parse) else {
+                    let Some(pid) = std::str::from_utf8(&e.value)
+                        .ok()
+                        .and_then(|s| node.parse_pid(s))
+                    else {
                         continue;
                     };
                     match names.mirror.get(&name).map(|v| v.1) {

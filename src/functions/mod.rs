@@ -501,23 +501,6 @@ impl FunctionTable {
     ) -> Result<Value, CallError> {
         let deadline = Instant::now() + timeout;
         let (pool, executor) = match self.route(registry, target) {
-            // every worker busy and the entry says `overflow: cluster`: another node
-            // that runs it, if one does
-            Ok((pool, _))
-                if pool.spec.overflow
-                    && !context.from_cluster
-                    && pool.is_full()
-                    && self.remote.load().is_some() =>
-            {
-                let remote = self.remote.load_full().expect("checked");
-                match remote
-                    .call_elsewhere(target, args.clone(), context.clone(), timeout)
-                    .await
-                {
-                    Some(r) => return r,
-                    None => self.route(registry, target)?,
-                }
-            }
             Ok(found) => found,
             // not here: a node of the cluster that runs it, if one does
             Err(e) if e.kind == "NOT_FOUND" => match self.remote.load_full() {
@@ -531,6 +514,16 @@ impl FunctionTable {
             },
             Err(e) => return Err(e),
         };
+        // every worker busy and the entry says `overflow: cluster`: another node that
+        // runs it, if one does (else wait here)
+        if pool.spec.overflow && !context.from_cluster && pool.is_full() {
+            if let Some(r) = self.remote.load_full() {
+                let elsewhere = r.call_elsewhere(target, args.clone(), context.clone(), timeout);
+                if let Some(result) = elsewhere.await {
+                    return result;
+                }
+            }
+        }
         let permit = pool.acquire(deadline).await?;
         let result = executor
             .execute(pool.clone(), args, context, deadline)

@@ -73,21 +73,19 @@ fn entry_id(v: &mlua::Value, func: &str, what: &str) -> Result<Id, LuaError> {
 fn host_id(ctx: &ProcCtx, v: &mlua::Value, func: &str) -> Result<(Option<String>, Id), LuaError> {
     match v {
         mlua::Value::Nil => Ok((None, ctx.host.id.clone())),
-        mlua::Value::String(s) => {
+        // two colons: `node:namespace:host` (checked on the bytes: a plain host id, the
+        // common case, is parsed once as before)
+        mlua::Value::String(s) if s.as_bytes().iter().filter(|&&c| c == b':').count() > 1 => {
             let text = s.to_string_lossy();
-            match text.split_once(':') {
-                Some((node, host)) if host.contains(':') => {
-                    let host = Id::parse(host).map_err(|e| {
-                        LuaError::new(
-                            "INVALID",
-                            format!("process.{func}: invalid host id {text:?}: {e}"),
-                        )
-                    })?;
-                    let node = (node != &*ctx.node.name).then(|| node.to_string());
-                    Ok((node, host))
-                }
-                _ => Ok((None, entry_id(v, func, "host id")?)),
-            }
+            let (node, host) = text.split_once(':').unwrap_or_default();
+            let host = Id::parse(host).map_err(|e| {
+                LuaError::new(
+                    "INVALID",
+                    format!("process.{func}: invalid host id {text:?}: {e}"),
+                )
+            })?;
+            let node = (node != &*ctx.node.name).then(|| node.to_string());
+            Ok((node, host))
         }
         other => Ok((None, entry_id(other, func, "host id")?)),
     }

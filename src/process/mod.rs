@@ -1294,22 +1294,9 @@ impl Node {
         for name in rel.names {
             self.names.remove_if(&name, |_, p| p == pid);
         }
-        let remote = if rel
-            .watching
-            .iter()
-            .chain(&rel.links)
-            .any(|p| self.is_remote(p))
-            || rel
-                .monitors
-                .iter()
-                .any(|m| matches!(m, Watcher::Process(p) if self.is_remote(p)))
-        {
-            self.remote.load_full()
-        } else {
-            None
-        };
+        // relations with processes of other nodes are told through the cluster
         let tell = |node: &str, op: RemoteOp| {
-            if let Some(r) = &remote {
+            if let Some(r) = &*self.remote.load() {
                 let _ = r.control(node, op);
             }
         };
