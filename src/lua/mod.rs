@@ -338,6 +338,18 @@ fn preempt_hook(lua: &Lua, _: &mlua::Debug) -> mlua::Result<VmState> {
     })
 }
 
+/// The functions of Lua's `os` library that no process gets: removed from the worker's
+/// state once the sandbox is built.
+const OS_REMOVED: &[&str] = &[
+    "execute",
+    "exit",
+    "remove",
+    "rename",
+    "getenv",
+    "tmpname",
+    "setlocale",
+];
+
 impl LuaWorker {
     fn new() -> mlua::Result<LuaWorker> {
         let lua = Lua::new_with(
@@ -373,6 +385,15 @@ impl LuaWorker {
             .load(include_str!("sandbox.lua"))
             .set_name("=warden sandbox")
             .call(rust)?;
+        // What the sandbox never hands out goes from the real globals as well, so that a
+        // hole found later still cannot reach a shell, the host's files or its environment.
+        let os: Table = lua.globals().get("os")?;
+        for name in OS_REMOVED {
+            os.raw_set(*name, mlua::Value::Nil)?;
+        }
+        for name in ["dofile", "loadfile", "load"] {
+            lua.globals().raw_set(name, mlua::Value::Nil)?;
+        }
         let message_mt: Table = setup.get("message_mt")?;
         channel::install_receive(&lua, &message_mt)?;
         let freeze: Function = setup.get("freeze")?;

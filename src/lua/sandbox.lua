@@ -16,13 +16,16 @@ local frozen = raw_setmetatable({}, { __mode = "k" })
 local function freeze(t, name, call)
   local proxy = {}
   frozen[proxy] = true
+  -- pairs(proxy) walks t without handing t out: the iterator is a closure over t, and
+  -- the state it returns is the proxy itself (Lua's own `next` would need t as state)
+  local function iterate(_, k) return next(t, k) end
   raw_setmetatable(proxy, {
     __call = call,
     __index = t,
     __newindex = function(_, k)
       error(("attempt to modify read-only table %s (field %s)"):format(name, tostring(k)), 2)
     end,
-    __pairs = function() return next, t, nil end,
+    __pairs = function() return iterate, proxy, nil end,
     __len = function() return #t end,
     __metatable = false,
   })
