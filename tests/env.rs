@@ -84,3 +84,74 @@ fn a_variable_storage_must_be_an_env_storage() {
         ]
     );
 }
+
+/// A value written to a `.env` file is one line: it cannot declare, override or delete
+/// another variable of the file, and a read-only variable stays as it is whichever entry
+/// (or storage entry of the same file) names it. Wippy: en/system/env.md (`read_only`,
+/// `env.storage.file` is a .env file).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_value_cannot_reach_another_variable_of_its_file() {
+    let app = App::new()
+        .entry("  - {name: dotenv, kind: env.storage.file, file: ./app.env}\n")
+        .entry("  - {name: same_file, kind: env.storage.file, file: ./app.env}\n")
+        .entry("  - {name: note, kind: env.variable, variable: NOTE, storage: dotenv}\n")
+        .entry("  - {name: secret, kind: env.variable, variable: SECRET, storage: dotenv, read_only: true}\n")
+        .entry("  - {name: secret_alias, kind: env.variable, variable: SECRET, storage: dotenv}\n")
+        .entry("  - {name: secret_other, kind: env.variable, variable: SECRET, storage: same_file}\n")
+        .lua(
+            "main",
+            r#"
+local env = require("env")
+return { main = function()
+  local function try(name, value)
+    local ok, err = env.set(name, value)
+    return { ok = ok, kind = err and err:kind(), msg = err and tostring(err) }
+  end
+  return {
+    lf = try("note", "x\nSECRET=evil"),
+    cr = try("note", "x\rSECRET=evil"),
+    nul = try("note", "x\0SECRET=evil"),
+    alias = try("secret_alias", "evil"),
+    other = try("secret_other", "evil"),
+    plain = try("note", "fine = with spaces"),
+    secret = env.get("secret"),
+    note = env.get("note"),
+  }
+end }
+"#,
+        );
+    app.write("app.env", "SECRET=kept\nNOTE=first\n");
+    let v = app.value("main").await;
+    for k in ["lf", "cr", "nul"] {
+        assert_eq!(v[k]["kind"], "INVALID", "{k}: {v}");
+        assert!(
+            v[k]["msg"]
+                .as_str()
+                .unwrap()
+                .contains("env.set: app:note: value: contains"),
+            "{v}"
+        );
+    }
+    assert_eq!(v["alias"]["kind"], "PERMISSION_DENIED", "{v}");
+    assert!(
+        v["alias"]["msg"]
+            .as_str()
+            .unwrap()
+            .contains("SECRET in app:dotenv is read_only (declared so by app:secret)"),
+        "{v}"
+    );
+    assert_eq!(v["other"]["kind"], "PERMISSION_DENIED", "{v}");
+    assert_eq!(v["plain"]["ok"], true, "{v}");
+    assert_eq!(v["secret"], "kept");
+    assert_eq!(v["note"], "fine = with spaces");
+    let file = std::fs::read_to_string(app.path().join("app.env")).unwrap();
+    assert_eq!(file, "SECRET=kept\nNOTE=fine = with spaces\n");
+    // written through a temporary file that was renamed: nothing else is left beside it
+    let mut names: Vec<String> = std::fs::read_dir(app.path())
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .filter(|n| n.contains("app.env"))
+        .collect();
+    names.sort();
+    assert_eq!(names, ["app.env"]);
+}

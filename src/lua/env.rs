@@ -84,17 +84,26 @@ fn value_of(node: &Node, reg: &Registry, e: &Entry) -> Option<String> {
     stored.or_else(|| default.clone())
 }
 
-/// Writes `key=value` into the `.env` file at `path`, keeping its other lines.
+/// Writes `key=value` into the `.env` file at `path`, keeping its other lines (a later
+/// line for the same key is dropped, so the value written is the one read back). The
+/// new text goes to a temporary file beside it that is then renamed over it, so the
+/// file is never seen half-written.
 fn write_file(path: &std::path::Path, key: &str, value: &str) -> std::io::Result<()> {
-    let text = std::fs::read_to_string(path).unwrap_or_default();
+    let text = match std::fs::read_to_string(path) {
+        Ok(t) => t,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => String::new(),
+        Err(e) => return Err(e),
+    };
     let mut lines: Vec<String> = Vec::new();
     let mut done = false;
     for line in text.lines() {
         let t = line.trim_start();
         let t = t.strip_prefix("export ").unwrap_or(t);
-        if !done && t.split_once('=').map(|(k, _)| k.trim()) == Some(key) {
-            lines.push(format!("{key}={value}"));
-            done = true;
+        if t.split_once('=').map(|(k, _)| k.trim()) == Some(key) {
+            if !done {
+                lines.push(format!("{key}={value}"));
+                done = true;
+            }
         } else {
             lines.push(line.to_string());
         }
@@ -102,7 +111,54 @@ fn write_file(path: &std::path::Path, key: &str, value: &str) -> std::io::Result
     if !done {
         lines.push(format!("{key}={value}"));
     }
-    std::fs::write(path, lines.join("\n") + "\n")
+    let name = path
+        .file_name()
+        .map(|n| n.to_string_lossy())
+        .unwrap_or_default();
+    let tmp = path.with_file_name(format!(".{name}.{}.tmp", uuid::Uuid::new_v4().simple()));
+    let written = std::fs::write(&tmp, lines.join("\n") + "\n").and_then(|()| {
+        if let Ok(meta) = std::fs::metadata(path) {
+            std::fs::set_permissions(&tmp, meta.permissions())?;
+        }
+        std::fs::rename(&tmp, path)
+    });
+    if written.is_err() {
+        let _ = std::fs::remove_file(&tmp);
+    }
+    written
+}
+
+/// Why `value` cannot be one line of a `.env` file, if it cannot: a line break would end
+/// the line and let the rest declare (or override) another variable.
+fn unsafe_for_file(value: &str) -> Option<&'static str> {
+    if value.contains('\n') {
+        Some("a line feed")
+    } else if value.contains('\r') {
+        Some("a carriage return")
+    } else if value.contains('\0') {
+        Some("a NUL byte")
+    } else {
+        None
+    }
+}
+
+/// The read-only variable entry (other than `e`) that keeps `key` in storage `storage`:
+/// a variable that is read-only stays so whichever entry names it.
+fn read_only_holder<'a>(reg: &'a Registry, storage: &Id, key: &str) -> Option<&'a Arc<Entry>> {
+    let path_of = |id: &Id| match reg.get(id).map(|s| &s.spec) {
+        Some(EntrySpec::EnvStorage(EnvStorage::File(p))) => Some(p.clone()),
+        _ => None,
+    };
+    let target_path = path_of(storage);
+    reg.entries.values().find(|v| match &v.spec {
+        EntrySpec::EnvVariable {
+            variable: Some(var),
+            storage: Some(st),
+            read_only: true,
+            ..
+        } => var == key && (st == storage || (target_path.is_some() && path_of(st) == target_path)),
+        _ => false,
+    })
 }
 
 fn not_found(lua: &Lua, func: &str, name: &str) -> mlua::Result<MultiValue> {
@@ -187,6 +243,14 @@ pub fn module(lua: &Lua) -> mlua::Result<Table> {
             let Some(key) = variable else {
                 return denied("the variable names no variable".into());
             };
+            if let Some(st) = storage {
+                if let Some(holder) = read_only_holder(&reg, st, key) {
+                    return denied(format!(
+                        "{key} in {st} is read_only (declared so by {})",
+                        holder.id
+                    ));
+                }
+            }
             match storage
                 .as_ref()
                 .and_then(|s| reg.get(s))
@@ -200,6 +264,28 @@ pub fn module(lua: &Lua) -> mlua::Result<Table> {
                         .insert(key.clone(), value);
                 }
                 Some((s, EntrySpec::EnvStorage(EnvStorage::File(path)))) => {
+                    if let Some(what) = unsafe_for_file(&value) {
+                        return LuaError::new(
+                            "INVALID",
+                            format!(
+                                "env.set: {}: value: contains {what}, which a line of {} ({}) cannot hold",
+                                e.id,
+                                s.id,
+                                path.display()
+                            ),
+                        )
+                        .into_nil_err(lua);
+                    }
+                    if key.is_empty()
+                        || key.contains(['=', '#', '\n', '\r', '\0'])
+                        || key.trim() != key
+                    {
+                        return denied(format!(
+                            "{key:?} cannot be a variable name in {} ({})",
+                            s.id,
+                            path.display()
+                        ));
+                    }
                     if let Err(err) = write_file(path, key, &value) {
                         return LuaError::new(
                             "INTERNAL",
