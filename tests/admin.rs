@@ -87,9 +87,50 @@ fn post(node: &Node, path: &str) -> (u16, String) {
         .into();
     let mut r = agent
         .post(&format!("http://{}{path}", node.addr))
-        .send_empty()
+        .header("Content-Type", "application/json")
+        .send("{}")
         .unwrap();
     (r.status().as_u16(), r.body_mut().read_to_string().unwrap())
+}
+
+/// A request with the given headers and body (a POST when there is a body).
+fn request(node: &Node, path: &str, headers: &[(&str, &str)], body: Option<&str>) -> (u16, String) {
+    let agent: ureq::Agent = ureq::Agent::config_builder()
+        .http_status_as_error(false)
+        .build()
+        .into();
+    let url = format!("http://{}{path}", node.addr);
+    let mut r = match body {
+        Some(b) => {
+            let mut req = agent.post(&url);
+            for (k, v) in headers {
+                req = req.header(*k, *v);
+            }
+            req.send(b).unwrap()
+        }
+        None => {
+            let mut req = agent.get(&url);
+            for (k, v) in headers {
+                req = req.header(*k, *v);
+            }
+            req.call().unwrap()
+        }
+    };
+    (r.status().as_u16(), r.body_mut().read_to_string().unwrap())
+}
+
+/// The pid of child `child` of `app:tree` now.
+fn child_pid(node: &Node, child: &str) -> String {
+    let (_, trees) = get(node, "/api/v1/trees", None);
+    let trees: serde_json::Value = serde_json::from_str(&trees).unwrap();
+    trees
+        .as_array()
+        .unwrap()
+        .iter()
+        .flat_map(|t| t["children"].as_array().unwrap().iter())
+        .find(|c| c["id"] == child)
+        .unwrap_or_else(|| panic!("no child {child}: {trees}"))["pid"]
+        .to_string()
 }
 
 fn scrape(node: &Node) -> prometheus_parse::Scrape {
@@ -321,6 +362,81 @@ fn metrics_move_with_a_crash_and_the_commands_steer_services() {
     assert_eq!(err.trim(), "error: service app:nothing not found");
 }
 
+/// What a page in the operator's browser can send cross-site (a form post, a fetch from
+/// another origin, a DNS name rebound to loopback) acts on nothing; an unknown action, a
+/// restart that cannot be done and another node's pid change nothing.
+#[test]
+fn only_the_operator_can_act_and_a_bad_action_changes_nothing() {
+    let app = app().entry("  - name: ttree\n    kind: supervisor\n    strategy: one_for_one\n    children: [{id: t, process: worker, restart: temporary}]\n")
+        .entry("  - name: ttsvc\n    kind: process.service\n    process: ttree\n    host: host\n    lifecycle: {auto_start: true}\n");
+    app.finish();
+    let node = start(&app, &[]);
+    let restart = "/api/v1/trees/app:tree/children/a/restart";
+    wait_for(|| child_pid(&node, "a").starts_with("\"{"));
+    let a0 = child_pid(&node, "a");
+    let form = ("Content-Type", "application/x-www-form-urlencoded");
+    let (code, body) = request(&node, restart, &[form], Some("x=1"));
+    assert_eq!(code, 415, "{body}");
+    assert!(
+        body.contains("an action needs Content-Type: application/json"),
+        "{body}"
+    );
+    let (code, body) = request(
+        &node,
+        "/api/v1/services/app:svc/stop",
+        &[("Content-Type", "text/plain")],
+        Some("x"),
+    );
+    assert_eq!(code, 415, "{body}");
+    let json = ("Content-Type", "application/json");
+    let (code, body) = request(
+        &node,
+        restart,
+        &[json, ("Origin", "http://evil.example")],
+        Some("{}"),
+    );
+    assert_eq!(code, 403, "{body}");
+    assert!(
+        body.contains("a request from another origin (http://evil.example) is refused"),
+        "{body}"
+    );
+    let port = node.addr.rsplit(':').next().unwrap();
+    let rebound = format!("evil.example:{port}");
+    let (code, body) = request(&node, restart, &[json, ("Host", &rebound)], Some("{}"));
+    assert_eq!(code, 403, "{body}");
+    assert!(body.contains("is not this endpoint's address"), "{body}");
+    let (code, _) = request(&node, "/api/v1/processes", &[("Host", &rebound)], None);
+    assert_eq!(code, 403);
+    let (code, _) = request(
+        &node,
+        "/api/v1/status",
+        &[("Host", &format!("localhost:{port}"))],
+        None,
+    );
+    assert_eq!(code, 200);
+    let (code, body) = post(&node, "/api/v1/trees/app:tree/children/a/restat");
+    assert_eq!(code, 404, "{body}");
+    assert!(
+        body.contains("unknown action restat; expected restart or terminate"),
+        "{body}"
+    );
+    let (code, body) = post(&node, "/api/v1/trees/app:ttree/children/t/restart");
+    assert_eq!(code, 409, "{body}");
+    assert!(body.contains("child t of app:ttree is temporary"), "{body}");
+    assert!(
+        child_pid(&node, "t").starts_with("\"{"),
+        "the temporary child still runs"
+    );
+    let (code, body) = post(&node, "/api/v1/processes/%7Bother%7C5%7D/terminate");
+    assert_eq!(code, 404, "{body}");
+    assert!(body.contains("is a process of node other"), "{body}");
+    assert_eq!(child_pid(&node, "a"), a0, "nothing above touched child a");
+    // the operator's own request works
+    let (code, body) = post(&node, restart);
+    assert_eq!(code, 200, "{body}");
+    assert_ne!(child_pid(&node, "a"), a0);
+}
+
 #[test]
 fn tokens_read_only_mode_and_an_unreachable_node() {
     let app = app();
@@ -328,6 +444,17 @@ fn tokens_read_only_mode_and_an_unreachable_node() {
     assert_eq!(get(&node, "/metrics", None).0, 401);
     assert_eq!(get(&node, "/api/v1/status", Some("wrong")).0, 401);
     assert_eq!(get(&node, "/api/v1/status", Some("s3cret")).0, 200);
+    // a GET may carry the token in its query (the live page and its stream do); an
+    // action may not
+    assert_eq!(get(&node, "/api/v1/status?token=s3cret", None).0, 200);
+    assert_eq!(get(&node, "/api/v1/status?token=s3cre", None).0, 401);
+    let (code, _) = request(
+        &node,
+        "/api/v1/services/app:svc/stop?token=s3cret",
+        &[("Content-Type", "application/json")],
+        Some("{}"),
+    );
+    assert_eq!(code, 401);
     let agent: ureq::Agent = ureq::Agent::config_builder()
         .http_status_as_error(false)
         .build()
@@ -338,7 +465,8 @@ fn tokens_read_only_mode_and_an_unreachable_node() {
             node.addr
         ))
         .header("Authorization", "Bearer s3cret")
-        .send_empty()
+        .header("Content-Type", "application/json")
+        .send("{}")
         .unwrap();
     assert_eq!(r.status().as_u16(), 403);
     drop(node);
@@ -376,7 +504,7 @@ fn tokens_read_only_mode_and_an_unreachable_node() {
 #[test]
 fn the_page_shows_the_forest_and_a_restart_in_chromium() {
     let chromium = std::env::var("CHROMIUM").unwrap_or_else(|_| "chromium".into());
-    let dump = |node: &Node| -> String {
+    let dump_url = |url: &str| -> String {
         let out = Command::new(&chromium)
             .args([
                 "--headless",
@@ -387,13 +515,14 @@ fn the_page_shows_the_forest_and_a_restart_in_chromium() {
             ])
             // one snapshot per connection: the browser's virtual time runs while the
             // network is quiet, and the page reconnects at once
-            .arg(format!("http://{}/?max=1", node.addr))
+            .arg(url)
             .output()
             .unwrap_or_else(|e| {
                 panic!("this test needs a headless Chromium (the Debian package `chromium`, which .ci/run installs; or CHROMIUM=path): {e}")
             });
         String::from_utf8_lossy(&out.stdout).into_owned()
     };
+    let dump = |node: &Node| dump_url(&format!("http://{}/?max=1", node.addr));
     let app = app();
     let node = start(&app, &[]);
     let dom = dump(&node);
@@ -430,4 +559,10 @@ fn the_page_shows_the_forest_and_a_restart_in_chromium() {
     });
     let dom = dump(&node);
     assert_eq!(restarts(&dom), "1", "{dom}");
+    drop(node);
+
+    // with a token, the page is opened with it in the query and shows the same
+    let node = start(&app, &["--admin-token", "s3cret"]);
+    let dom = dump_url(&format!("http://{}/?max=1&token=s3cret", node.addr));
+    assert!(dom.contains("data-id=\"app:tree/a\""), "{dom}");
 }

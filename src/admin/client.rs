@@ -56,11 +56,14 @@ impl Target {
 
     /// POST to `path` (JSON answer).
     pub fn post(&self, path: &str) -> Result<Value, String> {
-        let mut req = self.agent().post(&self.url(path));
+        let mut req = self
+            .agent()
+            .post(&self.url(path))
+            .header("Content-Type", "application/json");
         if let Some(t) = &self.token {
             req = req.header("Authorization", &format!("Bearer {t}"));
         }
-        self.finish(req.send_empty())
+        self.finish(req.send("{}"))
     }
 }
 

@@ -6,8 +6,15 @@
 //!
 //! Access: only a loopback address unless a token is set (`--admin-token` or
 //! `WARDEN_ADMIN_TOKEN`); with a token, every request without `Authorization: Bearer
-//! TOKEN` is refused with 401. `--admin-read-only` refuses every action with 403. Each
-//! action is logged with the address that asked.
+//! TOKEN` is refused with 401 (compared in constant time; a GET may give it as
+//! `?token=TOKEN` instead, so that the live page and its event stream, which a browser
+//! opens without headers, work: `http://ADDR/?token=TOKEN`). Without a token the `Host`
+//! header must name the bound address (a page that rebinds its own DNS name to loopback
+//! is refused), and a request whose `Origin` is not the endpoint itself is refused
+//! always. Actions (POST) need `Content-Type: application/json`, which a cross-site form
+//! cannot send without a CORS preflight that this endpoint never grants.
+//! `--admin-read-only` refuses every action with 403. Each action is logged with the
+//! address that asked.
 
 pub mod client;
 pub mod metrics;
@@ -39,6 +46,8 @@ pub struct Config {
 /// What the handlers read.
 #[derive(Clone)]
 struct Ctx {
+    /// The address listened on (what `Host` must name when there is no token).
+    bound: SocketAddr,
     node: Arc<Node>,
     sup: Arc<Supervision>,
     config: Arc<Config>,
@@ -63,6 +72,7 @@ pub async fn serve(
     let bound = listener.local_addr()?;
     crate::functions::time_calls();
     let ctx = Ctx {
+        bound,
         node,
         sup,
         config: Arc::new(config),
@@ -103,22 +113,90 @@ fn error(status: StatusCode, message: impl Into<String>) -> Response {
     (status, Json(json!({ "error": message.into() }))).into_response()
 }
 
-/// The token, then read-only mode for actions.
+/// Where a request comes from, then the token, then what an action needs: refused
+/// before any handler runs.
 async fn guard(State(ctx): State<Ctx>, req: Request, next: Next) -> Response {
+    use axum::http::header::{AUTHORIZATION, CONTENT_TYPE, HOST, ORIGIN};
+    let headers = req.headers();
+    let host = headers
+        .get(HOST)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("");
+    if ctx.config.token.is_none() && !host_is_bound(host, ctx.bound) {
+        return error(
+            StatusCode::FORBIDDEN,
+            format!(
+                "Host {host:?} is not this endpoint's address ({}); without a token only requests to that address are served",
+                ctx.bound
+            ),
+        );
+    }
+    if let Some(origin) = headers.get(ORIGIN) {
+        let origin = origin.to_str().unwrap_or("");
+        if origin != format!("http://{host}") && origin != format!("https://{host}") {
+            return error(
+                StatusCode::FORBIDDEN,
+                format!("a request from another origin ({origin}) is refused"),
+            );
+        }
+    }
+    let is_action = req.method() != axum::http::Method::GET;
     if let Some(token) = &ctx.config.token {
-        let given = req
-            .headers()
-            .get(axum::http::header::AUTHORIZATION)
+        let header = headers
+            .get(AUTHORIZATION)
             .and_then(|v| v.to_str().ok())
-            .and_then(|v| v.strip_prefix("Bearer "));
-        if given != Some(token.as_str()) {
+            .and_then(|v| v.strip_prefix("Bearer "))
+            .map(str::to_string);
+        // the query form is for GETs only: an action always carries the header
+        let query = || {
+            axum::extract::Query::<std::collections::HashMap<String, String>>::try_from_uri(
+                req.uri(),
+            )
+            .ok()
+            .and_then(|q| q.0.get("token").cloned())
+        };
+        let given = header.or_else(|| if is_action { None } else { query() });
+        if !given.is_some_and(|g| same_secret(&g, token)) {
             return error(StatusCode::UNAUTHORIZED, "a valid admin token is required");
         }
     }
-    if ctx.config.read_only && req.method() == axum::http::Method::POST {
-        return error(StatusCode::FORBIDDEN, "the admin endpoint is read-only");
+    if is_action {
+        if ctx.config.read_only {
+            return error(StatusCode::FORBIDDEN, "the admin endpoint is read-only");
+        }
+        let json = headers
+            .get(CONTENT_TYPE)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.split(';').next())
+            .is_some_and(|t| t.trim().eq_ignore_ascii_case("application/json"));
+        if !json {
+            return error(
+                StatusCode::UNSUPPORTED_MEDIA_TYPE,
+                "an action needs Content-Type: application/json",
+            );
+        }
     }
     next.run(req).await
+}
+
+/// Whether a `Host` header names the bound address (for a loopback address, also as
+/// `localhost`).
+fn host_is_bound(host: &str, bound: SocketAddr) -> bool {
+    if host == bound.to_string() {
+        return true;
+    }
+    let port = bound.port();
+    bound.ip().is_loopback() && host == format!("localhost:{port}")
+}
+
+/// Compares two secrets in time that does not depend on where they differ (their
+/// SHA-256 digests, compared in constant time).
+fn same_secret(given: &str, token: &str) -> bool {
+    use sha2::Digest;
+    use subtle::ConstantTimeEq;
+    let a = sha2::Sha256::digest(given.as_bytes());
+    let b = sha2::Sha256::digest(token.as_bytes());
+    a.as_slice().ct_eq(b.as_slice()).into()
 }
 
 async fn metrics_text(State(ctx): State<Ctx>) -> Response {
@@ -397,26 +475,41 @@ async fn child_action(
         Ok(id) => id,
         Err(r) => return *r,
     };
-    tracing::info!(%who, tree = %id, %child, action, "admin action");
-    let stopped = match ctx.sup.terminate_child(&id, &child).await {
-        Ok(Ok(())) => Ok(()),
-        Ok(Err(e)) => return child_error(e),
-        Err((_, e)) => Err(e),
-    };
-    if let Err(e) = stopped {
-        return error(StatusCode::NOT_FOUND, e);
-    }
-    match action.as_str() {
-        "terminate" => Json(json!({ "terminated": child })).into_response(),
-        "restart" => match ctx.sup.restart_child(&id, &child).await {
-            Ok(Ok(pid)) => Json(json!({ "restarted": child, "pid": pid })).into_response(),
-            Ok(Err(e)) => child_error(e),
-            Err((_, e)) => error(StatusCode::NOT_FOUND, e),
-        },
-        other => error(
+    if action != "restart" && action != "terminate" {
+        return error(
             StatusCode::NOT_FOUND,
-            format!("unknown action {other}; expected restart or terminate"),
-        ),
+            format!("unknown action {action}; expected restart or terminate"),
+        );
+    }
+    // A restart must not leave the child stopped for a reason known before it stops:
+    // the tree and child exist, the tree is not simple_one_for_one, and a temporary
+    // child (which terminate deletes, as in OTP) is not restarted.
+    if action == "restart" {
+        match ctx.sup.get_childspec(&id, &child).await {
+            Ok(Ok(spec)) if spec.restart == crate::supervision::spec::RestartType::Temporary => {
+                return error(
+                    StatusCode::CONFLICT,
+                    format!("child {child} of {id} is temporary: terminating it deletes it, so it cannot be restarted"),
+                )
+            }
+            Ok(Ok(_)) => {}
+            Ok(Err(e)) => return child_error(e),
+            Err((_, e)) => return error(StatusCode::NOT_FOUND, e),
+        }
+    }
+    tracing::info!(%who, tree = %id, %child, action, "admin action");
+    match ctx.sup.terminate_child(&id, &child).await {
+        Ok(Ok(())) => {}
+        Ok(Err(e)) => return child_error(e),
+        Err((_, e)) => return error(StatusCode::NOT_FOUND, e),
+    }
+    if action == "terminate" {
+        return Json(json!({ "terminated": child })).into_response();
+    }
+    match ctx.sup.restart_child(&id, &child).await {
+        Ok(Ok(pid)) => Json(json!({ "restarted": child, "pid": pid })).into_response(),
+        Ok(Err(e)) => child_error(e),
+        Err((_, e)) => error(StatusCode::NOT_FOUND, e),
     }
 }
 
@@ -428,6 +521,15 @@ async fn terminate(
     let Some(p) = ctx.node.parse_pid(&pid) else {
         return error(StatusCode::BAD_REQUEST, format!("malformed pid {pid:?}"));
     };
+    if ctx.node.is_remote(&p) {
+        return error(
+            StatusCode::NOT_FOUND,
+            format!(
+                "{p} is a process of node {}; this endpoint acts on node {}'s processes only",
+                p.node, ctx.node.name
+            ),
+        );
+    }
     tracing::info!(%who, pid = %p, "admin action: terminate");
     match ctx.node.terminate(&p) {
         Ok(()) => Json(json!({ "terminated": p.to_string() })).into_response(),
