@@ -6,8 +6,8 @@
 //! the subscription's own (`@events/N`), so events from one sender arrive in the order
 //! sent and the subscriber's mailbox bounds what waits. A subscriber whose mailbox is full
 //! does not get the event: [`publish`] delivers to every other subscriber, counts the miss
-//! on the subscription and returns how many missed it. Subscriptions of a process that
-//! ended are dropped at the next event.
+//! on the subscription and returns how many missed it. The subscriptions of a process
+//! end when it exits (and, for any left over, at the next event).
 //!
 //! The registry publishes its changes here (system `registry`, see [`registry_changed`]);
 //! the Lua `events` module lets code subscribe and send.
@@ -75,6 +75,16 @@ pub fn subscribe(
         dropped: dropped.clone(),
     });
     (id, dropped)
+}
+
+/// How many subscriptions the node has now (what `/metrics` shows as
+/// `warden_event_subscriptions`).
+pub fn subscription_count(node: &Node) -> usize {
+    bus(node)
+        .subs
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .len()
 }
 
 /// Ends subscription `id`.

@@ -435,6 +435,35 @@ fn only_the_operator_can_act_and_a_bad_action_changes_nothing() {
     let (code, body) = post(&node, restart);
     assert_eq!(code, 200, "{body}");
     assert_ne!(child_pid(&node, "a"), a0);
+
+    // live event streams are limited in number; a closed one makes room
+    let agent: ureq::Agent = ureq::Agent::config_builder()
+        .http_status_as_error(false)
+        .build()
+        .into();
+    let url = format!("http://{}/api/v1/stream", node.addr);
+    let mut open: Vec<_> = (0..warden::admin::MAX_STREAMS)
+        .map(|_| agent.get(&url).call().unwrap())
+        .collect();
+    assert!(open.iter().all(|r| r.status() == 200));
+    let mut refused = agent.get(&url).call().unwrap();
+    assert_eq!(refused.status(), 503);
+    assert!(refused
+        .body_mut()
+        .read_to_string()
+        .unwrap()
+        .contains("16 event streams are open already"));
+    drop(open.pop());
+    let mut again = None;
+    for _ in 0..100 {
+        let r = agent.get(&url).call().unwrap();
+        if r.status() == 200 {
+            again = Some(r);
+            break;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    assert!(again.is_some(), "a closed stream made no room within 5 s");
 }
 
 #[test]

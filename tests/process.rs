@@ -928,3 +928,91 @@ return { main = main }
         "{v}"
     );
 }
+
+/// A process that reads only `process.listen("job")` gets its job even after hundreds of
+/// messages on a topic it never reads reached it first: a full channel holds back only
+/// its own messages (Wippy: en/lua/core/process.md, topic listeners; Erlang's selective
+/// receive has no head-of-line blocking). Per topic the order stays that of arrival, and
+/// what waits is still bounded by the mailbox's limit.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_topic_nobody_reads_never_holds_back_one_that_is_read() {
+    let v = App::new()
+        .lua(
+            "worker",
+            r#"
+local time = require("time")
+return { main = function()
+  local jobs = process.listen("job")
+  local got = {}
+  for _ = 1, 3 do
+    local r = channel.select({ jobs:case_receive(), time.after(5000):case_receive() })
+    if r.channel ~= jobs then got[#got + 1] = "no job within 5 s" break end
+    got[#got + 1] = r.value
+  end
+  -- the other topic's messages all wait in the inbox, in order
+  local inbox, n, ordered = process.inbox(), 0, true
+  for i = 1, 300 do
+    local m = inbox:receive()
+    if m:payload():data() ~= i then ordered = false end
+    n = n + 1
+  end
+  return { jobs = got, other = n, ordered = ordered }
+end }
+"#,
+        )
+        .lua(
+            "sink",
+            r#"
+return { main = function()
+  process.listen("job")
+  process.inbox() -- read neither
+  local time = require("time")
+  time.sleep(60000)
+end }
+"#,
+        )
+        .lua(
+            "main",
+            r#"
+local time = require("time")
+return { main = function()
+  local pid = process.spawn_monitored("app:worker", "app:host")
+  for i = 1, 200 do process.send(pid, "other", i) end
+  process.send(pid, "job", "first")
+  time.sleep(50)
+  for i = 201, 300 do process.send(pid, "other", i) end
+  process.send(pid, "job", "second")
+  process.send(pid, "job", "third")
+  local ev = process.events():receive()
+  local out = ev.result.value or { error = tostring(ev.result.error) }
+  -- a flood of a topic nobody reads is refused once the mailbox's limit is reached
+  local sink = process.spawn("app:sink", "app:host")
+  time.sleep(20)
+  local sent, err = 0, nil
+  for i = 1, 200000 do
+    local ok, e = process.send(sink, "other", i)
+    if not ok then err = e break end
+    sent = sent + 1
+  end
+  out.flood_sent = sent
+  out.flood_error = tostring(err)
+  process.terminate(sink)
+  return out
+end }
+"#,
+        )
+        .value("main")
+        .await;
+    assert_eq!(v["jobs"], json!(["first", "second", "third"]), "{v}");
+    assert_eq!(v["other"], 300, "{v}");
+    assert_eq!(v["ordered"], true, "{v}");
+    let sent = v["flood_sent"].as_u64().unwrap();
+    assert!(
+        (65_536..=65_536 + 64).contains(&sent),
+        "the mailbox's limit bounds what waits: {v}"
+    );
+    assert!(
+        v["flood_error"].as_str().unwrap().contains("is full"),
+        "{v}"
+    );
+}

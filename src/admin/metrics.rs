@@ -12,7 +12,8 @@
 //! `tree_restarts_total` (every tree), `function_calls_total{function}`,
 //! `function_errors_total{function}`, `function_latency_seconds{function}` (a histogram),
 //! `function_gave_up_total{function}`, `pool_running{function}`, `pool_waiting{function}`,
-//! `pool_idle{function}`, `wasm_instances`, `wasm_instances_cap`,
+//! `pool_idle{function}`, `wasm_instances`, `wasm_instances_cap`, `timer_tasks`,
+//! `event_subscriptions`,
 //! `lua_heap_bytes{host,worker}`, `worker_processes{host,worker}`,
 //! `worker_busy_seconds_total{host,worker}` (tokio's busy time of each worker thread).
 
@@ -299,6 +300,21 @@ pub async fn render(node: &Arc<Node>, sup: &Arc<Supervision>) -> String {
             c,
         );
     }
+
+    let timers = Gauge::<i64>::default();
+    timers.set(crate::lua::timer_tasks() as i64);
+    reg.register(
+        "timer_tasks",
+        "Pending time.after / timer / ticker tasks of running processes and calls",
+        timers,
+    );
+    let subs = Gauge::<i64>::default();
+    subs.set(crate::events::subscription_count(node) as i64);
+    reg.register(
+        "event_subscriptions",
+        "Event subscriptions of running processes",
+        subs,
+    );
 
     let heaps = gauges();
     for (host, w, bytes) in lua_heaps(node).await {

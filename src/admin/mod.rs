@@ -52,7 +52,13 @@ struct Ctx {
     sup: Arc<Supervision>,
     config: Arc<Config>,
     started: std::time::Instant,
+    /// Room for live event streams (`/api/v1/stream`): at most [`MAX_STREAMS`] at once.
+    streams: Arc<tokio::sync::Semaphore>,
 }
+
+/// Most event streams served at once (each costs a snapshot every half second); past
+/// it a new one is refused with 503.
+pub const MAX_STREAMS: usize = 16;
 
 /// Starts serving; returns the address bound (port 0 picks a free one) once listening.
 pub async fn serve(
@@ -77,6 +83,7 @@ pub async fn serve(
         sup,
         config: Arc::new(config),
         started: std::time::Instant::now(),
+        streams: Arc::new(tokio::sync::Semaphore::new(MAX_STREAMS)),
     };
     let app = Router::new()
         .route("/", get(page))
@@ -392,16 +399,22 @@ struct StreamQuery {
     max: Option<u64>,
 }
 
-/// `GET /api/v1/stream`: server-sent events, a `snapshot` every half second.
+/// `GET /api/v1/stream`: server-sent events, a `snapshot` every half second (at most
+/// [`MAX_STREAMS`] streams at once).
 async fn stream(
     State(ctx): State<Ctx>,
     axum::extract::Query(q): axum::extract::Query<StreamQuery>,
-) -> axum::response::sse::Sse<
-    impl futures::Stream<Item = Result<axum::response::sse::Event, std::convert::Infallible>>,
-> {
+) -> Response {
+    let Ok(permit) = ctx.streams.clone().try_acquire_owned() else {
+        return error(
+            StatusCode::SERVICE_UNAVAILABLE,
+            format!("{MAX_STREAMS} event streams are open already"),
+        );
+    };
     let ticks = tokio::time::interval(std::time::Duration::from_millis(500));
     let left = q.max.unwrap_or(u64::MAX);
-    let s = futures::stream::unfold((ctx, ticks, left), |(ctx, mut ticks, left)| async move {
+    let state = (ctx, ticks, left, permit);
+    let s = futures::stream::unfold(state, |(ctx, mut ticks, left, permit)| async move {
         if left == 0 {
             return None;
         }
@@ -411,9 +424,14 @@ async fn stream(
             .event("snapshot")
             .retry(std::time::Duration::from_millis(100))
             .data(snap.to_string());
-        Some((Ok(ev), (ctx, ticks, left - 1)))
+        Some((
+            Ok::<_, std::convert::Infallible>(ev),
+            (ctx, ticks, left - 1, permit),
+        ))
     });
-    axum::response::sse::Sse::new(s).keep_alive(axum::response::sse::KeepAlive::default())
+    axum::response::sse::Sse::new(s)
+        .keep_alive(axum::response::sse::KeepAlive::default())
+        .into_response()
 }
 
 /// `GET /`: the live page (one file in the binary: no build step, nothing from the

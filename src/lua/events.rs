@@ -5,7 +5,8 @@
 //! from}`, `:close()` ends it and `:dropped()` counts the events it missed because its
 //! mailbox was full. `events.send(system, kind, path, data)` publishes one; when some
 //! subscriber missed it, the sender gets `nil, err` (UNAVAILABLE, naming how many) after
-//! every other subscriber got it. Subscriptions of a process end with it.
+//! every other subscriber got it. Subscriptions of a process end with it (when it exits,
+//! not at the next event).
 
 use super::channel::LuaChannel;
 use super::errors::LuaError;
@@ -55,6 +56,7 @@ pub fn module(lua: &Lua) -> mlua::Result<Table> {
                         .into_nil_err(lua);
                 }
             };
+            ctx.subscriptions.borrow_mut().push(id);
             let sub = Subscription {
                 id,
                 node: ctx.node.clone(),

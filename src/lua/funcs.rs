@@ -38,6 +38,8 @@ pub(crate) struct CallCtx {
     pub run: RunState,
     /// Its own `funcs.call`s that wait for a result.
     pub pending: PendingCalls,
+    /// Its timer tasks (aborted when the call ends).
+    pub(crate) tasks: super::tasks::TaskSet,
 }
 
 impl CallCtx {
@@ -196,6 +198,7 @@ async fn run_lua_function(
                 deadline,
                 run: RunState::with(&limits),
                 pending: PendingCalls::default(),
+                tasks: Default::default(),
             });
             let _g = CurrentGuard::enter(Current::Call(boot));
             w.function_instance(&entry).map_err(|e| {
@@ -214,6 +217,7 @@ async fn run_lua_function(
         deadline,
         run: RunState::with(&limits),
         pending: PendingCalls::default(),
+        tasks: Default::default(),
     });
     let lua_args = value::to_lua_multi(&w.lua, &args).map_err(internal)?;
     let thread = w.lua.create_thread(func.clone()).map_err(internal)?;

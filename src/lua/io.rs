@@ -29,7 +29,14 @@ struct Input {
 struct Stdin {
     input: Mutex<Input>,
     ready: Notify,
+    /// Signalled when a reader took input: the reader thread waits on it while
+    /// [`STDIN_BUFFER`] bytes wait unread.
+    room: std::sync::Condvar,
 }
+
+/// Most bytes of stdin read ahead of the processes that read it; past it the reader
+/// thread stops reading until they take some (the writer then waits on its pipe).
+pub const STDIN_BUFFER: usize = 1 << 20;
 
 /// Starts the stdin reader on first use.
 fn stdin() -> &'static Arc<Stdin> {
@@ -38,6 +45,7 @@ fn stdin() -> &'static Arc<Stdin> {
         let s = Arc::new(Stdin {
             input: Mutex::new(Input::default()),
             ready: Notify::new(),
+            room: std::sync::Condvar::new(),
         });
         let s2 = s.clone();
         let _ = std::thread::Builder::new()
@@ -46,6 +54,13 @@ fn stdin() -> &'static Arc<Stdin> {
                 let mut chunk = [0u8; 8192];
                 let mut stdin = std::io::stdin().lock();
                 loop {
+                    {
+                        let input = s2.input.lock().unwrap_or_else(|e| e.into_inner());
+                        let _room = s2
+                            .room
+                            .wait_while(input, |i| i.buf.len() >= STDIN_BUFFER)
+                            .unwrap_or_else(|e| e.into_inner());
+                    }
                     let r = stdin.read(&mut chunk);
                     let mut input = s2.input.lock().unwrap_or_else(|e| e.into_inner());
                     let done = match r {
@@ -85,6 +100,8 @@ async fn wait_for<T>(mut take: impl FnMut(&mut Input) -> Option<T>) -> T {
         {
             let mut input = s.input.lock().unwrap_or_else(|e| e.into_inner());
             if let Some(v) = take(&mut input) {
+                drop(input);
+                s.room.notify_one();
                 return v;
             }
         }
@@ -176,6 +193,10 @@ pub fn module(lua: &Lua) -> mlua::Result<Table> {
                     if input.buf.is_empty() {
                         return Some(Err(input.error.clone()));
                     }
+                    return Some(Ok(input.buf.drain(..).collect()));
+                }
+                // a line longer than the read-ahead comes in pieces of that size
+                if input.buf.len() >= STDIN_BUFFER {
                     return Some(Ok(input.buf.drain(..).collect()));
                 }
                 None

@@ -35,6 +35,8 @@ mod registry_api;
 pub mod security;
 mod supervisor;
 mod system;
+mod tasks;
+pub use tasks::alive as timer_tasks;
 pub mod test;
 pub mod time;
 mod uuid;
@@ -49,7 +51,7 @@ use channel::Chan;
 use futures::stream::{FuturesUnordered, StreamExt};
 use mlua::{AnyUserData, Function, HookTriggers, Lua, LuaOptions, StdLib, Table, VmState};
 use std::cell::{Cell, RefCell};
-use std::collections::HashMap;
+use std::collections::{HashMap, VecDeque};
 use std::future::Future;
 use std::pin::Pin;
 use std::rc::Rc;
@@ -627,6 +629,20 @@ struct Listener {
     message: bool,
 }
 
+/// Messages a process's task took from its mailbox while the channel they go to (the
+/// inbox, or a topic's listener) had [`ROUTE_AHEAD`] unread values, in the order they
+/// arrived: one queue for the inbox, one per listened topic. Holding them here instead of
+/// stopping at the first full channel means a topic nobody reads never holds back one
+/// that is read (as Erlang's selective receive never does). They count against the
+/// mailbox's limit (`ProcessHandle::add_parked`), so a flood is still refused to its
+/// senders.
+#[derive(Default)]
+struct Parked {
+    inbox: VecDeque<Message>,
+    topics: HashMap<String, VecDeque<Message>>,
+    count: usize,
+}
+
 /// What the Lua API needs to know about the process it is called from.
 pub(crate) struct ProcCtx {
     pub node: Arc<Node>,
@@ -647,6 +663,12 @@ pub(crate) struct ProcCtx {
     inbox_ud: RefCell<Option<AnyUserData>>,
     events_ud: RefCell<Option<AnyUserData>>,
     listeners: RefCell<HashMap<String, Listener>>,
+    /// Messages taken from the mailbox while their channel was full.
+    parked: RefCell<Parked>,
+    /// Its timer tasks (aborted when it ends).
+    pub(crate) tasks: tasks::TaskSet,
+    /// Its event subscriptions (ended when it ends).
+    pub(crate) subscriptions: RefCell<Vec<u64>>,
     pub trap_links: Cell<bool>,
     spawned: RefCell<Vec<mlua::Thread>>,
     run: RunState,
@@ -712,6 +734,31 @@ impl ProcCtx {
             };
             chan.push_polled(item, None);
         }
+        let held: Vec<Message> = {
+            let mut p = self.parked.borrow_mut();
+            if p.inbox.iter().any(|m| m.topic == topic) {
+                let (held, rest): (VecDeque<Message>, VecDeque<Message>) =
+                    std::mem::take(&mut p.inbox)
+                        .into_iter()
+                        .partition(|m| m.topic == topic);
+                p.inbox = rest;
+                p.count -= held.len();
+                held.into()
+            } else {
+                Vec::new()
+            }
+        };
+        if !held.is_empty() {
+            self.me.add_parked(-(held.len() as isize));
+        }
+        for m in held {
+            let item = if message {
+                self.lazy_message(m)
+            } else {
+                self.payload_item(&m.payload).map_err(|e| e.to_string())?
+            };
+            chan.push_polled(item, None);
+        }
         self.listeners.borrow_mut().insert(
             topic.to_string(),
             Listener {
@@ -734,6 +781,11 @@ impl ProcCtx {
                 if let Some(lst) = l.remove(&t) {
                     lst.chan.close();
                     drop(lst.ud);
+                }
+                // what waited for the listener goes to the inbox now
+                let mut p = self.parked.borrow_mut();
+                if let Some(q) = p.topics.remove(&t) {
+                    p.inbox.extend(q);
                 }
                 true
             }
@@ -798,13 +850,98 @@ impl ProcCtx {
         )
     }
 
-    /// The length of the channel a message with `topic` goes to.
-    fn backlog(&self, topic: &str) -> usize {
+    /// Whether a message with `topic` must wait: the channel it goes to is full, or
+    /// earlier messages for that channel wait already (their order is kept).
+    fn must_wait(&self, topic: &str) -> bool {
         let listeners = self.listeners.borrow();
+        let parked = self.parked.borrow();
         match listeners.get(topic) {
-            Some(l) => l.chan.len(),
-            None => self.inbox.len(),
+            Some(l) => {
+                l.chan.len() >= ROUTE_AHEAD
+                    || (parked.count > 0 && parked.topics.get(topic).is_some_and(|q| !q.is_empty()))
+            }
+            None => self.inbox.len() >= ROUTE_AHEAD || !parked.inbox.is_empty(),
         }
+    }
+
+    /// Holds back a message whose channel is full.
+    fn park(&self, m: Message) {
+        let listening = self.listeners.borrow().contains_key(&m.topic);
+        let mut p = self.parked.borrow_mut();
+        if listening {
+            p.topics.entry(m.topic.clone()).or_default().push_back(m);
+        } else {
+            p.inbox.push_back(m);
+        }
+        p.count += 1;
+        self.me.add_parked(1);
+    }
+
+    /// Whether a held-back message now has room in its channel.
+    fn parked_has_room(&self) -> bool {
+        let p = self.parked.borrow();
+        if p.count == 0 {
+            return false;
+        }
+        if !p.inbox.is_empty() && self.inbox.len() < ROUTE_AHEAD {
+            return true;
+        }
+        let listeners = self.listeners.borrow();
+        p.topics.iter().any(|(t, q)| {
+            !q.is_empty() && listeners.get(t).is_some_and(|l| l.chan.len() < ROUTE_AHEAD)
+        })
+    }
+
+    /// Moves held-back messages into their channels while those have room; true when
+    /// one moved.
+    fn unpark(&self, polled: Option<&std::task::Waker>) -> mlua::Result<bool> {
+        if self.parked.borrow().count == 0 {
+            return Ok(false);
+        }
+        let mut moved = 0usize;
+        while self.inbox.len() < ROUTE_AHEAD {
+            let Some(m) = self.parked.borrow_mut().inbox.pop_front() else {
+                break;
+            };
+            self.inbox.push_polled(self.lazy_message(m), polled);
+            moved += 1;
+        }
+        let topics: Vec<String> = self.parked.borrow().topics.keys().cloned().collect();
+        for t in topics {
+            let Some((chan, message)) = self
+                .listeners
+                .borrow()
+                .get(&t)
+                .map(|l| (l.chan.clone(), l.message))
+            else {
+                continue;
+            };
+            while chan.len() < ROUTE_AHEAD {
+                let next = self
+                    .parked
+                    .borrow_mut()
+                    .topics
+                    .get_mut(&t)
+                    .and_then(VecDeque::pop_front);
+                let Some(m) = next else { break };
+                moved += 1;
+                let item = if message {
+                    self.lazy_message(m)
+                } else {
+                    self.payload_item(&m.payload)?
+                };
+                chan.push_polled(item, polled);
+            }
+            let mut p = self.parked.borrow_mut();
+            if p.topics.get(&t).is_some_and(VecDeque::is_empty) {
+                p.topics.remove(&t);
+            }
+        }
+        if moved > 0 {
+            self.parked.borrow_mut().count -= moved;
+            self.me.add_parked(-(moved as isize));
+        }
+        Ok(moved > 0)
     }
 
     /// Puts a message from the mailbox into the channel it goes to. `polled` is the waker
@@ -941,6 +1078,17 @@ struct Driver {
     routed: bool,
 }
 
+impl Drop for Driver {
+    /// What the process holds outside its Lua values ends with it: its timer tasks and
+    /// its event subscriptions.
+    fn drop(&mut self) {
+        self.ctx.tasks.abort_all();
+        for id in self.ctx.subscriptions.take() {
+            crate::events::unsubscribe(&self.ctx.node, id);
+        }
+    }
+}
+
 impl Driver {
     /// How a body's return ends the process: `nil, err` or `false, err` is a failure
     /// with that error (as Wippy reads a Lua result); anything else returns its first
@@ -988,11 +1136,15 @@ impl Driver {
         // a coroutine stopped by preemption may be about to yield `poll_pending` without
         // looking at its channel again: wake it as usual then
         let polled = (!self.ctx.run.preempted.get()).then(|| cx.waker());
+        match self.ctx.unpark(polled) {
+            Ok(moved) => self.routed |= moved,
+            Err(e) => return Some(raised_exit(&e)),
+        }
         for _ in 0..MESSAGES_PER_POLL {
             let m = me.pop_message()?;
-            if self.ctx.backlog(&m.topic) >= ROUTE_AHEAD {
-                me.unpop_message(m);
-                return None;
+            if self.ctx.must_wait(&m.topic) {
+                self.ctx.park(m);
+                continue;
             }
             if let Err(e) = self.ctx.deliver(m, polled) {
                 return Some(raised_exit(&e));
@@ -1088,10 +1240,7 @@ impl Driver {
             }
         }
         // the coroutine may have made room in a full channel: route the rest soon
-        if me
-            .peek_topic()
-            .is_some_and(|t| self.ctx.backlog(&t) < ROUTE_AHEAD)
-        {
+        if self.ctx.parked_has_room() {
             cx.waker().wake_by_ref();
         }
         if self.coros.is_none() && self.ctx.spawned.borrow().is_empty() {
@@ -1232,6 +1381,9 @@ fn start_process(pctx: ProcessContext) -> mlua::Result<Driver> {
         inbox_ud: RefCell::new(None),
         events_ud: RefCell::new(None),
         listeners: RefCell::new(HashMap::new()),
+        parked: RefCell::new(Parked::default()),
+        tasks: tasks::TaskSet::default(),
+        subscriptions: RefCell::new(Vec::new()),
         trap_links: Cell::new(false),
         spawned: RefCell::new(Vec::new()),
         run: RunState::for_entry(&entry),

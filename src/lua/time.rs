@@ -431,7 +431,7 @@ impl LuaTimer {
         let (generation, fired) = (self.generation.clone(), self.fired.clone());
         let weak = self.chan.downgrade();
         let lua = lua.clone();
-        tokio::task::spawn_local(async move {
+        super::tasks::spawn(async move {
             tokio::time::sleep(d).await;
             if generation.get() != gen {
                 return;
@@ -636,7 +636,7 @@ pub fn module(lua: &Lua) -> mlua::Result<Table> {
             let chan = Chan::new(1);
             let weak = chan.downgrade();
             let lua2 = lua.clone();
-            tokio::task::spawn_local(async move {
+            super::tasks::spawn(async move {
                 tokio::time::sleep(d).await;
                 if let Ok(ud) = lua2.create_userdata(LuaTime::now()) {
                     if let Some(chan) = weak.upgrade() {
@@ -674,7 +674,7 @@ pub fn module(lua: &Lua) -> mlua::Result<Table> {
             let stopped = Rc::new(Cell::new(false));
             let stop2 = stopped.clone();
             let lua2 = lua.clone();
-            tokio::task::spawn_local(async move {
+            super::tasks::spawn(async move {
                 let mut iv = tokio::time::interval_at(tokio::time::Instant::now() + d, d);
                 iv.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
                 loop {

@@ -25,7 +25,7 @@ use std::collections::VecDeque;
 use std::fmt;
 use std::future::Future;
 use std::pin::Pin;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::task::Waker;
 
@@ -280,11 +280,21 @@ struct Relations {
 /// (senders get an error, they never block).
 pub const MAILBOX_LIMIT: usize = 65_536;
 
+/// Most CANCEL requests that wait for one process; past it `cancel` fails (UNAVAILABLE).
+/// The other control signals are bounded by what causes them: one terminate waits at a
+/// time (the first one's reason is the exit's), and an EXIT or LINK_DOWN comes once per
+/// monitor or link.
+pub const CANCEL_LIMIT: usize = 1024;
+
 #[derive(Default)]
 struct Queues {
     ctrl: VecDeque<Signal>,
     data: VecDeque<Message>,
     closed: bool,
+    /// A terminate waits in `ctrl`.
+    terminating: bool,
+    /// CANCELs waiting in `ctrl`.
+    cancels: usize,
 }
 
 /// A live process as the rest of the node sees it: its mailbox and relations.
@@ -311,6 +321,9 @@ pub struct ProcessHandle {
     pub host: Arc<Host>,
     /// When it was spawned.
     pub started: std::time::Instant,
+    /// Messages its task took from the mailbox but holds back because the channel they go
+    /// to is full (see `lua::Parked`): they count against the mailbox's limit.
+    parked: AtomicUsize,
     relations: Mutex<Relations>,
 }
 
@@ -319,6 +332,12 @@ impl ProcessHandle {
         let mut q = self.queues.lock();
         if q.closed {
             return false;
+        }
+        match &s {
+            Signal::Terminate(_) if q.terminating => return true,
+            Signal::Terminate(_) => q.terminating = true,
+            Signal::Cancel { .. } => q.cancels += 1,
+            _ => {}
         }
         q.ctrl.push_back(s);
         drop(q);
@@ -334,7 +353,7 @@ impl ProcessHandle {
                 self.pid
             )));
         }
-        if q.data.len() >= MAILBOX_LIMIT {
+        if q.data.len() + self.parked.load(Ordering::Relaxed) >= MAILBOX_LIMIT {
             return Err(ProcessError::Busy(format!(
                 "mailbox of {} is full ({MAILBOX_LIMIT} messages waiting)",
                 self.pid
@@ -346,16 +365,6 @@ impl ProcessHandle {
         Ok(())
     }
 
-    /// Puts a message back at the front of the mailbox (its receiver had no room for it).
-    pub fn unpop_message(&self, m: Message) {
-        self.queues.lock().data.push_front(m);
-    }
-
-    /// The topic of the next data message, if any.
-    pub fn peek_topic(&self) -> Option<String> {
-        self.queues.lock().data.front().map(|m| m.topic.clone())
-    }
-
     /// Registers the waker of the task that owns this mailbox. Call it before popping, so
     /// that a push after the last pop wakes the task.
     pub fn register(&self, w: &Waker) {
@@ -364,7 +373,17 @@ impl ProcessHandle {
 
     /// The next control signal, if any.
     pub fn pop_signal(&self) -> Option<Signal> {
-        self.queues.lock().ctrl.pop_front()
+        let mut q = self.queues.lock();
+        let s = q.ctrl.pop_front();
+        if matches!(s, Some(Signal::Cancel { .. })) {
+            q.cancels -= 1;
+        }
+        s
+    }
+
+    /// Whether another CANCEL may wait for this process (fewer than [`CANCEL_LIMIT`] do).
+    fn cancel_has_room(&self) -> bool {
+        self.queues.lock().cancels < CANCEL_LIMIT
     }
 
     /// The next data message, if any.
@@ -393,9 +412,19 @@ impl ProcessHandle {
         (r.links.clone(), r.monitors.len(), r.names.clone())
     }
 
-    /// Messages waiting in the mailbox.
+    /// Messages waiting in the mailbox (with those its task holds back).
     pub fn queued_messages(&self) -> usize {
-        self.queues.lock().data.len()
+        self.queues.lock().data.len() + self.parked.load(Ordering::Relaxed)
+    }
+
+    /// Counts `n` more (or, negative, fewer) messages held back by the process's task
+    /// (taken from the mailbox, still waiting for room in their channel).
+    pub fn add_parked(&self, n: isize) {
+        if n >= 0 {
+            self.parked.fetch_add(n as usize, Ordering::Relaxed);
+        } else {
+            self.parked.fetch_sub(n.unsigned_abs(), Ordering::Relaxed);
+        }
     }
 }
 
@@ -873,6 +902,11 @@ impl Node {
         let p = self
             .process(dest)
             .ok_or_else(|| ProcessError::NotFound(format!("process {dest} is not running")))?;
+        if !p.cancel_has_room() {
+            return Err(ProcessError::Busy(format!(
+                "process {dest} has {CANCEL_LIMIT} cancel requests waiting"
+            )));
+        }
         p.cancel_requested.store(true, Ordering::Relaxed);
         p.signal(Signal::Cancel {
             from: from.cloned(),
@@ -1230,6 +1264,7 @@ impl Node {
             sees_cancel: AtomicBool::new(matches!(entry.spec, EntrySpec::Wasm(_))),
             host: host.clone(),
             started: std::time::Instant::now(),
+            parked: AtomicUsize::new(0),
             relations: Mutex::new(rel),
         });
         self.procs.insert(pid.id, handle.clone());
@@ -1314,6 +1349,10 @@ impl Node {
                     .retain(|m| !matches!(m, Watcher::Process(p) if p == pid));
             }
         }
+        // processes that monitor it hear of the exit before any callback (a supervisor)
+        // does, so a process told by its supervisor that a child stopped has that
+        // child's EXIT already
+        let mut callbacks = Vec::new();
         for m in rel.monitors {
             match m {
                 Watcher::Process(w) if self.is_remote(&w) => {
@@ -1334,8 +1373,11 @@ impl Node {
                         });
                     }
                 }
-                Watcher::Callback(cb) => cb(pid, &exit),
+                Watcher::Callback(cb) => callbacks.push(cb),
             }
+        }
+        for cb in callbacks {
+            cb(pid, &exit);
         }
         for l in rel.links {
             if self.is_remote(&l) {

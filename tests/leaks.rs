@@ -1,0 +1,93 @@
+//! What a long-running node must not pay for: an exited process leaves no event
+//! subscription and no timer task behind, and the control signals waiting for a process
+//! are bounded. (Its own test binary: the timer count is node-wide and must not see the
+//! timers of other tests.)
+
+mod common;
+
+use common::App;
+use std::time::Duration;
+use warden::process::Exit;
+use warden::registry::Id;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_exited_process_leaves_no_subscription_or_timer_behind_and_cancels_are_bounded() {
+    let app = App::with_host(1, 4096)
+        .lua(
+            "subscriber",
+            r#"
+local events, time = require("events"), require("time")
+return { main = function()
+  local s = events.subscribe("quiet")
+  local t, tk, a = time.timer("1h"), time.ticker("1h"), time.after("1h")
+  return true
+end }
+"#,
+        )
+        .lua(
+            "sleeper",
+            r#"
+local time = require("time")
+return { main = function() time.sleep("1h") end }
+"#,
+        )
+        .lua(
+            "main",
+            r#"
+return { main = function()
+  for _ = 1, 2000 do
+    process.spawn_monitored("app:subscriber", "app:host")
+    local ev = process.events():receive()
+    if ev.result.error then return { error = tostring(ev.result.error) } end
+  end
+  -- the sleeper shares this worker and cannot run while this loop does: its CANCELs wait
+  local sleeper = process.spawn("app:sleeper", "app:host")
+  local n, err = 0, nil
+  for _ = 1, 5000 do
+    local ok, e = process.cancel(sleeper)
+    if not ok then err = e break end
+    n = n + 1
+  end
+  process.terminate(sleeper)
+  return { cancels = n, err = tostring(err), kind = err and err:kind() }
+end }
+"#,
+        );
+    let rt = app.start().await;
+    let exit = tokio::time::timeout(
+        Duration::from_secs(120),
+        rt.exec(&Id::new("app", "main"), vec![]),
+    )
+    .await
+    .expect("app:main did not finish within 120 s")
+    .unwrap();
+    let Exit::Normal(v) = exit else {
+        panic!("app:main failed: {exit:?}")
+    };
+    let v = warden::value::to_json(&v).unwrap();
+    assert_eq!(v["cancels"], warden::process::CANCEL_LIMIT, "{v}");
+    assert!(
+        v["err"]
+            .as_str()
+            .unwrap()
+            .contains("has 1024 cancel requests waiting"),
+        "{v}"
+    );
+    assert_eq!(v["kind"], "UNAVAILABLE", "{v}");
+    // 2000 processes each subscribed and started three timers of an hour, then exited
+    assert_eq!(
+        warden::events::subscription_count(rt.node()),
+        0,
+        "subscriptions of exited processes"
+    );
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    while warden::lua::timer_tasks() > 0 && std::time::Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert_eq!(
+        warden::lua::timer_tasks(),
+        0,
+        "timer tasks of exited processes still pending after 10 s"
+    );
+    rt.shutdown().await;
+}
