@@ -83,6 +83,77 @@ end }
     assert_eq!(v, json!({"a": true, "b": true}));
 }
 
+/// A child is started when it first waits for a message (OTP's `init` has returned), not
+/// at any wait: a sleep, a `funcs.call` or a channel between its own coroutines during
+/// its initialisation do not let the next sibling start (Wippy: en/guides/supervision.md;
+/// OTP's `start_link`).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_child_is_started_when_it_first_waits_for_a_message() {
+    let v = App::new()
+        .func(
+            "slow",
+            "local time = require('time')\nreturn { main = function() time.sleep(120) return 1 end }",
+            None,
+        )
+        .lua(
+            "sleeps",
+            r#"
+local time = require("time")
+return { main = function()
+  time.sleep(150)                       -- a warm-up: still initialising
+  process.registry.register("a_ready")
+  process.inbox():receive()
+end }
+"#,
+        )
+        .lua(
+            "calls",
+            r#"
+local funcs = require("funcs")
+return { main = function()
+  funcs.call("app:slow")                -- a slow call: still initialising
+  local ch = channel.new()
+  coroutine.spawn(function() require("time").sleep(30) ch:send(true) end)
+  ch:receive()                          -- a channel of its own: still initialising
+  process.registry.register("b_ready")
+  process.events():receive()
+end }
+"#,
+        )
+        .lua(
+            "checker",
+            r#"
+return { main = function()
+  process.send("collector", "seen", {
+    a = process.registry.lookup("a_ready") ~= nil,
+    b = process.registry.lookup("b_ready") ~= nil })
+  process.inbox():receive()
+end }
+"#,
+        )
+        .entry(&tree(
+            "t",
+            "one_for_one",
+            1,
+            "[{id: a, process: sleeps}, {id: b, process: calls}, {id: c, process: checker}]",
+        ))
+        .entry(&service("svc", "t", ""))
+        .lua(
+            "main",
+            r#"
+local supervisor = require("supervisor")
+return { main = function()
+  process.registry.register("collector")
+  assert(supervisor.start("app:svc"))
+  return process.inbox():receive():payload():data()
+end }
+"#,
+        )
+        .value("main")
+        .await;
+    assert_eq!(v, json!({"a": true, "b": true}));
+}
+
 /// A child that fails as it starts fails the tree's start: the children started before it
 /// are stopped through their shutdown, last first, and the start returns the error.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -18,6 +18,9 @@ use std::rc::Rc;
 use std::task::{Context, Poll, Waker};
 
 thread_local! {
+    /// Set when code polled on this thread began to wait on a channel fed from a
+    /// mailbox (the inbox, events, a topic listener): see [`take_message_wait`].
+    static MESSAGE_WAIT: Cell<bool> = const { Cell::new(false) };
     static NEXT_WAITER: Cell<u64> = const { Cell::new(1) };
 }
 
@@ -79,8 +82,23 @@ struct PendingSend {
     waker: Waker,
 }
 
+/// Whether code polled on this thread waited for a message (a receive or select that
+/// suspended on the inbox, the events channel or a topic listener) since the last call;
+/// clears the mark. A supervised process counts as started at such a wait (OTP's
+/// `init` has returned when the process first waits for a message).
+pub(crate) fn take_message_wait() -> bool {
+    MESSAGE_WAIT.with(|m| m.replace(false))
+}
+
+fn mark_message_wait() {
+    MESSAGE_WAIT.with(|m| m.set(true));
+}
+
 struct Inner {
     buf: VecDeque<Item>,
+    /// Fed by the runtime from a mailbox (unbounded): waiting on it is waiting for a
+    /// message.
+    fed: bool,
     cap: usize,
     closed: bool,
     senders: VecDeque<PendingSend>,
@@ -136,6 +154,9 @@ impl Inner {
                 Some(got)
             }
             None => {
+                if self.fed {
+                    mark_message_wait();
+                }
                 if !self
                     .recv_waiters
                     .iter()
@@ -183,6 +204,7 @@ impl Chan {
     pub fn new(cap: usize) -> Chan {
         Chan(Rc::new(RefCell::new(Inner {
             buf: VecDeque::new(),
+            fed: false,
             cap,
             closed: false,
             senders: VecDeque::new(),
@@ -193,7 +215,9 @@ impl Chan {
 
     /// An unbounded channel fed by the runtime (inbox, listeners, events).
     pub fn unbounded() -> Chan {
-        Chan::new(usize::MAX)
+        let c = Chan::new(usize::MAX);
+        c.0.borrow_mut().fed = true;
+        c
     }
 
     /// Appends a value without waiting (runtime-fed channels). Returns false when closed.
@@ -692,6 +716,9 @@ impl Future for Select {
             if send.is_some() {
                 register(&mut inner.send_waiters, this.id, cx.waker());
             } else {
+                if inner.fed {
+                    mark_message_wait();
+                }
                 register(&mut inner.recv_waiters, this.id, cx.waker());
             }
         }

@@ -640,7 +640,6 @@ struct Listener {
 struct Parked {
     inbox: VecDeque<Message>,
     topics: HashMap<String, VecDeque<Message>>,
-    count: usize,
 }
 
 /// What the Lua API needs to know about the process it is called from.
@@ -663,8 +662,11 @@ pub(crate) struct ProcCtx {
     inbox_ud: RefCell<Option<AnyUserData>>,
     events_ud: RefCell<Option<AnyUserData>>,
     listeners: RefCell<HashMap<String, Listener>>,
-    /// Messages taken from the mailbox while their channel was full.
-    parked: RefCell<Parked>,
+    /// Messages taken from the mailbox while their channel was full (allocated when the
+    /// first one is held back: most processes never hold one).
+    parked: RefCell<Option<Box<Parked>>>,
+    /// How many messages `parked` holds (read on every routed message).
+    parked_count: Cell<usize>,
     /// Its timer tasks (aborted when it ends).
     pub(crate) tasks: tasks::TaskSet,
     /// Its event subscriptions (ended when it ends).
@@ -736,13 +738,16 @@ impl ProcCtx {
         }
         let held: Vec<Message> = {
             let mut p = self.parked.borrow_mut();
-            if p.inbox.iter().any(|m| m.topic == topic) {
+            if let Some(p) = p
+                .as_mut()
+                .filter(|p| p.inbox.iter().any(|m| m.topic == topic))
+            {
                 let (held, rest): (VecDeque<Message>, VecDeque<Message>) =
                     std::mem::take(&mut p.inbox)
                         .into_iter()
                         .partition(|m| m.topic == topic);
                 p.inbox = rest;
-                p.count -= held.len();
+                self.parked_count.set(self.parked_count.get() - held.len());
                 held.into()
             } else {
                 Vec::new()
@@ -783,9 +788,10 @@ impl ProcCtx {
                     drop(lst.ud);
                 }
                 // what waited for the listener goes to the inbox now
-                let mut p = self.parked.borrow_mut();
-                if let Some(q) = p.topics.remove(&t) {
-                    p.inbox.extend(q);
+                if let Some(p) = self.parked.borrow_mut().as_mut() {
+                    if let Some(q) = p.topics.remove(&t) {
+                        p.inbox.extend(q);
+                    }
                 }
                 true
             }
@@ -852,37 +858,55 @@ impl ProcCtx {
 
     /// Whether a message with `topic` must wait: the channel it goes to is full, or
     /// earlier messages for that channel wait already (their order is kept).
+    #[inline]
     fn must_wait(&self, topic: &str) -> bool {
+        if self.parked_count.get() == 0 && self.listeners.borrow().is_empty() {
+            return self.inbox.len() >= ROUTE_AHEAD;
+        }
+        self.must_wait_slow(topic)
+    }
+
+    #[inline(never)]
+    fn must_wait_slow(&self, topic: &str) -> bool {
         let listeners = self.listeners.borrow();
         let parked = self.parked.borrow();
+        let parked = parked.as_deref();
         match listeners.get(topic) {
             Some(l) => {
                 l.chan.len() >= ROUTE_AHEAD
-                    || (parked.count > 0 && parked.topics.get(topic).is_some_and(|q| !q.is_empty()))
+                    || parked.is_some_and(|p| p.topics.get(topic).is_some_and(|q| !q.is_empty()))
             }
-            None => self.inbox.len() >= ROUTE_AHEAD || !parked.inbox.is_empty(),
+            None => self.inbox.len() >= ROUTE_AHEAD || parked.is_some_and(|p| !p.inbox.is_empty()),
         }
     }
 
     /// Holds back a message whose channel is full.
+    #[inline(never)]
     fn park(&self, m: Message) {
         let listening = self.listeners.borrow().contains_key(&m.topic);
         let mut p = self.parked.borrow_mut();
+        let p = p.get_or_insert_with(Default::default);
         if listening {
             p.topics.entry(m.topic.clone()).or_default().push_back(m);
         } else {
             p.inbox.push_back(m);
         }
-        p.count += 1;
+        self.parked_count.set(self.parked_count.get() + 1);
         self.me.add_parked(1);
     }
 
     /// Whether a held-back message now has room in its channel.
+    #[inline]
     fn parked_has_room(&self) -> bool {
+        self.parked_count.get() > 0 && self.parked_has_room_slow()
+    }
+
+    #[inline(never)]
+    fn parked_has_room_slow(&self) -> bool {
         let p = self.parked.borrow();
-        if p.count == 0 {
+        let Some(p) = p.as_deref() else {
             return false;
-        }
+        };
         if !p.inbox.is_empty() && self.inbox.len() < ROUTE_AHEAD {
             return true;
         }
@@ -894,19 +918,25 @@ impl ProcCtx {
 
     /// Moves held-back messages into their channels while those have room; true when
     /// one moved.
+    #[inline(never)]
     fn unpark(&self, polled: Option<&std::task::Waker>) -> mlua::Result<bool> {
-        if self.parked.borrow().count == 0 {
-            return Ok(false);
-        }
         let mut moved = 0usize;
         while self.inbox.len() < ROUTE_AHEAD {
-            let Some(m) = self.parked.borrow_mut().inbox.pop_front() else {
+            let next = self
+                .parked
+                .borrow_mut()
+                .as_mut()
+                .and_then(|p| p.inbox.pop_front());
+            let Some(m) = next else {
                 break;
             };
             self.inbox.push_polled(self.lazy_message(m), polled);
             moved += 1;
         }
-        let topics: Vec<String> = self.parked.borrow().topics.keys().cloned().collect();
+        let topics: Vec<String> = match self.parked.borrow().as_deref() {
+            Some(p) => p.topics.keys().cloned().collect(),
+            None => Vec::new(),
+        };
         for t in topics {
             let Some((chan, message)) = self
                 .listeners
@@ -920,8 +950,8 @@ impl ProcCtx {
                 let next = self
                     .parked
                     .borrow_mut()
-                    .topics
-                    .get_mut(&t)
+                    .as_mut()
+                    .and_then(|p| p.topics.get_mut(&t))
                     .and_then(VecDeque::pop_front);
                 let Some(m) = next else { break };
                 moved += 1;
@@ -933,13 +963,17 @@ impl ProcCtx {
                 chan.push_polled(item, polled);
             }
             let mut p = self.parked.borrow_mut();
+            let Some(p) = p.as_mut() else { continue };
             if p.topics.get(&t).is_some_and(VecDeque::is_empty) {
                 p.topics.remove(&t);
             }
         }
         if moved > 0 {
-            self.parked.borrow_mut().count -= moved;
+            self.parked_count.set(self.parked_count.get() - moved);
             self.me.add_parked(-(moved as isize));
+            if self.parked_count.get() == 0 {
+                *self.parked.borrow_mut() = None;
+            }
         }
         Ok(moved > 0)
     }
@@ -1136,9 +1170,11 @@ impl Driver {
         // a coroutine stopped by preemption may be about to yield `poll_pending` without
         // looking at its channel again: wake it as usual then
         let polled = (!self.ctx.run.preempted.get()).then(|| cx.waker());
-        match self.ctx.unpark(polled) {
-            Ok(moved) => self.routed |= moved,
-            Err(e) => return Some(raised_exit(&e)),
+        if self.ctx.parked_count.get() > 0 {
+            match self.ctx.unpark(polled) {
+                Ok(moved) => self.routed |= moved,
+                Err(e) => return Some(raised_exit(&e)),
+            }
         }
         for _ in 0..MESSAGES_PER_POLL {
             let m = me.pop_message()?;
@@ -1221,6 +1257,15 @@ impl Driver {
                 self.ctx.memory_error(),
             )));
         }
+        let starting = self
+            .ctx
+            .start
+            .borrow()
+            .as_ref()
+            .is_some_and(|n| !n.explicit);
+        if starting {
+            channel::take_message_wait();
+        }
         self.ctx.run.polling.set(self.main_ptr as usize);
         self.ctx.run.resuming();
         let running = raw::Running::enter(self.main_ptr);
@@ -1230,14 +1275,10 @@ impl Driver {
             return Poll::Ready(self.exit_of(r));
         }
         self.ctx.run.suspended();
-        // its first wait ends its start, unless it acknowledges explicitly
-        if !self.ctx.run.preempted.get() {
-            let mut start = self.ctx.start.borrow_mut();
-            if start.as_ref().is_some_and(|n| !n.explicit) {
-                if let Some(n) = start.take() {
-                    n.send(crate::process::Started::Running);
-                }
-            }
+        // its first wait for a message ends its start (OTP's init has returned), unless it
+        // acknowledges explicitly; a sleep, a call or a channel of its own does not
+        if starting {
+            self.started_if_waiting();
         }
         // the coroutine may have made room in a full channel: route the rest soon
         if self.ctx.parked_has_room() {
@@ -1279,9 +1320,26 @@ impl Driver {
                 Poll::Ready(Some((_, Ok(())))) => continue,
                 Poll::Ready(None) | Poll::Pending => {
                     if self.ctx.spawned.borrow().is_empty() {
+                        if starting {
+                            self.started_if_waiting();
+                        }
                         return Poll::Pending;
                     }
                 }
+            }
+        }
+    }
+
+    /// Reports the process started to the supervisor waiting for it, when its code (the
+    /// main coroutine or a spawned one) now waits for a message.
+    fn started_if_waiting(&self) {
+        if !channel::take_message_wait() {
+            return;
+        }
+        let mut start = self.ctx.start.borrow_mut();
+        if start.as_ref().is_some_and(|n| !n.explicit) {
+            if let Some(n) = start.take() {
+                n.send(crate::process::Started::Running);
             }
         }
     }
@@ -1381,7 +1439,8 @@ fn start_process(pctx: ProcessContext) -> mlua::Result<Driver> {
         inbox_ud: RefCell::new(None),
         events_ud: RefCell::new(None),
         listeners: RefCell::new(HashMap::new()),
-        parked: RefCell::new(Parked::default()),
+        parked: RefCell::new(None),
+        parked_count: Cell::new(0),
         tasks: tasks::TaskSet::default(),
         subscriptions: RefCell::new(Vec::new()),
         trap_links: Cell::new(false),

@@ -21,7 +21,7 @@
 //! auto_shutdown])` -> true or `nil, err` naming the spec and field.
 //!
 //! Inside a supervised process: `started()` ends its start (for a child declared
-//! `start: ack`; any other child is started at its first wait) and `ignore()` answers
+//! `start: ack`; any other child is started when it first waits for a message) and `ignore()` answers
 //! OTP's `ignore`: the process ends at once and the tree does not restart it.
 
 use super::errors::LuaError;

@@ -3,7 +3,7 @@
 //! process or call ends, so a process that exits with a timer of an hour pending leaves
 //! nothing behind for that hour.
 
-use std::cell::RefCell;
+use std::cell::{OnceCell, RefCell};
 use std::collections::HashMap;
 use std::future::Future;
 use std::rc::Rc;
@@ -42,19 +42,21 @@ struct Inner {
 }
 
 /// The timer tasks of one process or call; dropping it aborts those still running.
+/// Nothing is allocated until the first task (most calls start none).
 #[derive(Default)]
-pub(crate) struct TaskSet(Rc<RefCell<Inner>>);
+pub(crate) struct TaskSet(OnceCell<Rc<RefCell<Inner>>>);
 
 impl TaskSet {
     /// Runs `fut` on this worker thread as a task of this set (it leaves the set when it
     /// ends).
     pub(crate) fn spawn(&self, fut: impl Future<Output = ()> + 'static) {
+        let inner = self.0.get_or_init(Default::default);
         let id = {
-            let mut inner = self.0.borrow_mut();
+            let mut inner = inner.borrow_mut();
             inner.next += 1;
             inner.next
         };
-        let set = Rc::downgrade(&self.0);
+        let set = Rc::downgrade(inner);
         let alive = Alive::new();
         let handle = tokio::task::spawn_local(async move {
             let _alive = alive;
@@ -63,12 +65,15 @@ impl TaskSet {
                 set.borrow_mut().tasks.remove(&id);
             }
         });
-        self.0.borrow_mut().tasks.insert(id, handle.abort_handle());
+        inner.borrow_mut().tasks.insert(id, handle.abort_handle());
     }
 
     /// Aborts every task of the set.
     pub(crate) fn abort_all(&self) {
-        let tasks = std::mem::take(&mut self.0.borrow_mut().tasks);
+        let Some(inner) = self.0.get() else {
+            return;
+        };
+        let tasks = std::mem::take(&mut inner.borrow_mut().tasks);
         for (_, h) in tasks {
             h.abort();
         }

@@ -25,7 +25,7 @@ use std::collections::VecDeque;
 use std::fmt;
 use std::future::Future;
 use std::pin::Pin;
-use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::task::Waker;
 
@@ -295,6 +295,9 @@ struct Queues {
     terminating: bool,
     /// CANCELs waiting in `ctrl`.
     cancels: usize,
+    /// Messages the process's task took from `data` but holds back because the channel
+    /// they go to is full (see `lua::Parked`): they count against the mailbox's limit.
+    parked: usize,
 }
 
 /// A live process as the rest of the node sees it: its mailbox and relations.
@@ -321,9 +324,6 @@ pub struct ProcessHandle {
     pub host: Arc<Host>,
     /// When it was spawned.
     pub started: std::time::Instant,
-    /// Messages its task took from the mailbox but holds back because the channel they go
-    /// to is full (see `lua::Parked`): they count against the mailbox's limit.
-    parked: AtomicUsize,
     relations: Mutex<Relations>,
 }
 
@@ -353,7 +353,7 @@ impl ProcessHandle {
                 self.pid
             )));
         }
-        if q.data.len() + self.parked.load(Ordering::Relaxed) >= MAILBOX_LIMIT {
+        if q.data.len() + q.parked >= MAILBOX_LIMIT {
             return Err(ProcessError::Busy(format!(
                 "mailbox of {} is full ({MAILBOX_LIMIT} messages waiting)",
                 self.pid
@@ -414,17 +414,15 @@ impl ProcessHandle {
 
     /// Messages waiting in the mailbox (with those its task holds back).
     pub fn queued_messages(&self) -> usize {
-        self.queues.lock().data.len() + self.parked.load(Ordering::Relaxed)
+        let q = self.queues.lock();
+        q.data.len() + q.parked
     }
 
     /// Counts `n` more (or, negative, fewer) messages held back by the process's task
     /// (taken from the mailbox, still waiting for room in their channel).
     pub fn add_parked(&self, n: isize) {
-        if n >= 0 {
-            self.parked.fetch_add(n as usize, Ordering::Relaxed);
-        } else {
-            self.parked.fetch_sub(n.unsigned_abs(), Ordering::Relaxed);
-        }
+        let mut q = self.queues.lock();
+        q.parked = q.parked.saturating_add_signed(n);
     }
 }
 
@@ -455,12 +453,13 @@ pub enum Started {
     Ignore,
 }
 
-/// Where a supervised process reports that its start is over: at its first wait
-/// (receive, sleep, a call...), or, for a child declared `start: ack`, only when its code
-/// says so (`supervisor.started()`). Dropped unsent when the process ends first.
+/// Where a supervised process reports that its start is over: when it first waits for a
+/// message (its inbox, its events, a topic listener; not a sleep or a call), or, for a
+/// child declared `start: ack`, only when its code says so (`supervisor.started()`).
+/// Dropped unsent when the process ends first.
 pub struct StartNotice {
     tx: tokio::sync::oneshot::Sender<Started>,
-    /// Only an explicit acknowledgement ends the start, not the first wait.
+    /// Only an explicit acknowledgement ends the start, not the first wait for a message.
     pub explicit: bool,
 }
 
@@ -1264,7 +1263,6 @@ impl Node {
             sees_cancel: AtomicBool::new(matches!(entry.spec, EntrySpec::Wasm(_))),
             host: host.clone(),
             started: std::time::Instant::now(),
-            parked: AtomicUsize::new(0),
             relations: Mutex::new(rel),
         });
         self.procs.insert(pid.id, handle.clone());

@@ -135,7 +135,8 @@ pub enum AutoShutdown {
 /// When a process child counts as started (OTP: its `init` returned).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum StartMode {
-    /// At its first wait (a receive, a sleep, a call...): its code up to there is its init.
+    /// When it first waits for a message (its inbox, its events, a topic listener; a sleep
+    /// or a call does not count): its code up to there is its init.
     FirstWait,
     /// When its code calls `supervisor.started()` (or `supervisor.ignore()`).
     Ack,

@@ -26,14 +26,19 @@ use crate::value::Value;
 use wasmtime::component::Func;
 
 thread_local! {
-    /// Set when a guest on this thread yielded at an epoch tick (computing, not waiting).
-    static YIELDED: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
+    /// Set when a guest on this thread began to wait in its mailbox `receive`.
+    static MESSAGE_WAIT: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
 }
 
-/// Whether a guest polled on this thread yielded at an epoch tick since the last call
-/// (clears the mark): a Pending that is not such a yield is a real wait.
-pub(crate) fn take_yielded() -> bool {
-    YIELDED.with(|y| y.replace(false))
+/// Marks that a guest polled on this thread waits in its mailbox `receive`.
+pub(crate) fn mark_message_wait() {
+    MESSAGE_WAIT.with(|m| m.set(true));
+}
+
+/// Whether a guest polled on this thread began to wait in its mailbox `receive` since
+/// the last call (clears the mark).
+pub(crate) fn take_message_wait() -> bool {
+    MESSAGE_WAIT.with(|m| m.replace(false))
 }
 
 /// What a successful call returned. A WIT `result<T, E>` return is split: its `ok` value
@@ -255,7 +260,6 @@ impl WasmFunction {
                 }
                 clock.tick_yield();
             }
-            YIELDED.with(|y| y.set(true));
             Ok(UpdateDeadline::YieldCustom(
                 1,
                 Box::pin(tokio::task::yield_now()),

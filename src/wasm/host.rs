@@ -103,7 +103,10 @@ pub fn add_to_linker(linker: &mut Linker<StoreState>, groups: &[String]) -> wasm
                     me.register(cx.waker());
                     match me.pop_message() {
                         Some(m) => std::task::Poll::Ready(m),
-                        None => std::task::Poll::Pending,
+                        None => {
+                            super::function::mark_message_wait();
+                            std::task::Poll::Pending
+                        }
                     }
                 });
                 let got = match timeout {

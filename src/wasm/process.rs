@@ -109,8 +109,8 @@ async fn run(
     }
 }
 
-/// Polls the guest and reports a supervised guest started at its first real wait: a poll
-/// that returned Pending other than by an epoch yield (a receive, a sleep, a call).
+/// Polls the guest and reports a supervised guest started when it first waits in its
+/// mailbox `receive` (OTP's `init` has returned); a sleep or a call does not count.
 fn started_at_wait<F: std::future::Future>(
     guest: std::pin::Pin<&mut F>,
     start: &mut Option<crate::process::StartNotice>,
@@ -119,9 +119,9 @@ fn started_at_wait<F: std::future::Future>(
     if start.is_none() {
         return guest.poll(cx);
     }
-    super::function::take_yielded();
+    super::function::take_message_wait();
     let r = guest.poll(cx);
-    if r.is_pending() && !super::function::take_yielded() {
+    if r.is_pending() && super::function::take_message_wait() {
         if let Some(n) = start.take() {
             n.send(crate::process::Started::Running);
         }
