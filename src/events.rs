@@ -87,6 +87,15 @@ pub fn subscription_count(node: &Node) -> usize {
         .len()
 }
 
+/// Ends every subscription of process `pid` (at its exit).
+pub fn unsubscribe_all(node: &Node, pid: &Pid) {
+    bus(node)
+        .subs
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .retain(|x| x.pid != *pid);
+}
+
 /// Ends subscription `id`.
 pub fn unsubscribe(node: &Node, id: u64) {
     bus(node)

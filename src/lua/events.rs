@@ -56,7 +56,7 @@ pub fn module(lua: &Lua) -> mlua::Result<Table> {
                         .into_nil_err(lua);
                 }
             };
-            ctx.subscriptions.borrow_mut().push(id);
+            ctx.subscribed.set(true);
             let sub = Subscription {
                 id,
                 node: ctx.node.clone(),

@@ -666,11 +666,11 @@ pub(crate) struct ProcCtx {
     /// first one is held back: most processes never hold one).
     parked: RefCell<Option<Box<Parked>>>,
     /// How many messages `parked` holds (read on every routed message).
-    parked_count: Cell<usize>,
+    parked_count: Cell<u32>,
     /// Its timer tasks (aborted when it ends).
     pub(crate) tasks: tasks::TaskSet,
-    /// Its event subscriptions (ended when it ends).
-    pub(crate) subscriptions: RefCell<Vec<u64>>,
+    /// It subscribed to events (its subscriptions end when it ends).
+    pub(crate) subscribed: Cell<bool>,
     pub trap_links: Cell<bool>,
     spawned: RefCell<Vec<mlua::Thread>>,
     run: RunState,
@@ -747,7 +747,8 @@ impl ProcCtx {
                         .into_iter()
                         .partition(|m| m.topic == topic);
                 p.inbox = rest;
-                self.parked_count.set(self.parked_count.get() - held.len());
+                self.parked_count
+                    .set(self.parked_count.get() - held.len() as u32);
                 held.into()
             } else {
                 Vec::new()
@@ -969,7 +970,8 @@ impl ProcCtx {
             }
         }
         if moved > 0 {
-            self.parked_count.set(self.parked_count.get() - moved);
+            self.parked_count
+                .set(self.parked_count.get() - moved as u32);
             self.me.add_parked(-(moved as isize));
             if self.parked_count.get() == 0 {
                 *self.parked.borrow_mut() = None;
@@ -1117,8 +1119,8 @@ impl Drop for Driver {
     /// its event subscriptions.
     fn drop(&mut self) {
         self.ctx.tasks.abort_all();
-        for id in self.ctx.subscriptions.take() {
-            crate::events::unsubscribe(&self.ctx.node, id);
+        if self.ctx.subscribed.get() {
+            crate::events::unsubscribe_all(&self.ctx.node, &self.ctx.me.pid);
         }
     }
 }
@@ -1442,7 +1444,7 @@ fn start_process(pctx: ProcessContext) -> mlua::Result<Driver> {
         parked: RefCell::new(None),
         parked_count: Cell::new(0),
         tasks: tasks::TaskSet::default(),
-        subscriptions: RefCell::new(Vec::new()),
+        subscribed: Cell::new(false),
         trap_links: Cell::new(false),
         spawned: RefCell::new(Vec::new()),
         run: RunState::for_entry(&entry),
