@@ -533,7 +533,7 @@ async fn a_server_outage_splits_the_nodes_which_run_on_and_rejoin() {
 
 const NAMED: &str = r#"
 return { main = function(name)
-  local ok, err = process.registry.register(name, nil, { scope = "cluster" })
+  local ok, err = process.registry.register(name, nil, process.registry.CONSISTENT)
   if not ok then error(err) end
   while true do
     local m = process.inbox():receive()
@@ -546,7 +546,7 @@ end }
 const CLAIM: &str = r#"
 local time = require("time")
 return { main = function(name)
-  local ok, err = process.registry.register(name, nil, { scope = "cluster" })
+  local ok, err = process.registry.register(name, nil, process.registry.CONSISTENT)
   local out = { ok = ok, err = err and tostring(err), kind = err and err:kind() }
   local holder = process.registry.lookup(name)
   out.holder = holder
@@ -595,7 +595,7 @@ async fn a_cluster_name_is_held_once_and_freed_by_exit_or_node_loss() {
     let h = holder.to_string();
     assert_eq!(
         seen,
-        json!({"kind": "INVALID", "holder": h, "pong": h,
+        json!({"kind": "ALREADY_EXISTS", "holder": h, "pong": h,
                "err": format!("process.registry.register: name \"leader\" is already registered by {h}")})
     );
     // the holder exits: the name is free, and c takes it
@@ -653,7 +653,7 @@ entries:
     source: |
       return { main = function()
         local node = process.pid():match("^{(.-)|")
-        local ok, err = process.registry.register("worker-" .. node, nil, { scope = "cluster" })
+        local ok, err = process.registry.register("worker-" .. node, nil, process.registry.EVENTUAL)
         if not ok then error(err) end
         while true do
           local m = process.inbox():receive()

@@ -1016,3 +1016,62 @@ end }
         "{v}"
     );
 }
+
+/// Name scopes as en/lua/core/process.md ("Scope", "register", "unregister") gives them:
+/// `process.registry.LOCAL / EVENTUAL / CONSISTENT / STRONG` with the runtime's numbers, a
+/// name held by another live process is ALREADY_EXISTS, the same pid again is idempotent,
+/// `unregister(name, LOCAL)` frees a local name, an unknown scope is INVALID, and a cluster
+/// scope on a node outside a cluster says it needs one.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn name_scopes_are_wippys_constants() {
+    let v = App::new()
+        .lua("echo", ECHO)
+        .lua(
+            "main",
+            r#"
+return { main = function()
+  local r = process.registry
+  local echo = process.spawn("app:echo", "app:host")
+  local function kind(ok, err) return ok and "ok" or (err:kind() .. ": " .. tostring(err)) end
+  return {
+    constants = { r.LOCAL, r.EVENTUAL, r.CONSISTENT, r.STRONG },
+    first = kind(r.register("svc", echo, r.LOCAL)),
+    again = kind(r.register("svc", echo, r.LOCAL)),
+    taken = kind(r.register("svc", nil, r.LOCAL)),
+    bad = kind(r.register("x", nil, 7)),
+    cluster = kind(r.register("y", nil, r.CONSISTENT)),
+    unregister = r.unregister("svc", r.LOCAL),
+    gone = kind(r.lookup("svc")),
+  }
+end }
+"#,
+        )
+        .value("main")
+        .await;
+    assert_eq!(v["constants"], json!([0, 1, 2, 3]), "{v}");
+    assert_eq!(v["first"], "ok");
+    assert_eq!(v["again"], "ok", "the same pid again is idempotent: {v}");
+    assert!(
+        v["taken"]
+            .as_str()
+            .unwrap()
+            .starts_with("ALREADY_EXISTS: process.registry.register: name \"svc\" is already registered by {local|"),
+        "{v}"
+    );
+    assert!(
+        v["bad"]
+            .as_str()
+            .unwrap()
+            .starts_with("INVALID: process.registry.register: scope: unknown scope 7"),
+        "{v}"
+    );
+    assert!(
+        v["cluster"]
+            .as_str()
+            .unwrap()
+            .contains("needs a cluster (warden run --cluster)"),
+        "{v}"
+    );
+    assert_eq!(v["unregister"], true);
+    assert!(v["gone"].as_str().unwrap().starts_with("NOT_FOUND"), "{v}");
+}

@@ -2,7 +2,7 @@ local logger = require("logger")
 
 -- holds the cluster name "counter" and adds up what the reporters send
 local function counter()
-  local ok, err = process.registry.register("counter", nil, { scope = "cluster" })
+  local ok, err = process.registry.register("counter", nil, process.registry.CONSISTENT)
   if not ok then error(err) end
   logger.info("counter started", { pid = process.pid() })
   local total = 0

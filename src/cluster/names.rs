@@ -174,7 +174,7 @@ impl Cluster {
                                 return Ok(());
                             }
                             if self.holder_alive(&h) {
-                                return Err(ProcessError::Invalid(format!(
+                                return Err(ProcessError::AlreadyExists(format!(
                                     "name {name:?} is already registered by {h}"
                                 )));
                             }

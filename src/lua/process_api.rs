@@ -192,6 +192,36 @@ const SPAWNS: [(&str, bool, bool); 4] = [
     ("spawn_linked_monitored", true, true),
 ];
 
+/// Whether a name scope argument names the cluster: one of Wippy's scope numbers
+/// (`process.registry.LOCAL` 0; `EVENTUAL` 1, `CONSISTENT` 2 and `STRONG` 3 are all kept in
+/// the cluster's one key-value bucket, which is linearizable per name), nil for LOCAL, or
+/// the older form `{scope = "local" | "cluster"}`.
+fn cluster_scope(scope: &mlua::Value, func: &str) -> Result<bool, LuaError> {
+    let bad = |what: String| {
+        LuaError::new(
+            "INVALID",
+            format!(
+                "{func}: scope: {what} (process.registry.LOCAL, EVENTUAL, CONSISTENT or STRONG)"
+            ),
+        )
+    };
+    match scope {
+        mlua::Value::Nil => Ok(false),
+        mlua::Value::Integer(0) => Ok(false),
+        mlua::Value::Integer(1..=3) => Ok(true),
+        mlua::Value::Number(n) if *n == 0.0 => Ok(false),
+        mlua::Value::Number(n) if [1.0, 2.0, 3.0].contains(n) => Ok(true),
+        mlua::Value::Integer(i) => Err(bad(format!("unknown scope {i}"))),
+        mlua::Value::Number(n) => Err(bad(format!("unknown scope {n}"))),
+        mlua::Value::Table(t) => match t.get::<Option<String>>("scope").ok().flatten().as_deref() {
+            None | Some("local") => Ok(false),
+            Some("cluster") => Ok(true),
+            Some(other) => Err(bad(format!("unknown scope {other:?}"))),
+        },
+        other => Err(bad(format!("expected a number, got {}", other.type_name()))),
+    }
+}
+
 /// Builds the `process` table (frozen by the sandbox afterwards).
 pub fn create(lua: &Lua) -> mlua::Result<Table> {
     let t = lua.create_table()?;
@@ -509,9 +539,9 @@ pub fn create(lua: &Lua) -> mlua::Result<Table> {
     registry.set(
         "register",
         lua.create_async_function(
-            |lua, (name, pid, opts): (mlua::Value, Option<String>, Option<Table>)| async move {
+            |lua, (name, pid, scope): (mlua::Value, Option<String>, mlua::Value)| async move {
                 let ctx = current()?;
-                let parsed = (|| {
+                let parsed = (|| -> Result<(String, Pid, bool), LuaError> {
                     let name = string_arg(&name, "process.registry.register: name")?;
                     let pid = match pid {
                         None => ctx.pid().clone(),
@@ -522,25 +552,7 @@ pub fn create(lua: &Lua) -> mlua::Result<Table> {
                             )
                         })?,
                     };
-                    let scope = match &opts {
-                        None => None,
-                        Some(t) => t.get::<Option<String>>("scope").map_err(|_| {
-                            LuaError::new(
-                                "INVALID",
-                                "process.registry.register: scope is \"local\" or \"cluster\"",
-                            )
-                        })?,
-                    };
-                    let cluster = match scope.as_deref() {
-                        None | Some("local") => false,
-                        Some("cluster") => true,
-                        Some(other) => {
-                            return Err(LuaError::new(
-                                "INVALID",
-                                format!("process.registry.register: unknown scope {other:?} (local or cluster)"),
-                            ))
-                        }
-                    };
+                    let cluster = cluster_scope(&scope, "process.registry.register")?;
                     Ok((name, pid, cluster))
                 })();
                 let (name, pid, cluster) = match parsed {
@@ -553,7 +565,7 @@ pub fn create(lua: &Lua) -> mlua::Result<Table> {
                         None => {
                             return LuaError::new(
                                 "INVALID",
-                                "process.registry.register: scope \"cluster\" needs a cluster (warden run --cluster)",
+                                "process.registry.register: a cluster scope (EVENTUAL, CONSISTENT, STRONG) needs a cluster (warden run --cluster)",
                             )
                             .into_nil_err(&lua)
                         }
@@ -587,19 +599,42 @@ pub fn create(lua: &Lua) -> mlua::Result<Table> {
     )?;
     registry.set(
         "unregister",
-        lua.create_function(|lua, name: mlua::Value| {
+        lua.create_function(|lua, (name, scope): (mlua::Value, mlua::Value)| {
             let ctx = current()?;
             let r = string_arg(&name, "process.registry.unregister: name").and_then(|n| {
-                let freed = ctx.node.unregister_name(&n)
-                    || ctx
-                        .node
-                        .ext::<crate::cluster::Cluster>()
-                        .is_some_and(|c| c.unregister_name(&n));
+                let freed = match scope {
+                    // no scope: the name wherever this process registered it
+                    mlua::Value::Nil => {
+                        ctx.node.unregister_name(&n)
+                            || ctx
+                                .node
+                                .ext::<crate::cluster::Cluster>()
+                                .is_some_and(|c| c.unregister_name(&n))
+                    }
+                    ref s => {
+                        if cluster_scope(s, "process.registry.unregister")? {
+                            ctx.node
+                                .ext::<crate::cluster::Cluster>()
+                                .is_some_and(|c| c.unregister_name(&n))
+                        } else {
+                            ctx.node.unregister_name(&n)
+                        }
+                    }
+                };
                 ret(lua, freed)
             });
             finish(lua, r)
         })?,
     )?;
+    // Wippy's scope constants (en/lua/core/process.md, "Scope"), with its numbers
+    for (k, v) in [
+        ("LOCAL", 0),
+        ("EVENTUAL", 1),
+        ("CONSISTENT", 2),
+        ("STRONG", 3),
+    ] {
+        registry.set(k, v)?;
+    }
     t.set("registry", registry)?;
     let event = lua.create_table()?;
     for k in ["EXIT", "LINK_DOWN", "CANCEL"] {

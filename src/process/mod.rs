@@ -498,6 +498,9 @@ pub enum ProcessError {
     /// A host queue is full.
     #[error("{0}")]
     Busy(String),
+    /// A name another live process holds.
+    #[error("{0}")]
+    AlreadyExists(String),
 }
 
 impl ProcessError {
@@ -507,6 +510,7 @@ impl ProcessError {
             ProcessError::Invalid(_) => "INVALID",
             ProcessError::NotFound(_) => "NOT_FOUND",
             ProcessError::Busy(_) => "UNAVAILABLE",
+            ProcessError::AlreadyExists(_) => "ALREADY_EXISTS",
         }
     }
 }
@@ -1111,7 +1115,7 @@ impl Node {
                     return Ok(());
                 }
                 if self.process(o.get()).is_some() {
-                    return Err(ProcessError::Invalid(format!(
+                    return Err(ProcessError::AlreadyExists(format!(
                         "name {name:?} is already registered by {}",
                         o.get()
                     )));
