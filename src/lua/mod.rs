@@ -747,22 +747,16 @@ impl ProcCtx {
                         .into_iter()
                         .partition(|m| m.topic == topic);
                 p.inbox = rest;
-                self.parked_count
-                    .set(self.parked_count.get() - held.len() as u32);
                 held.into()
             } else {
                 Vec::new()
             }
         };
         if !held.is_empty() {
-            self.me.add_parked(-(held.len() as isize));
+            self.count_parked(-(held.len() as isize));
         }
         for m in held {
-            let item = if message {
-                self.lazy_message(m)
-            } else {
-                self.payload_item(&m.payload).map_err(|e| e.to_string())?
-            };
+            let item = self.listener_item(m, message).map_err(|e| e.to_string())?;
             chan.push_polled(item, None);
         }
         self.listeners.borrow_mut().insert(
@@ -823,6 +817,24 @@ impl ProcCtx {
             from,
             payload: m.payload,
         })
+    }
+
+    /// What a topic listener gets of a message: the message itself with `message = true`,
+    /// else its first payload value.
+    fn listener_item(&self, m: Message, message: bool) -> mlua::Result<channel::Item> {
+        if message {
+            Ok(self.lazy_message(m))
+        } else {
+            self.payload_item(&m.payload)
+        }
+    }
+
+    /// Counts `delta` more (or fewer) held-back messages, here and against the mailbox's
+    /// limit.
+    fn count_parked(&self, delta: isize) {
+        self.parked_count
+            .set(self.parked_count.get().saturating_add_signed(delta as i32));
+        self.me.add_parked(delta);
     }
 
     /// What a listener without `message = true` gets of a message: its first payload value.
@@ -892,8 +904,7 @@ impl ProcCtx {
         } else {
             p.inbox.push_back(m);
         }
-        self.parked_count.set(self.parked_count.get() + 1);
-        self.me.add_parked(1);
+        self.count_parked(1);
     }
 
     /// Whether a held-back message now has room in its channel.
@@ -956,12 +967,7 @@ impl ProcCtx {
                     .and_then(VecDeque::pop_front);
                 let Some(m) = next else { break };
                 moved += 1;
-                let item = if message {
-                    self.lazy_message(m)
-                } else {
-                    self.payload_item(&m.payload)?
-                };
-                chan.push_polled(item, polled);
+                chan.push_polled(self.listener_item(m, message)?, polled);
             }
             let mut p = self.parked.borrow_mut();
             let Some(p) = p.as_mut() else { continue };
@@ -970,9 +976,7 @@ impl ProcCtx {
             }
         }
         if moved > 0 {
-            self.parked_count
-                .set(self.parked_count.get() - moved as u32);
-            self.me.add_parked(-(moved as isize));
+            self.count_parked(-(moved as isize));
             if self.parked_count.get() == 0 {
                 *self.parked.borrow_mut() = None;
             }
@@ -989,12 +993,8 @@ impl ProcCtx {
             .then(|| listeners.get(&m.topic))
             .flatten()
         {
-            let item = if l.message {
-                self.lazy_message(m)
-            } else {
-                self.payload_item(&m.payload)?
-            };
-            l.chan.push_polled(item, polled);
+            l.chan
+                .push_polled(self.listener_item(m, l.message)?, polled);
             return Ok(());
         }
         self.inbox.push_polled(self.lazy_message(m), polled);
