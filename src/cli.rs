@@ -176,8 +176,12 @@ struct RunArgs {
 }
 
 /// Picks the directory holding the app's YAML: DIR itself, or DIR/src (Wippy's layout)
-/// when DIR has no YAML of its own.
+/// when DIR has no YAML of its own. A Wippy project (DIR has a `wippy.lock`) is loaded
+/// from DIR: the lock says where its source and modules are.
 pub fn app_dir(dir: &Path) -> PathBuf {
+    if dir.join(registry::LOCK_FILE).is_file() {
+        return dir.to_path_buf();
+    }
     let has_yaml = |d: &Path| {
         std::fs::read_dir(d).is_ok_and(|rd| {
             rd.flatten().any(|e| {
@@ -225,7 +229,8 @@ fn load_app(dir: &Path) -> (Registry, Vec<registry::LoadError>) {
     let app = app_dir(dir);
     let (mut reg, mut errs) = registry::load_dir_partial(&app);
     let sups = dir.join("supervisors");
-    if app != dir && sups.is_dir() {
+    let loaded_already = reg.entries.values().any(|e| e.file.starts_with(&sups));
+    if (app != dir || dir.join(registry::LOCK_FILE).is_file()) && sups.is_dir() && !loaded_already {
         let (extra, extra_errs) = registry::load_dir_partial(&sups);
         errs.extend(extra_errs);
         for (id, e) in extra.entries {

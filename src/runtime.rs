@@ -249,6 +249,9 @@ impl Runtime {
             "function.lua",
             Arc::new(lua::funcs::LuaExecutor {
                 node: Arc::downgrade(&node),
+                default_host: node
+                    .host(&default_host)
+                    .context("the default host is missing")?,
             }),
         );
         node.functions.register(

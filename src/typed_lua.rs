@@ -14,9 +14,8 @@
 //! token level: the `?` of an optional record field (`{name?: string}`) and the constraint
 //! of a generic parameter (`<T: Constraint>`).
 //!
-//! The same parser answers two more questions at load: whether a function's method may use
-//! a global ([`method_uses_name`], which decides whether calls run as processes), and
-//! which literal arguments contradict a parameter's annotation ([`type_warnings`]).
+//! The same parser answers one more question at load: which literal arguments contradict
+//! a parameter's annotation ([`type_warnings`]).
 
 use full_moon::ast::luau::{
     ExportedTypeDeclaration, ExportedTypeFunction, GenericDeclaration, LuauAttribute,
@@ -243,17 +242,6 @@ impl Visitor for TypeRanges {
     }
 }
 
-/// Whether plain Lua `src` indexes the name `global` (`process.send`, `process:x`) other
-/// than as a field (`t.process.x`). Used at load to tell a function that needs a process
-/// identity; a source that does not tokenize counts as using it.
-pub fn indexes_name(src: &str, global: &str) -> bool {
-    let Some(tokens) = lex(src) else {
-        return true;
-    };
-    let toks = significant(&tokens);
-    (0..toks.len()).any(|i| indexes_at(&toks, i, global))
-}
-
 /// The tokens of `src`, or None when it does not tokenize.
 fn lex(src: &str) -> Option<Vec<Token>> {
     match Lexer::new(src, version()).collect() {
@@ -268,102 +256,6 @@ fn significant(tokens: &[Token]) -> Vec<&Token> {
         .iter()
         .filter(|t| !t.token_type().is_trivia())
         .collect()
-}
-
-/// Whether `toks[i]` is the name `global` indexed (`global.x`, `global:x`, `global[x]`)
-/// and not itself a field (`t.global`).
-fn indexes_at(toks: &[&Token], i: usize, global: &str) -> bool {
-    ident_is(toks[i], global)
-        && matches!(
-            toks.get(i + 1).and_then(|t| symbol(t)),
-            Some(Symbol::Dot | Symbol::Colon | Symbol::LeftBracket)
-        )
-        && !(i > 0 && matches!(symbol(toks[i - 1]), Some(Symbol::Dot | Symbol::Colon)))
-}
-
-/// Whether calling the function `method` of plain Lua `src` may index the name `global`
-/// (`process.spawn(...)`): its body does, or calls by name a function of the file that
-/// does (to any depth), or the file's top-level code does. Function bodies are named by
-/// how they are written (`function M.name(`, `local function name(`, `name = function(`,
-/// a table field `name = function(`). When no function is named `method`, the whole file
-/// is scanned as by [`indexes_name`]. A source that does not parse counts as using it.
-pub fn method_uses_name(src: &str, method: &str, global: &str) -> bool {
-    let Some(tokens) = lex(src) else {
-        return true;
-    };
-    let toks = significant(&tokens);
-    let Some(result) = parse(src).filter(|r| r.errors().is_empty()) else {
-        return indexes_name(src, global);
-    };
-    let mut bodies = Bodies::default();
-    bodies.visit_ast(result.ast());
-    // each body: (name, first token index, one past its last token index)
-    let start_of = |byte: usize| toks.partition_point(|t| t.start_position().bytes() < byte);
-    let named: Vec<(Option<&str>, usize, usize)> = bodies
-        .0
-        .iter()
-        .map(|r| {
-            let (a, b) = (start_of(r.start), start_of(r.end));
-            let name = match a.checked_sub(1).map(|i| (i, toks[i])) {
-                Some((_, t)) if is_ident(t) => ident_text(t),
-                Some((i, t)) if symbol(t) == Some(Symbol::Function) => i
-                    .checked_sub(2)
-                    .filter(|j| symbol(toks[j + 1]) == Some(Symbol::Equal))
-                    .and_then(|j| ident_text(toks[j])),
-                _ => None,
-            };
-            (name, a, b)
-        })
-        .collect();
-    let uses_in = |a: usize, b: usize| (a..b).any(|i| indexes_at(&toks, i, global));
-    // top-level code runs with every call's instance
-    let mut inside = vec![false; toks.len()];
-    for (_, a, b) in &named {
-        for slot in &mut inside[*a..*b] {
-            *slot = true;
-        }
-    }
-    let top_level = (0..toks.len())
-        .filter(|i| !inside[*i])
-        .any(|i| uses_in(i, i + 1));
-    if top_level {
-        return true;
-    }
-    if !named.iter().any(|(n, _, _)| *n == Some(method)) {
-        return indexes_name(src, global);
-    }
-    let mut using: std::collections::HashSet<&str> = named
-        .iter()
-        .filter(|(_, a, b)| uses_in(*a, *b))
-        .filter_map(|(n, _, _)| *n)
-        .collect();
-    loop {
-        let before = using.len();
-        for (n, a, b) in &named {
-            let Some(n) = n else { continue };
-            if !using.contains(n)
-                && (*a..*b).any(|i| ident_text(toks[i]).is_some_and(|x| using.contains(x)))
-            {
-                using.insert(n);
-            }
-        }
-        if using.len() == before {
-            break;
-        }
-    }
-    using.contains(method)
-}
-
-/// The byte ranges of every function body (parameters to `end`).
-#[derive(Default)]
-struct Bodies(Vec<Range<usize>>);
-
-impl Visitor for Bodies {
-    fn visit_function_body(&mut self, node: &full_moon::ast::FunctionBody) {
-        if let Some(s) = token_span(node) {
-            self.0.push(s);
-        }
-    }
 }
 
 /// The primitive types a literal can be checked against.
@@ -533,13 +425,6 @@ pub fn type_warnings(src: &str) -> Vec<(usize, String)> {
     }
     out.sort();
     out
-}
-
-fn ident_text(t: &Token) -> Option<&str> {
-    match t.token_type() {
-        TokenType::Identifier { identifier } => Some(identifier.as_str()),
-        _ => None,
-    }
 }
 
 fn symbol(t: &Token) -> Option<Symbol> {
@@ -746,50 +631,6 @@ mod tests {
             assert!(!e.changed, "{src}: {}", e.text);
             assert_eq!(e.text, src);
         }
-    }
-
-    #[test]
-    fn finds_uses_of_a_global() {
-        assert!(indexes_name("local p = process.pid()", "process"));
-        assert!(indexes_name("return process [ 'send' ]", "process"));
-        assert!(!indexes_name(
-            "local t = x.process.y -- process.z",
-            "process"
-        ));
-        assert!(!indexes_name("local s = 'process.send'", "process"));
-    }
-
-    #[test]
-    fn finds_whether_a_method_uses_a_global() {
-        let src = r#"
-local M = {}
-local function helper() return process.pid() end
-local function indirect() return helper() end
-function M.noop(...) return ... end
-function M.direct() return process.inbox() end
-function M:via() return indirect() end
-M.anon = function() return 1 end
-local t = { field = function() process.send("x", "y") end }
-return M
-"#;
-        assert!(!method_uses_name(src, "noop", "process"));
-        assert!(!method_uses_name(src, "anon", "process"));
-        assert!(method_uses_name(src, "direct", "process"));
-        assert!(method_uses_name(src, "via", "process"));
-        assert!(method_uses_name(src, "field", "process"));
-        // no function of that name: the whole file decides
-        assert!(method_uses_name(src, "missing", "process"));
-        // top-level code runs with the instance of every call
-        assert!(method_uses_name(
-            "local me = process.pid()\nreturn { main = function() return 1 end }",
-            "main",
-            "process"
-        ));
-        assert!(!method_uses_name(
-            "return { main = function() return 1 end, other = function() process.pid() end }",
-            "main",
-            "process"
-        ));
     }
 
     #[test]

@@ -232,6 +232,38 @@ fn dir_defaults_to_the_current_directory_and_uses_src_when_the_yaml_is_there() {
     assert_eq!(text(&out.stdout).trim(), "\"hi x\"");
 }
 
+/// en/guides/dependency-management.md, en/start/structure.md: a Wippy project (a
+/// `wippy.lock` naming `directories.src` and a vendored module under `.wippy/vendor`)
+/// runs from its directory; the module's `fs.directory` resolves in the module's root and
+/// its function and library serve the app.
+#[test]
+fn a_wippy_project_runs_with_its_vendored_modules() {
+    let d = app(&[
+        (
+            "wippy.lock",
+            "directories:\n  modules: .wippy\n  src: ./src\nmodules:\n  - {name: acme/greet, version: v1.0.0, hash: x}\n",
+        ),
+        (
+            "src/_index.yaml",
+            "version: \"1.0\"\nnamespace: app\nentries:\n  - name: main\n    kind: process.lua\n    source: |\n      local funcs = require(\"funcs\")\n      return { main = function() return funcs.call(\"acme.greet:hello\", \"Ada\") end }\n    method: main\n    modules: [funcs]\n",
+        ),
+        (
+            ".wippy/vendor/acme/greet/src/_index.yaml",
+            "version: \"1.0\"\nnamespace: acme.greet\nentries:\n  - {name: data, kind: fs.directory, directory: ./data}\n  - {name: words, kind: library.lua, source: 'return { hi = function(n) return \"hello, \" .. n end }'}\n  - name: hello\n    kind: function.lua\n    source: 'local w = require(\"words\") return { main = function(n) return w.hi(n) end }'\n    method: main\n    imports: {words: acme.greet:words}\n  - {name: web, kind: http.service, addr: ':0'}\n",
+        ),
+        (".wippy/vendor/acme/greet/data/readme.txt", "module data"),
+    ]);
+    let out = warden(&["run", "--exec", "app:main"], Some(d.path()));
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    assert_eq!(text(&out.stdout).trim(), "\"hello, Ada\"");
+    assert!(
+        text(&out.stderr)
+            .contains("kind http.service is not supported; entry acme.greet:web skipped"),
+        "{}",
+        text(&out.stderr)
+    );
+}
+
 #[test]
 fn run_stops_cleanly_on_sigterm() {
     let d = app(&[("_index.yaml", FAILING)]);

@@ -155,3 +155,55 @@ end }
     names.sort();
     assert_eq!(names, ["app.env"]);
 }
+
+/// en/system/env.md: `env.storage.static` (read only: PERMISSION_DENIED on set),
+/// `env.storage.router` (reads search in order, writes go to the first storage),
+/// `env.storage.file` with `file_path` and `auto_create`, and `readonly` on a variable.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn static_router_and_file_storages_as_wippy_declares_them() {
+    let app = App::new()
+        .entry("  - {name: defaults, kind: env.storage.static, values: {API_HOST: 'https://api.example.com', APP_ENV: production}}\n")
+        .entry("  - {name: mem, kind: env.storage.memory}\n")
+        .entry("  - {name: config, kind: env.storage.router, storages: [app:mem, app:defaults]}\n")
+        .entry("  - {name: secrets, kind: env.storage.file, file_path: ./conf/secrets.env, auto_create: true, file_mode: 0600, dir_mode: 0700}\n")
+        .entry("  - {name: api_host, kind: env.variable, variable: API_HOST, storage: app:config}\n")
+        .entry("  - {name: app_env, kind: env.variable, variable: APP_ENV, storage: app:defaults}\n")
+        .entry("  - {name: key, kind: env.variable, variable: KEY, storage: app:secrets, readonly: true}\n")
+        .entry("  - {name: note, kind: env.variable, variable: NOTE, storage: app:secrets, default: none}\n")
+        .lua(
+            "main",
+            r#"
+local env = require("env")
+return { main = function()
+  local function kind(v, err) return { v = v, kind = err and err:kind() } end
+  local out = { host = env.get("API_HOST"), static_set = kind(env.set("app_env", "dev")),
+                key_set = kind(env.set("key", "k")), note = env.get("note") }
+  out.routed_set = env.set("api_host", "http://localhost")
+  out.host_after = env.get("API_HOST")
+  out.app_env = env.get("APP_ENV")
+  out.note_set = env.set("note", "hi")
+  out.note_after = env.get("note")
+  return out
+end }
+"#,
+        );
+    let v = app.value("main").await;
+    assert_eq!(v["host"], "https://api.example.com", "{v}");
+    assert_eq!(v["static_set"], json!({"kind": "PERMISSION_DENIED"}));
+    assert_eq!(v["key_set"], json!({"kind": "PERMISSION_DENIED"}));
+    assert_eq!(v["note"], "none");
+    assert_eq!(v["routed_set"], true);
+    assert_eq!(v["host_after"], "http://localhost");
+    assert_eq!(v["app_env"], "production");
+    assert_eq!(v["note_set"], true);
+    assert_eq!(v["note_after"], "hi");
+    let file = app.path().join("conf/secrets.env");
+    assert_eq!(std::fs::read_to_string(&file).unwrap(), "NOTE=hi\n");
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        let mode = |p: &std::path::Path| std::fs::metadata(p).unwrap().permissions().mode() & 0o777;
+        assert_eq!(mode(&file), 0o600);
+        assert_eq!(mode(&app.path().join("conf")), 0o700);
+    }
+}

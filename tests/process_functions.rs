@@ -1,6 +1,7 @@
-//! Processes and functions together, as Wippy allows: `process.*` inside a `function.lua`
-//! (each such call runs as a process of its own), `funcs.call` of a `process.lua` entry,
-//! `process.with_context`, and a process body's `nil, err` as a failed exit.
+//! Processes and functions together, as Wippy allows: a `function.lua` call is a full unit
+//! of execution (channels, `coroutine.spawn`, `events.subscribe`, `process.*`; it gets a
+//! pid of its own when its code first asks for one), `funcs.call` of a `process.lua`
+//! entry, `process.with_context`, and a process body's `nil, err` as a failed exit.
 
 mod common;
 
@@ -250,4 +251,140 @@ end }
     );
     let v = app.value("main").await;
     assert_eq!(v, json!({"pid": "string", "other": true}));
+}
+
+/// en/concepts/compute-units.md: functions and processes "share the same underlying
+/// machinery"; en/lua/core/base.md and channel.md: `coroutine.spawn` and channels (the
+/// producer / consumer of the engine's own example) inside a function call.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_function_runs_coroutines_and_channels_as_a_process_does() {
+    let sum = r#"
+return { main = function(n)
+  local ch = channel.new(5)
+  local done = channel.new(1)
+  local t = coroutine.spawn(function()
+    for i = 1, n do ch:send(i) end
+    ch:close()
+  end)
+  coroutine.spawn(function()
+    local sum = 0
+    while true do
+      local v, ok = ch:receive()
+      if not ok then break end
+      sum = sum + v
+    end
+    done:send(sum)
+  end)
+  local timeout = require("time").after("5s")
+  local r = channel.select { done:case_receive(), timeout:case_receive() }
+  return { sum = r.channel == done and r.value or "timed out", spawned = type(t) }
+end }
+"#;
+    let v = App::new()
+        .func("sum", sum, None)
+        .func("sum_static", sum, Some("{type: static, workers: 1}"))
+        .lua(
+            "main",
+            r#"
+local funcs = require("funcs")
+return { main = function()
+  local a, err = funcs.call("app:sum", 10)
+  local b, err2 = funcs.call("app:sum_static", 100)
+  local c = funcs.call("app:sum_static", 4)
+  return { a = a or tostring(err), b = b or tostring(err2), c = c }
+end }
+"#,
+        )
+        .value("main")
+        .await;
+    assert_eq!(
+        v,
+        json!({"a": {"sum": 55, "spawned": "thread"}, "b": {"sum": 5050, "spawned": "thread"},
+               "c": {"sum": 10, "spawned": "thread"}})
+    );
+}
+
+/// en/lua/core/events.md: a function subscribes and receives; its subscription ends with
+/// the call (a later send finds no subscriber left).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_function_subscribes_to_events_until_the_call_ends() {
+    let v = App::new()
+        .func(
+            "watch",
+            r#"
+local events = require("events")
+return { main = function(parent)
+  local sub = events.subscribe("orders")
+  process.send(parent, "ready", process.pid())
+  local ev = sub:channel():receive()
+  return { kind = ev.kind, data = ev.data }
+end }
+"#,
+            None,
+        )
+        .lua(
+            "main",
+            r#"
+local funcs = require("funcs")
+local events = require("events")
+return { main = function()
+  local fut = funcs.async("app:watch", process.pid())
+  local pid = process.inbox():receive():payload():data()
+  process.monitor(pid)
+  events.send("orders", "created", nil, 7)
+  local r = fut:response():receive():data()
+  local ev = process.events():receive()
+  return { r = r, exit = ev.kind == process.event.EXIT and ev.from == pid,
+           value = ev.result.value }
+end }
+"#,
+        )
+        .value("main")
+        .await;
+    assert_eq!(v["r"], json!({"kind": "created", "data": 7}), "{v}");
+    assert_eq!(v["exit"], true, "{v}");
+    assert_eq!(v["value"], json!({"kind": "created", "data": 7}), "{v}");
+}
+
+/// A function that never uses what only a process has stays a plain call: it has no pid,
+/// so the runtime's process count does not change while it runs.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_plain_function_call_is_no_process() {
+    let app = App::new()
+        .func(
+            "plain",
+            "return { main = function(n) require('time').sleep('50ms') return n + 1 end }",
+            None,
+        )
+        .func(
+            "unit",
+            "return { main = function(n) local me = process.pid() require('time').sleep('50ms') return n + 1 end }",
+            None,
+        );
+    let rt = app.start().await;
+    let node = rt.node().clone();
+    let before = node.process_count();
+    for (name, grows) in [("plain", false), ("unit", true)] {
+        // the call runs on this thread; its process (if any) is counted while it sleeps
+        let call = warden::lua::funcs::execute(
+            node.clone(),
+            format!("app:{name}"),
+            vec![warden::value::Value::Int(1)],
+            Default::default(),
+            std::time::Duration::from_secs(10),
+        );
+        let count = async {
+            tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+            node.process_count()
+        };
+        let (r, during) = futures::join!(call, count);
+        assert_eq!(r, Ok(warden::value::Value::Int(2)), "{name}");
+        assert_eq!(during > before, grows, "{name}: {before} -> {during}");
+        assert_eq!(
+            node.process_count(),
+            before,
+            "{name}: its process ended with it"
+        );
+    }
+    rt.shutdown().await;
 }

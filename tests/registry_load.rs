@@ -672,13 +672,35 @@ fn unknown_kind_did_you_mean() {
     );
     let text = load_err(&dir).to_string();
     let lines: Vec<&str> = text.lines().collect();
+    // a typo of a kind warden runs is an error; any other kind is skipped with a warning
     assert_eq!(
         lines,
+        ["app/_index.yaml: entry app:w: field kind: unknown kind proces.lua (did you mean process.lua?)"]
+    );
+}
+
+/// Issue 34, en/system/filesystem.md (fs.embed), en/temporal/*.md, en/http/*.md: kinds of
+/// Wippy that warden does not run are skipped with one warning each; the rest loads.
+#[test]
+fn wippy_kinds_warden_does_not_run_are_skipped_with_a_warning() {
+    let dir = TempDir::new().unwrap();
+    write(
+        &dir,
+        "app/_index.yaml",
+        "namespace: app\nentries:\n  - {name: static, kind: fs.embed}\n  - {name: flow, kind: workflow.lua, source: 'return {}', method: run}\n  - {name: bc, kind: function.lua.bc, source: 'x'}\n  - {name: worker, kind: temporal.worker}\n  - {name: z, kind: zebra.crossing}\n  - {name: t, kind: terminal.host}\n",
+    );
+    let reg = load_ok(&dir);
+    assert_eq!(
+        reg.warnings,
         [
-            "app/_index.yaml: entry app:w: field kind: unknown kind proces.lua (did you mean process.lua?)",
-            "app/_index.yaml: entry app:z: field kind: unknown kind zebra.crossing",
+            "app/_index.yaml: kind fs.embed is not supported; entry app:static skipped",
+            "app/_index.yaml: kind workflow.lua is not supported; entry app:flow skipped",
+            "app/_index.yaml: kind function.lua.bc is not supported; entry app:bc skipped",
+            "app/_index.yaml: kind temporal.worker is not supported; entry app:worker skipped",
+            "app/_index.yaml: kind zebra.crossing is not supported; entry app:z skipped",
         ]
     );
+    assert_eq!(reg.entries.len(), 1);
 }
 
 #[test]
@@ -1060,4 +1082,170 @@ fn wasm_fs_in_another_file_resolves() {
         }
         other => panic!("{other:?}"),
     }
+}
+
+/// en/guides/dependency-management.md (wippy.lock: `directories.src`, `directories.modules`,
+/// vendored modules under `vendor/org/module`, the deprecated `replacements`),
+/// en/system/filesystem.md (`base`: a module's relative path resolves against the module's
+/// root): a Wippy project loads its source and its vendored modules, and each module's
+/// entries are tagged with `meta.module`.
+#[test]
+fn a_wippy_project_loads_its_source_and_vendored_modules() {
+    let dir = TempDir::new().unwrap();
+    write(
+        &dir,
+        "wippy.lock",
+        "directories:\n  modules: .wippy\n  src: ./src\nmodules:\n  - {name: acme/tools, version: v1.2.0, hash: abc}\n  - {name: acme/packed, version: v0.1.0}\n  - {name: acme/local, version: v2.0.0}\nreplacements:\n  - {from: acme/local, to: ../local_src}\n",
+    );
+    // the lock's replacement points outside the project: make it inside for the test
+    std::fs::create_dir_all(dir.path().join("local_src/src")).unwrap();
+    let lock = std::fs::read_to_string(dir.path().join("wippy.lock")).unwrap();
+    std::fs::write(
+        dir.path().join("wippy.lock"),
+        lock.replace("../local_src", "./local_src"),
+    )
+    .unwrap();
+    write(
+        &dir,
+        "src/_index.yaml",
+        "namespace: app\nentries:\n  - {name: main, kind: process.lua, source: 'return {main = function() end}', method: main}\n  - {name: data, kind: fs.directory, directory: ./data, auto_init: true}\n",
+    );
+    write(
+        &dir,
+        ".wippy/vendor/acme/tools/src/_index.yaml",
+        "namespace: acme.tools\nentries:\n  - {name: assets, kind: fs.directory, directory: ./assets}\n  - {name: cache, kind: fs.directory, directory: ./cache, auto_init: true, mode: \"0700\"}\n  - {name: lib, kind: library.lua, source: 'return {}', meta: {comment: kept}}\n",
+    );
+    std::fs::create_dir_all(dir.path().join(".wippy/vendor/acme/tools/assets")).unwrap();
+    write(&dir, ".wippy/vendor/acme/packed-v0.1.0.wapp", "packed");
+    write(
+        &dir,
+        "local_src/src/_index.yaml",
+        "namespace: acme.local\nentries:\n  - {name: f, kind: function.lua, source: 'return {main = function() return 1 end}', method: main}\n",
+    );
+    // a hidden folder that is not the modules directory still never loads
+    write(
+        &dir,
+        "src/.hidden/_index.yaml",
+        "namespace: no\nentries: [{name: x, kind: nope}]\n",
+    );
+    let reg = load_ok(&dir);
+    let ids: Vec<String> = reg.entries.keys().map(|i| i.to_string()).collect();
+    assert_eq!(
+        ids,
+        [
+            "acme.local:f",
+            "acme.tools:assets",
+            "acme.tools:cache",
+            "acme.tools:lib",
+            "app:data",
+            "app:main"
+        ]
+    );
+    let path = |i: &str| match &reg.get(&id(i)).unwrap().spec {
+        EntrySpec::FsDirectory { directory } => directory.clone(),
+        _ => panic!("not a directory"),
+    };
+    let root = dir.path().canonicalize().unwrap();
+    let module_root = root.join(".wippy/vendor/acme/tools");
+    assert_eq!(path("acme.tools:assets"), module_root.join("assets"));
+    assert_eq!(path("acme.tools:cache"), module_root.join("cache"));
+    assert_eq!(path("app:data"), root.join("data"));
+    assert!(
+        root.join("data").is_dir(),
+        "auto_init made the app's directory"
+    );
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        let mode = std::fs::metadata(module_root.join("cache"))
+            .unwrap()
+            .permissions()
+            .mode();
+        assert_eq!(mode & 0o777, 0o700);
+    }
+    let meta = &reg.get(&id("acme.tools:lib")).unwrap().meta;
+    assert_eq!(meta["module"], "acme/tools");
+    assert_eq!(meta["module_version"], "v1.2.0");
+    assert_eq!(meta["comment"], "kept");
+    assert_eq!(
+        reg.get(&id("acme.local:f")).unwrap().meta["module"],
+        "acme/local"
+    );
+    assert!(reg
+        .get(&id("app:main"))
+        .unwrap()
+        .meta
+        .get("module")
+        .is_none());
+    assert_eq!(reg.warnings.len(), 2, "{:?}", reg.warnings);
+    assert!(
+        reg.warnings[0].contains("`replacements` is deprecated"),
+        "{:?}",
+        reg.warnings
+    );
+    assert!(
+        reg.warnings[1].starts_with("module acme/packed: ")
+            && reg.warnings[1].contains("packed module"),
+        "{:?}",
+        reg.warnings
+    );
+}
+
+/// en/guides/dependency-management.md: `.wippy.yaml`'s `workspace.replacements` replace a
+/// locked module with a local directory (its `src` when it has one).
+#[test]
+fn workspace_replacements_come_from_the_wippy_yaml() {
+    let dir = TempDir::new().unwrap();
+    write(
+        &dir,
+        "wippy.lock",
+        "directories: {src: ./app}\nmodules:\n  - {name: acme/tools, version: v1.0.0}\n",
+    );
+    write(
+        &dir,
+        ".wippy.yaml",
+        "version: \"1.0\"\nworkspace:\n  replacements:\n    acme/tools: ./dev/tools\n",
+    );
+    write(
+        &dir,
+        "app/_index.yaml",
+        "namespace: app\nentries:\n  - {name: t, kind: terminal.host}\n",
+    );
+    write(
+        &dir,
+        "dev/tools/src/_index.yaml",
+        "namespace: acme.tools\nentries:\n  - {name: dev, kind: terminal.host}\n",
+    );
+    write(
+        &dir,
+        ".wippy/vendor/acme/tools/_index.yaml",
+        "namespace: acme.tools\nentries:\n  - {name: vendored, kind: terminal.host}\n",
+    );
+    let reg = load_ok(&dir);
+    assert!(reg.get(&id("acme.tools:dev")).is_some());
+    assert!(reg.get(&id("acme.tools:vendored")).is_none());
+    assert!(reg.warnings.is_empty(), "{:?}", reg.warnings);
+}
+
+/// en/system/filesystem.md: `base` is `project` or `module`; `mode` is an octal mode;
+/// a directory without `auto_init` must exist.
+#[test]
+fn fs_directory_fields_are_checked() {
+    let dir = TempDir::new().unwrap();
+    write(
+        &dir,
+        "_index.yaml",
+        "namespace: app\nentries:\n  - {name: a, kind: fs.directory, directory: ./x, base: somewhere}\n  - {name: b, kind: fs.directory, directory: ./x, mode: \"rwx\", auto_init: true}\n  - {name: c, kind: fs.directory, directory: ./x, auto_init: yes please}\n",
+    );
+    let text = load_err(&dir).to_string();
+    let lines: Vec<&str> = text.lines().collect();
+    assert_eq!(
+        lines,
+        [
+            "_index.yaml: entry app:a: field base: unknown base \"somewhere\" (expected project or module)",
+            "_index.yaml: entry app:b: field mode: \"rwx\" is not an octal mode such as \"0755\"",
+            "_index.yaml: entry app:c: field auto_init: expected true or false, found string \"yes please\"",
+        ]
+    );
+    assert!(!dir.path().join("x").exists());
 }

@@ -149,8 +149,7 @@ pub struct Pool {
     /// What the executor derived once from the entry (see [`Pool::derived`]).
     derived: std::sync::OnceLock<Arc<dyn std::any::Any + Send + Sync>>,
     /// Each call runs as a process of its own (a `process.lua` entry called as a
-    /// function, or a `function.lua` whose code uses the `process` global): the executor
-    /// registered as [`AS_PROCESS`] runs it.
+    /// function): the executor registered as [`AS_PROCESS`] runs it.
     pub as_process: bool,
 }
 
@@ -426,22 +425,6 @@ impl LastCall {
     }
 }
 
-/// Whether Lua code or the libraries it imports (directly or through other libraries)
-/// use the `process` global.
-fn uses_process(registry: &Registry, spec: &crate::registry::LuaSpec, seen: &mut Vec<Id>) -> bool {
-    spec.uses_process
-        || spec.imports.iter().any(|(_, id)| {
-            if seen.contains(id) {
-                return false;
-            }
-            seen.push(id.clone());
-            match registry.get(id).map(|e| &e.spec) {
-                Some(EntrySpec::LibraryLua(l)) => uses_process(registry, l, seen),
-                _ => false,
-            }
-        })
-}
-
 /// Calls of functions this node does not have, on the nodes that do (the cluster
 /// implements it).
 pub trait RemoteCalls: Send + Sync {
@@ -595,11 +578,7 @@ impl FunctionTable {
             _ => PoolSpec::default(),
         };
         let mut pool = Pool::new(entry.clone(), spec);
-        pool.as_process = match &entry.spec {
-            EntrySpec::ProcessLua(_) => true,
-            EntrySpec::FunctionLua(l) => uses_process(registry, l, &mut Vec::new()),
-            _ => false,
-        };
+        pool.as_process = matches!(entry.spec, EntrySpec::ProcessLua(_));
         let pool = Arc::new(pool);
         self.pools.insert(id, pool.clone());
         Ok(pool)

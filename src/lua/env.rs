@@ -1,5 +1,6 @@
 //! The `env` module: the app's declared variables (`env.variable` entries) and where they
-//! live (`env.storage.os`, `env.storage.memory`, `env.storage.file`).
+//! live (`env.storage.os`, `env.storage.memory`, `env.storage.file`, `env.storage.static`,
+//! `env.storage.router`), as en/system/env.md and en/lua/system/env.md describe them.
 //!
 //! `env.get(name)` gives a variable's value or `nil, err`; `env.set(name, value)` changes
 //! a variable kept in a memory or file storage; `env.get_all()` gives every variable that
@@ -10,7 +11,7 @@
 use super::errors::LuaError;
 use super::running;
 use crate::process::Node;
-use crate::registry::{parse_dotenv, Entry, EntrySpec, EnvStorage, Id, Registry};
+use crate::registry::{Entry, EntrySpec, EnvStorage, Id, Registry};
 use mlua::{Lua, MultiValue, Table};
 use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, Mutex};
@@ -63,23 +64,25 @@ fn value_of(node: &Node, reg: &Registry, e: &Entry) -> Option<String> {
         return value.clone();
     }
     let name = variable.as_ref()?;
-    let stored = match storage
-        .as_ref()
-        .and_then(|s| reg.get(s))
-        .map(|s| (s, &s.spec))
-    {
-        Some((s, EntrySpec::EnvStorage(EnvStorage::Memory(initial)))) => {
-            let st = state(node);
-            let mut mem = st.memory.lock().unwrap_or_else(|e| e.into_inner());
-            mem.entry(s.id.clone())
-                .or_insert_with(|| initial.clone())
-                .get(name)
-                .cloned()
+    let stored = match storage {
+        Some(st) => {
+            let state = state(node);
+            // memory storages: the node's current values, seeded from the declared ones
+            let memory = |id: &Id, key: &str| {
+                let EntrySpec::EnvStorage(EnvStorage::Memory(initial)) = &reg.get(id)?.spec else {
+                    return None;
+                };
+                let mut mem = state.memory.lock().unwrap_or_else(|e| e.into_inner());
+                Some(
+                    mem.entry(id.clone())
+                        .or_insert_with(|| initial.clone())
+                        .get(key)
+                        .cloned(),
+                )
+            };
+            reg.env_read(st, name, 0, &memory)
         }
-        Some((_, EntrySpec::EnvStorage(EnvStorage::File(path)))) => std::fs::read_to_string(path)
-            .ok()
-            .and_then(|t| parse_dotenv(&t).remove(name)),
-        _ => std::env::var(name).ok(),
+        None => std::env::var(name).ok(),
     };
     stored.or_else(|| default.clone())
 }
@@ -251,11 +254,23 @@ pub fn module(lua: &Lua) -> mlua::Result<Table> {
                     ));
                 }
             }
-            match storage
-                .as_ref()
-                .and_then(|s| reg.get(s))
-                .map(|s| (s, &s.spec))
-            {
+            // a router writes to its first storage
+            let mut target = storage.as_ref().and_then(|s| reg.get(s));
+            for _ in 0..crate::registry::ENV_ROUTER_DEPTH {
+                match target.map(|t| &t.spec) {
+                    Some(EntrySpec::EnvStorage(EnvStorage::Router(list))) => {
+                        target = list.first().and_then(|s| reg.get(s))
+                    }
+                    _ => break,
+                }
+            }
+            match target.map(|s| (s, &s.spec)) {
+                Some((s, EntrySpec::EnvStorage(EnvStorage::Static(_)))) => {
+                    return denied(format!("{} is a static storage (read only)", s.id))
+                }
+                Some((s, EntrySpec::EnvStorage(EnvStorage::Router(_)))) => {
+                    return denied(format!("{} routes to no storage that can be written", s.id))
+                }
                 Some((s, EntrySpec::EnvStorage(EnvStorage::Memory(initial)))) => {
                     let st = state(&node);
                     let mut mem = st.memory.lock().unwrap_or_else(|e| e.into_inner());

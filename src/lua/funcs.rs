@@ -13,12 +13,14 @@
 use super::channel::{self, Chan};
 use super::errors::LuaError;
 use super::wit::Shape;
-use super::{current_any, worker, Current, CurrentGuard, LuaWorker, RunState};
+use super::{current_any, worker, Current, CurrentGuard, Driver, LuaWorker, ProcCtx, RunState};
 use crate::functions::{CallContext, CallError, Pool, DEFAULT_TIMEOUT};
 use crate::process::Node;
+use crate::process::{Exit, ExitError, Host};
 use crate::registry::Entry;
 use crate::value::{self, Value};
 use mlua::{Function, Lua, MultiValue, Table, UserData, UserDataMethods, Variadic};
+use std::cell::OnceCell;
 use std::cell::RefCell;
 use std::future::Future;
 use std::pin::Pin;
@@ -40,9 +42,52 @@ pub(crate) struct CallCtx {
     pub pending: PendingCalls,
     /// Its timer tasks (aborted when the call ends).
     pub(crate) tasks: super::tasks::TaskSet,
+    /// The host whose process the call becomes when its code needs one (the caller's, or
+    /// the runtime's default host); None while an instance's chunk loads.
+    pub(crate) host: Option<Arc<Host>>,
+    /// The process it became (see [`CallCtx::as_process`]).
+    unit: OnceCell<Rc<ProcCtx>>,
 }
 
 impl CallCtx {
+    /// The process this call became, if it became one.
+    pub(crate) fn unit(&self) -> Option<&Rc<ProcCtx>> {
+        self.unit.get()
+    }
+
+    /// The process this call runs as. A function call can do all a process can (Wippy's
+    /// functions are full units of execution): the first time its code asks for what only
+    /// a process has (its pid, inbox, events, `coroutine.spawn`, a send, a spawn, a
+    /// monitor, an event subscription...), the call gets a pid and a mailbox, and its
+    /// caller's task drives it as a process until the call ends (see [`InCall`]). Calls
+    /// that never ask stay on the plain path.
+    pub(crate) fn as_process(&self) -> mlua::Result<Rc<ProcCtx>> {
+        if let Some(p) = self.unit.get() {
+            return Ok(p.clone());
+        }
+        let host = self.host.clone().ok_or_else(|| {
+            mlua::Error::runtime(format!(
+                "function {}: the process API is not available here",
+                self.entry.id
+            ))
+        })?;
+        let me = self.node.register_unit(self.entry.clone(), host.clone());
+        let ctx = Rc::new(ProcCtx::new(
+            self.node.clone(),
+            me,
+            self.entry.clone(),
+            host,
+            worker()?.lua.clone(),
+            self.env.clone(),
+            Some(self.context.clone()),
+            None,
+        ));
+        // calls it started that still wait now belong to the process
+        ctx.pending.adopt(&self.pending);
+        let _ = self.unit.set(ctx.clone());
+        Ok(ctx)
+    }
+
     /// The error of this call when the Lua heap stays over its memory limit.
     pub(crate) fn memory_error(&self) -> String {
         format!(
@@ -59,20 +104,86 @@ impl CallCtx {
     }
 }
 
-/// Polls a function's coroutine with the call as the current context.
+/// How a call's code ended.
+enum Outcome {
+    /// Its coroutine returned or raised.
+    Lua(mlua::Result<MultiValue>),
+    /// It became a process, and that process was stopped (terminated, a link's exit, an
+    /// error in a coroutine it spawned).
+    Stopped(Exit),
+}
+
+/// Polls a function's coroutine with the call as the current context; once the call
+/// became a process (see [`CallCtx::as_process`]), drives it as one.
 struct InCall {
     call: Rc<CallCtx>,
     ptr: usize,
-    fut: mlua::AsyncThread<MultiValue>,
+    fut: Option<mlua::AsyncThread<MultiValue>>,
+    driver: Option<Driver>,
+}
+
+impl InCall {
+    fn drive(&mut self, cx: &mut Context<'_>) -> Poll<Outcome> {
+        let Some(d) = self.driver.as_mut() else {
+            return Poll::Pending;
+        };
+        let _g = CurrentGuard::enter(Current::Process(d.ctx().clone()));
+        match d.step(cx) {
+            Poll::Pending => Poll::Pending,
+            Poll::Ready(exit) => Poll::Ready(match d.take_call_result() {
+                Some(r) => Outcome::Lua(r),
+                None => Outcome::Stopped(exit),
+            }),
+        }
+    }
 }
 
 impl Future for InCall {
-    type Output = mlua::Result<MultiValue>;
+    type Output = Outcome;
     fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
-        let _g = CurrentGuard::enter(Current::Call(self.call.clone()));
-        self.call.run.polling.set(self.ptr);
-        let _running = super::raw::Running::enter(self.ptr as *const std::ffi::c_void);
-        Pin::new(&mut self.fut).poll(cx)
+        let this = &mut *self;
+        let Some(fut) = this.fut.as_mut() else {
+            return this.drive(cx);
+        };
+        let polled = {
+            let _g = CurrentGuard::enter(Current::Call(this.call.clone()));
+            this.call.run.polling.set(this.ptr);
+            let _running = super::raw::Running::enter(this.ptr as *const std::ffi::c_void);
+            Pin::new(fut).poll(cx)
+        };
+        match (polled, this.call.unit()) {
+            (Poll::Ready(r), _) => Poll::Ready(Outcome::Lua(r)),
+            (Poll::Pending, None) => Poll::Pending,
+            // it became a process while it ran: from now on its driver runs it
+            (Poll::Pending, Some(unit)) => {
+                let main = this.fut.take().expect("polled above");
+                this.driver = Some(Driver::for_call(
+                    unit.clone(),
+                    main,
+                    this.ptr as *const std::ffi::c_void,
+                ));
+                this.drive(cx)
+            }
+        }
+    }
+}
+
+/// Publishes the exit of a call that became a process when the call ends, however it
+/// ends (its monitors, links and names hear of it as of any process).
+struct UnitExit {
+    call: Rc<CallCtx>,
+    exit: Option<Exit>,
+}
+
+impl Drop for UnitExit {
+    fn drop(&mut self) {
+        if let Some(unit) = self.call.unit() {
+            unit.release();
+            let exit = self.exit.take().unwrap_or_else(|| {
+                Exit::Killed(format!("function {}: the call ended", self.call.entry.id))
+            });
+            self.call.node.publish_exit(&unit.me.pid, exit);
+        }
     }
 }
 
@@ -147,6 +258,9 @@ fn returned_error(v: &mlua::Value) -> CallError {
 pub struct LuaExecutor {
     /// The node whose functions these are (weak: the node owns its executors).
     pub node: std::sync::Weak<Node>,
+    /// The host of the process a call becomes (see [`CallCtx::as_process`]) when its
+    /// caller is not a process (the CLI, the cluster, a test).
+    pub default_host: Arc<Host>,
 }
 
 impl crate::functions::Executor for LuaExecutor {
@@ -158,9 +272,15 @@ impl crate::functions::Executor for LuaExecutor {
         deadline: Instant,
     ) -> futures::future::LocalBoxFuture<'static, Result<Value, CallError>> {
         let node = self.node.upgrade();
+        // the process a call may become runs on its caller's host
+        let host = match current_any() {
+            Some(Current::Process(p)) => p.host.clone(),
+            Some(Current::Call(c)) => c.host.clone().unwrap_or_else(|| self.default_host.clone()),
+            None => self.default_host.clone(),
+        };
         Box::pin(async move {
             let node = node.ok_or_else(|| CallError::new("UNAVAILABLE", "the runtime stopped"))?;
-            run_lua_function(node, pool, args, context, deadline).await
+            run_lua_function(node, host, pool, args, context, deadline).await
         })
     }
 
@@ -172,6 +292,7 @@ impl crate::functions::Executor for LuaExecutor {
 /// Runs one call of a `function.lua` on this worker thread (the pool granted a worker).
 async fn run_lua_function(
     node: Arc<Node>,
+    host: Arc<Host>,
     pool: Arc<Pool>,
     args: Vec<Value>,
     context: Arc<CallContext>,
@@ -186,6 +307,7 @@ async fn run_lua_function(
         Some(limit) => deadline.min(Instant::now() + limit),
         None => deadline,
     };
+    let booted = OnceCell::new();
     let (func, env) = match take_instance(&w, &pool) {
         Some(i) => i,
         None => {
@@ -199,14 +321,31 @@ async fn run_lua_function(
                 run: RunState::with(&limits),
                 pending: PendingCalls::default(),
                 tasks: Default::default(),
+                host: Some(host.clone()),
+                unit: OnceCell::new(),
             });
-            let _g = CurrentGuard::enter(Current::Call(boot));
-            w.function_instance(&entry).map_err(|e| {
+            let _g = CurrentGuard::enter(Current::Call(boot.clone()));
+            let instance = w.function_instance(&entry).map_err(|e| {
                 CallError::new(
                     "INTERNAL",
                     format!("function {}: {}", entry.id, super::errors::message(&e)),
                 )
-            })?
+            });
+            // top-level code that used the process API made the call a process already
+            if let Some(p) = boot.unit.get() {
+                match &instance {
+                    Ok(_) => {
+                        p.pending.adopt(&boot.pending);
+                        let _ = booted.set(p.clone());
+                    }
+                    Err(e) => {
+                        p.release();
+                        let exit = Exit::Error(ExitError::new(e.kind, e.message.clone()));
+                        node.publish_exit(&p.me.pid, exit);
+                    }
+                }
+            }
+            instance?
         }
     };
     let call = Rc::new(CallCtx {
@@ -218,7 +357,13 @@ async fn run_lua_function(
         run: RunState::with(&limits),
         pending: PendingCalls::default(),
         tasks: Default::default(),
+        host: Some(host),
+        unit: booted,
     });
+    let mut unit_exit = UnitExit {
+        call: call.clone(),
+        exit: None,
+    };
     let lua_args = value::to_lua_multi(&w.lua, &args).map_err(internal)?;
     let thread = w.lua.create_thread(func.clone()).map_err(internal)?;
     super::raw::unhook(&thread);
@@ -231,16 +376,24 @@ async fn run_lua_function(
         InCall {
             call: call.clone(),
             ptr,
-            fut,
+            fut: Some(fut),
+            driver: None,
         },
     )
     .await;
-    match outcome {
+    let result = match outcome {
         Err(_) => Err(CallError::new(
             "TIMEOUT",
             format!("function {}: timed out", entry.id),
         )),
-        Ok(Err(e)) => match call.interrupted() {
+        Ok(Outcome::Stopped(exit)) => Err(match &exit {
+            Exit::Error(e) => CallError::new(e.kind, e.message.clone()),
+            Exit::Killed(why) => {
+                CallError::new("CANCELED", format!("function {}: stopped: {why}", entry.id))
+            }
+            Exit::Normal(_) => CallError::new("INTERNAL", format!("function {}: ended", entry.id)),
+        }),
+        Ok(Outcome::Lua(Err(e))) => match call.interrupted() {
             Some(why) => Err(CallError::new("TIMEOUT", why)),
             None => {
                 let message = super::errors::message(&e);
@@ -250,7 +403,7 @@ async fn run_lua_function(
                 ))
             }
         },
-        Ok(Ok(values)) => {
+        Ok(Outcome::Lua(Ok(values))) => {
             if pool.keeps_instances() {
                 put_instance(&w, &pool, func, env);
             }
@@ -266,7 +419,19 @@ async fn run_lua_function(
                 }),
             }
         }
+    };
+    // a call that became a process ends as one: what its monitors and links hear
+    if call.unit().is_some() {
+        unit_exit.exit = Some(match &result {
+            Ok(v) => Exit::Normal(v.clone()),
+            Err(e) if e.kind == "CANCELED" || e.kind == "TIMEOUT" => {
+                Exit::Killed(e.message.clone())
+            }
+            Err(e) => Exit::Error(ExitError::new(e.kind, e.message.clone())),
+        });
     }
+    drop(unit_exit);
+    result
 }
 
 /// Calls function `target` with `args` from this worker thread and returns its result.
@@ -407,10 +572,20 @@ pub(crate) struct PendingCalls {
     calls: RefCell<std::collections::HashMap<u64, CallFuture>>,
 }
 
+impl PendingCalls {
+    /// Takes over the waiting calls of `other` (a function call that became a process
+    /// hands them to it), under the same tokens.
+    pub(crate) fn adopt(&self, other: &PendingCalls) {
+        self.next.set(self.next.get().max(other.next.get()));
+        let moved = std::mem::take(&mut *other.calls.borrow_mut());
+        self.calls.borrow_mut().extend(moved);
+    }
+}
+
 fn with_pending<R>(f: impl FnOnce(&PendingCalls) -> R) -> mlua::Result<R> {
     match current_any() {
         Some(Current::Process(p)) => Ok(f(&p.pending)),
-        Some(Current::Call(c)) => Ok(f(&c.pending)),
+        Some(Current::Call(c)) => Ok(f(c.unit().map_or(&c.pending, |p| &p.pending))),
         None => Err(mlua::Error::runtime(
             "funcs.call: only available inside a process or a function",
         )),

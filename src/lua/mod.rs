@@ -270,9 +270,8 @@ pub fn worker() -> mlua::Result<Rc<LuaWorker>> {
 pub(crate) fn current() -> mlua::Result<Rc<ProcCtx>> {
     match current_any() {
         Some(Current::Process(p)) => Ok(p),
-        Some(Current::Call(_)) => Err(mlua::Error::runtime(
-            "this function is only available inside a process, not inside a function call",
-        )),
+        // a function call can do all a process can: it becomes one on first need
+        Some(Current::Call(c)) => c.as_process(),
         None => Err(mlua::Error::runtime(
             "this function can only be called from inside a process",
         )),
@@ -284,7 +283,11 @@ pub(crate) fn current() -> mlua::Result<Rc<ProcCtx>> {
 pub(crate) fn running() -> Option<(Arc<Node>, Arc<Entry>, Option<Pid>)> {
     match current_any()? {
         Current::Process(p) => Some((p.node.clone(), p.entry(), Some(p.me.pid.clone()))),
-        Current::Call(c) => Some((c.node.clone(), c.entry.clone(), None)),
+        Current::Call(c) => Some((
+            c.node.clone(),
+            c.entry.clone(),
+            c.unit().map(|p| p.me.pid.clone()),
+        )),
     }
 }
 
@@ -615,12 +618,14 @@ fn sandboxed_load(
     }
 }
 
-fn coroutine_spawn(lua: &Lua, f: Function) -> mlua::Result<bool> {
+/// `coroutine.spawn(fn)`: runs `fn` beside the caller's code, resumed by its driver;
+/// returns the new coroutine (en/lua/core/base.md).
+fn coroutine_spawn(lua: &Lua, f: Function) -> mlua::Result<mlua::Thread> {
     let ctx = current()?;
     let t = lua.create_thread(f)?;
     raw::unhook(&t);
-    ctx.spawned.borrow_mut().push(t);
-    Ok(true)
+    ctx.spawned.borrow_mut().push(t.clone());
+    Ok(t)
 }
 
 struct Listener {
@@ -690,8 +695,75 @@ pub(crate) struct ProcCtx {
 }
 
 impl ProcCtx {
+    /// The context of a process (or of a function call that became one) running `entry`
+    /// in `env`: its call context is `context`, with itself as the actor if that names
+    /// none.
+    #[allow(clippy::too_many_arguments)]
+    fn new(
+        node: Arc<Node>,
+        me: Arc<ProcessHandle>,
+        entry: Arc<Entry>,
+        host: Arc<crate::process::Host>,
+        lua: Lua,
+        env: Table,
+        context: Option<Arc<crate::functions::CallContext>>,
+        start: Option<crate::process::StartNotice>,
+    ) -> ProcCtx {
+        let pid_str = me.pid.to_string();
+        ProcCtx {
+            pid_str: pid_str.clone(),
+            node,
+            me,
+            entry: RefCell::new(entry.clone()),
+            host,
+            lua,
+            env: RefCell::new(env),
+            upgrade: RefCell::new(None),
+            upgrade_asked: Cell::new(false),
+            inbox: Chan::unbounded(),
+            events: Chan::unbounded(),
+            inbox_ud: RefCell::new(None),
+            events_ud: RefCell::new(None),
+            listeners: RefCell::new(HashMap::new()),
+            parked: RefCell::new(None),
+            parked_count: Cell::new(0),
+            tasks: tasks::TaskSet::default(),
+            subscribed: Cell::new(false),
+            trap_links: Cell::new(false),
+            spawned: RefCell::new(Vec::new()),
+            run: RunState::for_entry(&entry),
+            last_from: RefCell::new(None),
+            last_dest: RefCell::new(None),
+            // a context given at spawn, with this process as the actor if it names none
+            call_context: match context {
+                Some(c) if c.actor.is_none() => {
+                    std::cell::OnceCell::from(Arc::new(crate::functions::CallContext {
+                        actor: Some(pid_str.clone()),
+                        values: c.values.clone(),
+                        scope: c.scope.clone(),
+                        from_cluster: c.from_cluster,
+                    }))
+                }
+                Some(c) => std::cell::OnceCell::from(c),
+                None => std::cell::OnceCell::new(),
+            },
+            pending: funcs::PendingCalls::default(),
+            start: RefCell::new(start),
+            ignored: Cell::new(false),
+        }
+    }
+
     fn pid(&self) -> &Pid {
         &self.me.pid
+    }
+
+    /// Lets go of what the process holds outside its Lua values when it ends: its timer
+    /// tasks and its event subscriptions.
+    pub(crate) fn release(&self) {
+        self.tasks.abort_all();
+        if self.subscribed.get() {
+            crate::events::unsubscribe_all(&self.node, &self.me.pid);
+        }
     }
 
     /// Reports the end of its start to the supervisor waiting for it (`supervisor.started`
@@ -1112,20 +1184,46 @@ struct Driver {
     coros: Option<FuturesUnordered<Spawned>>,
     /// Messages were moved into Lua channels in this poll.
     routed: bool,
+    /// It drives a function call that became a process: the main coroutine's results are
+    /// kept here for the caller, as a function call returns them (the driver then ends
+    /// with a placeholder exit).
+    call_result: Option<Option<mlua::Result<mlua::MultiValue>>>,
 }
 
 impl Drop for Driver {
-    /// What the process holds outside its Lua values ends with it: its timer tasks and
-    /// its event subscriptions.
     fn drop(&mut self) {
-        self.ctx.tasks.abort_all();
-        if self.ctx.subscribed.get() {
-            crate::events::unsubscribe_all(&self.ctx.node, &self.ctx.me.pid);
-        }
+        self.ctx.release();
     }
 }
 
 impl Driver {
+    /// The driver of a function call that became a process: it goes on with the call's
+    /// coroutine `main` and keeps its results for the caller.
+    pub(crate) fn for_call(
+        ctx: Rc<ProcCtx>,
+        main: mlua::AsyncThread<mlua::MultiValue>,
+        main_ptr: *const std::ffi::c_void,
+    ) -> Driver {
+        Driver {
+            ctx,
+            main,
+            main_ptr,
+            coros: None,
+            routed: false,
+            call_result: Some(None),
+        }
+    }
+
+    /// The process it drives.
+    pub(crate) fn ctx(&self) -> &Rc<ProcCtx> {
+        &self.ctx
+    }
+
+    /// The results of a call's coroutine, once it returned (see [`Driver::for_call`]).
+    pub(crate) fn take_call_result(&mut self) -> Option<mlua::Result<mlua::MultiValue>> {
+        self.call_result.as_mut()?.take()
+    }
+
     /// How a body's return ends the process: `nil, err` or `false, err` is a failure
     /// with that error (as Wippy reads a Lua result); anything else returns its first
     /// value.
@@ -1215,7 +1313,7 @@ impl Driver {
         Ok(())
     }
 
-    fn step(&mut self, cx: &mut Context<'_>) -> Poll<Exit> {
+    pub(crate) fn step(&mut self, cx: &mut Context<'_>) -> Poll<Exit> {
         let r = self.step_code(cx);
         if r.is_pending() && self.ctx.ignored.get() {
             return Poll::Ready(Exit::Normal(Value::Str(b"ignore".to_vec())));
@@ -1274,6 +1372,10 @@ impl Driver {
         let polled = Pin::new(&mut self.main).poll(cx);
         drop(running);
         if let Poll::Ready(r) = polled {
+            if let Some(slot) = &mut self.call_result {
+                *slot = Some(r);
+                return Poll::Ready(Exit::Normal(Value::Nil));
+            }
             return Poll::Ready(self.exit_of(r));
         }
         self.ctx.run.suspended();
@@ -1424,49 +1526,16 @@ fn start_process(pctx: ProcessContext) -> mlua::Result<Driver> {
     let method = spec.method.clone().unwrap_or_else(|| "main".into());
     let factory = w.factory(&entry, spec)?;
     let env = w.new_env(&entry)?;
-    let lua = w.lua.clone();
-    let pid_str = me.pid.to_string();
-    let ctx = Rc::new(ProcCtx {
-        pid_str: pid_str.clone(),
+    let ctx = Rc::new(ProcCtx::new(
         node,
         me,
-        entry: RefCell::new(entry.clone()),
+        entry.clone(),
         host,
-        lua: lua.clone(),
-        env: RefCell::new(env.clone()),
-        upgrade: RefCell::new(None),
-        upgrade_asked: Cell::new(false),
-        inbox: Chan::unbounded(),
-        events: Chan::unbounded(),
-        inbox_ud: RefCell::new(None),
-        events_ud: RefCell::new(None),
-        listeners: RefCell::new(HashMap::new()),
-        parked: RefCell::new(None),
-        parked_count: Cell::new(0),
-        tasks: tasks::TaskSet::default(),
-        subscribed: Cell::new(false),
-        trap_links: Cell::new(false),
-        spawned: RefCell::new(Vec::new()),
-        run: RunState::for_entry(&entry),
-        last_from: RefCell::new(None),
-        last_dest: RefCell::new(None),
-        // a context given at spawn, with this process as the actor if it names none
-        call_context: match context {
-            Some(c) if c.actor.is_none() => {
-                std::cell::OnceCell::from(Arc::new(crate::functions::CallContext {
-                    actor: Some(pid_str.clone()),
-                    values: c.values.clone(),
-                    scope: c.scope.clone(),
-                    from_cluster: c.from_cluster,
-                }))
-            }
-            Some(c) => std::cell::OnceCell::from(c),
-            None => std::cell::OnceCell::new(),
-        },
-        pending: funcs::PendingCalls::default(),
-        start: RefCell::new(start),
-        ignored: Cell::new(false),
-    });
+        w.lua.clone(),
+        env.clone(),
+        context,
+        start,
+    ));
     let (main, main_ptr) = main_thread(&w, factory, env, &entry, &method, &args)?;
     Ok(Driver {
         ctx,
@@ -1474,5 +1543,6 @@ fn start_process(pctx: ProcessContext) -> mlua::Result<Driver> {
         main_ptr,
         coros: None,
         routed: false,
+        call_result: None,
     })
 }

@@ -1,6 +1,5 @@
 //! The `logger` module (each other built-in module has a file of its own).
 
-use super::current;
 use crate::value;
 use mlua::{Lua, Table, Variadic};
 
@@ -37,9 +36,14 @@ fn format_fields(t: &Table) -> String {
 }
 
 fn emit(level: &str, logger: Option<&LuaLogger>, msg: &str, fields: &str) {
-    let (pid, entry) = match current() {
-        Ok(ctx) => (ctx.pid_str.clone(), ctx.entry().id.to_string()),
-        Err(_) => (String::new(), String::new()),
+    // logging never makes a function call a process: its pid if it is one
+    let (pid, entry) = match super::current_any() {
+        Some(super::Current::Process(p)) => (p.pid_str.clone(), p.entry().id.to_string()),
+        Some(super::Current::Call(c)) => (
+            c.unit().map(|p| p.pid_str.clone()).unwrap_or_default(),
+            c.entry.id.to_string(),
+        ),
+        None => (String::new(), String::new()),
     };
     let (name, base) = match logger {
         Some(l) => (l.name.as_str(), l.fields.as_str()),

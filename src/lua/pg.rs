@@ -30,7 +30,8 @@ fn node_and_self() -> mlua::Result<(Arc<Node>, Option<Pid>)> {
     let cur = current_or("pg")?;
     let me = match &cur {
         Current::Process(p) => Some(p.me.pid.clone()),
-        Current::Call(_) => None,
+        // a function call is a process as soon as it asks for its pid
+        Current::Call(c) => Some(c.as_process()?.me.pid.clone()),
     };
     Ok((cur.node().clone(), me))
 }

@@ -320,7 +320,9 @@ pub fn create(lua: &Lua) -> mlua::Result<Table> {
     // the id of the entry whose code this process runs (what `process.spawn` takes)
     t.set(
         "id",
-        lua.create_function(|_, ()| Ok(current()?.entry().id.to_string()))?,
+        lua.create_function(|_, ()| {
+            super::current_or("process.id").map(|c| c.entry().id.to_string())
+        })?,
     )?;
     for (name, link, monitor) in SPAWNS {
         add_spawn(

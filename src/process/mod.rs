@@ -1293,6 +1293,36 @@ impl Node {
         Ok(pid)
     }
 
+    /// Gives a running function call of `entry` a pid and a mailbox of its own, as a
+    /// process that its caller's task drives (no task of its own, no spawn queue): a
+    /// `function.lua` whose code first asks for what only a process has (its pid, its
+    /// inbox, `coroutine.spawn`, an event subscription). Its exit is published with
+    /// [`Node::publish_exit`] when the call ends.
+    pub(crate) fn register_unit(
+        self: &Arc<Self>,
+        entry: Arc<Entry>,
+        host: Arc<Host>,
+    ) -> Arc<ProcessHandle> {
+        let pid = Pid {
+            node: self.name.clone(),
+            id: self.next_id.fetch_add(1, Ordering::Relaxed),
+        };
+        let handle = Arc::new(ProcessHandle {
+            pid,
+            entry,
+            queues: Mutex::new(Queues::default()),
+            waker: AtomicWaker::new(),
+            kill_requested: AtomicBool::new(false),
+            cancel_requested: AtomicBool::new(false),
+            sees_cancel: AtomicBool::new(false),
+            host,
+            started: std::time::Instant::now(),
+            relations: Mutex::new(Relations::default()),
+        });
+        self.procs.insert(handle.pid.id, handle.clone());
+        handle
+    }
+
     /// Publishes the exit of `pid` exactly once: removes it from the table, frees its
     /// names, tells monitors and links.
     pub(crate) fn publish_exit(&self, pid: &Pid, exit: Exit) {

@@ -10,7 +10,8 @@ pub mod loader;
 pub mod pool;
 
 pub use loader::{
-    builtin_library, load_changes, load_dir, load_dir_partial, Item, LoadError, LoadErrors,
+    builtin_library, layout::LOCK_FILE, load_changes, load_dir, load_dir_partial, Item, LoadError,
+    LoadErrors,
 };
 pub use pool::{PoolKind, PoolSpec};
 
@@ -218,11 +219,6 @@ pub struct LuaSpec {
     pub imports: Vec<(String, Id)>,
     /// function.lua only: the parsed `pool` field (None: the default pool).
     pub pool: Option<PoolSpec>,
-    /// The code uses the `process` global (`process.pid()`, `process.spawn(...)`): for a
-    /// function, its method or what the method calls by name; for a library, anywhere.
-    /// A function for which this holds (or for one of its imports) runs each call as a
-    /// process. Always false for a process entry, which has the global anyway.
-    pub uses_process: bool,
 }
 
 /// An `env.storage.*` entry.
@@ -235,7 +231,15 @@ pub enum EnvStorage {
     /// `env.storage.file`: a `.env` file (`KEY=VALUE` lines), read at load and written by
     /// `env.set`.
     File(PathBuf),
+    /// `env.storage.static`: values baked into the entry (read only).
+    Static(BTreeMap<String, String>),
+    /// `env.storage.router`: other storages, read in order until one has the variable;
+    /// writes go to the first.
+    Router(Vec<Id>),
 }
+
+/// How deep routers may nest (a router that names itself, directly or not, stops here).
+pub const ENV_ROUTER_DEPTH: usize = 8;
 
 /// The fields of a `function.wat`, `function.wasm` or `process.wasm` entry.
 #[derive(Clone, Debug)]
@@ -335,6 +339,9 @@ pub struct Registry {
     /// Warnings of the load (or of the change that made this version), one line each, e.g.
     /// "app/_index.yaml: kind http.service is not supported; entry app:api skipped".
     pub warnings: Vec<String>,
+    /// The root directory of each module loaded from a Wippy project (`org/module`): its
+    /// entries' relative paths resolve there.
+    pub modules: BTreeMap<String, PathBuf>,
 }
 
 /// Reads a `.env` text: `KEY=VALUE` lines (an optional `export ` before the key, values
@@ -382,20 +389,38 @@ impl Registry {
         if let Some(v) = value {
             return Some(v.clone());
         }
-        let from_storage = variable.as_ref().and_then(|name| {
-            match storage.as_ref().and_then(|s| self.get(s)).map(|e| &e.spec) {
-                Some(EntrySpec::EnvStorage(EnvStorage::Memory(values))) => {
-                    values.get(name).cloned()
-                }
-                Some(EntrySpec::EnvStorage(EnvStorage::File(path))) => {
-                    std::fs::read_to_string(path)
-                        .ok()
-                        .and_then(|t| parse_dotenv(&t).remove(name))
-                }
-                _ => std::env::var(name).ok(),
-            }
+        let from_storage = variable.as_ref().and_then(|name| match storage {
+            Some(st) => self.env_read(st, name, 0, &|_, _| None),
+            None => std::env::var(name).ok(),
         });
         from_storage.or_else(|| default.clone())
+    }
+
+    /// Variable `name` in storage `storage`: the host environment, a memory storage's
+    /// values (`memory` gives a running node's current ones, None: the declared ones), a
+    /// `.env` file, a static storage, or the first storage of a router that has it.
+    pub fn env_read(
+        &self,
+        storage: &Id,
+        name: &str,
+        depth: usize,
+        memory: &dyn Fn(&Id, &str) -> Option<Option<String>>,
+    ) -> Option<String> {
+        match self.get(storage).map(|e| &e.spec) {
+            Some(EntrySpec::EnvStorage(EnvStorage::Memory(values))) => {
+                memory(storage, name).unwrap_or_else(|| values.get(name).cloned())
+            }
+            Some(EntrySpec::EnvStorage(EnvStorage::Static(values))) => values.get(name).cloned(),
+            Some(EntrySpec::EnvStorage(EnvStorage::File(path))) => std::fs::read_to_string(path)
+                .ok()
+                .and_then(|t| parse_dotenv(&t).remove(name)),
+            Some(EntrySpec::EnvStorage(EnvStorage::Router(list))) if depth < ENV_ROUTER_DEPTH => {
+                list.iter()
+                    .find_map(|s| self.env_read(s, name, depth + 1, memory))
+            }
+            Some(EntrySpec::EnvStorage(EnvStorage::Router(_))) => None,
+            _ => std::env::var(name).ok(),
+        }
     }
 
     /// The entry with this id.

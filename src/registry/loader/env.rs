@@ -4,37 +4,90 @@
 use super::*;
 
 impl Loader {
+    /// `fs.directory` (en/system/filesystem.md): `directory`, `auto_init`, `mode`, `base`.
+    /// A relative path of a module's entry resolves against the module's root (unless
+    /// `base: project`); any other relative path beside the YAML file, then from the
+    /// project (the loaded directory), then from the directory warden runs in.
     pub(super) fn fs_directory(&mut self, ctx: &Ctx, map: &Mapping) -> Option<EntrySpec> {
         let written = self.required_string(ctx, map, "directory")?;
+        let auto_init = self.optional_bool(ctx, map, "auto_init").ok()?;
+        let mode = self.file_mode(ctx, map, "mode").ok()?;
+        let base = self.optional_string(ctx, map, "base").ok()?;
+        let module_base = match base.as_deref() {
+            None | Some("module") => true,
+            Some("project") => false,
+            Some(other) => {
+                self.entry_error(
+                    ctx,
+                    "base",
+                    format!("unknown base {other:?} (expected project or module)"),
+                );
+                return None;
+            }
+        };
         let rel = written.strip_prefix("file://").unwrap_or(&written);
         if rel.is_empty() {
             self.entry_error(ctx, "directory", "must not be empty".to_string());
             return None;
         }
-        // Beside the YAML file first; then, as Wippy resolves it, from the app root (the
-        // loaded directory) and from the directory warden runs in.
+        let module_root = map
+            .get("meta")
+            .and_then(|m| m.get("module"))
+            .and_then(Yaml::as_str)
+            .and_then(|m| self.module_roots.get(m))
+            .filter(|_| module_base)
+            .cloned();
         let mut looked: Vec<PathBuf> = Vec::new();
-        for base in [
-            Some(ctx.dir.to_path_buf()),
-            Some(self.root.clone()),
-            std::env::current_dir().ok(),
-        ]
-        .into_iter()
-        .flatten()
-        {
+        let bases = match module_root {
+            Some(root) => vec![root],
+            None => [
+                Some(ctx.dir.to_path_buf()),
+                Some(self.root.clone()),
+                std::env::current_dir().ok(),
+            ]
+            .into_iter()
+            .flatten()
+            .collect(),
+        };
+        for base in bases {
             let p = normalize(&base.join(rel));
             if !looked.contains(&p) {
                 looked.push(p);
             }
         }
-        let Some(path) = looked.iter().find(|p| p.exists()).cloned() else {
-            let list: Vec<String> = looked.iter().map(|p| p.display().to_string()).collect();
-            self.entry_error(
-                ctx,
-                "directory",
-                format!("{written} not found (looked at {})", list.join(", ")),
-            );
-            return None;
+        let found = looked.iter().find(|p| p.exists()).cloned();
+        let path = match found {
+            Some(p) => p,
+            // auto_init: made where a module's path resolves, else in the project
+            None if auto_init && self.may_create => {
+                let target = match looked.as_slice() {
+                    [only] => only.clone(),
+                    _ => normalize(&self.root.join(rel)),
+                };
+                if let Err(e) = create_dir(&target, mode.unwrap_or(0o755)) {
+                    self.entry_error(
+                        ctx,
+                        "auto_init",
+                        format!("cannot create {}: {e}", target.display()),
+                    );
+                    return None;
+                }
+                target
+            }
+            None => {
+                let list: Vec<String> = looked.iter().map(|p| p.display().to_string()).collect();
+                let hint = if auto_init {
+                    " (auto_init creates directories declared in the app's files only)"
+                } else {
+                    ""
+                };
+                self.entry_error(
+                    ctx,
+                    "directory",
+                    format!("{written} not found (looked at {}){hint}", list.join(", ")),
+                );
+                return None;
+            }
         };
         if !path.is_dir() {
             self.entry_error(
@@ -47,7 +100,71 @@ impl Loader {
         Some(EntrySpec::FsDirectory { directory: path })
     }
 
-    pub(super) fn env_memory(&mut self, ctx: &Ctx, map: &Mapping) -> Option<EntrySpec> {
+    /// An optional boolean field (false when absent); `Err(())` when ill-typed.
+    pub(super) fn optional_bool(
+        &mut self,
+        ctx: &Ctx,
+        map: &Mapping,
+        field: &str,
+    ) -> Result<bool, ()> {
+        match map.get(field) {
+            None | Some(Yaml::Null) => Ok(false),
+            Some(Yaml::Bool(b)) => Ok(*b),
+            Some(other) => {
+                self.entry_error(
+                    ctx,
+                    field,
+                    format!("expected true or false, found {}", describe(other)),
+                );
+                Err(())
+            }
+        }
+    }
+
+    /// An optional Unix permission mode: an octal string (`"0755"`, `"644"`) or a number
+    /// written in octal digits (`0755` reads as YAML's 755); `Err(())` when invalid.
+    pub(super) fn file_mode(
+        &mut self,
+        ctx: &Ctx,
+        map: &Mapping,
+        field: &str,
+    ) -> Result<Option<u32>, ()> {
+        let text = match map.get(field) {
+            None | Some(Yaml::Null) => return Ok(None),
+            Some(Yaml::String(s)) => s.trim().to_string(),
+            Some(Yaml::Number(n)) => n.to_string(),
+            Some(other) => {
+                self.entry_error(
+                    ctx,
+                    field,
+                    format!(
+                        "expected an octal mode such as \"0755\", found {}",
+                        describe(other)
+                    ),
+                );
+                return Err(());
+            }
+        };
+        let digits = text.strip_prefix("0o").unwrap_or(&text);
+        match u32::from_str_radix(digits, 8) {
+            Ok(m) if m <= 0o7777 => Ok(Some(m)),
+            _ => {
+                self.entry_error(
+                    ctx,
+                    field,
+                    format!("{text:?} is not an octal mode such as \"0755\""),
+                );
+                Err(())
+            }
+        }
+    }
+
+    /// The `values:` of `env.storage.memory` and `env.storage.static`.
+    pub(super) fn env_values(
+        &mut self,
+        ctx: &Ctx,
+        map: &Mapping,
+    ) -> Option<BTreeMap<String, String>> {
         let mut values = BTreeMap::new();
         match map.get("values") {
             None | Some(Yaml::Null) => {}
@@ -101,16 +218,76 @@ impl Loader {
                 return None;
             }
         }
-        Some(EntrySpec::EnvStorage(EnvStorage::Memory(values)))
+        Some(values)
     }
 
-    /// `env.storage.file`: `file:` relative to the YAML file (or the app root, as for
-    /// `fs.directory`); a file that does not exist yet is created by the first `env.set`.
+    /// `env.storage.router`: `storages`, a list of storage ids (checked once every file is
+    /// read, by `check_env_storages`).
+    pub(super) fn env_router(&mut self, ctx: &Ctx, map: &Mapping) -> Option<EntrySpec> {
+        let list = match map.get("storages") {
+            Some(Yaml::Sequence(seq)) if !seq.is_empty() => seq,
+            Some(Yaml::Sequence(_)) => {
+                self.entry_error(ctx, "storages", "must name at least one storage".into());
+                return None;
+            }
+            None | Some(Yaml::Null) => {
+                self.entry_error(
+                    ctx,
+                    "storages",
+                    "missing required field (expected a list of storage ids)".into(),
+                );
+                return None;
+            }
+            Some(other) => {
+                self.entry_error(
+                    ctx,
+                    "storages",
+                    format!("expected a list of storage ids, found {}", describe(other)),
+                );
+                return None;
+            }
+        };
+        let mut ids = Vec::new();
+        for (i, item) in list.iter().enumerate() {
+            let field = format!("storages[{i}]");
+            match item {
+                Yaml::String(s) => match Id::resolve(s, ctx.ns) {
+                    Ok(id) => ids.push(id),
+                    Err(e) => {
+                        self.entry_error(ctx, &field, e);
+                        return None;
+                    }
+                },
+                other => {
+                    self.entry_error(
+                        ctx,
+                        &field,
+                        format!("expected a storage id, found {}", describe(other)),
+                    );
+                    return None;
+                }
+            }
+        }
+        Some(EntrySpec::EnvStorage(EnvStorage::Router(ids)))
+    }
+
+    /// `env.storage.file` (en/system/env.md): `file_path` (warden's older `file` is still
+    /// read), relative to the YAML file or the project; `auto_create` makes the file (and
+    /// its directory) at load with `file_mode` / `dir_mode`; a file that does not exist
+    /// yet is otherwise created by the first `env.set`.
     pub(super) fn env_file(&mut self, ctx: &Ctx, map: &Mapping) -> Option<EntrySpec> {
-        let written = self.required_string(ctx, map, "file")?;
+        let field = if map.contains_key("file_path") || !map.contains_key("file") {
+            "file_path"
+        } else {
+            "file"
+        };
+        let written = self.required_string(ctx, map, field)?;
+        let auto_create = self.optional_bool(ctx, map, "auto_create").ok()?;
+        let file_mode = self.file_mode(ctx, map, "file_mode").ok()?;
+        let dir_mode = self.file_mode(ctx, map, "dir_mode").ok()?;
         let rel = written.strip_prefix("file://").unwrap_or(&written);
         if rel.is_empty() {
-            self.entry_error(ctx, "file", "must not be empty".to_string());
+            self.entry_error(ctx, field, "must not be empty".to_string());
             return None;
         }
         let beside = normalize(&ctx.dir.join(rel));
@@ -123,10 +300,22 @@ impl Loader {
         if path.is_dir() {
             self.entry_error(
                 ctx,
-                "file",
+                field,
                 format!("{written} is a directory ({})", path.display()),
             );
             return None;
+        }
+        if auto_create && self.may_create && !path.exists() {
+            if let Err(e) =
+                create_file(&path, file_mode.unwrap_or(0o644), dir_mode.unwrap_or(0o755))
+            {
+                self.entry_error(
+                    ctx,
+                    "auto_create",
+                    format!("cannot create {}: {e}", path.display()),
+                );
+                return None;
+            }
         }
         Some(EntrySpec::EnvStorage(EnvStorage::File(path)))
     }
@@ -141,18 +330,9 @@ impl Loader {
         else {
             return None;
         };
-        let read_only = match map.get("read_only") {
-            None | Some(Yaml::Null) => false,
-            Some(Yaml::Bool(b)) => *b,
-            Some(other) => {
-                self.entry_error(
-                    ctx,
-                    "read_only",
-                    format!("expected true or false, found {}", describe(other)),
-                );
-                return None;
-            }
-        };
+        // `readonly` as Wippy writes it; warden's older `read_only` is still read
+        let read_only = self.optional_bool(ctx, map, "readonly").ok()?
+            | self.optional_bool(ctx, map, "read_only").ok()?;
         let storage = match storage {
             None => None,
             Some(s) => match Id::resolve(&s, ctx.ns) {
@@ -187,29 +367,66 @@ impl Loader {
         })
     }
 
-    /// Every `env.variable` with a `storage:` names an `env.storage.*` entry.
+    /// Every `env.variable` with a `storage:`, and every storage of a router, names an
+    /// `env.storage.*` entry.
     pub(super) fn check_env_storages(&mut self) {
         let mut found = Vec::new();
         for entry in self.entries.values() {
-            let EntrySpec::EnvVariable {
-                storage: Some(target),
-                ..
-            } = &entry.spec
-            else {
-                continue;
+            let targets: Vec<(String, &Id)> = match &entry.spec {
+                EntrySpec::EnvVariable {
+                    storage: Some(target),
+                    ..
+                } => vec![("storage".to_string(), target)],
+                EntrySpec::EnvStorage(EnvStorage::Router(list)) => list
+                    .iter()
+                    .enumerate()
+                    .map(|(i, t)| (format!("storages[{i}]"), t))
+                    .collect(),
+                _ => continue,
             };
-            let problem = match self.declared.get(target) {
-                None => format!("dangling reference: {target} does not exist"),
-                Some(d) if !d.kind.starts_with("env.storage.") => format!(
-                    "dangling reference: {target} is a {}, not an env.storage.* entry",
-                    d.kind
-                ),
-                Some(_) => continue,
-            };
-            found.push((entry.file.clone(), entry.id.to_string(), problem));
+            for (field, target) in targets {
+                let problem = match self.declared.get(target) {
+                    None => format!("dangling reference: {target} does not exist"),
+                    Some(d) if !d.kind.starts_with("env.storage.") => format!(
+                        "dangling reference: {target} is a {}, not an env.storage.* entry",
+                        d.kind
+                    ),
+                    Some(_) => continue,
+                };
+                found.push((entry.file.clone(), entry.id.to_string(), field, problem));
+            }
         }
-        for (file, id, message) in found {
-            self.error(&file, Some(id), Some("storage"), message);
+        for (file, id, field, message) in found {
+            self.error(&file, Some(id), Some(&field), message);
         }
     }
+}
+
+/// Creates an empty file at `path` with permission `mode`, and its missing directories
+/// with `dir_mode`.
+fn create_file(path: &Path, mode: u32, dir_mode: u32) -> std::io::Result<()> {
+    if let Some(parent) = path.parent().filter(|p| !p.exists()) {
+        create_dir(parent, dir_mode)?;
+    }
+    std::fs::write(path, "")?;
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode))?;
+    }
+    Ok(())
+}
+
+/// Creates `dir` (and its parents) with permission `mode` on the directory itself (with
+/// the search bit beside each read bit).
+fn create_dir(dir: &Path, mode: u32) -> std::io::Result<()> {
+    std::fs::create_dir_all(dir)?;
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        // as Wippy does: execute (search) bits wherever read bits are set
+        let mode = mode | ((mode & 0o444) >> 2);
+        std::fs::set_permissions(dir, std::fs::Permissions::from_mode(mode))?;
+    }
+    Ok(())
 }

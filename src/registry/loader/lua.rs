@@ -167,17 +167,7 @@ impl Loader {
             return None;
         }
         let (src, chunk_name) = source?;
-        // what a call needs (function.lua) or passes on to its importers (library.lua); a
-        // process has the `process` global anyway
-        let uses_process = match &method {
-            Some(m) if kind == "function.lua" => {
-                crate::typed_lua::method_uses_name(&src, m, "process")
-            }
-            _ if kind == "library.lua" => crate::typed_lua::indexes_name(&src, "process"),
-            _ => false,
-        };
         Some(LuaSpec {
-            uses_process,
             source: Arc::from(src),
             chunk_name,
             method,

@@ -13,6 +13,7 @@ use serde_json::Value as Json;
 use serde_yaml_ng::{Mapping, Value as Yaml};
 
 mod env;
+pub mod layout;
 mod lua;
 mod wasm;
 
@@ -36,6 +37,8 @@ const SUPPORTED_KINDS: &[&str] = &[
     "env.storage.os",
     "env.storage.memory",
     "env.storage.file",
+    "env.storage.static",
+    "env.storage.router",
     "terminal.host",
     "registry.entry",
     "function.wat",
@@ -50,34 +53,11 @@ const WASM_KINDS: &[&str] = &["function.wat", "function.wasm", "process.wasm"];
 /// Kinds of the spec that a later module validates; stored as [`EntrySpec::Deferred`].
 const DEFERRED_KINDS: &[&str] = &["process.service", "supervisor", "pg.scope", "cluster.nats"];
 
-/// First dotted segments of Wippy kinds that warden does not support (warning, skipped).
-const UNSUPPORTED_KIND_PREFIXES: &[&str] = &[
-    "http",
-    "db",
-    "sql",
-    "store",
-    "security",
-    "template",
-    "templates",
-    "contract",
-    "queue",
-    "cloudstorage",
-    "config",
-    "registry",
-    "ns",
-    "exec",
-    "view",
-    "agent",
-    "llm",
-    "event",
-    "events",
-    "websocket",
-    "stream",
-    "keeper",
-    "cloud",
-    "storage",
-    "migration",
-];
+/// An unknown kind this close (edit distance) to a kind warden runs is taken for a typo of
+/// it and is an error; any other kind warden does not run (`http.service`, `fs.embed`,
+/// `workflow.lua`, `temporal.worker`...) is skipped with one warning, so that one entry
+/// of a feature warden lacks never stops a whole Wippy app.
+const TYPO_DISTANCE: usize = 2;
 
 /// Maximum edit distance for a "did you mean" hint.
 const HINT_DISTANCE: usize = 3;
@@ -164,6 +144,7 @@ pub fn load_dir_partial(dir: &Path) -> (Registry, Vec<LoadError>) {
         }
     };
     let mut loader = Loader::new(root.clone());
+    loader.may_create = true;
     if !root.is_dir() {
         let message = if root.exists() {
             "not a directory".to_string()
@@ -173,19 +154,60 @@ pub fn load_dir_partial(dir: &Path) -> (Registry, Vec<LoadError>) {
         loader.error(&root, None, None, message);
         return (empty(root), loader.errors);
     }
-    let mut files = Vec::new();
-    loader.collect_yaml(&root, &mut files);
-    files.sort();
-    if files.is_empty() && loader.errors.is_empty() {
+    // a Wippy project (a wippy.lock): its source, replacements and vendored modules
+    let paths = match layout::read(&root) {
+        Ok(Some(layout)) => {
+            loader.warnings.extend(layout.warnings);
+            if !layout.paths[0].path.is_dir() {
+                let src = layout.paths[0].path.display().to_string();
+                loader.error(
+                    &root.join(layout::LOCK_FILE),
+                    None,
+                    Some("directories.src"),
+                    format!("{src} is not a directory"),
+                );
+            }
+            layout.paths
+        }
+        Ok(None) => vec![layout::LoadPath {
+            path: root.clone(),
+            module: None,
+            source_root: root.clone(),
+        }],
+        Err(e) => {
+            loader.error(&root, None, None, e);
+            return (empty(root), loader.errors);
+        }
+    };
+    for p in &paths {
+        if let Some((name, _)) = &p.module {
+            loader
+                .module_roots
+                .insert(name.clone(), p.source_root.clone());
+        }
+    }
+    let mut any = false;
+    for p in &paths {
+        if !p.path.is_dir() {
+            continue;
+        }
+        let mut files = Vec::new();
+        loader.collect_yaml(&p.path, &mut files);
+        files.sort();
+        any |= !files.is_empty();
+        loader.loading_module = p.module.clone();
+        for file in &files {
+            loader.load_file(file);
+        }
+        loader.loading_module = None;
+    }
+    if !any && loader.errors.is_empty() {
         loader.error(
             &root,
             None,
             None,
             "no *.yaml or *.yml files found".to_string(),
         );
-    }
-    for file in &files {
-        loader.load_file(file);
     }
     loader.resolve_wasm();
     loader.check_imports();
@@ -197,6 +219,7 @@ pub fn load_dir_partial(dir: &Path) -> (Registry, Vec<LoadError>) {
         root,
         entries: loader.entries,
         warnings: loader.warnings,
+        modules: loader.module_roots,
         version: 1,
     };
     (registry, errors)
@@ -226,6 +249,7 @@ pub struct Item {
 /// the registry's `warnings`.
 pub fn load_changes(base: &Registry, items: &[Item], removed: &[Id]) -> (Registry, Vec<LoadError>) {
     let mut loader = Loader::new(base.root.clone());
+    loader.module_roots = base.modules.clone();
     let mut replaced: BTreeSet<Id> = items
         .iter()
         .filter_map(|i| {
@@ -295,6 +319,7 @@ pub fn load_changes(base: &Registry, items: &[Item], removed: &[Id]) -> (Registr
         root: base.root.clone(),
         entries: loader.entries,
         warnings: loader.warnings,
+        modules: loader.module_roots,
         version: base.version,
     };
     (registry, loader.errors)
@@ -347,6 +372,13 @@ struct Loader {
     lua: mlua::Lua,
     /// Wasm entries whose references are resolved after every file is read.
     pending_wasm: Vec<PendingWasm>,
+    /// The root of each module loaded (`org/module` -> directory).
+    module_roots: BTreeMap<String, PathBuf>,
+    /// The module whose files load now (name, version): its entries get `meta.module`.
+    loading_module: Option<(String, Option<String>)>,
+    /// The load may create what an entry asks for (`fs.directory`'s `auto_init`): the
+    /// app's own files, not a changeset made by code.
+    may_create: bool,
 }
 
 impl Loader {
@@ -359,6 +391,9 @@ impl Loader {
             entries: BTreeMap::new(),
             lua: mlua::Lua::new(),
             pending_wasm: Vec::new(),
+            module_roots: BTreeMap::new(),
+            loading_module: None,
+            may_create: false,
         }
     }
 
@@ -522,6 +557,28 @@ impl Loader {
     }
 
     fn load_entry(&mut self, file: &Path, dir: &Path, ns: &str, index: usize, item: &Yaml) {
+        // a module's entries carry its name (and version), as Wippy tags them
+        let tagged;
+        let item = match (&self.loading_module, item) {
+            (Some((module, version)), Yaml::Mapping(m)) => {
+                let mut m = m.clone();
+                let mut meta = match m.get("meta") {
+                    Some(Yaml::Mapping(meta)) => meta.clone(),
+                    _ => Mapping::new(),
+                };
+                meta.insert("module".into(), module.as_str().into());
+                if let Some(v) = version {
+                    meta.insert("module_version".into(), v.as_str().into());
+                }
+                if !matches!(m.get("meta"), Some(other) if !other.is_mapping() && !other.is_null())
+                {
+                    m.insert("meta".into(), Yaml::Mapping(meta));
+                }
+                tagged = Yaml::Mapping(m);
+                &tagged
+            }
+            _ => item,
+        };
         let label = format!("entries[{index}]");
         let Yaml::Mapping(map) = item else {
             self.error(
@@ -611,20 +668,22 @@ impl Loader {
         let known =
             SUPPORTED_KINDS.contains(&kind.as_str()) || DEFERRED_KINDS.contains(&kind.as_str());
         if !known {
-            let first = kind.split('.').next().unwrap_or("");
-            if UNSUPPORTED_KIND_PREFIXES.contains(&first) {
+            let all: Vec<&str> = SUPPORTED_KINDS
+                .iter()
+                .chain(DEFERRED_KINDS)
+                .copied()
+                .collect();
+            let typo = all
+                .iter()
+                .any(|k| strsim::levenshtein(&kind, k) <= TYPO_DISTANCE);
+            if typo {
+                let message = format!("unknown kind {kind}{}", did_you_mean(&kind, &all));
+                self.entry_error(&ctx, "kind", message);
+            } else {
                 self.warnings.push(format!(
                     "{}: kind {kind} is not supported; entry {id} skipped",
                     self.rel(file).display()
                 ));
-            } else {
-                let all: Vec<&str> = SUPPORTED_KINDS
-                    .iter()
-                    .chain(DEFERRED_KINDS)
-                    .copied()
-                    .collect();
-                let message = format!("unknown kind {kind}{}", did_you_mean(&kind, &all));
-                self.entry_error(&ctx, "kind", message);
             }
             return;
         }
@@ -649,7 +708,13 @@ impl Loader {
             "fs.directory" => self.fs_directory(&ctx, map),
             "env.variable" => self.env_variable(&ctx, map),
             "env.storage.os" => Some(EntrySpec::EnvStorage(EnvStorage::Os)),
-            "env.storage.memory" => self.env_memory(&ctx, map),
+            "env.storage.memory" => self
+                .env_values(&ctx, map)
+                .map(|v| EntrySpec::EnvStorage(EnvStorage::Memory(v))),
+            "env.storage.static" => self
+                .env_values(&ctx, map)
+                .map(|v| EntrySpec::EnvStorage(EnvStorage::Static(v))),
+            "env.storage.router" => self.env_router(&ctx, map),
             "env.storage.file" => self.env_file(&ctx, map),
             "terminal.host" => Some(EntrySpec::TerminalHost),
             "registry.entry" => Some(EntrySpec::Data),
