@@ -48,6 +48,13 @@ fn follow_changes(actor: &ActorRef<RegistryMsg>, sup: &Arc<Supervision>) -> anyh
         while let Some(change) = rx.recv().await {
             let Some(sup) = sup.upgrade() else { break };
             let done = sup.follow(&change).await;
+            // processes that opted in hear that their code changed (Wippy's OUTDATED)
+            let registry = &change.version.registry;
+            let code = crate::registry::changes::changed_code(registry, &change.version.ops);
+            if !code.is_empty() {
+                sup.node
+                    .outdate(|e| crate::registry::changes::code_sources(registry, &e.id, &code));
+            }
             let mut line = format!(
                 "registry version {}: {}",
                 change.version.id,
@@ -107,6 +114,9 @@ pub struct Options {
     pub time_scale: f64,
     /// Join the cluster at this NATS url (`--cluster`).
     pub cluster: Option<String>,
+    /// At shutdown, how long processes that got a CANCEL may take to end before they are
+    /// terminated (Wippy's hosts wait 10 s).
+    pub shutdown_grace: std::time::Duration,
 }
 
 impl Default for Options {
@@ -116,6 +126,7 @@ impl Default for Options {
             keep_tree_log: false,
             time_scale: 1.0,
             cluster: None,
+            shutdown_grace: std::time::Duration::from_secs(10),
         }
     }
 }
@@ -127,7 +138,11 @@ pub struct Runtime {
     registry: ActorRef<RegistryMsg>,
     registry_task: tokio::task::JoinHandle<()>,
     default_host: Id,
+    shutdown_grace: std::time::Duration,
 }
+
+/// The reason of the CANCEL every process gets at shutdown.
+pub const SHUTDOWN_REASON: &str = "shutdown";
 
 /// The launchers of every process kind this build runs.
 pub fn launchers() -> HashMap<&'static str, Launcher> {
@@ -315,6 +330,7 @@ impl Runtime {
                 let _ = registry_task.await;
             }),
             default_host,
+            shutdown_grace: options.shutdown_grace,
         })
     }
 
@@ -431,6 +447,7 @@ impl Runtime {
     pub async fn shutdown(self) {
         self.sup.stop_all().await;
         self.sup.close();
+        self.cancel_processes().await;
         if let Some(c) = self.node.ext::<crate::cluster::Cluster>() {
             c.leave().await;
         }
@@ -440,5 +457,44 @@ impl Runtime {
         self.registry.stop(None);
         let _ = self.registry_task.await;
         tracing::info!("runtime stopped");
+    }
+}
+
+impl Runtime {
+    /// What Wippy's hosts do when they stop, after the services stopped: every process
+    /// still running that can see a CANCEL (it took its events channel; every
+    /// WebAssembly process) gets one, with reason `shutdown`, and up to the grace period
+    /// to end; the rest, and those still running after it, are terminated with the node.
+    async fn cancel_processes(&self) {
+        let mut waiting = Vec::new();
+        for (pid, _) in self.node.processes() {
+            let Some(h) = self.node.process(&pid) else {
+                continue;
+            };
+            if h.sees_cancel.load(std::sync::atomic::Ordering::Relaxed)
+                && self
+                    .node
+                    .cancel(None, &pid, Some(SHUTDOWN_REASON.into()))
+                    .is_ok()
+            {
+                waiting.push(pid);
+            }
+        }
+        if waiting.is_empty() {
+            return;
+        }
+        let deadline = tokio::time::Instant::now() + self.shutdown_grace;
+        while tokio::time::Instant::now() < deadline {
+            waiting.retain(|p| self.node.process(p).is_some());
+            if waiting.is_empty() {
+                return;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+        }
+        tracing::warn!(
+            processes = waiting.len(),
+            "processes still running {:?} after a CANCEL at shutdown; terminating them",
+            self.shutdown_grace
+        );
     }
 }

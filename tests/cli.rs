@@ -264,6 +264,64 @@ fn a_wippy_project_runs_with_its_vendored_modules() {
     );
 }
 
+/// Issue 34 (Wippy's hosts at shutdown, service/host and its scheduler's Stop): when
+/// `run -x` ends, a process that is not a service but watches its events gets a CANCEL
+/// (reason `shutdown`) and time to finish, so its last words are printed; one that never
+/// looks at its events does not hold the exit up.
+#[test]
+fn processes_get_a_cancel_when_the_runtime_stops() {
+    let d = app(&[(
+        "_index.yaml",
+        r#"version: "1.0"
+namespace: app
+entries:
+  - name: watcher
+    kind: process.lua
+    source: |
+      return { main = function(parent)
+        local ev = process.events()
+        process.send(parent, "up", true)
+        local e = ev:receive()
+        print("watcher stopped: " .. tostring(e.kind) .. " " .. tostring(e.reason))
+      end }
+    method: main
+  - name: idle
+    kind: process.lua
+    source: |
+      return { main = function(parent)
+        process.send(parent, "up", true)
+        process.inbox():receive()
+      end }
+    method: main
+  - name: main
+    kind: process.lua
+    source: |
+      return { main = function()
+        process.spawn("app:watcher", "app:host", process.pid())
+        process.spawn("app:idle", "app:host", process.pid())
+        process.inbox():receive()
+        process.inbox():receive()
+        return "done"
+      end }
+    method: main
+  - {name: host, kind: process.host}
+"#,
+    )]);
+    let t0 = Instant::now();
+    let out = warden(&["run", "--exec", "app:main"], Some(d.path()));
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let stdout = text(&out.stdout);
+    assert!(
+        stdout.contains("watcher stopped: CANCEL shutdown"),
+        "{stdout}"
+    );
+    assert!(
+        stdout.trim_end().ends_with("\"done\"") || stdout.contains("\"done\""),
+        "{stdout}"
+    );
+    assert!(t0.elapsed() < Duration::from_secs(8), "{:?}", t0.elapsed());
+}
+
 #[test]
 fn run_stops_cleanly_on_sigterm() {
     let d = app(&[("_index.yaml", FAILING)]);

@@ -405,14 +405,22 @@ return { main = function()
   out.before = f:is_complete()
   local p, ok = f:response():receive()
   out.received = { p:data(), ok, p:format() }
-  out.after = { f:is_complete(), f:result(), f:error() == nil }
+  -- en/lua/core/future.md: result() is `payload, nil`; error() is `nil, false` on success
+  local res, res_err = f:result()
+  local no_err, has_err = f:error()
+  out.after = { f:is_complete(), res:data(), res_err == nil, no_err == nil, has_err }
   local bad = funcs.async("app:boom")
+  local pending, pending_err = bad:result()
+  out.pending = { pending == nil, pending_err == nil }
   local v2, ok2 = bad:channel():receive()
-  out.failed = { v2 == nil, ok2, tostring(bad:error()), bad:error():kind() }
+  local bad_res, bad_res_err = bad:result()
+  local _, bad_has = bad:error()
+  out.failed = { v2 == nil, ok2, tostring(bad:error()), bad:error():kind(), bad_res == nil,
+                 bad_res_err:kind(), bad_has }
   local c = funcs.async("app:slow", 5000, "never")
   require("time").sleep(10)
   out.cancel = c:cancel()
-  out.canceled = { c:is_canceled(), c:error():kind() }
+  out.canceled = { c:is_canceled(), c:error():kind(), select(2, c:result()):kind() }
   -- the canceled call freed the only worker
   local a = funcs.async("app:slow", 30, "a")
   local b = funcs.async("app:slow", 1, "b")
@@ -432,13 +440,17 @@ end }
     };
     assert_eq!(v["before"], false);
     assert_eq!(v["received"], json!(["value", true, "lua/any"]));
-    assert_eq!(v["after"], json!([true, "value", true]));
+    assert_eq!(v["after"], json!([true, "value", true, true, false]));
+    assert_eq!(v["pending"], json!([true, true]));
+    assert_eq!(v["failed"][4], true);
+    assert_eq!(v["failed"][5], "INTERNAL");
+    assert_eq!(v["failed"][6], true);
     assert_eq!(v["failed"][0], true);
     assert_eq!(v["failed"][1], false);
     assert!(v["failed"][2].as_str().unwrap().contains("async failure"));
     assert_eq!(v["failed"][3], "INTERNAL");
     assert_eq!(v["cancel"], true);
-    assert_eq!(v["canceled"], json!([true, "CANCELED"]));
+    assert_eq!(v["canceled"], json!([true, "CANCELED", "CANCELED"]));
     assert_eq!(v["select"], "a", "a holds the single worker first: {v}");
     assert_eq!(v["invalid"], json!([true]));
 }

@@ -348,3 +348,60 @@ end }
         })
     );
 }
+
+/// en/lua/core/process.md, "Process Options" and "Event Types": a process that sets
+/// `upgradable = true` gets one OUTDATED event when its code or a library it imports
+/// changes, with the changed ids in `sources`; changes made while one is pending join
+/// it; a process that did not opt in never sees one.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn upgradable_processes_hear_outdated_with_the_changed_sources() {
+    let v = App::new()
+        .entry("  - {name: lib, kind: library.lua, source: \"return { tag = 'v1' }\"}\n")
+        .lua(
+            "watcher",
+            r#"
+local lib = require("lib")
+return { main = function(parent, opt_in)
+  if opt_in then process.set_options({ upgradable = true }) end
+  local opts = process.get_options()
+  process.send(parent, "ready", opts.upgradable)
+  local r = channel.select({ process.events():case_receive(), require("time").after(1500):case_receive() })
+  if r.channel ~= process.events() then return { none = true } end
+  local ev = r.value
+  table.sort(ev.sources)
+  return { kind = ev.kind, is_const = ev.kind == process.event.OUTDATED, sources = ev.sources }
+end }
+"#,
+        )
+        .entry("    imports: {lib: lib}\n")
+        .lua(
+            "main",
+            r#"
+local registry = require("registry")
+return { main = function()
+  local events = process.events()
+  local a = process.spawn_monitored("app:watcher", "app:host", process.pid(), true)
+  local b = process.spawn_monitored("app:watcher", "app:host", process.pid(), false)
+  local ready = { process.inbox():receive():payload():data(), process.inbox():receive():payload():data() }
+  local _, err = registry.changes()
+    :update({ id = "app:lib", data = { source = "return { tag = 'v2' }" } })
+    :apply()
+  local out = { ready = ready, err = err and tostring(err) }
+  for _ = 1, 2 do
+    local ev = events:receive()
+    out[ev.from == a and "a" or "b"] = ev.result.value
+  end
+  return out
+end }
+"#,
+        )
+        .value("main")
+        .await;
+    assert_eq!(v["err"], serde_json::Value::Null, "{v}");
+    assert_eq!(
+        v["a"],
+        json!({"kind": "OUTDATED", "is_const": true, "sources": ["app:lib", "app:watcher"]}),
+        "{v}"
+    );
+    assert_eq!(v["b"], json!({"none": true}), "{v}");
+}

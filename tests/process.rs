@@ -98,7 +98,14 @@ return { main = main }
             .contains("argument 1.a.self: a cyclic table"),
         "{v}"
     );
-    assert!(v["dead"]["msg"].as_str().unwrap().contains("not running"));
+    // the runtime's text for a pid that is gone (api/process/errors.go: "process not found")
+    assert!(
+        v["dead"]["msg"]
+            .as_str()
+            .unwrap()
+            .contains("process not found"),
+        "{v}"
+    );
     assert_eq!(v["dead"]["kind"], "NOT_FOUND");
     assert!(v["malformed"].as_str().unwrap().contains("malformed pid"));
     assert!(v["unnamed"]

@@ -388,3 +388,89 @@ async fn a_plain_function_call_is_no_process() {
     }
     rt.shutdown().await;
 }
+
+/// en/lua/core/process.md, "SpawnBuilder Methods" / "Spawner Exec": a spawner is
+/// immutable (each `with_*` gives a new one); its children see its context values, actor
+/// and scope, run under its name and find its queued messages in their inbox; `exec`
+/// runs a child to its result under the same settings; `with_options` takes Wippy's
+/// `network` only, which warden cannot honour.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_spawn_builder_as_wippy_documents_it() {
+    let v = App::new()
+        .lua(
+            "child",
+            r#"
+local ctx = require("ctx")
+local security = require("security")
+return { main = function()
+  local first = process.inbox():receive()
+  local second = process.inbox():receive()
+  local me = process.registry.lookup("builder_child")
+  return {
+    tag = ctx.get("tag"), extra = ctx.get("extra"), actor = security.actor():id(),
+    scope = security.scope() and security.scope():policies(),
+    named = me == process.pid(),
+    messages = { {first:topic(), first:payload():data()}, {second:topic(), second:payload():data()} },
+    from_parent = first:from(),
+  }
+end }
+"#,
+        )
+        .lua(
+            "main",
+            r#"
+local security = require("security")
+return { main = function()
+  local base = process.with_context({tag = "t"})
+  local built = base:with_context({extra = "x"})
+    :with_actor(security.new_actor("user:7"))
+    :with_scope(security.new_scope({"app:policy"}))
+    :with_name("builder_child")
+    :with_message("first", 1)
+    :with_message("second", {k = "v"})
+  local pid = built:spawn_monitored("app:child", "app:host")
+  local ev = process.events():receive()
+  local r = ev.result.value
+  -- exec under the same settings, without the name (the builder is immutable)
+  local again, again_err = base:with_message("first", "a"):with_message("second", "b"):exec("app:child", "app:host")
+  if not again then return { err = tostring(again_err) } end
+  local _, net_err = process.with_options({network = "app:tor"})
+  local _, bad_err = base:with_options({color = "red"})
+  local same = process.with_options({})
+  local _, taken_err = base:with_name("builder_child"):spawn("app:child", "app:host")
+  return {
+    r = r, parent = r.from_parent == process.pid(), base_extra = again.extra == nil,
+    again_tag = again.tag, again_messages = again.messages, again_named = again.named,
+    net = net_err and net_err:kind(), bad = bad_err and bad_err:kind(), same = type(same),
+    taken = taken_err == nil,
+  }
+end }
+"#,
+        )
+        .value("main")
+        .await;
+    assert_eq!(v["r"]["tag"], "t", "{v}");
+    assert_eq!(v["r"]["extra"], "x", "{v}");
+    assert_eq!(v["r"]["actor"], "user:7", "{v}");
+    assert_eq!(v["r"]["scope"], json!(["app:policy"]), "{v}");
+    assert_eq!(v["r"]["named"], true, "{v}");
+    assert_eq!(
+        v["r"]["messages"],
+        json!([["first", 1], ["second", {"k": "v"}]]),
+        "{v}"
+    );
+    assert_eq!(v["parent"], true, "{v}");
+    assert_eq!(v["base_extra"], true, "{v}");
+    assert_eq!(v["again_tag"], "t", "{v}");
+    assert_eq!(
+        v["again_messages"],
+        json!([["first", "a"], ["second", "b"]]),
+        "{v}"
+    );
+    assert_eq!(v["again_named"], false, "{v}");
+    assert_eq!(v["net"], "INVALID", "{v}");
+    assert_eq!(v["bad"], "INVALID", "{v}");
+    assert_eq!(v["same"], "userdata", "{v}");
+    // the name was free again once the first child ended
+    assert_eq!(v["taken"], true, "{v}");
+}

@@ -42,9 +42,10 @@ pub(crate) struct CallCtx {
     pub pending: PendingCalls,
     /// Its timer tasks (aborted when the call ends).
     pub(crate) tasks: super::tasks::TaskSet,
-    /// The host whose process the call becomes when its code needs one (the caller's, or
-    /// the runtime's default host); None while an instance's chunk loads.
-    pub(crate) host: Option<Arc<Host>>,
+    /// The host of the process the call may become (see [`CallCtx::as_process`]): its
+    /// caller's, or the runtime's default host for a caller outside any process. (Not
+    /// the caller itself: a caller keeps its waiting calls, which would keep it.)
+    host: Arc<Host>,
     /// The process it became (see [`CallCtx::as_process`]).
     unit: OnceCell<Rc<ProcCtx>>,
 }
@@ -65,12 +66,7 @@ impl CallCtx {
         if let Some(p) = self.unit.get() {
             return Ok(p.clone());
         }
-        let host = self.host.clone().ok_or_else(|| {
-            mlua::Error::runtime(format!(
-                "function {}: the process API is not available here",
-                self.entry.id
-            ))
-        })?;
+        let host = self.host.clone();
         let me = self.node.register_unit(self.entry.clone(), host.clone());
         let ctx = Rc::new(ProcCtx::new(
             self.node.clone(),
@@ -119,7 +115,8 @@ struct InCall {
     call: Rc<CallCtx>,
     ptr: usize,
     fut: Option<mlua::AsyncThread<MultiValue>>,
-    driver: Option<Driver>,
+    /// Boxed: most calls never need it, and the future of every call carries the slot.
+    driver: Option<Box<Driver>>,
 }
 
 impl InCall {
@@ -157,11 +154,11 @@ impl Future for InCall {
             // it became a process while it ran: from now on its driver runs it
             (Poll::Pending, Some(unit)) => {
                 let main = this.fut.take().expect("polled above");
-                this.driver = Some(Driver::for_call(
+                this.driver = Some(Box::new(Driver::for_call(
                     unit.clone(),
                     main,
                     this.ptr as *const std::ffi::c_void,
-                ));
+                )));
                 this.drive(cx)
             }
         }
@@ -275,7 +272,7 @@ impl crate::functions::Executor for LuaExecutor {
         // the process a call may become runs on its caller's host
         let host = match current_any() {
             Some(Current::Process(p)) => p.host.clone(),
-            Some(Current::Call(c)) => c.host.clone().unwrap_or_else(|| self.default_host.clone()),
+            Some(Current::Call(c)) => c.host.clone(),
             None => self.default_host.clone(),
         };
         Box::pin(async move {
@@ -321,7 +318,7 @@ async fn run_lua_function(
                 run: RunState::with(&limits),
                 pending: PendingCalls::default(),
                 tasks: Default::default(),
-                host: Some(host.clone()),
+                host: host.clone(),
                 unit: OnceCell::new(),
             });
             let _g = CurrentGuard::enter(Current::Call(boot.clone()));
@@ -357,7 +354,7 @@ async fn run_lua_function(
         run: RunState::with(&limits),
         pending: PendingCalls::default(),
         tasks: Default::default(),
-        host: Some(host),
+        host,
         unit: booted,
     });
     let mut unit_exit = UnitExit {
@@ -872,15 +869,39 @@ impl UserData for LuaFuture {
             Ok(f.state.borrow().result.is_some())
         });
         m.add_method("is_canceled", |_, f, ()| Ok(f.state.borrow().canceled));
-        m.add_method("result", |lua, f, ()| match &f.state.borrow().result {
-            Some(Ok(v)) => value::to_lua(lua, v),
-            _ => Ok(mlua::Value::Nil),
+        // en/lua/core/future.md: `payload, nil` once it succeeded (a payload object, as
+        // the response channel gives it), `nil, err` once it failed or was canceled,
+        // `nil, nil` while it runs
+        m.add_method("result", |lua, f, ()| {
+            let out = match &f.state.borrow().result {
+                Some(Ok(v)) => vec![
+                    mlua::Value::UserData(
+                        lua.create_userdata(super::payload::LuaPayload(v.clone()))?,
+                    ),
+                    mlua::Value::Nil,
+                ],
+                Some(Err(e)) => vec![
+                    mlua::Value::Nil,
+                    mlua::Value::UserData(
+                        lua.create_userdata(LuaError::new(e.kind, e.message.clone()))?,
+                    ),
+                ],
+                None => vec![mlua::Value::Nil, mlua::Value::Nil],
+            };
+            Ok(MultiValue::from_vec(out))
         });
-        m.add_method("error", |lua, f, ()| match &f.state.borrow().result {
-            Some(Err(e)) => Ok(mlua::Value::UserData(
-                lua.create_userdata(LuaError::new(e.kind, e.message.clone()))?,
-            )),
-            _ => Ok(mlua::Value::Nil),
+        // `err, true` once it failed (or was canceled), else `nil, false`
+        m.add_method("error", |lua, f, ()| {
+            let out = match &f.state.borrow().result {
+                Some(Err(e)) => vec![
+                    mlua::Value::UserData(
+                        lua.create_userdata(LuaError::new(e.kind, e.message.clone()))?,
+                    ),
+                    mlua::Value::Boolean(true),
+                ],
+                _ => vec![mlua::Value::Nil, mlua::Value::Boolean(false)],
+            };
+            Ok(MultiValue::from_vec(out))
         });
         m.add_method("cancel", |_, f, ()| {
             let mut st = f.state.borrow_mut();

@@ -1113,6 +1113,18 @@ impl ProcCtx {
                 let ev = self.exit_event("LINK_DOWN", &from, &exit)?;
                 self.events.push(mlua::Value::Table(ev));
             }
+            Signal::Outdated => {
+                let sources: Vec<String> = self
+                    .me
+                    .take_outdated()
+                    .iter()
+                    .map(|id| id.to_string())
+                    .collect();
+                let ev = self.lua.create_table()?;
+                ev.set("kind", "OUTDATED")?;
+                ev.set("sources", sources)?;
+                self.events.push(mlua::Value::Table(ev));
+            }
             Signal::Cancel { from, reason } => {
                 let ev = self.lua.create_table()?;
                 ev.set("kind", "CANCEL")?;

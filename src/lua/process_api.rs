@@ -154,20 +154,132 @@ fn spawn_call(
     id: &mlua::Value,
     host: &mlua::Value,
     args: &[mlua::Value],
-    context: Option<Arc<CallContext>>,
+    builder: Option<&SpawnBuilder>,
 ) -> mlua::Result<MultiValue> {
     let ctx = current()?;
-    let r = spawn_impl(&ctx, kind, id, host, args, None, context)
+    let r = spawn_built(&ctx, kind, id, host, args, None, builder)
         .and_then(|pid| ret(lua, pid.to_string()));
     finish(lua, r)
 }
 
-/// The spawner `process.with_context(values)` returns: its `spawn*` methods start
-/// processes whose call context (`ctx.get`, their `funcs.call`s) holds the spawning
-/// process's context plus `values`.
-struct Spawner(Arc<CallContext>);
+/// A spawn with what a builder adds: its context, then its name registered and its
+/// queued messages sent before the pid is returned (a name that is taken stops the new
+/// process and fails the spawn with ALREADY_EXISTS).
+fn spawn_built(
+    ctx: &Rc<ProcCtx>,
+    kind: SpawnKind,
+    id: &mlua::Value,
+    host: &mlua::Value,
+    args: &[mlua::Value],
+    on_exit: Option<crate::process::ExitCallback>,
+    builder: Option<&SpawnBuilder>,
+) -> Result<Pid, LuaError> {
+    let context = builder.map(|b| b.context.clone());
+    let pid = spawn_impl(ctx, kind, id, host, args, on_exit, context)?;
+    let Some(b) = builder else {
+        return Ok(pid);
+    };
+    if let Some(name) = &b.name {
+        if let Err(e) = ctx.node.register_name(name, &pid) {
+            let _ = ctx.node.terminate(&pid);
+            return Err(LuaError::new(
+                e.kind(),
+                format!("process.{}: with_name: {e}", kind.name),
+            ));
+        }
+    }
+    for (topic, payload) in &b.messages {
+        ctx.node
+            .send(Some(ctx.pid()), &pid, topic.clone(), payload.clone())
+            .map_err(|e| {
+                LuaError::new(
+                    e.kind(),
+                    format!("process.{}: with_message: {e}", kind.name),
+                )
+            })?;
+    }
+    Ok(pid)
+}
 
-impl mlua::UserData for Spawner {
+/// A spawner (en/lua/core/process.md, "Context Spawner"): made by `process.with_context`
+/// or `process.with_options`, changed by its `with_*` methods (each returns a new one),
+/// used by its `spawn*` and `exec` methods. Its children run with its call context
+/// (`ctx.get`, the actor and scope of their calls), under its name, with its queued
+/// messages waiting in their inbox.
+#[derive(Clone)]
+struct SpawnBuilder {
+    context: Arc<CallContext>,
+    name: Option<String>,
+    messages: Vec<(String, Vec<value::Value>)>,
+}
+
+impl SpawnBuilder {
+    /// A builder over the calling process's context (the one it was given; a child of a
+    /// process that was given none is its own actor).
+    fn of(ctx: &ProcCtx) -> SpawnBuilder {
+        SpawnBuilder {
+            context: Arc::new(
+                ctx.call_context
+                    .get()
+                    .map(|c| (**c).clone())
+                    .unwrap_or_default(),
+            ),
+            name: None,
+            messages: Vec::new(),
+        }
+    }
+
+    fn with_values(&self, values: &mlua::Value, func: &str) -> Result<SpawnBuilder, LuaError> {
+        let values = match values {
+            mlua::Value::Table(t) => super::funcs::context_values(t)
+                .map_err(|e| LuaError::new("INVALID", format!("{func}: {e}")))?,
+            mlua::Value::Nil => Vec::new(),
+            other => {
+                return Err(LuaError::new(
+                    "INVALID",
+                    format!(
+                        "{func}: expected a table of values, got {}",
+                        other.type_name()
+                    ),
+                ))
+            }
+        };
+        let mut next = self.clone();
+        next.context = Arc::new(self.context.with(values));
+        Ok(next)
+    }
+
+    /// Spawn-time options: warden has none beyond Wippy's `network`, which needs the
+    /// `network.*` kinds warden does not run.
+    fn with_options(&self, opts: &mlua::Value, func: &str) -> Result<SpawnBuilder, LuaError> {
+        let t = match opts {
+            mlua::Value::Table(t) => t,
+            mlua::Value::Nil => return Ok(self.clone()),
+            other => {
+                return Err(LuaError::new(
+                    "INVALID",
+                    format!(
+                        "{func}: expected a table of options, got {}",
+                        other.type_name()
+                    ),
+                ))
+            }
+        };
+        if let Some(pair) = t.pairs::<mlua::Value, mlua::Value>().next() {
+            let (k, _) = pair.map_err(|e| LuaError::new("INVALID", format!("{func}: {e}")))?;
+            let key = k.to_string().unwrap_or_default();
+            let why = if key == "network" {
+                "network selection needs the network.* kinds, which warden does not run".to_string()
+            } else {
+                format!("unknown option {key:?} (Wippy's spawn option is `network`)")
+            };
+            return Err(LuaError::new("INVALID", format!("{func}: {why}")));
+        }
+        Ok(self.clone())
+    }
+}
+
+impl mlua::UserData for SpawnBuilder {
     fn add_methods<M: mlua::UserDataMethods<Self>>(methods: &mut M) {
         for (name, link, monitor) in SPAWNS {
             let kind = SpawnKind {
@@ -178,9 +290,112 @@ impl mlua::UserData for Spawner {
             methods.add_method(
                 name,
                 move |lua, this, (id, host, args): (mlua::Value, mlua::Value, Variadic<mlua::Value>)| {
-                    spawn_call(lua, kind, &id, &host, &args, Some(this.0.clone()))
+                    spawn_call(lua, kind, &id, &host, &args, Some(this))
                 },
             );
+        }
+        methods.add_async_method(
+            "exec",
+            |lua, this, (id, host, args): (mlua::Value, mlua::Value, Variadic<mlua::Value>)| {
+                let this = this.clone();
+                async move { exec_call(lua, id, host, args, Some(this)).await }
+            },
+        );
+        methods.add_method("with_context", |lua, this, values: mlua::Value| {
+            let r = this
+                .with_values(&values, "spawner:with_context")
+                .and_then(|b| ret(lua, b));
+            finish(lua, r)
+        });
+        methods.add_method("with_options", |lua, this, opts: mlua::Value| {
+            let r = this
+                .with_options(&opts, "spawner:with_options")
+                .and_then(|b| ret(lua, b));
+            finish(lua, r)
+        });
+        methods.add_method(
+            "with_actor",
+            |_, this, a: mlua::UserDataRef<super::security::LuaActor>| {
+                let mut next = this.clone();
+                let mut c = (*this.context).clone();
+                c.actor = Some(a.id.clone());
+                next.context = Arc::new(c);
+                Ok(next)
+            },
+        );
+        methods.add_method(
+            "with_scope",
+            |_, this, s: mlua::UserDataRef<super::security::LuaScope>| {
+                let mut next = this.clone();
+                let mut c = (*this.context).clone();
+                c.scope = Some(s.policies.clone());
+                next.context = Arc::new(c);
+                Ok(next)
+            },
+        );
+        methods.add_method("with_name", |lua, this, name: mlua::Value| {
+            let r = string_arg(&name, "spawner:with_name: name").and_then(|n| {
+                let mut next = this.clone();
+                next.name = Some(n);
+                ret(lua, next)
+            });
+            finish(lua, r)
+        });
+        methods.add_method(
+            "with_message",
+            |lua, this, (topic, payload): (mlua::Value, Variadic<mlua::Value>)| {
+                let r = (|| {
+                    let topic = string_arg(&topic, "spawner:with_message: topic")?;
+                    if topic.starts_with('@') {
+                        return Err(LuaError::new(
+                            "INVALID",
+                            format!("spawner:with_message: topic {topic:?} is reserved"),
+                        ));
+                    }
+                    let payload = value::from_lua_multi(payload.iter()).map_err(|e| {
+                        LuaError::new("INVALID", format!("spawner:with_message: payload {e}"))
+                    })?;
+                    let mut next = this.clone();
+                    next.messages.push((topic, payload));
+                    ret(lua, next)
+                })();
+                finish(lua, r)
+            },
+        );
+    }
+}
+
+/// `process.exec` and a spawner's `exec`: spawns, waits for the exit, gives its result
+/// (`value` or `nil, err`).
+async fn exec_call(
+    lua: Lua,
+    id: mlua::Value,
+    host: mlua::Value,
+    args: Variadic<mlua::Value>,
+    builder: Option<SpawnBuilder>,
+) -> mlua::Result<MultiValue> {
+    let started = current().map(|ctx| {
+        let (tx, rx) = tokio::sync::oneshot::channel::<Exit>();
+        let cb: crate::process::ExitCallback = Box::new(move |_, exit| {
+            let _ = tx.send((**exit).clone());
+        });
+        let kind = SpawnKind {
+            name: "exec",
+            link: false,
+            monitor: false,
+        };
+        spawn_built(&ctx, kind, &id, &host, &args, Some(cb), builder.as_ref()).map(|_| rx)
+    });
+    let rx = match started? {
+        Ok(rx) => rx,
+        Err(e) => return e.into_nil_err(&lua),
+    };
+    match rx.await {
+        Ok(Exit::Normal(v)) => Ok(MultiValue::from_vec(vec![value::to_lua(&lua, &v)?])),
+        Ok(Exit::Error(e)) => LuaError::new(e.kind, e.message).into_nil_err(&lua),
+        Ok(Exit::Killed(e)) => LuaError::new("CANCELED", e).into_nil_err(&lua),
+        Err(_) => {
+            LuaError::new("INTERNAL", "process.exec: the process vanished").into_nil_err(&lua)
         }
     }
 }
@@ -229,26 +444,19 @@ pub fn create(lua: &Lua) -> mlua::Result<Table> {
         "with_context",
         lua.create_function(|lua, values: mlua::Value| {
             let ctx = current()?;
-            let r = (|| {
-                let values = match &values {
-                    mlua::Value::Table(t) => super::funcs::context_values(t).map_err(|e| {
-                        LuaError::new("INVALID", format!("process.with_context: {e}"))
-                    })?,
-                    mlua::Value::Nil => Vec::new(),
-                    other => {
-                        return Err(LuaError::new(
-                            "INVALID",
-                            format!(
-                                "process.with_context: expected a table of values, got {}",
-                                other.type_name()
-                            ),
-                        ))
-                    }
-                };
-                let base = ctx.call_context.get().cloned().unwrap_or_default();
-                let spawner = Spawner(Arc::new(base.with(values)));
-                ret(lua, spawner)
-            })();
+            let r = SpawnBuilder::of(&ctx)
+                .with_values(&values, "process.with_context")
+                .and_then(|b| ret(lua, b));
+            finish(lua, r)
+        })?,
+    )?;
+    t.set(
+        "with_options",
+        lua.create_function(|lua, opts: mlua::Value| {
+            let ctx = current()?;
+            let r = SpawnBuilder::of(&ctx)
+                .with_options(&opts, "process.with_options")
+                .and_then(|b| ret(lua, b));
             finish(lua, r)
         })?,
     )?;
@@ -440,29 +648,38 @@ pub fn create(lua: &Lua) -> mlua::Result<Table> {
         "set_options",
         lua.create_function(|lua, opts: mlua::Value| {
             let ctx = current()?;
-            let r = match &opts {
-                mlua::Value::Table(t) => match t.get::<mlua::Value>("trap_links")? {
-                    mlua::Value::Nil => ret(lua, true),
-                    mlua::Value::Boolean(trap) => {
-                        ctx.trap_links.set(trap);
-                        ret(lua, true)
-                    }
-                    other => Err(LuaError::new(
+            let r = (|| {
+                let mlua::Value::Table(t) = &opts else {
+                    return Err(LuaError::new(
                         "INVALID",
                         format!(
-                            "process.set_options: trap_links must be a boolean, got {}",
+                            "process.set_options: expected a table like {{trap_links = true}}, got {}",
+                            opts.type_name()
+                        ),
+                    ));
+                };
+                let flag = |name: &str| match t.get::<mlua::Value>(name) {
+                    Ok(mlua::Value::Nil) => Ok(None),
+                    Ok(mlua::Value::Boolean(b)) => Ok(Some(b)),
+                    Ok(other) => Err(LuaError::new(
+                        "INVALID",
+                        format!(
+                            "process.set_options: {name} must be a boolean, got {}",
                             other.type_name()
                         ),
                     )),
-                },
-                other => Err(LuaError::new(
-                    "INVALID",
-                    format!(
-                        "process.set_options: expected a table like {{trap_links = true}}, got {}",
-                        other.type_name()
-                    ),
-                )),
-            };
+                    Err(e) => Err(LuaError::new("INVALID", e.to_string())),
+                };
+                let trap = flag("trap_links")?;
+                let upgradable = flag("upgradable")?;
+                if let Some(trap) = trap {
+                    ctx.trap_links.set(trap);
+                }
+                if let Some(up) = upgradable {
+                    ctx.me.set_upgradable(up);
+                }
+                ret(lua, true)
+            })();
             finish(lua, r)
         })?,
     )?;
@@ -472,6 +689,7 @@ pub fn create(lua: &Lua) -> mlua::Result<Table> {
             let ctx = current()?;
             let t = lua.create_table()?;
             t.set("trap_links", ctx.trap_links.get())?;
+            t.set("upgradable", ctx.me.is_upgradable())?;
             Ok(t)
         })?,
     )?;
@@ -505,33 +723,7 @@ pub fn create(lua: &Lua) -> mlua::Result<Table> {
         "exec",
         lua.create_async_function(
             |lua, (id, host, args): (mlua::Value, mlua::Value, Variadic<mlua::Value>)| {
-                let started = current().map(|ctx| {
-                    let (tx, rx) = tokio::sync::oneshot::channel::<Exit>();
-                    let cb: crate::process::ExitCallback = Box::new(move |_, exit| {
-                        let _ = tx.send((**exit).clone());
-                    });
-                    let kind = SpawnKind {
-                        name: "exec",
-                        link: false,
-                        monitor: false,
-                    };
-                    spawn_impl(&ctx, kind, &id, &host, &args, Some(cb), None).map(|_| rx)
-                });
-                async move {
-                    let rx = match started? {
-                        Ok(rx) => rx,
-                        Err(e) => return e.into_nil_err(&lua),
-                    };
-                    match rx.await {
-                        Ok(Exit::Normal(v)) => {
-                            Ok(MultiValue::from_vec(vec![value::to_lua(&lua, &v)?]))
-                        }
-                        Ok(Exit::Error(e)) => LuaError::new(e.kind, e.message).into_nil_err(&lua),
-                        Ok(Exit::Killed(e)) => LuaError::new("CANCELED", e).into_nil_err(&lua),
-                        Err(_) => LuaError::new("INTERNAL", "process.exec: the process vanished")
-                            .into_nil_err(&lua),
-                    }
-                }
+                exec_call(lua, id, host, args, None)
             },
         )?,
     )?;
@@ -639,7 +831,7 @@ pub fn create(lua: &Lua) -> mlua::Result<Table> {
     }
     t.set("registry", registry)?;
     let event = lua.create_table()?;
-    for k in ["EXIT", "LINK_DOWN", "CANCEL"] {
+    for k in ["EXIT", "LINK_DOWN", "CANCEL", "OUTDATED"] {
         event.set(k, k)?;
     }
     t.set("event", event)?;

@@ -245,6 +245,10 @@ pub enum Signal {
     },
     /// Stop now (with this reason; None: `terminated`).
     Terminate(Option<String>),
+    /// The process's code (its entry or a library it imports) changed in the registry;
+    /// the changed ids wait in its handle ([`ProcessHandle::take_outdated`]). Sent only
+    /// to a process that opted in ([`ProcessHandle::set_upgradable`]).
+    Outdated,
 }
 
 /// A data message.
@@ -298,6 +302,12 @@ struct Queues {
     /// Messages the process's task took from `data` but holds back because the channel
     /// they go to is full (see `lua::Parked`): they count against the mailbox's limit.
     parked: usize,
+    /// It asked to hear of changes to its code (Wippy's `upgradable` option).
+    upgradable: bool,
+    /// The changed ids of a pending [`Signal::Outdated`] (later changes join the same one).
+    /// Boxed: one pointer in every mailbox rather than a vector's three words.
+    #[allow(clippy::box_collection)]
+    outdated: Option<Box<Vec<Id>>>,
 }
 
 /// A live process as the rest of the node sees it: its mailbox and relations.
@@ -328,6 +338,50 @@ pub struct ProcessHandle {
 }
 
 impl ProcessHandle {
+    /// Opts in to (or out of) [`Signal::Outdated`].
+    pub fn set_upgradable(&self, on: bool) {
+        self.queues.lock().upgradable = on;
+    }
+
+    /// Whether it opted in to [`Signal::Outdated`].
+    pub fn is_upgradable(&self) -> bool {
+        self.queues.lock().upgradable
+    }
+
+    /// The changed ids of its pending [`Signal::Outdated`], taken (empty when none).
+    pub fn take_outdated(&self) -> Vec<Id> {
+        self.queues
+            .lock()
+            .outdated
+            .take()
+            .map(|b| *b)
+            .unwrap_or_default()
+    }
+
+    /// Tells it (if it opted in) that `sources` changed: a new [`Signal::Outdated`], or
+    /// the ids joined to the one still pending.
+    fn outdate(&self, sources: Vec<Id>) {
+        let mut q = self.queues.lock();
+        if q.closed || !q.upgradable || sources.is_empty() {
+            return;
+        }
+        match &mut q.outdated {
+            Some(pending) => {
+                for id in sources {
+                    if !pending.contains(&id) {
+                        pending.push(id);
+                    }
+                }
+            }
+            None => {
+                q.outdated = Some(Box::new(sources));
+                q.ctrl.push_back(Signal::Outdated);
+                drop(q);
+                self.waker.wake();
+            }
+        }
+    }
+
     fn signal(&self, s: Signal) -> bool {
         let mut q = self.queues.lock();
         if q.closed {
@@ -349,7 +403,7 @@ impl ProcessHandle {
         let mut q = self.queues.lock();
         if q.closed {
             return Err(ProcessError::NotFound(format!(
-                "process {} is not running",
+                "process not found ({} is not running)",
                 self.pid
             )));
         }
@@ -856,9 +910,9 @@ impl Node {
         if let Some(r) = self.route(dest) {
             return r.send(from, dest, topic, payload);
         }
-        let p = self
-            .process(dest)
-            .ok_or_else(|| ProcessError::NotFound(format!("process {dest} is not running")))?;
+        let p = self.process(dest).ok_or_else(|| {
+            ProcessError::NotFound(format!("process not found ({dest} is not running)"))
+        })?;
         p.message(Message {
             from: from.cloned(),
             topic,
@@ -877,9 +931,9 @@ impl Node {
         topic: String,
         payload: Vec<Value>,
     ) -> Result<(), ProcessError> {
-        let p = self
-            .process(dest)
-            .ok_or_else(|| ProcessError::NotFound(format!("process {dest} is not running")))?;
+        let p = self.process(dest).ok_or_else(|| {
+            ProcessError::NotFound(format!("process not found ({dest} is not running)"))
+        })?;
         p.message(Message {
             from: from.cloned(),
             topic,
@@ -902,9 +956,9 @@ impl Node {
             };
             return r.control(&dest.node, op);
         }
-        let p = self
-            .process(dest)
-            .ok_or_else(|| ProcessError::NotFound(format!("process {dest} is not running")))?;
+        let p = self.process(dest).ok_or_else(|| {
+            ProcessError::NotFound(format!("process not found ({dest} is not running)"))
+        })?;
         if !p.cancel_has_room() {
             return Err(ProcessError::Busy(format!(
                 "process {dest} has {CANCEL_LIMIT} cancel requests waiting"
@@ -934,9 +988,9 @@ impl Node {
             };
             return r.control(&dest.node, op);
         }
-        let p = self
-            .process(dest)
-            .ok_or_else(|| ProcessError::NotFound(format!("process {dest} is not running")))?;
+        let p = self.process(dest).ok_or_else(|| {
+            ProcessError::NotFound(format!("process not found ({dest} is not running)"))
+        })?;
         p.kill_requested.store(true, Ordering::Release);
         p.signal(Signal::Terminate(reason));
         Ok(())
@@ -1040,9 +1094,9 @@ impl Node {
             ));
         }
         if let Some(r) = self.route(b) {
-            let pa = self
-                .process(a)
-                .ok_or_else(|| ProcessError::NotFound(format!("process {a} is not running")))?;
+            let pa = self.process(a).ok_or_else(|| {
+                ProcessError::NotFound(format!("process not found ({a} is not running)"))
+            })?;
             let mut rel = pa.relations.lock();
             if !rel.links.contains(b) {
                 let op = RemoteOp::Link {
@@ -1054,14 +1108,14 @@ impl Node {
             }
             return Ok(());
         }
-        let pb = self
-            .process(b)
-            .ok_or_else(|| ProcessError::NotFound(format!("process {b} is not running")))?;
+        let pb = self.process(b).ok_or_else(|| {
+            ProcessError::NotFound(format!("process not found ({b} is not running)"))
+        })?;
         {
             let mut rel = pb.relations.lock();
             if rel.exited {
                 return Err(ProcessError::NotFound(format!(
-                    "process {b} is not running"
+                    "process not found ({b} is not running)"
                 )));
             }
             if !rel.links.contains(a) {
@@ -1100,13 +1154,13 @@ impl Node {
                 "invalid process name {name:?}"
             )));
         }
-        let p = self
-            .process(pid)
-            .ok_or_else(|| ProcessError::NotFound(format!("process {pid} is not running")))?;
+        let p = self.process(pid).ok_or_else(|| {
+            ProcessError::NotFound(format!("process not found ({pid} is not running)"))
+        })?;
         let mut rel = p.relations.lock();
         if rel.exited {
             return Err(ProcessError::NotFound(format!(
-                "process {pid} is not running"
+                "process not found ({pid} is not running)"
             )));
         }
         match self.names.entry(name.to_string()) {
@@ -1291,6 +1345,17 @@ impl Node {
         };
         host.start(ctx, body);
         Ok(pid)
+    }
+
+    /// Tells every process that opted in to OUTDATED events which of the ids its code
+    /// depends on changed: `sources_of(entry)` gives them for a process running `entry`
+    /// (empty: nothing it runs changed).
+    pub fn outdate(&self, sources_of: impl Fn(&Entry) -> Vec<Id>) {
+        for p in self.procs.iter() {
+            if p.is_upgradable() {
+                p.outdate(sources_of(&p.entry));
+            }
+        }
     }
 
     /// Gives a running function call of `entry` a pid and a mailbox of its own, as a

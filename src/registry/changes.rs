@@ -1,5 +1,5 @@
 //! Changes to a running registry: the operations of a changeset, the form code reads and
-//! writes entries in, and the difference of two registries.
+//! writes entries in, the difference of two registries, and whose code a change touched.
 //!
 //! Code sees an entry as `{id = "ns:name", kind, meta, data}`. `data` holds the entry's own
 //! fields (everything but `name`, `kind` and `meta`); for an entry whose only field is
@@ -7,8 +7,9 @@
 //! form back into the mapping a YAML file would hold, so a changeset's entries are
 //! validated by the loader exactly as loaded entries are.
 
-use super::{Entry, Id, Registry};
+use super::{Entry, EntrySpec, Id, Registry};
 use serde_json::Value as Json;
+use std::collections::BTreeSet;
 use std::sync::Arc;
 
 /// An entry as code reads and writes it.
@@ -149,4 +150,58 @@ pub fn same(a: &Arc<Entry>, b: &Arc<Entry>) -> bool {
         },
         _ => true,
     }
+}
+
+/// The entries whose code `ops` changed: updated and deleted entries, and (transitively)
+/// the Lua entries that import one of them.
+pub fn changed_code(registry: &Registry, ops: &[Op]) -> BTreeSet<Id> {
+    let mut changed: BTreeSet<Id> = ops
+        .iter()
+        .filter(|op| matches!(op, Op::Update(_) | Op::Delete(_)))
+        .map(|op| op.id().clone())
+        .collect();
+    // libraries: whoever imports a changed entry changed too, until nothing new is found
+    loop {
+        let more: Vec<Id> = registry
+            .entries
+            .values()
+            .filter(|e| !changed.contains(&e.id))
+            .filter(|e| match &e.spec {
+                EntrySpec::ProcessLua(l) | EntrySpec::LibraryLua(l) | EntrySpec::FunctionLua(l) => {
+                    l.imports.iter().any(|(_, t)| changed.contains(t))
+                }
+                _ => false,
+            })
+            .map(|e| e.id.clone())
+            .collect();
+        if more.is_empty() {
+            return changed;
+        }
+        changed.extend(more);
+    }
+}
+
+/// Which of `changed` the code of entry `id` depends on: the entry itself and the
+/// libraries it imports, directly or through other libraries (Wippy's OUTDATED
+/// `sources`).
+pub fn code_sources(registry: &Registry, id: &Id, changed: &BTreeSet<Id>) -> Vec<Id> {
+    let mut seen: BTreeSet<Id> = BTreeSet::new();
+    let mut todo = vec![id.clone()];
+    let mut out = Vec::new();
+    while let Some(next) = todo.pop() {
+        if !seen.insert(next.clone()) {
+            continue;
+        }
+        if changed.contains(&next) {
+            out.push(next.clone());
+        }
+        if let Some(e) = registry.get(&next) {
+            if let EntrySpec::ProcessLua(l) | EntrySpec::LibraryLua(l) | EntrySpec::FunctionLua(l) =
+                &e.spec
+            {
+                todo.extend(l.imports.iter().map(|(_, t)| t.clone()));
+            }
+        }
+    }
+    out
 }

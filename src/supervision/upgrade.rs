@@ -23,7 +23,7 @@ use super::spec;
 use super::{Supervision, TreeMsg};
 use crate::registry::actor::Change;
 use crate::registry::changes::Op;
-use crate::registry::{EntrySpec, Id, Registry};
+use crate::registry::Id;
 use ractor::Actor;
 use std::collections::BTreeSet;
 use std::sync::Arc;
@@ -39,36 +39,6 @@ pub struct Followed {
     pub started: Vec<String>,
     /// What went wrong (a service that failed to start again...).
     pub errors: Vec<String>,
-}
-
-/// Process and supervisor entries whose code `ops` changed: updated process, supervisor
-/// and deleted entries, and the process entries importing (through libraries) an updated
-/// library.
-fn changed_code(registry: &Registry, ops: &[Op]) -> BTreeSet<Id> {
-    let mut changed: BTreeSet<Id> = ops
-        .iter()
-        .filter(|op| matches!(op, Op::Update(_) | Op::Delete(_)))
-        .map(|op| op.id().clone())
-        .collect();
-    // libraries: whoever imports a changed entry changed too, until nothing new is found
-    loop {
-        let more: Vec<Id> = registry
-            .entries
-            .values()
-            .filter(|e| !changed.contains(&e.id))
-            .filter(|e| match &e.spec {
-                EntrySpec::ProcessLua(l) | EntrySpec::LibraryLua(l) | EntrySpec::FunctionLua(l) => {
-                    l.imports.iter().any(|(_, t)| changed.contains(t))
-                }
-                _ => false,
-            })
-            .map(|e| e.id.clone())
-            .collect();
-        if more.is_empty() {
-            return changed;
-        }
-        changed.extend(more);
-    }
 }
 
 fn active(sup: &Supervision, id: &Id) -> bool {
@@ -163,7 +133,10 @@ impl Supervision {
         }
 
         // code that changed under running services and trees
-        let code = Arc::new(changed_code(registry, &change.version.ops));
+        let code = Arc::new(crate::registry::changes::changed_code(
+            registry,
+            &change.version.ops,
+        ));
         if code.is_empty() {
             return out;
         }

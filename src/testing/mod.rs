@@ -251,7 +251,7 @@ async fn run_isolated(registry: Registry, entry: &Arc<Entry>, node: &str) -> Vec
             .and_then(|v| v.as_f64())
             .filter(|s| *s > 0.0)
             .unwrap_or(1.0),
-        cluster: None,
+        ..Default::default()
     };
     let rt = match Runtime::start_with(registry, options).await {
         Ok(rt) => rt,

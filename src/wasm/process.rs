@@ -91,7 +91,7 @@ async fn run(
                         exit.error().unwrap_or("unknown error")
                     )))
                 }
-                Signal::Down { .. } => {}
+                Signal::Down { .. } | Signal::Outdated => {}
             }
         }
         Poll::Pending
