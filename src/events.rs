@@ -1,8 +1,8 @@
 //! The event bus of a node: publish / subscribe by system and kind.
 //!
 //! A subscription belongs to a process and names a `system` and optionally a `kind`, each
-//! a name, `*` (anything), or a prefix ending in `.*` (`orders.*` matches `orders` and
-//! `orders.eu`). Each event is a message to each matching subscriber on a runtime topic of
+//! a pattern of dot-separated segments ([`pattern_matches`]: `*` one segment, `**` any
+//! number, `(a|b)` either). Each event is a message to each matching subscriber on a runtime topic of
 //! the subscription's own (`@events/N`), so events from one sender arrive in the order
 //! sent and the subscriber's mailbox bounds what waits. A subscriber whose mailbox is full
 //! does not get the event: [`publish`] delivers to every other subscriber, counts the miss
@@ -38,16 +38,33 @@ fn bus(node: &Node) -> Arc<EventBus> {
     node.ext_or_default::<EventBus>()
 }
 
-/// Whether `name` matches `pattern` (`*`, `prefix.*`, or the name itself).
+/// Whether `name` matches `pattern`, read as Wippy's event bus reads system and kind
+/// patterns: dot-separated segments, where `*` is exactly one segment, `**` any number of
+/// segments (none too), `(a|b)` one of the listed segments, and anything else itself.
 pub fn pattern_matches(pattern: &str, name: &str) -> bool {
-    if pattern == "*" {
+    if pattern == name {
         return true;
     }
-    match pattern.strip_suffix(".*") {
-        Some(prefix) => {
-            name == prefix || (name.starts_with(prefix) && name[prefix.len()..].starts_with('.'))
+    let p: Vec<&str> = pattern.split('.').collect();
+    let n: Vec<&str> = name.split('.').collect();
+    segments_match(&p, &n)
+}
+
+fn segments_match(p: &[&str], n: &[&str]) -> bool {
+    match (p.first(), n.first()) {
+        (None, None) => true,
+        (Some(&"**"), _) => (0..=n.len()).any(|skip| segments_match(&p[1..], &n[skip..])),
+        (None, Some(_)) | (Some(_), None) => false,
+        (Some(&seg), Some(&have)) => {
+            let one = match seg {
+                "*" => !have.is_empty(),
+                _ if seg.len() > 2 && seg.starts_with('(') && seg.ends_with(')') => {
+                    seg[1..seg.len() - 1].split('|').any(|alt| alt == have)
+                }
+                _ => seg == have,
+            };
+            one && segments_match(&p[1..], &n[1..])
         }
-        None => pattern == name,
     }
 }
 
@@ -216,12 +233,25 @@ pub fn registry_changed(node: &Node, change: &Change) {
 mod tests {
     use super::pattern_matches;
 
+    /// en/lua/core/events.md ("wildcards like test.*") and Wippy's bus: `*` is one
+    /// segment, `**` any number, `(a|b)` an alternative.
     #[test]
     fn patterns() {
         assert!(pattern_matches("*", "anything"));
-        assert!(pattern_matches("orders.*", "orders"));
+        assert!(!pattern_matches("*", "two.segments"));
+        assert!(!pattern_matches("*", ""));
+        assert!(!pattern_matches("orders.*", "orders"));
         assert!(pattern_matches("orders.*", "orders.eu"));
+        assert!(!pattern_matches("orders.*", "orders.eu.west"));
         assert!(!pattern_matches("orders.*", "ordersx"));
+        assert!(pattern_matches("orders.**", "orders"));
+        assert!(pattern_matches("orders.**", "orders.eu.west"));
+        assert!(pattern_matches("**", "a.b.c"));
+        assert!(pattern_matches("a.**.d", "a.b.c.d"));
+        assert!(pattern_matches("a.**.d", "a.d"));
+        assert!(!pattern_matches("a.**.d", "a.b.c"));
+        assert!(pattern_matches("orders.(eu|us)", "orders.us"));
+        assert!(!pattern_matches("orders.(eu|us)", "orders.asia"));
         assert!(pattern_matches("orders", "orders"));
         assert!(!pattern_matches("orders", "orders.eu"));
     }

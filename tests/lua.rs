@@ -212,7 +212,8 @@ return { main = function()
   out.default = { d.default, d.ok }
   local s = channel.select({ c1:case_send("x") })
   local sent_value = c1:receive()
-  out.select_send = { s.channel == c1, sent_value }
+  -- en/lua/core/channel.md: a send case's result carries the value it sent
+  out.select_send = { s.channel == c1, sent_value, s.value, s.ok }
   -- select blocks until another coroutine delivers
   local late = channel.new()
   coroutine.spawn(function() require("time").sleep("5ms") late:send("late") end)
@@ -238,7 +239,7 @@ end }
         json!({"from_c2": true, "value": "two", "ok": true})
     );
     assert_eq!(v["default"], json!([true, true]));
-    assert_eq!(v["select_send"], json!([true, "x"]));
+    assert_eq!(v["select_send"], json!([true, "x", "x", true]));
     assert_eq!(v["blocking_select"], "late");
     assert!(v["bad_case"].as_str().unwrap().contains("case_receive"));
 }

@@ -12,6 +12,7 @@ async fn code_reads_and_finds_entries() {
         .entry("  - {name: cfg, kind: registry.entry, meta: {type: config}, data: {retries: 3, url: 'http://x'}}\n")
         .entry("  - {name: t1, kind: registry.entry, meta: {type: test, suite: math}, data: {n: 1}}\n")
         .entry("  - {name: t2, kind: registry.entry, meta: {type: test, suite: text}, n: 2}\n")
+        .entry("  - {name: tagged, kind: registry.entry, meta: {tags: [api, backend, v2]}}\n")
         .func("f", "return { main = function() return 1 end }", None)
         .lua(
             "main",
@@ -31,8 +32,21 @@ return { main = function()
   return {
     cfg = { id = cfg.id, kind = cfg.kind, meta = cfg.meta, data = cfg.data },
     missing = missing:kind(), invalid = invalid:kind(),
-    tests = ids(registry.find({ type = "test" })),
+    -- en/lua/core/registry.md and Wippy's finder: a meta key without `meta.` is ignored
+    tests = #registry.find({ type = "test" }),
     math = ids(registry.find({ ["meta.type"] = "test", suite = "math" })),
+    ops = {
+      regex = ids(registry.find({ ["~meta.suite"] = "^ma" })),
+      contains = ids(registry.find({ ["*meta.suite"] = "ex" })),
+      prefix = ids(registry.find({ ["^meta.suite"] = "te" })),
+      suffix = ids(registry.find({ ["$meta.suite"] = "th" })),
+      name_glob = ids(registry.find({ [".name"] = "t*" })),
+      id_glob = ids(registry.find({ [".id"] = "*:cfg" })),
+      all_tags = ids(registry.find({ ["meta.tags"] = { "api", "v2" } })),
+      missing_tag = ids(registry.find({ ["meta.tags"] = { "api", "v3" } })),
+      tag_contains = ids(registry.find({ ["*meta.tags"] = "back" })),
+      number = ids(registry.find({ ["meta.type"] = "config", [".kind"] = "registry.entry" })),
+    },
     data = ids(registry.find({ [".kind"] = "registry.*" })),
     funcs = ids(registry.find({ [".kind"] = "function.lua", [".ns"] = "app" })),
     none = #registry.find({ [".ns"] = "other" }),
@@ -50,8 +64,12 @@ end }
             "cfg": {"id": "app:cfg", "kind": "registry.entry", "meta": {"type": "config"},
                     "data": {"retries": 3, "url": "http://x"}},
             "missing": "NOT_FOUND", "invalid": "INVALID",
-            "tests": ["app:t1", "app:t2"], "math": ["app:t1"],
-            "data": ["app:cfg", "app:t1", "app:t2"], "funcs": ["app:f"], "none": 0,
+            "tests": 7, "math": ["app:t1", "app:t2"],
+            "ops": {"regex": ["app:t1"], "contains": ["app:t2"], "prefix": ["app:t2"],
+                    "suffix": ["app:t1"], "name_glob": ["app:t1", "app:t2", "app:tagged"],
+                    "id_glob": ["app:cfg"], "all_tags": ["app:tagged"], "missing_tag": [],
+                    "tag_contains": ["app:tagged"], "number": ["app:cfg"]},
+            "data": ["app:cfg", "app:t1", "app:t2", "app:tagged"], "funcs": ["app:f"], "none": 0,
             "inline_data": {"n": 2},
             "parsed": ["app.sub", "thing"],
         })
@@ -283,4 +301,40 @@ end }
         ])
     );
     assert_eq!(v["entry_events"], 3);
+}
+
+/// en/lua/core/registry.md, "Versions" and "History": `version:next()` (nil for the
+/// newest), `tostring` of a version, `history:snapshot_at(version)`, and
+/// `registry.snapshot_at` taking a version object as well as its number.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn versions_walk_both_ways_and_give_their_snapshots() {
+    let v = App::new()
+        .entry("  - {name: cfg, kind: registry.entry, data: {n: 1}}\n")
+        .lua(
+            "main",
+            r#"
+local registry = require("registry")
+return { main = function()
+  local v1 = registry.current_version()
+  local v2 = registry.changes():update({ id = "app:cfg", data = { n = 2 } }):apply()
+  local next = v1:next()
+  local hist = registry.history()
+  local snap1 = hist:snapshot_at(v1)
+  local snap2 = registry.snapshot_at(v2)
+  local _, bad = hist:snapshot_at("x")
+  return {
+    next_is_v2 = next:id() == v2:id(), newest_next = v2:next() == nil,
+    text = tostring(v2) == v2:string(),
+    n1 = snap1:get("app:cfg").data.n, n2 = snap2:get("app:cfg").data.n,
+    bad = bad:kind(),
+  }
+end }
+"#,
+        )
+        .value("main")
+        .await;
+    assert_eq!(
+        v,
+        json!({"next_is_v2": true, "newest_next": true, "text": true, "n1": 1, "n2": 2, "bad": "INVALID"})
+    );
 }

@@ -763,6 +763,7 @@ pub fn create(lua: &Lua) -> mlua::Result<mlua::Table> {
         lua.create_async_function(|lua, cases: mlua::Table| async move {
             let mut uds = Vec::new();
             let mut list = Vec::new();
+            let mut sending = Vec::new();
             for c in cases.sequence_values::<AnyUserData>() {
                 let c = c.map_err(|_| {
                     mlua::Error::runtime(
@@ -775,6 +776,7 @@ pub fn create(lua: &Lua) -> mlua::Result<mlua::Table> {
                     )
                 })?;
                 list.push((case.chan.clone(), case.send.clone()));
+                sending.push(case.send.clone());
                 uds.push(case.ud.clone());
             }
             let default = cases.get::<Option<bool>>("default")?.unwrap_or(false);
@@ -793,8 +795,10 @@ pub fn create(lua: &Lua) -> mlua::Result<mlua::Table> {
                     out.set("value", v.into_lua(&lua)?)?;
                     out.set("ok", ok)?;
                 }
+                // en/lua/core/channel.md: a send case gives the value it sent
                 Selected::Sent(i, ok) => {
                     out.set("channel", uds[i].clone())?;
+                    out.set("value", sending[i].take())?;
                     out.set("ok", ok)?;
                 }
                 // as Wippy's docs have it: the default case is a successful select

@@ -33,6 +33,7 @@ use super::running;
 use crate::process::Node;
 use crate::registry::actor::{Handle, Version};
 use crate::registry::changes::{self, EntryData, Op};
+use crate::registry::finder::Query;
 use crate::registry::{Entry, Id, Registry};
 use crate::value::{self, Value};
 use mlua::{AnyUserData, Lua, MultiValue, Table, UserData, UserDataMethods};
@@ -61,41 +62,6 @@ fn data_table(lua: &Lua, d: &EntryData) -> mlua::Result<Table> {
     Ok(t)
 }
 
-/// Whether `have` matches the query value `want` (a trailing `*` matches a prefix).
-fn text_matches(have: &str, want: &str) -> bool {
-    match want.strip_suffix('*') {
-        Some(prefix) => have.starts_with(prefix),
-        None => have == want,
-    }
-}
-
-fn json_matches(have: Option<&Json>, want: &Json) -> bool {
-    match (have, want) {
-        (Some(Json::String(h)), Json::String(w)) => text_matches(h, w),
-        (Some(h), w) => h == w,
-        (None, _) => false,
-    }
-}
-
-fn matches(e: &Entry, query: &[(String, Json)]) -> bool {
-    query.iter().all(|(k, want)| {
-        let text = |have: &str| match want {
-            Json::String(w) => text_matches(have, w),
-            _ => false,
-        };
-        match k.as_str() {
-            ".kind" => text(&e.kind),
-            ".ns" => text(&e.id.namespace),
-            ".name" => text(&e.id.name),
-            ".id" => text(&e.id.to_string()),
-            other => {
-                let field = other.strip_prefix("meta.").unwrap_or(other);
-                json_matches(e.meta.get(field), want)
-            }
-        }
-    })
-}
-
 fn nil_err(lua: &Lua, kind: &'static str, message: String) -> mlua::Result<MultiValue> {
     LuaError::new(kind, message).into_nil_err(lua)
 }
@@ -115,7 +81,8 @@ fn get_in(lua: &Lua, reg: &Registry, id: &str, what: &str) -> mlua::Result<Multi
     }
 }
 
-fn query(q: Option<Table>, what: &str) -> mlua::Result<Vec<(String, Json)>> {
+/// A `find` query from Lua (see `registry::finder`); what it ignores is logged.
+fn query(q: Option<Table>, what: &str) -> mlua::Result<Query> {
     let mut out = Vec::new();
     if let Some(query) = q {
         for pair in query.pairs::<String, mlua::Value>() {
@@ -127,7 +94,11 @@ fn query(q: Option<Table>, what: &str) -> mlua::Result<Vec<(String, Json)>> {
             out.push((k, j));
         }
     }
-    Ok(out)
+    let q = Query::parse(out);
+    for w in &q.warnings {
+        tracing::warn!("{w}");
+    }
+    Ok(q)
 }
 
 fn list<'a>(lua: &Lua, entries: impl Iterator<Item = &'a Arc<Entry>>) -> mlua::Result<Table> {
@@ -136,6 +107,23 @@ fn list<'a>(lua: &Lua, entries: impl Iterator<Item = &'a Arc<Entry>>) -> mlua::R
         out.raw_set(i + 1, entry_table(lua, e)?)?;
     }
     Ok(out)
+}
+
+/// A version number, or a version object's: what `snapshot_at`, `apply_version` and
+/// `history:snapshot_at` take.
+fn version_id(v: &mlua::Value, what: &str) -> Result<u64, LuaError> {
+    match v {
+        mlua::Value::Integer(n) if *n >= 0 => Ok(*n as u64),
+        mlua::Value::Number(n) if *n >= 0.0 && n.fract() == 0.0 => Ok(*n as u64),
+        mlua::Value::UserData(u) => u
+            .borrow::<LuaVersion>()
+            .map(|v| v.0.id)
+            .map_err(|_| LuaError::new("INVALID", format!("{what}: expected a version"))),
+        other => Err(LuaError::new(
+            "INVALID",
+            format!("{what}: expected a version, found {}", other.type_name()),
+        )),
+    }
 }
 
 fn handle(node: &Node) -> Option<Handle> {
@@ -172,6 +160,17 @@ impl UserData for LuaVersion {
                     "NOT_FOUND",
                     format!("registry: version {prev} is no longer kept"),
                 ),
+            }
+        });
+        // en/lua/core/registry.md: the next version, or nil for the newest
+        m.add_async_method("next", |lua, v, ()| async move {
+            let next = kept_versions()
+                .await
+                .into_iter()
+                .find(|k| k.previous == Some(v.0.id));
+            match next {
+                Some(n) => one(LuaVersion(n), &lua),
+                None => Ok(MultiValue::from_vec(vec![mlua::Value::Nil])),
             }
         });
         m.add_method("changes", |lua, v, ()| ops_table(lua, &v.0.ops));
@@ -222,7 +221,7 @@ impl UserData for Snapshot {
         });
         m.add_method("find", |lua, s, q: Option<Table>| {
             let q = query(q, "snapshot:find")?;
-            list(lua, s.0.entries.values().filter(|e| matches(e, &q)))
+            list(lua, s.0.entries.values().filter(|e| q.matches(e)))
         });
         m.add_method("namespace", |lua, s, ns: String| {
             list(lua, s.0.entries.values().filter(|e| e.id.namespace == ns))
@@ -432,7 +431,7 @@ pub fn module(lua: &Lua) -> mlua::Result<Table> {
         lua.create_function(|lua, q: Option<Table>| {
             let q = query(q, "registry.find")?;
             match registry_now() {
-                Some(reg) => list(lua, reg.entries.values().filter(|e| matches(e, &q))),
+                Some(reg) => list(lua, reg.entries.values().filter(|e| q.matches(e))),
                 None => lua.create_table(),
             }
         })?,
@@ -462,7 +461,11 @@ pub fn module(lua: &Lua) -> mlua::Result<Table> {
     )?;
     t.set(
         "snapshot_at",
-        lua.create_async_function(|lua, id: u64| async move {
+        lua.create_async_function(|lua, v: mlua::Value| async move {
+            let id = match version_id(&v, "registry.snapshot_at") {
+                Ok(id) => id,
+                Err(e) => return e.into_nil_err(&lua),
+            };
             match kept_version(id).await {
                 Some(v) => one(Snapshot(v.registry.clone()), &lua),
                 None => nil_err(
@@ -579,6 +582,17 @@ impl UserData for History {
             match kept_versions().await.pop() {
                 Some(v) => one(LuaVersion(v), &lua),
                 None => nil_err(&lua, "UNAVAILABLE", "registry: no registry here".into()),
+            }
+        });
+        // en/lua/core/registry.md, "History": the snapshot of a version (object or number)
+        m.add_async_method("snapshot_at", |lua, _, v: mlua::Value| async move {
+            let id = match version_id(&v, "history:snapshot_at") {
+                Ok(id) => id,
+                Err(e) => return e.into_nil_err(&lua),
+            };
+            match kept_version(id).await {
+                Some(v) => one(Snapshot(v.registry.clone()), &lua),
+                None => nil_err(&lua, "NOT_FOUND", format!("registry: no version {id}")),
             }
         });
     }

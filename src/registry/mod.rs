@@ -6,6 +6,7 @@
 
 pub mod actor;
 pub mod changes;
+pub mod finder;
 pub mod loader;
 pub mod pool;
 
