@@ -4,10 +4,11 @@
 //! A process joins a group as many times as it likes and is a member that many times
 //! (`get_members` lists it once per join, the latest joins first, as Erlang does); a
 //! leave removes one join; when a process exits, all its joins go. Monitors (of one group
-//! or of the whole scope) get a message per join and leave, in the order they happened:
-//! every change and its notifications are made under the scope's lock, and mailboxes are
-//! FIFO. Each change is also published on the event bus (system `pg`, kind `join` or
-//! `leave`, path the group).
+//! or of the whole scope) get an event per join and leave (`member.joined` /
+//! `member.left`, path the group, data `{Group, PIDs}`, as en/lua/core/pg.md gives them),
+//! in the order they happened: every change and its notifications are made under the
+//! scope's lock, and mailboxes are FIFO. Each change is also published on the event bus
+//! (system `pg`, the same kind, path and data).
 //!
 //! In a cluster, groups span the nodes, as Erlang's `pg` does: each node tells the others
 //! its own processes' joins and leaves (through [`PgSync`], which the cluster sets), sends
@@ -27,8 +28,11 @@ use std::sync::{Arc, Weak};
 /// The kind of the registry entries that declare a scope.
 pub const SCOPE_KIND: &str = "pg.scope";
 
-/// The topic of the messages monitors get.
-pub const MONITOR_TOPIC: &str = "pg";
+/// The runtime topic the events of monitor `id` arrive on (a `pg` subscription's channel
+/// listens on it).
+pub fn monitor_topic(id: u64) -> String {
+    format!("@pg/{id}")
+}
 
 /// Where a node's own joins and leaves go so the other nodes of its cluster see them (the
 /// cluster implements it). Called under the scope's lock, so the order of changes is kept.
@@ -128,8 +132,8 @@ enum Change {
 impl Change {
     fn name(self) -> &'static str {
         match self {
-            Change::Join => "join",
-            Change::Leave => "leave",
+            Change::Join => "member.joined",
+            Change::Leave => "member.left",
         }
     }
 }
@@ -148,24 +152,23 @@ impl Scope {
     /// Tells the monitors of `group` (and of the scope) and the event bus; called under
     /// the state lock, so every monitor sees the changes in order.
     fn notify(&self, node: &Node, st: &State, change: Change, group: &str, pids: &[Pid]) {
+        // the event as en/lua/core/pg.md gives it: system, kind, path (the group), data
+        let data = Value::Map(vec![
+            (Value::str("Group"), Value::str(group)),
+            (Value::str("PIDs"), pid_list(pids)),
+        ]);
         for m in &st.monitors {
             if m.group.as_deref().is_some_and(|g| g != group) {
                 continue;
             }
             let event = Value::Map(vec![
-                (Value::str("ref"), Value::Int(m.id as i64)),
-                (Value::str("scope"), Value::str(self.id.to_string())),
-                (Value::str("event"), Value::str(change.name())),
-                (Value::str("group"), Value::str(group)),
-                (Value::str("pids"), pid_list(pids)),
+                (Value::str("system"), Value::str("pg")),
+                (Value::str("kind"), Value::str(change.name())),
+                (Value::str("path"), Value::str(group)),
+                (Value::str("data"), data.clone()),
             ]);
-            let _ = node.send(None, &m.pid, MONITOR_TOPIC, vec![event]);
+            let _ = node.send_runtime(None, &m.pid, monitor_topic(m.id), vec![event]);
         }
-        let data = Value::Map(vec![
-            (Value::str("scope"), Value::str(self.id.to_string())),
-            (Value::str("group"), Value::str(group)),
-            (Value::str("pids"), pid_list(pids)),
-        ]);
         let _ = crate::events::publish(node, None, "pg", change.name(), Some(group), data);
     }
 
@@ -437,22 +440,24 @@ impl Scope {
         self.state.lock().groups.keys().cloned().collect()
     }
 
-    /// Sends a message to each distinct member of `group`; the number of processes it
-    /// reached.
+    /// Sends a message to each distinct member of `group` (only this node's when
+    /// `local_only`); the number of processes it reached.
     pub fn broadcast(
         &self,
         from: Option<&Pid>,
         group: &str,
         topic: &str,
         payload: Vec<Value>,
+        local_only: bool,
     ) -> Result<usize, ProcessError> {
         let node = self.node()?;
         let mut seen = HashSet::new();
-        let members: Vec<Pid> = self
-            .members(group)
-            .into_iter()
-            .filter(|p| seen.insert(p.clone()))
-            .collect();
+        let all = if local_only {
+            self.local_members(group)
+        } else {
+            self.members(group)
+        };
+        let members: Vec<Pid> = all.into_iter().filter(|p| seen.insert(p.clone())).collect();
         let mut sent = 0;
         for p in members {
             if node.send(from, &p, topic, payload.clone()).is_ok() {
@@ -463,7 +468,7 @@ impl Scope {
     }
 
     /// Monitors `group` (None: every group of the scope) for `watcher`: it gets a message
-    /// on topic [`MONITOR_TOPIC`] per join and leave from now on. Returns the monitor's
+    /// on the monitor's runtime topic ([`monitor_topic`]) per join and leave from now on. Returns the monitor's
     /// reference and the members now (for a scope: every group's).
     pub fn monitor(
         self: &Arc<Self>,

@@ -1,30 +1,142 @@
-//! The `pg` module: process groups with Erlang's `pg` semantics (see [`crate::pg`]).
+//! The `pg` module, as en/lua/core/pg.md describes it, over Erlang's `pg` semantics (see
+//! [`crate::pg`]).
 //!
-//! `pg.open(scope_id)` -> a scope (the `pg.scope` entry), or `nil, err`. On a scope:
-//! `join(group [, pid | {pids}])` -> true (the calling process by default; once per
-//! join), `leave(group [, pid | {pids}])` -> true, or false when none was joined
-//! (Erlang's `not_joined`), `get_members(group)` / `get_local_members(group)` -> pids,
-//! once per join, the latest first, `which_groups()` / `which_local_groups()` -> sorted
-//! group names, `broadcast(group, topic, payload...)` -> how many distinct members it
-//! reached, `monitor([group])` -> `ref, members` (members: a list of pids for a group,
-//! group -> pids for the whole scope), after which the calling process receives a
-//! message on topic `pg` per join and leave, `{ref, scope, event = "join" | "leave",
-//! group, pids}`, in order; `demonitor(ref)` -> true if it was monitoring.
+//! `pg.open(scope_id)` -> an instance of the scope (the `pg.scope` entry), or `nil, err`.
+//! Its methods: `join(group | {groups})` and `leave(group | {groups})` for the calling
+//! process (a process is a member once per join; `leave` is `nil, err` INVALID when it was
+//! in none of them); `get_members(group)` / `get_local_members(group)` -> pids, once per
+//! join, the latest first; `which_groups()` / `which_local_groups()`; `broadcast(group,
+//! topic, ...)` / `broadcast_local(...)` -> true; `monitor(group)` -> a subscription and
+//! the members now, `events()` -> a subscription and every group's members now; a
+//! subscription's `channel()` delivers `{system = "pg", kind = "member.joined" |
+//! "member.left", path = group, data = {Group, PIDs}}` in order, `close()` ends it;
+//! `release()` ends the instance (its methods then fail with INVALID). A function call
+//! that uses `pg` becomes a process (it needs a pid to join).
+//!
+//! Beyond Wippy: `join` / `leave` take a pid or a list of pids as a second argument (any
+//! local process, as Erlang's `pg:join/3`).
+//!
 //! In a cluster the groups span the nodes: `get_members` / `which_groups` see every
 //! node's processes, `get_local_members` / `which_local_groups` this node's only, and
 //! `join` / `leave` take this node's processes.
 
+use super::channel::{Chan, LuaChannel};
 use super::errors::LuaError;
-use super::{current_or, Current};
+use super::{current, current_or, Current};
 use crate::pg::{Groups, Scope};
 use crate::process::{Node, Pid};
 use crate::registry::Id;
 use crate::value;
-use mlua::{Lua, MultiValue, Table, UserData, UserDataMethods};
+use mlua::{AnyUserData, Lua, MultiValue, Table, UserData, UserDataMethods};
+use std::cell::Cell;
 use std::sync::Arc;
 
-/// A scope handle in Lua.
-struct LuaScope(Arc<Scope>);
+/// An instance of a scope in Lua (`pg.open`); released by `release()`.
+struct LuaScope {
+    scope: Arc<Scope>,
+    released: Cell<bool>,
+}
+
+impl LuaScope {
+    /// The scope, or INVALID once released.
+    fn ready(&self, func: &str) -> Result<&Arc<Scope>, LuaError> {
+        if self.released.get() {
+            return Err(LuaError::new(
+                "INVALID",
+                format!("pg.{func}: the pg instance is released"),
+            ));
+        }
+        Ok(&self.scope)
+    }
+}
+
+/// A subscription to a group's (or the scope's) joins and leaves.
+struct Subscription {
+    scope: Arc<Scope>,
+    id: u64,
+    chan: Chan,
+    ud: AnyUserData,
+}
+
+impl UserData for Subscription {
+    fn add_methods<M: UserDataMethods<Self>>(m: &mut M) {
+        m.add_method("channel", |_, s, ()| Ok(s.ud.clone()));
+        // close({flush = true}) too: events already in the channel stay readable either way
+        m.add_method("close", |_, s, _opts: Option<Table>| {
+            let was = s.scope.demonitor(s.id);
+            if let Ok(ctx) = current() {
+                ctx.unlisten(&s.chan);
+            }
+            s.chan.close();
+            Ok(was)
+        });
+    }
+}
+
+/// Group names: one, or a non-empty list.
+fn groups_arg(func: &str, v: &mlua::Value) -> Result<Vec<String>, LuaError> {
+    let bad = || {
+        LuaError::new(
+            "INVALID",
+            format!("pg.{func}: group name (string) or groups table required"),
+        )
+    };
+    match v {
+        mlua::Value::String(s) if !s.as_bytes().is_empty() => Ok(vec![s.to_string_lossy()]),
+        mlua::Value::String(_) => Err(LuaError::new(
+            "INVALID",
+            format!("pg.{func}: group name is required"),
+        )),
+        mlua::Value::Table(t) => {
+            let mut out = Vec::new();
+            for g in t.sequence_values::<mlua::Value>() {
+                match g {
+                    Ok(mlua::Value::String(s)) if !s.as_bytes().is_empty() => {
+                        out.push(s.to_string_lossy())
+                    }
+                    _ => return Err(bad()),
+                }
+            }
+            if out.is_empty() {
+                return Err(LuaError::new(
+                    "INVALID",
+                    format!("pg.{func}: groups table must not be empty"),
+                ));
+            }
+            Ok(out)
+        }
+        _ => Err(bad()),
+    }
+}
+
+/// Starts a subscription of the calling process to `group` (None: every group): the
+/// subscription and the members now.
+fn subscribe(
+    scope: &Arc<Scope>,
+    group: Option<&str>,
+    func: &str,
+) -> Result<(Subscription, std::collections::BTreeMap<String, Vec<Pid>>), LuaError> {
+    let ctx = current().map_err(|e| LuaError::new("INVALID", format!("pg.{func}: {e}")))?;
+    let (id, now) = scope
+        .monitor(&ctx.me.pid, group)
+        .map_err(|e| LuaError::new(e.kind(), format!("pg.{func}: {e}")))?;
+    let ud = ctx
+        .listen(&crate::pg::monitor_topic(id), false)
+        .map_err(|e| LuaError::new("INTERNAL", format!("pg.{func}: {e}")))?;
+    let chan = ud
+        .borrow::<LuaChannel>()
+        .map(|c| c.0.clone())
+        .map_err(|e| LuaError::new("INTERNAL", format!("pg.{func}: {e}")))?;
+    Ok((
+        Subscription {
+            scope: scope.clone(),
+            id,
+            chan,
+            ud,
+        },
+        now,
+    ))
+}
 
 fn node_and_self() -> mlua::Result<(Arc<Node>, Option<Pid>)> {
     let cur = current_or("pg")?;
@@ -86,92 +198,160 @@ fn pid_table(lua: &Lua, pids: &[Pid]) -> mlua::Result<Table> {
     lua.create_sequence_from(pids.iter().map(|p| p.to_string()))
 }
 
+fn fail(lua: &Lua, e: LuaError) -> mlua::Result<MultiValue> {
+    e.into_nil_err(lua)
+}
+
 impl UserData for LuaScope {
     fn add_methods<M: UserDataMethods<Self>>(m: &mut M) {
-        m.add_method("id", |_, this, ()| Ok(this.0.id.to_string()));
-        m.add_method("join", |lua, this, (group, pids): (String, mlua::Value)| {
-            let r = pids_arg("join", pids).and_then(|pids| {
-                this.0
-                    .join(&group, &pids)
-                    .map_err(|e| LuaError::new(e.kind(), format!("pg.join: {e}")))
-            });
-            match r {
-                Ok(()) => one(lua, true),
-                Err(e) => e.into_nil_err(lua),
-            }
+        m.add_method("id", |_, this, ()| Ok(this.scope.id.to_string()));
+        m.add_meta_method(mlua::MetaMethod::ToString, |_, this, ()| {
+            Ok(if this.released.get() {
+                format!("pg.Instance{{{}, released}}", this.scope.id)
+            } else {
+                format!("pg.Instance{{{}}}", this.scope.id)
+            })
         });
         m.add_method(
-            "leave",
-            |lua, this, (group, pids): (String, mlua::Value)| {
-                let r = pids_arg("leave", pids).and_then(|pids| {
-                    this.0
-                        .leave(&group, &pids)
-                        .map_err(|e| LuaError::new(e.kind(), format!("pg.leave: {e}")))
-                });
+            "join",
+            |lua, this, (groups, pids): (mlua::Value, mlua::Value)| {
+                let r = (|| {
+                    let scope = this.ready("join")?;
+                    let groups = groups_arg("join", &groups)?;
+                    let pids = pids_arg("join", pids)?;
+                    for g in &groups {
+                        scope
+                            .join(g, &pids)
+                            .map_err(|e| LuaError::new(e.kind(), format!("pg.join: {e}")))?;
+                    }
+                    Ok(())
+                })();
                 match r {
-                    Ok(b) => one(lua, b),
-                    Err(e) => e.into_nil_err(lua),
+                    Ok(()) => one(lua, true),
+                    Err(e) => fail(lua, e),
+                }
+            },
+        );
+        m.add_method(
+            "leave",
+            |lua, this, (groups, pids): (mlua::Value, mlua::Value)| {
+                let r = (|| {
+                    let scope = this.ready("leave")?;
+                    let groups = groups_arg("leave", &groups)?;
+                    let pids = pids_arg("leave", pids)?;
+                    let mut any = false;
+                    for g in &groups {
+                        any |= scope
+                            .leave(g, &pids)
+                            .map_err(|e| LuaError::new(e.kind(), format!("pg.leave: {e}")))?;
+                    }
+                    if !any {
+                        return Err(LuaError::new(
+                            "INVALID",
+                            format!("pg.leave: not a member of {}", groups.join(", ")),
+                        ));
+                    }
+                    Ok(())
+                })();
+                match r {
+                    Ok(()) => one(lua, true),
+                    Err(e) => fail(lua, e),
                 }
             },
         );
         m.add_method("get_members", |lua, this, group: String| {
-            pid_table(lua, &this.0.members(&group))
-        });
-        m.add_method("get_local_members", |lua, this, group: String| {
-            pid_table(lua, &this.0.local_members(&group))
-        });
-        m.add_method("which_groups", |lua, this, ()| {
-            lua.create_sequence_from(this.0.which_groups())
-        });
-        m.add_method("which_local_groups", |lua, this, ()| {
-            lua.create_sequence_from(this.0.which_local_groups())
-        });
-        m.add_method(
-            "broadcast",
-            |lua, this, (group, topic, payload): (String, String, mlua::Variadic<mlua::Value>)| {
-                let (_, me) = node_and_self()?;
-                let payload = match value::from_lua_multi(payload.iter()) {
-                    Ok(p) => p,
-                    Err(e) => {
-                        return LuaError::new("INVALID", format!("pg.broadcast: {e}"))
-                            .into_nil_err(lua)
-                    }
-                };
-                match this.0.broadcast(me.as_ref(), &group, &topic, payload) {
-                    Ok(n) => one(lua, n),
-                    Err(e) => {
-                        LuaError::new(e.kind(), format!("pg.broadcast: {e}")).into_nil_err(lua)
-                    }
-                }
-            },
-        );
-        m.add_method("monitor", |lua, this, group: Option<String>| {
-            let Some(me) = node_and_self()?.1 else {
-                return LuaError::new("INVALID", "pg.monitor: only a process can monitor")
-                    .into_nil_err(lua);
-            };
-            match this.0.monitor(&me, group.as_deref()) {
-                Ok((id, now)) => {
-                    let members = match &group {
-                        Some(g) => pid_table(lua, now.get(g).map(|v| &v[..]).unwrap_or(&[]))?,
-                        None => {
-                            let t = lua.create_table()?;
-                            for (g, pids) in &now {
-                                t.set(g.as_str(), pid_table(lua, pids)?)?;
-                            }
-                            t
-                        }
-                    };
-                    Ok(MultiValue::from_vec(vec![
-                        mlua::Value::Integer(id as i64),
-                        mlua::Value::Table(members),
-                    ]))
-                }
-                Err(e) => LuaError::new(e.kind(), format!("pg.monitor: {e}")).into_nil_err(lua),
+            match this.ready("get_members") {
+                Ok(s) => one(lua, pid_table(lua, &s.members(&group))?),
+                Err(e) => fail(lua, e),
             }
         });
-        m.add_method("demonitor", |_, this, id: i64| {
-            Ok(this.0.demonitor(id as u64))
+        m.add_method("get_local_members", |lua, this, group: String| {
+            match this.ready("get_local_members") {
+                Ok(s) => one(lua, pid_table(lua, &s.local_members(&group))?),
+                Err(e) => fail(lua, e),
+            }
+        });
+        m.add_method("which_groups", |lua, this, ()| {
+            match this.ready("which_groups") {
+                Ok(s) => one(lua, lua.create_sequence_from(s.which_groups())?),
+                Err(e) => fail(lua, e),
+            }
+        });
+        m.add_method("which_local_groups", |lua, this, ()| {
+            match this.ready("which_local_groups") {
+                Ok(s) => one(lua, lua.create_sequence_from(s.which_local_groups())?),
+                Err(e) => fail(lua, e),
+            }
+        });
+        for (name, local_only) in [("broadcast", false), ("broadcast_local", true)] {
+            m.add_method(
+                name,
+                move |lua, this, (group, topic, payload): (String, String, mlua::Variadic<mlua::Value>)| {
+                    let r = (|| {
+                        let scope = this.ready(name)?;
+                        if group.is_empty() {
+                            return Err(LuaError::new("INVALID", format!("pg.{name}: group name is required")));
+                        }
+                        if topic.is_empty() {
+                            return Err(LuaError::new("INVALID", format!("pg.{name}: topic is required")));
+                        }
+                        let (_, me) = node_and_self()
+                            .map_err(|e| LuaError::new("INVALID", format!("pg.{name}: {e}")))?;
+                        let payload = value::from_lua_multi(payload.iter())
+                            .map_err(|e| LuaError::new("INVALID", format!("pg.{name}: {e}")))?;
+                        scope
+                            .broadcast(me.as_ref(), &group, &topic, payload, local_only)
+                            .map_err(|e| LuaError::new(e.kind(), format!("pg.{name}: {e}")))
+                    })();
+                    match r {
+                        Ok(_) => one(lua, true),
+                        Err(e) => fail(lua, e),
+                    }
+                },
+            );
+        }
+        m.add_method("monitor", |lua, this, group: String| {
+            let r = this.ready("monitor").and_then(|s| {
+                if group.is_empty() {
+                    return Err(LuaError::new(
+                        "INVALID",
+                        "pg.monitor: group name is required",
+                    ));
+                }
+                subscribe(s, Some(&group), "monitor")
+            });
+            match r {
+                Ok((sub, now)) => Ok(MultiValue::from_vec(vec![
+                    mlua::Value::UserData(lua.create_userdata(sub)?),
+                    mlua::Value::Table(pid_table(
+                        lua,
+                        now.get(&group).map(|v| &v[..]).unwrap_or(&[]),
+                    )?),
+                ])),
+                Err(e) => fail(lua, e),
+            }
+        });
+        m.add_method("events", |lua, this, ()| {
+            let r = this
+                .ready("events")
+                .and_then(|s| subscribe(s, None, "events"));
+            match r {
+                Ok((sub, now)) => {
+                    let snapshot = lua.create_table()?;
+                    for (g, pids) in &now {
+                        snapshot.set(g.as_str(), pid_table(lua, pids)?)?;
+                    }
+                    Ok(MultiValue::from_vec(vec![
+                        mlua::Value::UserData(lua.create_userdata(sub)?),
+                        mlua::Value::Table(snapshot),
+                    ]))
+                }
+                Err(e) => fail(lua, e),
+            }
+        });
+        m.add_method("release", |_, this, ()| {
+            this.released.set(true);
+            Ok(true)
         });
     }
 }
@@ -191,7 +371,13 @@ pub fn module(lua: &Lua) -> mlua::Result<Table> {
                 }
             };
             match Groups::open(cur.node(), &id) {
-                Ok(scope) => one(lua, lua.create_userdata(LuaScope(scope))?),
+                Ok(scope) => one(
+                    lua,
+                    lua.create_userdata(LuaScope {
+                        scope,
+                        released: Cell::new(false),
+                    })?,
+                ),
                 Err(e) => LuaError::new(e.kind(), format!("pg.open: {e}")).into_nil_err(lua),
             }
         })?,
