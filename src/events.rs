@@ -190,12 +190,35 @@ pub fn publish(
     Ok(())
 }
 
-/// Publishes a registry change: one event per operation, system `registry`, kind
-/// `entry.create`, `entry.update` or `entry.delete`, path the entry id, data `{id, kind,
-/// version}` (the kind the entry has, or had before its deletion), in the changeset's
-/// order, then one `version.apply` event with path and data the new version number.
+/// Kinds whose changes are not published (en/internals/registry.md, "Non-propagating
+/// Entries": application data and module metadata).
+pub const SILENT_KINDS: &[&str] = &[
+    "registry.entry",
+    "ns.requirement",
+    "ns.dependency",
+    "ns.definition",
+];
+
+/// Publishes a registry change as Wippy's registry does (en/internals/registry.md,
+/// "Transactions"; the event kinds of its runtime): system `registry`, a
+/// `registry.begin`, one event per operation (kind `entry.create`, `entry.update` or
+/// `entry.delete`, path the entry id, data `{id, kind, version}`, the kind the entry has
+/// or had before its deletion; entries of [`SILENT_KINDS`] are left out), in the
+/// changeset's order, then a `registry.commit`; path and data of those two are the new
+/// version number.
 pub fn registry_changed(node: &Node, change: &Change) {
     let v = &change.version;
+    let tx = |kind: &str| {
+        let _ = publish(
+            node,
+            None,
+            "registry",
+            kind,
+            Some(&v.id.to_string()),
+            Value::Int(v.id as i64),
+        );
+    };
+    tx("registry.begin");
     for op in v.ops.iter() {
         let kind = match op {
             Op::Create(e) | Op::Update(e) => e.kind.clone(),
@@ -205,6 +228,9 @@ pub fn registry_changed(node: &Node, change: &Change) {
                 .map(|e| e.kind.clone())
                 .unwrap_or_default(),
         };
+        if SILENT_KINDS.contains(&kind.as_str()) {
+            continue;
+        }
         let data = Value::Map(vec![
             (Value::str("id"), Value::str(op.id().to_string())),
             (Value::str("kind"), Value::str(kind)),
@@ -219,16 +245,8 @@ pub fn registry_changed(node: &Node, change: &Change) {
             data,
         );
     }
-    let _ = publish(
-        node,
-        None,
-        "registry",
-        "version.apply",
-        Some(&v.id.to_string()),
-        Value::Int(v.id as i64),
-    );
+    tx("registry.commit");
 }
-
 #[cfg(test)]
 mod tests {
     use super::pattern_matches;

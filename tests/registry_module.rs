@@ -253,13 +253,15 @@ end }
     assert_eq!(v["util"], "library.lua");
 }
 
-/// Every applied change is published on the event bus: one event per operation (system
-/// `registry`, kind `entry.create` / `entry.update` / `entry.delete`, path the id), then
-/// `version.apply`.
+/// en/internals/registry.md ("Transactions", "Non-propagating Entries"): every applied
+/// change is published on the event bus, system `registry`: `registry.begin`, one event
+/// per operation (kind `entry.create` / `entry.update` / `entry.delete`, path the id),
+/// then `registry.commit`; changes of `registry.entry` data are not published.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn applied_changes_are_events() {
     let v = App::new()
-        .entry("  - {name: a, kind: registry.entry, data: {n: 1}}\n")
+        .entry("  - {name: a, kind: library.lua, source: 'return 1'}\n")
+        .entry("  - {name: cfg, kind: registry.entry, data: {n: 1}}\n")
         .lua(
             "main",
             r#"
@@ -269,12 +271,13 @@ return { main = function()
   local sub = events.subscribe("registry")
   local entries = events.subscribe("registry", "entry.*")
   registry.changes()
-    :create({ id = "app:b", kind = "registry.entry", data = { n = 2 } })
-    :update({ id = "app:a", data = { n = 10 } })
+    :create({ id = "app:b", kind = "library.lua", data = { source = "return 2" } })
+    :update({ id = "app:a", data = { source = "return 10" } })
+    :update({ id = "app:cfg", data = { n = 2 } })
     :apply()
   registry.changes():delete("app:b"):apply()
   local seen = {}
-  for i = 1, 5 do
+  for i = 1, 7 do
     local e = sub:channel():receive()
     table.insert(seen, e.kind .. " " .. e.path .. " " .. tostring(type(e.data) == "table" and e.data.version or e.data))
   end
@@ -293,11 +296,13 @@ end }
     assert_eq!(
         v["seen"],
         json!([
+            "registry.begin 2 2",
             "entry.create app:b 2",
             "entry.update app:a 2",
-            "version.apply 2 2",
+            "registry.commit 2 2",
+            "registry.begin 3 3",
             "entry.delete app:b 3",
-            "version.apply 3 3"
+            "registry.commit 3 3"
         ])
     );
     assert_eq!(v["entry_events"], 3);
@@ -337,4 +342,58 @@ end }
         v,
         json!({"next_is_v2": true, "newest_next": true, "text": true, "n1": 1, "n2": 2, "bad": "INVALID"})
     );
+}
+
+/// Issue 34: loading the app's files again (`run --watch`) applies what changed in the
+/// files, and keeps the entries a changeset created at run time (they are in no file).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn reloading_the_files_keeps_entries_created_at_run_time() {
+    let app = App::new()
+        .entry("  - {name: cfg, kind: registry.entry, data: {n: 1}}\n")
+        .lua(
+            "main",
+            r#"
+local registry = require("registry")
+return { main = function()
+  local _, err = registry.changes()
+    :create({ id = "app:made", kind = "registry.entry", data = { n = 7 } })
+    :apply()
+  return err == nil
+end }
+"#,
+        );
+    let rt = app.start().await;
+    let made = rt
+        .exec(&warden::registry::Id::new("app", "main"), vec![])
+        .await
+        .unwrap();
+    assert!(
+        matches!(
+            made,
+            warden::process::Exit::Normal(warden::value::Value::Bool(true))
+        ),
+        "{made:?}"
+    );
+    // a file changes: cfg's data
+    let yaml = std::fs::read_to_string(app.path().join("_index.yaml")).unwrap();
+    std::fs::write(
+        app.path().join("_index.yaml"),
+        yaml.replace("{n: 1}", "{n: 2}"),
+    )
+    .unwrap();
+    let fresh = warden::registry::load_dir(app.path()).unwrap();
+    let handle = rt
+        .node()
+        .ext::<warden::registry::actor::Handle>()
+        .expect("registry handle");
+    let v = handle.reload(fresh).await.expect("reload applies");
+    assert!(v.is_some(), "the file change made a version");
+    let reg = rt.node().registry();
+    let id = |s: &str| warden::registry::Id::parse(s).unwrap();
+    assert!(
+        reg.get(&id("app:made")).is_some(),
+        "the created entry stays"
+    );
+    assert_eq!(reg.get(&id("app:cfg")).unwrap().raw["data"]["n"], 2);
+    rt.shutdown().await;
 }

@@ -13,9 +13,12 @@ use super::changes::{self, Op};
 use super::{load_changes, Entry, Id, Item, Registry};
 use ractor::{Actor, ActorProcessingErr, ActorRef, RpcReplyPort};
 use std::collections::VecDeque;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::SystemTime;
+
+/// The file an entry created by a changeset names (it has no YAML file of its own).
+pub const CHANGESET_FILE: &str = "changeset";
 
 /// How many versions the actor keeps (older ones are forgotten, oldest first).
 pub const KEPT_VERSIONS: usize = 1000;
@@ -159,7 +162,7 @@ fn validate(
     ops: &[Op],
     validator: Option<&Validator>,
 ) -> Result<Registry, Vec<String>> {
-    let label = PathBuf::from("changeset");
+    let label = PathBuf::from(CHANGESET_FILE);
     let mut errors = Vec::new();
     let mut items = Vec::new();
     let mut removed = Vec::new();
@@ -281,6 +284,13 @@ impl Actor for RegistryActor {
             RegistryMsg::Reload(fresh, reply) => {
                 let mut fresh = *fresh;
                 let current = state.current().registry.clone();
+                // entries a changeset created at run time are in no file: the files
+                // loaded again do not remove them
+                for (id, e) in current.entries.iter() {
+                    if e.file == Path::new(CHANGESET_FILE) && !fresh.entries.contains_key(id) {
+                        fresh.entries.insert(id.clone(), e.clone());
+                    }
+                }
                 for (id, e) in fresh.entries.iter_mut() {
                     if let Some(old) = current.get(id) {
                         if changes::same(old, e) {
