@@ -449,3 +449,39 @@ fn bad_service_and_supervisor_yaml_names_file_entry_and_field() {
         "{e}"
     );
 }
+
+/// en/guides/entry-kinds.md (`input: ["arg1", "arg2"]`) and en/guides/supervision.md (a
+/// service `requires` a database, an entry that is not a service): a service starts with
+/// its `input` as arguments, and a required entry that is not a service (or one warden
+/// does not run) holds nothing up.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_service_takes_input_and_may_require_entries_that_are_not_services() {
+    let v = App::new()
+        .entry("  - {name: database, kind: db.sql.postgres, dsn: 'postgres://x'}\n")
+        .entry("  - {name: settings, kind: registry.entry, data: {n: 1}}\n")
+        .lua(
+            "echo",
+            r#"
+return { main = function(a, b)
+  process.send("collector", "args", { a, b })
+  channel.select({ process.inbox():case_receive(), process.events():case_receive() })
+end }
+"#,
+        )
+        .entry("  - name: svc\n    kind: process.service\n    process: echo\n    host: host\n    input: [\"arg1\", \"arg2\"]\n    lifecycle: {requires: [app:database, app:settings]}\n")
+        .lua(
+            "main",
+            r#"
+local supervisor = require("supervisor")
+return { main = function()
+  process.registry.register("collector")
+  local ok, err = supervisor.start("app:svc")
+  local got = process.inbox():receive():payload():data()
+  return { ok = ok == true, err = err and tostring(err), got = got }
+end }
+"#,
+        )
+        .value("main")
+        .await;
+    assert_eq!(v, json!({"ok": true, "got": ["arg1", "arg2"]}));
+}

@@ -3,7 +3,8 @@
 //! ```yaml
 //! pool: {type: static, size: 4, buffer: 256}   # or inline | lazy | adaptive
 //! ```
-//! No `pool` at all is the default pool (up to 100 workers).
+//! No `pool` at all is the default pool (up to 100 workers); a `pool` without `type` gets
+//! the type its other fields imply, as Wippy's runtime chooses it.
 
 /// How a function's calls get workers.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -58,6 +59,10 @@ impl Default for PoolSpec {
     }
 }
 
+/// The size of a lazy pool chosen for a `pool` without `type` or `max_size` (Wippy's
+/// default pool size).
+pub const AUTO_LAZY_MAX: usize = 100;
+
 /// The largest pool size or buffer accepted (a bound well past any real pool, and below
 /// what the pool's semaphore can count).
 pub const MAX_POOL_SIZE: usize = 1_000_000;
@@ -97,11 +102,17 @@ impl PoolSpec {
         })?;
         let ty = match m.get("type") {
             Some(serde_json::Value::String(s)) => s.as_str(),
-            None => {
-                return Err((
-                    "pool.type".into(),
-                    "missing (one of inline, lazy, static, adaptive)".into(),
-                ))
+            // no type: chosen from the other fields as Wippy's runtime does (the tip in
+            // en/concepts/functions.md): `workers` makes a static pool; no `size`, or a
+            // `max_size`, a lazy one (up to 100 by default); a lone `size` an inline one
+            None | Some(serde_json::Value::Null) => {
+                if positive(m, "workers")?.is_some() {
+                    "static"
+                } else if m.get("size").is_none() || m.get("max_size").is_some() {
+                    "lazy"
+                } else {
+                    "inline"
+                }
             }
             Some(other) => {
                 return Err((
@@ -110,6 +121,7 @@ impl PoolSpec {
                 ))
             }
         };
+        let typed = m.get("type").is_some_and(|t| !t.is_null());
         let spec = match ty {
             "inline" => PoolSpec {
                 kind: PoolKind::Inline,
@@ -119,7 +131,8 @@ impl PoolSpec {
                 overflow: false,
             },
             "lazy" => {
-                let max = positive(m, "max_size")?.unwrap_or(16);
+                let default = if typed { 16 } else { AUTO_LAZY_MAX };
+                let max = positive(m, "max_size")?.unwrap_or(default);
                 PoolSpec {
                     kind: PoolKind::Lazy,
                     max_size: max,
@@ -211,6 +224,14 @@ mod tests {
         assert_eq!(p(json!({"type": "inline"})).kind, PoolKind::Inline);
         assert!(p(json!({"type": "static", "overflow": "cluster"})).overflow);
         assert!(!p(json!({"type": "static"})).overflow);
+        // no type (en/concepts/functions.md): workers -> static, max_size or nothing ->
+        // lazy, a lone size -> inline
+        let w = p(json!({"workers": 8, "buffer": 512}));
+        assert_eq!((w.kind, w.max_size, w.buffer), (PoolKind::Static, 8, 512));
+        let l = p(json!({"max_size": 32}));
+        assert_eq!((l.kind, l.max_size), (PoolKind::Lazy, 32));
+        assert_eq!(p(json!({})).max_size, AUTO_LAZY_MAX);
+        assert_eq!(p(json!({"size": 3})).kind, PoolKind::Inline);
     }
 
     #[test]
@@ -228,7 +249,7 @@ mod tests {
             .1
             .contains("did you mean static?"));
         assert_eq!(e(json!({"type": "lazy", "max_size": 0})).0, "pool.max_size");
-        assert_eq!(e(json!({"size": 2})).0, "pool.type");
+        assert_eq!(e(json!({"workers": "two"})).0, "pool.workers");
         assert_eq!(e(json!("static")).0, "pool");
         let idle = e(json!({"type": "adaptive", "idle_timeout": "soon"}));
         assert_eq!(idle.0, "pool.idle_timeout");
