@@ -397,3 +397,41 @@ end }
     assert_eq!(reg.get(&id("app:cfg")).unwrap().raw["data"]["n"], 2);
     rt.shutdown().await;
 }
+
+/// en/lua/core/registry.md, "Build Delta": two lists of entry tables give the operations
+/// from one to the other (create, update, delete), entries named by id.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn build_delta_takes_lists_of_entries() {
+    let v = App::new()
+        .lua(
+            "main",
+            r#"
+local registry = require("registry")
+return { main = function()
+  local from = {
+    {id = "test:a", kind = "test", meta = {}, data = {}},
+    {id = "test:same", kind = "test", meta = {x = 1}, data = {n = 1}},
+    {id = "test:changed", kind = "test", meta = {}, data = {n = 1}},
+  }
+  local to = {
+    {id = "test:b", kind = "test", meta = {}, data = {}},
+    {id = "test:same", kind = "test", meta = {x = 1}, data = {n = 1}},
+    {id = "test:changed", kind = "test", meta = {}, data = {n = 2}},
+  }
+  local ops, err = registry.build_delta(from, to)
+  if not ops then return tostring(err) end
+  local out = {}
+  for _, op in ipairs(ops) do table.insert(out, op.kind .. " " .. (op.entry.id or op.entry)) end
+  local _, bad = registry.build_delta({{kind = "test"}}, {})
+  return { ops = out, bad = bad and bad:kind() }
+end }
+"#,
+        )
+        .value("main")
+        .await;
+    assert_eq!(
+        v,
+        json!({"ops": ["entry.create test:b", "entry.update test:changed", "entry.delete test:a"],
+               "bad": "INVALID"})
+    );
+}

@@ -44,7 +44,10 @@ fn files_of(page: &str) -> Vec<(String, String)> {
         }
         out.push((path.to_string(), body));
     }
-    assert!(!out.is_empty(), "{page}: no \"Create `path`:\" blocks found");
+    assert!(
+        !out.is_empty(),
+        "{page}: no \"Create `path`:\" blocks found"
+    );
     out
 }
 
@@ -116,5 +119,8 @@ fn the_echo_service_tutorial_runs_unchanged() {
     assert!(out.contains("Echo Client"), "{out}\n{err}");
     assert!(out.contains("HELLO WORLD"), "{out}\n{err}");
     assert!(out.contains("from worker: {"), "{out}\n{err}");
-    assert!(out.trim_end().ends_with("Goodbye!\u{1b}[0m") || out.contains("Goodbye!"), "{out}");
+    assert!(
+        out.trim_end().ends_with("Goodbye!\u{1b}[0m") || out.contains("Goodbye!"),
+        "{out}"
+    );
 }

@@ -467,6 +467,11 @@ impl FunctionTable {
         self.remote.store(None);
     }
 
+    /// The executor registered for `kind`.
+    pub fn executor(&self, kind: &str) -> Option<Arc<dyn Executor>> {
+        self.executors.get(kind).map(|e| e.clone())
+    }
+
     /// Registers the executor of an entry kind.
     pub fn register(&self, kind: &'static str, executor: Arc<dyn Executor>) {
         self.executors.insert(kind, executor);

@@ -42,10 +42,6 @@ pub(crate) struct CallCtx {
     pub pending: PendingCalls,
     /// Its timer tasks (aborted when the call ends).
     pub(crate) tasks: super::tasks::TaskSet,
-    /// The host of the process the call may become (see [`CallCtx::as_process`]): its
-    /// caller's, or the runtime's default host for a caller outside any process. (Not
-    /// the caller itself: a caller keeps its waiting calls, which would keep it.)
-    host: Arc<Host>,
     /// The process it became (see [`CallCtx::as_process`]).
     unit: OnceCell<Rc<ProcCtx>>,
 }
@@ -66,7 +62,24 @@ impl CallCtx {
         if let Some(p) = self.unit.get() {
             return Ok(p.clone());
         }
-        let host = self.host.clone();
+        // the caller's host (the call runs on its caller's worker thread), or the
+        // runtime's default host off the hosts' threads
+        let host = crate::process::host::this_thread_host()
+            .or_else(|| {
+                let e = self.node.functions.executor("function.lua")?;
+                Some(
+                    e.as_any()
+                        .downcast_ref::<LuaExecutor>()?
+                        .default_host
+                        .clone(),
+                )
+            })
+            .ok_or_else(|| {
+                mlua::Error::runtime(format!(
+                    "function {}: no process host to run on",
+                    self.entry.id
+                ))
+            })?;
         let me = self.node.register_unit(self.entry.clone(), host.clone());
         let ctx = Rc::new(ProcCtx::new(
             self.node.clone(),
@@ -269,15 +282,9 @@ impl crate::functions::Executor for LuaExecutor {
         deadline: Instant,
     ) -> futures::future::LocalBoxFuture<'static, Result<Value, CallError>> {
         let node = self.node.upgrade();
-        // the process a call may become runs on its caller's host
-        let host = match current_any() {
-            Some(Current::Process(p)) => p.host.clone(),
-            Some(Current::Call(c)) => c.host.clone(),
-            None => self.default_host.clone(),
-        };
         Box::pin(async move {
             let node = node.ok_or_else(|| CallError::new("UNAVAILABLE", "the runtime stopped"))?;
-            run_lua_function(node, host, pool, args, context, deadline).await
+            run_lua_function(node, pool, args, context, deadline).await
         })
     }
 
@@ -289,7 +296,6 @@ impl crate::functions::Executor for LuaExecutor {
 /// Runs one call of a `function.lua` on this worker thread (the pool granted a worker).
 async fn run_lua_function(
     node: Arc<Node>,
-    host: Arc<Host>,
     pool: Arc<Pool>,
     args: Vec<Value>,
     context: Arc<CallContext>,
@@ -318,7 +324,6 @@ async fn run_lua_function(
                 run: RunState::with(&limits),
                 pending: PendingCalls::default(),
                 tasks: Default::default(),
-                host: host.clone(),
                 unit: OnceCell::new(),
             });
             let _g = CurrentGuard::enter(Current::Call(boot.clone()));
@@ -354,7 +359,6 @@ async fn run_lua_function(
         run: RunState::with(&limits),
         pending: PendingCalls::default(),
         tasks: Default::default(),
-        host,
         unit: booted,
     });
     let mut unit_exit = UnitExit {

@@ -542,6 +542,22 @@ pub fn module(lua: &Lua) -> mlua::Result<Table> {
     t.set(
         "build_delta",
         lua.create_async_function(|lua, (a, b): (mlua::Value, mlua::Value)| async move {
+            // two lists of entries (en/lua/core/registry.md), or snapshots / versions
+            if let (mlua::Value::Table(from), mlua::Value::Table(to)) = (&a, &b) {
+                let list = |t: &Table, which: &str| -> mlua::Result<Vec<EntryData>> {
+                    let what = format!("registry.build_delta: {which}");
+                    t.sequence_values::<Table>()
+                        .map(|e| entry_arg(&e?, None, &what))
+                        .collect()
+                };
+                let ops = match (list(from, "from"), list(to, "to")) {
+                    (Ok(f), Ok(t)) => changes::delta_of(&f, &t),
+                    (Err(e), _) | (_, Err(e)) => {
+                        return nil_err(&lua, "INVALID", super::errors::message(&e))
+                    }
+                };
+                return one(ops_table(&lua, &ops)?, &lua);
+            }
             let from = match registry_arg(a).await {
                 Ok(r) => r,
                 Err(e) => {

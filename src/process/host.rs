@@ -34,6 +34,14 @@ struct Worker {
 thread_local! {
     /// (host address, worker index) of the worker running on this thread.
     static CURRENT_WORKER: Cell<(usize, usize)> = const { Cell::new((0, usize::MAX)) };
+    /// The host whose worker runs on this thread.
+    static THIS_HOST: std::cell::RefCell<std::sync::Weak<Host>> =
+        const { std::cell::RefCell::new(std::sync::Weak::new()) };
+}
+
+/// The host whose worker thread this is (None off the hosts' threads: the CLI, a test).
+pub(crate) fn this_thread_host() -> Option<Arc<Host>> {
+    THIS_HOST.with(|h| h.borrow().upgrade())
 }
 
 /// A scheduler for processes: a set of single-threaded workers.
@@ -83,6 +91,7 @@ impl Host {
                 if let Some(h) = me.upgrade() {
                     let _ = h.workers[i].runtime.set(rt.handle().clone());
                 }
+                THIS_HOST.with(|h| *h.borrow_mut() = me.clone());
                 drop(me);
                 let local = tokio::task::LocalSet::new();
                 CURRENT_WORKER.with(|c| c.set((addr, i)));

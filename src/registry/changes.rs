@@ -124,6 +124,39 @@ pub fn delta(from: &Registry, to: &Registry) -> Vec<Op> {
     ops
 }
 
+/// The operations that turn the entries `from` into the entries `to` (lists of entries as
+/// code writes them, en/lua/core/registry.md "Build Delta"): a create for each id only in
+/// `to`, an update for each id in both whose kind, meta or data differ (in `to`'s order),
+/// then a delete for each id only in `from`. Meta and data absent or empty count as equal.
+pub fn delta_of(from: &[EntryData], to: &[EntryData]) -> Vec<Op> {
+    let empty = |j: &Json| match j {
+        Json::Null => true,
+        Json::Object(m) => m.is_empty(),
+        _ => false,
+    };
+    let same_json = |a: &Json, b: &Json| a == b || (empty(a) && empty(b));
+    let mut ops = Vec::new();
+    for e in to {
+        match from.iter().find(|o| o.id == e.id) {
+            None => ops.push(Op::Create(e.clone())),
+            Some(o)
+                if o.kind != e.kind
+                    || !same_json(&o.meta, &e.meta)
+                    || !same_json(&o.data, &e.data) =>
+            {
+                ops.push(Op::Update(e.clone()))
+            }
+            Some(_) => {}
+        }
+    }
+    for o in from {
+        if !to.iter().any(|e| e.id == o.id) {
+            ops.push(Op::Delete(o.id.clone()));
+        }
+    }
+    ops
+}
+
 /// Whether two versions of an entry are the same (the same `Arc`, or equal fields and the
 /// same source text).
 pub fn same(a: &Arc<Entry>, b: &Arc<Entry>) -> bool {
