@@ -562,7 +562,10 @@ end }
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_cluster_name_is_held_once_and_freed_by_exit_or_node_loss() {
     let server = nats();
-    let app = App::new().lua("named", NAMED).lua("claim", CLAIM);
+    let app = App::new()
+        .lua("named", NAMED)
+        .lua("claim", CLAIM)
+        .lua("shadow", SHADOW);
     app.finish();
     let a = node(&app, &server.url, "a").await;
     let b = node(&app, &server.url, "b").await;
@@ -638,9 +641,44 @@ async fn a_cluster_name_is_held_once_and_freed_by_exit_or_node_loss() {
     converge(&[&a, &b], &["a", "b"]).await;
     let after = run(&b, "claim", vec![keeper]).await;
     assert_eq!(after["ok"], json!(true), "{after}");
+    // lookups look cluster-wide first, as Wippy's runtime does (process module's
+    // registryLookup): a local name of the same text does not hide a's cluster name
+    let both = Value::str("both");
+    let cluster_holder = a
+        .spawn(
+            &Id::new("app", "named"),
+            None,
+            vec![both.clone()],
+            Default::default(),
+        )
+        .unwrap();
+    let mut shadow = json!(null);
+    for _ in 0..100 {
+        shadow = run(&b, "shadow", vec![both.clone()]).await;
+        if shadow["found"] == json!(cluster_holder.to_string()) {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+    assert_eq!(shadow["local_ok"], json!(true), "{shadow}");
+    assert_eq!(
+        shadow["found"],
+        json!(cluster_holder.to_string()),
+        "{shadow}"
+    );
     a.shutdown().await;
     b.shutdown().await;
 }
+
+/// Registers `name` locally, then looks it up.
+const SHADOW: &str = r#"
+return { main = function(name)
+  local ok = process.registry.register(name)
+  local found = process.registry.lookup(name)
+  process.registry.unregister(name)
+  return { local_ok = ok, found = found }
+end }
+"#;
 
 const WORKER_APP: &str = r#"version: "1.0"
 namespace: app

@@ -1198,8 +1198,8 @@ struct Driver {
     routed: bool,
     /// It drives a function call that became a process: the main coroutine's results are
     /// kept here for the caller, as a function call returns them (the driver then ends
-    /// with a placeholder exit).
-    call_result: Option<Option<mlua::Result<mlua::MultiValue>>>,
+    /// with a placeholder exit). Boxed: every process's task carries the slot, few use it.
+    call_result: Option<Box<Option<mlua::Result<mlua::MultiValue>>>>,
 }
 
 impl Drop for Driver {
@@ -1222,7 +1222,7 @@ impl Driver {
             main_ptr,
             coros: None,
             routed: false,
-            call_result: Some(None),
+            call_result: Some(Box::new(None)),
         }
     }
 
@@ -1385,7 +1385,7 @@ impl Driver {
         drop(running);
         if let Poll::Ready(r) = polled {
             if let Some(slot) = &mut self.call_result {
-                *slot = Some(r);
+                **slot = Some(r);
                 return Poll::Ready(Exit::Normal(Value::Nil));
             }
             return Poll::Ready(self.exit_of(r));

@@ -1184,12 +1184,13 @@ impl Node {
         Ok(())
     }
 
-    /// The pid registered under `name`: a name of this node, else a cluster name.
+    /// The pid registered under `name`: a cluster name, else a name of this node.
     pub fn lookup(&self, name: &str) -> Option<Pid> {
-        if let Some(p) = self.names.get(name) {
-            return Some(p.clone());
+        // cluster-wide first, then this node's, as Wippy's runtime looks names up
+        if let Some(p) = self.remote.load().as_ref().and_then(|r| r.lookup(name)) {
+            return Some(p);
         }
-        self.remote.load().as_ref().and_then(|r| r.lookup(name))
+        self.names.get(name).map(|p| p.clone())
     }
 
     /// Frees a name. Returns whether it was registered.
