@@ -474,3 +474,38 @@ end }
     // the name was free again once the first child ended
     assert_eq!(v["taken"], true, "{v}");
 }
+
+/// A function whose top-level code (run once, when an instance of it is made) asks for
+/// its pid: the call that made the instance becomes a process, and ends as one.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn top_level_code_may_use_the_process_api() {
+    let app = App::new().func(
+        "early",
+        "local me = process.pid() return { main = function() return { me = me, now = process.pid() } end }",
+        None,
+    );
+    let rt = app.start().await;
+    let node = rt.node().clone();
+    let before = node.process_count();
+    let r = warden::lua::funcs::execute(
+        node.clone(),
+        "app:early".into(),
+        vec![],
+        Default::default(),
+        std::time::Duration::from_secs(10),
+    )
+    .await
+    .unwrap();
+    let v = warden::value::to_json(&r).unwrap();
+    assert!(v["me"].is_string(), "{v}");
+    assert_eq!(
+        v["me"], v["now"],
+        "the call that loaded the code is that process: {v}"
+    );
+    assert_eq!(
+        node.process_count(),
+        before,
+        "its process ended with the call"
+    );
+    rt.shutdown().await;
+}
