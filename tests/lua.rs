@@ -553,3 +553,47 @@ end }
     assert_eq!(v["broken"], false);
     assert_eq!(v["broken_kind"], "INVALID");
 }
+
+/// en/lua/security/uuid.md (and Wippy's runtime for what it leaves open: the node as the
+/// six bytes, the variant names): `variant`, `parse` as a table, `format`, and `nil, err`
+/// INVALID for a value that is not a UUID string.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn uuid_inspection_as_wippy_documents_it() {
+    let v = lua_value(
+        r#"
+local uuid = require("uuid")
+return { main = function()
+  local v1, v4, v7 = uuid.v1(), uuid.v4(), uuid.v7()
+  local p1, p4, p7 = uuid.parse(v1), uuid.parse(v4), uuid.parse(v7)
+  local now = os.time()
+  local _, bad = uuid.parse("nope")
+  local _, not_string = uuid.version(42)
+  local _, bad_format = uuid.format(v4, "fancy")
+  return {
+    variant = uuid.variant(v4),
+    p1 = { p1.version, p1.variant, math.abs(p1.timestamp - now) <= 5, #p1.node },
+    p4 = { p4.version, p4.variant, p4.timestamp == nil, p4.node == nil },
+    p7 = { p7.version, math.abs(p7.timestamp - now) <= 5, p7.node == nil },
+    simple = uuid.format(v4, "simple") == v4:gsub("-", ""),
+    urn = uuid.format(v4, "urn") == "urn:uuid:" .. v4,
+    standard = uuid.format(string.upper(v4)) == v4,
+    errors = { bad:kind(), not_string:kind(), bad_format:kind() },
+    ms = uuid.variant("00000000-0000-0000-c000-000000000000"),
+  }
+end }
+"#,
+    )
+    .await;
+    assert_eq!(
+        v,
+        json!({
+            "variant": "RFC4122",
+            "p1": [1, "RFC4122", true, 6],
+            "p4": [4, "RFC4122", true, true],
+            "p7": [7, true, true],
+            "simple": true, "urn": true, "standard": true,
+            "errors": ["INVALID", "INVALID", "INVALID"],
+            "ms": "Microsoft",
+        })
+    );
+}
