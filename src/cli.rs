@@ -740,5 +740,7 @@ async fn run(args: RunArgs) -> i32 {
         }
     };
     runtime.shutdown().await;
+    // a program that left the terminal in raw mode does not leave the shell so
+    crate::lua::io::restore_terminal();
     code
 }

@@ -785,3 +785,53 @@ end }
     let _ = reader.join();
     assert_eq!(code.code(), Some(0));
 }
+
+/// en/lua/system/io.md: `io.read()` reads up to 1024 bytes by default (and for n <= 0);
+/// `io.raw(true)` on a stdin that is not a terminal is `nil, err` UNAVAILABLE, and
+/// `io.raw(false)` with nothing to undo is `true`.
+#[test]
+fn io_read_defaults_and_raw_mode_as_wippy_documents_them() {
+    let d = app(&[(
+        "_index.yaml",
+        r#"version: "1.0"
+namespace: app
+entries:
+  - {name: terminal, kind: terminal.host}
+  - name: main
+    kind: process.lua
+    modules: [io]
+    source: |
+      local io = require("io")
+      return { main = function()
+        local a = io.read()
+        local b = io.read(-5)
+        local c = io.read(10)
+        local ok, err = io.raw(true)
+        io.print(#a, #b, #c, tostring(ok), err and err:kind(), tostring(io.raw(false)))
+        return 0
+      end }
+    method: main
+"#,
+    )]);
+    let mut child = Command::new(env!("CARGO_BIN_EXE_warden"))
+        .args(["run", "-x", "app:main"])
+        .current_dir(d.path())
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    {
+        use std::io::Write;
+        let mut stdin = child.stdin.take().unwrap();
+        stdin.write_all(&vec![b'x'; 3000]).unwrap();
+    }
+    let out = child.wait_with_output().unwrap();
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    assert_eq!(
+        text(&out.stdout).trim(),
+        "1024\t1024\t10\tnil\tUNAVAILABLE\ttrue",
+        "{}",
+        text(&out.stderr)
+    );
+}

@@ -1,5 +1,7 @@
-//! The `io` module of terminal programs (Wippy's `io`): `write`, `print`, `eprint`,
-//! `read`, `readline`, `flush`, `args`. Output goes straight to the runtime's stdout and
+//! The `io` module of terminal programs (Wippy's `io`, en/lua/system/io.md): `write`,
+//! `print`, `eprint`, `read` (up to n bytes, 1024 by default), `readline`, `flush`,
+//! `args`, `raw` (the terminal's raw mode, counted: each `raw(true)` wants a `raw(false)`;
+//! the runtime puts the terminal back when it ends). Output goes straight to the runtime's stdout and
 //! stderr, so a process run with `warden run -x` prints just what it writes. Input is
 //! read by one thread that owns stdin and hands bytes to whichever process asks: a
 //! process waiting for a line suspends its task, never a worker thread.
@@ -134,6 +136,54 @@ fn write_to(mut w: impl Write, bytes: &[u8]) -> mlua::Result<bool> {
         .map_err(|e| mlua::Error::runtime(format!("io: {e}")))
 }
 
+/// How many `io.raw(true)` are not matched yet, and the terminal's settings before the
+/// first.
+static RAW: Mutex<(usize, Option<rustix::termios::Termios>)> = Mutex::new((0, None));
+
+/// Turns the terminal's raw mode on (counted) or off (when the count falls to zero).
+fn set_raw(on: bool) -> Result<(), (&'static str, String)> {
+    let stdin = std::io::stdin();
+    let mut raw = RAW.lock().unwrap_or_else(|e| e.into_inner());
+    if on {
+        if raw.0 == 0 {
+            if !rustix::termios::isatty(&stdin) {
+                return Err(("UNAVAILABLE", "io.raw: stdin is not a terminal".into()));
+            }
+            let saved = rustix::termios::tcgetattr(&stdin)
+                .map_err(|e| ("INTERNAL", format!("io.raw: {e}")))?;
+            let mut t = saved.clone();
+            t.make_raw();
+            rustix::termios::tcsetattr(&stdin, rustix::termios::OptionalActions::Now, &t)
+                .map_err(|e| ("INTERNAL", format!("io.raw: {e}")))?;
+            raw.1 = Some(saved);
+        }
+        raw.0 += 1;
+    } else if raw.0 > 0 {
+        raw.0 -= 1;
+        if raw.0 == 0 {
+            if let Some(saved) = raw.1.take() {
+                rustix::termios::tcsetattr(&stdin, rustix::termios::OptionalActions::Now, &saved)
+                    .map_err(|e| ("INTERNAL", format!("io.raw: {e}")))?;
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Puts the terminal back as it was before the first `io.raw(true)`, if one is still on
+/// (the CLI calls this when the runtime ends).
+pub fn restore_terminal() {
+    let mut raw = RAW.lock().unwrap_or_else(|e| e.into_inner());
+    raw.0 = 0;
+    if let Some(saved) = raw.1.take() {
+        let _ = rustix::termios::tcsetattr(
+            std::io::stdin(),
+            rustix::termios::OptionalActions::Now,
+            &saved,
+        );
+    }
+}
+
 fn eof(lua: &Lua, error: Option<String>) -> mlua::Result<MultiValue> {
     match error {
         Some(e) => super::errors::LuaError::new("INTERNAL", format!("io: stdin: {e}")),
@@ -178,6 +228,13 @@ pub fn module(lua: &Lua) -> mlua::Result<Table> {
         })?,
     )?;
     t.set(
+        "raw",
+        lua.create_function(|lua, on: Option<bool>| match set_raw(on.unwrap_or(true)) {
+            Ok(()) => Ok(MultiValue::from_vec(vec![mlua::Value::Boolean(true)])),
+            Err((kind, msg)) => super::errors::LuaError::new(kind, msg).into_nil_err(lua),
+        })?,
+    )?;
+    t.set(
         "readline",
         lua.create_async_function(|lua, ()| async move {
             let got = wait_for(|input| {
@@ -212,8 +269,12 @@ pub fn module(lua: &Lua) -> mlua::Result<Table> {
     )?;
     t.set(
         "read",
-        lua.create_async_function(|lua, n: Option<usize>| async move {
-            let n = n.unwrap_or(4096).max(1);
+        // en/lua/system/io.md: 1024 bytes by default, and for any n <= 0
+        lua.create_async_function(|lua, n: Option<i64>| async move {
+            let n = match n {
+                Some(n) if n > 0 => n as usize,
+                _ => 1024,
+            };
             let got = wait_for(|input| {
                 if !input.buf.is_empty() {
                     let k = n.min(input.buf.len());

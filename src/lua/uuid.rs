@@ -142,19 +142,20 @@ pub fn module(lua: &Lua) -> mlua::Result<Table> {
                 Ok(u) => u,
                 Err(r) => return r,
             };
-            let text =
-                match how.as_deref().unwrap_or("standard") {
-                    "standard" => u.hyphenated().to_string(),
-                    "simple" => u.simple().to_string(),
-                    "urn" => u.urn().to_string(),
-                    other => return LuaError::new(
+            let text = match how.as_deref().unwrap_or("standard") {
+                "standard" => u.hyphenated().to_string(),
+                "simple" => u.simple().to_string(),
+                "urn" => u.urn().to_string(),
+                other => {
+                    return LuaError::new(
                         "INVALID",
                         format!(
                             "uuid.format: unsupported format {other:?} (standard, simple or urn)"
                         ),
                     )
-                    .into_nil_err(lua),
-                };
+                    .into_nil_err(lua)
+                }
+            };
             one(lua, text)
         })?,
     )?;
