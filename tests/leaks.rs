@@ -40,10 +40,11 @@ return { main = function()
     local ev = process.events():receive()
     if ev.result.error then return { error = tostring(ev.result.error) } end
   end
-  -- the sleeper shares this worker and cannot run while this loop does: its CANCELs wait
+  -- the sleeper shares this worker and runs only when this loop is preempted (when it
+  -- does, it takes the CANCELs waiting): the loop goes on until one is refused
   local sleeper = process.spawn("app:sleeper", "app:host")
   local n, err = 0, nil
-  for _ = 1, 5000 do
+  for _ = 1, 1000000 do
     local ok, e = process.cancel(sleeper)
     if not ok then err = e break end
     n = n + 1
@@ -65,7 +66,12 @@ end }
         panic!("app:main failed: {exit:?}")
     };
     let v = warden::value::to_json(&v).unwrap();
-    assert_eq!(v["cancels"], warden::process::CANCEL_LIMIT, "{v}");
+    // at least the limit went through before one was refused (more when the sleeper ran
+    // in between and took some)
+    assert!(
+        v["cancels"].as_u64().unwrap() >= warden::process::CANCEL_LIMIT as u64,
+        "{v}"
+    );
     assert!(
         v["err"]
             .as_str()

@@ -351,7 +351,59 @@ end }
         .as_str()
         .unwrap()
         .contains("function cannot be copied"));
-    assert_eq!(v["kind"], "INVALID");
+    // en/lua/data/json.md, "Errors": invalid JSON syntax is INTERNAL
+    assert_eq!(v["kind"], "INTERNAL");
+}
+
+/// en/lua/data/json.md, "Encoding rules" and "Errors": sparse arrays and mixed keys are
+/// errors (INTERNAL), Inf and NaN become null, nil is `null`; decoding an empty string or
+/// a non-string is INVALID; `validate` checks a string datum as a string and
+/// `validate_string` a JSON text.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn json_follows_wippys_encoding_rules() {
+    let v = lua_value(
+        r#"
+local json = require("json")
+return { main = function()
+  local sparse = {}
+  sparse[1] = "a"
+  sparse[3] = "c"
+  local _, sparse_err = json.encode(sparse)
+  local _, mixed_err = json.encode({ 1, 2, name = "x" })
+  local _, empty_err = json.decode("")
+  local _, type_err = json.decode(42)
+  local is_string = json.validate({ type = "string" }, '{"a": 1}')
+  local text_ok = json.validate_string({ type = "object" }, '{"a": 1}')
+  local text_bad, text_err = json.validate_string({ type = "array", maxItems = 1 }, "[1, 2]")
+  local _, not_text = json.validate_string({ type = "object" }, { a = 1 })
+  return {
+    sparse = sparse_err:kind(), sparse_text = tostring(sparse_err),
+    mixed = mixed_err:kind(),
+    special = json.encode({ 1 / 0, -1 / 0, 0 / 0, 2.5 }),
+    null = json.encode(nil),
+    empty = empty_err:kind(), not_string = type_err:kind(),
+    is_string = is_string, text_ok = text_ok, text_bad = text_bad, text_kind = text_err:kind(),
+    not_text = not_text:kind(),
+  }
+end }
+"#,
+    )
+    .await;
+    assert_eq!(v["sparse"], "INTERNAL", "{v}");
+    assert!(
+        v["sparse_text"].as_str().unwrap().contains("sparse array"),
+        "{v}"
+    );
+    assert_eq!(v["mixed"], "INTERNAL", "{v}");
+    assert_eq!(v["special"], "[null,null,null,2.5]", "{v}");
+    assert_eq!(v["null"], "null", "{v}");
+    assert_eq!(v["empty"], "INVALID", "{v}");
+    assert_eq!(v["not_string"], "INVALID", "{v}");
+    assert_eq!(v["is_string"], true, "{v}");
+    assert_eq!(v["text_ok"], true, "{v}");
+    assert_eq!(v["text_bad"], false, "{v}");
+    assert_eq!(v["text_kind"], "INVALID", "{v}");
+    assert_eq!(v["not_text"], "INVALID", "{v}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -525,7 +577,7 @@ return { main = function()
   }
   local good = json.validate(schema, { name = "ann", age = 3, tags = { "a" }, extra = {} })
   local bad, err = json.validate(schema, { name = "a", age = -1, tags = { 1 } })
-  local from_text = json.validate('{"type": "array", "maxItems": 1}', '[1, 2]')
+  local from_text = json.validate_string('{"type": "array", "maxItems": 1}', '[1, 2]')
   local as_string = json.validate({ type = "string" }, "plain words")
   local broken, berr = json.validate({ type = 12 }, {})
   local details = err:details().errors

@@ -1,12 +1,17 @@
-//! The `json` module: `encode(v)` -> string, `decode(s)` -> value, and
-//! `validate(schema, data)` -> `true`, or `false, err` (JSON Schema, through the
-//! `jsonschema` crate; drafts 4 to 2020-12, the schema's `$schema` picks one).
+//! The `json` module, as en/lua/data/json.md describes it: `encode(v)` -> string,
+//! `decode(s)` -> value, `validate(schema, data)` and `validate_string(schema, text)` ->
+//! `true`, or `false, err` (JSON Schema, through the `jsonschema` crate; drafts 4 to
+//! 2020-12, the schema's `$schema` picks one).
 //!
-//! `schema` and `data` are Lua values or JSON texts. A `data` string that is not JSON is
-//! validated as the string it is. Lua has one empty table for `{}` and `[]`: where the
-//! schema wants an object, an empty table is one. The error of an invalid value is of kind
-//! `INVALID`, its message names each violation with its place (`/items/0: ...`), and its
-//! `details()` hold them as `{errors = {{path = ..., message = ...}, ...}}`.
+//! Encoding: a table with keys 1..n is an array, one with other keys an object; a sparse
+//! array or a table mixing both kinds of keys is an error, as is a cycle; Inf and NaN
+//! become `null`. Encoding and decoding errors are INTERNAL, a bad argument INVALID.
+//! `schema` is a Lua value or a JSON text; `validate`'s `data` is the Lua value as it is
+//! (a string is a string), `validate_string`'s a JSON text. Lua has one empty table for
+//! `{}` and `[]`: where the schema wants an object, an empty table is one. The error of an
+//! invalid value is of kind `INVALID`, its message names each violation with its place
+//! (`/items/0: ...`), and its `details()` hold them as `{errors = {{path = ..., message =
+//! ...}, ...}}`.
 
 use super::errors::LuaError;
 use crate::value::{self, Value};
@@ -72,15 +77,71 @@ fn fit_empty_tables(data: &mut Json, schema: &Json) {
     }
 }
 
-fn validate(lua: &Lua, schema: mlua::Value, data: mlua::Value) -> mlua::Result<MultiValue> {
+/// A copied value as JSON, by en/lua/data/json.md's rules: Inf and NaN are `null`; a
+/// table whose keys are all positive integers but not 1..n is a sparse array, one with
+/// both integer and other keys a mixed-key table, and both are errors.
+fn to_doc(v: &Value) -> Result<Json, String> {
+    Ok(match v {
+        Value::Num(n) if !n.is_finite() => Json::Null,
+        Value::Array(items) => Json::Array(items.iter().map(to_doc).collect::<Result<_, _>>()?),
+        Value::Map(pairs) => {
+            let int_key = |k: &Value| matches!(k, Value::Int(i) if *i > 0);
+            let ints = pairs.iter().filter(|(k, _)| int_key(k)).count();
+            if ints > 0 && ints < pairs.len() {
+                return Err(
+                    "cannot encode mixed-key table: table has both numeric and non-numeric keys"
+                        .into(),
+                );
+            }
+            if ints > 0 {
+                return Err("cannot encode sparse array: non-contiguous numeric keys found".into());
+            }
+            let mut m = serde_json::Map::with_capacity(pairs.len());
+            for (k, val) in pairs {
+                let key = match value::to_json(k)? {
+                    Json::String(s) => s,
+                    other => other.to_string(),
+                };
+                m.insert(key, to_doc(val)?);
+            }
+            Json::Object(m)
+        }
+        other => value::to_json(other)?,
+    })
+}
+
+/// A Lua value as a JSON document (see [`to_doc`]).
+fn lua_to_doc(v: &mlua::Value) -> Result<Json, String> {
+    let v = value::from_lua(v).map_err(|e| e.to_string())?;
+    to_doc(&v)
+}
+
+/// `validate` (`data` a Lua value) and `validate_string` (`data` a JSON text).
+fn validate(
+    lua: &Lua,
+    schema: mlua::Value,
+    data: mlua::Value,
+    text: bool,
+) -> mlua::Result<MultiValue> {
+    let func = if text { "validate_string" } else { "validate" };
     let fail = |message: String| false_err(lua, LuaError::new("INVALID", message));
+    if schema.is_nil() {
+        return fail(format!("json.{func}: schema is required"));
+    }
     let schema = match json_arg(&schema, true) {
         Ok(s) => s,
-        Err(e) => return fail(format!("json.validate: schema: {e}")),
+        Err(e) => return fail(format!("json.{func}: schema: {e}")),
     };
-    let mut data = match json_arg(&data, false) {
+    let data = match (&data, text) {
+        (mlua::Value::Nil, false) => return fail(format!("json.{func}: data is required")),
+        (mlua::Value::String(s), true) => serde_json::from_slice::<Json>(&s.as_bytes())
+            .map_err(|e| format!("data is not a JSON text: {e}")),
+        (_, true) => Err("data must be a JSON string".to_string()),
+        (d, false) => lua_to_doc(d),
+    };
+    let mut data = match data {
         Ok(d) => d,
-        Err(e) => return fail(format!("json.validate: data: {e}")),
+        Err(e) => return fail(format!("json.{func}: {e}")),
     };
     fit_empty_tables(&mut data, &schema);
     let validator = match jsonschema::validator_for(&schema) {
@@ -107,7 +168,7 @@ fn validate(lua: &Lua, schema: mlua::Value, data: mlua::Value) -> mlua::Result<M
         .map(|(p, m)| format!("{p}: {m}"))
         .collect::<Vec<_>>()
         .join("; ");
-    let mut err = LuaError::new("INVALID", format!("json.validate: {message}"));
+    let mut err = LuaError::new("INVALID", format!("json.{func}: {message}"));
     err.details = Some(Value::Map(vec![(
         Value::str("errors"),
         Value::Array(
@@ -130,30 +191,44 @@ pub fn module(lua: &Lua) -> mlua::Result<Table> {
     let t = lua.create_table()?;
     t.set(
         "encode",
-        lua.create_function(|lua, v: mlua::Value| {
-            let r = value::from_lua(&v)
-                .map_err(|e| e.to_string())
-                .and_then(|v| value::to_json(&v))
-                .map(|j| j.to_string());
-            match r {
-                Ok(s) => ok(mlua::Value::String(lua.create_string(&s)?)),
-                Err(e) => LuaError::new("INVALID", format!("json.encode: {e}")).into_nil_err(lua),
-            }
+        lua.create_function(|lua, v: mlua::Value| match lua_to_doc(&v) {
+            Ok(j) => ok(mlua::Value::String(lua.create_string(j.to_string())?)),
+            Err(e) => LuaError::new("INTERNAL", format!("json.encode: {e}")).into_nil_err(lua),
         })?,
     )?;
     t.set(
         "decode",
-        lua.create_function(|lua, s: mlua::String| {
+        lua.create_function(|lua, s: mlua::Value| {
+            let s = match s {
+                mlua::Value::String(s) if !s.as_bytes().is_empty() => s,
+                mlua::Value::String(_) => {
+                    return LuaError::new("INVALID", "json.decode: empty string is not valid JSON")
+                        .into_nil_err(lua)
+                }
+                other => {
+                    return LuaError::new(
+                        "INVALID",
+                        format!("json.decode: string expected, got {}", other.type_name()),
+                    )
+                    .into_nil_err(lua)
+                }
+            };
             match serde_json::from_slice::<Json>(&s.as_bytes()) {
                 Ok(j) => ok(value::to_lua(lua, &value::from_json(&j))?),
-                Err(e) => LuaError::new("INVALID", format!("json.decode: {e}")).into_nil_err(lua),
+                Err(e) => LuaError::new("INTERNAL", format!("json.decode: {e}")).into_nil_err(lua),
             }
         })?,
     )?;
     t.set(
         "validate",
         lua.create_function(|lua, (schema, data): (mlua::Value, mlua::Value)| {
-            validate(lua, schema, data)
+            validate(lua, schema, data, false)
+        })?,
+    )?;
+    t.set(
+        "validate_string",
+        lua.create_function(|lua, (schema, data): (mlua::Value, mlua::Value)| {
+            validate(lua, schema, data, true)
         })?,
     )?;
     Ok(t)
