@@ -121,3 +121,28 @@ end }
         json!({"fired": "userdata", "stopped": true, "stopped_silent": true, "reset_fired": true})
     );
 }
+
+/// en/lua/core/time.md, "timer" and "ticker": `response()` is the channel (`channel()` its
+/// alias), as the page's idle-timer pattern uses it: a select case and a comparison with
+/// `r.channel`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn timers_and_tickers_give_their_channel_as_response() {
+    let v = lua_value(
+        r#"
+local time = require("time")
+return { main = function()
+  local idle_timer = time.timer("20ms")
+  local other = channel.new()
+  local r = channel.select { other:case_receive(), idle_timer:response():case_receive() }
+  local fired = r.channel == idle_timer:response() and r.channel == idle_timer:channel()
+  local ticker = time.ticker("10ms")
+  local ticks = 0
+  for _ = 1, 3 do ticker:response():receive() ticks = ticks + 1 end
+  ticker:stop()
+  return { fired = fired, ticks = ticks }
+end }
+"#,
+    )
+    .await;
+    assert_eq!(v, json!({"fired": true, "ticks": 3}));
+}

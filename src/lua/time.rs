@@ -390,7 +390,8 @@ impl UserData for LuaTime {
     }
 }
 
-/// A ticker: `t:channel()` receives a time every period; `t:stop()` ends it.
+/// A ticker: `t:response()` (or `t:channel()`) receives a time every period; `t:stop()`
+/// ends it.
 pub struct LuaTicker {
     chan: Chan,
     stopped: Rc<Cell<bool>>,
@@ -398,9 +399,10 @@ pub struct LuaTicker {
 
 impl UserData for LuaTicker {
     fn add_methods<M: UserDataMethods<Self>>(m: &mut M) {
-        m.add_method("channel", |lua, t, ()| {
-            channel::to_userdata(lua, t.chan.clone())
-        });
+        // en/lua/core/time.md: `response()`, and `channel()` its alias
+        for name in ["response", "channel"] {
+            m.add_method(name, |lua, t, ()| channel::to_userdata(lua, t.chan.clone()));
+        }
         m.add_method("stop", |_, t, ()| {
             t.stopped.set(true);
             Ok(true)
@@ -414,7 +416,7 @@ impl Drop for LuaTicker {
     }
 }
 
-/// A one-shot timer: `t:channel()` receives the time when it fires; `t:stop()` cancels
+/// A one-shot timer: `t:response()` (or `t:channel()`) receives the time when it fires; `t:stop()` cancels
 /// it (true if it had not fired); `t:reset(d)` starts it again with a new duration.
 pub struct LuaTimer {
     chan: Chan,
@@ -446,9 +448,10 @@ impl LuaTimer {
 
 impl UserData for LuaTimer {
     fn add_methods<M: UserDataMethods<Self>>(m: &mut M) {
-        m.add_method("channel", |lua, t, ()| {
-            channel::to_userdata(lua, t.chan.clone())
-        });
+        // en/lua/core/time.md: `response()`, and `channel()` its alias
+        for name in ["response", "channel"] {
+            m.add_method(name, |lua, t, ()| channel::to_userdata(lua, t.chan.clone()));
+        }
         m.add_method("stop", |_, t, ()| {
             let was_pending = !t.fired.get();
             t.generation.set(t.generation.get() + 1);
