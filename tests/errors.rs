@@ -231,3 +231,35 @@ end }
         })
     );
 }
+
+/// Issue 35 (Wippy's runtime marks the errors its modules raise `retryable = false`, and
+/// en/lua/core/errors.md lets `retryable()` be nil where nothing was said): errors from the
+/// runtime's modules read false; one made with `errors.new` without `retryable` reads nil.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn runtime_errors_are_not_retryable_and_made_ones_say_what_they_say() {
+    let v = common::lua_value(
+        r#"
+local json, funcs, ctx, registry = require("json"), require("funcs"), require("ctx"), require("registry")
+return { main = function()
+  local _, j = json.decode("{")
+  local _, f = funcs.call("app:nope")
+  local _, c = ctx.get("missing")
+  local _, r = registry.get("app:nope")
+  local _, s = process.send("{local|999999}", "x", 1)
+  return {
+    runtime = { j:retryable(), f:retryable(), c:retryable(), r:retryable(), s:retryable() },
+    made = errors.new("x"):retryable() == nil,
+    made_table = errors.new({ message = "x" }):retryable() == nil,
+    said = errors.new({ message = "x", retryable = true }):retryable(),
+    wrapped = errors.wrap(j, "ctx"):retryable(),
+  }
+end }
+"#,
+    )
+    .await;
+    assert_eq!(
+        v,
+        json!({"runtime": [false, false, false, false, false], "made": true, "made_table": true,
+               "said": true, "wrapped": false})
+    );
+}

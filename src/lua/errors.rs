@@ -29,12 +29,14 @@ pub struct LuaError {
 }
 
 impl LuaError {
-    /// Builds an error of `kind`.
+    /// Builds an error of `kind`, as the runtime raises them: not retryable (Wippy's
+    /// runtime marks the errors of its modules `retryable = false`; an error code makes
+    /// with `errors.new` says what it says, nil when it says nothing).
     pub fn new(kind: &'static str, message: impl Into<String>) -> LuaError {
         LuaError {
             kind,
             message: message.into(),
-            retryable: None,
+            retryable: Some(false),
             details: None,
             cause: None,
             stack: Vec::new(),
@@ -151,7 +153,10 @@ fn as_error(v: &mlua::Value) -> LuaError {
             return e.clone();
         }
     }
-    LuaError::new("UNKNOWN", text_of(v))
+    LuaError {
+        retryable: None,
+        ..LuaError::new("UNKNOWN", text_of(v))
+    }
 }
 
 /// The `errors` global.
@@ -185,7 +190,10 @@ pub fn module(lua: &Lua) -> mlua::Result<mlua::Table> {
                     };
                     e
                 }
-                mlua::Value::String(s) => LuaError::new("UNKNOWN", s.to_string_lossy()),
+                mlua::Value::String(s) => LuaError {
+                    retryable: None,
+                    ..LuaError::new("UNKNOWN", s.to_string_lossy())
+                },
                 other => {
                     return Err(mlua::Error::runtime(format!(
                         "errors.new: expected a message or a table, got {}",
