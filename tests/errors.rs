@@ -22,7 +22,9 @@ return { main = function()
   local w = errors.wrap(e, "loading profile")
   local plain = errors.new("plain failure")
   local from_string = errors.wrap("socket closed", "sending")
-  local frames = errors.call_stack(e)
+  -- en/lua/core/errors.md: `{thread, frames}`
+  local stack = errors.call_stack(e)
+  local frames = stack.frames
   return {
     kind = e:kind(), message = e:message(), retryable = e:retryable(), details = e:details(),
     text = tostring(e), concat = "got: " .. e,
@@ -34,6 +36,7 @@ return { main = function()
     wrap_nil = errors.wrap(nil, "x") == nil,
     const = errors.TIMEOUT,
     top_frame = frames[1] and frames[1].name, top_line = frames[1] and frames[1].line,
+    thread = stack.thread == process.pid(), no_stack = errors.call_stack("text") == nil,
     stack_has_line = string.find(e:stack(), "main.lua:4", 1, true) ~= nil,
     bad_kind = select(2, pcall(errors.new, {kind = "NOPE"})),
   }
@@ -60,6 +63,8 @@ end }
     assert_eq!(v["from_string_kind"], "UNKNOWN");
     assert_eq!(v["wrap_nil"], true);
     assert_eq!(v["const"], "TIMEOUT");
+    assert_eq!(v["thread"], true);
+    assert_eq!(v["no_stack"], true);
     assert_eq!(v["top_frame"], "find_user");
     assert_eq!(v["top_line"], 4);
     assert_eq!(v["stack_has_line"], true);

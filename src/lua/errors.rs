@@ -26,6 +26,9 @@ pub struct LuaError {
     pub cause: Option<Arc<LuaError>>,
     /// Where `errors.new` / `errors.wrap` was called: (source, line, function name).
     pub stack: Vec<(String, usize, Option<String>)>,
+    /// Who made it there: the pid of the process (or the id of the function) whose code
+    /// called `errors.new` / `errors.wrap` (`errors.call_stack(err).thread`).
+    pub thread: Option<String>,
 }
 
 impl LuaError {
@@ -40,6 +43,7 @@ impl LuaError {
             details: None,
             cause: None,
             stack: Vec::new(),
+            thread: None,
         }
     }
 
@@ -159,6 +163,13 @@ fn as_error(v: &mlua::Value) -> LuaError {
     }
 }
 
+/// The code running now, for `errors.call_stack(err).thread`: its pid, or the id of the
+/// function whose call it is.
+fn thread_now() -> Option<String> {
+    let (_, entry, pid) = super::running()?;
+    Some(pid.map_or_else(|| entry.id.to_string(), |p| p.to_string()))
+}
+
 /// The `errors` global.
 pub fn module(lua: &Lua) -> mlua::Result<mlua::Table> {
     let t = lua.create_table()?;
@@ -202,6 +213,7 @@ pub fn module(lua: &Lua) -> mlua::Result<mlua::Table> {
                 }
             };
             e.stack = capture_stack(lua);
+            e.thread = thread_now();
             Ok(e)
         })?,
     )?;
@@ -218,6 +230,7 @@ pub fn module(lua: &Lua) -> mlua::Result<mlua::Table> {
             }
             e.cause = Some(Arc::new(cause));
             e.stack = capture_stack(lua);
+            e.thread = thread_now();
             Ok(mlua::Value::UserData(lua.create_userdata(e)?))
         })?,
     )?;
@@ -248,20 +261,30 @@ pub fn module(lua: &Lua) -> mlua::Result<mlua::Table> {
     )?;
     t.set(
         "call_stack",
+        // en/lua/core/errors.md: `{thread, frames = {{source, line, name}, ...}}` of an
+        // error made with `errors.new` / `errors.wrap`, nil for any other value
         lua.create_function(|lua, err: mlua::Value| {
-            let out = lua.create_table()?;
-            if let mlua::Value::UserData(ud) = &err {
-                if let Ok(e) = ud.borrow::<LuaError>() {
-                    for (i, (src, line, name)) in e.stack.iter().enumerate() {
-                        let f = lua.create_table()?;
-                        f.set("source", src.as_str())?;
-                        f.set("line", *line)?;
-                        f.set("name", name.clone())?;
-                        out.raw_set(i + 1, f)?;
-                    }
-                }
+            let mlua::Value::UserData(ud) = &err else {
+                return Ok(mlua::Value::Nil);
+            };
+            let Ok(e) = ud.borrow::<LuaError>() else {
+                return Ok(mlua::Value::Nil);
+            };
+            if e.stack.is_empty() {
+                return Ok(mlua::Value::Nil);
             }
-            Ok(out)
+            let frames = lua.create_table()?;
+            for (i, (src, line, name)) in e.stack.iter().enumerate() {
+                let f = lua.create_table()?;
+                f.set("source", src.as_str())?;
+                f.set("line", *line)?;
+                f.set("name", name.clone())?;
+                frames.raw_set(i + 1, f)?;
+            }
+            let out = lua.create_table()?;
+            out.set("thread", e.thread.clone())?;
+            out.set("frames", frames)?;
+            Ok(mlua::Value::Table(out))
         })?,
     )?;
     Ok(t)
