@@ -24,10 +24,18 @@ pub struct LuaError {
     pub details: Option<Value>,
     /// The error this one wraps.
     pub cause: Option<Arc<LuaError>>,
-    /// Where `errors.new` / `errors.wrap` was called: (source, line, function name).
-    pub stack: Vec<(String, usize, Option<String>)>,
-    /// Who made it there: the pid of the process (or the id of the function) whose code
-    /// called `errors.new` / `errors.wrap` (`errors.call_stack(err).thread`).
+    /// Where and by whom `errors.new` / `errors.wrap` made it (None for the runtime's own
+    /// errors; boxed, as most errors have none).
+    pub origin: Option<Box<Origin>>,
+}
+
+/// Where an error was made with `errors.new` / `errors.wrap`.
+#[derive(Clone, Debug)]
+pub struct Origin {
+    /// The call stack there: (source, line, function name), innermost first.
+    pub frames: Vec<(String, usize, Option<String>)>,
+    /// The pid of the process (or the id of the function) whose code made it
+    /// (`errors.call_stack(err).thread`).
     pub thread: Option<String>,
 }
 
@@ -42,8 +50,7 @@ impl LuaError {
             retryable: Some(false),
             details: None,
             cause: None,
-            stack: Vec::new(),
-            thread: None,
+            origin: None,
         }
     }
 
@@ -115,8 +122,9 @@ impl UserData for LuaError {
 }
 
 fn stack_text(e: &LuaError) -> String {
-    e.stack
+    e.origin
         .iter()
+        .flat_map(|o| o.frames.iter())
         .map(|(src, line, name)| match name {
             Some(n) => format!("{src}:{line}: in function {n}"),
             None => format!("{src}:{line}"),
@@ -212,8 +220,10 @@ pub fn module(lua: &Lua) -> mlua::Result<mlua::Table> {
                     )))
                 }
             };
-            e.stack = capture_stack(lua);
-            e.thread = thread_now();
+            e.origin = Some(Box::new(Origin {
+                frames: capture_stack(lua),
+                thread: thread_now(),
+            }));
             Ok(e)
         })?,
     )?;
@@ -229,8 +239,10 @@ pub fn module(lua: &Lua) -> mlua::Result<mlua::Table> {
                 e.message = format!("{m}: {}", cause.message);
             }
             e.cause = Some(Arc::new(cause));
-            e.stack = capture_stack(lua);
-            e.thread = thread_now();
+            e.origin = Some(Box::new(Origin {
+                frames: capture_stack(lua),
+                thread: thread_now(),
+            }));
             Ok(mlua::Value::UserData(lua.create_userdata(e)?))
         })?,
     )?;
@@ -270,11 +282,11 @@ pub fn module(lua: &Lua) -> mlua::Result<mlua::Table> {
             let Ok(e) = ud.borrow::<LuaError>() else {
                 return Ok(mlua::Value::Nil);
             };
-            if e.stack.is_empty() {
+            let Some(origin) = e.origin.as_deref().filter(|o| !o.frames.is_empty()) else {
                 return Ok(mlua::Value::Nil);
-            }
+            };
             let frames = lua.create_table()?;
-            for (i, (src, line, name)) in e.stack.iter().enumerate() {
+            for (i, (src, line, name)) in origin.frames.iter().enumerate() {
                 let f = lua.create_table()?;
                 f.set("source", src.as_str())?;
                 f.set("line", *line)?;
@@ -282,7 +294,7 @@ pub fn module(lua: &Lua) -> mlua::Result<mlua::Table> {
                 frames.raw_set(i + 1, f)?;
             }
             let out = lua.create_table()?;
-            out.set("thread", e.thread.clone())?;
+            out.set("thread", origin.thread.as_deref())?;
             out.set("frames", frames)?;
             Ok(mlua::Value::Table(out))
         })?,
