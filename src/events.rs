@@ -42,8 +42,12 @@ fn bus(node: &Node) -> Arc<EventBus> {
 /// patterns: dot-separated segments, where `*` is exactly one segment, `**` any number of
 /// segments (none too), `(a|b)` one of the listed segments, and anything else itself.
 pub fn pattern_matches(pattern: &str, name: &str) -> bool {
-    if pattern == name {
-        return true;
+    // the common patterns without splitting (this runs per subscription per event)
+    if !pattern.contains(['*', '(']) {
+        return pattern == name;
+    }
+    if pattern == "*" {
+        return !name.is_empty() && !name.contains('.');
     }
     let p: Vec<&str> = pattern.split('.').collect();
     let n: Vec<&str> = name.split('.').collect();

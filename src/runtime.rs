@@ -48,13 +48,6 @@ fn follow_changes(actor: &ActorRef<RegistryMsg>, sup: &Arc<Supervision>) -> anyh
         while let Some(change) = rx.recv().await {
             let Some(sup) = sup.upgrade() else { break };
             let done = sup.follow(&change).await;
-            // processes that opted in hear that their code changed (Wippy's OUTDATED)
-            let registry = &change.version.registry;
-            let code = crate::registry::changes::changed_code(registry, &change.version.ops);
-            if !code.is_empty() {
-                sup.node
-                    .outdate(|e| crate::registry::changes::code_sources(registry, &e.id, &code));
-            }
             let mut line = format!(
                 "registry version {}: {}",
                 change.version.id,

@@ -48,43 +48,17 @@ fn state(node: &Node) -> Arc<EnvState> {
     node.ext_or_default::<EnvState>()
 }
 
-/// The value of variable entry `e` now.
+/// The value of variable entry `e` now (memory storages: the node's current values,
+/// seeded from the declared ones).
 fn value_of(node: &Node, reg: &Registry, e: &Entry) -> Option<String> {
-    let EntrySpec::EnvVariable {
-        value,
-        variable,
-        default,
-        storage,
-        ..
-    } = &e.spec
-    else {
-        return None;
-    };
-    if value.is_some() {
-        return value.clone();
-    }
-    let name = variable.as_ref()?;
-    let stored = match storage {
-        Some(st) => {
-            let state = state(node);
-            // memory storages: the node's current values, seeded from the declared ones
-            let memory = |id: &Id, key: &str| {
-                let EntrySpec::EnvStorage(EnvStorage::Memory(initial)) = &reg.get(id)?.spec else {
-                    return None;
-                };
-                let mut mem = state.memory.lock().unwrap_or_else(|e| e.into_inner());
-                Some(
-                    mem.entry(id.clone())
-                        .or_insert_with(|| initial.clone())
-                        .get(key)
-                        .cloned(),
-                )
-            };
-            reg.env_read(st, name, 0, &memory)
-        }
-        None => std::env::var(name).ok(),
-    };
-    stored.or_else(|| default.clone())
+    let state = state(node);
+    reg.env_value_of(e, &|id, declared, key| {
+        let mut mem = state.memory.lock().unwrap_or_else(|e| e.into_inner());
+        mem.entry(id.clone())
+            .or_insert_with(|| declared.clone())
+            .get(key)
+            .cloned()
+    })
 }
 
 /// Writes `key=value` into the `.env` file at `path`, keeping its other lines (a later

@@ -30,16 +30,11 @@ fn false_err(lua: &Lua, err: LuaError) -> mlua::Result<MultiValue> {
     Ok(out)
 }
 
-/// A Lua argument as JSON: a JSON text parsed (or, when `text_is_json` is false or it is
-/// not JSON, the string itself), any other value converted.
-fn json_arg(v: &mlua::Value, text_is_json: bool) -> Result<Json, String> {
+/// A schema argument as JSON: a JSON text parsed, any other value converted.
+fn schema_arg(v: &mlua::Value) -> Result<Json, String> {
     if let mlua::Value::String(s) = v {
-        let bytes = s.as_bytes();
-        match serde_json::from_slice::<Json>(&bytes) {
-            Ok(j) => return Ok(j),
-            Err(_) if !text_is_json => return Ok(Json::String(s.to_string_lossy())),
-            Err(e) => return Err(format!("not a JSON text: {e}")),
-        }
+        return serde_json::from_slice::<Json>(&s.as_bytes())
+            .map_err(|e| format!("not a JSON text: {e}"));
     }
     let v = value::from_lua(v).map_err(|e| e.to_string())?;
     value::to_json(&v)
@@ -128,7 +123,7 @@ fn validate(
     if schema.is_nil() {
         return fail(format!("json.{func}: schema is required"));
     }
-    let schema = match json_arg(&schema, true) {
+    let schema = match schema_arg(&schema) {
         Ok(s) => s,
         Err(e) => return fail(format!("json.{func}: schema: {e}")),
     };

@@ -244,9 +244,17 @@ impl SpawnBuilder {
                 ))
             }
         };
-        let mut next = self.clone();
-        next.context = Arc::new(self.context.with(values));
-        Ok(next)
+        Ok(self.with_call_context(|c| *c = c.with(values)))
+    }
+
+    /// This spawner with its call context changed by `change`.
+    fn with_call_context(&self, change: impl FnOnce(&mut CallContext)) -> SpawnBuilder {
+        let mut context = (*self.context).clone();
+        change(&mut context);
+        SpawnBuilder {
+            context: Arc::new(context),
+            ..self.clone()
+        }
     }
 
     /// Spawn-time options: warden has none beyond Wippy's `network`, which needs the
@@ -316,21 +324,13 @@ impl mlua::UserData for SpawnBuilder {
         methods.add_method(
             "with_actor",
             |_, this, a: mlua::UserDataRef<super::security::LuaActor>| {
-                let mut next = this.clone();
-                let mut c = (*this.context).clone();
-                c.actor = Some(a.id.clone());
-                next.context = Arc::new(c);
-                Ok(next)
+                Ok(this.with_call_context(|c| c.actor = Some(a.id.clone())))
             },
         );
         methods.add_method(
             "with_scope",
             |_, this, s: mlua::UserDataRef<super::security::LuaScope>| {
-                let mut next = this.clone();
-                let mut c = (*this.context).clone();
-                c.scope = Some(s.policies.clone());
-                next.context = Arc::new(c);
-                Ok(next)
+                Ok(this.with_call_context(|c| c.scope = Some(s.policies.clone())))
             },
         );
         methods.add_method("with_name", |lua, this, name: mlua::Value| {
@@ -796,24 +796,17 @@ pub fn create(lua: &Lua) -> mlua::Result<Table> {
         lua.create_function(|lua, (name, scope): (mlua::Value, mlua::Value)| {
             let ctx = current()?;
             let r = string_arg(&name, "process.registry.unregister: name").and_then(|n| {
+                let local = || ctx.node.unregister_name(&n);
+                let cluster = || {
+                    ctx.node
+                        .ext::<crate::cluster::Cluster>()
+                        .is_some_and(|c| c.unregister_name(&n))
+                };
                 let freed = match scope {
                     // no scope: the name wherever this process registered it
-                    mlua::Value::Nil => {
-                        ctx.node.unregister_name(&n)
-                            || ctx
-                                .node
-                                .ext::<crate::cluster::Cluster>()
-                                .is_some_and(|c| c.unregister_name(&n))
-                    }
-                    ref s => {
-                        if cluster_scope(s, "process.registry.unregister")? {
-                            ctx.node
-                                .ext::<crate::cluster::Cluster>()
-                                .is_some_and(|c| c.unregister_name(&n))
-                        } else {
-                            ctx.node.unregister_name(&n)
-                        }
-                    }
+                    mlua::Value::Nil => local() || cluster(),
+                    ref s if cluster_scope(s, "process.registry.unregister")? => cluster(),
+                    _ => local(),
                 };
                 ret(lua, freed)
             });

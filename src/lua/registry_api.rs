@@ -510,28 +510,9 @@ pub fn module(lua: &Lua) -> mlua::Result<Table> {
     t.set(
         "apply_version",
         lua.create_async_function(|lua, v: mlua::Value| async move {
-            let id = match &v {
-                mlua::Value::Integer(n) => *n as u64,
-                mlua::Value::UserData(u) => match u.borrow::<LuaVersion>() {
-                    Ok(v) => v.0.id,
-                    Err(_) => {
-                        return nil_err(
-                            &lua,
-                            "INVALID",
-                            "registry.apply_version: expected a version".into(),
-                        )
-                    }
-                },
-                other => {
-                    return nil_err(
-                        &lua,
-                        "INVALID",
-                        format!(
-                            "registry.apply_version: expected a version, found {}",
-                            other.type_name()
-                        ),
-                    )
-                }
+            let id = match version_id(&v, "registry.apply_version") {
+                Ok(id) => id,
+                Err(e) => return e.into_nil_err(&lua),
             };
             let Some(h) = running().and_then(|(n, _, _)| handle(&n)) else {
                 return nil_err(&lua, "UNAVAILABLE", "registry: no registry here".into());

@@ -338,6 +338,24 @@ pub struct ProcessHandle {
 }
 
 impl ProcessHandle {
+    /// The handle of a new process `pid` running `entry` on `host`, with the relations it
+    /// starts with. Every WebAssembly process sees a CANCEL; a Lua process once it takes
+    /// its events channel.
+    fn new(pid: Pid, entry: Arc<Entry>, host: Arc<Host>, rel: Relations) -> Arc<ProcessHandle> {
+        Arc::new(ProcessHandle {
+            pid,
+            sees_cancel: AtomicBool::new(matches!(entry.spec, EntrySpec::Wasm(_))),
+            entry,
+            queues: Mutex::new(Queues::default()),
+            waker: AtomicWaker::new(),
+            kill_requested: AtomicBool::new(false),
+            cancel_requested: AtomicBool::new(false),
+            host,
+            started: std::time::Instant::now(),
+            relations: Mutex::new(rel),
+        })
+    }
+
     /// Opts in to (or out of) [`Signal::Outdated`].
     pub fn set_upgradable(&self, on: bool) {
         self.queues.lock().upgradable = on;
@@ -1312,18 +1330,7 @@ impl Node {
         if let Some(cb) = opts.on_exit {
             rel.monitors.push(Watcher::Callback(cb));
         }
-        let handle = Arc::new(ProcessHandle {
-            pid: pid.clone(),
-            entry: entry.clone(),
-            queues: Mutex::new(Queues::default()),
-            waker: AtomicWaker::new(),
-            kill_requested: AtomicBool::new(false),
-            cancel_requested: AtomicBool::new(false),
-            sees_cancel: AtomicBool::new(matches!(entry.spec, EntrySpec::Wasm(_))),
-            host: host.clone(),
-            started: std::time::Instant::now(),
-            relations: Mutex::new(rel),
-        });
+        let handle = ProcessHandle::new(pid.clone(), entry.clone(), host.clone(), rel);
         self.procs.insert(pid.id, handle.clone());
         if let Some(l) = &opts.link_to {
             if let Some(parent) = self.process(l) {
@@ -1373,18 +1380,7 @@ impl Node {
             node: self.name.clone(),
             id: self.next_id.fetch_add(1, Ordering::Relaxed),
         };
-        let handle = Arc::new(ProcessHandle {
-            pid,
-            entry,
-            queues: Mutex::new(Queues::default()),
-            waker: AtomicWaker::new(),
-            kill_requested: AtomicBool::new(false),
-            cancel_requested: AtomicBool::new(false),
-            sees_cancel: AtomicBool::new(false),
-            host,
-            started: std::time::Instant::now(),
-            relations: Mutex::new(Relations::default()),
-        });
+        let handle = ProcessHandle::new(pid, entry, host, Relations::default());
         self.procs.insert(handle.pid.id, handle.clone());
         handle
     }

@@ -239,6 +239,9 @@ pub enum EnvStorage {
     Router(Vec<Id>),
 }
 
+/// How a memory storage is read: (its id, its declared values, the key) -> the value.
+pub type MemoryRead<'a> = dyn Fn(&Id, &BTreeMap<String, String>, &str) -> Option<String> + 'a;
+
 /// How deep routers may nest (a router that names itself, directly or not, stops here).
 pub const ENV_ROUTER_DEPTH: usize = 8;
 
@@ -377,13 +380,23 @@ impl Registry {
     /// its variable in its storage (the host environment, a memory storage's initial
     /// values, a `.env` file) or in the host environment, else its default.
     pub fn env_value(&self, id: &Id) -> Option<String> {
+        self.env_value_of(self.get(id)?, &|_, declared, key| {
+            declared.get(key).cloned()
+        })
+    }
+
+    /// The value of `env.variable` entry `e`: its literal value, else its variable in its
+    /// storage (or in the host environment), else its default. `memory` reads a memory
+    /// storage (its id, its declared values, the key): a running node keeps their
+    /// current values.
+    pub fn env_value_of(&self, e: &Entry, memory: &MemoryRead<'_>) -> Option<String> {
         let EntrySpec::EnvVariable {
             value,
             variable,
             default,
             storage,
             ..
-        } = &self.get(id)?.spec
+        } = &e.spec
         else {
             return None;
         };
@@ -391,7 +404,7 @@ impl Registry {
             return Some(v.clone());
         }
         let from_storage = variable.as_ref().and_then(|name| match storage {
-            Some(st) => self.env_read(st, name, 0, &|_, _| None),
+            Some(st) => self.env_read(st, name, 0, memory),
             None => std::env::var(name).ok(),
         });
         from_storage.or_else(|| default.clone())
@@ -405,11 +418,11 @@ impl Registry {
         storage: &Id,
         name: &str,
         depth: usize,
-        memory: &dyn Fn(&Id, &str) -> Option<Option<String>>,
+        memory: &MemoryRead<'_>,
     ) -> Option<String> {
         match self.get(storage).map(|e| &e.spec) {
             Some(EntrySpec::EnvStorage(EnvStorage::Memory(values))) => {
-                memory(storage, name).unwrap_or_else(|| values.get(name).cloned())
+                memory(storage, values, name)
             }
             Some(EntrySpec::EnvStorage(EnvStorage::Static(values))) => values.get(name).cloned(),
             Some(EntrySpec::EnvStorage(EnvStorage::File(path))) => std::fs::read_to_string(path)

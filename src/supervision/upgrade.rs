@@ -13,7 +13,9 @@
 //!    the old code;
 //! 5. asks every running tree to restart the children whose code changed, one at a time,
 //!    each through its `shutdown` (`TreeMsg::Upgrade`; `restart_on_change: false` on a
-//!    child keeps it).
+//!    child keeps it);
+//! 6. tells each process that opted in with `set_options{upgradable = true}` which of the
+//!    ids its code depends on changed (an OUTDATED event).
 //!
 //! Processes spawned by code, not by services or trees, keep their code: the next spawn
 //! gets the new one.
@@ -166,6 +168,9 @@ impl Supervision {
                     .extend(children.into_iter().map(|c| format!("{id}/{c}")));
             }
         }
+        // processes that opted in hear that their code changed (Wippy's OUTDATED)
+        self.node
+            .outdate(|e| crate::registry::changes::code_sources(registry, &e.id, &code));
         out
     }
 }

@@ -1,5 +1,6 @@
 //! The directory and environment kinds: `fs.directory`, `env.variable`,
-//! `env.storage.os`, `env.storage.memory`, `env.storage.file`.
+//! `env.storage.os`, `env.storage.memory`, `env.storage.file`, `env.storage.static`,
+//! `env.storage.router`.
 
 use super::*;
 
@@ -37,6 +38,8 @@ impl Loader {
             .and_then(|m| self.module_roots.get(m))
             .filter(|_| module_base)
             .cloned();
+        // auto_init makes a missing one where a module's path resolves, else in the project
+        let create_in = module_root.clone().unwrap_or_else(|| self.root.clone());
         let mut looked: Vec<PathBuf> = Vec::new();
         let bases = match module_root {
             Some(root) => vec![root],
@@ -58,12 +61,8 @@ impl Loader {
         let found = looked.iter().find(|p| p.exists()).cloned();
         let path = match found {
             Some(p) => p,
-            // auto_init: made where a module's path resolves, else in the project
             None if auto_init && self.may_create => {
-                let target = match looked.as_slice() {
-                    [only] => only.clone(),
-                    _ => normalize(&self.root.join(rel)),
-                };
+                let target = normalize(&create_in.join(rel));
                 if let Err(e) = create_dir(&target, mode.unwrap_or(0o755)) {
                     self.entry_error(
                         ctx,

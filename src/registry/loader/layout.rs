@@ -76,14 +76,10 @@ struct Workspace {
     replacements: BTreeMap<String, Option<String>>,
 }
 
-/// `value` (a path from the lock or a config file) against `dir`.
+/// `value` (a path from the lock or a config file) against `dir` (an absolute value
+/// stays as it is: joining keeps it).
 fn resolve(dir: &Path, value: &str) -> PathBuf {
-    let p = Path::new(value);
-    if p.is_absolute() {
-        super::normalize(p)
-    } else {
-        super::normalize(&dir.join(p))
-    }
+    super::normalize(&dir.join(value))
 }
 
 /// A replacement's root, and where its entries load from (its `src` when it has one).

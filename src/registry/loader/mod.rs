@@ -559,21 +559,22 @@ impl Loader {
     fn load_entry(&mut self, file: &Path, dir: &Path, ns: &str, index: usize, item: &Yaml) {
         // a module's entries carry its name (and version), as Wippy tags them
         let tagged;
+        // (a `meta` that is not a mapping is left for its field error)
         let item = match (&self.loading_module, item) {
-            (Some((module, version)), Yaml::Mapping(m)) => {
+            (Some((module, version)), Yaml::Mapping(m))
+                if m.get("meta").is_none_or(|v| v.is_mapping() || v.is_null()) =>
+            {
                 let mut m = m.clone();
-                let mut meta = match m.get("meta") {
-                    Some(Yaml::Mapping(meta)) => meta.clone(),
-                    _ => Mapping::new(),
-                };
+                let mut meta = m
+                    .get("meta")
+                    .and_then(Yaml::as_mapping)
+                    .cloned()
+                    .unwrap_or_default();
                 meta.insert("module".into(), module.as_str().into());
                 if let Some(v) = version {
                     meta.insert("module_version".into(), v.as_str().into());
                 }
-                if !matches!(m.get("meta"), Some(other) if !other.is_mapping() && !other.is_null())
-                {
-                    m.insert("meta".into(), Yaml::Mapping(meta));
-                }
+                m.insert("meta".into(), Yaml::Mapping(meta));
                 tagged = Yaml::Mapping(m);
                 &tagged
             }
