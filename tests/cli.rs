@@ -659,7 +659,7 @@ end }
     assert_eq!(out.status.code(), Some(0), "{stderr}");
     assert_eq!(
         stdout,
-        "args:a,b\nhello\tAda\tlast line without newline\ntrue\t4\tcfbff0d1-9375-5685-968c-48ce8b15ae17\nCANCELED\n"
+        "args:a,b\nhello\tAda\tlast line without newline\ntrue\t4\tcfbff0d1-9375-5685-968c-48ce8b15ae17\nCanceled\n"
     );
     assert!(stderr.contains("to stderr"), "{stderr}");
     assert!(
@@ -685,7 +685,7 @@ fn example_typed_prices_an_order_with_exit_codes() {
     assert!(text(&out.stderr).contains("error: quantity of apple: cannot convert \"x\" to integer"));
     let out = warden(&["run", "-d", &dir, "order", "pear", "1"], None);
     assert_eq!(out.status.code(), Some(1));
-    assert!(text(&out.stderr).contains("pear: no item pear (NOT_FOUND)"));
+    assert!(text(&out.stderr).contains("pear: no item pear (NotFound)"));
     assert!(text(&out.stdout).is_empty());
 }
 
@@ -830,7 +830,7 @@ entries:
     assert!(out.status.success(), "{}", text(&out.stderr));
     assert_eq!(
         text(&out.stdout).trim(),
-        "1024\t1024\t10\tnil\tUNAVAILABLE\ttrue",
+        "1024\t1024\t10\tnil\tUnavailable\ttrue",
         "{}",
         text(&out.stderr)
     );

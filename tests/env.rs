@@ -47,15 +47,15 @@ end }
     assert_eq!(v["by_variable"], "8080");
     assert_eq!(v["token"], "abc");
     assert_eq!(v["fresh"], "none");
-    assert_eq!(v["missing"], json!({"kind": "NOT_FOUND"}));
-    assert_eq!(v["unknown"], json!({"kind": "NOT_FOUND"}));
+    assert_eq!(v["missing"], json!({"kind": "NotFound"}));
+    assert_eq!(v["unknown"], json!({"kind": "NotFound"}));
     assert_eq!(v["set_port"], true);
     assert_eq!(v["set_token"], true);
     assert_eq!(v["set_fresh"], true);
-    assert_eq!(v["locked"], json!({"kind": "PERMISSION_DENIED"}));
-    assert_eq!(v["literal"], json!({"kind": "PERMISSION_DENIED"}));
-    assert_eq!(v["os"], json!({"kind": "PERMISSION_DENIED"}));
-    assert_eq!(v["bad"], json!({"kind": "INVALID"}));
+    assert_eq!(v["locked"], json!({"kind": "PermissionDenied"}));
+    assert_eq!(v["literal"], json!({"kind": "PermissionDenied"}));
+    assert_eq!(v["os"], json!({"kind": "PermissionDenied"}));
+    assert_eq!(v["bad"], json!({"kind": "Invalid"}));
     assert_eq!(v["port_after"], "9090");
     assert_eq!(v["token_after"], "xyz");
     assert_eq!(v["all"]["PORT"], "9090");
@@ -123,7 +123,7 @@ end }
     app.write("app.env", "SECRET=kept\nNOTE=first\n");
     let v = app.value("main").await;
     for k in ["lf", "cr", "nul"] {
-        assert_eq!(v[k]["kind"], "INVALID", "{k}: {v}");
+        assert_eq!(v[k]["kind"], "Invalid", "{k}: {v}");
         assert!(
             v[k]["msg"]
                 .as_str()
@@ -132,7 +132,7 @@ end }
             "{v}"
         );
     }
-    assert_eq!(v["alias"]["kind"], "PERMISSION_DENIED", "{v}");
+    assert_eq!(v["alias"]["kind"], "PermissionDenied", "{v}");
     assert!(
         v["alias"]["msg"]
             .as_str()
@@ -140,7 +140,7 @@ end }
             .contains("SECRET in app:dotenv is read_only (declared so by app:secret)"),
         "{v}"
     );
-    assert_eq!(v["other"]["kind"], "PERMISSION_DENIED", "{v}");
+    assert_eq!(v["other"]["kind"], "PermissionDenied", "{v}");
     assert_eq!(v["plain"]["ok"], true, "{v}");
     assert_eq!(v["secret"], "kept");
     assert_eq!(v["note"], "fine = with spaces");
@@ -189,8 +189,8 @@ end }
         );
     let v = app.value("main").await;
     assert_eq!(v["host"], "https://api.example.com", "{v}");
-    assert_eq!(v["static_set"], json!({"kind": "PERMISSION_DENIED"}));
-    assert_eq!(v["key_set"], json!({"kind": "PERMISSION_DENIED"}));
+    assert_eq!(v["static_set"], json!({"kind": "PermissionDenied"}));
+    assert_eq!(v["key_set"], json!({"kind": "PermissionDenied"}));
     assert_eq!(v["note"], "none");
     assert_eq!(v["routed_set"], true);
     assert_eq!(v["host_after"], "http://localhost");

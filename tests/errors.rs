@@ -44,25 +44,25 @@ end }
 "#,
     )
     .await;
-    assert_eq!(v["kind"], "NOT_FOUND");
+    assert_eq!(v["kind"], "NotFound");
     assert_eq!(v["message"], "user 7 not found");
     assert_eq!(v["retryable"], false);
     assert_eq!(v["details"], json!({"id": 7}));
     assert_eq!(v["text"], "user 7 not found");
     assert_eq!(v["concat"], "got: user 7 not found");
     assert_eq!(v["wrapped"], "loading profile: user 7 not found");
-    assert_eq!(v["wrapped_kind"], "NOT_FOUND");
+    assert_eq!(v["wrapped_kind"], "NotFound");
     assert_eq!(v["cause"], "user 7 not found");
     assert_eq!(v["is_nf"], true);
     assert_eq!(v["is_inv"], false);
     assert_eq!(v["is_same"], true);
     assert_eq!(v["is_str"], false);
-    assert_eq!(v["plain_kind"], "UNKNOWN");
+    assert_eq!(v["plain_kind"], "");
     assert_eq!(v["plain_retry"], true);
     assert_eq!(v["from_string"], "sending: socket closed");
-    assert_eq!(v["from_string_kind"], "UNKNOWN");
+    assert_eq!(v["from_string_kind"], "");
     assert_eq!(v["wrap_nil"], true);
-    assert_eq!(v["const"], "TIMEOUT");
+    assert_eq!(v["const"], "Timeout");
     assert_eq!(v["thread"], true);
     assert_eq!(v["no_stack"], true);
     assert_eq!(v["top_frame"], "find_user");
@@ -112,7 +112,7 @@ end }
         v,
         json!({
             "found": true, "matched": "exhausted", "upper": "QUOTA EXHAUSTED", "len": 15,
-            "kind": "RATE_LIMITED", "missing_kind": "NOT_FOUND", "is_nf": true,
+            "kind": "RateLimited", "missing_kind": "NotFound", "is_nf": true,
             "send_err": true, "fmt": "quota exhausted!",
         })
     );
@@ -188,12 +188,12 @@ end }
     assert_eq!(
         v,
         json!({
-            "missing": {"kind": "NOT_FOUND", "text": "no such user", "found": true, "is": true},
-            "raises": {"kind": "INTERNAL", "text": "broken invariant", "found": true, "is": true},
-            "waits": {"kind": "CANCELED", "text": "terminated", "found": true, "is": true},
-            "gone": "NOT_FOUND",
-            "call": {"kind": "NOT_FOUND", "text": "no such user"},
-            "exec": "NOT_FOUND",
+            "missing": {"kind": "NotFound", "text": "no such user", "found": true, "is": true},
+            "raises": {"kind": "Internal", "text": "broken invariant", "found": true, "is": true},
+            "waits": {"kind": "Canceled", "text": "terminated", "found": true, "is": true},
+            "gone": "NotFound",
+            "call": {"kind": "NotFound", "text": "no such user"},
+            "exec": "NotFound",
         })
     );
 }
@@ -230,9 +230,9 @@ end }
     assert_eq!(
         v,
         json!({
-            "exit": ["CONFLICT", "taken"],
-            "call": ["RATE_LIMITED", "no quota"],
-            "plain": ["INTERNAL", "plain text"],
+            "exit": ["Conflict", "taken"],
+            "call": ["RateLimited", "no quota"],
+            "plain": ["Internal", "plain text"],
         })
     );
 }
@@ -267,4 +267,52 @@ end }
         json!({"runtime": [false, false, false, false, false], "made": true, "made_table": true,
                "said": true, "wrapped": false})
     );
+}
+
+/// The kind constants are the runtime's values, not their names (runtime/lua/modules/
+/// errors.md, api/error/error.go: `errors.NOT_FOUND == "NotFound"`, `errors.UNKNOWN ==
+/// ""`), `errors.new(text)` is UNKNOWN (en/lua/core/errors.md, "Creating Errors"), and a
+/// wrapper keeps the cause's kind, retryable and details while its message is the context
+/// ("Wrapping Errors"); its text names both.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn kinds_are_the_runtimes_values_and_a_wrapper_keeps_the_cause() {
+    let v = lua_value(
+        r#"
+return { main = function()
+  local names = {"NOT_FOUND", "ALREADY_EXISTS", "INVALID", "PERMISSION_DENIED", "UNAVAILABLE",
+    "INTERNAL", "CANCELED", "CONFLICT", "TIMEOUT", "RATE_LIMITED", "UNKNOWN"}
+  local values = {}
+  for _, n in ipairs(names) do values[n] = errors[n] end
+  local cause = errors.new({message = "row 7 missing", kind = errors.NOT_FOUND,
+    retryable = true, details = {row = 7}})
+  local w = errors.wrap(cause, "loading users")
+  local _, missing = require("ctx").get("nothing")
+  return {
+    values = values,
+    plain = errors.new("x"):kind() == errors.UNKNOWN,
+    by_value = errors.new({message = "m", kind = "Conflict"}):kind(),
+    message = w:message(), text = tostring(w), kind = w:kind(), retryable = w:retryable(),
+    details = w:details(), is = errors.is(w, errors.NOT_FOUND),
+    runtime_kind = missing:kind() == errors.NOT_FOUND,
+  }
+end }
+"#,
+    )
+    .await;
+    assert_eq!(
+        v["values"],
+        json!({"NOT_FOUND": "NotFound", "ALREADY_EXISTS": "AlreadyExists", "INVALID": "Invalid",
+               "PERMISSION_DENIED": "PermissionDenied", "UNAVAILABLE": "Unavailable",
+               "INTERNAL": "Internal", "CANCELED": "Canceled", "CONFLICT": "Conflict",
+               "TIMEOUT": "Timeout", "RATE_LIMITED": "RateLimited", "UNKNOWN": ""})
+    );
+    assert_eq!(v["plain"], true);
+    assert_eq!(v["by_value"], "Conflict");
+    assert_eq!(v["message"], "loading users");
+    assert_eq!(v["text"], "loading users: row 7 missing");
+    assert_eq!(v["kind"], "NotFound");
+    assert_eq!(v["retryable"], true);
+    assert_eq!(v["details"], json!({"row": 7}));
+    assert_eq!(v["is"], true);
+    assert_eq!(v["runtime_kind"], true);
 }

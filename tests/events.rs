@@ -129,7 +129,7 @@ end }
         )
         .value("main")
         .await;
-    assert_eq!(v["kind"], "UNAVAILABLE", "{v}");
+    assert_eq!(v["kind"], "Unavailable", "{v}");
     assert!(v["sent"].as_i64().unwrap() >= 65_536, "{v}");
     assert_eq!(
         v["text"],

@@ -64,16 +64,16 @@ end }
         .await;
     assert_eq!(v["sum"], 13);
     assert_eq!(v["copied"], true);
-    assert_eq!(v["empty"][1], "INVALID");
-    assert_eq!(v["nons"][1], "INVALID");
+    assert_eq!(v["empty"][1], "Invalid");
+    assert_eq!(v["nons"][1], "Invalid");
     assert!(v["nons"][2].as_str().unwrap().contains("no namespace"));
-    assert_eq!(v["noname"][1], "INVALID");
-    assert_eq!(v["missing"][1], "NOT_FOUND");
+    assert_eq!(v["noname"][1], "Invalid");
+    assert_eq!(v["missing"][1], "NotFound");
     assert!(v["missing"][2]
         .as_str()
         .unwrap()
         .contains("app:nothing not found"));
-    assert_eq!(v["process"][1], "NOT_FOUND");
+    assert_eq!(v["process"][1], "NotFound");
     assert!(v["process"][2].as_str().unwrap().contains("not a function"));
     assert_eq!(v["raised"][0], true);
     let raised = v["raised"][2].as_str().unwrap();
@@ -83,7 +83,7 @@ end }
     );
     assert_eq!(v["returned"][2], "negative input");
     assert_eq!(v["nested"], true);
-    assert_eq!(v["cyclic"][1], "INVALID");
+    assert_eq!(v["cyclic"][1], "Invalid");
     assert!(
         v["cyclic"][2]
             .as_str()
@@ -92,9 +92,9 @@ end }
         "{}",
         v["cyclic"][2]
     );
-    assert_eq!(v["notstring"][1], "INVALID");
+    assert_eq!(v["notstring"][1], "Invalid");
     assert_eq!(v["ok_after"], 5);
-    assert_eq!(v["badarg"][1], "INVALID");
+    assert_eq!(v["badarg"][1], "Invalid");
 }
 
 /// 20 concurrent callers against a pool: all served, never more than the bound at once.
@@ -268,7 +268,7 @@ end }
         .value("main")
         .await;
     assert_eq!(v["r"], true);
-    assert_eq!(v["kind"], "TIMEOUT");
+    assert_eq!(v["kind"], "Timeout");
     assert!(
         v["msg"].as_str().unwrap().contains("waiting for a worker"),
         "{v}"
@@ -377,9 +377,9 @@ end }
         warden::process::Exit::Normal(v) => warden::value::to_json(&v).unwrap(),
         other => panic!("{other:?}"),
     };
-    assert_eq!(v["sleep"][0], "TIMEOUT");
+    assert_eq!(v["sleep"][0], "Timeout");
     assert_eq!(v["after_sleep"], "ok");
-    assert_eq!(v["spin"][0], "TIMEOUT");
+    assert_eq!(v["spin"][0], "Timeout");
     assert!(v["spin"][1].as_str().unwrap().contains("app:spin"), "{v}");
     assert!(v["neighbour_ms"].as_f64().unwrap() < 100.0, "{v}");
     assert_eq!(v["after_spin"], "still serving");
@@ -443,14 +443,14 @@ end }
     assert_eq!(v["after"], json!([true, "value", true, true, false]));
     assert_eq!(v["pending"], json!([true, true]));
     assert_eq!(v["failed"][4], true);
-    assert_eq!(v["failed"][5], "INTERNAL");
+    assert_eq!(v["failed"][5], "Internal");
     assert_eq!(v["failed"][6], true);
     assert_eq!(v["failed"][0], true);
     assert_eq!(v["failed"][1], false);
     assert!(v["failed"][2].as_str().unwrap().contains("async failure"));
-    assert_eq!(v["failed"][3], "INTERNAL");
+    assert_eq!(v["failed"][3], "Internal");
     assert_eq!(v["cancel"], true);
-    assert_eq!(v["canceled"], json!([true, "CANCELED", "CANCELED"]));
+    assert_eq!(v["canceled"], json!([true, "Canceled", "Canceled"]));
     assert_eq!(v["select"], "a", "a holds the single worker first: {v}");
     assert_eq!(v["invalid"], json!([true]));
 }
@@ -594,7 +594,7 @@ end }
     .await;
     assert_eq!(
         v,
-        json!({"n": 1, "list": ["a", "b"], "format": "lua/any", "json": 1, "bad": "INVALID",
+        json!({"n": 1, "list": ["a", "b"], "format": "lua/any", "json": 1, "bad": "Invalid",
                "text": "payload(5)"})
     );
 }
@@ -627,8 +627,8 @@ end }
     assert_eq!(
         v,
         json!({
-            "here": {"kind": "NOT_FOUND", "text": "ctx.get: no value \"nothing\" in the context"},
-            "without": {"kind": "NOT_FOUND"},
+            "here": {"kind": "NotFound", "text": "ctx.get: no value \"nothing\" in the context"},
+            "without": {"kind": "NotFound"},
             "with": {"v": "ada"},
         })
     );

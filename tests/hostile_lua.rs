@@ -87,7 +87,7 @@ end }
             && v["err"].as_str().unwrap().contains("is full"),
         "{v}"
     );
-    assert_eq!(v["kind"], "UNAVAILABLE");
+    assert_eq!(v["kind"], "Unavailable");
     assert!(v["ping_ms"].as_f64().unwrap() < 100.0, "{v}");
     assert_eq!(v["again"], true);
     assert_eq!(
@@ -185,7 +185,7 @@ end }
         assert!(e.contains("execution time limit exceeded"), "{k}: {e}");
     }
     assert_eq!(v["patient"], "done");
-    assert_eq!(v["fspin"][0], "TIMEOUT");
+    assert_eq!(v["fspin"][0], "Timeout");
     assert!(
         v["fspin"][1]
             .as_str()

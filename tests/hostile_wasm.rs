@@ -98,7 +98,7 @@ end }
             "{key}: the neighbour answered late: {v}"
         );
     }
-    assert_eq!(v["spin"]["kind"], "TIMEOUT");
+    assert_eq!(v["spin"]["kind"], "Timeout");
     assert!(
         v["spin"]["msg"]
             .as_str()
@@ -106,7 +106,7 @@ end }
             .contains("max_execution_ms"),
         "{v}"
     );
-    assert_eq!(v["bomb"]["kind"], "INTERNAL");
+    assert_eq!(v["bomb"]["kind"], "Internal");
     assert!(
         v["bomb"]["msg"]
             .as_str()
@@ -114,10 +114,10 @@ end }
             .contains("memory limit exceeded"),
         "{v}"
     );
-    assert_eq!(v["deep"]["kind"], "INTERNAL");
+    assert_eq!(v["deep"]["kind"], "Internal");
     assert!(v["deep"]["msg"].as_str().unwrap().contains("stack"), "{v}");
     assert_eq!(v["deep"]["next"], 0, "the next call works: {v}");
-    assert_eq!(v["sleepy"]["kind"], "TIMEOUT");
+    assert_eq!(v["sleepy"]["kind"], "Timeout");
     assert_eq!(v["sleepy"]["next"], true);
     assert_eq!(v["list"]["n"], 1_000_000);
     assert_eq!(v["list"]["last"], 1_000_000);

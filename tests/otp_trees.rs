@@ -353,12 +353,12 @@ end }}
         .value("main")
         .await;
     assert_eq!(v["started"], json!(true), "{v}");
-    assert_eq!(v["again"], json!("already_started/ALREADY_EXISTS/true"));
-    assert_eq!(v["restart_running"], json!("running/CONFLICT"));
-    assert_eq!(v["delete_running"], json!("running/CONFLICT"));
+    assert_eq!(v["again"], json!("already_started/AlreadyExists/true"));
+    assert_eq!(v["restart_running"], json!("running/Conflict"));
+    assert_eq!(v["delete_running"], json!("running/Conflict"));
     assert_eq!(v["terminate"], json!(true));
     assert_eq!(v["state_after_terminate"], json!(false));
-    assert_eq!(v["present"], json!("already_present/ALREADY_EXISTS"));
+    assert_eq!(v["present"], json!("already_present/AlreadyExists"));
     assert_eq!(v["restarted"], json!(true));
     assert_eq!(v["answers"], json!(true));
     assert_eq!(
@@ -371,12 +371,12 @@ end }}
         json!({"specs": 2, "active": 2, "supervisors": 0, "workers": 2})
     );
     assert_eq!(v["delete"], json!(true));
-    assert_eq!(v["gone"], json!("not_found/NOT_FOUND"));
-    assert_eq!(v["unknown"], json!("not_found/NOT_FOUND"));
-    assert_eq!(v["restart_unknown"], json!("not_found/NOT_FOUND"));
+    assert_eq!(v["gone"], json!("not_found/NotFound"));
+    assert_eq!(v["unknown"], json!("not_found/NotFound"));
+    assert_eq!(v["restart_unknown"], json!("not_found/NotFound"));
     let bad = v["bad_spec"].as_str().unwrap();
     assert!(
-        bad.starts_with("INVALID")
+        bad.starts_with("Invalid")
             && bad.contains("process: dangling reference: app:ghost does not exist"),
         "{bad}"
     );
@@ -466,7 +466,7 @@ end }}
             "restarted_with_args": "tcp:y",
             "restart": "simple_one_for_one",
             "delete": "simple_one_for_one",
-            "spec_refused": "INVALID",
+            "spec_refused": "Invalid",
         })
     );
 }

@@ -84,7 +84,7 @@ end }
         )
         .value("main")
         .await;
-    assert_eq!(v["open_errors"], json!("NOT_FOUND INVALID"));
+    assert_eq!(v["open_errors"], json!("NotFound Invalid"));
     assert_eq!(v["initially"], json!([0, true]));
     assert_eq!(v["members"], json!(["w1", "w2", "me", "me"]));
     assert_eq!(v["local_members"], json!(4));
@@ -93,7 +93,7 @@ end }
     assert_eq!(v["broadcast_local"], json!(true));
     assert_eq!(v["leave"], json!(true));
     assert_eq!(v["leave_k"], json!(true));
-    assert_eq!(v["not_joined"], json!("INVALID"));
+    assert_eq!(v["not_joined"], json!("Invalid"));
     assert_eq!(v["after_leave"], json!(["w1", "w2", "me"]));
     assert_eq!(
         v["seen_g"],
@@ -123,10 +123,10 @@ end }
     assert_eq!(v["groups_after"], json!(["g"]));
     assert_eq!(v["bus"], json!("g"));
     assert_eq!(v["closed"], json!(true));
-    assert_eq!(v["bad_pid"], json!("INVALID"));
-    assert_eq!(v["bad_group"], json!("INVALID"));
+    assert_eq!(v["bad_pid"], json!("Invalid"));
+    assert_eq!(v["bad_group"], json!("Invalid"));
     assert_eq!(
         v["released"],
-        json!(["INVALID", "pg.Instance{app:groups, released}"])
+        json!(["Invalid", "pg.Instance{app:groups, released}"])
     );
 }

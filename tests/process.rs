@@ -83,7 +83,7 @@ return { main = main }
     .await;
     assert_eq!(v["reserved"]["ok"], serde_json::Value::Null);
     assert!(v["reserved"]["err"].as_str().unwrap().contains("reserved"));
-    assert_eq!(v["reserved"]["kind"], "INVALID");
+    assert_eq!(v["reserved"]["kind"], "Invalid");
     assert!(
         v["func"]
             .as_str()
@@ -106,7 +106,7 @@ return { main = main }
             .contains("process not found"),
         "{v}"
     );
-    assert_eq!(v["dead"]["kind"], "NOT_FOUND");
+    assert_eq!(v["dead"]["kind"], "NotFound");
     assert!(v["malformed"].as_str().unwrap().contains("malformed pid"));
     assert!(v["unnamed"]
         .as_str()
@@ -699,7 +699,7 @@ end }
         .await;
     assert_eq!(v["sum"], 5);
     assert!(v["bad"].as_str().unwrap().contains("nope"));
-    assert_eq!(v["missing"][0], "NOT_FOUND");
+    assert_eq!(v["missing"][0], "NotFound");
     assert!(v["missing"][1]
         .as_str()
         .unwrap()
@@ -708,7 +708,7 @@ end }
         .as_str()
         .unwrap()
         .contains("host app:nohost not found"));
-    assert_eq!(v["invalid"][0], "INVALID");
+    assert_eq!(v["invalid"][0], "Invalid");
     assert!(
         v["notproc"]
             .as_str()
@@ -804,7 +804,7 @@ end }
     // the main process itself was one of the pending spawns until it started
     assert_eq!(v["spawned"], 50);
     assert!(v["err"].as_str().unwrap().contains("queue is full"), "{v}");
-    assert_eq!(v["kind"], "UNAVAILABLE");
+    assert_eq!(v["kind"], "Unavailable");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -916,7 +916,7 @@ return { main = main }
     );
     assert_eq!(
         v["unlisten"],
-        serde_json::json!({"err": "process.unlisten: expected the channel process.listen returned, got string", "kind": "INVALID"}),
+        serde_json::json!({"err": "process.unlisten: expected the channel process.listen returned, got string", "kind": "Invalid"}),
         "{v}"
     );
     assert_eq!(
@@ -1062,14 +1062,14 @@ end }
         v["taken"]
             .as_str()
             .unwrap()
-            .starts_with("ALREADY_EXISTS: process.registry.register: name \"svc\" is already registered by {local|"),
+            .starts_with("AlreadyExists: process.registry.register: name \"svc\" is already registered by {local|"),
         "{v}"
     );
     assert!(
         v["bad"]
             .as_str()
             .unwrap()
-            .starts_with("INVALID: process.registry.register: scope: unknown scope 7"),
+            .starts_with("Invalid: process.registry.register: scope: unknown scope 7"),
         "{v}"
     );
     assert!(
@@ -1080,5 +1080,5 @@ end }
         "{v}"
     );
     assert_eq!(v["unregister"], true);
-    assert!(v["gone"].as_str().unwrap().starts_with("NOT_FOUND"), "{v}");
+    assert!(v["gone"].as_str().unwrap().starts_with("NotFound"), "{v}");
 }

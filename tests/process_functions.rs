@@ -95,7 +95,7 @@ end }
     assert_eq!(v["ok"], 49);
     assert_eq!(v["v"], true);
     assert_eq!(v["err"], "negative: -2");
-    assert_eq!(v["kind"], "FAILED");
+    assert_eq!(v["kind"], "");
     assert_eq!(v["boom"], true);
     assert_eq!(v["berr"], "exploded");
     assert_eq!(v["async"], 9);
@@ -134,7 +134,7 @@ end }
         )
         .value("main")
         .await;
-    assert_eq!(v, json!({"v": true, "kind": "TIMEOUT", "gone": true}));
+    assert_eq!(v, json!({"v": true, "kind": "Timeout", "gone": true}));
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -174,7 +174,7 @@ end }
         .await;
     assert_eq!(
         v,
-        json!({"with": {"user": "ada", "nested": "ada"}, "plain": [], "bad": "INVALID"})
+        json!({"with": {"user": "ada", "nested": "ada"}, "plain": [], "bad": "Invalid"})
     );
 }
 
@@ -468,8 +468,8 @@ end }
         "{v}"
     );
     assert_eq!(v["again_named"], false, "{v}");
-    assert_eq!(v["net"], "INVALID", "{v}");
-    assert_eq!(v["bad"], "INVALID", "{v}");
+    assert_eq!(v["net"], "Invalid", "{v}");
+    assert_eq!(v["bad"], "Invalid", "{v}");
     assert_eq!(v["same"], "userdata", "{v}");
     // the name was free again once the first child ended
     assert_eq!(v["taken"], true, "{v}");

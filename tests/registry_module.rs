@@ -63,7 +63,7 @@ end }
         json!({
             "cfg": {"id": "app:cfg", "kind": "registry.entry", "meta": {"type": "config"},
                     "data": {"retries": 3, "url": "http://x"}},
-            "missing": "NOT_FOUND", "invalid": "INVALID",
+            "missing": "NotFound", "invalid": "Invalid",
             "tests": 7, "math": ["app:t1", "app:t2"],
             "ops": {"regex": ["app:t1"], "contains": ["app:t2"], "prefix": ["app:t2"],
                     "suffix": ["app:t1"], "name_glob": ["app:t1", "app:t2", "app:tagged"],
@@ -148,7 +148,7 @@ end }
     assert_eq!(v["doubled"], 42);
     assert_eq!(v["tripled"], 63);
     assert_eq!(v["cfg"], json!([5, "config"]));
-    assert_eq!(v["gone"], "NOT_FOUND");
+    assert_eq!(v["gone"], "NotFound");
     assert_eq!(v["before_cfg"], 3);
     assert_eq!(v["before_old"], false);
     assert_eq!(v["at2"], "function.lua");
@@ -164,7 +164,7 @@ end }
     );
     assert_eq!(v["ids"], json!([1, 2, 3]));
     assert_eq!(v["history_current"], 4);
-    assert_eq!(v["rollback"], json!(["NOT_FOUND", false, 3]));
+    assert_eq!(v["rollback"], json!(["NotFound", false, 3]));
     // host, cfg, old, main
     assert_eq!(v["ns"], 4);
 }
@@ -217,7 +217,7 @@ end }
         .await;
     for case in ["syntax", "import", "service", "missing"] {
         assert_eq!(v[case]["v"], json!(null), "{case}: {v}");
-        assert_eq!(v[case]["kind"], "INVALID", "{case}: {v}");
+        assert_eq!(v[case]["kind"], "Invalid", "{case}: {v}");
     }
     let text = |case: &str| v[case]["text"].as_str().unwrap().to_string();
     assert!(
@@ -248,7 +248,7 @@ end }
         "{}",
         text("missing")
     );
-    assert_eq!(v["fine"], "NOT_FOUND");
+    assert_eq!(v["fine"], "NotFound");
     assert_eq!(v["version"], 1);
     assert_eq!(v["util"], "library.lua");
 }
@@ -340,7 +340,7 @@ end }
         .await;
     assert_eq!(
         v,
-        json!({"next_is_v2": true, "newest_next": true, "text": true, "n1": 1, "n2": 2, "bad": "INVALID"})
+        json!({"next_is_v2": true, "newest_next": true, "text": true, "n1": 1, "n2": 2, "bad": "Invalid"})
     );
 }
 
@@ -432,6 +432,6 @@ end }
     assert_eq!(
         v,
         json!({"ops": ["entry.create test:b", "entry.update test:changed", "entry.delete test:a"],
-               "bad": "INVALID"})
+               "bad": "Invalid"})
     );
 }

@@ -227,8 +227,8 @@ end }
     assert_eq!(v["new_pid"], true);
     assert_eq!(v["stop"], true);
     assert_eq!(v["after_stop"], "Stopped");
-    assert_eq!(v["unknown"][0], "NOT_FOUND");
-    assert_eq!(v["bad_id"], "INVALID");
+    assert_eq!(v["unknown"][0], "NotFound");
+    assert_eq!(v["bad_id"], "Invalid");
     assert_eq!(v["list"], 3);
 }
 

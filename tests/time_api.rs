@@ -37,7 +37,7 @@ end }
         v,
         json!({
             "text": "1h30m0s", "minutes": 90, "ms": 5400000, "parsed": 1500, "parsed_s": 1.5,
-            "bad": "INVALID", "cmp": true, "ratio": 60, "half": "500ms", "neg": "-1s",
+            "bad": "Invalid", "cmp": true, "ratio": 60, "half": "500ms", "neg": "-1s",
             "slept_ok": true, "since_ok": true, "sub_type": "userdata",
         })
     );
@@ -86,7 +86,7 @@ end }
             "diff_h": 2,
             "kitchen": "10:30PM",
             "named": "Wed Feb 28 2024",
-            "perr": "INVALID",
+            "perr": "Invalid",
             "trunc": "2024-02-28T22:30:01Z",
             "loc": "UTC",
         })

@@ -434,13 +434,13 @@ end }}
     assert_eq!(v["new_b"], json!(true), "{v}");
     assert_eq!(v["sibling_kept"], json!(true), "{v}");
     assert_eq!(v["outer_restarts"], json!({"sub": 1, "solo": 0}), "{v}");
-    assert_eq!(v["unknown"], json!("NOT_FOUND"), "{v}");
+    assert_eq!(v["unknown"], json!("NotFound"), "{v}");
     assert_eq!(
         v["unknown_msg"],
         json!("supervisor app:nope is not running"),
         "{v}"
     );
-    assert_eq!(v["bad"], json!("INVALID"), "{v}");
+    assert_eq!(v["bad"], json!("Invalid"), "{v}");
 }
 
 /// The documented example tree in the repository's `supervisors/` runs as described.

@@ -95,7 +95,7 @@ end }
             {"id": 2, "display": "Bob [user]", "tag-count": 1}
         ])
     );
-    assert_eq!(v["bad"][1], "INVALID");
+    assert_eq!(v["bad"][1], "Invalid");
     assert_eq!(
         v["bad"][2],
         "transform-users: users[2].tags[1]: expected string, got number"
@@ -310,13 +310,13 @@ end }
         )
         .value("main")
         .await;
-    assert_eq!(v["spin"][0], "TIMEOUT");
+    assert_eq!(v["spin"][0], "Timeout");
     assert!(
         v["spin"][1].as_str().unwrap().contains("max_execution_ms"),
         "{v}"
     );
     assert!(v["spin"][2].as_f64().unwrap() < 2000.0, "{v}");
-    assert_eq!(v["trap"][0], "INTERNAL");
+    assert_eq!(v["trap"][0], "Internal");
     assert!(
         v["trap"][1].as_str().unwrap().contains("unreachable"),
         "{v}"

@@ -125,7 +125,7 @@ end }
         bad.contains("app:echo") && bad.contains("run: count"),
         "{bad}"
     );
-    assert_eq!(v["kind"], "INVALID");
+    assert_eq!(v["kind"], "Invalid");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

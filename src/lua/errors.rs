@@ -16,7 +16,8 @@ pub use crate::process::ERROR_KINDS as KINDS;
 pub struct LuaError {
     /// `INVALID`, `NOT_FOUND`, `UNAVAILABLE`, `INTERNAL`, ... (see [`KINDS`]).
     pub kind: &'static str,
-    /// One-line message (for a wrapped error: the context, `: `, and the cause's).
+    /// Its own one-line message (for a wrapped error: the context given to `wrap`; the
+    /// whole text, with the causes', is [`LuaError::text`]).
     pub message: String,
     /// Whether trying again may succeed (None: not said).
     pub retryable: Option<bool>,
@@ -62,6 +63,21 @@ impl LuaError {
         ]))
     }
 
+    /// The whole text: its message, then each cause's after `: ` (what `tostring` gives,
+    /// and what a copy of the error carries).
+    pub fn text(&self) -> String {
+        let mut out = self.message.clone();
+        for c in self.chain().skip(1) {
+            if !c.message.is_empty() {
+                if !out.is_empty() {
+                    out.push_str(": ");
+                }
+                out.push_str(&c.message);
+            }
+        }
+        out
+    }
+
     /// This error and the ones it wraps, outermost first.
     fn chain(&self) -> impl Iterator<Item = &LuaError> {
         std::iter::successors(Some(self), |e| e.cause.as_deref())
@@ -76,7 +92,7 @@ impl From<crate::process::ProcessError> for LuaError {
 
 impl UserData for LuaError {
     fn add_methods<M: UserDataMethods<Self>>(methods: &mut M) {
-        methods.add_method("kind", |_, this, ()| Ok(this.kind));
+        methods.add_method("kind", |_, this, ()| Ok(lua_kind(this.kind)));
         methods.add_method("message", |_, this, ()| Ok(this.message.clone()));
         methods.add_method("retryable", |_, this, ()| Ok(this.retryable));
         methods.add_method("details", |lua, this, ()| match &this.details {
@@ -88,16 +104,16 @@ impl UserData for LuaError {
             Some(c) => Ok(mlua::Value::UserData(lua.create_userdata((**c).clone())?)),
             None => Ok(mlua::Value::Nil),
         });
-        methods.add_meta_method(MetaMethod::ToString, |_, this, ()| Ok(this.message.clone()));
-        // copied into a message, an event, a call: the error's message
-        methods.add_meta_method("__copy", |_, this, ()| Ok(this.message.clone()));
+        methods.add_meta_method(MetaMethod::ToString, |_, this, ()| Ok(this.text()));
+        // copied into a message, an event, a call: the error's text
+        methods.add_meta_method("__copy", |_, this, ()| Ok(this.text()));
         methods.add_meta_function(
             MetaMethod::Concat,
             |lua, (a, b): (mlua::Value, mlua::Value)| {
                 let s = |v: &mlua::Value| -> mlua::Result<String> {
                     match v {
                         mlua::Value::UserData(ud) => match ud.borrow::<LuaError>() {
-                            Ok(e) => Ok(e.message.clone()),
+                            Ok(e) => Ok(e.text()),
                             Err(_) => Ok(lua
                                 .coerce_string(v.clone())?
                                 .map(|s| s.to_string_lossy())
@@ -115,7 +131,7 @@ impl UserData for LuaError {
         methods.add_meta_method(MetaMethod::Eq, |_, this, other: mlua::AnyUserData| {
             Ok(other
                 .borrow::<LuaError>()
-                .map(|o| o.kind == this.kind && o.message == this.message)
+                .map(|o| o.kind == this.kind && o.text() == this.text())
                 .unwrap_or(false))
         });
     }
@@ -155,7 +171,38 @@ fn capture_stack(lua: &Lua) -> Vec<(String, usize, Option<String>)> {
     out
 }
 
-use crate::process::error_kind as kind_of;
+/// The kind as Lua sees it: the value of Wippy's constant (`errors.NOT_FOUND` is
+/// `"NotFound"`, `errors.UNKNOWN` is `""`; the runtime's api/error/error.go and
+/// runtime/lua/modules/errors.md). An error a function returned as a plain value
+/// (warden's FAILED) reads as UNKNOWN, as Wippy has no such kind.
+pub fn lua_kind(kind: &str) -> &'static str {
+    match kind {
+        "INVALID" => "Invalid",
+        "NOT_FOUND" => "NotFound",
+        "ALREADY_EXISTS" => "AlreadyExists",
+        "PERMISSION_DENIED" => "PermissionDenied",
+        "UNAVAILABLE" => "Unavailable",
+        "INTERNAL" => "Internal",
+        "CANCELED" => "Canceled",
+        "CONFLICT" => "Conflict",
+        "TIMEOUT" => "Timeout",
+        "RATE_LIMITED" => "RateLimited",
+        _ => "",
+    }
+}
+
+/// The kind named by a Lua value: a constant's value (`"NotFound"`, `""`), or, as warden
+/// read them before, the constant's name (`"NOT_FOUND"`).
+pub fn kind_of(name: &str) -> Option<&'static str> {
+    if name.is_empty() || name == "Unknown" {
+        return Some("UNKNOWN");
+    }
+    KINDS
+        .iter()
+        .copied()
+        .filter(|k| *k != "FAILED")
+        .find(|k| *k == name || lua_kind(k) == name)
+}
 
 /// An error object from a Lua value: an error object as it is, a string as an UNKNOWN
 /// error with that message, anything else described.
@@ -181,8 +228,8 @@ fn thread_now() -> Option<String> {
 /// The `errors` global.
 pub fn module(lua: &Lua) -> mlua::Result<mlua::Table> {
     let t = lua.create_table()?;
-    for k in KINDS {
-        t.set(*k, *k)?;
+    for k in KINDS.iter().filter(|k| **k != "FAILED") {
+        t.set(*k, lua_kind(k))?;
     }
     t.set(
         "new",
@@ -193,9 +240,14 @@ pub fn module(lua: &Lua) -> mlua::Result<mlua::Table> {
                     let kind = match t.get::<Option<String>>("kind")? {
                         None => "UNKNOWN",
                         Some(k) => kind_of(&k).ok_or_else(|| {
+                            let known: Vec<String> = KINDS
+                                .iter()
+                                .filter(|k| **k != "FAILED")
+                                .map(|k| format!("errors.{k}"))
+                                .collect();
                             mlua::Error::runtime(format!(
                                 "errors.new: unknown kind {k:?} (one of {})",
-                                KINDS.join(", ")
+                                known.join(", ")
                             ))
                         })?,
                     };
@@ -233,12 +285,14 @@ pub fn module(lua: &Lua) -> mlua::Result<mlua::Table> {
             if err.is_nil() {
                 return Ok(mlua::Value::Nil);
             }
+            // en/lua/core/errors.md: the wrapper keeps the kind, retryable and details;
+            // its message is the context, its text the context and the cause's
             let cause = as_error(&err);
             let mut e = cause.clone();
             if let Some(m) = message {
-                e.message = format!("{m}: {}", cause.message);
+                e.message = m;
+                e.cause = Some(Arc::new(cause));
             }
-            e.cause = Some(Arc::new(cause));
             e.origin = Some(Box::new(Origin {
                 frames: capture_stack(lua),
                 thread: thread_now(),
@@ -257,14 +311,14 @@ pub fn module(lua: &Lua) -> mlua::Result<mlua::Table> {
                 _ => return Ok(false),
             };
             Ok(match &target {
-                mlua::Value::String(k) => {
-                    let k = k.to_string_lossy();
-                    e.chain().any(|c| c.kind == k)
-                }
-                mlua::Value::UserData(ud) => match ud.borrow::<LuaError>() {
-                    Ok(t) => e
+                mlua::Value::String(k) => match kind_of(&k.to_string_lossy()) {
+                    Some(k) => e
                         .chain()
-                        .any(|c| c.kind == t.kind && c.message == t.message),
+                        .any(|c| c.kind == k || lua_kind(c.kind) == lua_kind(k)),
+                    None => false,
+                },
+                mlua::Value::UserData(ud) => match ud.borrow::<LuaError>() {
+                    Ok(t) => e.chain().any(|c| c.kind == t.kind && c.text() == t.text()),
                     Err(_) => false,
                 },
                 _ => false,
@@ -344,7 +398,7 @@ pub fn text_of(v: &mlua::Value) -> String {
     match v {
         mlua::Value::String(s) => s.to_string_lossy(),
         mlua::Value::UserData(ud) => match ud.borrow::<LuaError>() {
-            Ok(e) => e.message.clone(),
+            Ok(e) => e.text(),
             Err(_) => "error value of type userdata".to_string(),
         },
         other => match crate::value::from_lua(other) {
@@ -380,8 +434,9 @@ pub fn describe(lua: &Lua, v: mlua::Value) -> mlua::Result<mlua::Value> {
         mlua::Value::UserData(ud) => match ud.borrow::<LuaError>() {
             Ok(e) => {
                 // the error leaves Lua as its text; its kind waits here for the exit
-                LAST_RAISED.with(|l| *l.borrow_mut() = Some((e.message.clone(), e.kind)));
-                e.message.clone()
+                let text = e.text();
+                LAST_RAISED.with(|l| *l.borrow_mut() = Some((text.clone(), e.kind)));
+                text
             }
             Err(_) => return Ok(v),
         },

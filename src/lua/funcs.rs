@@ -250,7 +250,7 @@ fn put_instance(w: &LuaWorker, pool: &Pool, f: Function, env: Table) {
 fn returned_error(v: &mlua::Value) -> CallError {
     match v {
         mlua::Value::UserData(ud) => match ud.borrow::<LuaError>() {
-            Ok(e) => CallError::new(e.kind, e.message.clone()),
+            Ok(e) => CallError::new(e.kind, e.text()),
             Err(_) => CallError::new("FAILED", "function returned an error object"),
         },
         mlua::Value::String(s) => CallError::new("FAILED", s.to_string_lossy()),
