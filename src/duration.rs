@@ -173,10 +173,24 @@ impl mlua::UserData for LuaDuration {
         m.add_method("hours", |_, d, ()| Ok(d.0 as f64 / 3.6e12));
         m.add_method("string", |_, d, ()| Ok(go_format(d.0)));
         m.add_method("abs", |_, d, ()| Ok(LuaDuration(d.0.saturating_abs())));
-        m.add_method("truncate", |_, d, u: mlua::UserDataRef<LuaDuration>| {
+        // a step is a Duration or a number of nanoseconds (`time.MICROSECOND`)
+        let step = |v: &mlua::Value| -> mlua::Result<LuaDuration> {
+            match v {
+                mlua::Value::Integer(i) => Ok(LuaDuration(*i)),
+                mlua::Value::Number(n) => Ok(LuaDuration(*n as i64)),
+                mlua::Value::UserData(ud) => Ok(*ud.borrow::<LuaDuration>()?),
+                other => Err(mlua::Error::runtime(format!(
+                    "expected a duration, got {}",
+                    other.type_name()
+                ))),
+            }
+        };
+        m.add_method("truncate", move |_, d, u: mlua::Value| {
+            let u = step(&u)?;
             Ok(LuaDuration(if u.0 <= 0 { d.0 } else { d.0 - d.0 % u.0 }))
         });
-        m.add_method("round", |_, d, u: mlua::UserDataRef<LuaDuration>| {
+        m.add_method("round", move |_, d, u: mlua::Value| {
+            let u = step(&u)?;
             if u.0 <= 0 {
                 return Ok(LuaDuration(d.0));
             }

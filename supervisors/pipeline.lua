@@ -37,7 +37,7 @@ local function demo()
   for _ = 1, 400 do
     after = children(supervisor, "pipeline:pipeline")
     if after.parser.pid and after.parser.pid ~= before.parser.pid then break end
-    time.sleep(5)
+    time.sleep(5 * time.MILLISECOND)
   end
   local restarted = {}
   for id, c in pairs(after) do

@@ -60,7 +60,7 @@ fn app() -> App {
         .func("fails", "return { main = function() error('no') end }", None)
         .lua(
             "caller",
-            "local funcs, time = require('funcs'), require('time')\nreturn { main = function() while true do funcs.call('app:double', 21) funcs.call('app:fails') time.sleep(5) end end }",
+            "local funcs, time = require('funcs'), require('time')\nreturn { main = function() while true do funcs.call('app:double', 21) funcs.call('app:fails') time.sleep(5 * time.MILLISECOND) end end }",
         )
         .entry("  - name: calls\n    kind: process.service\n    process: caller\n    host: host\n    lifecycle: {auto_start: true}\n");
     app.finish();

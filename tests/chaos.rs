@@ -59,7 +59,7 @@ return { main = function()
     else
       local sent = process.send("w" .. (i % 3 + 1), "ping", i)
       if sent then
-        local got = channel.select({ process.inbox():case_receive(), time.after(200):case_receive() })
+        local got = channel.select({ process.inbox():case_receive(), time.after(200 * time.MILLISECOND):case_receive() })
         r = got.value and got.value.payload and got.value:payload():data()
       end
     end
@@ -68,7 +68,7 @@ return { main = function()
     if r ~= nil then ok = ok + 1 else failed = failed + 1 end
     -- the last 20,000 latencies (a fixed ring: the load generator must not grow)
     lat[(i - 1) % 20000 + 1] = ms
-    if i % 50 == 0 then time.sleep(1) end
+    if i % 50 == 0 then time.sleep(1 * time.MILLISECOND) end
   end
   table.sort(lat)
   return { ok = ok, failed = failed, worst_ms = worst,
@@ -101,10 +101,10 @@ return { main = function(secs)
           workers = workers + 1
         end
         -- the EXIT event comes after the tree's own exit callback
-        channel.select({ events:case_receive(), time.after(1000):case_receive() })
+        channel.select({ events:case_receive(), time.after(1000 * time.MILLISECOND):case_receive() })
       end
     end
-    time.sleep(math.random(2, 8))
+    time.sleep(math.random(2, 8) * time.MILLISECOND)
   end
   return { workers = workers, supervisors = sups }
 end }

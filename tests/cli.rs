@@ -479,7 +479,7 @@ entries:
           if not r.default then return name .. " stopped" end
           i = i + 1
           assert(funcs.call("app:work", i) == i * 2)
-          if i % 100 == 0 then time.sleep(1) end
+          if i % 100 == 0 then time.sleep(1 * time.MILLISECOND) end
         end
       end }
   - {name: db, kind: process.service, process: loader, host: host, args: [db], lifecycle: {auto_start: true, stop_timeout: 2s}}

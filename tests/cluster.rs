@@ -93,7 +93,7 @@ return { main = function(remote)
   local got = {}
   for i = 1, 50 do process.send(remote, "n", i) end
   for i = 1, 50 do
-    local r = channel.select({ inbox:case_receive(), time.after(3000):case_receive() })
+    local r = channel.select({ inbox:case_receive(), time.after(3000 * time.MILLISECOND):case_receive() })
     if not r.value then error("no answer from " .. remote) end
     got[i] = r.value:payload():data().data
   end
@@ -246,7 +246,7 @@ end }
 const WATCHER: &str = r#"
 local time = require("time")
 local function next_event(events, what)
-  local r = channel.select({ events:case_receive(), time.after(5000):case_receive() })
+  local r = channel.select({ events:case_receive(), time.after(5000 * time.MILLISECOND):case_receive() })
   if type(r.value) ~= "table" or not r.value.kind then error("no " .. what .. " event within 5 s") end
   return r.value
 end
@@ -359,11 +359,11 @@ return { main = function(old, new)
   local events, inbox = process.events(), process.inbox()
   local sent = process.send(old, "hello")
   process.monitor(old)
-  local r = channel.select({ events:case_receive(), time.after(2000):case_receive() })
+  local r = channel.select({ events:case_receive(), time.after(2000 * time.MILLISECOND):case_receive() })
   local ev = r.value
   process.send(new, "ping")
   process.send(new, "what")
-  r = channel.select({ inbox:case_receive(), time.after(5000):case_receive() })
+  r = channel.select({ inbox:case_receive(), time.after(5000 * time.MILLISECOND):case_receive() })
   if type(ev) ~= "table" or not ev.kind then error("no EXIT for the old pid") end
   if r.channel ~= inbox then error("no answer from the new pid") end
   return { sent = sent, kind = ev.kind, error = tostring(ev.result.error), first = r.value:payload():data() }
@@ -413,7 +413,7 @@ return { main = function(target)
   local events = process.events()
   process.monitor(target)
   process.send(target, "are you there")
-  local r = channel.select({ events:case_receive(), time.after(10000):case_receive() })
+  local r = channel.select({ events:case_receive(), time.after(10000 * time.MILLISECOND):case_receive() })
   local ev = r.value
   if type(ev) ~= "table" then error("no EXIT") end
   return { kind = ev.kind, error = tostring(ev.result.error) }
@@ -487,7 +487,7 @@ const ASKER: &str = r#"
 local time = require("time")
 return { main = function(target)
   process.cancel(target, "after the outage")
-  local r = channel.select({ process.inbox():case_receive(), time.after(5000):case_receive() })
+  local r = channel.select({ process.inbox():case_receive(), time.after(5000 * time.MILLISECOND):case_receive() })
   if r.channel ~= process.inbox() then error("no answer from " .. target) end
   return r.value:payload():data().reason
 end }
@@ -552,7 +552,7 @@ return { main = function(name)
   out.holder = holder
   if holder and holder ~= process.pid() then
     process.send(name, "ping")
-    local r = channel.select({ process.inbox():case_receive(), time.after(3000):case_receive() })
+    local r = channel.select({ process.inbox():case_receive(), time.after(3000 * time.MILLISECOND):case_receive() })
     out.pong = r.channel == process.inbox() and r.value:payload():data() or "no answer"
   end
   return out
@@ -710,7 +710,7 @@ entries:
         for i = 1, 200 do
           pid = process.registry.lookup(name)
           if pid then break end
-          time.sleep(50)
+          time.sleep(50 * time.MILLISECOND)
         end
         if not pid then error("no " .. name) end
         process.monitor(pid)
@@ -978,7 +978,7 @@ return { main = function(want, watch_leave)
   for i = 1, 200 do
     members = scope:get_members("workers")
     if #members == want then break end
-    time.sleep(10)
+    time.sleep(10 * time.MILLISECOND)
   end
   local out = { all = #members, nodes = {} }
   for _, p in ipairs(members) do out.nodes[#out.nodes + 1] = p:match("^{(.-)|") end
@@ -1000,7 +1000,7 @@ return { main = function(want, watch_leave)
   out.answers = table.concat(got, ",")
   if watch_leave then
     local sub = scope:monitor("workers")
-    local r = channel.select({ sub:channel():case_receive(), time.after(5000):case_receive() })
+    local r = channel.select({ sub:channel():case_receive(), time.after(5000 * time.MILLISECOND):case_receive() })
     if r.channel ~= sub:channel() then error("no leave") end
     local ev = r.value
     out.left = { event = ev.kind, count = #ev.data.PIDs, node = ev.data.PIDs[1]:match("^{(.-)|") }
@@ -1108,7 +1108,7 @@ const SLOW: &str = r#"
 local time = require("time")
 local system = require("system")
 return { main = function()
-  time.sleep(400)
+  time.sleep(400 * time.MILLISECOND)
   return system.cluster.node()
 end }
 "#;

@@ -9,7 +9,7 @@ use warden::registry::Id;
 
 const SLEEPY: &str = r#"
 local time = require("time")
-return { main = function(ms, tag) time.sleep(ms) return tag end }
+return { main = function(ms, tag) time.sleep(ms * time.MILLISECOND) return tag end }
 "#;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -180,7 +180,7 @@ return { main = function(phase)
     end
     for _ = 1, 8 do done:receive() end
   else
-    time.sleep(600)
+    time.sleep(600 * time.MILLISECOND)
     funcs.call("app:slow", 1, 1)
   end
 end }
@@ -297,7 +297,7 @@ local funcs = require("funcs")
 local time = require("time")
 return { main = function()
   local c = process.spawn_monitored("app:caller", "app:host")
-  time.sleep(50)
+  time.sleep(50 * time.MILLISECOND)
   process.terminate(c)
   local ev = process.events():receive()
   local quick = funcs.new():with_options({ timeout = 1000 })
@@ -350,7 +350,7 @@ return { main = function()
   local echo = process.spawn("app:echo", "app:host")
   local answered = channel.new(1)
   coroutine.spawn(function()
-    time.sleep(20)
+    time.sleep(20 * time.MILLISECOND)
     local t0 = time.now()
     process.send(echo, "ping", 1)
     process.inbox():receive()
@@ -517,7 +517,7 @@ async fn concurrent_calls_are_isolated_and_process_apis_work_in_functions() {
 local time = require("time")
 return { main = function(x)
   mine = x
-  time.sleep(20)
+  time.sleep(20 * time.MILLISECOND)
   return mine
 end }
 "#,
@@ -594,8 +594,67 @@ end }
     .await;
     assert_eq!(
         v,
-        json!({"n": 1, "list": ["a", "b"], "format": "lua/any", "json": 1, "bad": "Invalid",
-               "text": "payload(5)"})
+        json!({"n": 1, "list": ["a", "b"], "format": "lua/any", "json": 1, "bad": "Internal",
+               "text": "payload{format=lua/any}"})
+    );
+}
+
+/// en/lua/data/payload.md: `payload.format.*` are the runtime's format names,
+/// `get_format()` names a payload's, `transcode` to JSON, YAML and MessagePack keeps the
+/// data (`data()` and `unmarshal()` decode it back), an error object makes a
+/// `golang/error` payload, and a failed transcoding is INTERNAL.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn payloads_transcode_between_wippys_formats() {
+    let v = common::lua_value(
+        r#"
+return { main = function()
+  local p = payload.new({ name = "test", value = 123, tags = { "a", "b" } })
+  local out = { formats = {}, round = {} }
+  for k, f in pairs(payload.format) do out.formats[k] = f end
+  for _, f in ipairs({ payload.format.JSON, payload.format.YAML, payload.format.MSGPACK }) do
+    local t, err = p:transcode(f)
+    local back = t:transcode(payload.format.LUA)
+    local d = t:unmarshal()
+    out.round[#out.round + 1] = { t:get_format(), err == nil, d.name, d.value, d.tags[2],
+      back:get_format(), back:data().value, t:data().name }
+  end
+  local s = payload.new("hello"):transcode(payload.format.STRING)
+  local e = payload.new(errors.new({ message = "failed", kind = errors.NOT_FOUND }))
+  local _, bad = p:transcode("xml/plain")
+  local cross = p:transcode(payload.format.JSON):transcode(payload.format.MSGPACK)
+  process.send(process.pid(), "t", { x = 1 })
+  local m = process.inbox():receive():payload()
+  return {
+    message = { m:get_format(), m:transcode(payload.format.JSON):get_format(), m:unmarshal().x },
+    formats = out.formats, round = out.round,
+    string = { s:get_format(), s:data() },
+    err = { e:get_format(), e:data():kind(), e:data():message() },
+    bad = { bad:kind(), bad:retryable() },
+    cross = { cross:get_format(), cross:data().tags[1] },
+    lua = payload.new(nil):get_format(),
+  }
+end }
+"#,
+    )
+    .await;
+    assert_eq!(
+        v,
+        json!({
+            "formats": {"JSON": "json/plain", "YAML": "yaml/plain", "STRING": "text/plain",
+                "BYTES": "application/octet-stream", "MSGPACK": "application/msgpack",
+                "LUA": "lua/any", "GOLANG": "golang/any", "ERROR": "golang/error"},
+            "round": [
+                ["json/plain", true, "test", 123, "b", "lua/any", 123, "test"],
+                ["yaml/plain", true, "test", 123, "b", "lua/any", 123, "test"],
+                ["application/msgpack", true, "test", 123, "b", "lua/any", 123, "test"],
+            ],
+            "string": ["text/plain", "hello"],
+            "err": ["golang/error", "NotFound", "failed"],
+            "bad": ["Internal", false],
+            "cross": ["application/msgpack", "a"],
+            "lua": "lua/any",
+            "message": ["lua/any", "json/plain", 1],
+        })
     );
 }
 

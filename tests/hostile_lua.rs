@@ -32,7 +32,7 @@ return { main = function()
       process.send(m:from(), "counted", n)
     else
       n = n + 1
-      if n % 1000 == 0 then time.sleep(1) end
+      if n % 1000 == 0 then time.sleep(1 * time.MILLISECOND) end
     end
   end
 end }
@@ -61,11 +61,11 @@ return { main = function()
   for _ = 1, 2000 do
     again = process.send(slow, "count")
     if again then break end
-    time.sleep(5)
+    time.sleep(5 * time.MILLISECOND)
   end
   local counted
   for _ = 1, 2000 do
-    local r = channel.select({ process.inbox():case_receive(), time.after(5):case_receive() })
+    local r = channel.select({ process.inbox():case_receive(), time.after(5 * time.MILLISECOND):case_receive() })
     if r.value and r.value.topic and r.value:topic() == "counted" then
       counted = r.value:payload():data()
       break
@@ -131,7 +131,7 @@ async fn max_execution_ms_stops_runaway_lua_processes_and_functions() {
             "  - name: spin\n    kind: process.lua\n    source: \"return { main = function() while true do end end }\"\n    method: main\n    limits: {max_execution_ms: 100}\n",
         )
         .entry(
-            "  - name: patient\n    kind: process.lua\n    source: \"local time = require('time') return { main = function() for i = 1, 30 do local t = os.clock() while os.clock() - t < 0.01 do end time.sleep(1) end return 'done' end }\"\n    method: main\n    modules: [time]\n    limits: {max_execution_ms: 100}\n",
+            "  - name: patient\n    kind: process.lua\n    source: \"local time = require('time') return { main = function() for i = 1, 30 do local t = os.clock() while os.clock() - t < 0.01 do end time.sleep(1 * time.MILLISECOND) end return 'done' end }\"\n    method: main\n    modules: [time]\n    limits: {max_execution_ms: 100}\n",
         )
         .entry(
             "  - name: wspin\n    kind: process.lua\n    source: \"return { main = function() coroutine.wrap(function() while true do end end)() end }\"\n    method: main\n    limits: {max_execution_ms: 100}\n",
@@ -152,7 +152,7 @@ return { main = function()
   local out = {}
   local echo = process.spawn("app:echo", "app:host")
   local s = process.spawn_monitored("app:spin", "app:host")
-  time.sleep(10)
+  time.sleep(10 * time.MILLISECOND)
   local t0 = time.now()
   process.send(echo, "ping", 1)
   process.inbox():receive()
@@ -234,7 +234,7 @@ return { main = function()
   local echo = process.spawn("app:echo", "app:host")
   for _, name in ipairs({ "bottom", "after", "afterpcall", "aftermeta" }) do
     process.spawn_monitored("app:" .. name, "app:host")
-    time.sleep(20)
+    time.sleep(20 * time.MILLISECOND)
     local t0 = time.now()
     process.send(echo, "ping", 1)
     process.inbox():receive()

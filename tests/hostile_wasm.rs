@@ -67,7 +67,7 @@ return { main = function()
   end
   local function try(id, arg, ok_arg)
     local f = funcs.async(id, arg)
-    time.sleep(20)
+    time.sleep(20 * time.MILLISECOND)
     local ping = neighbour_ms()
     f:response():receive()
     local err = f:error()

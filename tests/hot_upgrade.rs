@@ -32,7 +32,7 @@ local supervisor = require("supervisor")
 local registry = require("registry")
 local function ask(pid)
   process.send(pid, "ask", process.pid())
-  local r = channel.select({ process.inbox():case_receive(), time.after(2000):case_receive() })
+  local r = channel.select({ process.inbox():case_receive(), time.after(2000 * time.MILLISECOND):case_receive() })
   if r.channel == process.inbox() then return r.value:payload():data() end
   return "no answer"
 end
@@ -40,7 +40,7 @@ local function wait_new(get, old)
   for _ = 1, 300 do
     local p = get()
     if p and p ~= old then return p end
-    time.sleep(10)
+    time.sleep(10 * time.MILLISECOND)
   end
   return nil
 end
@@ -71,7 +71,7 @@ return { main = function()
   if not v then return { err = tostring(err) } end
   local svc2 = wait_new(function() return svc_pid("app:svc") end, svc1)
   local a2 = wait_new(function() return child_pid("app:tree", "a") end, a1)
-  time.sleep(100)
+  time.sleep(100 * time.MILLISECOND)
   return {
     before = before,
     after = { ask(svc2), ask(a2), ask(child_pid("app:tree", "b")), ask(child_pid("app:tree", "c")),
@@ -173,7 +173,7 @@ return { main = function()
   for _ = 1, 300 do
     local st, err = supervisor.state("app:svc")
     if not st then gone = err break end
-    time.sleep(10)
+    time.sleep(10 * time.MILLISECOND)
   end
   local _, spawn_err = process.spawn("app:worker", "app:host")
   local fresh = wait_new(function() return svc_pid("app:svc2") end, nil)
@@ -298,7 +298,7 @@ async fn changed_functions_serve_new_calls_while_running_calls_finish_on_the_old
             "slow",
             r#"
 local time = require("time")
-return { main = function(ms) time.sleep(ms) return "old" end }
+return { main = function(ms) time.sleep(ms * time.MILLISECOND) return "old" end }
 "#,
             Some("{type: static, size: 4}"),
         )
@@ -318,7 +318,7 @@ return { main = function()
   local v, err = registry.changes()
     :update({ id = "app:slow", data = { method = "main", pool = { type = "static", size = 4 },
       modules = { "time" },
-      source = "local time = require('time') return { main = function(ms) time.sleep(ms) return 'new' end }" } })
+      source = "local time = require('time') return { main = function(ms) time.sleep(ms * time.MILLISECOND) return 'new' end }" } })
     :update({ id = "app:answer", data = { method = "answer", wit = "answer: func() -> s32;", source = wat(2) } })
     :apply()
   if not v then return { err = tostring(err) } end

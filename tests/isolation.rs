@@ -150,7 +150,7 @@ end }
 local time = require("time")
 return { main = function()
   local honest = process.spawn("app:honest", "app:host")
-  time.sleep(20)
+  time.sleep(20 * time.MILLISECOND)
   local hostile = process.spawn_monitored("app:hostile", "app:host")
   local ev = process.events():receive()
   local done = ev.result and ev.result.value and ev.result.value.done or ev.result

@@ -288,7 +288,7 @@ return { main = function()
   local out = {}
   local t0 = time.now()
   time.sleep("30ms")
-  time.sleep(10)
+  time.sleep(10 * time.MILLISECOND)
   out.slept = (time.now():sub(t0):seconds() * 1000)
   local a = time.after("20ms")
   local fired = a:receive()
@@ -298,10 +298,10 @@ return { main = function()
   for _ = 1, 3 do tk:channel():receive() ticks = ticks + 1 end
   tk:stop()
   out.ticks = ticks
-  local ok, err = pcall(time.sleep, "soon")
+  local _, err = time.sleep("soon")
   out.bad = tostring(err)
-  local ok2, err2 = pcall(time.sleep, -5)
-  out.negative = tostring(err2)
+  -- a negative duration does not wait, as Go's Sleep
+  out.negative = time.sleep(-5)
   out.unix = time.now():unix() > 1700000000
   out.format = #time.now():format() > 10
   out.hm = time.now() >= t0
@@ -318,7 +318,7 @@ end }
         v["bad"].as_str().unwrap().contains("invalid duration"),
         "{v}"
     );
-    assert!(v["negative"].as_str().unwrap().contains("negative"), "{v}");
+    assert_eq!(v["negative"], true, "{v}");
     assert_eq!(v["unix"], true);
     assert_eq!(v["format"], true);
     assert_eq!(v["hm"], true);

@@ -42,7 +42,7 @@ end }
             r#"
 local time, supervisor = require("time"), require("supervisor")
 return { main = function()
-  time.sleep(150)                       -- a wait, but this child acknowledges itself
+  time.sleep(150 * time.MILLISECOND)                       -- a wait, but this child acknowledges itself
   process.registry.register("b_ready")
   supervisor.started()
   process.inbox():receive()
@@ -92,7 +92,7 @@ async fn a_child_is_started_when_it_first_waits_for_a_message() {
     let v = App::new()
         .func(
             "slow",
-            "local time = require('time')\nreturn { main = function() time.sleep(120) return 1 end }",
+            "local time = require('time')\nreturn { main = function() time.sleep(120 * time.MILLISECOND) return 1 end }",
             None,
         )
         .lua(
@@ -100,7 +100,7 @@ async fn a_child_is_started_when_it_first_waits_for_a_message() {
             r#"
 local time = require("time")
 return { main = function()
-  time.sleep(150)                       -- a warm-up: still initialising
+  time.sleep(150 * time.MILLISECOND)                       -- a warm-up: still initialising
   process.registry.register("a_ready")
   process.inbox():receive()
 end }
@@ -258,7 +258,7 @@ end }
                 r#"{HELPERS}
 return {{ main = function()
   assert(supervisor.start("app:svc"))
-  time.sleep(50)
+  time.sleep(50 * time.MILLISECOND)
   local kids = {{}}
   for _, c in ipairs(supervisor.which_children("app:t")) do
     kids[#kids + 1] = c.id .. "=" .. c.state .. ":" .. c.restarts
@@ -268,10 +268,10 @@ return {{ main = function()
   assert(supervisor.start("app:svc3"))
   local before = pids("app:r")
   process.spawn("app:armer", "app:host")
-  time.sleep(20)
+  time.sleep(20 * time.MILLISECOND)
   process.send(before.x, "crash")
   local after = wait("app:r", function(p) return p.x == false end)
-  time.sleep(100)
+  time.sleep(100 * time.MILLISECOND)
   local r = {{}}
   for _, c in ipairs(supervisor.which_children("app:r")) do
     r[#r + 1] = c.id .. "=" .. c.state .. ":" .. c.restarts
@@ -439,7 +439,7 @@ return {{ main = function()
   for _ = 1, 200 do
     local c = supervisor.which_children("app:pool")[1]
     if c and c.pid and c.pid ~= p2 then p3 = c.pid break end
-    time.sleep(5)
+    time.sleep(5 * time.MILLISECOND)
   end
   r.restarted_with_args = ask(p3)
   local _, e = supervisor.restart_child("app:pool", "conn")
@@ -490,7 +490,7 @@ async fn significant_children_shut_the_tree_down() {
 local function gone(tree)
   for _ = 1, 200 do
     if not supervisor.children(tree) then return true end
-    time.sleep(5)
+    time.sleep(5 * time.MILLISECOND)
   end
   return false
 end
@@ -508,7 +508,7 @@ return {{ main = function()
   assert(supervisor.start("app:svc2"))
   local p = pids("app:all")
   process.send(p.s1, "stop")
-  time.sleep(100)
+  time.sleep(100 * time.MILLISECOND)
   r.all_after_one = supervisor.children("app:all") ~= nil
   process.send(p.s2, "stop")
   r.all_gone = gone("app:all")
@@ -539,7 +539,7 @@ async fn a_nested_supervisors_shutdown_bounds_its_stop_and_leaves_nothing_runnin
 local time = require("time")
 return { main = function()
   process.events():receive()   -- CANCEL: takes its time to clean up
-  time.sleep(8000)
+  time.sleep(8000 * time.MILLISECOND)
 end }
 "#,
         )

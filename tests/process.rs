@@ -511,7 +511,7 @@ async fn a_listener_gets_the_messages_of_its_topic_that_already_wait() {
             r#"
 local time = require("time")
 return { main = function()
-  time.sleep(30) -- the parent's messages are in this process's inbox by now
+  time.sleep(30 * time.MILLISECOND) -- the parent's messages are in this process's inbox by now
   local plain = process.listen("job")
   local full = process.listen("note", { message = true })
   local got = {}
@@ -533,7 +533,7 @@ return { main = function()
   process.send(pid, "other", "o")
   process.send(pid, "note", "n")
   process.send(pid, "job", 2)
-  time.sleep(60) -- the child listens in between
+  time.sleep(60 * time.MILLISECOND) -- the child listens in between
   process.send(pid, "job", 3)
   local ev = process.events():receive()
   return ev.result.value or ev.result.error
@@ -823,7 +823,7 @@ return { main = function()
   local sleepers = {}
   for i = 1, 10000 do
     sleepers[i] = assert(process.spawn("app:sleeper", "app:host"))
-    if i % 500 == 0 then time.sleep(1) end
+    if i % 500 == 0 then time.sleep(1 * time.MILLISECOND) end
   end
   local echo = process.spawn("app:echo", "app:host")
   time.sleep("20ms")
@@ -952,7 +952,7 @@ return { main = function()
   local jobs = process.listen("job")
   local got = {}
   for _ = 1, 3 do
-    local r = channel.select({ jobs:case_receive(), time.after(5000):case_receive() })
+    local r = channel.select({ jobs:case_receive(), time.after(5000 * time.MILLISECOND):case_receive() })
     if r.channel ~= jobs then got[#got + 1] = "no job within 5 s" break end
     got[#got + 1] = r.value
   end
@@ -974,7 +974,7 @@ return { main = function()
   process.listen("job")
   process.inbox() -- read neither
   local time = require("time")
-  time.sleep(60000)
+  time.sleep(60000 * time.MILLISECOND)
 end }
 "#,
         )
@@ -986,7 +986,7 @@ return { main = function()
   local pid = process.spawn_monitored("app:worker", "app:host")
   for i = 1, 200 do process.send(pid, "other", i) end
   process.send(pid, "job", "first")
-  time.sleep(50)
+  time.sleep(50 * time.MILLISECOND)
   for i = 201, 300 do process.send(pid, "other", i) end
   process.send(pid, "job", "second")
   process.send(pid, "job", "third")
@@ -994,7 +994,7 @@ return { main = function()
   local out = ev.result.value or { error = tostring(ev.result.error) }
   -- a flood of a topic nobody reads is refused once the mailbox's limit is reached
   local sink = process.spawn("app:sink", "app:host")
-  time.sleep(20)
+  time.sleep(20 * time.MILLISECOND)
   local sent, err = 0, nil
   for i = 1, 200000 do
     local ok, e = process.send(sink, "other", i)

@@ -175,7 +175,7 @@ local time = require("time")
 local function wait_state(id, want)
   for _ = 1, 400 do
     if supervisor.state(id) == want then return true end
-    time.sleep(5)
+    time.sleep(5 * time.MILLISECOND)
   end
   return supervisor.state(id)
 end
@@ -187,7 +187,7 @@ return { main = function()
   local pid = supervisor.info("app:quits").pid
   process.send(pid, "done")
   out.returned = wait_state("app:quits", "Stopped")
-  time.sleep(50)
+  time.sleep(50 * time.MILLISECOND)
   out.not_restarted = supervisor.info("app:quits").restarts
   assert(supervisor.start("app:killed"))
   process.terminate(supervisor.info("app:killed").pid)
@@ -196,7 +196,7 @@ return { main = function()
   assert(supervisor.start("app:canceled"))
   process.cancel(supervisor.info("app:canceled").pid, "enough")
   out.canceled = wait_state("app:canceled", "Exited")
-  time.sleep(50)
+  time.sleep(50 * time.MILLISECOND)
   out.canceled_restarts = supervisor.info("app:canceled").restarts
   -- restart gives a fresh process
   assert(supervisor.start("app:quits"))

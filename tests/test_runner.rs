@@ -75,7 +75,7 @@ local test = require("test")
 local time = require("time")
 return { run = test.run_cases(function()
   it("first", function() end)
-  it("hangs", function() time.sleep(10000) end)
+  it("hangs", function() time.sleep(10000 * time.MILLISECOND) end)
   it("never reached", function() end)
 end) }
 "#))

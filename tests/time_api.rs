@@ -12,8 +12,9 @@ async fn durations_are_objects_with_go_methods_and_arithmetic() {
         r#"
 local time = require("time")
 return { main = function()
-  local d = time.HOUR + 30 * time.MINUTE
+  local d = time.parse_duration(time.HOUR + 30 * time.MINUTE)
   local p, err = time.parse_duration("1.5s")
+  local sec = time.parse_duration(time.SECOND)
   local _, bad = time.parse_duration("five")
   local t0 = time.now()
   time.sleep(time.MILLISECOND * 20)
@@ -22,10 +23,10 @@ return { main = function()
     text = tostring(d), minutes = d:minutes(), ms = d:milliseconds(),
     parsed = p:milliseconds(), parsed_s = p:seconds(), err = err,
     bad = bad and bad:kind(),
-    cmp = time.SECOND < time.MINUTE and time.SECOND * 60 == time.MINUTE,
-    ratio = time.MINUTE / time.SECOND, half = tostring(time.SECOND / 2),
-    neg = tostring(-time.SECOND),
-    slept_ok = slept >= 20 * time.MILLISECOND and slept:milliseconds() < 2000,
+    cmp = sec < d and sec * 60 == time.parse_duration("1m"),
+    ratio = d / sec, half = tostring(sec / 2),
+    neg = tostring(-sec),
+    slept_ok = slept:nanoseconds() >= 20 * time.MILLISECOND and slept:milliseconds() < 2000,
     since_ok = time.since(t0):nanoseconds() >= 20000000,
     sub_type = type(slept),
   }
@@ -37,7 +38,7 @@ end }
         v,
         json!({
             "text": "1h30m0s", "minutes": 90, "ms": 5400000, "parsed": 1500, "parsed_s": 1.5,
-            "bad": "Invalid", "cmp": true, "ratio": 60, "half": "500ms", "neg": "-1s",
+            "bad": "Invalid", "cmp": true, "ratio": 5400, "half": "500ms", "neg": "-1s",
             "slept_ok": true, "since_ok": true, "sub_type": "userdata",
         })
     );
@@ -67,7 +68,7 @@ return { main = function()
     kitchen = t:format(time.KITCHEN),
     named = t:format("Mon Jan _2 2006"),
     perr = perr and perr:kind(),
-    trunc = t:add(1234 * time.MILLISECOND):truncate(time.SECOND):format(time.RFC3339NANO),
+    trunc = t:add(1234 * time.MILLISECOND):truncate((time.parse_duration("1s"))):format(time.RFC3339NANO),
     loc = tostring(u:location()),
   }
 end }
@@ -145,4 +146,89 @@ end }
     )
     .await;
     assert_eq!(v, json!({"fired": true, "ticks": 3}));
+}
+
+/// en/lua/core/time.md, checked against runtime/lua/modules/time: Duration constants are
+/// numbers of nanoseconds and a bare number is nanoseconds; `time.utc`, `time.localtz`,
+/// `fixed_zone`, IANA zones through `load_location` (NOT_FOUND for an unknown one,
+/// INVALID for an empty name); layouts print zone abbreviations (`UTC`, `EST`, not an
+/// offset); `parse(layout, value, loc)` reads a wall-clock time in `loc`;
+/// `format_rfc3339`, `in_local`, `parse_duration` of a number or a Duration, the `STAMP_*`
+/// layouts; a timer, ticker or `after` of no time is INVALID; `round` wants a Duration.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn time_follows_wippys_page() {
+    let v = lua_value(
+        r#"
+local time = require("time")
+return { main = function()
+  local t = time.date(2024, time.DECEMBER, 29, 15, 4, 5, 0, time.utc)
+  local summer = time.date(2024, time.JULY, 1, 12, 0, 0, 0, time.utc)
+  local ny, nyerr = time.load_location("America/New_York")
+  local _, unknown = time.load_location("Unknown/Zone")
+  local _, empty = time.load_location("")
+  local ist = time.fixed_zone("IST", 5*3600 + 30*60)
+  local in_ny = time.parse("2006-01-02 15:04", "2024-12-29 14:30", ny)
+  local named = time.parse("2006-01-02 15:04:05 MST", "2024-12-29 14:30:00 UTC")
+  local d1 = time.parse_duration(5 * time.MINUTE)
+  local d2 = time.parse_duration(d1)
+  local t0 = time.now()
+  local slept = time.sleep(1000)
+  local quick = time.since(t0):milliseconds() < 500
+  local _, timer_err = time.timer(0)
+  local _, after_err = time.after(-1)
+  local _, ticker_err = time.ticker("0s")
+  local _, sleep_err = time.sleep("soon")
+  return {
+    units = {time.NANOSECOND, time.MICROSECOND, time.MILLISECOND, time.SECOND,
+             time.MINUTE, time.HOUR, math.type(time.SECOND)},
+    stamps = {time.STAMP_MICRO, time.STAMP_NANO},
+    locs = {tostring(time.utc), time.localtz:string(), ny and ny:string(), ist:string()},
+    nyerr = nyerr,
+    rfc3339 = t:format_rfc3339(), rfc1123 = t:format(time.RFC1123),
+    ny_winter = t:in_location(ny):format("15:04 MST"),
+    ny_summer = summer:in_location(ny):format("15:04 MST -07:00"),
+    ist = time.date(2024, 1, 15, 12, 0, 0, 0, ist):format_rfc3339(),
+    ist_name = time.date(2024, 1, 15, 12, 0, 0, 0, ist):format("MST"),
+    unknown = unknown and unknown:kind(), empty = empty and empty:kind(),
+    parsed_in_ny = in_ny:utc():format_rfc3339(), parsed_loc = in_ny:location():string(),
+    named = named:format("15:04 MST"),
+    added = t:add(5 * time.MINUTE):format(time.TIME_ONLY), added_s = t:add("24h"):day(),
+    d = {d1:minutes(), d2:seconds(), tostring(d1)},
+    slept = slept, quick = quick,
+    in_local = t:in_local():location():string(),
+    text = tostring(time.unix(0, 0):utc()),
+    errs = {timer_err and timer_err:kind(), after_err and after_err:kind(),
+            ticker_err and ticker_err:kind(), sleep_err and sleep_err:kind()},
+    round_number = (pcall(t.round, t, 1000)),
+    rounded = t:round((time.parse_duration("1h"))):format(time.TIME_ONLY),
+  }
+end }
+"#,
+    )
+    .await;
+    assert_eq!(
+        v,
+        json!({
+            "units": [1, 1000, 1000000, 1000000000, 60000000000i64, 3600000000000i64, "integer"],
+            "stamps": ["Jan _2 15:04:05.000000", "Jan _2 15:04:05.000000000"],
+            "locs": ["UTC", "Local", "America/New_York", "IST"],
+            "rfc3339": "2024-12-29T15:04:05Z",
+            "rfc1123": "Sun, 29 Dec 2024 15:04:05 UTC",
+            "ny_winter": "10:04 EST",
+            "ny_summer": "08:00 EDT -04:00",
+            "ist": "2024-01-15T12:00:00+05:30",
+            "ist_name": "IST",
+            "unknown": "NotFound", "empty": "Invalid",
+            "parsed_in_ny": "2024-12-29T19:30:00Z", "parsed_loc": "America/New_York",
+            "named": "14:30 UTC",
+            "added": "15:09:05", "added_s": 30,
+            "d": [5, 300, "5m0s"],
+            "slept": true, "quick": true,
+            "in_local": "Local",
+            "text": "1970-01-01 00:00:00 +0000 UTC",
+            "errs": ["Invalid", "Invalid", "Invalid", "Invalid"],
+            "round_number": false,
+            "rounded": "15:00:00",
+        })
+    );
 }

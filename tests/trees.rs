@@ -179,7 +179,7 @@ return {{ main = function()
   local before = wait("app:t", function(p) return p.a and p.b end)
   process.monitor(before.b)
   process.send(before.a, "crash")
-  local r = channel.select({{ process.inbox():case_receive(), time.after(3000):case_receive() }})
+  local r = channel.select({{ process.inbox():case_receive(), time.after(3000 * time.MILLISECOND):case_receive() }})
   local ev = process.events():receive()
   local after = wait("app:t", function(p) return p.b and p.b ~= before.b end)
   return {{ cleaned_by = r.value and r.value:payload():data() == before.b,
@@ -210,7 +210,7 @@ return {{ main = function()
   -- the service counts its tree Running after its start window (at most 50 ms)
   for _ = 1, 400 do
     if supervisor.state("app:svc") == "Running" then break end
-    time.sleep(5)
+    time.sleep(5 * time.MILLISECOND)
   end
   return {{ restarted = again ~= w, state = supervisor.state("app:svc"),
            service_restarts = supervisor.info("app:svc").restarts }}
@@ -242,7 +242,7 @@ async fn stopping_a_nested_tree_waits_for_its_children_shutdown() {
 local time = require("time")
 return { main = function()
   process.events():receive()   -- CANCEL
-  time.sleep(5500)
+  time.sleep(5500 * time.MILLISECOND)
   process.send("collector", "cleaned", true)
 end }
 "#,
@@ -294,7 +294,7 @@ return {{ main = function()
   for _ = 1, 600 do
     local c = supervisor.children("app:outer")[1]
     if c.restarts == 1 and c.running then break end
-    time.sleep(5)
+    time.sleep(5 * time.MILLISECOND)
   end
   return {{ after_one = after_one, after_two = supervisor.children("app:outer")[1].restarts }}
 end }}
@@ -328,7 +328,7 @@ return {{ main = function()
   for _ = 1, 600 do
     local c = supervisor.children("app:outer")[1]
     if c.restarts == 1 and c.running then break end
-    time.sleep(5)
+    time.sleep(5 * time.MILLISECOND)
   end
   local inner_restarts = supervisor.children("app:outer")[1].restarts
   -- the first level: the outer tree restarted the inner one once (else this error ends --exec)

@@ -193,11 +193,11 @@ return { main = function()
   for _ = 1, 400 do
     after = supervisor.children("app:tree")[1]
     if after.pid and after.pid ~= before.pid then break end
-    time.sleep(5)
+    time.sleep(5 * time.MILLISECOND)
   end
   out.restarted = after.pid ~= before.pid and after.restarts == 1
   local spin = process.spawn_monitored("app:spin", "app:host")
-  time.sleep(20)
+  time.sleep(20 * time.MILLISECOND)
   process.terminate(spin)
   out.terminated = process.events():receive().result.error
   local c = process.spawn_monitored("app:spin", "app:host")
@@ -331,7 +331,7 @@ return { main = function()
   end
   -- the call waits for an instance: a guest ends in 50 ms
   local f = funcs.async("app:add", 2, 3)
-  time.sleep(50)
+  time.sleep(50 * time.MILLISECOND)
   local waited = not f:is_complete()
   process.terminate(pids[1])
   local sum = f:response():receive():data()
@@ -375,7 +375,7 @@ return { main = function()
     local pid, err = process.spawn("app:echo", "app:host", 2)
     if pid then process.send(pid, "ping", i) else errors[#errors + 1] = tostring(err) end
   end
-  local deadline = time.after(5000)
+  local deadline = time.after(5000 * time.MILLISECOND)
   for _ = 1, 3 do
     local r = channel.select({ inbox:case_receive(), deadline:case_receive() })
     if r.channel ~= inbox then break end
@@ -546,7 +546,7 @@ return { main = function()
   for _ = 1, 2000 do
     after = supervisor.info("app:wsvc")
     if after.pid and after.pid ~= before.pid and after.state == "Running" then break end
-    time.sleep(5)
+    time.sleep(5 * time.MILLISECOND)
   end
   out.service = { restarted = after.pid ~= before.pid, state = after.state, restarts = after.restarts }
   return out
@@ -604,9 +604,9 @@ return { main = function()
   -- idle well past its limit, twice
   local answers = {}
   for i = 1, 2 do
-    time.sleep(500)
+    time.sleep(500 * time.MILLISECOND)
     process.send(echo, "ping", i)
-    local r = channel.select({ process.inbox():case_receive(), time.after(2000):case_receive() })
+    local r = channel.select({ process.inbox():case_receive(), time.after(2000 * time.MILLISECOND):case_receive() })
     answers[i] = r.value and r.value.payload and r.value:payload():data() or "no answer"
   end
   local echo_exit = process.events():receive()

@@ -24,10 +24,10 @@ local function reporter()
   local node = system.cluster.node()
   local inbox, events = process.inbox(), process.events()
   while true do
-    local r = channel.select({ events:case_receive(), time.after(1000):case_receive() })
+    local r = channel.select({ events:case_receive(), time.after(1000 * time.MILLISECOND):case_receive() })
     if r.channel == events then return end
     if process.send("counter", "inc", 1) then
-      local answer = channel.select({ inbox:case_receive(), time.after(1000):case_receive() })
+      local answer = channel.select({ inbox:case_receive(), time.after(1000 * time.MILLISECOND):case_receive() })
       if answer.channel == inbox then
         logger.info("counted", { node = node, total = answer.value:payload():data(),
           members = table.concat(system.cluster.members(), ",") })
@@ -56,7 +56,7 @@ local function watcher()
         end
       end
     end
-    local r = channel.select({ events:case_receive(), time.after(500):case_receive() })
+    local r = channel.select({ events:case_receive(), time.after(500 * time.MILLISECOND):case_receive() })
     if r.channel == events then return end
   end
 end

@@ -880,7 +880,7 @@ impl UserData for LuaFuture {
             let out = match &f.state.borrow().result {
                 Some(Ok(v)) => vec![
                     mlua::Value::UserData(
-                        lua.create_userdata(super::payload::LuaPayload(v.clone()))?,
+                        lua.create_userdata(super::payload::LuaPayload::lua(v.clone()))?,
                     ),
                     mlua::Value::Nil,
                 ],
@@ -942,7 +942,7 @@ fn start_async(
     let task = tokio::task::spawn_local(async move {
         let r = execute(node, target, args, context, timeout).await;
         if let Ok(v) = &r {
-            if let Ok(p) = lua2.create_userdata(super::payload::LuaPayload(v.clone())) {
+            if let Ok(p) = lua2.create_userdata(super::payload::LuaPayload::lua(v.clone())) {
                 ch.push(mlua::Value::UserData(p));
             }
         }

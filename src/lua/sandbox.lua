@@ -155,6 +155,12 @@ local message_mt = {
     from = function(m) return m[2] end,
     payload = function(m) return m end,
     data = rust.message_data,
+    -- the payload's side (en/lua/data/payload.md): a message's data is a Lua value
+    unmarshal = rust.message_data,
+    get_format = function() return "lua/any" end,
+    transcode = function(m, format)
+      return rust.payload.new(rust.message_data(m)):transcode(format)
+    end,
   },
   __metatable = false,
 }

@@ -273,7 +273,7 @@ function M.wait_until(pred, timeout, note)
     if h.now() >= deadline then
       fail(("condition not met within %d ms"):format(timeout or 5000), "true", tostring(v), note)
     end
-    time.sleep(5)
+    time.sleep(5 * time.MILLISECOND)
   end
 end
 
@@ -295,7 +295,7 @@ function M.wait_restart(tree, child, old, timeout, note)
       fail(("child %s of %s was not restarted within %d ms"):format(child, tree, timeout or 5000),
         "a new pid", tostring(p), note)
     end
-    time.sleep(5)
+    time.sleep(5 * time.MILLISECOND)
   end
 end
 
@@ -309,7 +309,7 @@ function M.wait_state(service, state, timeout, note)
       fail(("service %s did not reach %s within %d ms"):format(service, state, timeout or 5000),
         state, tostring(s), note)
     end
-    time.sleep(5)
+    time.sleep(5 * time.MILLISECOND)
   end
 end
 

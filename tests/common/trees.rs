@@ -31,7 +31,7 @@ local function wait(tree, pred)
   for _ = 1, 600 do
     local p = pids(tree)
     if pred(p) then return p end
-    time.sleep(5)
+    time.sleep(5 * time.MILLISECOND)
   end
   error("timed out waiting for " .. tree .. ": " .. require("json").encode(pids(tree)))
 end

@@ -8,71 +8,54 @@
 //! Durations are [`LuaDuration`] objects (signed nanoseconds); every function that takes
 //! one also takes milliseconds and strings such as `"500ms"`, as before.
 
+mod layout;
+mod zone;
+
 use super::channel::{self, Chan};
 use crate::duration::{self, LuaDuration};
-use chrono::{DateTime, Datelike, FixedOffset, Local, NaiveDate, NaiveDateTime, NaiveTime};
-use chrono::{Offset, TimeZone, Timelike, Utc};
+use chrono::{DateTime, Datelike, FixedOffset, NaiveDate, NaiveTime, Timelike, Utc};
 use mlua::{Lua, MetaMethod, MultiValue, Table, UserData, UserDataMethods, UserDataRef};
 use std::cell::Cell;
 use std::rc::Rc;
 use std::time::Duration;
+pub use zone::Loc;
 
-fn duration_arg(v: &mlua::Value, func: &str) -> mlua::Result<Duration> {
-    duration::from_lua(v).map_err(|e| mlua::Error::runtime(format!("{func}: {e}")))
+/// A duration argument of the `time` module, as Wippy's runtime reads one: a number of
+/// nanoseconds, a Go duration string (`"1h30m"`, `"500ms"`), or a Duration. Signed.
+fn nanos_arg(v: &mlua::Value) -> Result<i64, String> {
+    match v {
+        mlua::Value::Integer(i) => Ok(*i),
+        mlua::Value::Number(n) if n.is_finite() => Ok(*n as i64),
+        mlua::Value::String(s) => duration::go_parse(&s.to_string_lossy()),
+        mlua::Value::UserData(ud) => match ud.borrow::<LuaDuration>() {
+            Ok(d) => Ok(d.0),
+            Err(_) => Err("duration must be number or string".into()),
+        },
+        _ => Err("duration must be number or string".into()),
+    }
 }
 
-/// Where a time is shown: UTC or the machine's local zone.
-#[derive(Clone, Copy, Debug, PartialEq)]
-pub enum Loc {
-    /// Coordinated Universal Time.
-    Utc,
-    /// The machine's zone.
-    Local,
+/// A duration to wait for (sleep, after, timer, ticker): at least zero.
+fn wait_arg(v: &mlua::Value, func: &str) -> Result<Duration, String> {
+    nanos_arg(v)
+        .map(|n| Duration::from_nanos(n.max(0) as u64))
+        .map_err(|e| format!("{func}: {e}"))
 }
 
-/// A location object (`time.UTC`, `time.LOCAL`, `time.load_location(name)`).
-#[derive(Clone, Copy)]
+/// A location object (`time.utc`, `time.localtz`, `time.load_location(name)`,
+/// `time.fixed_zone(name, offset)`).
+#[derive(Clone)]
 pub struct LuaLocation(Loc);
 
 impl UserData for LuaLocation {
     fn add_methods<M: UserDataMethods<Self>>(m: &mut M) {
-        m.add_method("string", |_, l, ()| Ok(loc_name(l.0)));
-        m.add_meta_method(MetaMethod::ToString, |_, l, ()| Ok(loc_name(l.0)));
+        m.add_method("string", |_, l, ()| Ok(l.0.name()));
+        m.add_meta_method(MetaMethod::ToString, |_, l, ()| Ok(l.0.name()));
     }
-}
-
-fn loc_name(l: Loc) -> &'static str {
-    match l {
-        Loc::Utc => "UTC",
-        Loc::Local => "Local",
-    }
-}
-
-/// The local zone's offset at `secs` (Unix seconds). Asking the zone costs microseconds
-/// (chrono consults the zone rules), which `time.now()` in a timing loop would pay on
-/// every call; offsets only change on quarter-hour boundaries, so each thread keeps the
-/// last quarter hour's answer.
-fn local_offset(secs: i64) -> FixedOffset {
-    thread_local! {
-        static LAST: Cell<Option<(i64, FixedOffset)>> = const { Cell::new(None) };
-    }
-    let bucket = secs.div_euclid(900);
-    LAST.with(|last| match last.get() {
-        Some((b, off)) if b == bucket => off,
-        _ => {
-            let off = Local
-                .timestamp_opt(secs, 0)
-                .single()
-                .map(|t| t.offset().fix())
-                .unwrap_or_else(|| FixedOffset::east_opt(0).expect("zero offset"));
-            last.set(Some((bucket, off)));
-            off
-        }
-    })
 }
 
 /// A point in time with its location.
-#[derive(Clone, Copy)]
+#[derive(Clone)]
 pub struct LuaTime {
     t: DateTime<FixedOffset>,
     loc: Loc,
@@ -85,10 +68,7 @@ impl LuaTime {
     }
 
     fn at(t: DateTime<Utc>, loc: Loc) -> LuaTime {
-        let t = match loc {
-            Loc::Utc => t.fixed_offset(),
-            Loc::Local => t.with_timezone(&local_offset(t.timestamp())),
-        };
+        let t = t.with_timezone(&loc.offset_at(&t));
         LuaTime { t, loc }
     }
 
@@ -110,26 +90,17 @@ impl LuaTime {
         Ok(LuaTime::at(t, loc))
     }
 
-    fn zone_name(&self) -> String {
-        match self.loc {
-            Loc::Utc => "UTC".into(),
-            Loc::Local => Local
-                .timestamp_opt(self.t.timestamp(), 0)
-                .single()
-                .map(|t| t.format("%Z").to_string())
-                .unwrap_or_else(|| self.t.format("%:z").to_string()),
-        }
-    }
-
     fn format(&self, layout: &str) -> String {
-        let fmt = chrono_format(layout, Some(self.t.offset().local_minus_utc() == 0));
-        let text = self.t.format(&fmt).to_string();
-        // chrono's %Z of a fixed offset is the offset; Go prints the zone's name
-        text.replace('\u{1}', &self.zone_name())
+        layout::format(
+            layout,
+            &self.t.naive_local(),
+            self.t.offset().local_minus_utc(),
+            &self.loc.abbreviation(&self.utc()),
+        )
     }
 }
 
-/// Go's reference layouts under Wippy's names.
+/// Go's reference layouts under Wippy's names (runtime/lua/modules/time).
 pub const LAYOUTS: &[(&str, &str)] = &[
     ("RFC3339", "2006-01-02T15:04:05Z07:00"),
     ("RFC3339NANO", "2006-01-02T15:04:05.999999999Z07:00"),
@@ -138,151 +109,86 @@ pub const LAYOUTS: &[(&str, &str)] = &[
     ("RFC850", "Monday, 02-Jan-06 15:04:05 MST"),
     ("RFC1123", "Mon, 02 Jan 2006 15:04:05 MST"),
     ("RFC1123Z", "Mon, 02 Jan 2006 15:04:05 -0700"),
-    ("ANSIC", "Mon Jan _2 15:04:05 2006"),
-    ("UNIX_DATE", "Mon Jan _2 15:04:05 MST 2006"),
     ("KITCHEN", "3:04PM"),
     ("STAMP", "Jan _2 15:04:05"),
     ("STAMP_MILLI", "Jan _2 15:04:05.000"),
+    ("STAMP_MICRO", "Jan _2 15:04:05.000000"),
+    ("STAMP_NANO", "Jan _2 15:04:05.000000000"),
     ("DATE_TIME", "2006-01-02 15:04:05"),
     ("DATE_ONLY", "2006-01-02"),
     ("TIME_ONLY", "15:04:05"),
 ];
 
-/// Go layout elements and their chrono equivalents, longest first where they share a
-/// prefix. `\u{1}` stands for the zone name (filled in after formatting).
-const ELEMENTS: &[(&str, &str)] = &[
-    ("January", "%B"),
-    ("Jan", "%b"),
-    ("Monday", "%A"),
-    ("Mon", "%a"),
-    ("MST", "\u{1}"),
-    ("2006", "%Y"),
-    ("002", "%j"),
-    ("01", "%m"),
-    ("02", "%d"),
-    ("03", "%I"),
-    ("04", "%M"),
-    ("05", "%S"),
-    ("06", "%y"),
-    ("15", "%H"),
-    ("_2", "%e"),
-    ("-07:00", "%:z"),
-    ("-0700", "%z"),
-    ("-07", "%#z"),
-    ("PM", "%p"),
-    ("pm", "%P"),
-    (".000000000", "%.9f"),
-    (".000000", "%.6f"),
-    (".000", "%.3f"),
-    (".999999999", "%.f"),
-    (".999999", "%.f"),
-    (".999", "%.f"),
-    ("1", "%-m"),
-    ("2", "%-d"),
-    ("3", "%-I"),
-    ("4", "%-M"),
-    ("5", "%-S"),
-];
-
-/// A chrono format string for a Go layout. `utc`: for formatting, whether the time is
-/// UTC (Go's `Z07:00` prints `Z` then); None when parsing.
-fn chrono_format(layout: &str, utc: Option<bool>) -> String {
-    let mut out = String::new();
-    let mut rest = layout;
-    'outer: while let Some(c) = rest.chars().next() {
-        for z in ["Z07:00", "Z0700"] {
-            if let Some(r) = rest.strip_prefix(z) {
-                out.push_str(match (utc, z) {
-                    (Some(true), _) => "Z",
-                    (_, "Z07:00") => "%:z",
-                    _ => "%z",
-                });
-                rest = r;
-                continue 'outer;
-            }
-        }
-        for (go, ch) in ELEMENTS {
-            if let Some(r) = rest.strip_prefix(go) {
-                out.push_str(ch);
-                rest = r;
-                continue 'outer;
-            }
-        }
-        if c == '%' {
-            out.push_str("%%");
-        } else {
-            out.push(c);
-        }
-        rest = &rest[c.len_utf8()..];
+/// Parses `value` with a Go layout in `loc` (Go's `time.ParseInLocation`, which Wippy's
+/// `time.parse` is): a value without a zone is a wall-clock time in `loc`; with an offset,
+/// the time is in `loc` if `loc` has that offset then, else in a zone of that offset; with
+/// an abbreviation `loc` uses, in `loc`; with `UTC`, in UTC; with another abbreviation, in
+/// a zone of that name and offset zero (as Go does).
+fn parse_in(layout_text: &str, value: &str, loc: &Loc) -> Result<LuaTime, String> {
+    let p = layout::parse(layout_text, value)?;
+    if p.utc {
+        return Ok(LuaTime::at(p.wall.and_utc(), Loc::Utc));
     }
-    out
-}
-
-/// Parses `value` with a Go layout (Wippy's `time.parse`). A layout without a zone gives
-/// UTC, without a date gives year 0 (as Go).
-fn parse_with_layout(layout: &str, value: &str) -> Result<LuaTime, String> {
-    let bad = |e: chrono::ParseError| format!("cannot parse {value:?} as {layout:?}: {e}");
-    let has_zone = ["Z07", "-07", "MST"].iter().any(|z| layout.contains(z));
-    if layout.contains("MST") && !layout.contains("-07") && !layout.contains("Z07") {
-        // a zone name alone: read it as UTC when it says UTC/GMT, else refuse
-        let zone_at = layout.find("MST").unwrap_or(0);
-        let prefix = chrono_format(&layout[..zone_at], None);
-        let (dt, rest) = NaiveDateTime::parse_and_remainder(value, &prefix).map_err(bad)?;
-        let name = rest.trim_start();
-        let name_end = name
-            .find(|c: char| !c.is_ascii_alphabetic())
-            .unwrap_or(name.len());
-        if !matches!(&name[..name_end], "UTC" | "GMT" | "Z") {
-            return Err(format!(
-                "cannot parse {value:?} as {layout:?}: only the zone names UTC and GMT are known"
-            ));
-        }
-        return Ok(LuaTime::at(dt.and_utc(), Loc::Utc));
-    }
-    let fmt = chrono_format(layout, None);
-    if has_zone {
-        // Go's Z07:00 reads "Z" as UTC
-        let v = if layout.contains("Z07") && value.ends_with('Z') {
-            format!("{}+00:00", &value[..value.len() - 1])
-        } else {
-            value.to_string()
-        };
-        let t = DateTime::parse_from_str(&v, &fmt).map_err(bad)?;
-        let loc = if t.offset().local_minus_utc() == 0 {
+    if let Some(off) = p.offset {
+        let instant = (p.wall - chrono::Duration::seconds(off as i64)).and_utc();
+        let same = loc.offset_at(&instant).local_minus_utc() == off
+            && p.abbrev
+                .as_deref()
+                .is_none_or(|a| a == loc.abbreviation(&instant));
+        let at = if same {
+            loc.clone()
+        } else if off == 0 && *loc == Loc::Utc {
             Loc::Utc
         } else {
-            Loc::Local
+            Loc::Fixed(p.abbrev.clone().unwrap_or_default().into(), off)
         };
-        return Ok(LuaTime { t, loc });
+        return Ok(LuaTime::at(instant, at));
     }
-    match NaiveDateTime::parse_from_str(value, &fmt) {
-        Ok(dt) => Ok(LuaTime::at(dt.and_utc(), Loc::Utc)),
-        Err(e) => {
-            if let Ok(d) = NaiveDate::parse_from_str(value, &fmt) {
-                return Ok(LuaTime::at(d.and_time(NaiveTime::MIN).and_utc(), Loc::Utc));
-            }
-            if let Ok(t) = NaiveTime::parse_from_str(value, &fmt) {
-                let d = NaiveDate::from_ymd_opt(0, 1, 1).expect("valid date");
-                return Ok(LuaTime::at(d.and_time(t).and_utc(), Loc::Utc));
-            }
-            Err(bad(e))
+    if let Some(abbrev) = p.abbrev {
+        if abbrev == "UTC" {
+            return Ok(LuaTime::at(p.wall.and_utc(), Loc::Utc));
         }
+        if let Some(off) = loc.offset_named(&abbrev, &p.wall) {
+            let instant = (p.wall - chrono::Duration::seconds(off as i64)).and_utc();
+            return Ok(LuaTime::at(instant, loc.clone()));
+        }
+        return Ok(LuaTime::at(p.wall.and_utc(), Loc::Fixed(abbrev.into(), 0)));
     }
+    Ok(LuaTime::at(loc.instant_of(&p.wall), loc.clone()))
 }
 
+/// A location argument: a location object, or the names "UTC" / "Local" / an IANA name.
 fn location_arg(v: &mlua::Value) -> mlua::Result<Loc> {
     match v {
         mlua::Value::Nil => Ok(Loc::Local),
-        mlua::Value::UserData(ud) => Ok(ud.borrow::<LuaLocation>()?.0),
-        mlua::Value::String(s) => match &*s.to_string_lossy() {
-            "UTC" | "utc" => Ok(Loc::Utc),
-            "Local" | "local" => Ok(Loc::Local),
-            other => Err(mlua::Error::runtime(format!(
-                "unknown location {other:?} (UTC and Local are known)"
-            ))),
+        mlua::Value::UserData(ud) => match ud.borrow::<LuaLocation>() {
+            Ok(l) => Ok(l.0.clone()),
+            Err(_) => Err(mlua::Error::runtime("location expected")),
+        },
+        mlua::Value::String(s) => {
+            let name = s.to_string_lossy();
+            Loc::by_name(&name)
+                .or_else(|| name.eq_ignore_ascii_case("local").then_some(Loc::Local))
+                .or_else(|| name.eq_ignore_ascii_case("utc").then_some(Loc::Utc))
+                .ok_or_else(|| mlua::Error::runtime(format!("unknown time zone {name}")))
+        }
+        other => Err(mlua::Error::runtime(format!(
+            "location expected, got {}",
+            other.type_name()
+        ))),
+    }
+}
+
+/// A Duration argument where Wippy's runtime takes only a Duration (`t:round`,
+/// `t:truncate`).
+fn duration_only(v: &mlua::Value, func: &str) -> mlua::Result<i64> {
+    match v {
+        mlua::Value::UserData(ud) => match ud.borrow::<LuaDuration>() {
+            Ok(d) => Ok(d.0),
+            Err(_) => Err(mlua::Error::runtime(format!("{func}: duration expected"))),
         },
         other => Err(mlua::Error::runtime(format!(
-            "expected a location, got {}",
+            "{func}: duration expected, got {} (use time.parse_duration)",
             other.type_name()
         ))),
     }
@@ -298,11 +204,8 @@ impl UserData for LuaTime {
             Ok(LuaDuration((t.nanos() - u.nanos()) as i64))
         });
         m.add_method("add", |_, t, d: mlua::Value| {
-            let n = match &d {
-                mlua::Value::UserData(ud) => ud.borrow::<LuaDuration>()?.0 as i128,
-                other => duration_arg(other, "t:add")?.as_nanos() as i128,
-            };
-            LuaTime::from_nanos(t.nanos() + n, t.loc)
+            let n = nanos_arg(&d).map_err(|e| mlua::Error::runtime(format!("t:add: {e}")))?;
+            LuaTime::from_nanos(t.nanos() + n as i128, t.loc.clone())
         });
         m.add_method("add_date", |_, t, (y, mo, d): (i32, i32, i64)| {
             let utc = t.t.naive_local();
@@ -316,12 +219,8 @@ impl UserData for LuaTime {
                 .ok_or_else(|| mlua::Error::runtime("t:add_date: date out of range"))?;
             let date = first + chrono::Duration::days(utc.day() as i64 - 1 + d);
             let naive = date.and_time(utc.time());
-            let off = *t.t.offset();
-            let shifted = off
-                .from_local_datetime(&naive)
-                .single()
-                .ok_or_else(|| mlua::Error::runtime("t:add_date: date out of range"))?;
-            Ok(LuaTime::at(shifted.with_timezone(&Utc), t.loc))
+            // the wall-clock date in the time's own location, as Go's AddDate
+            Ok(LuaTime::at(t.loc.instant_of(&naive), t.loc.clone()))
         });
         m.add_method("before", |_, t, u: UserDataRef<LuaTime>| Ok(t.t < u.t));
         m.add_method("after", |_, t, u: UserDataRef<LuaTime>| Ok(t.t > u.t));
@@ -330,6 +229,7 @@ impl UserData for LuaTime {
         m.add_method("format", |_, t, layout: Option<String>| {
             Ok(t.format(layout.as_deref().unwrap_or(LAYOUTS[1].1)))
         });
+        m.add_method("format_rfc3339", |_, t, ()| Ok(t.format(LAYOUTS[0].1)));
         m.add_method("year", |_, t, ()| Ok(t.t.year()));
         m.add_method("month", |_, t, ()| Ok(t.t.month()));
         m.add_method("day", |_, t, ()| Ok(t.t.day()));
@@ -349,28 +249,32 @@ impl UserData for LuaTime {
             Ok((t.t.hour(), t.t.minute(), t.t.second()))
         });
         m.add_method("utc", |_, t, ()| Ok(LuaTime::at(t.utc(), Loc::Utc)));
-        m.add_method("local_time", |_, t, ()| {
-            Ok(LuaTime::at(t.utc(), Loc::Local))
-        });
+        // en/lua/core/time.md: `in_local()` (warden's older name: `local_time`)
+        for name in ["in_local", "local_time"] {
+            m.add_method(name, |_, t, ()| Ok(LuaTime::at(t.utc(), Loc::Local)));
+        }
         m.add_method("in_location", |_, t, l: mlua::Value| {
             Ok(LuaTime::at(t.utc(), location_arg(&l)?))
         });
-        m.add_method("location", |_, t, ()| Ok(LuaLocation(t.loc)));
+        m.add_method("location", |_, t, ()| Ok(LuaLocation(t.loc.clone())));
         m.add_method("truncate", |_, t, d: mlua::Value| {
-            let step = duration_arg(&d, "t:truncate")?.as_nanos() as i128;
-            if step == 0 {
-                return Ok(*t);
+            let step = duration_only(&d, "t:truncate")? as i128;
+            if step <= 0 {
+                return Ok(t.clone());
             }
-            LuaTime::from_nanos(t.nanos() - t.nanos().rem_euclid(step), t.loc)
+            LuaTime::from_nanos(t.nanos() - t.nanos().rem_euclid(step), t.loc.clone())
         });
         m.add_method("round", |_, t, d: mlua::Value| {
-            let step = duration_arg(&d, "t:round")?.as_nanos() as i128;
-            if step == 0 {
-                return Ok(*t);
+            let step = duration_only(&d, "t:round")? as i128;
+            if step <= 0 {
+                return Ok(t.clone());
             }
             let r = t.nanos().rem_euclid(step);
             let down = t.nanos() - r;
-            LuaTime::from_nanos(if r * 2 >= step { down + step } else { down }, t.loc)
+            LuaTime::from_nanos(
+                if r * 2 >= step { down + step } else { down },
+                t.loc.clone(),
+            )
         });
         m.add_meta_method(MetaMethod::ToString, |_, t, ()| {
             Ok(t.format("2006-01-02 15:04:05.999999999 -0700 MST"))
@@ -460,7 +364,12 @@ impl UserData for LuaTimer {
         });
         m.add_method("reset", |lua, t, d: mlua::Value| {
             let was_pending = !t.fired.get();
-            t.arm(lua, duration_arg(&d, "timer:reset")?);
+            let d = match nanos_arg(&d) {
+                Ok(n) if n > 0 => Duration::from_nanos(n as u64),
+                Ok(_) => return Err(mlua::Error::runtime("timer:reset: duration must be > 0")),
+                Err(e) => return Err(mlua::Error::runtime(format!("timer:reset: {e}"))),
+            };
+            t.arm(lua, d);
             Ok(was_pending)
         });
     }
@@ -469,6 +378,16 @@ impl UserData for LuaTimer {
 impl Drop for LuaTimer {
     fn drop(&mut self) {
         self.generation.set(self.generation.get() + 1);
+    }
+}
+
+/// A duration for a timer, a ticker or `after`: more than zero (runtime/lua/modules/time:
+/// "duration must be > 0").
+fn positive(v: &mlua::Value, func: &str) -> Result<Duration, String> {
+    match nanos_arg(v) {
+        Ok(n) if n > 0 => Ok(Duration::from_nanos(n as u64)),
+        Ok(_) => Err(format!("{func}: duration must be > 0")),
+        Err(e) => Err(format!("{func}: {e}")),
     }
 }
 
@@ -500,7 +419,8 @@ pub fn module(lua: &Lua) -> mlua::Result<Table> {
         ("MINUTE", 60_000_000_000),
         ("HOUR", 3_600_000_000_000),
     ] {
-        t.set(name, LuaDuration(ns))?;
+        // runtime/lua/modules/time: the constants are numbers of nanoseconds
+        t.set(name, ns)?;
     }
     for (name, layout) in LAYOUTS {
         t.set(*name, *layout)?;
@@ -538,27 +458,56 @@ pub fn module(lua: &Lua) -> mlua::Result<Table> {
     {
         t.set(*name, i)?;
     }
-    t.set("UTC", LuaLocation(Loc::Utc))?;
-    t.set("LOCAL", LuaLocation(Loc::Local))?;
+    // en/lua/core/time.md: `time.utc`, `time.localtz` (and warden's older `UTC`, `LOCAL`)
+    for (name, loc) in [
+        ("utc", Loc::Utc),
+        ("localtz", Loc::Local),
+        ("UTC", Loc::Utc),
+        ("LOCAL", Loc::Local),
+    ] {
+        t.set(name, LuaLocation(loc))?;
+    }
     t.set(
         "load_location",
         lua.create_function(|lua, name: String| {
-            let named = mlua::Value::String(lua.create_string(&name)?);
-            match location_arg(&named) {
-                Ok(l) => Ok(MultiValue::from_vec(vec![mlua::Value::UserData(
+            if name.is_empty() {
+                return nil_err(lua, "INVALID", "empty location name".into());
+            }
+            match Loc::by_name(&name) {
+                Some(l) => Ok(MultiValue::from_vec(vec![mlua::Value::UserData(
                     lua.create_userdata(LuaLocation(l))?,
                 )])),
-                Err(e) => nil_err(lua, "NOT_FOUND", format!("time.load_location: {e}")),
+                None => nil_err(
+                    lua,
+                    "NOT_FOUND",
+                    format!("time.load_location: unknown time zone {name}"),
+                ),
             }
         })?,
     )?;
     t.set(
+        "fixed_zone",
+        lua.create_function(|_, (name, offset): (String, i32)| {
+            if offset.unsigned_abs() >= 24 * 3600 {
+                return Err(mlua::Error::runtime(format!(
+                    "time.fixed_zone: offset {offset} s is a day or more"
+                )));
+            }
+            Ok(LuaLocation(Loc::Fixed(name.into(), offset)))
+        })?,
+    )?;
+    t.set(
         "sleep",
-        lua.create_async_function(|_, d: mlua::Value| {
-            let d = duration_arg(&d, "time.sleep");
+        lua.create_async_function(|lua, d: mlua::Value| {
+            let d = wait_arg(&d, "time.sleep");
             async move {
-                tokio::time::sleep(d?).await;
-                Ok(true)
+                match d {
+                    Ok(d) => {
+                        tokio::time::sleep(d).await;
+                        Ok(MultiValue::from_vec(vec![mlua::Value::Boolean(true)]))
+                    }
+                    Err(e) => nil_err(&lua, "INVALID", e),
+                }
             }
         })?,
     )?;
@@ -575,7 +524,8 @@ pub fn module(lua: &Lua) -> mlua::Result<Table> {
     t.set(
         "date",
         lua.create_function(|_, (y, mo, d, h, mi, s, ns, loc): DateArgs| {
-            let loc = location_arg(&loc)?;
+            let loc =
+                location_arg(&loc).map_err(|e| mlua::Error::runtime(format!("time.date: {e}")))?;
             // out-of-range fields roll over, as in Go's time.Date
             let base = NaiveDate::from_ymd_opt(y, 1, 1)
                 .ok_or_else(|| mlua::Error::runtime("time.date: year out of range"))?;
@@ -589,21 +539,15 @@ pub fn module(lua: &Lua) -> mlua::Result<Table> {
                 + chrono::Duration::minutes(mi.unwrap_or(0))
                 + chrono::Duration::seconds(s.unwrap_or(0))
                 + chrono::Duration::nanoseconds(ns.unwrap_or(0));
-            let utc = match loc {
-                Loc::Utc => naive.and_utc(),
-                Loc::Local => Local
-                    .from_local_datetime(&naive)
-                    .earliest()
-                    .map(|t| t.with_timezone(&Utc))
-                    .unwrap_or_else(|| naive.and_utc()),
-            };
-            Ok(LuaTime::at(utc, loc))
+            Ok(LuaTime::at(loc.instant_of(&naive), loc))
         })?,
     )?;
     t.set(
         "parse",
-        lua.create_function(|lua, (layout, value): (String, String)| {
-            match parse_with_layout(&layout, &value) {
+        lua.create_function(|lua, (layout, value, loc): (String, String, mlua::Value)| {
+            let loc =
+                location_arg(&loc).map_err(|e| mlua::Error::runtime(format!("time.parse: {e}")))?;
+            match parse_in(&layout, &value, &loc) {
                 Ok(t) => Ok(MultiValue::from_vec(vec![mlua::Value::UserData(
                     lua.create_userdata(t)?,
                 )])),
@@ -613,7 +557,8 @@ pub fn module(lua: &Lua) -> mlua::Result<Table> {
     )?;
     t.set(
         "parse_duration",
-        lua.create_function(|lua, s: String| match duration::go_parse(&s) {
+        // en/lua/core/time.md: a string, a number of nanoseconds or a Duration
+        lua.create_function(|lua, v: mlua::Value| match nanos_arg(&v) {
             Ok(n) => Ok(MultiValue::from_vec(vec![mlua::Value::UserData(
                 lua.create_userdata(LuaDuration(n))?,
             )])),
@@ -635,7 +580,10 @@ pub fn module(lua: &Lua) -> mlua::Result<Table> {
     t.set(
         "after",
         lua.create_function(|lua, d: mlua::Value| {
-            let d = duration_arg(&d, "time.after")?;
+            let d = match positive(&d, "time.after") {
+                Ok(d) => d,
+                Err(e) => return nil_err(lua, "INVALID", e),
+            };
             let chan = Chan::new(1);
             let weak = chan.downgrade();
             let lua2 = lua.clone();
@@ -647,31 +595,36 @@ pub fn module(lua: &Lua) -> mlua::Result<Table> {
                     }
                 }
             });
-            channel::to_userdata(lua, chan)
+            Ok(MultiValue::from_vec(vec![mlua::Value::UserData(
+                channel::to_userdata(lua, chan)?,
+            )]))
         })?,
     )?;
     t.set(
         "timer",
         lua.create_function(|lua, d: mlua::Value| {
-            let d = duration_arg(&d, "time.timer")?;
+            let d = match positive(&d, "time.timer") {
+                Ok(d) => d,
+                Err(e) => return nil_err(lua, "INVALID", e),
+            };
             let timer = LuaTimer {
                 chan: Chan::new(1),
                 generation: Rc::new(Cell::new(0)),
                 fired: Rc::new(Cell::new(false)),
             };
             timer.arm(lua, d);
-            Ok(timer)
+            Ok(MultiValue::from_vec(vec![mlua::Value::UserData(
+                lua.create_userdata(timer)?,
+            )]))
         })?,
     )?;
     t.set(
         "ticker",
         lua.create_function(|lua, d: mlua::Value| {
-            let d = duration_arg(&d, "time.ticker")?;
-            if d.is_zero() {
-                return Err(mlua::Error::runtime(
-                    "time.ticker: the period must be positive",
-                ));
-            }
+            let d = match positive(&d, "time.ticker") {
+                Ok(d) => d,
+                Err(e) => return nil_err(lua, "INVALID", e),
+            };
             let chan = Chan::new(1);
             let weak = chan.downgrade();
             let stopped = Rc::new(Cell::new(false));
@@ -696,7 +649,9 @@ pub fn module(lua: &Lua) -> mlua::Result<Table> {
                     }
                 }
             });
-            Ok(LuaTicker { chan, stopped })
+            Ok(MultiValue::from_vec(vec![mlua::Value::UserData(
+                lua.create_userdata(LuaTicker { chan, stopped })?,
+            )]))
         })?,
     )?;
     Ok(t)
@@ -706,44 +661,30 @@ pub fn module(lua: &Lua) -> mlua::Result<Table> {
 mod tests {
     use super::*;
 
-    fn utc(s: &str) -> LuaTime {
-        LuaTime::at(
-            DateTime::parse_from_rfc3339(s).unwrap().with_timezone(&Utc),
-            Loc::Utc,
-        )
-    }
-
     #[test]
-    fn go_layouts_format() {
-        let t = utc("2024-03-05T07:08:09.123456789Z");
-        assert_eq!(t.format("2006-01-02 15:04:05"), "2024-03-05 07:08:09");
-        assert_eq!(t.format(LAYOUTS[0].1), "2024-03-05T07:08:09Z");
-        assert_eq!(t.format(LAYOUTS[1].1), "2024-03-05T07:08:09.123456789Z");
-        assert_eq!(t.format("Jan _2, 2006 at 3:04PM"), "Mar  5, 2024 at 7:08AM");
+    fn parses_in_a_location_as_go_does() {
+        let berlin = Loc::Zone(chrono_tz::Europe::Berlin);
+        let t = parse_in(LAYOUTS[0].1, "2024-03-05T07:08:09Z", &berlin).unwrap();
+        assert_eq!((t.t.timestamp(), t.loc.clone()), (1_709_622_489, Loc::Utc));
+        // an offset the location has then: in the location
+        let t = parse_in(LAYOUTS[0].1, "2024-03-05T08:08:09+01:00", &berlin).unwrap();
         assert_eq!(
-            t.format("Monday 02/01/06 .000 MST"),
-            "Tuesday 05/03/24 .123 UTC"
+            (t.t.timestamp(), t.loc.clone()),
+            (1_709_622_489, berlin.clone())
         );
-        assert_eq!(t.format("x%"), "x%");
-        assert_eq!(t.format("100%"), "300%"); // "1" is the month, as in Go
-    }
-
-    #[test]
-    fn go_layouts_parse() {
-        let t = parse_with_layout(LAYOUTS[0].1, "2024-03-05T07:08:09Z").unwrap();
-        assert_eq!(t.t.timestamp(), 1_709_622_489);
-        let t = parse_with_layout(LAYOUTS[0].1, "2024-03-05T09:08:09+02:00").unwrap();
-        assert_eq!(t.t.timestamp(), 1_709_622_489);
-        let t = parse_with_layout("2006-01-02 15:04", "2024-03-05 07:08").unwrap();
-        assert_eq!(t.t.timestamp(), 1_709_622_480);
-        let t = parse_with_layout("2006-01-02", "2024-03-05").unwrap();
-        assert_eq!(t.t.timestamp(), 1_709_596_800);
-        let t = parse_with_layout(
-            "Mon, 02 Jan 2006 15:04:05 MST",
-            "Tue, 05 Mar 2024 07:08:09 GMT",
-        )
-        .unwrap();
-        assert_eq!(t.t.timestamp(), 1_709_622_489);
-        assert!(parse_with_layout("2006-01-02", "05/03/2024").is_err());
+        assert_eq!(t.format("15:04 MST"), "08:08 CET");
+        // another offset: a zone of that offset
+        let t = parse_in(LAYOUTS[0].1, "2024-03-05T09:08:09+02:00", &berlin).unwrap();
+        assert_eq!(t.loc, Loc::Fixed("".into(), 7200));
+        assert_eq!(t.format("15:04 MST"), "09:08 +0200");
+        // no zone: a wall-clock time in the location (summer time in July)
+        let t = parse_in("2006-01-02 15:04", "2024-07-01 12:00", &berlin).unwrap();
+        assert_eq!(t.t.timestamp(), 1_719_828_000);
+        // an abbreviation the location uses, one it does not
+        let t = parse_in("2006-01-02 15:04 MST", "2024-07-01 12:00 CEST", &berlin).unwrap();
+        assert_eq!(t.t.timestamp(), 1_719_828_000);
+        let t = parse_in("2006-01-02 15:04 MST", "2024-07-01 12:00 EST", &berlin).unwrap();
+        assert_eq!(t.format(LAYOUTS[0].1), "2024-07-01T12:00:00Z");
+        assert_eq!(t.format("MST"), "EST");
     }
 }
