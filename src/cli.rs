@@ -116,8 +116,13 @@ struct TestArgs {
     #[arg(long, value_enum, default_value = "text")]
     format: Format,
     /// Write the junit or tap report to this file (default: stdout).
-    #[arg(short = 'o', long)]
+    #[arg(long)]
     output: Option<PathBuf>,
+    /// Accepted as `wippy test` takes it; tests run on the hosts their entries name.
+    #[arg(long, value_name = "NS:HOST")]
+    host: Option<String>,
+    #[command(flatten)]
+    overrides: OverrideArgs,
 }
 
 #[derive(Args, Debug)]
@@ -140,13 +145,42 @@ struct DirArg {
     dir: PathBuf,
 }
 
+/// Wippy's logging flags (en/guides/cli.md, "Global Flags").
+#[derive(Args, Debug, Default)]
+struct LogArgs {
+    /// Debug logging.
+    #[arg(short = 'v', long)]
+    verbose: bool,
+    /// No log lines at all.
+    #[arg(short = 's', long, conflicts_with = "verbose")]
+    silent: bool,
+}
+
+/// Wippy's `-o namespace:entry:field=value` (en/guides/cli.md, `wippy run`).
+#[derive(Args, Debug, Default)]
+struct OverrideArgs {
+    /// Override an entry's field before the app starts: `namespace:entry:field=value`
+    /// (repeatable; `field` may be dotted, `lifecycle.auto_start`; `true`, `false` and
+    /// numbers are read as such).
+    #[arg(short = 'o', long = "override", value_name = "NS:ENTRY:FIELD=VALUE")]
+    overrides: Vec<String>,
+}
+
 #[derive(Args, Debug)]
 struct RunArgs {
     #[command(flatten)]
     dir: DirArg,
     /// Run this process entry to completion, then exit (0 if it returned, 1 if it failed).
+    /// Runs silent (no runtime log lines) unless -v, -s or RUST_LOG say otherwise.
     #[arg(short = 'x', long = "exec", value_name = "NS:ENTRY")]
     exec: Option<String>,
+    /// The host --exec (or a command) runs on (default: the app's one `terminal.host`).
+    #[arg(long, value_name = "NS:HOST")]
+    host: Option<String>,
+    #[command(flatten)]
+    overrides: OverrideArgs,
+    #[command(flatten)]
+    log: LogArgs,
     /// Watch the app's files and apply each change to the running app (one log line per
     /// change: what changed and what restarted, or the errors and "nothing applied").
     #[arg(long)]
@@ -263,10 +297,19 @@ fn load_app(dir: &Path) -> (Registry, Vec<registry::LoadError>) {
 
 /// Logs go to stderr, coloured only when stderr is a terminal and `NO_COLOR` is unset or
 /// empty (no escape codes in a file, a pipe or a CI log).
-fn init_tracing() {
+fn init_tracing(quiet: bool, log: &LogArgs) {
     use std::io::IsTerminal;
-    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    // -v and -s first, then RUST_LOG, then: silent for a program run with -x or a command
+    // (Wippy's `run -x` prints only what the program writes), info for an app
+    let filter = if log.verbose {
+        tracing_subscriber::EnvFilter::new("debug")
+    } else if log.silent {
+        tracing_subscriber::EnvFilter::new("off")
+    } else {
+        tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| {
+            tracing_subscriber::EnvFilter::new(if quiet { "off" } else { "info" })
+        })
+    };
     let no_color = std::env::var_os("NO_COLOR").is_some_and(|v| !v.is_empty());
     let _ = tracing_subscriber::fmt()
         .with_env_filter(filter)
@@ -303,10 +346,10 @@ fn init_test_tracing() {
 /// Entry point of the binary; returns the process exit code.
 pub fn main() -> i32 {
     let cli = Cli::parse();
-    if matches!(cli.command, Command::Test(_)) {
-        init_test_tracing();
-    } else {
-        init_tracing();
+    match &cli.command {
+        Command::Test(_) => init_test_tracing(),
+        Command::Run(r) => init_tracing(r.exec.is_some() || !r.rest.is_empty(), &r.log),
+        _ => init_tracing(false, &LogArgs::default()),
     }
     let rt = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
@@ -401,6 +444,16 @@ async fn test(args: TestArgs) -> i32 {
         Ok(r) => r,
         Err(code) => return code,
     };
+    let reg = match apply_overrides(reg, &args.overrides.overrides) {
+        Ok(r) => r,
+        Err(code) => return code,
+    };
+    if let Some(h) = &args.host {
+        if let Err(e) = exec_host(&reg, Some(h)) {
+            eprintln!("error: {e}");
+            return 1;
+        }
+    }
     let tests = testing::discover(&reg, &args.filters);
     let jobs = args
         .jobs
@@ -571,19 +624,160 @@ async fn is_wasm_process(runtime: &Runtime, id: &Id) -> bool {
         .is_some_and(|e| e.kind == "process.wasm")
 }
 
-/// The arguments of `--exec` / a command: strings for a Lua process; for a WebAssembly
-/// process, each argument that parses as JSON is that value (so `21` fits an `s32`).
-fn command_args(is_wasm: bool, argv: Vec<String>) -> Vec<Value> {
+/// The arguments of `--exec` / a command: strings, as Wippy passes them. A WebAssembly
+/// process whose parameters do not take them as strings (an `s32`) gets each argument
+/// that parses as JSON as that value instead (so `21` fits an `s32`).
+fn command_args(runtime: &Runtime, id: &Id, wasm: bool, argv: Vec<String>) -> Vec<Value> {
+    let strings: Vec<Value> = argv.iter().cloned().map(Value::str).collect();
+    if !wasm {
+        return strings;
+    }
+    let Some(f) = runtime
+        .node()
+        .ext::<crate::wasm::WasmRuntime>()
+        .and_then(|rt| rt.function(id))
+    else {
+        return strings;
+    };
+    if f.convert_args(&strings).is_ok() {
+        return strings;
+    }
     argv.into_iter()
         .map(|a| match serde_json::from_str::<serde_json::Value>(&a) {
-            Ok(j) if is_wasm => value::from_json(&j),
-            _ => Value::str(a),
+            Ok(j) => value::from_json(&j),
+            Err(_) => Value::str(a),
         })
         .collect()
 }
 
+/// The host a program run with `-x` (or a command) runs on: `--host`, else the app's one
+/// `terminal.host` (Wippy's auto-detection), else, where the app has none, the default
+/// host (Wippy refuses to run then).
+fn exec_host(registry: &Registry, named: Option<&str>) -> Result<Option<Id>, String> {
+    if let Some(h) = named {
+        let id = Id::parse(h).map_err(|e| format!("--host {h}: {e}"))?;
+        return match registry.get(&id) {
+            Some(e) if matches!(e.kind.as_str(), "terminal.host" | "process.host") => Ok(Some(id)),
+            Some(e) => Err(format!("--host {h}: {} is a {}, not a host", id, e.kind)),
+            None => Err(format!("--host {h}: no such entry")),
+        };
+    }
+    let terminals: Vec<&Id> = registry.of_kind("terminal.host").map(|e| &e.id).collect();
+    match terminals.as_slice() {
+        [] => Ok(None),
+        [one] => Ok(Some((*one).clone())),
+        many => Err(format!(
+            "multiple terminal hosts found ({}), use --host to specify",
+            many.iter()
+                .map(|i| i.to_string())
+                .collect::<Vec<_>>()
+                .join(", ")
+        )),
+    }
+}
+
+/// Applies `-o namespace:entry:field=value` overrides to the loaded app, checked as a
+/// load checks it; prints every error and gives the exit code on failure.
+fn apply_overrides(reg: Registry, overrides: &[String]) -> Result<Registry, i32> {
+    if overrides.is_empty() {
+        return Ok(reg);
+    }
+    let mut changed: std::collections::BTreeMap<Id, serde_json::Value> = Default::default();
+    for o in overrides {
+        let parsed = (|| -> Result<(Id, String, serde_json::Value), String> {
+            let (key, value) = o
+                .split_once('=')
+                .ok_or("missing \"=\" (namespace:entry:field=value)")?;
+            let mut parts = key.splitn(3, ':').map(str::trim);
+            let (ns, name, field) = (parts.next(), parts.next(), parts.next());
+            let (Some(ns), Some(name), Some(field)) = (ns, name, field) else {
+                return Err("missing \":\" (namespace:entry:field=value)".into());
+            };
+            for (what, v) in [("namespace", ns), ("entry name", name), ("field", field)] {
+                if v.is_empty() {
+                    return Err(format!("empty {what}"));
+                }
+            }
+            Ok((Id::new(ns, name), field.to_string(), override_value(value)))
+        })();
+        let (id, field, value) = match parsed {
+            Ok(p) => p,
+            Err(e) => {
+                eprintln!("error: -o {o}: {e}");
+                return Err(1);
+            }
+        };
+        let Some(entry) = reg.get(&id) else {
+            eprintln!("error: -o {o}: no entry {id}");
+            return Err(1);
+        };
+        let raw = changed.entry(id).or_insert_with(|| entry.raw.clone());
+        let mut at = &mut *raw;
+        let path: Vec<&str> = field.split('.').collect();
+        for (i, key) in path.iter().enumerate() {
+            if !at.is_object() {
+                *at = serde_json::json!({});
+            }
+            let map = at.as_object_mut().expect("an object");
+            if i + 1 == path.len() {
+                map.insert(key.to_string(), value.clone());
+                break;
+            }
+            at = map
+                .entry(key.to_string())
+                .or_insert_with(|| serde_json::json!({}));
+        }
+    }
+    let items: Vec<registry::loader::Item> = changed
+        .into_iter()
+        .map(|(id, mapping)| {
+            let file = reg.get(&id).map(|e| e.file.clone()).unwrap_or_default();
+            registry::loader::Item {
+                dir: file.parent().map(Path::to_path_buf).unwrap_or_default(),
+                file,
+                namespace: id.namespace.clone(),
+                mapping,
+            }
+        })
+        .collect();
+    let (next, errs) = registry::loader::load_changes(&reg, &items, &[]);
+    if !errs.is_empty() {
+        for e in &errs {
+            eprintln!("error: {e} (after -o)");
+        }
+        return Err(1);
+    }
+    Ok(next)
+}
+
+/// An override's value as Wippy reads it: `true` / `false`, an integer, a number with a
+/// point or an exponent, else the text.
+fn override_value(raw: &str) -> serde_json::Value {
+    let t = raw.trim();
+    match t.to_ascii_lowercase().as_str() {
+        "true" => return serde_json::Value::Bool(true),
+        "false" => return serde_json::Value::Bool(false),
+        _ => {}
+    }
+    if let Ok(i) = t.parse::<i64>() {
+        return serde_json::Value::from(i);
+    }
+    if t.contains(['.', 'e', 'E']) {
+        if let Ok(f) = t.parse::<f64>() {
+            if let Some(n) = serde_json::Number::from_f64(f) {
+                return serde_json::Value::Number(n);
+            }
+        }
+    }
+    serde_json::Value::String(raw.to_string())
+}
+
 async fn run(args: RunArgs) -> i32 {
     let registry = match load(&args.dir.dir) {
+        Ok(r) => r,
+        Err(code) => return code,
+    };
+    let registry = match apply_overrides(registry, &args.overrides.overrides) {
         Ok(r) => r,
         Err(code) => return code,
     };
@@ -623,6 +817,17 @@ async fn run(args: RunArgs) -> i32 {
             }
         }
         (None, None) => None,
+    };
+    let exec_host = if target.is_some() {
+        match exec_host(&registry, args.host.as_deref()) {
+            Ok(h) => h,
+            Err(e) => {
+                eprintln!("error: {e}");
+                return 1;
+            }
+        }
+    } else {
+        None
     };
     let options = crate::runtime::Options {
         node_name: args
@@ -696,12 +901,20 @@ async fn run(args: RunArgs) -> i32 {
             return 1;
         }
     }
+    // `system.exit(code)` from any process stops the run with that code
+    let exit_request = runtime
+        .node()
+        .ext_or_default::<crate::lua::system::ExitRequest>();
     let code = match target {
         Some((id, argv)) => {
             let wasm = is_wasm_process(&runtime, &id).await;
             crate::lua::io::set_args(argv.clone());
-            let argv = command_args(wasm, argv);
-            match runtime.exec(&id, argv).await {
+            let argv = command_args(&runtime, &id, wasm, argv);
+            let result = tokio::select! {
+                r = runtime.exec_on(&id, exec_host.as_ref(), argv) => r,
+                code = exit_request.wait() => Ok(Exit::Normal(Value::Int(code as i64))),
+            };
+            match result {
                 // an integer a Lua main returns is the exit code, as Wippy's `run -x`
                 // has it (a WebAssembly guest sets its status with exit(n))
                 Ok(Exit::Normal(Value::Int(n))) if !wasm => n.clamp(0, 255) as i32,
@@ -734,9 +947,16 @@ async fn run(args: RunArgs) -> i32 {
         None => {
             let signal = shutdown_signal();
             tracing::info!("running; press Ctrl-C to stop");
-            signal.await;
-            tracing::info!("signal received, stopping");
-            0
+            tokio::select! {
+                _ = signal => {
+                    tracing::info!("signal received, stopping");
+                    0
+                }
+                code = exit_request.wait() => {
+                    tracing::info!("system.exit({code}) called, stopping");
+                    code
+                }
+            }
         }
     };
     runtime.shutdown().await;

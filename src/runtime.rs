@@ -361,6 +361,17 @@ impl Runtime {
 
     /// Runs a process entry to completion on the default host and returns how it ended.
     pub async fn exec(&self, entry: &Id, args: Vec<Value>) -> Result<Exit, ProcessError> {
+        self.exec_on(entry, None, args).await
+    }
+
+    /// Runs a process entry to completion on `host` (the default host when None) and
+    /// returns how it ended.
+    pub async fn exec_on(
+        &self,
+        entry: &Id,
+        host: Option<&Id>,
+        args: Vec<Value>,
+    ) -> Result<Exit, ProcessError> {
         let (tx, rx) = tokio::sync::oneshot::channel();
         let opts = SpawnOptions {
             on_exit: Some(Box::new(move |_, exit: &Arc<Exit>| {
@@ -368,7 +379,7 @@ impl Runtime {
             })),
             ..Default::default()
         };
-        self.spawn(entry, None, args, opts)?;
+        self.spawn(entry, host, args, opts)?;
         tokio::select! {
             exit = rx => Ok(exit.unwrap_or_else(|_| Exit::Killed("the runtime stopped".into()))),
             why = self.sup.fatal() => Ok(Exit::Error(format!("a supervision tree failed: {why}").into())),

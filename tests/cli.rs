@@ -835,3 +835,136 @@ entries:
         text(&out.stderr)
     );
 }
+
+/// en/lua/system/system.md, "Shutdown": `system.exit(code)` from a running service stops
+/// the whole runtime with that exit code.
+#[test]
+fn system_exit_stops_the_run_with_its_code() {
+    let d = app(&[
+        (
+            "app.yaml",
+            r#"version: "1.0"
+namespace: app
+entries:
+  - {name: host, kind: process.host, host: {workers: 1}}
+  - {name: quitter, kind: process.lua, source: file://quitter.lua, method: main, modules: [system]}
+  - {name: svc, kind: process.service, process: quitter, host: host, lifecycle: {auto_start: true}}
+"#,
+        ),
+        (
+            "quitter.lua",
+            r#"local system = require("system")
+return { main = function()
+  local ok = system.exit(3)
+  process.events():receive()
+end }
+"#,
+        ),
+    ]);
+    let out = warden(&["run", "-d", d.path().to_str().unwrap()], None);
+    assert_eq!(out.status.code(), Some(3), "{}", text(&out.stderr));
+    assert!(text(&out.stderr).contains("system.exit(3) called, stopping"));
+}
+
+const TERMINALS: &str = r#"version: "1.0"
+namespace: app
+entries:
+  - {name: term1, kind: terminal.host}
+  - {name: term2, kind: terminal.host}
+  - {name: cli, kind: process.lua, source: file://cli.lua, method: main, modules: [io, system, logger]}
+"#;
+
+const CLI: &str = r#"local io = require("io")
+local system = require("system")
+local logger = require("logger")
+local function where()
+  for _, h in ipairs({"app:term1", "app:term2"}) do
+    for _, p in ipairs(system.hosts.processes(h)) do
+      if p.pid == tostring(process.pid()) then return h end
+    end
+  end
+  return "?"
+end
+return {
+  main = function(arg)
+    logger:info("a log line of the program")
+    io.print("on " .. where() .. " " .. type(arg))
+    return 0
+  end,
+  shout = function() io.print("SHOUT on " .. where()) return 0 end,
+}
+"#;
+
+/// `warden` as a user runs it: no RUST_LOG.
+fn warden_plain(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_warden"))
+        .args(args)
+        .env_remove("RUST_LOG")
+        .env("NO_COLOR", "1")
+        .output()
+        .expect("run warden")
+}
+
+/// en/guides/cli.md (`wippy run`: `-x`, `--host`, `-o`; global `-v`) and
+/// en/tutorials/cli.md ("the -x flag auto-detects your terminal.host and runs in silent
+/// mode"): with two terminal hosts `-x` asks for `--host`; the program runs on the named
+/// host, prints only what it writes (its arguments are strings), `-v` brings the log
+/// lines back, and `-o namespace:entry:field=value` changes an entry before the start.
+#[test]
+fn run_x_picks_the_terminal_host_runs_silent_and_takes_overrides() {
+    let d = app(&[("app.yaml", TERMINALS), ("cli.lua", CLI)]);
+    let dir = d.path().to_str().unwrap();
+    let out = warden_plain(&["run", "-d", dir, "-x", "app:cli"]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        text(&out.stderr).contains(
+            "multiple terminal hosts found (app:term1, app:term2), use --host to specify"
+        ),
+        "{}",
+        text(&out.stderr)
+    );
+    let out = warden_plain(&[
+        "run",
+        "-d",
+        dir,
+        "-x",
+        "app:cli",
+        "--host",
+        "app:term2",
+        "42",
+    ]);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    assert_eq!(text(&out.stdout), "on app:term2 string\n");
+    assert_eq!(text(&out.stderr), "", "silent: no log lines");
+    let out = warden_plain(&[
+        "run",
+        "-d",
+        dir,
+        "-v",
+        "-x",
+        "app:cli",
+        "--host",
+        "app:term2",
+    ]);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    assert!(text(&out.stderr).contains("a log line of the program"));
+    let out = warden_plain(&[
+        "run",
+        "-d",
+        dir,
+        "-o",
+        "app:cli:method=shout",
+        "--host",
+        "app:term1",
+        "-x",
+        "app:cli",
+    ]);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    assert_eq!(text(&out.stdout), "SHOUT on app:term1\n");
+    let out = warden_plain(&["run", "-d", dir, "-o", "app:cli=1", "-x", "app:cli"]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(text(&out.stderr).contains("error: -o app:cli=1: missing \":\""));
+    let out = warden_plain(&["run", "-d", dir, "--host", "app:cli", "-x", "app:cli"]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(text(&out.stderr).contains("--host app:cli: app:cli is a process.lua, not a host"));
+}

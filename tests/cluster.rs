@@ -908,7 +908,11 @@ end }
 const MEMBERS: &str = r#"
 local system = require("system")
 return { main = function()
-  return { node = system.cluster.node(), members = system.cluster.members(),
+  -- en/lua/system/system.md: members are tables, the local node first
+  local ids = {}
+  for i, m in ipairs(system.cluster.members()) do ids[i] = m.id .. (m.is_local and "*" or "") end
+  return { node = system.node.id(), members = ids, size = system.cluster.size(),
+           leader = system.cluster.leader(),
            b = system.cluster.is_member("b"), z = system.cluster.is_member("z") }
 end }
 "#;
@@ -933,8 +937,8 @@ async fn a_placed_service_runs_on_its_node_only_and_processes_see_the_members() 
         .unwrap_err();
     assert_eq!(e.1, "service app:svc is placed on node b (this is node a)");
     assert_eq!(
-        run(&a, "members", vec![]).await,
-        json!({"node": "a", "members": ["a", "b"], "b": true, "z": false})
+        run(&b, "members", vec![]).await,
+        json!({"node": "b", "members": ["b*", "a"], "size": 2, "leader": "", "b": true, "z": false})
     );
     a.shutdown().await;
     b.shutdown().await;

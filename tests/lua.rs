@@ -649,3 +649,77 @@ end }
         })
     );
 }
+
+/// en/lua/system/system.md: every call is `value, err`; what maps onto warden answers
+/// (node, cluster members as tables with the local node first, leader, size, memory,
+/// gc, runtime, process, hosts, supervisor states, modules), the rest is `nil, err`
+/// (INTERNAL) saying why (Raft, the memory limit).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn system_answers_as_wippys_page_says() {
+    let v = App::new()
+        .lua(
+            "idle",
+            "return { main = function() process.events():receive() end }",
+        )
+        .entry("  - {name: svc, kind: process.service, process: idle, host: host, lifecycle: {auto_start: true}}\n")
+        .lua(
+            "main",
+            r#"
+local system = require("system")
+return { main = function()
+  for _ = 1, 100 do
+    local s = system.supervisor.state("app:svc")
+    if s and s.status == "running" then break end
+    coroutine.yield()
+  end
+  local members = system.cluster.members()
+  local mods = system.modules()
+  local names = {}
+  for _, m in ipairs(mods) do names[m.name] = type(m.description) == "string" and #m.class end
+  local hosts = system.hosts.list()
+  local procs = system.hosts.processes("app:host")
+  local sources = {}
+  for _, p in ipairs(procs) do sources[p.source] = p.state end
+  local stats = system.memory.stats()
+  local _, raft = system.raft.is_leader()
+  local _, limit = system.memory.get_limit()
+  local _, no_host = system.hosts.processes("app:nowhere")
+  local svc = system.supervisor.state("app:svc")
+  local states = system.supervisor.states()
+  return {
+    node = system.node.id(), role = system.node.role(),
+    members = members, size = system.cluster.size(), leader = system.cluster.leader(),
+    time_module = names.time, json_module = names.json,
+    host = { hosts[1].id, hosts[1].workers, hosts[1].processes >= 2 },
+    sources = sources, started = procs[1].started_at > 1700000000 * 1000000000,
+    memory = stats.alloc > 0 and system.memory.allocated() > 0 and stats.sys > 0,
+    gc = system.gc.collect(),
+    cpus = system.runtime.cpu_count() >= 1, procs = system.runtime.max_procs() >= 1,
+    tasks = system.runtime.goroutines() >= 1,
+    pid = math.type(system.process.pid()), cwd = type(system.process.cwd()),
+    hostname = type(system.process.hostname()),
+    raft = raft and raft:kind(), raft_text = raft and raft:message(),
+    limit = limit and limit:kind(), no_host = no_host and no_host:kind(),
+    svc = { svc.id, svc.status, svc.retry_count }, states = #states,
+  }
+end }
+"#,
+        )
+        .value("main")
+        .await;
+    assert_eq!(
+        v,
+        json!({
+            "node": "local", "role": "non-member",
+            "members": [{"id": "local", "is_local": true}], "size": 1, "leader": "",
+            "time_module": 1, "json_module": 1,
+            "host": ["app:host", 2, true],
+            "sources": {"app:main": "running", "app:idle": "running"}, "started": true,
+            "memory": true, "gc": true, "cpus": true, "procs": true, "tasks": true,
+            "pid": "integer", "cwd": "string", "hostname": "string",
+            "raft": "Internal", "raft_text": "system.raft.is_leader: raft not available",
+            "limit": "Internal", "no_host": "NotFound",
+            "svc": ["app:svc", "running", 0], "states": 1,
+        })
+    );
+}

@@ -174,7 +174,7 @@ fn a_suite_with_every_outcome_gives_the_counts_the_exit_code_and_the_reports() {
     let xml = app.path().join("report.xml");
     let (code, _, err) = warden_test(
         app.path(),
-        &["--format", "junit", "-o", xml.to_str().unwrap()],
+        &["--format", "junit", "--output", xml.to_str().unwrap()],
     );
     assert_eq!(code, 1);
     assert_eq!(
@@ -233,7 +233,12 @@ fn the_example_supervision_suite_passes() {
     let xml = tempfile::NamedTempFile::new().unwrap();
     let (code, _, err) = warden_test(
         std::path::Path::new(&dir),
-        &["--format", "junit", "-o", xml.path().to_str().unwrap()],
+        &[
+            "--format",
+            "junit",
+            "--output",
+            xml.path().to_str().unwrap(),
+        ],
     );
     assert_eq!(code, 0, "{err}");
     assert_eq!(err.lines().last(), Some("10 passed, 0 failed"), "{err}");

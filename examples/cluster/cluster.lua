@@ -21,7 +21,7 @@ end
 local function reporter()
   local time = require("time")
   local system = require("system")
-  local node = system.cluster.node()
+  local node = system.node.id()
   local inbox, events = process.inbox(), process.events()
   while true do
     local r = channel.select({ events:case_receive(), time.after(1000 * time.MILLISECOND):case_receive() })
@@ -30,7 +30,7 @@ local function reporter()
       local answer = channel.select({ inbox:case_receive(), time.after(1000 * time.MILLISECOND):case_receive() })
       if answer.channel == inbox then
         logger.info("counted", { node = node, total = answer.value:payload():data(),
-          members = table.concat(system.cluster.members(), ",") })
+          members = system.cluster.size() })
       end
     else
       logger.info("no counter yet", { node = node })

@@ -34,7 +34,7 @@ mod raw;
 mod registry_api;
 pub mod security;
 mod supervisor;
-mod system;
+pub mod system;
 mod tasks;
 pub use tasks::alive as timer_tasks;
 pub mod test;

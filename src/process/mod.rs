@@ -853,6 +853,11 @@ impl Node {
             .collect()
     }
 
+    /// The handles of every live process.
+    pub fn process_handles(&self) -> Vec<Arc<ProcessHandle>> {
+        self.procs.iter().map(|p| p.value().clone()).collect()
+    }
+
     /// The handle of a live process.
     pub fn process(&self, pid: &Pid) -> Option<Arc<ProcessHandle>> {
         if pid.node != self.name {
