@@ -95,7 +95,8 @@ struct ServiceArgs {
 /// Report formats of `warden test`.
 #[derive(clap::ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
 enum Format {
-    /// Lines for people: one per test, the failures, the counts.
+    /// Lines for people, laid out as Wippy's runner prints them: the cases by suite,
+    /// the failures with their place, the counts.
     Text,
     /// JUnit XML, for CI systems.
     Junit,
@@ -118,6 +119,9 @@ struct TestArgs {
     /// Write the junit or tap report to this file (default: stdout).
     #[arg(long)]
     output: Option<PathBuf>,
+    /// Fail a test that leaves processes running (they are reported either way).
+    #[arg(long)]
+    fail_leaks: bool,
     /// Accepted as `wippy test` takes it; tests run on the hosts their entries name.
     #[arg(long, value_name = "NS:HOST")]
     host: Option<String>,
@@ -462,32 +466,26 @@ async fn test(args: TestArgs) -> i32 {
     let live = text && std::io::stdout().is_terminal();
     let total = tests.len();
     let mut shown = 0;
-    let results = testing::run_all(&reg, tests, jobs, |r| {
+    let started = std::time::Instant::now();
+    let results = testing::run_all(&reg, tests, jobs, args.fail_leaks, |r| {
         shown += 1;
-        if text {
+        if live {
+            // a line per finished test and a progress line, replaced by the report
             let mut out = std::io::stdout().lock();
-            if live {
-                // a progress line, replaced by each result
-                let _ = write!(out, "\r\x1b[2K{}\n[{shown}/{total}] ", report::test_line(r));
-            } else {
-                let _ = writeln!(out, "{}", report::test_line(r));
-            }
+            let _ = write!(out, "\r\x1b[2K{}\n[{shown}/{total}] ", report::test_line(r));
             let _ = out.flush();
         }
     })
     .await;
+    let elapsed = started.elapsed();
     let (_, failed, _) = report::totals(&results);
     match args.format {
         Format::Text => {
             let mut out = std::io::stdout().lock();
             if live {
-                let _ = write!(out, "\r\x1b[2K");
+                let _ = write!(out, "\r\x1b[2K\n");
             }
-            let details: String = results.iter().map(report::failures).collect();
-            if !details.is_empty() {
-                let _ = write!(out, "\n{details}");
-            }
-            let _ = writeln!(out, "{}", report::count_line(&results));
+            let _ = write!(out, "{}", report::text(&results, elapsed));
         }
         Format::Junit | Format::Tap => {
             let body = if args.format == Format::Junit {
@@ -501,7 +499,7 @@ async fn test(args: TestArgs) -> i32 {
                         eprintln!("error: cannot write {}: {e}", path.display());
                         return 1;
                     }
-                    eprintln!("{}", report::count_line(&results));
+                    eprintln!("{}", report::count_line(&results, elapsed));
                 }
                 None => print!("{body}"),
             }

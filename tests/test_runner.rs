@@ -95,15 +95,36 @@ const WIPPY_STYLE: &str = r#"
 local test = require("test")
 local function define_tests()
   describe("a Wippy-style test", function()
-    before_each(function() test.mock(string, "rep", function() return "mocked" end) end)
-    it("uses process and a mock", function()
+    before_each(function() test.mock(string, "upper", function() return "MOCKED" end) end)
+    -- en/framework/testing.md, "Mocking": mock("object.field"), mock_process,
+    -- restore_mock; every mock is restored after the case
+    it("uses process and mocks", function()
       test.is_string(process.pid())
+      test.eq(string.upper("x"), "MOCKED")
+      test.mock("string.rep", function() return "mocked" end)
       test.eq(string.rep("x", 3), "mocked")
+      test.mock_process("send", function(pid, topic) return "sent " .. topic end)
+      test.eq(process.send("nobody", "hello"), "sent hello")
+      test.restore_mock("string.rep")
+      test.eq(string.rep("x", 2), "xx")
     end)
-    it("sees the mock restored", function() test.eq(string.rep("x", 2), "mocked") end)
+    it("sees the mocks of the last case restored", function()
+      test.eq(string.rep("x", 2), "xx")
+      test.has_error(process.send("{nobody|1}", "hello"))
+      test.restore_all_mocks()
+      test.eq(string.upper("x"), "X")
+    end)
   end)
 end
-local function run() return test.run_cases(define_tests) end
+local run_cases = test.run_cases(define_tests)
+-- the page's runner: `result.failed_tests`
+local function run(options)
+  local result = run_cases(options)
+  if result.failed_tests > 0 or result.total_tests ~= 2 or result.passed_tests ~= 2 then
+    error("tests failed: " .. result.failed_tests)
+  end
+  return result
+end
 return { run = run }
 "#;
 
@@ -114,20 +135,23 @@ fn a_suite_with_every_outcome_gives_the_counts_the_exit_code_and_the_reports() {
     app.finish();
     let (code, out, _) = warden_test(app.path(), &[]);
     assert_eq!(code, 1, "{out}");
-    // 15 cases: a 4 + a skip, b 1 + 1, c 1, d 1 + 2, e 1, f 1, g 2
-    assert_eq!(
-        out.lines().last(),
-        Some("9 passed, 5 failed, 1 skipped"),
+    // 15 cases: a 4 + a skip, b 1 + 1, c 1, d 1 + 2, e 1, f 1, g 2; laid out as Wippy's
+    // runner prints them (en/framework/testing.md, "Example Output")
+    assert!(out.starts_with("15 tests in 7 suites\n\n"), "{out}");
+    let last = out.lines().last().unwrap_or_default();
+    assert!(
+        last.starts_with("  7 suites | 10 passed | 4 failed | 1 skipped | ")
+            && last.ends_with("ms"),
         "{out}"
     );
-    // a line per test, in id order
-    let firsts: Vec<&str> = out
+    // a suite per test (none names one), in id order
+    let suites: Vec<&str> = out
         .lines()
-        .filter(|l| l.starts_with("ok ") || l.starts_with("FAIL "))
-        .map(|l| l.split_whitespace().nth(1).unwrap())
+        .filter(|l| l.starts_with("  ") && !l.starts_with("   ") && !l.contains('|'))
+        .map(str::trim)
         .collect();
     assert_eq!(
-        firsts,
+        suites,
         [
             "app:a_pass",
             "app:b_fail",
@@ -140,35 +164,49 @@ fn a_suite_with_every_outcome_gives_the_counts_the_exit_code_and_the_reports() {
         "{out}"
     );
     // the failure: place, expected, actual, the test's log
+    assert!(out.contains("\n    - tables > differs "), "{out}");
     assert!(
-        out.contains("--- FAIL app:b_fail: tables > differs"),
+        out.contains("\n      Error: _index.yaml#app:b_fail:9: at .a[2]: expected 3, got 2\n"),
         "{out}"
     );
-    assert!(
-        out.contains("    _index.yaml#app:b_fail:9: at .a[2]: expected 3, got 2\n"),
-        "{out}"
-    );
-    assert!(out.contains("expected: {a = {1, 3}}"), "{out}");
-    assert!(out.contains("actual:   {a = {1, 2}}"), "{out}");
+    assert!(out.contains("\n      expected: {a = {1, 3}}\n"), "{out}");
+    assert!(out.contains("\n      actual:   {a = {1, 2}}\n"), "{out}");
     assert!(out.contains("about to compare"), "{out}");
+    assert!(out.contains("    - app:c_crash "), "{out}");
     assert!(out.contains("broken before any case"), "{out}");
     assert!(
-        out.contains("--- FAIL app:d_hang: hangs\n    still running at the timeout (300ms)"),
+        out.contains("\n    - hangs\n      Error: still running at the timeout (300ms)\n"),
         "{out}"
     );
     assert!(
         out.contains(
-            "--- FAIL app:d_hang: never reached\n    not run: still running at the timeout (300ms)"
+            "\n    - never reached\n      Error: not run: still running at the timeout (300ms)\n"
         ),
         "{out}"
     );
+    assert!(out.contains("\n    ~ math > later "), "{out}");
+    // a process left running is reported, not failed (the docs make it no failure)
+    assert!(out.contains("\n    + spawns and forgets "), "{out}");
     assert!(
-        out.contains("the test left 1 process(es) running: {test5|"),
+        out.contains("\n    ! the test left 1 process(es) running: {test5|"),
         "{out}"
     );
     assert!(out.contains("(app:sleeper)"), "{out}");
-    // the Wippy-style test (a function.lua using process.*, mocks set in before_each)
-    assert!(out.contains("ok   app:g_wippy (2 passed;"), "{out}");
+    // the Wippy-style test (a function.lua using process.*, mocks, failed_tests)
+    assert!(
+        out.contains("\n    + a Wippy-style test > uses process and mocks ")
+            && out
+                .contains("\n    + a Wippy-style test > sees the mocks of the last case restored "),
+        "{out}"
+    );
+    // --fail-leaks makes the leak a failure of its last case
+    let (code, out, _) = warden_test(app.path(), &["--fail-leaks", "e_leak"]);
+    assert_eq!(code, 1, "{out}");
+    assert!(out.contains("\n    - spawns and forgets "), "{out}");
+    assert!(
+        out.contains("Error: the test left 1 process(es) running"),
+        "{out}"
+    );
 
     // JUnit
     let xml = app.path().join("report.xml");
@@ -177,15 +215,16 @@ fn a_suite_with_every_outcome_gives_the_counts_the_exit_code_and_the_reports() {
         &["--format", "junit", "--output", xml.to_str().unwrap()],
     );
     assert_eq!(code, 1);
-    assert_eq!(
-        err.lines().last(),
-        Some("9 passed, 5 failed, 1 skipped"),
+    assert!(
+        err.lines()
+            .last()
+            .is_some_and(|l| l.starts_with("7 suites | 10 passed | 4 failed | 1 skipped | ")),
         "{err}"
     );
     let xml = std::fs::read_to_string(xml).unwrap();
     assert!(
         xml.contains(
-            r#"<testsuites name="warden test" tests="15" skipped="1" failures="5" errors="0">"#
+            r#"<testsuites name="warden test" tests="15" skipped="1" failures="4" errors="0">"#
         ),
         "{xml}"
     );
@@ -206,7 +245,7 @@ fn a_suite_with_every_outcome_gives_the_counts_the_exit_code_and_the_reports() {
     assert!(tap.starts_with("TAP version 13\n1..15\n"), "{tap}");
     assert_eq!(
         tap.lines().filter(|l| l.starts_with("not ok ")).count(),
-        5,
+        4,
         "{tap}"
     );
     assert_eq!(
@@ -218,11 +257,63 @@ fn a_suite_with_every_outcome_gives_the_counts_the_exit_code_and_the_reports() {
     // a filter runs only the tests it names; all passing is exit 0
     let (code, out, _) = warden_test(app.path(), &["a_pass", "f_plain"]);
     assert_eq!(code, 0, "{out}");
-    assert_eq!(
-        out.lines().last(),
-        Some("5 passed, 0 failed, 1 skipped"),
+    assert!(
+        out.lines()
+            .last()
+            .is_some_and(|l| l.starts_with("  2 suites | 5 passed | 0 failed | 1 skipped | ")),
         "{out}"
     );
+}
+
+/// en/framework/testing.md, "Test Metadata": `suite` groups tests in the output, `name`
+/// is the name shown, `order` sorts tests within a suite (lower first).
+#[test]
+fn test_metadata_groups_names_and_orders_the_tests() {
+    let plain = |name: &str, meta: &str| {
+        test_entry(
+            name,
+            "function.lua",
+            meta,
+            "return { run = function() return true end }",
+        )
+    };
+    let app = App::new()
+        .entry(&plain("z_first", ", suite: math, name: Adds, order: 1"))
+        .entry(&plain(
+            "a_second",
+            ", suite: math, name: Multiplies, order: 2",
+        ))
+        .entry(&plain("m_alone", ", suite: strings"))
+        .entry(&plain("b_unordered", ", suite: math"));
+    app.finish();
+    let (code, out, _) = warden_test(app.path(), &[]);
+    assert_eq!(code, 0, "{out}");
+    let lines: Vec<String> = out
+        .lines()
+        .filter(|l| l.starts_with("  "))
+        .map(|l| {
+            // the words, without the time
+            let words: Vec<&str> = l
+                .split_whitespace()
+                .filter(|w| !w.ends_with("ms"))
+                .collect();
+            words.join(" ")
+        })
+        .collect();
+    assert_eq!(
+        lines[..6],
+        [
+            "math",
+            "+ Adds",
+            "+ Multiplies",
+            "+ app:b_unordered",
+            "strings",
+            "+ app:m_alone",
+        ]
+        .map(|l| l.to_string()),
+        "{out}"
+    );
+    assert!(out.starts_with("4 tests in 2 suites\n"), "{out}");
 }
 
 /// The example suite of the pipeline tree passes: one test per strategy and restart type,
@@ -241,7 +332,12 @@ fn the_example_supervision_suite_passes() {
         ],
     );
     assert_eq!(code, 0, "{err}");
-    assert_eq!(err.lines().last(), Some("10 passed, 0 failed"), "{err}");
+    assert!(
+        err.lines()
+            .last()
+            .is_some_and(|l| l.starts_with("6 suites | 10 passed | 0 failed | 0 skipped | ")),
+        "{err}"
+    );
     let xml = std::fs::read_to_string(xml.path()).unwrap();
     assert!(
         xml.contains(r#"tests="10" skipped="0" failures="0""#),
@@ -294,6 +390,8 @@ return { run = test.run_cases(function()
   it("gt", function() test.gt(1, 2) end)
   it("throws", function() test.throws(function() end) end)
   it("has_error", function() test.has_error("value", nil) end)
+  it("has_error_none", function() test.has_error(nil, nil) end)
+  it("throws_note", function() test.throws(function() end, "the reason") end)
   it("no_error", function() test.no_error(nil, "bad input") end)
   it("fail", function() test.fail("custom reason") end)
 end) }
@@ -314,7 +412,17 @@ end) }
         ("len", "expected length 3, got 2"),
         ("gt", "expected 1 > 2"),
         ("throws", "expected an error, none was raised"),
-        ("has_error", "expected an error, got none"),
+        // en/framework/testing.md: `has_error(val, err, msg?)`: val is nil, err is not
+        (
+            "has_error",
+            r#"expected nil and an error, got the value \"value\""#,
+        ),
+        ("has_error_none", "expected an error, got none"),
+        // `throws(fn, msg?)`: the second argument is the message
+        (
+            "throws_note",
+            "the reason: expected an error, none was raised",
+        ),
         ("no_error", "expected no error, got bad input"),
         ("fail", "custom reason"),
     ] {

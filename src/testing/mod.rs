@@ -62,6 +62,8 @@ pub struct Case {
     pub expected: Option<String>,
     /// The actual value, as text.
     pub actual: Option<String>,
+    /// How long it ran (None: not timed, such as a case never reached).
+    pub duration: Option<Duration>,
 }
 
 impl Case {
@@ -74,6 +76,7 @@ impl Case {
             line: None,
             expected: None,
             actual: None,
+            duration: None,
         }
     }
 
@@ -91,6 +94,13 @@ impl Case {
 pub struct TestResult {
     /// The entry.
     pub id: Id,
+    /// The suite it is reported under: its `meta.suite`, else its id
+    /// (en/framework/testing.md, "Test Metadata").
+    pub suite: String,
+    /// Its display name: `meta.name`, else its id.
+    pub title: String,
+    /// Processes it left running, if any (reported; a failure with `--fail-leaks`).
+    pub leaked: Option<String>,
     /// Its YAML file.
     pub file: PathBuf,
     /// Its cases, in the order they ran.
@@ -108,8 +118,23 @@ impl TestResult {
     }
 }
 
+/// A test entry's `meta` text field.
+fn meta_text(entry: &Entry, key: &str) -> Option<String> {
+    match entry.meta.get(key)? {
+        serde_json::Value::String(s) if !s.is_empty() => Some(s.clone()),
+        serde_json::Value::Number(n) => Some(n.to_string()),
+        _ => None,
+    }
+}
+
+/// The suite a test is reported under (`meta.suite`, else its id).
+pub fn suite_of(entry: &Entry) -> String {
+    meta_text(entry, "suite").unwrap_or_else(|| entry.id.to_string())
+}
+
 /// The test entries of `registry` whose id contains one of `filters` (all when none),
-/// sorted by id.
+/// by suite, then `meta.order` within a suite (lower first; none last), then id
+/// (en/framework/testing.md, "Test Metadata").
 pub fn discover(registry: &Registry, filters: &[String]) -> Vec<Arc<Entry>> {
     let mut tests: Vec<Arc<Entry>> = registry
         .entries
@@ -122,7 +147,18 @@ pub fn discover(registry: &Registry, filters: &[String]) -> Vec<Arc<Entry>> {
         })
         .cloned()
         .collect();
-    tests.sort_by(|a, b| a.id.cmp(&b.id));
+    let order = |e: &Entry| {
+        e.meta
+            .get("order")
+            .and_then(|o| o.as_f64())
+            .unwrap_or(f64::MAX)
+    };
+    tests.sort_by(|a, b| {
+        suite_of(a)
+            .cmp(&suite_of(b))
+            .then(order(a).total_cmp(&order(b)))
+            .then(a.id.cmp(&b.id))
+    });
     tests
 }
 
@@ -160,6 +196,7 @@ fn field<'a>(event: &'a Value, key: &str) -> Option<&'a Value> {
 struct Progress {
     plan: Option<Vec<String>>,
     running: Option<String>,
+    started: Option<Instant>,
     done: Vec<Case>,
 }
 
@@ -171,9 +208,13 @@ impl Progress {
                     self.plan = Some(names.iter().filter_map(|n| text(Some(n))).collect());
                 }
             }
-            Some("start") => self.running = text(field(event, "name")),
+            Some("start") => {
+                self.running = text(field(event, "name"));
+                self.started = Some(Instant::now());
+            }
             Some("done") => {
                 self.running = None;
+                let duration = self.started.take().map(|t| t.elapsed());
                 let status = match text(field(event, "status")).as_deref() {
                     Some("passed") => Status::Passed,
                     Some("skipped") => Status::Skipped,
@@ -191,6 +232,7 @@ impl Progress {
                     },
                     expected: text(field(event, "expected")),
                     actual: text(field(event, "actual")),
+                    duration,
                 });
             }
             _ => {}
@@ -224,23 +266,53 @@ impl Progress {
     }
 }
 
-/// Runs one test entry on a fresh runtime named `node`.
-pub async fn run_one(registry: Registry, entry: Arc<Entry>, node: String) -> TestResult {
+/// Runs one test entry on a fresh runtime named `node`. Processes it leaves running are
+/// reported; with `fail_leaks`, they fail its last case.
+pub async fn run_one(
+    registry: Registry,
+    entry: Arc<Entry>,
+    node: String,
+    fail_leaks: bool,
+) -> TestResult {
     let t0 = Instant::now();
     let lines = capture::register(&node);
-    let cases = run_isolated(registry, &entry, &node).await;
+    let (mut cases, leaked) = run_isolated(registry, &entry, &node).await;
     capture::unregister(&node);
     let logs = std::mem::take(&mut *lines.lock());
+    let duration = t0.elapsed();
+    if let (Some(why), true) = (&leaked, fail_leaks) {
+        // the test fails: its last case, the one that ran last, carries why
+        match cases.iter_mut().rev().find(|c| c.status != Status::Skipped) {
+            Some(last) => {
+                last.status = Status::Failed;
+                last.message = Some(match last.message.take() {
+                    Some(m) => format!("{m}; {why}"),
+                    None => why.clone(),
+                });
+            }
+            None => cases.push(Case::failed(entry.id.to_string(), why.clone())),
+        }
+    }
+    if cases.len() == 1 && cases[0].duration.is_none() {
+        cases[0].duration = Some(duration);
+    }
     TestResult {
         id: entry.id.clone(),
+        suite: suite_of(&entry),
+        title: meta_text(&entry, "name").unwrap_or_else(|| entry.id.to_string()),
+        leaked,
         file: entry.file.clone(),
         cases,
         logs,
-        duration: t0.elapsed(),
+        duration,
     }
 }
 
-async fn run_isolated(registry: Registry, entry: &Arc<Entry>, node: &str) -> Vec<Case> {
+async fn run_isolated(
+    registry: Registry,
+    entry: &Arc<Entry>,
+    node: &str,
+) -> (Vec<Case>, Option<String>) {
     let id = entry.id.clone();
     let options = crate::runtime::Options {
         node_name: node.to_string(),
@@ -256,10 +328,13 @@ async fn run_isolated(registry: Registry, entry: &Arc<Entry>, node: &str) -> Vec
     let rt = match Runtime::start_with(registry, options).await {
         Ok(rt) => rt,
         Err(e) => {
-            return vec![Case::failed(
-                id.to_string(),
-                format!("the app did not start: {e}"),
-            )]
+            return (
+                vec![Case::failed(
+                    id.to_string(),
+                    format!("the app did not start: {e}"),
+                )],
+                None,
+            )
         }
     };
     let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
@@ -316,42 +391,37 @@ async fn run_isolated(registry: Registry, entry: &Arc<Entry>, node: &str) -> Vec
         .into_iter()
         .filter(|(p, _)| Some(p) != pid.as_ref())
         .collect();
-    if !left.is_empty() {
-        // the test fails: its last case, the one that ran last, carries why
+    let leaked = (!left.is_empty()).then(|| {
         let list: Vec<String> = left.iter().map(|(p, e)| format!("{p} ({e})")).collect();
-        let why = format!(
+        format!(
             "the test left {} process(es) running: {}",
             left.len(),
             list.join(", ")
-        );
-        match cases.iter_mut().rev().find(|c| c.status != Status::Skipped) {
-            Some(last) => {
-                last.status = Status::Failed;
-                last.message = Some(match last.message.take() {
-                    Some(m) => format!("{m}; {why}"),
-                    None => why,
-                });
-            }
-            None => cases.push(Case::failed(id.to_string(), why)),
-        }
-    }
+        )
+    });
     rt.shutdown().await;
-    cases
+    (cases, leaked)
 }
 
-/// Runs `tests`, up to `jobs` at once; `done` sees each result in id order as soon as
-/// the ones before it are done. Returns every result, in id order.
+/// Runs `tests`, up to `jobs` at once; `done` sees each result in the given order as
+/// soon as the ones before it are done. Returns every result, in that order.
 pub async fn run_all(
     registry: &Registry,
     tests: Vec<Arc<Entry>>,
     jobs: usize,
+    fail_leaks: bool,
     mut done: impl FnMut(&TestResult),
 ) -> Vec<TestResult> {
     use futures::StreamExt;
     let n = tests.len();
     let mut stream = futures::stream::iter(tests.into_iter().enumerate().map(|(i, e)| {
         let reg = registry.clone();
-        async move { (i, run_one(reg, e, format!("test{}", i + 1)).await) }
+        async move {
+            (
+                i,
+                run_one(reg, e, format!("test{}", i + 1), fail_leaks).await,
+            )
+        }
     }))
     .buffer_unordered(jobs.max(1));
     let mut slots: Vec<Option<TestResult>> = (0..n).map(|_| None).collect();

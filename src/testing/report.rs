@@ -1,6 +1,8 @@
-//! What `warden test` prints or writes: a line per test, the failures with their place,
-//! expected and actual values and log lines, the count line; JUnit XML (through the
-//! `quick-junit` crate) and TAP.
+//! What `warden test` prints or writes: the report Wippy's runner prints (en/framework/
+//! testing.md, "Example Output": the cases by suite, `+` passed, `-` failed with its
+//! error, then `N suites | P passed | F failed | S skipped | Tms`), with each failure's
+//! place, expected and actual values and the test's log lines; a line per test while it
+//! runs on a terminal; JUnit XML (through the `quick-junit` crate) and TAP.
 
 use super::{Case, Status, TestResult};
 use std::fmt::Write;
@@ -16,14 +18,100 @@ pub fn totals(results: &[TestResult]) -> (usize, usize, usize) {
     })
 }
 
-/// The last line: `N passed, M failed` (`, K skipped`).
-pub fn count_line(results: &[TestResult]) -> String {
-    let (p, f, s) = totals(results);
-    if s > 0 {
-        format!("{p} passed, {f} failed, {s} skipped")
-    } else {
-        format!("{p} passed, {f} failed")
+/// The suites of the results, in the order they came, each with its results.
+fn suites(results: &[TestResult]) -> Vec<(&str, Vec<&TestResult>)> {
+    let mut out: Vec<(&str, Vec<&TestResult>)> = Vec::new();
+    for r in results {
+        match out.iter_mut().find(|(s, _)| *s == r.suite) {
+            Some((_, rs)) => rs.push(r),
+            None => out.push((r.suite.as_str(), vec![r])),
+        }
     }
+    out
+}
+
+fn plural(n: usize, one: &str) -> String {
+    if n == 1 {
+        format!("{n} {one}")
+    } else {
+        format!("{n} {one}s")
+    }
+}
+
+/// The last line: `N suites | P passed | F failed | S skipped | Tms`.
+pub fn count_line(results: &[TestResult], elapsed: std::time::Duration) -> String {
+    let (p, f, s) = totals(results);
+    format!(
+        "{} | {p} passed | {f} failed | {s} skipped | {}ms",
+        plural(suites(results).len(), "suite"),
+        elapsed.as_millis()
+    )
+}
+
+/// The whole report, as Wippy's runner lays it out: `N tests in M suites`, then each
+/// suite with its cases (`+` passed, `-` failed with its error, place, expected and
+/// actual values, `~` skipped), the processes a test left running and the log lines of
+/// a failed test, then the count line.
+pub fn text(results: &[TestResult], elapsed: std::time::Duration) -> String {
+    let groups = suites(results);
+    let cases: usize = results.iter().map(|r| r.cases.len()).sum();
+    let mut out = format!("{cases} tests in {} suites\n", groups.len());
+    for (suite, rs) in &groups {
+        let _ = writeln!(out, "\n  {suite}");
+        for r in rs {
+            for c in &r.cases {
+                // a test without cases of its own is its name; the cases of a test are
+                // prefixed by it where the suite holds several tests or names it apart
+                let id = r.id.to_string();
+                let name = if c.name == id {
+                    r.title.clone()
+                } else if rs.len() > 1 || (r.title != id && *suite != r.title) {
+                    format!("{}: {}", r.title, c.name)
+                } else {
+                    c.name.clone()
+                };
+                let ms = c
+                    .duration
+                    .map(|d| format!("{}ms", d.as_millis()))
+                    .unwrap_or_default();
+                let mark = match c.status {
+                    Status::Passed => '+',
+                    Status::Failed => '-',
+                    Status::Skipped => '~',
+                };
+                let line = format!("    {mark} {name:<40} {ms}");
+                let _ = writeln!(out, "{}", line.trim_end());
+                if c.status == Status::Failed {
+                    let msg = c.message.as_deref().unwrap_or("failed");
+                    match place(c) {
+                        Some(p) if !msg.starts_with(&p) => {
+                            let _ = writeln!(out, "      Error: {p}: {msg}");
+                        }
+                        _ => {
+                            let _ = writeln!(out, "      Error: {msg}");
+                        }
+                    }
+                    if let Some(e) = &c.expected {
+                        let _ = writeln!(out, "      expected: {e}");
+                    }
+                    if let Some(a) = &c.actual {
+                        let _ = writeln!(out, "      actual:   {a}");
+                    }
+                }
+            }
+            if let Some(l) = &r.leaked {
+                let _ = writeln!(out, "    ! {l}");
+            }
+            if r.count(Status::Failed) > 0 && !r.logs.is_empty() {
+                let _ = writeln!(out, "      log of {}:", r.id);
+                for l in &r.logs {
+                    let _ = writeln!(out, "        {l}");
+                }
+            }
+        }
+    }
+    let _ = writeln!(out, "\n  {}", count_line(results, elapsed));
+    out
 }
 
 /// One line for a finished test: `ok`/`FAIL`, its id, its counts and time.
@@ -51,46 +139,6 @@ fn place(c: &Case) -> Option<String> {
         (Some(f), None) => f.clone(),
         _ => return None,
     })
-}
-
-/// The failures of a test, each with its place, message, expected and actual values,
-/// then the test's log lines.
-pub fn failures(r: &TestResult) -> String {
-    let mut out = String::new();
-    let failed: Vec<&Case> = r
-        .cases
-        .iter()
-        .filter(|c| c.status == Status::Failed)
-        .collect();
-    if failed.is_empty() {
-        return out;
-    }
-    for c in &failed {
-        let _ = writeln!(out, "--- FAIL {}: {}", r.id, c.name);
-        let msg = c.message.as_deref().unwrap_or("failed");
-        // a raised Lua error already starts with its place
-        match place(c) {
-            Some(p) if !msg.starts_with(&p) => {
-                let _ = writeln!(out, "    {p}: {msg}");
-            }
-            _ => {
-                let _ = writeln!(out, "    {msg}");
-            }
-        }
-        if let Some(e) = &c.expected {
-            let _ = writeln!(out, "    expected: {e}");
-        }
-        if let Some(a) = &c.actual {
-            let _ = writeln!(out, "    actual:   {a}");
-        }
-    }
-    if !r.logs.is_empty() {
-        let _ = writeln!(out, "    log of {}:", r.id);
-        for l in &r.logs {
-            let _ = writeln!(out, "      {l}");
-        }
-    }
-    out
 }
 
 /// The run as JUnit XML: a test suite per test entry, a test case per case.
