@@ -90,11 +90,19 @@ pub struct Erased {
 /// Blanks the type syntax of `src` (see the module's documentation). When the source does
 /// not parse, what could be parsed is still blanked and the first error is returned beside.
 pub fn erase(src: &str) -> Erased {
+    // the `!` of a non-nil assertion is not a token of Lua or Luau: blanked first
+    let (unbanged, mut changed) = blank_bangs(src);
+    let src_text = src;
+    let src = unbanged.as_str();
     let mut bytes = src.as_bytes().to_vec();
-    let mut changed = false;
     if let Some(tokens) = lex(src) {
         for r in wippy_only_ranges(&tokens) {
             changed |= blank(&mut bytes, r);
+        }
+        // `expr as T` is `expr :: T` (the same two bytes)
+        for at in as_casts(&tokens) {
+            bytes[at..at + 2].copy_from_slice(b"::");
+            changed = true;
         }
     }
     // Blanking replaces whole tokens of ASCII punctuation, names and type text, so the
@@ -113,6 +121,8 @@ pub fn erase(src: &str) -> Erased {
     // lists (`Array<Array<number>>`); where the parser stops at one, split it and parse
     // again (the line stays the same).
     let mut pre = pre;
+    // where a space was put in (final offsets), to find a declaration's text in `src`
+    let mut inserted: Vec<usize> = Vec::new();
     // a source the typed parser fails on is left as it is: Lua's own error names it
     let Some(mut result) = parse(&pre) else {
         return Erased {
@@ -128,6 +138,10 @@ pub fn erase(src: &str) -> Erased {
         });
         let Some(at) = split else { break };
         pre.insert(at + 1, ' ');
+        for e in inserted.iter_mut().filter(|e| **e > at) {
+            *e += 1;
+        }
+        inserted.push(at + 1);
         let Some(again) = parse(&pre) else {
             return Erased {
                 text: src.to_string(),
@@ -149,10 +163,35 @@ pub fn erase(src: &str) -> Erased {
     let mut ranges = TypeRanges::default();
     ranges.visit_ast(result.ast());
     let mut bytes = pre.into_bytes();
-    for r in ranges.0 {
+    for r in ranges.ranges {
         if r.end <= bytes.len() && str_boundary(&bytes, r.start) && str_boundary(&bytes, r.end) {
             changed |= blank(&mut bytes, r);
         }
+    }
+    // each `type Name = T` becomes the value of the type (en/lua/types.md, "Type Casts"),
+    // on the declaration's own lines: `local Name=__wtype("Name",[=[T]=],{refs},{generics})`
+    let to_src = |x: usize| x - inserted.iter().filter(|e| **e < x).count();
+    ranges
+        .decls
+        .sort_by_key(|d| std::cmp::Reverse(d.span.start));
+    for d in ranges.decls {
+        let (a, b) = (to_src(d.def.start), to_src(d.def.end));
+        let Some(def) = src_text.get(a..b) else {
+            continue;
+        };
+        if d.span.end > bytes.len()
+            || !str_boundary(&bytes, d.span.start)
+            || !str_boundary(&bytes, d.span.end)
+        {
+            continue;
+        }
+        let mut code = declaration_code(&d.name, def, &d.generics);
+        let lines = |t: &[u8]| t.iter().filter(|b| **b == b'\n').count();
+        for _ in lines(code.as_bytes())..lines(&bytes[d.span.clone()]) {
+            code.push('\n');
+        }
+        bytes.splice(d.span.clone(), code.into_bytes());
+        changed = true;
     }
     let text = String::from_utf8(bytes).unwrap_or_else(|_| src.to_string());
     Erased {
@@ -199,15 +238,27 @@ fn token_span(node: &impl Node) -> Option<Range<usize>> {
     span
 }
 
-/// Collects the byte ranges of type syntax in an AST.
+/// A `type` declaration: where it is, its name, its generic parameters and where its
+/// definition is.
+struct Decl {
+    span: Range<usize>,
+    name: String,
+    generics: Vec<String>,
+    def: Range<usize>,
+}
+
+/// Collects the byte ranges of type syntax in an AST, and the type declarations.
 #[derive(Default)]
-struct TypeRanges(Vec<Range<usize>>);
+struct TypeRanges {
+    ranges: Vec<Range<usize>>,
+    decls: Vec<Decl>,
+}
 
 impl TypeRanges {
     /// Records the span of a node's own tokens (see [`token_span`]).
     fn add(&mut self, node: &impl Node) {
         if let Some(s) = token_span(node) {
-            self.0.push(s);
+            self.ranges.push(s);
         }
     }
 }
@@ -221,6 +272,31 @@ impl Visitor for TypeRanges {
     }
     fn visit_type_declaration(&mut self, node: &TypeDeclaration) {
         self.add(node);
+        let generics = node
+            .generics()
+            .map(|g| {
+                g.generics()
+                    .iter()
+                    .map(|p| match p.parameter() {
+                        full_moon::ast::luau::GenericParameterInfo::Name(n) => {
+                            n.token().to_string()
+                        }
+                        full_moon::ast::luau::GenericParameterInfo::Variadic { name, .. } => {
+                            name.token().to_string()
+                        }
+                        other => other.to_string(),
+                    })
+                    .collect()
+            })
+            .unwrap_or_default();
+        if let (Some(span), Some(def)) = (token_span(node), token_span(node.type_definition())) {
+            self.decls.push(Decl {
+                span,
+                name: node.type_name().token().to_string(),
+                generics,
+                def,
+            });
+        }
     }
     fn visit_exported_type_declaration(&mut self, node: &ExportedTypeDeclaration) {
         self.add(node);
@@ -450,7 +526,7 @@ fn span(t: &Token) -> Range<usize> {
 /// `: Constraint` of a generic parameter in `function f<T: C>` / `type N<T: C>`.
 fn wippy_only_ranges(tokens: &[Token]) -> Vec<Range<usize>> {
     let toks = significant(tokens);
-    let mut out = Vec::new();
+    let mut out = validator_ranges(&toks);
     let mut i = 0;
     while i < toks.len() {
         let t = toks[i];
@@ -547,6 +623,214 @@ fn constraints(toks: &[&Token], open: usize, out: &mut Vec<Range<usize>>) -> usi
     i
 }
 
+/// The Lua that makes a declared type's value: `local Name=__wtype("Name",[=[T]=],
+/// {Ref=Ref,...},{"T",...})`, the definition's text kept as written (its line breaks too).
+fn declaration_code(name: &str, def: &str, generics: &[String]) -> String {
+    let mut level = 1;
+    while def.contains(&format!("]{}]", "=".repeat(level))) {
+        level += 1;
+    }
+    let eq = "=".repeat(level);
+    let refs: Vec<String> = referenced_names(def, generics)
+        .into_iter()
+        .map(|n| format!("{n}={n}"))
+        .collect();
+    let gens: Vec<String> = generics.iter().map(|g| format!("{g:?}")).collect();
+    format!(
+        "local {name}=__wtype({name:?},[{eq}[{def}]{eq}],{{{}}},{{{}}})",
+        refs.join(","),
+        gens.join(",")
+    )
+}
+
+/// The names of other types a definition uses (not field names, validators, generics or
+/// built-in types).
+fn referenced_names(def: &str, generics: &[String]) -> Vec<String> {
+    const BUILTIN: &[&str] = &[
+        "any", "unknown", "never", "nil", "boolean", "bool", "number", "integer", "string",
+        "function", "table", "thread", "userdata", "error", "true", "false", "typeof", "Array",
+        "array", "Map", "map",
+    ];
+    let Some(tokens) = lex(def) else {
+        return Vec::new();
+    };
+    let toks = significant(&tokens);
+    let mut out: Vec<String> = Vec::new();
+    for (i, t) in toks.iter().enumerate() {
+        let TokenType::Identifier { identifier } = t.token_type() else {
+            continue;
+        };
+        let name = identifier.as_str();
+        let before = i.checked_sub(1).and_then(|j| symbol(toks[j]));
+        let after = toks.get(i + 1).and_then(|t| symbol(t));
+        let is_field = matches!(after, Some(Symbol::Colon) | Some(Symbol::QuestionMark))
+            && before.is_some_and(|b| {
+                matches!(b, Symbol::LeftBrace | Symbol::Comma | Symbol::Semicolon)
+            });
+        let is_validator = toks
+            .get(i.wrapping_sub(1))
+            .is_some_and(|t| t.to_string() == "@");
+        if is_field
+            || is_validator
+            || matches!(before, Some(Symbol::Dot))
+            || BUILTIN.contains(&name)
+            || generics.iter().any(|g| g == name)
+            || out.iter().any(|o| o == name)
+        {
+            continue;
+        }
+        out.push(name.to_string());
+    }
+    out
+}
+
+/// Blanks the `!` of a non-nil assertion (`user!.name`, `(user!)`): a `!` right after a
+/// name, `)` or `]`, outside strings and comments. Returns the text and whether it changed.
+fn blank_bangs(src: &str) -> (String, bool) {
+    if !src.contains('!') {
+        return (src.to_string(), false);
+    }
+    let b = src.as_bytes();
+    let mut out = b.to_vec();
+    let mut changed = false;
+    let mut i = 0;
+    // the level of a long bracket opening at b[at] (`[[`, `[==[`), if one does
+    let long_open = |at: usize| -> Option<usize> {
+        if b.get(at) != Some(&b'[') {
+            return None;
+        }
+        let mut j = at + 1;
+        while b.get(j) == Some(&b'=') {
+            j += 1;
+        }
+        (b.get(j) == Some(&b'[')).then_some(j - at - 1)
+    };
+    let skip_long = |from: usize, level: usize| -> usize {
+        let close = format!("]{}]", "=".repeat(level));
+        src[from..]
+            .find(&close)
+            .map_or(b.len(), |k| from + k + close.len())
+    };
+    while i < b.len() {
+        match b[i] {
+            b'-' if b.get(i + 1) == Some(&b'-') => {
+                i += 2;
+                if let Some(level) = long_open(i) {
+                    i = skip_long(i + level + 2, level);
+                } else {
+                    while i < b.len() && b[i] != b'\n' {
+                        i += 1;
+                    }
+                }
+            }
+            b'[' if long_open(i).is_some() => {
+                let level = long_open(i).unwrap_or(0);
+                i = skip_long(i + level + 2, level);
+            }
+            q @ (b'"' | b'\'') => {
+                i += 1;
+                while i < b.len() && b[i] != q && b[i] != b'\n' {
+                    if b[i] == b'\\' {
+                        i += 1;
+                    }
+                    i += 1;
+                }
+                i += 1;
+            }
+            b'!' => {
+                let prev = i.checked_sub(1).map(|j| b[j]);
+                let postfix = prev.is_some_and(|p| {
+                    p.is_ascii_alphanumeric() || p == b'_' || p == b')' || p == b']'
+                });
+                if postfix && b.get(i + 1) != Some(&b'=') {
+                    out[i] = b' ';
+                    changed = true;
+                }
+                i += 1;
+            }
+            _ => i += 1,
+        }
+    }
+    (
+        String::from_utf8(out).unwrap_or_else(|_| src.to_string()),
+        changed,
+    )
+}
+
+/// The positions of the `as` of `expr as T` (Wippy's unsafe cast, Luau's `::`): an `as`
+/// after the end of an expression and before the start of a type.
+fn as_casts(tokens: &[Token]) -> Vec<usize> {
+    let toks = significant(tokens);
+    let mut out = Vec::new();
+    for i in 1..toks.len().saturating_sub(1) {
+        if !ident_is(toks[i], "as") {
+            continue;
+        }
+        let prev = toks[i - 1];
+        let ends_expr = is_ident(prev)
+            || matches!(
+                prev.token_type(),
+                TokenType::StringLiteral { .. } | TokenType::Number { .. }
+            )
+            || matches!(
+                symbol(prev),
+                Some(
+                    Symbol::RightParen
+                        | Symbol::RightBracket
+                        | Symbol::RightBrace
+                        | Symbol::Nil
+                        | Symbol::True
+                        | Symbol::False
+                )
+            );
+        let next = toks[i + 1];
+        let starts_type = is_ident(next)
+            || matches!(
+                symbol(next),
+                Some(Symbol::LeftBrace | Symbol::LeftParen | Symbol::Nil)
+            )
+            || matches!(next.token_type(), TokenType::StringLiteral { .. });
+        if ends_expr && starts_type {
+            out.push(toks[i].start_position().bytes());
+        }
+    }
+    out
+}
+
+/// The ranges of Wippy's validators in types (`@min(0)`, `@pattern("^.+$")`): an `@`, a
+/// name and a parenthesised argument list.
+fn validator_ranges(toks: &[&Token]) -> Vec<Range<usize>> {
+    let mut out = Vec::new();
+    let mut i = 0;
+    while i + 2 < toks.len() {
+        let at_sign = toks[i].to_string() == "@";
+        if at_sign && is_ident(toks[i + 1]) && symbol(toks[i + 2]) == Some(Symbol::LeftParen) {
+            let mut depth = 0;
+            let mut j = i + 2;
+            while j < toks.len() {
+                match symbol(toks[j]) {
+                    Some(Symbol::LeftParen) => depth += 1,
+                    Some(Symbol::RightParen) => {
+                        depth -= 1;
+                        if depth == 0 {
+                            break;
+                        }
+                    }
+                    _ => {}
+                }
+                j += 1;
+            }
+            if j < toks.len() {
+                out.push(toks[i].start_position().bytes()..toks[j].end_position().bytes());
+                i = j + 1;
+                continue;
+            }
+        }
+        i += 1;
+    }
+    out
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -569,13 +853,23 @@ mod tests {
                 "local function f(a: number, b: string?): (string?, error?) return a end",
                 "local function f(a, b) return a end",
             ),
+            // a declaration is the type's value (en/lua/types.md)
             (
                 "type P = {x: number, y: number?}\nlocal p = 1",
-                "local p = 1",
+                "local P=__wtype(\"P\",[=[{x: number, y: number?}]=],{},{}) local p = 1",
             ),
-            ("export type P<T> = {x: T} local p = 1", "local p = 1"),
-            ("type U = 'a' | \"b\" type I = A & B", ""),
-            ("type F = (number, string) -> boolean", ""),
+            (
+                "export type P<T> = {x: T} local p = 1",
+                "local P=__wtype(\"P\",[=[{x: T}]=],{},{\"T\"}) local p = 1",
+            ),
+            (
+                "type U = 'a' | \"b\" type I = A & B",
+                "local U=__wtype(\"U\",[=['a' | \"b\"]=],{},{}) local I=__wtype(\"I\",[=[A & B]=],{A=A,B=B},{})",
+            ),
+            (
+                "type F = (number, string) -> boolean",
+                "local F=__wtype(\"F\",[=[(number, string) -> boolean]=],{},{})",
+            ),
             (
                 "local function id<T>(x: T): T return x end",
                 "local function id(x) return x end",
@@ -595,12 +889,22 @@ mod tests {
                 "function M:g(x: {a: number}): {string} return {} end",
                 "function M:g(x) return {} end",
             ),
-            ("type P = {name?: string, age?: number}", ""),
+            (
+                "type P = {name?: string, age?: number @min(0)}",
+                "local P=__wtype(\"P\",[=[{name?: string, age?: number @min(0)}]=],{},{})",
+            ),
+            // Wippy's unsafe cast `as`, the non-nil assertion `!`
+            ("local u = data as User", "local u = data"),
+            ("local n = (user!).name .. t[1]!", "local n = (user ).name .. t[1]"),
+            ("local s = \"a!\" -- b!", "local s = \"a!\" -- b!"),
             (
                 "local function f<T: number>(x: T): T return x end",
                 "local function f(x) return x end",
             ),
-            ("type X<K: string, V: {n: number}> = {a: V}", ""),
+            (
+                "type X<K: string, V: {n: number}> = {a: V}",
+                "local X=__wtype(\"X\",[=[{a: V}]=],{},{\"K\",\"V\"})",
+            ),
             (
                 "local function f<T: Array<number>>(x: T) end",
                 "local function f(x) end",

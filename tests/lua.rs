@@ -31,7 +31,8 @@ return { main = function()
   out.table_insert = try(function() table.insert(string, "x") end)
   out.json_encode = try(function() require("json").encode = nil end)
   out.gc_stop = try(function() collectgarbage("stop") end)
-  out.randomseed = math.randomseed == nil
+  -- seeds this process's own generator only (see the randomseed test)
+  out.randomseed = pcall(math.randomseed, 1)
   out.debug = debug == nil
   out.io = io == nil
   out.os_execute = os.execute == nil
@@ -84,6 +85,7 @@ end }
     assert_eq!(vd["string_mt"], "nil");
     assert!(vd["gc_stop"].as_str().unwrap().contains("not available"));
     for key in ["randomseed", "debug", "io", "os_execute"] {
+        // `randomseed` is there (en/lua/core/base.md), the others are not
         assert_eq!(vd[key], true, "{key}");
     }
     assert_eq!(
@@ -721,5 +723,55 @@ end }
             "limit": "Internal", "no_host": "NotFound",
             "svc": ["app:svc", "running", 0], "states": 1,
         })
+    );
+}
+
+/// en/lua/core/base.md: `print` writes through the log ("uses structured logging in
+/// Wippy"), `math.randomseed(x)` exists (the same seed, the same numbers, for the process
+/// that seeds, and no other process's numbers change); en/lua/system/logger.md: a logger
+/// named with an empty name is refused.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn print_logs_randomseed_is_per_process_and_logger_names_are_checked() {
+    let v = App::with_host(1, 1024)
+        .lua(
+            "other",
+            r#"return { main = function(parent)
+  process.send(parent, "ready", true)
+  process.inbox():receive()
+  process.send(parent, "drawn", math.random(1, 1000000))
+end }"#,
+        )
+        .lua(
+            "main",
+            r#"
+local logger = require("logger")
+return { main = function()
+  print("printed", 42, nil)
+  local other = process.spawn("app:other", "app:host", process.pid())
+  process.inbox():receive()
+  math.randomseed(7)
+  local a = { math.random(1, 1000000) }
+  -- the other process, on the same worker, draws in between: not from this generator
+  process.send(other, "draw", true)
+  local drawn = process.inbox():receive():payload():data()
+  a[2], a[3] = math.random(1, 1000000), math.random()
+  math.randomseed(7)
+  local b = { math.random(1, 1000000), math.random(1, 1000000), math.random() }
+  local named_ok = pcall(logger.named, logger, "")
+  return {
+    same = a[1] == b[1] and a[2] == b[2] and a[3] == b[3],
+    differ = a[1] ~= a[2], unaffected = type(drawn) == "number",
+    range = a[3] >= 0 and a[3] < 1, empty_name = named_ok,
+    bad_interval = (pcall(math.random, 5, 1)),
+  }
+end }
+"#,
+        )
+        .value("main")
+        .await;
+    assert_eq!(
+        v,
+        json!({"same": true, "differ": true, "unaffected": true, "range": true,
+               "empty_name": false, "bad_interval": false})
     );
 }

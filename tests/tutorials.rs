@@ -228,15 +228,16 @@ fn the_processes_tutorial_worker_pool_runs_unchanged() {
         "version: \"1.0\"\nnamespace: app\nentries:\n  - {name: processes, kind: process.host}\n",
     )
     .unwrap();
+    // the page's `print` lines are log lines (en/lua/core/base.md), shown with -v
     let (code, out, err) = run(
         dir.path(),
-        &["run", "--exec", "app.test.process:parent"],
+        &["run", "-v", "--exec", "app.test.process:parent"],
         "",
     );
     assert_eq!(code, Some(0), "{out}\n{err}");
     for i in 1..=5 {
         assert!(
-            out.contains(&format!("Worker {i} completed:\t{}", i * 20)),
+            err.contains(&format!("Worker {i} completed:\t{}", i * 20)),
             "worker {i}: {out}\n{err}"
         );
     }

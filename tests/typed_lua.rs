@@ -140,11 +140,16 @@ fn typed_syntax_errors_name_file_and_line() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn cast_calls_convert_or_return_an_error() {
+async fn cast_calls_convert_or_raise() {
     let v = lua_value(
         r#"
 return { main = function()
-  local function both(f, x) local v, err = f(x) return {v = v, err = err} end
+  -- en/lua/types.md, "Safe Cast": a cast that cannot convert raises
+  -- (the message without the caller's place)
+  local function both(f, x)
+    local ok, err = pcall(f, x)
+    return {ok = ok, err = (err:gsub("^[^:]+:%d+: ", ""))}
+  end
   return {
     s_num = string(42), s_bool = string(true), s_str = string("a"),
     s_tbl = both(string, {}),
@@ -161,28 +166,35 @@ end }
     assert_eq!(v["s_num"], "42");
     assert_eq!(v["s_bool"], "true");
     assert_eq!(v["s_str"], "a");
-    assert_eq!(v["s_tbl"], json!({"err": "cannot convert table to string"}));
+    assert_eq!(v["s_tbl"]["ok"], false);
+    assert!(
+        v["s_tbl"]["err"]
+            .as_str()
+            .unwrap()
+            .ends_with("cannot convert table to string"),
+        "{v}"
+    );
     assert_eq!(v["n_str"], 3.5);
     assert_eq!(v["n_num"], 2);
     assert_eq!(
         v["n_bad"],
-        json!({"err": "cannot convert \"x1\" to number"})
+        json!({"ok": false, "err": "cannot convert \"x1\" to number"})
     );
     assert_eq!(v["i_str"], 42);
     assert_eq!(v["i_float"], 4);
     assert_eq!(
         v["i_frac"],
-        json!({"err": "cannot convert number to integer"})
+        json!({"ok": false, "err": "cannot convert number to integer"})
     );
     assert_eq!(
         v["i_bad"],
-        json!({"err": "cannot convert \"nope\" to integer"})
+        json!({"ok": false, "err": "cannot convert \"nope\" to integer"})
     );
     assert_eq!(v["b_true"], true);
     assert_eq!(v["b_str"], false);
     assert_eq!(
         v["b_bad"],
-        json!({"err": "cannot convert number to boolean"})
+        json!({"ok": false, "err": "cannot convert number to boolean"})
     );
     assert_eq!(v["still_lib"], "OK");
 }
@@ -226,4 +238,116 @@ fn input_the_typed_parser_fails_on_is_a_syntax_error() {
         err.starts_with("_index.yaml: entry app:at: field source: Lua syntax error: at.lua:2:"),
         "{err}"
     );
+}
+
+/// en/lua/types.md: a `type` declaration is a value. `T(v)` validates and gives v back,
+/// raising on failure ("Safe Cast"); `T:is(v)` gives `v, nil` or `nil, err` ("Type:is()
+/// Method"); validators check what they say ("Type Validators"); types reflect
+/// themselves ("Type Reflection": kind, name, fields, a field's type, variants), compare
+/// (`==`, `<=`, `<`) and key tables, with `typeof(v)` giving the same values as
+/// `Number`, `String`...; `as` and `!` are erased ("Unsafe Cast", "Non-Nil Assertion").
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn type_declarations_are_values_that_validate() {
+    let v = lua_value(
+        r#"
+type Point = {x: number, y: number}
+type Status = "pending" | "active" | "done"
+type User = {
+  name: string @min_len(1),
+  age: number @min(0) @max(150),
+  email?: string @pattern("^.+@.+$"),
+}
+type Named = {name: string}
+type Aged = {age: number}
+type Person = Named & Aged
+type Scores = {number @min(0) @max(100)}
+
+return { main = function()
+  local ok_p = Point({x = 1, y = 2})
+  local raised = select(2, pcall(Point, {x = 1, y = "2"}))
+  local p, perr = Point:is({x = 1})
+  local q, qerr = Point:is({x = 1, y = 2})
+  local fields = {}
+  for name, t in User:fields() do fields[#fields + 1] = name .. ":" .. t:kind() end
+  local variants = {}
+  for v in Status:variants() do variants[#variants + 1] = v end
+  local _, age_err = User:is({name = "a", age = 200})
+  local _, name_err = User:is({name = "", age = 1})
+  local _, mail_err = User:is({name = "a", age = 1, email = "nope"})
+  local _, score_err = Scores:is({10, 101})
+  local handlers = {}
+  handlers[Number] = "number"
+  handlers[String] = "string"
+  local data: any = {x = 3, y = 4}
+  local cast = data as Point
+  local maybe: Point? = cast
+  return {
+    ok = ok_p.x + ok_p.y, raised = tostring(raised),
+    p = p == nil, perr = perr:kind(), perr_msg = perr:message(),
+    q = q ~= nil and qerr == nil,
+    kinds = {Point:kind(), Status:kind(), Number:kind(), Person:kind(), Scores:kind()},
+    name = Point:name(), text = tostring(Point),
+    fields = fields, field_type = User.age:kind(),
+    variants = variants,
+    age_err = age_err:message(), name_err = name_err:message(), mail_err = mail_err:message(),
+    score_err = score_err:message(),
+    user = User:is({name = "a", age = 1, email = "a@b"}) ~= nil,
+    person = Person:is({name = "a", age = 3}) ~= nil,
+    not_person = (Person:is({name = "a"})) == nil,
+    status = {Status:is("active") ~= nil, (Status:is("gone")) == nil},
+    cmp = {Number == Number, Integer <= Number, Integer < Number, Number < Number, Number <= Integer},
+    by_type = {handlers[typeof(1.5)], handlers[typeof("s")], typeof(3) == Integer},
+    cast = (maybe!).x,
+  }
+end }
+"#,
+    )
+    .await;
+    assert_eq!(v["ok"], 3, "{v}");
+    assert!(
+        v["raised"]
+            .as_str()
+            .unwrap()
+            .contains("Point: at .y: expected number, got \"2\""),
+        "{v}"
+    );
+    assert_eq!(v["p"], true);
+    assert_eq!(v["perr"], "Invalid");
+    assert_eq!(v["perr_msg"], "Point: at .y: missing field y (number)");
+    assert_eq!(v["q"], true);
+    assert_eq!(
+        v["kinds"],
+        json!(["record", "union", "number", "intersection", "array"])
+    );
+    assert_eq!(v["name"], "Point");
+    assert_eq!(v["text"], "Point");
+    assert_eq!(
+        v["fields"],
+        json!(["name:string", "age:number", "email:string"])
+    );
+    assert_eq!(v["field_type"], "number");
+    assert_eq!(v["variants"], json!(["pending", "active", "done"]));
+    assert_eq!(
+        v["age_err"],
+        "User: at .age: 200 is more than the maximum 150"
+    );
+    assert_eq!(
+        v["name_err"],
+        "User: at .name: length 0 is less than the minimum length 1"
+    );
+    assert_eq!(
+        v["mail_err"],
+        "User: at .email: \"nope\" does not match the pattern \"^.+@.+$\""
+    );
+    assert_eq!(
+        v["score_err"],
+        "Scores: at [2]: 101 is more than the maximum 100"
+    );
+    assert_eq!(v["user"], true);
+    assert_eq!(v["person"], true);
+    assert_eq!(v["not_person"], true);
+    assert_eq!(v["status"], json!([true, true]));
+    assert_eq!(v["cmp"], json!([true, true, true, false, false]));
+    assert_eq!(v["by_type"], json!(["number", "string", true]));
+    assert_eq!(v["cast"], 3);
 }

@@ -7,9 +7,10 @@ type Line = {item: string, qty: integer}
 local function parse(args: {string}): ({Line}?, string?)
   local lines: {Line} = {}
   for i = 1, #args, 2 do
-    local qty, err = integer(args[i + 1])
-    if qty == nil then
-      return nil, "quantity of " .. tostring(args[i]) .. ": " .. tostring(err)
+    -- a cast raises when the value does not convert (en/lua/types.md, "Safe Cast")
+    local ok, qty = pcall(integer, args[i + 1])
+    if not ok then
+      return nil, "quantity of " .. tostring(args[i]) .. ": " .. tostring(qty)
     end
     table.insert(lines, {item = args[i], qty = qty})
   end

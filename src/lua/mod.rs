@@ -30,6 +30,7 @@ mod modules;
 pub mod payload;
 pub mod pg;
 mod process_api;
+mod random;
 mod raw;
 mod registry_api;
 pub mod security;
@@ -39,6 +40,7 @@ mod tasks;
 pub use tasks::alive as timer_tasks;
 pub mod test;
 pub mod time;
+mod types;
 mod uuid;
 mod wit;
 
@@ -379,6 +381,10 @@ impl LuaWorker {
         rust.set("errors", errors::module(&lua)?)?;
         rust.set("payload", payload::module(&lua)?)?;
         rust.set("message_data", raw::message_data_function(&lua)?)?;
+        let (math_random, math_randomseed) = random::functions(&lua)?;
+        rust.set("math_random", math_random)?;
+        rust.set("math_randomseed", math_randomseed)?;
+        rust.set("log_print", lua.create_function(modules::log_print)?)?;
         // the functions `test.run_cases` made (weak keys): the bootstrap runs one that a
         // test's method returns
         let test_runners = lua.create_table()?;
@@ -438,6 +444,11 @@ impl LuaWorker {
         let base: Table = env_mt.raw_get("__index")?;
         for name in GLOBAL_MODULES {
             modules.insert(name, base.raw_get(*name)?);
+        }
+        // types as values (en/lua/types.md): `Number`, `Integer`..., `typeof`, and the
+        // constructor the loader's code for a `type` declaration calls
+        for (name, v) in types::globals(&lua)? {
+            base.raw_set(name, v)?;
         }
         lua.set_memory_limit((*STATE_MEMORY as usize).saturating_mul(2))?;
         lua.set_global_hook(

@@ -58,6 +58,13 @@ fn emit(level: &str, logger: Option<&LuaLogger>, msg: &str, fields: &str) {
     }
 }
 
+/// `print(...)`: the values as `tostring` gives them, tab-separated, as an info line of
+/// the log (en/lua/core/base.md: "uses structured logging in Wippy").
+pub(super) fn log_print(_: &Lua, line: String) -> mlua::Result<()> {
+    emit("info", None, &line, "");
+    Ok(())
+}
+
 /// A logger made by `logger:with(fields)` or `logger:named(name)`: its fields go with
 /// every line it logs, its name (dotted when named again) before the message.
 #[derive(Clone, Default)]
@@ -96,7 +103,12 @@ impl mlua::UserData for LuaLogger {
             });
         }
         m.add_method("with", |_, l, t: Table| Ok(l.with(&t)));
-        m.add_method("named", |_, l, name: String| Ok(l.named(&name)));
+        m.add_method("named", |_, l, name: String| {
+            if name.is_empty() {
+                return Err(mlua::Error::runtime("logger:named: name cannot be empty"));
+            }
+            Ok(l.named(&name))
+        });
     }
 }
 
@@ -135,6 +147,9 @@ pub fn logger(lua: &Lua) -> mlua::Result<Table> {
                 mlua::Value::String(s) => Some(s.to_string_lossy()),
                 _ => None,
             }) {
+                Some(n) if n.is_empty() => {
+                    Err(mlua::Error::runtime("logger:named: name cannot be empty"))
+                }
                 Some(n) => Ok(LuaLogger::default().named(&n)),
                 None => Err(mlua::Error::runtime("logger:named: expected a name")),
             }

@@ -70,16 +70,27 @@ end
 local string_mt = raw_getmetatable("")
 string_mt.__metatable = false
 
+-- math.random / math.randomseed: a process that seeds draws from its own generator
+-- (a worker's one generator would let one process steer another's numbers)
 local math_copy = {}
-for k, v in pairs(math) do
-  if k ~= "randomseed" then math_copy[k] = v end
+for k, v in pairs(math) do math_copy[k] = v end
+math_copy.random, math_copy.randomseed = rust.math_random, rust.math_randomseed
+
+-- print writes a log line (Wippy's print is structured logging; io.print is stdout)
+local log_print, tostring_, select_, concat = rust.log_print, tostring, select, table.concat
+local function print_(...)
+  local n = select_("#", ...)
+  local parts = {}
+  for i = 1, n do parts[i] = tostring_((select_(i, ...))) end
+  log_print(concat(parts, "\t"))
 end
 
--- Wippy's cast calls: `string(v)`, `number(v)`, `integer(v)`, `boolean(v)` give the value
--- as that type, or nil and an error naming what could not be converted.
-local tointeger, tonumber_ = math.tointeger, tonumber
+-- Wippy's cast calls (en/lua/types.md, "Safe Cast"): `string(v)`, `number(v)`,
+-- `integer(v)`, `boolean(v)` give the value as that type, or raise an error naming what
+-- could not be converted (at the caller's line).
+local tointeger, tonumber_, raise = math.tointeger, tonumber, error
 local function cannot(v, to)
-  return nil, ("cannot convert %s to %s"):format(type(v) == "string" and ("%q"):format(v) or type(v), to)
+  raise(("cannot convert %s to %s"):format(type(v) == "string" and ("%q"):format(v) or type(v), to), 3)
 end
 local function cast_string(_, v)
   local t = type(v)
@@ -121,7 +132,7 @@ end
 
 local base = {
   assert = assert, error = error, ipairs = ipairs, next = next, pairs = pairs,
-  pcall = pcall, print = print, select = select, tonumber = tonumber,
+  pcall = pcall, print = print_, select = select, tonumber = tonumber,
   tostring = tostring, type = type, xpcall = xpcall, rawequal = rawequal,
   rawlen = rawlen, rawget = rawget, rawset = safe_rawset,
   getmetatable = safe_getmetatable, setmetatable = safe_setmetatable,
