@@ -16,6 +16,7 @@ pub mod pg;
 pub mod process;
 pub mod registry;
 pub mod runtime;
+pub mod security;
 pub mod supervision;
 pub mod testing;
 pub mod typed_lua;

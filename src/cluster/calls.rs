@@ -227,6 +227,9 @@ impl Cluster {
                                 let args = req.a.iter().map(value::from_json).collect();
                                 let context = Arc::new(CallContext {
                                     actor: req.ac,
+                                    // an actor's meta does not cross nodes yet: its
+                                    // conditions fail closed on the callee's node
+                                    actor_meta: None,
                                     values: req
                                         .v
                                         .iter()

@@ -82,6 +82,9 @@ pub struct CallContext {
     /// The pid of the process that started the chain (None: the runtime or the CLI), or
     /// the actor a caller named with `with_actor`.
     pub actor: Option<String>,
+    /// The metadata of the actor a caller named with `with_actor` (`security.new_actor`'s
+    /// `meta`), for the conditions of security policies.
+    pub actor_meta: Option<Value>,
     /// Values visible to callees through `ctx.get(key)`.
     pub values: Vec<(String, Value)>,
     /// The security scope a caller named with `with_scope`: policy ids (None: none).

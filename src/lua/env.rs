@@ -159,6 +159,10 @@ pub fn module(lua: &Lua) -> mlua::Result<Table> {
             let Some(e) = find(&reg, &ns, &name) else {
                 return not_found(lua, "get", &name);
             };
+            // en/lua/system/env.md, "Permissions": `env.get` on the variable's name
+            if let Err(e) = super::security::check_now("env.get", &name) {
+                return LuaError::new(e.kind, format!("env.get: {}", e.message)).into_nil_err(lua);
+            }
             match value_of(&node, &reg, e) {
                 Some(v) => Ok(MultiValue::from_vec(vec![mlua::Value::String(
                     lua.create_string(v)?,
@@ -197,6 +201,9 @@ pub fn module(lua: &Lua) -> mlua::Result<Table> {
             let Some(e) = find(&reg, &ns, &name) else {
                 return not_found(lua, "set", &name);
             };
+            if let Err(e) = super::security::check_now("env.set", &name) {
+                return LuaError::new(e.kind, format!("env.set: {}", e.message)).into_nil_err(lua);
+            }
             let denied = |why: String| {
                 LuaError::new("PERMISSION_DENIED", format!("env.set: {}: {why}", e.id))
                     .into_nil_err(lua)
@@ -296,8 +303,12 @@ pub fn module(lua: &Lua) -> mlua::Result<Table> {
                 let reg = node.registry();
                 for e in reg.entries.values() {
                     if let EntrySpec::EnvVariable { variable, .. } = &e.spec {
+                        let key = variable.clone().unwrap_or_else(|| e.id.name.clone());
+                        // only the variables `env.get` is allowed on ("Security Actions")
+                        if super::security::check_now("env.get", &key).is_err() {
+                            continue;
+                        }
                         if let Some(v) = value_of(&node, &reg, e) {
-                            let key = variable.clone().unwrap_or_else(|| e.id.name.clone());
                             out.set(key, v)?;
                         }
                     }

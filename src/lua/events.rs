@@ -46,6 +46,14 @@ pub fn module(lua: &Lua) -> mlua::Result<Table> {
     t.set(
         "subscribe",
         lua.create_function(|lua, (system, kind): (String, Option<String>)| {
+            // en/lua/core/events.md, "Permissions": `events.subscribe` on the system
+            if let Err(e) = super::security::check_now("events.subscribe", &system) {
+                return super::errors::LuaError::new(
+                    e.kind,
+                    format!("events.subscribe: {}", e.message),
+                )
+                .into_nil_err(lua);
+            }
             let ctx = current()?;
             let (id, dropped) = events::subscribe(&ctx.node, &ctx.me.pid, &system, kind.as_deref());
             let chan = match ctx.listen(&events::topic(id), false) {
@@ -72,6 +80,10 @@ pub fn module(lua: &Lua) -> mlua::Result<Table> {
         "send",
         lua.create_function(
             |lua, (system, kind, path, data): (String, String, Option<String>, mlua::Value)| {
+                if let Err(e) = super::security::check_now("events.send", &system) {
+                    return super::errors::LuaError::new(e.kind, format!("events.send: {}", e.message))
+                        .into_nil_err(lua);
+                }
                 let Some((node, _, from)) = running() else {
                     return Err(mlua::Error::runtime("events.send: no node here"));
                 };

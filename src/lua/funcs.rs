@@ -496,14 +496,25 @@ fn prepare(
 ) -> mlua::Result<Result<Prepared, CallError>> {
     let (node, mut context) = caller(&exec.values)?;
     if exec.actor.is_some() || exec.scope.is_some() {
+        // en/lua/core/funcs.md, "Permissions": naming an actor or a scope is
+        // `funcs.security` on "security", under the caller's own context
+        if let Err(e) = super::security::check(&node, &context, "funcs.security", "security") {
+            return Ok(Err(CallError::new(e.kind, e.message)));
+        }
         let mut c = (*context).clone();
-        if let Some(a) = &exec.actor {
-            c.actor = Some(a.clone());
+        if let Some((id, meta)) = &exec.actor {
+            c.actor = Some(id.clone());
+            c.actor_meta = Some(meta.clone());
         }
         if let Some(s) = &exec.scope {
             c.scope = Some(s.clone());
         }
         context = Arc::new(c);
+    }
+    if !exec.values.is_empty() {
+        if let Err(e) = super::security::check(&node, &context, "funcs.context", "context") {
+            return Ok(Err(CallError::new(e.kind, e.message)));
+        }
     }
     let target = match target {
         mlua::Value::String(s) => s.to_string_lossy(),
@@ -515,6 +526,11 @@ fn prepare(
             )))
         }
     };
+    // en/lua/core/funcs.md, "Permissions": `funcs.call` on the function's id, before
+    // anything runs
+    if let Err(e) = super::security::check(&node, &context, "funcs.call", &target) {
+        return Ok(Err(CallError::new(e.kind, e.message)));
+    }
     let args = match value::from_lua_multi(args) {
         Ok(a) => a,
         Err(e) => {
@@ -664,6 +680,10 @@ unsafe fn try_call_fast(l: *mut mlua::ffi::lua_State) -> Fast {
     let Ok((node, context)) = caller(&[]) else {
         return Fast::General;
     };
+    // a context with a scope is checked against its policies: the general path does it
+    if context.scope.is_some() {
+        return Fast::General;
+    }
     if let Some(fast) = try_wasm_fast(l, n, &lua, &node, target, &context) {
         return fast;
     }
@@ -979,7 +999,7 @@ pub(crate) fn context_values(t: &Table) -> Result<Vec<(String, Value)>, String> 
 pub struct Executor {
     values: Vec<(String, Value)>,
     timeout: Option<Duration>,
-    actor: Option<String>,
+    actor: Option<(String, Value)>,
     scope: Option<Vec<String>>,
 }
 
@@ -999,7 +1019,7 @@ impl UserData for Executor {
             "with_actor",
             |_, e, a: mlua::UserDataRef<super::security::LuaActor>| {
                 let mut next = e.clone();
-                next.actor = Some(a.id.clone());
+                next.actor = Some((a.id.clone(), a.meta.clone()));
                 Ok(next)
             },
         );

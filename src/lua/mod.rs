@@ -750,6 +750,7 @@ impl ProcCtx {
                 Some(c) if c.actor.is_none() => {
                     std::cell::OnceCell::from(Arc::new(crate::functions::CallContext {
                         actor: Some(pid_str.clone()),
+                        actor_meta: None,
                         values: c.values.clone(),
                         scope: c.scope.clone(),
                         from_cluster: c.from_cluster,

@@ -46,9 +46,31 @@ impl LuaScope {
                 format!("pg.{func}: the pg instance is released"),
             ));
         }
+        // en/lua/core/pg.md, "Permissions": the scope-wide calls on the scope
+        if matches!(func, "which_groups" | "which_local_groups" | "events") {
+            allowed(func, &self.scope.id.to_string())?;
+        }
         Ok(&self.scope)
     }
+
+    /// The scope for a call on `group`, if `pg.<func>` is allowed on the group.
+    fn ready_for(&self, func: &str, group: &str) -> Result<&Arc<Scope>, LuaError> {
+        let s = self.ready(func)?;
+        allowed(func, group)?;
+        Ok(s)
+    }
 }
+
+/// `pg.<func>` on `resource` under the context of the code running now.
+fn allowed(func: &str, resource: &str) -> Result<(), LuaError> {
+    if !super::security::guarded() {
+        return Ok(());
+    }
+    super::security::check_now(&format!("pg.{func}"), resource)
+        .map_err(|e| LuaError::new(e.kind, format!("pg.{func}: {}", e.message)))
+}
+
+impl LuaScope {}
 
 /// A subscription to a group's (or the scope's) joins and leaves.
 struct Subscription {
@@ -218,6 +240,9 @@ impl UserData for LuaScope {
                 let r = (|| {
                     let scope = this.ready("join")?;
                     let groups = groups_arg("join", &groups)?;
+                    for g in &groups {
+                        allowed("join", g)?;
+                    }
                     let pids = pids_arg("join", pids)?;
                     for g in &groups {
                         scope
@@ -238,6 +263,9 @@ impl UserData for LuaScope {
                 let r = (|| {
                     let scope = this.ready("leave")?;
                     let groups = groups_arg("leave", &groups)?;
+                    for g in &groups {
+                        allowed("leave", g)?;
+                    }
                     let pids = pids_arg("leave", pids)?;
                     let mut any = false;
                     for g in &groups {
@@ -260,13 +288,13 @@ impl UserData for LuaScope {
             },
         );
         m.add_method("get_members", |lua, this, group: String| {
-            match this.ready("get_members") {
+            match this.ready_for("get_members", &group) {
                 Ok(s) => one(lua, pid_table(lua, &s.members(&group))?),
                 Err(e) => fail(lua, e),
             }
         });
         m.add_method("get_local_members", |lua, this, group: String| {
-            match this.ready("get_local_members") {
+            match this.ready_for("get_local_members", &group) {
                 Ok(s) => one(lua, pid_table(lua, &s.local_members(&group))?),
                 Err(e) => fail(lua, e),
             }
@@ -288,7 +316,7 @@ impl UserData for LuaScope {
                 name,
                 move |lua, this, (group, topic, payload): (String, String, mlua::Variadic<mlua::Value>)| {
                     let r = (|| {
-                        let scope = this.ready(name)?;
+                        let scope = this.ready_for(name, &group)?;
                         if group.is_empty() {
                             return Err(LuaError::new("INVALID", format!("pg.{name}: group name is required")));
                         }
@@ -311,7 +339,7 @@ impl UserData for LuaScope {
             );
         }
         m.add_method("monitor", |lua, this, group: String| {
-            let r = this.ready("monitor").and_then(|s| {
+            let r = this.ready_for("monitor", &group).and_then(|s| {
                 if group.is_empty() {
                     return Err(LuaError::new(
                         "INVALID",
@@ -370,6 +398,9 @@ pub fn module(lua: &Lua) -> mlua::Result<Table> {
                     return LuaError::new("INVALID", format!("pg.open: {e}")).into_nil_err(lua)
                 }
             };
+            if let Err(e) = allowed("open", &id.to_string()) {
+                return e.into_nil_err(lua);
+            }
             match Groups::open(cur.node(), &id) {
                 Ok(scope) => one(
                     lua,

@@ -55,7 +55,13 @@ fn dest(ctx: &ProcCtx, v: &mlua::Value, func: &str) -> Result<Pid, LuaError> {
             ))
         }
     };
-    resolved.map_err(|e| LuaError::new(e.kind(), format!("process.{func}: {e}")))
+    let pid = resolved.map_err(|e| LuaError::new(e.kind(), format!("process.{func}: {e}")))?;
+    // en/lua/core/process.md, "Permission Reference": `process.<func>` on the target pid
+    if super::security::guarded() {
+        super::security::check_now(&format!("process.{func}"), &pid.to_string())
+            .map_err(|e| LuaError::new(e.kind, format!("process.{func}: {}", e.message)))?;
+    }
+    Ok(pid)
 }
 
 fn entry_id(v: &mlua::Value, func: &str, what: &str) -> Result<Id, LuaError> {
@@ -109,6 +115,28 @@ fn spawn_impl(
 ) -> Result<Pid, LuaError> {
     let id = entry_id(id, kind.name, "entry id")?;
     let (on_node, host) = host_id(ctx, host, kind.name)?;
+    // en/lua/core/process.md, "Multiple Permissions": checked before anything runs
+    let entry = id.to_string();
+    let mut checks = vec![(
+        if kind.name == "exec" {
+            "process.exec"
+        } else {
+            "process.spawn"
+        },
+        entry.as_str(),
+    )];
+    if kind.monitor && kind.name != "exec" {
+        checks.push(("process.spawn.monitored", entry.as_str()));
+    }
+    if kind.link {
+        checks.push(("process.spawn.linked", entry.as_str()));
+    }
+    let host_name = host.to_string();
+    checks.push(("process.host", host_name.as_str()));
+    for (action, resource) in checks {
+        super::security::check_now(action, resource)
+            .map_err(|e| LuaError::new(e.kind, format!("process.{}: {}", kind.name, e.message)))?;
+    }
     let args = value::from_lua_multi(args)
         .map_err(|e| LuaError::new("INVALID", format!("process.{}: spawn {e}", kind.name)))?;
     let me = ctx.pid().clone();
@@ -175,6 +203,17 @@ fn spawn_built(
     builder: Option<&SpawnBuilder>,
 ) -> Result<Pid, LuaError> {
     let context = builder.map(|b| b.context.clone());
+    if let Some(c) = &context {
+        // a child under another actor or scope: `process.security` on "security"
+        let own = ctx.call_context.get();
+        let same = own.is_some_and(|o| o.actor == c.actor && o.scope == c.scope)
+            || (own.is_none() && c.scope.is_none() && c.actor_meta.is_none());
+        if !same {
+            super::security::check_now("process.security", "security").map_err(|e| {
+                LuaError::new(e.kind, format!("process.{}: {}", kind.name, e.message))
+            })?;
+        }
+    }
     let pid = spawn_impl(ctx, kind, id, host, args, on_exit, context)?;
     let Some(b) = builder else {
         return Ok(pid);
@@ -324,7 +363,10 @@ impl mlua::UserData for SpawnBuilder {
         methods.add_method(
             "with_actor",
             |_, this, a: mlua::UserDataRef<super::security::LuaActor>| {
-                Ok(this.with_call_context(|c| c.actor = Some(a.id.clone())))
+                Ok(this.with_call_context(|c| {
+                    c.actor = Some(a.id.clone());
+                    c.actor_meta = Some(a.meta.clone());
+                }))
             },
         );
         methods.add_method(
@@ -411,6 +453,15 @@ const SPAWNS: [(&str, bool, bool); 4] = [
 /// (`process.registry.LOCAL` 0; `EVENTUAL` 1, `CONSISTENT` 2 and `STRONG` 3 are all kept in
 /// the cluster's one key-value bucket, which is linearizable per name), nil for LOCAL, or
 /// the older form `{scope = "local" | "cluster"}`.
+/// A scope constant's number (`process.registry.EVENTUAL` is 1...), if it is one.
+fn scope_number(scope: &mlua::Value) -> Option<i64> {
+    match scope {
+        mlua::Value::Integer(i) => Some(*i),
+        mlua::Value::Number(n) => Some(*n as i64),
+        _ => None,
+    }
+}
+
 fn cluster_scope(scope: &mlua::Value, func: &str) -> Result<bool, LuaError> {
     let bad = |what: String| {
         LuaError::new(
@@ -753,6 +804,29 @@ pub fn create(lua: &Lua) -> mlua::Result<Table> {
                     Ok(v) => v,
                     Err(e) => return e.into_nil_err(&lua),
                 };
+                // `process.registry.register` on the name (a cluster scope: its suffix),
+                // `process.registry.foreign` on a pid that is not the caller's
+                if super::security::guarded() {
+                    let action = match scope_number(&scope) {
+                        Some(1) => "process.registry.register.eventual",
+                        Some(2) => "process.registry.register.consistent",
+                        Some(3) => "process.registry.register.strong",
+                        _ => "process.registry.register",
+                    };
+                    let mut checks = vec![(action, name.clone())];
+                    if pid != *ctx.pid() {
+                        checks.push(("process.registry.foreign", pid.to_string()));
+                    }
+                    for (a, r) in checks {
+                        if let Err(e) = super::security::check_now(a, &r) {
+                            return LuaError::new(
+                                e.kind,
+                                format!("process.registry.register: {}", e.message),
+                            )
+                            .into_nil_err(&lua);
+                        }
+                    }
+                }
                 let done = if cluster {
                     match ctx.node.ext::<crate::cluster::Cluster>() {
                         Some(c) => c.register_name(&name, &pid).await,
@@ -796,6 +870,20 @@ pub fn create(lua: &Lua) -> mlua::Result<Table> {
         lua.create_function(|lua, (name, scope): (mlua::Value, mlua::Value)| {
             let ctx = current()?;
             let r = string_arg(&name, "process.registry.unregister: name").and_then(|n| {
+                if super::security::guarded() {
+                    let action = match scope_number(&scope) {
+                        Some(1) => "process.registry.unregister.eventual",
+                        Some(2) => "process.registry.unregister.consistent",
+                        Some(3) => "process.registry.unregister.strong",
+                        _ => "process.registry.unregister",
+                    };
+                    super::security::check_now(action, &n).map_err(|e| {
+                        LuaError::new(
+                            e.kind,
+                            format!("process.registry.unregister: {}", e.message),
+                        )
+                    })?;
+                }
                 let local = || ctx.node.unregister_name(&n);
                 let cluster = || {
                     ctx.node

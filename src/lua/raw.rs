@@ -266,6 +266,10 @@ unsafe fn try_send(l: *mut ffi::lua_State) -> bool {
     let Ok(ctx) = super::current() else {
         return false;
     };
+    // a process under a scope has its sends checked: the general function does it
+    if ctx.call_context.get().is_some_and(|c| c.scope.is_some()) {
+        return false;
+    }
     let cached = match ctx.last_dest.borrow().as_ref() {
         Some((text, pid)) if **text == *dest => Some(pid.clone()),
         _ => None,

@@ -76,7 +76,13 @@ fn get_in(lua: &Lua, reg: &Registry, id: &str, what: &str) -> mlua::Result<Multi
         Err(e) => return nil_err(lua, "INVALID", format!("{what}: {e}")),
     };
     match reg.get(&parsed) {
-        Some(e) => one(entry_table(lua, e)?, lua),
+        Some(e) => {
+            // en/lua/core/registry.md, "Permissions": `registry.get` on the entry id
+            if let Err(err) = super::security::check_now("registry.get", id) {
+                return nil_err(lua, err.kind, format!("{what}: {}", err.message));
+            }
+            one(entry_table(lua, e)?, lua)
+        }
         None => nil_err(lua, "NOT_FOUND", format!("{what}: no entry {id}")),
     }
 }
@@ -103,8 +109,15 @@ fn query(q: Option<Table>, what: &str) -> mlua::Result<Query> {
 
 fn list<'a>(lua: &Lua, entries: impl Iterator<Item = &'a Arc<Entry>>) -> mlua::Result<Table> {
     let out = lua.create_table()?;
-    for (i, e) in entries.enumerate() {
-        out.raw_set(i + 1, entry_table(lua, e)?)?;
+    // `registry.get` also filters what `find` and `entries` give
+    let guarded = super::security::guarded();
+    let mut i = 0;
+    for e in entries {
+        if guarded && super::security::check_now("registry.get", &e.id.to_string()).is_err() {
+            continue;
+        }
+        i += 1;
+        out.raw_set(i, entry_table(lua, e)?)?;
     }
     Ok(out)
 }
@@ -382,6 +395,10 @@ impl UserData for Changeset {
             ops_table(lua, &cs.ops.lock().unwrap_or_else(|e| e.into_inner()))
         });
         m.add_async_method("apply", |lua, cs, ()| async move {
+            // en/lua/core/registry.md, "Permissions": `registry.apply`, before anything
+            if let Err(e) = super::security::check_now("registry.apply", "registry") {
+                return e.into_nil_err(&lua);
+            }
             let ops = cs.ops.lock().unwrap_or_else(|e| e.into_inner()).clone();
             let Some(h) = running().and_then(|(n, _, _)| handle(&n)) else {
                 return nil_err(&lua, "UNAVAILABLE", "registry: no registry here".into());
@@ -514,6 +531,9 @@ pub fn module(lua: &Lua) -> mlua::Result<Table> {
                 Ok(id) => id,
                 Err(e) => return e.into_nil_err(&lua),
             };
+            if let Err(e) = super::security::check_now("registry.apply_version", "registry") {
+                return e.into_nil_err(&lua);
+            }
             let Some(h) = running().and_then(|(n, _, _)| handle(&n)) else {
                 return nil_err(&lua, "UNAVAILABLE", "registry: no registry here".into());
             };

@@ -178,6 +178,8 @@ pub enum EntrySpec {
     /// `registry.entry`: plain data for code to read with the `registry` module (kept in
     /// `Entry::raw`).
     Data,
+    /// `security.policy`: a policy of Wippy's security model (en/system/security.md).
+    SecurityPolicy(Arc<crate::security::Policy>),
 }
 
 /// The fields of a `process.host` entry (`host:` mapping).
@@ -440,6 +442,28 @@ impl Registry {
     /// The entry with this id.
     pub fn get(&self, id: &Id) -> Option<&Arc<Entry>> {
         self.entries.get(id)
+    }
+
+    /// The `security.policy` entry with this id.
+    pub fn policy(&self, id: &Id) -> Option<&Arc<crate::security::Policy>> {
+        match &self.get(id)?.spec {
+            EntrySpec::SecurityPolicy(p) => Some(p),
+            _ => None,
+        }
+    }
+
+    /// The policies of group `group` declared in namespace `ns` (`security.named_scope
+    /// ("ns:group")`), in id order.
+    pub fn policies_in_group(&self, ns: &str, group: &str) -> Vec<Arc<crate::security::Policy>> {
+        self.of_kind("security.policy")
+            .filter(|e| e.id.namespace == ns)
+            .filter_map(|e| match &e.spec {
+                EntrySpec::SecurityPolicy(p) if p.groups.iter().any(|g| g == group) => {
+                    Some(p.clone())
+                }
+                _ => None,
+            })
+            .collect()
     }
 
     /// All entries of one kind (e.g. "process.lua"), in id order.

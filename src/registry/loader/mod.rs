@@ -41,6 +41,7 @@ const SUPPORTED_KINDS: &[&str] = &[
     "env.storage.router",
     "terminal.host",
     "registry.entry",
+    "security.policy",
     "function.wat",
     "function.wasm",
     "process.wasm",
@@ -719,6 +720,21 @@ impl Loader {
             "env.storage.file" => self.env_file(&ctx, map),
             "terminal.host" => Some(EntrySpec::TerminalHost),
             "registry.entry" => Some(EntrySpec::Data),
+            // en/system/security.md, "Declarative Policy"
+            "security.policy" => {
+                match crate::security::Policy::parse(&id.to_string(), &to_json(item)) {
+                    Ok(p) => Some(EntrySpec::SecurityPolicy(Arc::new(p))),
+                    Err(e) => {
+                        let field = if e.starts_with("groups") {
+                            "groups"
+                        } else {
+                            "policy"
+                        };
+                        self.entry_error(&ctx, field, e);
+                        None
+                    }
+                }
+            }
             k if WASM_KINDS.contains(&k) => {
                 if let Some(fields) = self.wasm_entry(&ctx, map, k) {
                     self.pending_wasm.push(PendingWasm {
