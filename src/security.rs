@@ -94,7 +94,10 @@ struct Condition {
     operand: Operand,
 }
 
-/// A `security.policy` entry, parsed.
+/// The expression of a `security.policy.expr` entry, parsed once.
+type Expression = evalexpr::Node<evalexpr::DefaultNumericTypes>;
+
+/// A `security.policy` (or `security.policy.expr`) entry, parsed.
 #[derive(Clone, Debug)]
 pub struct Policy {
     /// The entry's id.
@@ -106,6 +109,8 @@ pub struct Policy {
     /// Allow or deny.
     pub effect: Effect,
     conditions: Vec<Condition>,
+    /// A `security.policy.expr`'s expression: it applies where the expression is true.
+    expression: Option<Expression>,
     /// The groups it belongs to (`groups:`), for `security.named_scope`.
     pub groups: Vec<String>,
 }
@@ -212,8 +217,25 @@ impl Policy {
             resources: patterns(p.get("resources"), "resources")?,
             effect,
             conditions,
+            expression: None,
             groups,
         })
+    }
+
+    /// Parses a `security.policy.expr` entry: a policy whose `policy.expression` (actor,
+    /// action, resource, meta: `actor.meta.role == "editor" && action == "write"`) must
+    /// be true for it to apply (en/system/security.md, "Expression-Based Policy").
+    pub fn parse_expr(id: &str, entry: &Json) -> Result<Policy, String> {
+        let text = entry
+            .get("policy")
+            .and_then(|p| p.get("expression"))
+            .and_then(Json::as_str)
+            .ok_or("policy.expression is missing (a boolean expression)")?;
+        let tree = evalexpr::build_operator_tree::<evalexpr::DefaultNumericTypes>(text)
+            .map_err(|e| format!("policy.expression: {e}"))?;
+        let mut policy = Policy::parse(id, entry)?;
+        policy.expression = Some(tree);
+        Ok(policy)
     }
 
     /// What this policy says of a request: its effect if it applies, None if not.
@@ -229,9 +251,51 @@ impl Policy {
             && self
                 .conditions
                 .iter()
-                .all(|c| c.holds(actor, action, resource, meta));
+                .all(|c| c.holds(actor, action, resource, meta))
+            && self.expression.as_ref().is_none_or(|e| {
+                // an expression that cannot be evaluated fails closed: a deny applies,
+                // an allow does not
+                expression_holds(e, actor, action, resource, meta)
+                    .unwrap_or(self.effect == Effect::Deny)
+            });
         applies.then_some(self.effect)
     }
+}
+
+/// A field's value as the expression language has it (null or missing: empty).
+fn expr_value(v: Option<Json>) -> evalexpr::Value<evalexpr::DefaultNumericTypes> {
+    use evalexpr::Value as V;
+    match v {
+        Some(Json::Bool(b)) => V::Boolean(b),
+        Some(Json::Number(n)) => match n.as_i64() {
+            Some(i) => V::Int(i),
+            None => V::Float(n.as_f64().unwrap_or(f64::NAN)),
+        },
+        Some(Json::String(s)) => V::String(s),
+        Some(Json::Array(items)) => {
+            V::Tuple(items.into_iter().map(|i| expr_value(Some(i))).collect())
+        }
+        Some(Json::Object(_)) | Some(Json::Null) | None => V::Empty,
+    }
+}
+
+/// Evaluates a policy's expression for a request: each name in it (`actor.id`,
+/// `actor.meta.role`, `action`, `resource`, `meta.owner`) is that field of the request,
+/// empty when the request has none. None when it does not give a boolean.
+fn expression_holds(
+    e: &Expression,
+    actor: &Actor,
+    action: &str,
+    resource: &str,
+    meta: &Json,
+) -> Option<bool> {
+    use evalexpr::ContextWithMutableVariables;
+    let mut ctx = evalexpr::HashMapContext::<evalexpr::DefaultNumericTypes>::new();
+    for name in e.iter_variable_identifiers() {
+        let v = expr_value(field(name, actor, action, resource, meta));
+        ctx.set_value(name.to_string(), v).ok()?;
+    }
+    e.eval_boolean_with_context(&ctx).ok()
 }
 
 /// Whether `text` fits `pattern` (`*` is any text).
@@ -391,6 +455,36 @@ mod tests {
 
     fn policy(v: Json) -> Policy {
         Policy::parse("app:p", &v).unwrap()
+    }
+
+    #[test]
+    fn expressions_decide_with_the_request_fields() {
+        let p = Policy::parse_expr("app:e", &json!({"policy": {"actions": ["read", "write"],
+            "resources": "file:*", "effect": "allow",
+            "expression": "(actor.meta.role == \"editor\" && action == \"write\") || (action == \"read\" && meta.public == true) || actor.id == meta.owner"}})).unwrap();
+        let editor = Actor {
+            id: "user:1".into(),
+            meta: json!({"role": "editor"}),
+        };
+        let reader = Actor {
+            id: "user:2".into(),
+            meta: json!({}),
+        };
+        let d = |a: &Actor, act: &str, m: Json| evaluate([&p], a, act, "file:1", &m);
+        assert_eq!(d(&editor, "write", json!({})), Decision::Allow);
+        assert_eq!(d(&reader, "write", json!({})), Decision::Undefined);
+        assert_eq!(d(&reader, "read", json!({"public": true})), Decision::Allow);
+        assert_eq!(
+            d(&reader, "write", json!({"owner": "user:2"})),
+            Decision::Allow
+        );
+        assert!(Policy::parse_expr(
+            "x",
+            &json!({"policy": {"actions": "*", "resources": "*",
+            "effect": "allow", "expression": "((("}})
+        )
+        .unwrap_err()
+        .starts_with("policy.expression"));
     }
 
     #[test]

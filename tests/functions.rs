@@ -256,7 +256,7 @@ async fn full_pool_waits_until_the_timeout_then_errors() {
 local funcs = require("funcs")
 return { main = function()
   local long = funcs.async("app:slow", 300, "long")
-  require("time").sleep(10)
+  require("time").sleep("10ms")
   local quick = funcs.new():with_options({ timeout = 50 })
   local r, err = quick:call("app:slow", 1, "quick")
   local first = long:response():receive():data()
@@ -418,7 +418,7 @@ return { main = function()
   out.failed = { v2 == nil, ok2, tostring(bad:error()), bad:error():kind(), bad_res == nil,
                  bad_res_err:kind(), bad_has }
   local c = funcs.async("app:slow", 5000, "never")
-  require("time").sleep(10)
+  require("time").sleep("10ms")
   out.cancel = c:cancel()
   out.canceled = { c:is_canceled(), c:error():kind(), select(2, c:result()):kind() }
   -- the canceled call freed the only worker

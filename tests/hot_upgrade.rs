@@ -365,7 +365,7 @@ return { main = function(parent, opt_in)
   if opt_in then process.set_options({ upgradable = true }) end
   local opts = process.get_options()
   process.send(parent, "ready", opts.upgradable)
-  local r = channel.select({ process.events():case_receive(), require("time").after(1500):case_receive() })
+  local r = channel.select({ process.events():case_receive(), require("time").after("1500ms"):case_receive() })
   if r.channel ~= process.events() then return { none = true } end
   local ev = r.value
   table.sort(ev.sources)

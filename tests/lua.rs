@@ -200,7 +200,7 @@ return { main = function()
   require("time").sleep("10ms")
   out.blocked = not sent
   out.handed = u2:receive()
-  require("time").sleep(1)
+  require("time").sleep("1ms")
   out.released = sent
   local closed_v, closed_ok = u:receive()
   out.closed = { closed_v == nil, closed_ok }
@@ -255,7 +255,7 @@ return { main = function()
   local done = channel.new(10)
   for i = 1, 5 do
     coroutine.spawn(function()
-      require("time").sleep(1)
+      require("time").sleep("1ms")
       counter = counter + i
       done:send(i)
     end)

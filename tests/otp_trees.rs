@@ -113,7 +113,7 @@ local funcs = require("funcs")
 return { main = function()
   funcs.call("app:slow")                -- a slow call: still initialising
   local ch = channel.new()
-  coroutine.spawn(function() require("time").sleep(30) ch:send(true) end)
+  coroutine.spawn(function() require("time").sleep("30ms") ch:send(true) end)
   ch:receive()                          -- a channel of its own: still initialising
   process.registry.register("b_ready")
   process.events():receive()

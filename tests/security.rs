@@ -80,6 +80,14 @@ const POLICIES: &str = r#"  - name: admin_all
       conditions:
         - {field: actor.meta.clearance, operator: lt, value: 3}
     groups: [staff]
+  - name: auditors_read
+    kind: security.policy.expr
+    policy:
+      actions: funcs.call
+      resources: "*"
+      effect: allow
+      expression: actor.meta.role == "auditor" && actor.meta.clearance >= 5
+    groups: [auditors]
 "#;
 
 /// en/system/security.md and en/lua/security/security.md: `security.policy` entries,
@@ -149,6 +157,10 @@ return { main = function()
              only_admin:evaluate(boss, "funcs.call", "app:secret") },
     policies = #staff:policies(), missing = missing:kind(), no_group = no_group:kind(),
     own_can = security.can("funcs.call", "app:secret"),
+    -- en/system/security.md, "Expression-Based Policy"
+    auditor = as(security.new_actor("user:9", {role = "auditor", clearance = 5}),
+      security.named_scope("app:auditors")):call("app:secret"),
+    not_auditor = select(2, as(guest, security.named_scope("app:auditors")):call("app:secret")):kind(),
     child = child ~= nil and child_err == nil,
   }
 end }
@@ -181,6 +193,8 @@ end }
     assert_eq!(v["missing"], "NotFound");
     assert_eq!(v["no_group"], "NotFound");
     assert_eq!(v["own_can"], true);
+    assert_eq!(v["auditor"], "secret");
+    assert_eq!(v["not_auditor"], "PermissionDenied");
     assert_eq!(v["child"], true, "the main process has no scope: {v}");
 }
 
@@ -268,5 +282,57 @@ end }
             "found": ["app:probe"],
             "unscoped": "allowed",
         })
+    );
+}
+
+/// en/system/security.md, "Service-Level Security": a service's `lifecycle.security`
+/// gives its process an actor and a scope (named policies and groups), so what it may do
+/// is decided by them; a policy id that is no policy is a load error.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_service_runs_with_the_actor_and_scope_of_its_lifecycle_security() {
+    let v = App::new()
+        .entry(POLICIES)
+        .func("public_info", "return { main = function() return 'public' end }", None)
+        .func("secret", "return { main = function() return 'secret' end }", None)
+        .lua(
+            "worker",
+            r#"
+local security = require("security")
+local funcs = require("funcs")
+return { main = function()
+  process.registry.register("worker")
+  local m = process.inbox():receive()
+  local _, err = funcs.call("app:secret")
+  process.send(m:payload():data(), "report", {
+    actor = security.actor():id(), role = security.actor():meta().role,
+    public = funcs.call("app:public_info"), secret = err and err:kind(),
+  })
+  process.inbox():receive()
+end }
+"#,
+        )
+        // what the worker needs beside the guests' group: its name and its reply
+        .entry("  - {name: worker_ops, kind: security.policy, policy: {actions: [process.registry.register, process.send], resources: \"*\", effect: allow}}\n")
+        .entry("  - name: svc\n    kind: process.service\n    process: worker\n    host: host\n    lifecycle:\n      auto_start: true\n      stop_timeout: 100ms\n      security:\n        actor: {id: \"service:worker\", meta: {role: worker}}\n        policies: [worker_ops]\n        groups: [guests]\n")
+        .lua(
+            "main",
+            r#"
+local time = require("time")
+return { main = function()
+  for _ = 1, 400 do
+    if process.registry.lookup("worker") then break end
+    time.sleep("5ms")
+  end
+  process.send("worker", "go", process.pid())
+  return process.inbox():receive():payload():data()
+end }
+"#,
+        )
+        .value("main")
+        .await;
+    assert_eq!(
+        v,
+        json!({"actor": "service:worker", "role": "worker", "public": "public",
+               "secret": "PermissionDenied"})
     );
 }

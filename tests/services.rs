@@ -485,3 +485,20 @@ end }
         .await;
     assert_eq!(v, json!({"ok": true, "got": ["arg1", "arg2"]}));
 }
+
+/// en/system/security.md, "Service-Level Security": `lifecycle.security` names an actor
+/// and existing policies; anything else is an error naming the field.
+#[test]
+fn lifecycle_security_is_checked_at_load() {
+    let e = check_errors(
+        "  - {name: s, kind: process.service, process: w, lifecycle: {security: {actor: {meta: {role: x}}, policies: [w, nowhere]}}}\n",
+    );
+    assert!(
+        e.contains("entry app:s: field lifecycle.security.actor.id: an actor id is required"),
+        "{e}"
+    );
+    assert!(
+        e.contains("field lifecycle.security.policies: app:w is not a security.policy entry"),
+        "{e}"
+    );
+}

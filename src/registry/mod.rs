@@ -178,7 +178,8 @@ pub enum EntrySpec {
     /// `registry.entry`: plain data for code to read with the `registry` module (kept in
     /// `Entry::raw`).
     Data,
-    /// `security.policy`: a policy of Wippy's security model (en/system/security.md).
+    /// `security.policy`, `security.policy.expr`: a policy of Wippy's security model
+    /// (en/system/security.md).
     SecurityPolicy(Arc<crate::security::Policy>),
 }
 
@@ -455,7 +456,8 @@ impl Registry {
     /// The policies of group `group` declared in namespace `ns` (`security.named_scope
     /// ("ns:group")`), in id order.
     pub fn policies_in_group(&self, ns: &str, group: &str) -> Vec<Arc<crate::security::Policy>> {
-        self.of_kind("security.policy")
+        self.entries
+            .values()
             .filter(|e| e.id.namespace == ns)
             .filter_map(|e| match &e.spec {
                 EntrySpec::SecurityPolicy(p) if p.groups.iter().any(|g| g == group) => {

@@ -204,6 +204,8 @@ impl ServiceData {
                             exit: exit.clone(),
                         });
                     })),
+                    // `lifecycle.security`: the actor and scope the process runs with
+                    context: self.spec.security.clone(),
                     ..Default::default()
                 };
                 sup.node

@@ -93,6 +93,9 @@ pub struct ServiceSpec {
     /// `placement: {node: NAME}`: in a cluster, only node NAME runs it (None: every node
     /// that loads the app).
     pub placement: Option<String>,
+    /// `lifecycle.security` (en/system/security.md, "Service-Level Security"): the actor
+    /// and scope its process runs with (None: its own pid, no scope).
+    pub security: Option<std::sync::Arc<crate::functions::CallContext>>,
 }
 
 /// OTP restart strategies.
@@ -298,6 +301,72 @@ impl Checker<'_> {
                 default
             }
         }
+    }
+
+    /// A service's `lifecycle.security`: `actor: {id, meta}`, `policies` (ids of
+    /// `security.policy` entries), `groups` (every policy of that group, a bare group name
+    /// in the service's namespace), made into the context its process runs with.
+    fn service_security(
+        &mut self,
+        e: &Entry,
+        sec: &Json,
+    ) -> Option<std::sync::Arc<crate::functions::CallContext>> {
+        let actor = sec.get("actor");
+        let id = actor.and_then(|a| a.get("id")).and_then(Json::as_str);
+        let id = id.filter(|i| !i.is_empty());
+        if id.is_none() {
+            self.err(e, "lifecycle.security.actor.id", "an actor id is required");
+        }
+        let meta = actor
+            .and_then(|a| a.get("meta"))
+            .map(crate::value::from_json)
+            .unwrap_or(Value::Map(Vec::new()));
+        let mut scope: Vec<String> = Vec::new();
+        if let Some(ps) = sec.get("policies").and_then(Json::as_array) {
+            for p in ps {
+                let Some(pid) = self.reference(e, p, "lifecycle.security.policies") else {
+                    continue;
+                };
+                if self.registry.policy(&pid).is_none() {
+                    self.err(
+                        e,
+                        "lifecycle.security.policies",
+                        format!("{pid} is not a security.policy entry"),
+                    );
+                    continue;
+                }
+                if !scope.contains(&pid.to_string()) {
+                    scope.push(pid.to_string());
+                }
+            }
+        }
+        if let Some(gs) = sec.get("groups").and_then(Json::as_array) {
+            for g in gs {
+                let Some(name) = g.as_str() else {
+                    self.err(
+                        e,
+                        "lifecycle.security.groups",
+                        format!("expected a group name, found {g}"),
+                    );
+                    continue;
+                };
+                let (ns, group) = match name.split_once(':') {
+                    Some((ns, g)) => (ns.to_string(), g.to_string()),
+                    None => (e.id.namespace.clone(), name.to_string()),
+                };
+                for p in self.registry.policies_in_group(&ns, &group) {
+                    if !scope.contains(&p.id) {
+                        scope.push(p.id.clone());
+                    }
+                }
+            }
+        }
+        Some(std::sync::Arc::new(crate::functions::CallContext {
+            actor: Some(id?.to_string()),
+            actor_meta: Some(meta),
+            scope: Some(scope),
+            ..Default::default()
+        }))
     }
 
     fn reference(&mut self, e: &Entry, v: &Json, field: &str) -> Option<Id> {
@@ -591,11 +660,24 @@ impl Checker<'_> {
                 None
             }
         };
+        let security = match lc.get("security") {
+            None | Some(Json::Null) => None,
+            Some(sec @ Json::Object(_)) => self.service_security(e, sec),
+            Some(other) => {
+                self.err(
+                    e,
+                    "lifecycle.security",
+                    format!("expected a mapping {{actor, policies, groups}}, found {other}"),
+                );
+                None
+            }
+        };
         if self.errors.len() > before {
             return None;
         }
         Some(ServiceSpec {
             placement,
+            security,
             id: e.id.clone(),
             target: target?,
             host,

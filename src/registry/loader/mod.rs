@@ -42,6 +42,7 @@ const SUPPORTED_KINDS: &[&str] = &[
     "terminal.host",
     "registry.entry",
     "security.policy",
+    "security.policy.expr",
     "function.wat",
     "function.wasm",
     "process.wasm",
@@ -721,8 +722,13 @@ impl Loader {
             "terminal.host" => Some(EntrySpec::TerminalHost),
             "registry.entry" => Some(EntrySpec::Data),
             // en/system/security.md, "Declarative Policy"
-            "security.policy" => {
-                match crate::security::Policy::parse(&id.to_string(), &to_json(item)) {
+            "security.policy" | "security.policy.expr" => {
+                let parsed = if kind == "security.policy" {
+                    crate::security::Policy::parse(&id.to_string(), &to_json(item))
+                } else {
+                    crate::security::Policy::parse_expr(&id.to_string(), &to_json(item))
+                };
+                match parsed {
                     Ok(p) => Some(EntrySpec::SecurityPolicy(Arc::new(p))),
                     Err(e) => {
                         let field = if e.starts_with("groups") {
