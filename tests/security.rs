@@ -211,8 +211,8 @@ async fn every_guarded_operation_asks_the_scope_first() {
             r#"  - name: limited
     kind: security.policy
     policy:
-      actions: [funcs.call, env.get, registry.get]
-      resources: ["app:probe", "PUBLIC_*", "app:probe*"]
+      actions: [funcs.call, env.get, registry.get, system.read]
+      resources: ["app:probe", "PUBLIC_*", "app:probe*", "cpu"]
       effect: allow
     groups: [limited]
   - {name: os, kind: env.storage.os}
@@ -247,6 +247,9 @@ return { main = function(target)
     pg = kind(pg.open("app:groups")),
     get_self = kind(registry.get("app:probe")), get_other = kind(registry.get("app:idle")),
     found = found,
+    -- en/lua/system/system.md, "Permissions" (refused as INVALID, its "Errors" table)
+    cpus = type(require("system").runtime.cpu_count()),
+    memory = kind(require("system").memory.stats()),
   }
 end }
 "#,
@@ -280,6 +283,7 @@ end }
             "events": "PermissionDenied", "pg": "PermissionDenied",
             "get_self": "allowed", "get_other": "PermissionDenied",
             "found": ["app:probe"],
+            "cpus": "number", "memory": "Invalid",
             "unscoped": "allowed",
         })
     );

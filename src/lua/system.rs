@@ -167,8 +167,87 @@ fn service_table(
     Ok(t)
 }
 
-/// Builds the module.
+/// The permission a call of `table.func` asks for (en/lua/system/system.md,
+/// "Permissions"): the action and the resource.
+fn permission(table: &str, func: &str, args: &MultiValue) -> (&'static str, String) {
+    let first = || match args.iter().next() {
+        Some(mlua::Value::String(s)) => s.to_string_lossy(),
+        _ => String::new(),
+    };
+    let (action, resource): (&'static str, &str) = match (table, func) {
+        ("", "exit") => ("system.exit", ""),
+        ("", _) => ("system.read", "modules"),
+        ("memory", "get_limit") => ("system.read", "memory_limit"),
+        ("memory", "set_limit") => ("system.control", "memory_limit"),
+        ("memory", _) => ("system.read", "memory"),
+        ("gc", "collect") => ("system.gc", "gc"),
+        ("gc", "set_percent") => ("system.gc", "gc_percent"),
+        ("gc", _) => ("system.read", "gc_percent"),
+        ("runtime", "goroutines") => ("system.read", "goroutines"),
+        ("runtime", "max_procs") if !args.is_empty() => ("system.control", "gomaxprocs"),
+        ("runtime", "max_procs") => ("system.read", "gomaxprocs"),
+        ("runtime", _) => ("system.read", "cpu"),
+        ("process", f) => return ("system.read", f.to_string()),
+        ("raft", "stats") => ("system.read", "raft_stats"),
+        ("lock", _) => return ("system.lock", first()),
+        (other, _) => return ("system.read", other.to_string()),
+    };
+    (action, resource.to_string())
+}
+
+/// `f` behind the permission check of `table.name`: a refusal is `nil, err` (INVALID, as
+/// the page's "Errors" table has it for this module).
+fn guarded_fn(
+    lua: &Lua,
+    table: &'static str,
+    name: String,
+    f: mlua::Function,
+) -> mlua::Result<mlua::Function> {
+    lua.create_function(move |lua, args: MultiValue| {
+        let (action, resource) = permission(table, &name, &args);
+        if let Err(e) = super::security::check_now(action, &resource) {
+            return fail(lua, "INVALID", e.message);
+        }
+        f.call::<MultiValue>(args)
+    })
+}
+
+/// Puts every function of `t` (and of its tables) behind its permission check.
+fn guard_all(lua: &Lua, t: &Table, table: &'static str) -> mlua::Result<()> {
+    let pairs: Vec<(String, mlua::Value)> = t.pairs().collect::<mlua::Result<_>>()?;
+    for (k, v) in pairs {
+        match v {
+            mlua::Value::Function(f) => t.set(k.as_str(), guarded_fn(lua, table, k.clone(), f)?)?,
+            mlua::Value::Table(sub) if table.is_empty() => {
+                let name: &'static str = match k.as_str() {
+                    "memory" => "memory",
+                    "gc" => "gc",
+                    "runtime" => "runtime",
+                    "process" => "process",
+                    "hosts" => "hosts",
+                    "supervisor" => "supervisor",
+                    "node" => "node",
+                    "cluster" => "cluster",
+                    "raft" => "raft",
+                    "lock" => "lock",
+                    _ => continue,
+                };
+                guard_all(lua, &sub, name)?;
+            }
+            _ => {}
+        }
+    }
+    Ok(())
+}
+
+/// Builds the module; every call asks its permission first.
 pub fn module(lua: &Lua) -> mlua::Result<Table> {
+    let t = build(lua)?;
+    guard_all(lua, &t, "")?;
+    Ok(t)
+}
+
+fn build(lua: &Lua) -> mlua::Result<Table> {
     let t = lua.create_table()?;
     t.set(
         "exit",
