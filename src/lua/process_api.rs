@@ -57,7 +57,8 @@ fn dest(ctx: &ProcCtx, v: &mlua::Value, func: &str) -> Result<Pid, LuaError> {
     };
     let pid = resolved.map_err(|e| LuaError::new(e.kind(), format!("process.{func}: {e}")))?;
     // en/lua/core/process.md, "Permission Reference": `process.<func>` on the target pid
-    if super::security::guarded() {
+    // (the process's own context says whether it is under a scope: one field)
+    if ctx.call_context.get().is_some_and(|c| c.scope.is_some()) {
         super::security::check_now(&format!("process.{func}"), &pid.to_string())
             .map_err(|e| LuaError::new(e.kind, format!("process.{func}: {}", e.message)))?;
     }

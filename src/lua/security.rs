@@ -83,6 +83,19 @@ fn actor_of(id: &str, meta: Option<&Value>) -> Actor {
     }
 }
 
+/// What the policies of `scope` (as the registry has them now) say of a request.
+fn decide(
+    node: &crate::process::Node,
+    scope: &[String],
+    actor: &Actor,
+    action: &str,
+    resource: &str,
+    meta: &serde_json::Value,
+) -> Decision {
+    let policies = policies_of(node, scope);
+    evaluate(policies.iter().map(|p| &**p), actor, action, resource, meta)
+}
+
 /// Whether the context `ctx` may do `action` on `resource`: with an actor and a scope,
 /// only if a policy of the scope allows it and none denies it (en/system/security.md,
 /// "Policy Evaluation"); without both, yes (Wippy's permissive mode; warden has no strict
@@ -97,9 +110,9 @@ pub(crate) fn check(
         return Ok(());
     };
     let actor = actor_of(actor, ctx.actor_meta.as_ref());
-    let policies = policies_of(node, scope);
-    match evaluate(
-        policies.iter().map(|p| &**p),
+    match decide(
+        node,
+        scope,
         &actor,
         action,
         resource,
@@ -185,16 +198,8 @@ impl UserData for LuaScope {
             )| {
                 let node = super::current_or("security")?.node().clone();
                 let meta = meta_json(&meta)?;
-                let policies = policies_of(&node, &s.policies);
                 let actor = actor_of(&actor.id, Some(&actor.meta));
-                Ok(evaluate(
-                    policies.iter().map(|p| &**p),
-                    &actor,
-                    &action,
-                    &resource,
-                    &meta,
-                )
-                .name())
+                Ok(decide(&node, &s.policies, &actor, &action, &resource, &meta).name())
             },
         );
     }
@@ -330,15 +335,8 @@ pub fn module(lua: &Lua) -> mlua::Result<Table> {
                 };
                 let node = super::current_or("security")?.node().clone();
                 let meta = meta_json(&meta)?;
-                let policies = policies_of(&node, &scope);
                 let actor = actor_of(&id, actor_meta.as_ref());
-                Ok(evaluate(
-                    policies.iter().map(|p| &**p),
-                    &actor,
-                    &action,
-                    &resource,
-                    &meta,
-                ) == Decision::Allow)
+                Ok(decide(&node, &scope, &actor, &action, &resource, &meta) == Decision::Allow)
             },
         )?,
     )?;
