@@ -207,6 +207,15 @@ struct RunArgs {
     /// WARDEN_CLUSTER when set).
     #[arg(long, value_name = "URL")]
     cluster: Option<String>,
+    /// The cluster's name: its subjects and buckets on the server, so two apps on one
+    /// NATS account never meet (default: WARDEN_CLUSTER_NAME, the cluster.nats entry's
+    /// cluster_name, else `default`).
+    #[arg(long, value_name = "NAME")]
+    cluster_name: Option<String>,
+    /// Join a server on another machine with no credentials and no TLS (anyone who
+    /// reaches it can then act as any node).
+    #[arg(long)]
+    cluster_insecure: bool,
     /// `list`, or the name of a command (an entry's meta.command.name), then its arguments;
     /// with --exec, the arguments of the process.
     #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
@@ -843,6 +852,11 @@ async fn run(args: RunArgs) -> i32 {
             .cluster
             .clone()
             .or_else(|| std::env::var("WARDEN_CLUSTER").ok()),
+        cluster_name: args
+            .cluster_name
+            .clone()
+            .or_else(|| std::env::var("WARDEN_CLUSTER_NAME").ok()),
+        cluster_insecure: args.cluster_insecure,
         ..Default::default()
     };
     let runtime = match Runtime::start_with(registry, options).await {

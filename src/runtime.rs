@@ -107,6 +107,11 @@ pub struct Options {
     pub time_scale: f64,
     /// Join the cluster at this NATS url (`--cluster`).
     pub cluster: Option<String>,
+    /// The cluster's name (`--cluster-name`; over the `cluster.nats` entry's).
+    pub cluster_name: Option<String>,
+    /// Join a server on another machine without credentials or TLS
+    /// (`--cluster-insecure`).
+    pub cluster_insecure: bool,
     /// At shutdown, how long processes that got a CANCEL may take to end before they are
     /// terminated (Wippy's hosts wait 10 s).
     pub shutdown_grace: std::time::Duration,
@@ -119,6 +124,8 @@ impl Default for Options {
             keep_tree_log: false,
             time_scale: 1.0,
             cluster: None,
+            cluster_name: None,
+            cluster_insecure: false,
             shutdown_grace: std::time::Duration::from_secs(10),
         }
     }
@@ -219,8 +226,12 @@ impl Runtime {
             (Some(url), None) => Some(crate::cluster::config::Config::url(url)),
             (None, e) => e,
         };
-        if let Some(config) = &cluster {
-            crate::cluster::join(&node, config).await?;
+        if let Some(mut config) = cluster {
+            if options.cluster_name.is_some() {
+                config.cluster_name = options.cluster_name.clone();
+            }
+            config.insecure |= options.cluster_insecure;
+            crate::cluster::join(&node, &config).await?;
         }
         let mut default_host = None;
         for e in registry.of_kind("process.host") {

@@ -28,13 +28,18 @@ impl Drop for Nats {
 }
 
 fn nats() -> Nats {
+    nats_with(&[])
+}
+
+/// [`nats`] with more arguments (`-c examples/cluster/nats.conf`).
+fn nats_with(extra: &[&str]) -> Nats {
     let port = std::net::TcpListener::bind("127.0.0.1:0")
         .unwrap()
         .local_addr()
         .unwrap()
         .port();
     let store = tempfile::tempdir().unwrap();
-    let child = nats_server(port, store.path());
+    let child = nats_server(port, store.path(), extra);
     Nats {
         child,
         url: format!("nats://127.0.0.1:{port}"),
@@ -52,13 +57,14 @@ impl Nats {
 
     /// Starts it again on the same port and store.
     fn restart(&mut self) {
-        self.child = nats_server(self.port, self.store.path());
+        self.child = nats_server(self.port, self.store.path(), &[]);
     }
 }
 
-fn nats_server(port: u16, store: &std::path::Path) -> Child {
+fn nats_server(port: u16, store: &std::path::Path, extra: &[&str]) -> Child {
     let bin = std::env::var("NATS_SERVER").unwrap_or_else(|_| "nats-server".into());
     let child = Command::new(&bin)
+        .args(extra)
         .args(["-a", "127.0.0.1", "-p", &port.to_string(), "-js", "-sd"])
         .arg(store)
         .stdout(Stdio::null())
@@ -461,8 +467,8 @@ async fn a_gap_in_a_nodes_stream_is_a_node_loss_on_both_sides() {
     // let the monitor and the message reach b, then forge a frame from a that skips numbers
     tokio::time::sleep(std::time::Duration::from_millis(300)).await;
     let raw = async_nats::connect(&server.url).await.unwrap();
-    let forged = json!({"k": "F", "n": "a", "c": a.node().creation(), "s": 1, "q": 1000, "o": []});
-    raw.publish("warden.msg.b", forged.to_string().into())
+    let forged = json!({"k": "F", "c": a.node().creation(), "s": 1, "q": 1000, "o": []});
+    raw.publish("warden.default.msg.b.a", forged.to_string().into())
         .await
         .unwrap();
     raw.flush().await.unwrap();
@@ -1151,6 +1157,299 @@ async fn a_full_pool_that_allows_it_overflows_to_another_node() {
     let mut nodes = vec![normal(x.unwrap()), normal(y.unwrap())];
     nodes.sort_by_key(|v| v.to_string());
     assert_eq!(nodes, [json!("a"), json!("b")]);
+    a.shutdown().await;
+    b.shutdown().await;
+}
+
+/// Starts node `name` of cluster `cluster` at `url`.
+async fn node_in(app: &App, url: &str, name: &str, cluster: &str) -> anyhow::Result<Runtime> {
+    let options = Options {
+        node_name: name.into(),
+        cluster: Some(url.into()),
+        cluster_name: Some(cluster.into()),
+        ..Options::default()
+    };
+    Runtime::start_with(load_dir(app.path()).unwrap(), options).await
+}
+
+/// Waits until `f` holds, or fails saying `what` did not happen.
+async fn eventually(what: &str, mut f: impl FnMut() -> bool) {
+    for _ in 0..500 {
+        if f() {
+            return;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+    }
+    panic!("{what} did not happen within 5 s");
+}
+
+/// With examples/cluster/nats.conf, each node has a user that may publish only its own
+/// subjects (issue 36): a client with another user, or none, cannot declare a node lost,
+/// terminate, link, spawn or call on the cluster, and a node cannot speak as another;
+/// the node's own user can (the same forged frame is a node loss then).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn only_a_nodes_own_user_speaks_for_it() {
+    let conf = concat!(env!("CARGO_MANIFEST_DIR"), "/examples/cluster/nats.conf");
+    let server = nats_with(&["-c", conf]);
+    let at = |user: &str, pw: &str| format!("nats://{user}:{pw}@127.0.0.1:{}", server.port);
+    let app = App::new()
+        .lua("sleeper", SLEEPER)
+        .lua("holder", HOLDER)
+        .func(
+            "f",
+            "return { main = function() return 'called' end }",
+            None,
+        );
+    app.finish();
+    // without a user, nothing
+    let err = node_in(&app, &server.url, "n1", "demo")
+        .await
+        .err()
+        .unwrap();
+    assert!(format!("{err:#}").contains("cannot connect"), "{err:#}");
+    let n1 = node_in(&app, &at("n1", "n1-secret"), "n1", "demo")
+        .await
+        .unwrap();
+    let n2 = node_in(&app, &at("n2", "n2-secret"), "n2", "demo")
+        .await
+        .unwrap();
+    converge(&[&n1, &n2], &["n1", "n2"]).await;
+    let sleeper = n2
+        .spawn(&Id::new("app", "sleeper"), None, vec![], Default::default())
+        .unwrap();
+    let other = n2
+        .spawn(&Id::new("app", "sleeper"), None, vec![], Default::default())
+        .unwrap();
+    let holder = n1
+        .spawn(
+            &Id::new("app", "holder"),
+            None,
+            vec![Value::str(sleeper.to_string())],
+            Default::default(),
+        )
+        .unwrap();
+    let (tx, mut rx) = tokio::sync::oneshot::channel();
+    n1.node().watch(
+        &holder,
+        Box::new(move |_, exit| {
+            let _ = tx.send(exit.clone());
+        }),
+    );
+    let before = n2.node().process_count();
+    let c = n1.node().creation();
+    let gap = json!({"k": "F", "c": c, "s": 1, "q": 1000, "o": []}).to_string();
+    let as_n3 = json!({"k": "F", "c": 1, "s": 1, "q": 1, "o": [
+        {"k": "C", "c": "Terminate", "t": sleeper.to_string(), "r": "forged"},
+        {"k": "C", "c": "Link", "f": sleeper.to_string(), "t": other.to_string()},
+        {"k": "Spawn", "id": 1u64 << 40 | 900_000, "e": "app:sleeper", "h": "app:host", "a": []},
+    ]})
+    .to_string();
+    let client = |user: &'static str, pw: &'static str| {
+        async_nats::ConnectOptions::with_user_and_password(user.into(), pw.into())
+            .connect(server.url.clone())
+    };
+    let guest = client("guest", "guest").await.unwrap();
+    for (subject, body) in [
+        ("warden.demo.msg.n2.n1", gap.clone()),
+        (
+            "warden.demo.msg.n2.n1",
+            json!({"k": "Reset", "c": c}).to_string(),
+        ),
+        (
+            "warden.demo.hb.n1",
+            json!({"c": c, "bye": true}).to_string(),
+        ),
+        ("warden.demo.msg.n2.n3", as_n3.clone()),
+        ("warden.demo.hb.n3", json!({"c": 1}).to_string()),
+    ] {
+        let _ = guest.publish(subject, body.into()).await;
+    }
+    let _ = guest.flush().await;
+    let call = guest
+        .send_request(
+            "warden.demo.fn.app=3Af",
+            async_nats::Request::new()
+                .payload("{\"a\":[],\"t\":1000}".into())
+                .timeout(Some(std::time::Duration::from_millis(500))),
+        )
+        .await;
+    assert!(call.is_err(), "a guest called a function: {call:?}");
+    let as_n1 = client("n1", "n1-secret").await.unwrap();
+    let called = as_n1
+        .request("warden.demo.fn.app=3Af", "{\"a\":[],\"t\":1000}".into())
+        .await
+        .unwrap();
+    assert_eq!(
+        String::from_utf8_lossy(&called.payload),
+        r#"{"Ok":"called"}"#
+    );
+    // n1's own user may not speak as n3 either
+    let _ = as_n1
+        .publish("warden.demo.msg.n2.n3", as_n3.clone().into())
+        .await;
+    let _ = as_n1.flush().await;
+    tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+    assert!(
+        n2.node().process(&sleeper).is_some(),
+        "the sleeper was terminated"
+    );
+    assert_eq!(n2.node().process_count(), before, "a process was spawned");
+    if let Ok(e) = rx.try_recv() {
+        panic!("n1 was declared lost: the holder ended with {e:?}");
+    }
+    assert_eq!(members(&n2), ["n1", "n2"]);
+    // the same gap frame from n1's own user is a node loss: the holder hears noconnection
+    as_n1
+        .publish("warden.demo.msg.n2.n1", gap.into())
+        .await
+        .unwrap();
+    as_n1.flush().await.unwrap();
+    let exit = tokio::time::timeout(std::time::Duration::from_secs(10), rx)
+        .await
+        .expect("the holder heard nothing of the loss")
+        .unwrap();
+    assert_eq!(
+        normal((*exit).clone()),
+        json!({"kind": "EXIT", "error": "noconnection"})
+    );
+    n1.shutdown().await;
+    n2.shutdown().await;
+}
+
+/// A node name is held by one running node (issue 36; Erlang refuses a second node of
+/// one name): a second "a" is refused while the first runs, and takes the name once the
+/// first has left.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_second_node_of_one_name_is_refused() {
+    let server = nats();
+    let app = App::new().lua("sleeper", SLEEPER);
+    app.finish();
+    let a = node(&app, &server.url, "a").await;
+    let err = node_in(&app, &server.url, "a", "default")
+        .await
+        .err()
+        .expect("a second node a joined");
+    assert!(
+        format!("{err:#}").contains("--node a: a node of that name is running in cluster default"),
+        "{err:#}"
+    );
+    assert_eq!(members(&a), ["a"]);
+    a.shutdown().await;
+    let again = node(&app, &server.url, "a").await;
+    again.shutdown().await;
+}
+
+/// Two clusters on one server never meet (issue 36: `--cluster-name`): nodes of "x" and
+/// of "y" see only their own cluster's members, and one node name may be used in both.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn clusters_of_different_names_never_meet() {
+    let server = nats();
+    let app = App::new().lua("sleeper", SLEEPER);
+    app.finish();
+    let xa = node_in(&app, &server.url, "a", "x").await.unwrap();
+    let xb = node_in(&app, &server.url, "b", "x").await.unwrap();
+    let ya = node_in(&app, &server.url, "a", "y").await.unwrap();
+    converge(&[&xa, &xb], &["a", "b"]).await;
+    tokio::time::sleep(std::time::Duration::from_millis(600)).await;
+    assert_eq!(members(&ya), ["a"]);
+    assert_eq!(members(&xa), ["a", "b"]);
+    for n in [xa, xb, ya] {
+        n.shutdown().await;
+    }
+}
+
+/// A server on another machine with neither credentials nor TLS is refused before any
+/// connection (issue 36), with the one flag that allows it named.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_open_server_elsewhere_is_refused() {
+    let app = App::new().lua("sleeper", SLEEPER);
+    app.finish();
+    let err = node_in(&app, "nats://192.0.2.1:4222", "a", "default")
+        .await
+        .err()
+        .unwrap();
+    let text = format!("{err:#}");
+    assert!(
+        text.contains("no credentials and no TLS") && text.contains("--cluster-insecure"),
+        "{text}"
+    );
+}
+
+/// A node acts only within what it may (issue 36), even on a server where anyone may
+/// publish as any node: its operations naming pids of the receiver as its own are
+/// dropped, a spawn with a pid the receiver did not grant does not run, a request for
+/// more pids than a node may hold is refused, and a grant that overflows is dropped
+/// without harm to the node.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_node_acts_only_within_what_it_may() {
+    let server = nats();
+    let app = App::new()
+        .lua("sleeper", SLEEPER)
+        .lua("main", MAIN)
+        .lua("echo", ECHO);
+    app.finish();
+    let a = node(&app, &server.url, "a").await;
+    let b = node(&app, &server.url, "b").await;
+    converge(&[&a, &b], &["a", "b"]).await;
+    let x = b
+        .spawn(&Id::new("app", "sleeper"), None, vec![], Default::default())
+        .unwrap();
+    let y = b
+        .spawn(&Id::new("app", "sleeper"), None, vec![], Default::default())
+        .unwrap();
+    let z = async_nats::connect(&server.url).await.unwrap();
+    z.publish("warden.default.hb.z", json!({"c": 1}).to_string().into())
+        .await
+        .unwrap();
+    let mut ops = vec![
+        // b's own x linked to y, as if x were z's
+        json!({"k": "C", "c": "Link", "f": x.to_string(), "t": y.to_string()}),
+        json!({"k": "Spawn", "id": b.node().creation() << 40 | 900_000, "e": "app:sleeper", "h": "app:host", "a": []}),
+    ];
+    for _ in 0..20 {
+        ops.push(json!({"k": "Ask", "n": 1u64 << 16}));
+    }
+    ops.push(json!({"k": "Grant", "s": u64::MAX - 1, "n": 5}));
+    let frame = json!({"k": "F", "c": 1, "s": 1, "q": 1, "o": ops});
+    z.publish("warden.default.msg.b.z", frame.to_string().into())
+        .await
+        .unwrap();
+    z.flush().await.unwrap();
+    eventually("z joining b", || members(&b).contains(&"z".to_string())).await;
+    tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+    // no process at the forged number
+    let forged = b
+        .node()
+        .parse_pid(&format!("{{b|{}.900000}}", b.node().creation()))
+        .unwrap();
+    assert!(
+        b.node().process(&forged).is_none(),
+        "a spawn with an ungranted pid ran"
+    );
+    // y ends: x, not linked to it, lives on
+    b.node().terminate_with(&y, Some("test".into())).unwrap();
+    tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+    assert!(
+        b.node().process(&x).is_some(),
+        "x died with y: the forged link held"
+    );
+    // the next local pid is near the start: the pid space was not handed out
+    let next = b
+        .spawn(&Id::new("app", "sleeper"), None, vec![], Default::default())
+        .unwrap();
+    assert!(next.seq() < 10_000, "{next}: the asks took pids");
+    // b still hears a
+    let echo = b
+        .spawn(&Id::new("app", "echo"), None, vec![], Default::default())
+        .unwrap();
+    let out = run(&a, "main", vec![Value::str(echo.to_string())]).await;
+    assert_eq!(
+        out["in_order"],
+        json!((1..=50)
+            .map(|i| i.to_string())
+            .collect::<Vec<_>>()
+            .join(","))
+    );
     a.shutdown().await;
     b.shutdown().await;
 }

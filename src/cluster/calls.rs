@@ -1,6 +1,6 @@
 //! `funcs.call` across nodes: a call of a function this node does not have goes to a node
 //! that has it. Every node serves each function entry of its registry on the subject
-//! `warden.fn.<id>` in the queue group `warden`, so NATS hands each call to one of the
+//! `warden.<cluster>.fn.<id>` in the cluster's queue group, so NATS hands each call to one of the
 //! nodes that run it; the caller waits for the reply (a NATS request) up to the call's
 //! timeout. With no node serving it, the call fails as it would on one node (NOT_FOUND).
 
@@ -53,15 +53,6 @@ enum Reply {
     },
 }
 
-fn subject(target: &str) -> String {
-    format!("warden.fn.{}", key(target))
-}
-
-/// The subject on which node `node` alone serves `target`.
-fn node_subject(node: &str, target: &str) -> String {
-    format!("warden.fnat.{node}.{}", key(target))
-}
-
 /// The remote half of [`crate::functions::FunctionTable::call`].
 pub(super) struct Caller(pub(super) Weak<Cluster>);
 
@@ -77,7 +68,7 @@ impl RemoteCalls for Caller {
         let target = target.to_string();
         Box::pin(async move {
             let cluster = cluster?;
-            let subject = subject(&target);
+            let subject = cluster.space.function(&key(&target));
             request(&cluster, subject, &target, &args, &context, timeout).await
         })
     }
@@ -105,7 +96,7 @@ impl RemoteCalls for Caller {
             let start = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed) % others.len();
             others.rotate_left(start);
             for node in others {
-                let subject = node_subject(&node, &target);
+                let subject = cluster.space.function_at(&node, &key(&target));
                 if let Some(r) = request(&cluster, subject, &target, &args, &context, timeout).await
                 {
                     return Some(r);
@@ -202,12 +193,12 @@ impl Cluster {
         for id in ids {
             let shared = self
                 .client
-                .queue_subscribe(subject(&id), "warden".into())
+                .queue_subscribe(self.space.function(&key(&id)), self.space.queue())
                 .await
                 .map_err(|e| anyhow::anyhow!("serving function {id} to the cluster: {e}"))?;
             let own = self
                 .client
-                .subscribe(node_subject(&self.name, &id))
+                .subscribe(self.space.function_at(&self.name, &key(&id)))
                 .await
                 .map_err(|e| anyhow::anyhow!("serving function {id} to the cluster: {e}"))?;
             let mut sub = futures::stream::select(shared, own);

@@ -6,6 +6,7 @@
 //!   kind: cluster.nats
 //!   url: nats://10.0.0.5:4222
 //!   node: a                         # optional
+//!   cluster_name: shop              # optional: subjects and buckets of this cluster only
 //!   credentials: secrets/app.creds  # optional, a NATS credentials file
 //!   tls: {ca: ca.pem, cert: node.pem, key: node.key}  # optional; paths beside the YAML
 //! ```
@@ -32,6 +33,12 @@ pub struct Config {
     pub tls_client: Option<(PathBuf, PathBuf)>,
     /// TLS is required (a `tls` mapping is present).
     pub tls: bool,
+    /// The cluster's name (`--cluster-name`, field `cluster_name`): every subject, queue
+    /// group and bucket carries it, so two apps on one NATS account never meet.
+    pub cluster_name: Option<String>,
+    /// Join a server that is not on this machine without credentials or TLS
+    /// (`--cluster-insecure`): anyone who reaches it could act as any node.
+    pub insecure: bool,
 }
 
 impl Config {
@@ -42,6 +49,111 @@ impl Config {
             ..Config::default()
         }
     }
+}
+
+/// A cluster name is letters, digits, `-` and `_` (it becomes a subject token and part of
+/// bucket names).
+pub fn check_name(name: &str) -> Result<(), String> {
+    if name.is_empty()
+        || name.len() > 64
+        || !name
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+    {
+        return Err(format!(
+            "{name:?} is not a cluster name (1 to 64 letters, digits, - and _)"
+        ));
+    }
+    Ok(())
+}
+
+/// Whether every server of `url` (one url, or several separated by commas) is on this
+/// machine: `localhost`, `127.0.0.0/8` or `::1`.
+pub fn is_loopback(url: &str) -> bool {
+    url.split(',').all(|u| {
+        let rest = u.trim().split_once("://").map_or(u.trim(), |(_, r)| r);
+        let authority = rest.split('/').next().unwrap_or("");
+        let host_port = authority.rsplit_once('@').map_or(authority, |(_, h)| h);
+        let host = if let Some(v6) = host_port.strip_prefix('[') {
+            v6.split(']').next().unwrap_or("")
+        } else {
+            host_port.split(':').next().unwrap_or("")
+        };
+        host.eq_ignore_ascii_case("localhost")
+            || host
+                .parse::<std::net::IpAddr>()
+                .is_ok_and(|ip| ip.is_loopback())
+    })
+}
+
+/// The user in `url`'s first server (`user:password@` or `token@`), if any.
+pub fn user_of(url: &str) -> Option<(String, Option<String>)> {
+    let first = url.split(',').next()?.trim();
+    let rest = first.split_once("://").map_or(first, |(_, r)| r);
+    let (user, _) = rest.split('/').next()?.rsplit_once('@')?;
+    Some(match user.split_once(':') {
+        Some((u, p)) => (u.to_string(), Some(p.to_string())),
+        None => (user.to_string(), None),
+    })
+}
+
+/// Whether `url` carries a user (`nats://user:password@host` or `nats://token@host`).
+pub fn has_user(url: &str) -> bool {
+    url.split(',').all(|u| {
+        let rest = u.trim().split_once("://").map_or(u.trim(), |(_, r)| r);
+        rest.split('/').next().unwrap_or("").contains('@')
+    })
+}
+
+impl Config {
+    /// Refuses a join that would let anyone who reaches the server act as any node: a
+    /// server not on this machine with no credentials (a credentials file or a user in
+    /// the url) and no TLS, unless `insecure`.
+    pub fn check_secure(&self) -> Result<(), String> {
+        if self.insecure
+            || is_loopback(&self.url)
+            || self.credentials.is_some()
+            || self.tls
+            || has_user(&self.url)
+        {
+            return Ok(());
+        }
+        Err(format!(
+            "--cluster {}: a server on another machine with no credentials and no TLS lets anyone who reaches it act as any node; give the cluster.nats entry credentials or tls (or a user in the url), or pass --cluster-insecure",
+            redact(&self.url)
+        ))
+    }
+}
+
+/// `url` with any password replaced by `***` (for messages and logs).
+pub fn redact(url: &str) -> String {
+    url.split(',')
+        .map(|u| {
+            let (scheme, rest) = u.split_once("://").unwrap_or(("", u));
+            let (auth, path) = rest
+                .split_once('/')
+                .map_or((rest, None), |(a, p)| (a, Some(p)));
+            let shown = match auth.rsplit_once('@') {
+                Some((user, host)) => {
+                    let name = user.split(':').next().unwrap_or("");
+                    format!("{name}:***@{host}")
+                }
+                None => auth.to_string(),
+            };
+            let mut out = String::new();
+            if !scheme.is_empty() {
+                out.push_str(scheme);
+                out.push_str("://");
+            }
+            out.push_str(&shown);
+            if let Some(p) = path {
+                out.push('/');
+                out.push_str(p);
+            }
+            out
+        })
+        .collect::<Vec<_>>()
+        .join(",")
 }
 
 /// The app's `cluster.nats` entry, if it has one; errors name the file, entry and field.
@@ -80,8 +192,12 @@ pub fn from_registry(reg: &Registry) -> Result<Option<Config>, String> {
         url,
         node: text("node", e.raw.get("node"))?,
         credentials: path("credentials", e.raw.get("credentials"))?,
+        cluster_name: text("cluster_name", e.raw.get("cluster_name"))?,
         ..Config::default()
     };
+    if let Some(n) = &c.cluster_name {
+        check_name(n).map_err(|m| at("cluster_name", m))?;
+    }
     match e.raw.get("tls") {
         None | Some(Json::Null) => {}
         Some(Json::Object(t)) => {
@@ -103,4 +219,39 @@ pub fn from_registry(reg: &Registry) -> Result<Option<Config>, String> {
         }
     }
     Ok(Some(c))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn loopback_users_and_redaction() {
+        assert!(is_loopback("nats://127.0.0.1:4222"));
+        assert!(is_loopback("nats://a:pw@localhost:4222,nats://[::1]:4223"));
+        assert!(!is_loopback("nats://10.0.0.5:4222"));
+        assert!(!is_loopback(
+            "nats://127.0.0.1:4222,nats://nats.example.com"
+        ));
+        assert!(has_user("nats://a:pw@10.0.0.5:4222"));
+        assert!(!has_user("nats://10.0.0.5:4222"));
+        assert_eq!(
+            redact("nats://a:pw@10.0.0.5:4222"),
+            "nats://a:***@10.0.0.5:4222"
+        );
+        let open = Config::url("nats://10.0.0.5:4222");
+        let err = open.check_secure().unwrap_err();
+        assert!(err.contains("--cluster-insecure"), "{err}");
+        assert!(Config {
+            insecure: true,
+            ..open.clone()
+        }
+        .check_secure()
+        .is_ok());
+        assert!(Config::url("nats://a:pw@10.0.0.5:4222")
+            .check_secure()
+            .is_ok());
+        assert!(check_name("shop-1").is_ok());
+        assert!(check_name("a.b").is_err());
+    }
 }

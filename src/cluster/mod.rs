@@ -2,16 +2,20 @@
 //!
 //! Pids are location-transparent: a message or a control operation (monitor, link,
 //! cancel, terminate, and the exits they report) for a pid of another node (`{b|3.7}`)
-//! is queued for that node and published on its subject (`warden.msg.<node>`) by one
-//! publisher task, in frames numbered per node pair (see [`wire`]); the node there applies
-//! them in order. Membership: each node publishes a heartbeat every 500 ms on `warden.hb`;
+//! is queued for that node and published on the subject from this node to it
+//! (`warden.<cluster>.msg.<to>.<from>`, see [`space`]) by one publisher task, in frames
+//! numbered per node pair (see [`wire`]); the node there applies them in order, each
+//! checked against its sender. Membership: each node publishes a heartbeat every 500 ms
+//! on its own subject (`warden.<cluster>.hb.<node>`);
 //! a node not heard from for [`MEMBER_TIMEOUT`] is lost, as is one whose stream to us has
 //! a gap or a repeat, and every node that loses its own connection to the server loses
 //! all the others: each monitor of a lost node's processes fires with `noconnection`,
 //! each link with one is a LINK_DOWN (`Node::node_down`). A node's incarnation (its
 //! `creation`, a number the server's key-value store hands out at join) is part of its
-//! pids, so pids of an earlier run of a node stay dead. The server's version is checked
-//! at connect (2.11 or newer).
+//! pids, so pids of an earlier run of a node stay dead. A node name is held by one running
+//! node: it is claimed with a create in the bucket, and a second node with a name in use
+//! is refused. The server's version is checked at connect (2.11 or newer), and a server
+//! on another machine is joined only with credentials or TLS (or `--cluster-insecure`).
 //!
 //! Besides: cluster names in the server's key-value store (`names.rs`), `funcs.call` of a
 //! function this node lacks (or whose pool is full) on a node that has it (`calls.rs`),
@@ -25,6 +29,7 @@ pub mod calls;
 pub mod config;
 mod groups;
 mod names;
+pub mod space;
 pub mod wire;
 
 use crate::process::{Node, Pid, ProcessError, Remote, RemoteOp};
@@ -32,6 +37,7 @@ use crate::value::Value;
 use dashmap::DashMap;
 use futures::StreamExt;
 use parking_lot::Mutex;
+use space::Space;
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Weak};
@@ -52,14 +58,14 @@ pub const HEARTBEAT: Duration = Duration::from_millis(500);
 /// (senders never block, and memory stays bounded when the server is slow or gone).
 pub const OUT_LIMIT: usize = 1 << 18;
 
-const HB_SUBJECT: &str = "warden.hb";
-
 /// This node's membership of a cluster.
 pub struct Cluster {
     /// This node's name.
     pub name: String,
     /// This node's incarnation.
     pub creation: u64,
+    /// The cluster's subjects and buckets.
+    pub space: Space,
     members: DashMap<String, Member>,
     out: tokio::sync::mpsc::UnboundedSender<Out>,
     queued: Arc<AtomicUsize>,
@@ -70,6 +76,16 @@ pub struct Cluster {
     names: Arc<names::Names>,
     /// Pids other nodes granted this one to spawn on them with.
     grants: DashMap<String, Grants>,
+    /// Pids this node granted each other node, not used yet.
+    granted: DashMap<String, std::collections::VecDeque<(u64, u64)>>,
+    /// The claim of this node's name (released when it leaves).
+    claim: Claim,
+}
+
+/// This node's name in the bucket `warden_<cluster>_nodes`.
+struct Claim {
+    kv: async_nats::jetstream::kv::Store,
+    revision: u64,
 }
 
 /// Pid numbers of one node for this node's spawns there.
@@ -84,6 +100,9 @@ struct Grants {
 /// How many pids a node asks for at a time (again when half are used).
 pub const GRANT: u64 = 256;
 
+/// Most pids one node holds granted by this one and not used yet: an `Ask` beyond it is
+/// not answered (a node asks again only when half of a grant is used).
+pub const GRANTED_LIMIT: u64 = 4 * GRANT;
 struct Member {
     creation: u64,
     seen: Instant,
@@ -103,10 +122,6 @@ enum Out {
     /// Start a new session towards a node (and tell it, when `notify`).
     Reset(String, bool),
     Flush(tokio::sync::oneshot::Sender<()>),
-}
-
-fn msg_subject(node: &str) -> String {
-    format!("warden.msg.{node}")
 }
 
 /// Parses `2.15.1` into (2, 15).
@@ -163,11 +178,14 @@ impl Cluster {
     /// still sends in this session is dropped, and the next frame to it starts a new
     /// session (it is told, when `notify`, so it declares this node lost too).
     fn lost(&self, node: &str, notify: bool, remove: bool, why: &str) {
-        if remove {
-            self.members.remove(node);
-        }
         self.grants.remove(node);
-        if let Some(s) = self.streams.lock().get_mut(node) {
+        self.granted.remove(node);
+        if remove {
+            // a node not heard from: nothing of it is kept (its next frame, if it is
+            // alive after all, starts a new session)
+            self.members.remove(node);
+            self.streams.lock().remove(node);
+        } else if let Some(s) = self.streams.lock().get_mut(node) {
             s.dead = true;
         }
         if let Some(n) = self.node.upgrade() {
@@ -203,6 +221,7 @@ impl Cluster {
                 }
                 self.streams.lock().remove(node);
                 self.grants.remove(node);
+                self.granted.remove(node);
                 if let Some(n) = self.node.upgrade() {
                     n.node_down(node, creation);
                     groups::scopes_down(&n, node, creation);
@@ -216,51 +235,61 @@ impl Cluster {
         }
     }
 
-    fn on_beat(&self, b: Beat) {
-        if b.n == self.name {
+    fn on_beat(&self, from: &str, b: Beat) {
+        if from == self.name {
             if b.c != self.creation {
-                tracing::error!(node = %b.n, "cluster: another node runs with this node's name");
+                tracing::error!(node = %from, "cluster: another node runs with this node's name");
             }
             return;
         }
         if b.bye {
-            if self.members.get(&b.n).is_some_and(|m| m.creation == b.c) {
-                self.lost(&b.n, false, true, "it left");
+            if self.members.get(from).is_some_and(|m| m.creation == b.c) {
+                self.lost(from, false, true, "it left");
             }
             return;
         }
-        if !self.saw(&b.n, b.c) {
-            return;
+        self.heard(from, b.c);
+    }
+
+    /// `from` is alive in incarnation `creation` (a beat, or a frame: both come only from
+    /// it); false for an older incarnation.
+    fn heard(&self, from: &str, creation: u64) -> bool {
+        if !self.saw(from, creation) {
+            return false;
         }
         let fresh = self
             .members
             .insert(
-                b.n.clone(),
+                from.to_string(),
                 Member {
-                    creation: b.c,
+                    creation,
                     seen: Instant::now(),
                 },
             )
             .is_none();
         if fresh {
-            tracing::info!(node = %b.n, creation = b.c, "cluster: node joined");
-            self.greet(&b.n);
+            tracing::info!(node = %from, creation, "cluster: node joined");
+            self.greet(from);
         }
+        true
     }
 
-    fn on_packet(&self, node: &Node, p: Packet) {
+    fn on_packet(&self, node: &Node, from: &str, p: Packet) {
+        if from == self.name {
+            return;
+        }
         match p {
-            Packet::Reset { n, c } => {
-                if self.member_creation(&n).is_none_or(|k| k <= c) {
-                    self.lost(&n, false, false, "it lost this node");
+            Packet::Reset { c } => {
+                if self.member_creation(from).is_none_or(|k| k <= c) {
+                    self.lost(from, false, false, "it lost this node");
                 }
             }
-            Packet::F(f) => self.on_frame(node, f),
+            Packet::F(f) => self.on_frame(node, from, f),
         }
     }
 
-    fn on_frame(&self, node: &Node, f: Frame) {
-        if !self.saw(&f.n, f.c) {
+    fn on_frame(&self, node: &Node, from: &str, f: Frame) {
+        if !self.heard(from, f.c) {
             return;
         }
         let len = f.o.len() as u64;
@@ -271,7 +300,7 @@ impl Cluster {
         }
         let verdict = {
             let mut streams = self.streams.lock();
-            match streams.get_mut(&f.n) {
+            match streams.get_mut(from) {
                 Some(s) if (f.c, f.s) < (s.creation, s.session) => Verdict::Drop,
                 Some(s) if (f.c, f.s) == (s.creation, s.session) => {
                     if s.dead {
@@ -287,7 +316,7 @@ impl Cluster {
                 _ => {
                     let ok = f.q == 1;
                     streams.insert(
-                        f.n.clone(),
+                        from.to_string(),
                         Stream {
                             creation: f.c,
                             session: f.s,
@@ -307,28 +336,78 @@ impl Cluster {
             Verdict::Accept => {
                 for op in f.o {
                     match op {
-                        Op::Ask { n } => {
-                            let s = node.reserve_ids(n.min(1 << 16));
-                            let from: Arc<str> = Arc::from(f.n.as_str());
-                            let _ = self.enqueue(&from, Op::Grant { s, n });
-                        }
-                        Op::Grant { s, n } => {
-                            let mut g = self.grants.entry(f.n.clone()).or_default();
-                            g.runs.push_back((s, s + n));
-                            g.asked = false;
-                        }
-                        Op::Spawn { id, e, h, a, l, m } => self.spawn_here(&f.n, id, e, h, a, l, m),
-                        op @ (Op::Pg { .. } | Op::PgSync { .. }) => {
-                            if let Some(n) = self.node.upgrade() {
-                                groups::apply(&n, &f.n, op);
+                        Op::Ask { n } => self.grant(node, from, n),
+                        Op::Grant { s, n } => self.granted_by(from, f.c, s, n),
+                        Op::Spawn { id, e, h, a, l, m } => {
+                            if self.take_granted(from, id) {
+                                self.spawn_here(from, f.c, id, e, h, a, l, m)
+                            } else {
+                                tracing::warn!(node = %from, id, "cluster: a spawn with a pid this node did not grant it was dropped");
                             }
                         }
-                        op => wire::apply(node, op),
+                        op @ (Op::Pg { .. } | Op::PgSync { .. }) => {
+                            if let Some(n) = self.node.upgrade() {
+                                groups::apply(&n, from, op);
+                            }
+                        }
+                        op => wire::apply(node, from, f.c, op),
                     }
                 }
             }
             Verdict::Drop => {}
-            Verdict::Lost => self.lost(&f.n, true, false, "a message from it was lost or repeated"),
+            Verdict::Lost => self.lost(from, true, false, "a message from it was lost or repeated"),
+        }
+    }
+
+    /// Answers node `from`'s `Ask` for `n` pids: at most [`GRANT`] at a time, and none
+    /// while it holds [`GRANTED_LIMIT`] unused ones.
+    fn grant(&self, node: &Node, from: &str, n: u64) {
+        let n = n.min(GRANT);
+        let mut runs = self.granted.entry(from.to_string()).or_default();
+        let held: u64 = runs.iter().map(|(a, b)| b - a).sum();
+        if n == 0 || held + n > GRANTED_LIMIT {
+            tracing::warn!(node = %from, held, "cluster: a request for more pids was refused");
+            return;
+        }
+        let s = node.reserve_ids(n);
+        runs.push_back((s, s + n));
+        drop(runs);
+        let _ = self.enqueue(&Arc::from(from), Op::Grant { s, n });
+    }
+
+    /// Uses pid number `id` of those granted to `from`: true when it was granted and not
+    /// used yet (the numbers below it in its run, skipped by the sender, are given up).
+    fn take_granted(&self, from: &str, id: u64) -> bool {
+        let Some(mut runs) = self.granted.get_mut(from) else {
+            return false;
+        };
+        let Some(i) = runs.iter().position(|&(a, b)| a <= id && id < b) else {
+            return false;
+        };
+        let run = &mut runs[i];
+        run.0 = id + 1;
+        if run.0 >= run.1 {
+            runs.remove(i);
+        }
+        true
+    }
+
+    /// Node `from` (incarnation `creation`) grants pids `s..s + n`: kept only when they
+    /// are pids of that incarnation and `n` is at most [`GRANT`].
+    fn granted_by(&self, from: &str, creation: u64, s: u64, n: u64) {
+        let shift = crate::process::CREATION_SHIFT;
+        let end = s.checked_add(n);
+        let valid = n > 0
+            && n <= GRANT
+            && s >> shift == creation
+            && end.is_some_and(|e| (e - 1) >> shift == creation);
+        let mut g = self.grants.entry(from.to_string()).or_default();
+        g.asked = false;
+        match end {
+            Some(end) if valid => g.runs.push_back((s, end)),
+            _ => {
+                tracing::warn!(node = %from, s, n, "cluster: a grant of pids that are not its own was dropped")
+            }
         }
     }
 
@@ -369,6 +448,7 @@ impl Cluster {
     fn spawn_here(
         &self,
         from: &str,
+        creation: u64,
         id: u64,
         entry: String,
         host: String,
@@ -379,12 +459,26 @@ impl Cluster {
         let Some(node) = self.node.upgrade() else {
             return;
         };
-        let link_to = link.and_then(|p| node.parse_pid(&p));
-        let monitor_by = monitor.and_then(|p| node.parse_pid(&p));
+        let sender = wire::Sender {
+            node: &node,
+            name: from,
+            creation,
+        };
+        let link_to = link.as_deref().map(|p| sender.theirs(p));
+        let monitor_by = monitor.as_deref().map(|p| sender.theirs(p));
+        if matches!(link_to, Some(None)) || matches!(monitor_by, Some(None)) {
+            tracing::warn!(node = %from, "cluster: a spawn linked or monitored by a process that is not the sender's was dropped");
+            return;
+        }
+        let (link_to, monitor_by) = (link_to.flatten(), monitor_by.flatten());
         let pid = Pid {
             node: node.name.clone(),
             id,
         };
+        if node.process(&pid).is_some() {
+            tracing::warn!(node = %from, %pid, "cluster: a spawn over a live process was dropped");
+            return;
+        }
         let ids = crate::registry::Id::parse(&entry)
             .and_then(|e| crate::registry::Id::parse(&host).map(|h| (e, h)));
         let spawned = match ids {
@@ -437,7 +531,6 @@ impl Cluster {
             let _ = tokio::time::timeout(Duration::from_secs(2), rx).await;
         }
         let bye = Beat {
-            n: self.name.clone(),
             c: self.creation,
             bye: true,
             hello: false,
@@ -445,11 +538,19 @@ impl Cluster {
         let _ = self
             .client
             .publish(
-                HB_SUBJECT,
+                self.space.beat(&self.name),
                 serde_json::to_vec(&bye).unwrap_or_default().into(),
             )
             .await;
         let _ = tokio::time::timeout(Duration::from_secs(2), self.client.flush()).await;
+        // the name is free for the next run at once
+        let _ = tokio::time::timeout(
+            Duration::from_secs(2),
+            self.claim
+                .kv
+                .delete_expect_revision(&self.name, Some(self.claim.revision)),
+        )
+        .await;
         for t in self.tasks.lock().drain(..) {
             t.abort();
         }
@@ -533,6 +634,7 @@ impl Remote for Sender {
 /// time and sends each node's share as one numbered frame.
 async fn publisher(
     client: async_nats::Client,
+    space: Space,
     name: String,
     creation: u64,
     queued: Arc<AtomicUsize>,
@@ -555,20 +657,35 @@ async fn publisher(
                     }
                 }
                 Out::Reset(node, notify) => {
-                    flush(&client, &name, creation, max, &mut sessions, &mut batch).await;
+                    flush(
+                        &client,
+                        &space,
+                        &name,
+                        creation,
+                        max,
+                        &mut sessions,
+                        &mut batch,
+                    )
+                    .await;
                     let s = sessions.entry(Arc::from(node.as_str())).or_insert((1, 1));
                     *s = (s.0 + 1, 1);
                     if notify {
-                        let p = Packet::Reset {
-                            n: name.clone(),
-                            c: creation,
-                        };
+                        let p = Packet::Reset { c: creation };
                         let body = serde_json::to_vec(&p).unwrap_or_default();
-                        let _ = client.publish(msg_subject(&node), body.into()).await;
+                        let _ = client.publish(space.msg(&node, &name), body.into()).await;
                     }
                 }
                 Out::Flush(done) => {
-                    flush(&client, &name, creation, max, &mut sessions, &mut batch).await;
+                    flush(
+                        &client,
+                        &space,
+                        &name,
+                        creation,
+                        max,
+                        &mut sessions,
+                        &mut batch,
+                    )
+                    .await;
                     let _ = client.flush().await;
                     let _ = done.send(());
                 }
@@ -576,12 +693,22 @@ async fn publisher(
             n += 1;
             item = if n < 1024 { rx.try_recv().ok() } else { None };
         }
-        flush(&client, &name, creation, max, &mut sessions, &mut batch).await;
+        flush(
+            &client,
+            &space,
+            &name,
+            creation,
+            max,
+            &mut sessions,
+            &mut batch,
+        )
+        .await;
     }
 }
 
 async fn flush(
     client: &async_nats::Client,
+    space: &Space,
     name: &str,
     creation: u64,
     max: usize,
@@ -589,13 +716,12 @@ async fn flush(
     batch: &mut Vec<(Arc<str>, Vec<Op>)>,
 ) {
     for (node, ops) in batch.drain(..) {
-        let subject = msg_subject(&node);
+        let subject = space.msg(&node, name);
         let s = sessions.entry(node).or_insert((1, 1));
         let mut pending = vec![ops];
         while let Some(ops) = pending.pop() {
             let count = ops.len() as u64;
             let packet = Packet::F(Frame {
-                n: name.to_string(),
                 c: creation,
                 s: s.0,
                 q: s.1,
@@ -642,16 +768,116 @@ fn spawn_task(
     tasks.push(tokio::spawn(f).abort_handle());
 }
 
-/// The incarnation this node gets: the revision of its key in the server's key-value
-/// bucket `warden_nodes` (it grows with every join, so a restarted node gets a new one).
-async fn creation(client: &async_nats::Client, url: &str, name: &str) -> anyhow::Result<u64> {
-    let kv = bucket(client, url, "warden_nodes").await?;
-    let rev = kv
-        .put(name, name.to_string().into())
+/// Claims node name `name` in the bucket `warden_<cluster>_nodes` and returns the claim,
+/// whose revision is this node's incarnation (it grows with every join, so a restarted
+/// node gets a new one). The name is created; when it is there already, its holder is
+/// asked whether it runs (on `alive.<name>`, which this node answers from before its
+/// claim on, so of two nodes claiming one name at once at most one wins): a running
+/// holder refuses the join, as Erlang refuses a second node of one name; the key of a
+/// node that stopped without leaving is taken over (a compare-and-set).
+async fn claim(
+    client: &async_nats::Client,
+    space: &Space,
+    url: &str,
+    name: &str,
+) -> anyhow::Result<(Claim, tokio::task::AbortHandle)> {
+    let kv = bucket(client, url, &space.bucket("nodes")).await?;
+    // a number of this attempt, so this node does not answer its own question
+    let nonce = format!(
+        "{:x}",
+        std::hash::BuildHasher::hash_one(
+            &std::collections::hash_map::RandomState::new(),
+            (std::process::id(), Instant::now())
+        )
+    );
+    let mut alive = client
+        .subscribe(space.alive(name))
         .await
-        .map_err(|e| anyhow::anyhow!("--cluster {url}: registering node {name}: {e}"))?;
+        .map_err(|e| anyhow::anyhow!("--cluster {url}: {e}"))?;
+    client
+        .flush()
+        .await
+        .map_err(|e| anyhow::anyhow!("--cluster {url}: {e}"))?;
+    let answers = client.clone();
+    let mine = nonce.clone();
+    let responder = tokio::spawn(async move {
+        while let Some(m) = alive.next().await {
+            if let Some(reply) = m.reply {
+                if *m.payload != *mine.as_bytes() {
+                    let _ = answers.publish(reply, mine.clone().into()).await;
+                }
+            }
+        }
+    })
+    .abort_handle();
+    let registering = |e: &dyn std::fmt::Display| {
+        anyhow::anyhow!("--cluster {url}: registering node {name}: {e}")
+    };
+    let revision = match kv.create(name, nonce.clone().into()).await {
+        Ok(r) => r,
+        Err(e) if e.kind() == async_nats::jetstream::kv::CreateErrorKind::AlreadyExists => {
+            let held = kv
+                .entry(name)
+                .await
+                .map_err(|e| registering(&e))?
+                .map(|e| e.revision);
+            let ask = async_nats::Request::new()
+                .payload(nonce.clone().into())
+                .timeout(Some(NAME_CHECK));
+            match client.send_request(space.alive(name), ask).await {
+                Ok(_) => {
+                    responder.abort();
+                    anyhow::bail!(
+                        "--node {name}: a node of that name is running in cluster {} (a node name is held by one running node; choose another, or stop that one)",
+                        space.name()
+                    )
+                }
+                Err(e)
+                    if matches!(
+                        e.kind(),
+                        async_nats::RequestErrorKind::NoResponders
+                            | async_nats::RequestErrorKind::TimedOut
+                    ) => {}
+                Err(e) => {
+                    responder.abort();
+                    return Err(registering(&e));
+                }
+            }
+            let taken = match held {
+                Some(r) => kv
+                    .update(name, nonce.clone().into(), r)
+                    .await
+                    .map_err(|e| e.to_string()),
+                None => kv
+                    .create(name, nonce.clone().into())
+                    .await
+                    .map_err(|e| e.to_string()),
+            };
+            match taken {
+                Ok(r) => r,
+                Err(e) => {
+                    responder.abort();
+                    anyhow::bail!(
+                        "--node {name}: another node claimed that name at the same time ({e})"
+                    )
+                }
+            }
+        }
+        Err(e) => {
+            responder.abort();
+            return Err(registering(&e));
+        }
+    };
+    Ok((Claim { kv, revision }, responder))
+}
+
+/// How long a node claiming a name in use waits for its holder to say it runs.
+const NAME_CHECK: Duration = Duration::from_millis(1000);
+
+/// The incarnation of a claim: its revision, within the bits a pid has for it.
+fn incarnation(revision: u64) -> u64 {
     let limit = 1u64 << (64 - crate::process::CREATION_SHIFT);
-    Ok(rev % (limit - 1) + 1)
+    revision % (limit - 1) + 1
 }
 
 /// The server's key-value bucket `name` (one value per key), made by the first node that
@@ -682,10 +908,15 @@ async fn bucket(
 /// this node's frames, and routes operations on other nodes' pids through it. Returns
 /// after a first round of heartbeats, so the members are known.
 pub async fn join(node: &Arc<Node>, config: &config::Config) -> anyhow::Result<Arc<Cluster>> {
-    let url = config.url.as_str();
+    let url = &config::redact(&config.url);
     let name = node.name.to_string();
     if name.is_empty() || name.contains(['.', '*', '>', ' ', '|', '{', '}', ':']) {
         anyhow::bail!("--node {name:?}: a node name is letters, digits, - and _");
+    }
+    config.check_secure().map_err(anyhow::Error::msg)?;
+    let space = Space::new(config.cluster_name.as_deref().unwrap_or(space::DEFAULT));
+    if let Some(n) = &config.cluster_name {
+        config::check_name(n).map_err(|e| anyhow::anyhow!("--cluster-name: {e}"))?;
     }
     let (events_tx, mut events) = tokio::sync::mpsc::unbounded_channel();
     let mut options = match &config.credentials {
@@ -693,6 +924,11 @@ pub async fn join(node: &Arc<Node>, config: &config::Config) -> anyhow::Result<A
             .await
             .map_err(|e| anyhow::anyhow!("cluster credentials file {}: {e}", path.display()))?,
         None => async_nats::ConnectOptions::new(),
+    };
+    options = match config::user_of(&config.url) {
+        Some((user, Some(password))) => options.user_and_password(user, password),
+        Some((token, None)) => options.token(token),
+        None => options,
     };
     if config.tls {
         options = options.require_tls(true);
@@ -710,7 +946,7 @@ pub async fn join(node: &Arc<Node>, config: &config::Config) -> anyhow::Result<A
                 let _ = tx.send(e);
             }
         })
-        .connect(url)
+        .connect(config.url.as_str())
         .await
         .map_err(|e| anyhow::anyhow!("--cluster {url}: cannot connect: {e}"))?;
     let version = client.server_info().version;
@@ -722,14 +958,18 @@ pub async fn join(node: &Arc<Node>, config: &config::Config) -> anyhow::Result<A
             MIN_SERVER.1
         ),
     }
-    let creation = creation(&client, url, &name).await?;
+    let (claim, responder) = claim(&client, &space, url, &name).await?;
+    let creation = incarnation(claim.revision);
     node.set_creation(creation);
-    let (names, mut tasks) = names::open(&client, url, &Arc::downgrade(node)).await?;
+    let (names, mut tasks) =
+        names::open(&client, &space.bucket("names"), url, &Arc::downgrade(node)).await?;
+    tasks.push(responder);
     let (out, rx) = tokio::sync::mpsc::unbounded_channel::<Out>();
     let queued = Arc::new(AtomicUsize::new(0));
     let cluster = Arc::new(Cluster {
         name: name.clone(),
         creation,
+        space: space.clone(),
         members: DashMap::new(),
         out,
         queued: queued.clone(),
@@ -739,14 +979,24 @@ pub async fn join(node: &Arc<Node>, config: &config::Config) -> anyhow::Result<A
         tasks: Mutex::new(Vec::new()),
         names,
         grants: DashMap::new(),
+        granted: DashMap::new(),
+        claim,
     });
     spawn_task(
         &mut tasks,
-        publisher(client.clone(), name.clone(), creation, queued, rx),
+        publisher(
+            client.clone(),
+            space.clone(),
+            name.clone(),
+            creation,
+            queued,
+            rx,
+        ),
     );
     // this node's frames
+    let inbox_subject = space.inbox(&name);
     let mut inbox = client
-        .subscribe(msg_subject(&name))
+        .subscribe(inbox_subject.clone())
         .await
         .map_err(|e| anyhow::anyhow!("--cluster {url}: {e}"))?;
     let weak_node: Weak<Node> = Arc::downgrade(node);
@@ -756,15 +1006,21 @@ pub async fn join(node: &Arc<Node>, config: &config::Config) -> anyhow::Result<A
             let (Some(n), Some(c)) = (weak_node.upgrade(), c.upgrade()) else {
                 break;
             };
+            let Some(from) = Space::sender(&m.subject, &inbox_subject) else {
+                continue;
+            };
             match serde_json::from_slice::<Packet>(&m.payload) {
-                Ok(p) => c.on_packet(&n, p),
-                Err(e) => tracing::warn!("cluster: an unreadable packet was dropped: {e}"),
+                Ok(p) => c.on_packet(&n, from, p),
+                Err(e) => {
+                    tracing::warn!(node = %from, "cluster: an unreadable packet was dropped: {e}")
+                }
             }
         }
     });
     // membership: beats heard, beats said, silence, and this node's own connection
+    let beats_subject = space.beats();
     let mut beats = client
-        .subscribe(HB_SUBJECT)
+        .subscribe(beats_subject.clone())
         .await
         .map_err(|e| anyhow::anyhow!("--cluster {url}: {e}"))?;
     let (wake_tx, mut wake) = tokio::sync::mpsc::unbounded_channel::<()>();
@@ -772,11 +1028,15 @@ pub async fn join(node: &Arc<Node>, config: &config::Config) -> anyhow::Result<A
     spawn_task(&mut tasks, async move {
         while let Some(m) = beats.next().await {
             let Some(c) = c.upgrade() else { break };
+            let Some(from) = Space::sender(&m.subject, &beats_subject) else {
+                continue;
+            };
             if let Ok(b) = serde_json::from_slice::<Beat>(&m.payload) {
-                if b.hello && b.n != c.name {
+                let hello = b.hello && from != c.name;
+                c.on_beat(from, b);
+                if hello {
                     let _ = wake_tx.send(());
                 }
-                c.on_beat(b);
             }
         }
     });
@@ -787,18 +1047,15 @@ pub async fn join(node: &Arc<Node>, config: &config::Config) -> anyhow::Result<A
         loop {
             let Some(cl) = c.upgrade() else { break };
             let b = Beat {
-                n: cl.name.clone(),
                 c: cl.creation,
                 bye: false,
                 hello,
             };
+            let subject = cl.space.beat(&cl.name);
             drop(cl);
             hello = false;
             let _ = beat
-                .publish(
-                    HB_SUBJECT,
-                    serde_json::to_vec(&b).unwrap_or_default().into(),
-                )
+                .publish(subject, serde_json::to_vec(&b).unwrap_or_default().into())
                 .await;
             let _ = beat.flush().await;
             tokio::select! {
@@ -857,6 +1114,6 @@ pub async fn join(node: &Arc<Node>, config: &config::Config) -> anyhow::Result<A
     node.set_ext(cluster.clone());
     // the others answer a hello at once: wait for that first round
     tokio::time::sleep(Duration::from_millis(150)).await;
-    tracing::info!(node = %name, creation, %url, server = %version, "joined the cluster");
+    tracing::info!(node = %name, creation, cluster = %space.name(), %url, server = %version, "joined the cluster");
     Ok(cluster)
 }

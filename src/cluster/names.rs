@@ -1,7 +1,7 @@
 //! Cluster names: a name held by one process in the whole cluster
 //! (`process.registry.register(name, pid, {scope = "cluster"})`).
 //!
-//! The one authority is the server's key-value bucket `warden_names` (key: the name,
+//! The one authority is the server's key-value bucket `warden_<cluster>_names` (key: the name,
 //! value: the holder's pid): a registration is a create, or a compare-and-set over a
 //! holder that is gone, so two nodes never both win. Every node keeps a mirror of the
 //! bucket (a watch), so a lookup and a send by name cost no round trip. A name is released
@@ -56,10 +56,11 @@ fn name_of(key: &str) -> Option<String> {
 /// Opens the bucket and starts the mirror and the releases.
 pub(super) async fn open(
     client: &async_nats::Client,
+    bucket: &str,
     url: &str,
     node: &std::sync::Weak<crate::process::Node>,
 ) -> anyhow::Result<(Arc<Names>, Vec<tokio::task::AbortHandle>)> {
-    let kv = super::bucket(client, url, "warden_names").await?;
+    let kv = super::bucket(client, url, bucket).await?;
     let (release, mut releases) = tokio::sync::mpsc::unbounded_channel::<(String, u64)>();
     let names = Arc::new(Names {
         kv: kv.clone(),

@@ -1,5 +1,8 @@
-//! What nodes say to each other on NATS: packets on a node's subject (`warden.msg.<node>`)
-//! and heartbeats on `warden.hb`, as JSON.
+//! What nodes say to each other on NATS: packets on the subject from one node to another
+//! and heartbeats on the sender's subject (see [`super::space`]), as JSON. No packet names
+//! its sender: the subject does, and a server with a user per node lets a node publish
+//! only on its own subjects. Every pid an operation names is checked against that sender
+//! ([`apply`]): a node speaks only for its own processes, and acts only on the receiver's.
 //!
 //! A [`Frame`] carries a run of operations from one node to another, numbered: the
 //! stream from node A to node B is identified by A's incarnation (`c`) and a session
@@ -15,9 +18,7 @@ use std::sync::Arc;
 /// A heartbeat: a node is alive, in this incarnation.
 #[derive(Serialize, Deserialize, Debug, Clone)]
 pub struct Beat {
-    /// Node name.
-    pub n: String,
-    /// Its incarnation.
+    /// The sender's incarnation.
     pub c: u64,
     /// It leaves the cluster.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
@@ -36,9 +37,7 @@ pub enum Packet {
     /// "I have declared you lost": the receiver declares the sender lost too and starts a
     /// new session towards it.
     Reset {
-        /// The sender.
-        n: String,
-        /// Its incarnation.
+        /// The sender's incarnation.
         c: u64,
     },
 }
@@ -46,9 +45,7 @@ pub enum Packet {
 /// A numbered run of operations from one node to another.
 #[derive(Serialize, Deserialize, Debug)]
 pub struct Frame {
-    /// The sending node.
-    pub n: String,
-    /// Its incarnation.
+    /// The sender's incarnation.
     pub c: u64,
     /// The session of this stream.
     pub s: u64,
@@ -282,22 +279,35 @@ pub fn control(op: &RemoteOp) -> Op {
     })
 }
 
-/// Applies a received operation on `node` (a malformed one is dropped with a warning).
-pub fn apply(node: &Node, op: Op) {
+/// Applies a received operation from node `from` (incarnation `creation`) on `node`; one
+/// that names a pid it may not (a pid of a third node as its own, or another node's
+/// process as the one to act on) is dropped with a warning.
+pub fn apply(node: &Node, from: &str, creation: u64, op: Op) {
+    let sender = Sender {
+        node,
+        name: from,
+        creation,
+    };
     match op {
         Op::M { f, to, tp, p } => {
             let dest = Pid {
                 node: node.name.clone(),
                 id: to,
             };
-            let from = f.as_deref().and_then(|s| node.parse_pid(s));
+            let source = match f {
+                Some(f) => match sender.theirs(&f) {
+                    Some(p) => Some(p),
+                    None => return sender.refuse("a message", &f),
+                },
+                None => None,
+            };
             let payload = p.iter().map(value::from_json).collect();
             // as in Erlang, a message to a process that is gone is dropped
-            let _ = node.send(from.as_ref(), &dest, tp, payload);
+            let _ = node.send(source.as_ref(), &dest, tp, payload);
         }
-        Op::C(c) => match remote_op(node, c) {
-            Some(op) => node.apply_remote(op),
-            None => tracing::warn!("cluster: a control operation with a malformed pid was dropped"),
+        Op::C(c) => match remote_op(&sender, c) {
+            Ok(op) => node.apply_remote(op),
+            Err(pid) => sender.refuse("a control operation", &pid),
         },
         // handled by the cluster itself
         Op::Ask { .. }
@@ -308,45 +318,75 @@ pub fn apply(node: &Node, op: Op) {
     }
 }
 
-fn remote_op(node: &Node, c: Control) -> Option<RemoteOp> {
-    let p = |s: &str| node.parse_pid(s);
-    Some(match c {
+/// Who sent a frame, and what it may name.
+pub(super) struct Sender<'a> {
+    pub(super) node: &'a Node,
+    pub(super) name: &'a str,
+    pub(super) creation: u64,
+}
+
+impl Sender<'_> {
+    /// `s` as a pid of the sender: of the incarnation that sent the frame, or of an
+    /// earlier one (a monitor of a process of that one ends with `noproc` from it).
+    pub(super) fn theirs(&self, s: &str) -> Option<Pid> {
+        let p = self.node.parse_pid(s)?;
+        (&*p.node == self.name && p.creation() <= self.creation).then_some(p)
+    }
+
+    /// `s` as a pid of the receiving node.
+    fn ours(&self, s: &str) -> Option<Pid> {
+        let p = self.node.parse_pid(s)?;
+        (p.node == self.node.name).then_some(p)
+    }
+
+    fn refuse(&self, what: &str, pid: &str) {
+        tracing::warn!(
+            node = %self.name,
+            "cluster: {what} naming {pid:?} was dropped (a node speaks only for its own processes, and acts only on the receiver's)"
+        );
+    }
+}
+
+fn remote_op(s: &Sender, c: Control) -> Result<RemoteOp, String> {
+    let theirs = |p: String| s.theirs(&p).ok_or(p);
+    let ours = |p: String| s.ours(&p).ok_or(p);
+    Ok(match c {
         Control::Monitor { w, t } => RemoteOp::Monitor {
-            watcher: p(&w)?,
-            target: p(&t)?,
+            watcher: theirs(w)?,
+            target: ours(t)?,
         },
         Control::Demonitor { w, t } => RemoteOp::Demonitor {
-            watcher: p(&w)?,
-            target: p(&t)?,
+            watcher: theirs(w)?,
+            target: ours(t)?,
         },
         Control::Link { f, t } => RemoteOp::Link {
-            from: p(&f)?,
-            to: p(&t)?,
+            from: theirs(f)?,
+            to: ours(t)?,
         },
         Control::Unlink { f, t } => RemoteOp::Unlink {
-            from: p(&f)?,
-            to: p(&t)?,
+            from: theirs(f)?,
+            to: ours(t)?,
         },
         Control::Cancel { f, t, r } => RemoteOp::Cancel {
             from: match f {
-                Some(f) => Some(p(&f)?),
+                Some(f) => Some(theirs(f)?),
                 None => None,
             },
-            to: p(&t)?,
+            to: ours(t)?,
             reason: r,
         },
         Control::Terminate { t, r } => RemoteOp::Terminate {
-            to: p(&t)?,
+            to: ours(t)?,
             reason: r,
         },
         Control::Down { t, f, e } => RemoteOp::Down {
-            to: p(&t)?,
-            from: p(&f)?,
+            to: ours(t)?,
+            from: theirs(f)?,
             exit: Arc::new(exit_in(e)),
         },
         Control::LinkExit { t, f, e } => RemoteOp::LinkExit {
-            to: p(&t)?,
-            from: p(&f)?,
+            to: ours(t)?,
+            from: theirs(f)?,
             exit: Arc::new(exit_in(e)),
         },
     })
@@ -362,6 +402,51 @@ mod tests {
 
     /// Every operation survives the trip through JSON (the tags of the nested enums and
     /// the fields must not collide).
+    /// A node may name only its own processes as the actor and only the receiver's as
+    /// the one acted on (issue 36: a client that could publish as a node linked two of
+    /// the receiver's processes, or reported another node's process as ended).
+    #[test]
+    fn a_node_speaks_only_for_its_own_processes() {
+        let node = Node::new("b", Default::default(), Default::default());
+        let sender = Sender {
+            node: &node,
+            name: "a",
+            creation: 2,
+        };
+        let bad = [
+            // two of b's processes linked by "a"
+            Control::Link {
+                f: "{b|3.1}".into(),
+                t: "{b|3.2}".into(),
+            },
+            // a process of a third node as the watcher
+            Control::Monitor {
+                w: "{c|5.1}".into(),
+                t: "{b|3.2}".into(),
+            },
+            // a later incarnation of a
+            Control::LinkExit {
+                t: "{b|3.2}".into(),
+                f: "{a|9.4}".into(),
+                e: WireExit::K("x".into()),
+            },
+            // a process of another node terminated through b
+            Control::Terminate {
+                t: "{c|5.1}".into(),
+                r: None,
+            },
+        ];
+        for c in bad {
+            let text = format!("{c:?}");
+            assert!(remote_op(&sender, c).is_err(), "{text} was accepted");
+        }
+        let ok = Control::Link {
+            f: "{a|2.1}".into(),
+            t: "{b|3.2}".into(),
+        };
+        assert!(remote_op(&sender, ok).is_ok());
+    }
+
     #[test]
     fn every_operation_round_trips() {
         let (a, b) = (pid("{a|2.1}"), pid("{b|3.9}"));
@@ -409,8 +494,18 @@ mod tests {
             let Op::C(c) = serde_json::from_str::<Op>(&text).unwrap() else {
                 panic!("{text}")
             };
-            let node = Node::new("b", Default::default(), Default::default());
-            let back = remote_op(&node, c).unwrap();
+            // received by the node of the process acted on, from the other one
+            let (here, there, creation) = match &op {
+                RemoteOp::Down { .. } | RemoteOp::LinkExit { .. } => ("a", "b", 3),
+                _ => ("b", "a", 2),
+            };
+            let node = Node::new(here, Default::default(), Default::default());
+            let sender = Sender {
+                node: &node,
+                name: there,
+                creation,
+            };
+            let back = remote_op(&sender, c).unwrap();
             assert_eq!(format!("{back:?}"), want, "{text}");
         }
         let m = message(Some(&a), &b, "t".into(), &[Value::Int(1)]).unwrap();
