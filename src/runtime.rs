@@ -291,13 +291,8 @@ impl Runtime {
         }
         node.set_ext(wasm);
         if let Some(cluster) = node.ext::<crate::cluster::Cluster>() {
-            // this node's functions, for the nodes that do not have them
-            let ids = registry
-                .entries
-                .values()
-                .filter(|e| crate::functions::FUNCTION_KINDS.contains(&e.kind.as_str()))
-                .map(|e| e.id.to_string())
-                .collect();
+            // this node's functions, for the nodes that do not have them, as the registry
+            // changes
             let weak = Arc::downgrade(&node);
             let host = default_host.clone();
             let handler: crate::cluster::calls::CallHandler =
@@ -310,7 +305,15 @@ impl Runtime {
                         call_on(node, &host, target, args, context, timeout).await
                     })
                 });
-            cluster.serve_functions(ids, handler).await?;
+            cluster.serve_functions(&registry, handler).await?;
+            let follows = Arc::downgrade(&cluster);
+            actor
+                .send_message(RegistryMsg::Subscribe(Box::new(move |c: &Change| {
+                    if let Some(cl) = follows.upgrade() {
+                        cl.functions_changed(c.version.registry.clone());
+                    }
+                })))
+                .context("subscribing to the registry")?;
         }
         let sup = Supervision::new(node.clone(), specs, default_host.clone()).await?;
         node.set_ext(sup.clone());

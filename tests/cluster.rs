@@ -1453,3 +1453,172 @@ async fn a_node_acts_only_within_what_it_may() {
     a.shutdown().await;
     b.shutdown().await;
 }
+
+const EDITOR: &str = r#"
+local registry = require("registry")
+return { main = function(what)
+  local cs = registry.changes()
+  if what == "create" then
+    cs:create({ id = "app:made", kind = "function.lua",
+                data = { source = "return { main = function(x) return x * 3 end }", method = "main" } })
+  else
+    cs:delete("app:made")
+  end
+  local v, err = cs:apply()
+  if not v then error(tostring(err)) end
+  return true
+end }
+"#;
+
+const MADE_CALLER: &str = r#"
+local funcs = require("funcs")
+return { main = function()
+  local v, err = funcs.call("app:made", 14)
+  return { value = v, kind = err and err:kind() }
+end }
+"#;
+
+/// A function created on a node at run time is served to the cluster, and withdrawn
+/// when it is deleted (issue 36): a node without it calls it there, then gets NOT_FOUND.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn functions_created_at_run_time_are_served_and_withdrawn() {
+    let server = nats();
+    let on_a = App::new().lua("caller", MADE_CALLER);
+    on_a.finish();
+    let on_b = App::new().entry(&format!(
+        "  - name: editor\n    kind: process.lua\n    source: |\n{}    method: main\n    modules: [registry]\n",
+        EDITOR.lines().map(|l| format!("      {l}\n")).collect::<String>()
+    ));
+    on_b.finish();
+    let a = node(&on_a, &server.url, "a").await;
+    let b = node(&on_b, &server.url, "b").await;
+    converge(&[&a, &b], &["a", "b"]).await;
+    assert_eq!(run(&a, "caller", vec![]).await, json!({"kind": "NotFound"}));
+    run(&b, "editor", vec![Value::str("create")]).await;
+    let mut out = json!(null);
+    for _ in 0..100 {
+        out = run(&a, "caller", vec![]).await;
+        if out["value"] == json!(42) {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    assert_eq!(out, json!({"value": 42}));
+    run(&b, "editor", vec![Value::str("delete")]).await;
+    for _ in 0..100 {
+        out = run(&a, "caller", vec![]).await;
+        if out["kind"] == json!("NotFound") {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    assert_eq!(out, json!({"kind": "NotFound"}));
+    a.shutdown().await;
+    b.shutdown().await;
+}
+
+/// Arbitrary packets from a node (issue 36: the wire decoder fuzzed): frames with any
+/// numbers, operations with any pids and counts, resets, beats, bytes that are not JSON,
+/// all from "z" on a server where anyone may publish as any node. The node that takes
+/// them runs on and answers; it holds at most the pids it may grant.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn arbitrary_packets_from_a_node_leave_the_receiver_running() {
+    use proptest::prelude::*;
+    use proptest::strategy::ValueTree;
+    let server = nats();
+    let app = App::new()
+        .lua("sleeper", SLEEPER)
+        .lua("main", MAIN)
+        .lua("echo", ECHO);
+    app.finish();
+    let a = node(&app, &server.url, "a").await;
+    let b = node(&app, &server.url, "b").await;
+    converge(&[&a, &b], &["a", "b"]).await;
+    let bc = b.node().creation();
+    let num = prop_oneof![any::<u64>(), 0u64..3000, Just(u64::MAX), Just(1u64 << 40)];
+    let pid = prop_oneof![
+        "[{}|a-z0-9.]{0,14}",
+        (0u64..3, 0u64..2000).prop_map(|(c, n)| format!("{{z|{c}.{n}}}")),
+        (0u64..2000).prop_map(move |n| format!("{{b|{bc}.{n}}}")),
+        (any::<u64>(), any::<u64>()).prop_map(|(c, n)| format!("{{b|{c}.{n}}}")),
+    ];
+    let op = prop_oneof![
+        (num.clone(), num.clone()).prop_map(|(s, n)| json!({"k": "Grant", "s": s, "n": n})),
+        num.clone().prop_map(|n| json!({"k": "Ask", "n": n})),
+        (num.clone(), pid.clone(), any::<bool>()).prop_map(move |(id, l, own)| {
+            let id = if own { bc << 40 | (id % 3000) } else { id };
+            json!({"k": "Spawn", "id": id, "e": "app:sleeper", "h": "app:host", "a": [], "l": l})
+        }),
+        (pid.clone(), pid.clone())
+            .prop_map(|(f, t)| json!({"k": "C", "c": "Link", "f": f, "t": t})),
+        (pid.clone(), pid.clone())
+            .prop_map(|(w, t)| json!({"k": "C", "c": "Monitor", "w": w, "t": t})),
+        (pid.clone(), pid.clone()).prop_map(
+            |(t, f)| json!({"k": "C", "c": "Down", "t": t, "f": f, "e": {"E": ["X", "y"]}})
+        ),
+        (num.clone(), pid.clone())
+            .prop_map(|(to, f)| json!({"k": "M", "f": f, "to": to, "tp": "x", "p": [1]})),
+        (pid.clone(), "[a-z]{0,4}")
+            .prop_map(|(p, g)| json!({"k": "Pg", "s": "app:groups", "j": true, "g": g, "p": [p]})),
+    ];
+    // mostly frames numbered as the stream expects (so their operations are applied),
+    // some with any numbers, resets, and text that is not a packet
+    let ops = proptest::collection::vec(op, 0..12);
+    let odd = prop_oneof![
+        (
+            0u64..2,
+            0u64..4,
+            prop_oneof![Just(1u64), 0u64..50, Just(u64::MAX)],
+            ops.clone()
+        )
+            .prop_map(|(c, s, q, o)| json!({"k": "F", "c": c, "s": s, "q": q, "o": o}).to_string()),
+        num.clone()
+            .prop_map(|c| json!({"k": "Reset", "c": c}).to_string()),
+        "\\PC{0,40}",
+    ];
+    let (mut session, mut next) = (1u64, 1u64);
+    let beat = Just(json!({"c": 1, "hello": true}).to_string());
+    let mut runner = proptest::test_runner::TestRunner::deterministic();
+    let z = async_nats::connect(&server.url).await.unwrap();
+    let before = b.node().process_count();
+    for i in 0..400 {
+        let body = if i % 25 == 0 {
+            z.publish(
+                "warden.default.hb.z",
+                beat.new_tree(&mut runner).unwrap().current().into(),
+            )
+            .await
+            .unwrap();
+            continue;
+        } else if i % 10 == 9 {
+            // the stream may be lost after this: the next frames start a new session
+            (session, next) = (session + 4, 1);
+            odd.new_tree(&mut runner).unwrap().current()
+        } else {
+            let o = ops.new_tree(&mut runner).unwrap().current();
+            let q = next;
+            next += o.len() as u64;
+            json!({"k": "F", "c": 1, "s": session, "q": q, "o": o}).to_string()
+        };
+        z.publish("warden.default.msg.b.z", body.into())
+            .await
+            .unwrap();
+    }
+    z.flush().await.unwrap();
+    tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+    let spawned = b.node().process_count().saturating_sub(before);
+    assert!(spawned <= 1024, "{spawned} processes spawned by z");
+    let echo = b
+        .spawn(&Id::new("app", "echo"), None, vec![], Default::default())
+        .unwrap();
+    let out = run(&a, "main", vec![Value::str(echo.to_string())]).await;
+    assert_eq!(
+        out["in_order"],
+        json!((1..=50)
+            .map(|i| i.to_string())
+            .collect::<Vec<_>>()
+            .join(","))
+    );
+    a.shutdown().await;
+    b.shutdown().await;
+}

@@ -183,14 +183,96 @@ async fn request(
     })
 }
 
+/// The functions this node serves to the cluster, kept equal to its registry's.
+#[derive(Default)]
+pub(super) struct Served {
+    handler: Option<CallHandler>,
+    /// Function id -> the task answering its calls (its subscriptions end with it).
+    tasks: std::collections::HashMap<String, tokio::task::AbortHandle>,
+    changes: Option<tokio::sync::mpsc::UnboundedSender<Arc<crate::registry::Registry>>>,
+}
+
+/// The function entries of `registry`.
+fn function_ids(registry: &crate::registry::Registry) -> std::collections::BTreeSet<String> {
+    registry
+        .entries
+        .values()
+        .filter(|e| crate::functions::FUNCTION_KINDS.contains(&e.kind.as_str()))
+        .map(|e| e.id.to_string())
+        .collect()
+}
+
 impl Cluster {
-    /// Serves functions `ids` to the other nodes, running each call with `handler`.
+    /// Serves the function entries of `registry` to the other nodes, running each call
+    /// with `handler`; from then on [`Cluster::functions_changed`] serves the functions a
+    /// registry change creates and withdraws those it deletes.
     pub async fn serve_functions(
-        &self,
-        ids: Vec<String>,
+        self: &Arc<Self>,
+        registry: &crate::registry::Registry,
         handler: CallHandler,
     ) -> anyhow::Result<()> {
-        for id in ids {
+        self.served.lock().handler = Some(handler);
+        self.serve(&function_ids(registry)).await?;
+        // changes are applied one after another, in the registry's order
+        let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel::<Arc<crate::registry::Registry>>();
+        self.served.lock().changes = Some(tx);
+        let weak = Arc::downgrade(self);
+        let task = tokio::spawn(async move {
+            while let Some(registry) = rx.recv().await {
+                let Some(c) = weak.upgrade() else { break };
+                let want = function_ids(&registry);
+                let gone: Vec<String> = {
+                    let mut served = c.served.lock();
+                    let gone: Vec<String> = served
+                        .tasks
+                        .keys()
+                        .filter(|id| !want.contains(*id))
+                        .cloned()
+                        .collect();
+                    for id in &gone {
+                        if let Some(t) = served.tasks.remove(id) {
+                            t.abort();
+                        }
+                    }
+                    gone
+                };
+                for id in gone {
+                    tracing::info!(function = %id, "cluster: function withdrawn");
+                }
+                if let Err(e) = c.serve(&want).await {
+                    tracing::warn!("cluster: {e:#}");
+                }
+            }
+        });
+        self.tasks.lock().push(task.abort_handle());
+        Ok(())
+    }
+
+    /// The registry changed: serve its new functions, withdraw its deleted ones.
+    pub fn functions_changed(&self, registry: Arc<crate::registry::Registry>) {
+        if let Some(tx) = &self.served.lock().changes {
+            let _ = tx.send(registry);
+        }
+    }
+
+    /// Serves each of `ids` not served yet.
+    async fn serve(&self, ids: &std::collections::BTreeSet<String>) -> anyhow::Result<()> {
+        let (handler, new): (CallHandler, Vec<String>) = {
+            let served = self.served.lock();
+            let Some(h) = served.handler.clone() else {
+                return Ok(());
+            };
+            let new = ids
+                .iter()
+                .filter(|id| !served.tasks.contains_key(*id))
+                .cloned()
+                .collect();
+            (h, new)
+        };
+        if new.is_empty() {
+            return Ok(());
+        }
+        for id in new {
             let shared = self
                 .client
                 .queue_subscribe(self.space.function(&key(&id)), self.space.queue())
@@ -201,66 +283,15 @@ impl Cluster {
                 .subscribe(self.space.function_at(&self.name, &key(&id)))
                 .await
                 .map_err(|e| anyhow::anyhow!("serving function {id} to the cluster: {e}"))?;
-            let mut sub = futures::stream::select(shared, own);
-            let client = self.client.clone();
-            let handler = handler.clone();
-            let task = tokio::spawn(async move {
-                while let Some(m) = sub.next().await {
-                    let Some(reply_to) = m.reply.clone() else {
-                        continue;
-                    };
-                    let client = client.clone();
-                    let handler = handler.clone();
-                    let id = id.clone();
-                    tokio::spawn(async move {
-                        let reply = match serde_json::from_slice::<Request>(&m.payload) {
-                            Ok(req) => {
-                                let args = req.a.iter().map(value::from_json).collect();
-                                let context = Arc::new(CallContext {
-                                    actor: req.ac,
-                                    // an actor's meta does not cross nodes yet: its
-                                    // conditions fail closed on the callee's node
-                                    actor_meta: None,
-                                    values: req
-                                        .v
-                                        .iter()
-                                        .map(|(k, v)| (k.clone(), value::from_json(v)))
-                                        .collect(),
-                                    scope: req.sc,
-                                    from_cluster: true,
-                                });
-                                let timeout = Duration::from_millis(req.t);
-                                match handler(id, args, context, timeout).await {
-                                    Ok(v) => match value::to_json(&v) {
-                                        Ok(v) => Reply::Ok(v),
-                                        Err(e) => Reply::Err {
-                                            kind: "INVALID".into(),
-                                            message: format!("the result cannot cross nodes: {e}"),
-                                            payload: None,
-                                        },
-                                    },
-                                    Err(e) => Reply::Err {
-                                        kind: e.kind.into(),
-                                        message: e.message,
-                                        payload: e
-                                            .payload
-                                            .as_ref()
-                                            .and_then(|p| value::to_json(p).ok()),
-                                    },
-                                }
-                            }
-                            Err(e) => Reply::Err {
-                                kind: "INVALID".into(),
-                                message: format!("an unreadable call: {e}"),
-                                payload: None,
-                            },
-                        };
-                        let body = serde_json::to_vec(&reply).unwrap_or_default();
-                        let _ = client.publish(reply_to, body.into()).await;
-                    });
-                }
-            });
-            self.tasks.lock().push(task.abort_handle());
+            let task = tokio::spawn(answer(
+                futures::stream::select(shared, own),
+                self.client.clone(),
+                handler.clone(),
+                id.clone(),
+            ));
+            if let Some(old) = self.served.lock().tasks.insert(id, task.abort_handle()) {
+                old.abort();
+            }
         }
         // the server has the subscriptions once it answered a ping: calls from now on
         // find this node
@@ -269,5 +300,65 @@ impl Cluster {
             .await
             .map_err(|e| anyhow::anyhow!("serving functions to the cluster: {e}"))?;
         Ok(())
+    }
+}
+
+/// Answers the calls of function `id` that arrive on `sub`.
+async fn answer(
+    mut sub: impl futures::Stream<Item = async_nats::Message> + Unpin,
+    client: async_nats::Client,
+    handler: CallHandler,
+    id: String,
+) {
+    while let Some(m) = sub.next().await {
+        let Some(reply_to) = m.reply.clone() else {
+            continue;
+        };
+        let client = client.clone();
+        let handler = handler.clone();
+        let id = id.clone();
+        tokio::spawn(async move {
+            let reply = match serde_json::from_slice::<Request>(&m.payload) {
+                Ok(req) => {
+                    let args = req.a.iter().map(value::from_json).collect();
+                    let context = Arc::new(CallContext {
+                        actor: req.ac,
+                        // an actor's meta does not cross nodes yet: its conditions fail
+                        // closed on the callee's node
+                        actor_meta: None,
+                        values: req
+                            .v
+                            .iter()
+                            .map(|(k, v)| (k.clone(), value::from_json(v)))
+                            .collect(),
+                        scope: req.sc,
+                        from_cluster: true,
+                    });
+                    let timeout = Duration::from_millis(req.t);
+                    match handler(id, args, context, timeout).await {
+                        Ok(v) => match value::to_json(&v) {
+                            Ok(v) => Reply::Ok(v),
+                            Err(e) => Reply::Err {
+                                kind: "INVALID".into(),
+                                message: format!("the result cannot cross nodes: {e}"),
+                                payload: None,
+                            },
+                        },
+                        Err(e) => Reply::Err {
+                            kind: e.kind.into(),
+                            message: e.message,
+                            payload: e.payload.as_ref().and_then(|p| value::to_json(p).ok()),
+                        },
+                    }
+                }
+                Err(e) => Reply::Err {
+                    kind: "INVALID".into(),
+                    message: format!("an unreadable call: {e}"),
+                    payload: None,
+                },
+            };
+            let body = serde_json::to_vec(&reply).unwrap_or_default();
+            let _ = client.publish(reply_to, body.into()).await;
+        });
     }
 }

@@ -80,6 +80,8 @@ pub struct Cluster {
     granted: DashMap<String, std::collections::VecDeque<(u64, u64)>>,
     /// The claim of this node's name (released when it leaves).
     claim: Claim,
+    /// The functions served to the other nodes.
+    served: Mutex<calls::Served>,
 }
 
 /// This node's name in the bucket `warden_<cluster>_nodes`.
@@ -393,7 +395,8 @@ impl Cluster {
     }
 
     /// Node `from` (incarnation `creation`) grants pids `s..s + n`: kept only when they
-    /// are pids of that incarnation and `n` is at most [`GRANT`].
+    /// are pids of that incarnation, `n` is at most [`GRANT`], and this node then holds
+    /// at most [`GRANTED_LIMIT`] of its pids.
     fn granted_by(&self, from: &str, creation: u64, s: u64, n: u64) {
         let shift = crate::process::CREATION_SHIFT;
         let end = s.checked_add(n);
@@ -403,7 +406,12 @@ impl Cluster {
             && end.is_some_and(|e| (e - 1) >> shift == creation);
         let mut g = self.grants.entry(from.to_string()).or_default();
         g.asked = false;
+        let held: u64 = g.runs.iter().map(|(a, b)| b - a).sum();
         match end {
+            // a node grants only what it was asked for: more than the limit is not kept
+            Some(_) if valid && held + n > GRANTED_LIMIT => {
+                tracing::warn!(node = %from, "cluster: a grant of more pids than asked for was dropped")
+            }
             Some(end) if valid => g.runs.push_back((s, end)),
             _ => {
                 tracing::warn!(node = %from, s, n, "cluster: a grant of pids that are not its own was dropped")
@@ -981,6 +989,7 @@ pub async fn join(node: &Arc<Node>, config: &config::Config) -> anyhow::Result<A
         grants: DashMap::new(),
         granted: DashMap::new(),
         claim,
+        served: Mutex::new(calls::Served::default()),
     });
     spawn_task(
         &mut tasks,

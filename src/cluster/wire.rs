@@ -395,6 +395,47 @@ fn remote_op(s: &Sender, c: Control) -> Result<RemoteOp, String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use proptest::prelude::*;
+
+    proptest! {
+        /// Any bytes on a node's subject are a packet or an error, never a panic; any
+        /// operation read from them is applied or dropped, never a panic (issue 36).
+        #[test]
+        fn any_bytes_are_read_without_harm(bytes in proptest::collection::vec(any::<u8>(), 0..256)) {
+            let _ = serde_json::from_slice::<Packet>(&bytes);
+        }
+
+        #[test]
+        fn any_operation_is_applied_or_dropped(
+            pids in proptest::collection::vec(
+                prop_oneof![
+                    "[{}|a-z0-9.]{0,14}",
+                    (0u64..4, any::<u64>()).prop_map(|(c, n)| format!("{{a|{c}.{n}}}")),
+                    (any::<u64>(), any::<u64>()).prop_map(|(c, n)| format!("{{b|{c}.{n}}}")),
+                ],
+                4,
+            ),
+            to in any::<u64>(),
+            pick in 0usize..9,
+        ) {
+            let node = Arc::new(Node::new("b", Default::default(), Default::default()));
+            let (p, q) = (pids[0].clone(), pids[1].clone());
+            let op = match pick {
+                0 => Op::M { f: Some(p), to, tp: "t".into(), p: vec![] },
+                1 => Op::C(Control::Monitor { w: p, t: q }),
+                2 => Op::C(Control::Demonitor { w: p, t: q }),
+                3 => Op::C(Control::Link { f: p, t: q }),
+                4 => Op::C(Control::Unlink { f: p, t: q }),
+                5 => Op::C(Control::Cancel { f: Some(p), t: q, r: None }),
+                6 => Op::C(Control::Terminate { t: q, r: Some(p) }),
+                7 => Op::C(Control::Down { t: q, f: p, e: WireExit::K("x".into()) }),
+                _ => Op::C(Control::LinkExit { t: q, f: p, e: WireExit::N(serde_json::Value::Null) }),
+            };
+            let text = serde_json::to_string(&op).unwrap();
+            let back: Op = serde_json::from_str(&text).unwrap();
+            apply(&node, "a", 2, back);
+        }
+    }
 
     fn pid(s: &str) -> Pid {
         Pid::parse(s).unwrap()
