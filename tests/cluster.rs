@@ -1274,6 +1274,18 @@ async fn only_a_nodes_own_user_speaks_for_it() {
         )
         .await;
     assert!(call.is_err(), "a guest called a function: {call:?}");
+    // nor write a cluster name (refused, or no answer at all)
+    let write = async {
+        let kv = async_nats::jetstream::new(guest.clone())
+            .get_key_value("warden_demo_names")
+            .await
+            .map_err(|e| e.to_string())?;
+        kv.put("counter", "{n1|1.1}".into())
+            .await
+            .map_err(|e| e.to_string())
+    };
+    let put = tokio::time::timeout(std::time::Duration::from_secs(1), write).await;
+    assert!(!matches!(put, Ok(Ok(_))), "a guest wrote a cluster name");
     let as_n1 = client("n1", "n1-secret").await.unwrap();
     let called = as_n1
         .request("warden.demo.fn.app=3Af", "{\"a\":[],\"t\":1000}".into())
@@ -1618,6 +1630,49 @@ async fn arbitrary_packets_from_a_node_leave_the_receiver_running() {
             .map(|i| i.to_string())
             .collect::<Vec<_>>()
             .join(","))
+    );
+    a.shutdown().await;
+    b.shutdown().await;
+}
+
+const ADMIN_ONLY: &str = "  - {name: admins, kind: security.policy, policy: {actions: \"*\", resources: \"*\", effect: allow, conditions: [{field: actor.meta.role, operator: eq, value: admin}]}}\n";
+
+const AS_ADMIN: &str = r#"
+local security = require("security")
+local funcs = require("funcs")
+return { main = function(role)
+  local who = security.new_actor("user:1", { role = role })
+  local v, err = funcs.new():with_actor(who):with_scope(security.new_scope({ "app:admins" })):call("app:guarded")
+  return { value = v, kind = err and err:kind() }
+end }
+"#;
+
+/// An actor's meta crosses nodes with a call (en/lua/security/security.md: the actor,
+/// its meta and the scope travel with the call): a policy on the callee's node that reads
+/// `actor.meta.role` allows the admin and denies the guest.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_actors_meta_crosses_nodes_with_a_call() {
+    let server = nats();
+    let on_a = App::new().lua("caller", AS_ADMIN).entry(ADMIN_ONLY);
+    on_a.finish();
+    let on_b = App::new()
+        .func(
+            "guarded",
+            "local security = require('security')\nreturn { main = function() return security.can('read', 'app:thing') end }",
+            None,
+        )
+        .entry(ADMIN_ONLY);
+    on_b.finish();
+    let a = node(&on_a, &server.url, "a").await;
+    let b = node(&on_b, &server.url, "b").await;
+    converge(&[&a, &b], &["a", "b"]).await;
+    assert_eq!(
+        run(&a, "caller", vec![Value::str("admin")]).await,
+        json!({"value": true})
+    );
+    assert_eq!(
+        run(&a, "caller", vec![Value::str("guest")]).await,
+        json!({"kind": "PermissionDenied"})
     );
     a.shutdown().await;
     b.shutdown().await;

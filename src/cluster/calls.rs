@@ -36,6 +36,9 @@ struct Request {
     /// Actor.
     #[serde(default)]
     ac: Option<String>,
+    /// The actor's meta.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    am: Option<serde_json::Value>,
     /// Security scope.
     #[serde(default)]
     sc: Option<Vec<String>>,
@@ -142,6 +145,10 @@ async fn request(
         a,
         v,
         ac: context.actor.clone(),
+        am: context
+            .actor_meta
+            .as_ref()
+            .and_then(|m| value::to_json(m).ok()),
         sc: context.scope.clone(),
         t: timeout.as_millis() as u64,
     };
@@ -323,9 +330,7 @@ async fn answer(
                     let args = req.a.iter().map(value::from_json).collect();
                     let context = Arc::new(CallContext {
                         actor: req.ac,
-                        // an actor's meta does not cross nodes yet: its conditions fail
-                        // closed on the callee's node
-                        actor_meta: None,
+                        actor_meta: req.am.as_ref().map(value::from_json),
                         values: req
                             .v
                             .iter()

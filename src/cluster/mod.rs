@@ -259,6 +259,10 @@ impl Cluster {
         if !self.saw(from, creation) {
             return false;
         }
+        if let Some(mut m) = self.members.get_mut(from) {
+            m.seen = Instant::now();
+            return true;
+        }
         let fresh = self
             .members
             .insert(
