@@ -216,6 +216,10 @@ struct RunArgs {
     /// reaches it can then act as any node).
     #[arg(long)]
     cluster_insecure: bool,
+    /// Strict mode of the security model: code with no actor or no scope is refused
+    /// everything a policy guards (default: WARDEN_SECURITY_STRICT=1).
+    #[arg(long)]
+    security_strict: bool,
     /// `list`, or the name of a command (an entry's meta.command.name), then its arguments;
     /// with --exec, the arguments of the process.
     #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
@@ -857,6 +861,8 @@ async fn run(args: RunArgs) -> i32 {
             .clone()
             .or_else(|| std::env::var("WARDEN_CLUSTER_NAME").ok()),
         cluster_insecure: args.cluster_insecure,
+        security_strict: args.security_strict
+            || std::env::var("WARDEN_SECURITY_STRICT").is_ok_and(|v| v == "1" || v == "true"),
         ..Default::default()
     };
     let runtime = match Runtime::start_with(registry, options).await {

@@ -112,6 +112,9 @@ pub struct Options {
     /// Join a server on another machine without credentials or TLS
     /// (`--cluster-insecure`).
     pub cluster_insecure: bool,
+    /// Refuse what a policy guards to code with no actor or no scope
+    /// (`--security-strict`, Wippy's `security.strict_mode`).
+    pub security_strict: bool,
     /// At shutdown, how long processes that got a CANCEL may take to end before they are
     /// terminated (Wippy's hosts wait 10 s).
     pub shutdown_grace: std::time::Duration,
@@ -126,6 +129,7 @@ impl Default for Options {
             cluster: None,
             cluster_name: None,
             cluster_insecure: false,
+            security_strict: false,
             shutdown_grace: std::time::Duration::from_secs(10),
         }
     }
@@ -193,6 +197,10 @@ impl Runtime {
         })?);
         let registry = Arc::new(registry);
         let node = Node::new(node_name, registry.clone(), launchers());
+        node.strict_security.store(
+            options.security_strict,
+            std::sync::atomic::Ordering::Relaxed,
+        );
         let checker = wasm.clone();
         let state = RegistryState::new(registry.clone()).with_validator(Arc::new(
             move |r: &Registry, _: &[Op]| validate_change(&checker, r),

@@ -340,3 +340,87 @@ end }
                "secret": "PermissionDenied"})
     );
 }
+
+/// Strict mode (en/concepts/security-model.md, "strict mode denies the incomplete case";
+/// en/guides/configuration.md `security.strict_mode`; warden: `--security-strict`): code
+/// with no actor and scope is refused what a policy guards, and a service started with
+/// `lifecycle.security` still does what its policies allow. Without strict mode the same
+/// code is allowed.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn strict_mode_refuses_code_without_an_actor_and_scope() {
+    let app = App::new()
+        .entry("  - {name: callers, kind: security.policy, policy: {actions: \"*\", resources: \"*\", effect: allow}}\n")
+        .func("f", "return { main = function() return 7 end }", None)
+        .lua(
+            "plain",
+            r#"
+local funcs = require("funcs")
+return { main = function()
+  local v, err = funcs.call("app:f")
+  local ok, send_err = process.send(process.pid(), "x", 1)
+  return { value = v, call = err and tostring(err), send = send_err and send_err:kind() }
+end }
+"#,
+        )
+        .lua(
+            "worker",
+            r#"
+local funcs = require("funcs")
+return { main = function()
+  local v, err = funcs.call("app:f")
+  process.registry.register("got_" .. tostring(v or err:kind()))
+  process.events():receive()
+end }
+"#,
+        )
+        .entry("  - {name: svc, kind: process.service, process: worker, host: host, lifecycle: {auto_start: true, security: {actor: {id: \"svc:1\"}, policies: [callers]}}}\n");
+    app.finish();
+    for strict in [true, false] {
+        let options = warden::runtime::Options {
+            security_strict: strict,
+            shutdown_grace: std::time::Duration::from_millis(200),
+            ..Default::default()
+        };
+        let rt = warden::runtime::Runtime::start_with(
+            warden::registry::load_dir(app.path()).unwrap(),
+            options,
+        )
+        .await
+        .unwrap();
+        let exit = tokio::time::timeout(
+            std::time::Duration::from_secs(30),
+            rt.exec(&warden::registry::Id::new("app", "plain"), vec![]),
+        )
+        .await
+        .unwrap()
+        .unwrap();
+        let v = match exit {
+            warden::process::Exit::Normal(v) => warden::value::to_json(&v).unwrap(),
+            other => panic!("{other:?}"),
+        };
+        if strict {
+            assert_eq!(
+                v,
+                json!({
+                    "call": "permission denied: funcs.call on app:f (no actor and scope, and the runtime is in strict mode)",
+                    "send": "PermissionDenied",
+                })
+            );
+        } else {
+            assert_eq!(v, json!({"value": 7}));
+        }
+        let mut found = false;
+        for _ in 0..500 {
+            if rt.node().lookup("got_7").is_some() {
+                found = true;
+                break;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+        }
+        assert!(
+            found,
+            "the service under lifecycle.security did not call (strict: {strict})"
+        );
+        rt.shutdown().await;
+    }
+}

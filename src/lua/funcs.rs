@@ -681,7 +681,7 @@ unsafe fn try_call_fast(l: *mut mlua::ffi::lua_State) -> Fast {
         return Fast::General;
     };
     // a context with a scope is checked against its policies: the general path does it
-    if context.scope.is_some() {
+    if super::security::checked(&node, Some(&context)) {
         return Fast::General;
     }
     if let Some(fast) = try_wasm_fast(l, n, &lua, &node, target, &context) {

@@ -58,7 +58,7 @@ fn dest(ctx: &ProcCtx, v: &mlua::Value, func: &str) -> Result<Pid, LuaError> {
     let pid = resolved.map_err(|e| LuaError::new(e.kind(), format!("process.{func}: {e}")))?;
     // en/lua/core/process.md, "Permission Reference": `process.<func>` on the target pid
     // (the process's own context says whether it is under a scope: one field)
-    if ctx.call_context.get().is_some_and(|c| c.scope.is_some()) {
+    if super::security::checked(&ctx.node, ctx.call_context.get().map(|c| &**c)) {
         super::security::check_now(&format!("process.{func}"), &pid.to_string())
             .map_err(|e| LuaError::new(e.kind, format!("process.{func}: {}", e.message)))?;
     }
@@ -118,7 +118,7 @@ fn spawn_impl(
     let (on_node, host) = host_id(ctx, host, kind.name)?;
     // en/lua/core/process.md, "Multiple Permissions": checked before anything runs (a
     // spawn from code under no scope skips the texts)
-    if ctx.call_context.get().is_some_and(|c| c.scope.is_some()) {
+    if super::security::checked(&ctx.node, ctx.call_context.get().map(|c| &**c)) {
         let entry = id.to_string();
         let first = if kind.name == "exec" {
             "process.exec"

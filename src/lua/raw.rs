@@ -267,7 +267,7 @@ unsafe fn try_send(l: *mut ffi::lua_State) -> bool {
         return false;
     };
     // a process under a scope has its sends checked: the general function does it
-    if ctx.call_context.get().is_some_and(|c| c.scope.is_some()) {
+    if super::security::checked(&ctx.node, ctx.call_context.get().map(|c| &**c)) {
         return false;
     }
     let cached = match ctx.last_dest.borrow().as_ref() {

@@ -98,8 +98,9 @@ fn decide(
 
 /// Whether the context `ctx` may do `action` on `resource`: with an actor and a scope,
 /// only if a policy of the scope allows it and none denies it (en/system/security.md,
-/// "Policy Evaluation"); without both, yes (Wippy's permissive mode; warden has no strict
-/// mode yet). A refusal is PERMISSION_DENIED naming the action and the resource.
+/// "Policy Evaluation"); without both, yes, unless the node is in strict mode
+/// (en/concepts/security-model.md: strict mode denies the incomplete case). A refusal is
+/// PERMISSION_DENIED naming the action and the resource.
 pub(crate) fn check(
     node: &crate::process::Node,
     ctx: &crate::functions::CallContext,
@@ -107,6 +108,14 @@ pub(crate) fn check(
     resource: &str,
 ) -> Result<(), LuaError> {
     let (Some(actor), Some(scope)) = (&ctx.actor, &ctx.scope) else {
+        if strict(node) {
+            return Err(LuaError::new(
+                "PERMISSION_DENIED",
+                format!(
+                    "permission denied: {action} on {resource} (no actor and scope, and the runtime is in strict mode)"
+                ),
+            ));
+        }
         return Ok(());
     };
     let actor = actor_of(actor, ctx.actor_meta.as_ref());
@@ -134,12 +143,27 @@ pub(crate) fn check(
     }
 }
 
-/// Whether the code running now is under a scope (its operations are checked then; the
-/// hot paths ask this before building an action's resource text).
+/// Whether `node` is in strict mode (one relaxed load: the hot paths ask it).
+pub(crate) fn strict(node: &crate::process::Node) -> bool {
+    node.strict_security
+        .load(std::sync::atomic::Ordering::Relaxed)
+}
+
+/// Whether code under `ctx` on `node` has its operations checked: it is under a scope,
+/// or the node is in strict mode (the hot paths ask this before building an action's
+/// resource text).
+pub(crate) fn checked(
+    node: &crate::process::Node,
+    ctx: Option<&crate::functions::CallContext>,
+) -> bool {
+    ctx.is_some_and(|c| c.scope.is_some()) || strict(node)
+}
+
+/// [`checked`] for the code running now.
 pub(crate) fn guarded() -> bool {
     match current_any() {
-        Some(Current::Process(p)) => p.call_context.get().is_some_and(|c| c.scope.is_some()),
-        Some(Current::Call(c)) => c.context.scope.is_some(),
+        Some(Current::Process(p)) => checked(&p.node, p.call_context.get().map(|c| &**c)),
+        Some(Current::Call(c)) => checked(&c.node, Some(&c.context)),
         None => false,
     }
 }
@@ -149,6 +173,12 @@ pub(crate) fn check_now(action: &str, resource: &str) -> Result<(), LuaError> {
     match current_any() {
         Some(Current::Process(p)) => match p.call_context.get() {
             Some(c) => check(&p.node, c, action, resource),
+            None if strict(&p.node) => check(
+                &p.node,
+                &crate::functions::CallContext::default(),
+                action,
+                resource,
+            ),
             None => Ok(()),
         },
         Some(Current::Call(c)) => check(&c.node, &c.context, action, resource),

@@ -627,6 +627,9 @@ pub struct Node {
     /// [`Node::spawned`] counts spawns, not numbers).
     granted: AtomicU64,
     granted_used: AtomicU64,
+    /// Code with no actor or no scope is refused what a policy guards (Wippy's
+    /// `security.strict_mode`); the language hosts read it before their checks.
+    pub strict_security: std::sync::atomic::AtomicBool,
 }
 
 /// Delivery of messages and control operations to processes of other nodes (the cluster
@@ -762,6 +765,7 @@ impl Node {
             remote: arc_swap::ArcSwapOption::empty(),
             granted: AtomicU64::new(0),
             granted_used: AtomicU64::new(0),
+            strict_security: std::sync::atomic::AtomicBool::new(false),
         })
     }
 
