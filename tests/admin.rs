@@ -6,7 +6,6 @@ mod common;
 
 use common::trees::WORKER;
 use common::App;
-use std::io::{BufRead, BufReader};
 use std::process::{Child, Command, Stdio};
 
 /// A running `warden run` with an admin endpoint; killed when dropped.
@@ -32,21 +31,18 @@ fn start(app: &App, extra: &[&str]) -> Node {
         .stderr(Stdio::piped())
         .spawn()
         .unwrap();
-    let stderr = child.stderr.take().unwrap();
-    let mut lines = BufReader::new(stderr).lines();
-    let addr = loop {
-        let line = lines
-            .next()
-            .expect("warden ended before listening")
-            .unwrap();
-        if let Some(rest) = line.split("addr=").nth(1) {
-            if line.contains("admin endpoint listening") {
-                break rest.split_whitespace().next().unwrap().to_string();
-            }
-        }
-    };
-    // keep draining stderr so the node never blocks on a full pipe
-    std::thread::spawn(move || for _ in lines {});
+    // the reading thread keeps draining stderr, so the node never blocks on a full pipe
+    let mut lines = common::Lines::new(child.stderr.take().unwrap());
+    let line = lines.wait_for(
+        "admin endpoint listening",
+        std::time::Duration::from_secs(60),
+    );
+    let addr = line
+        .split("addr=")
+        .nth(1)
+        .and_then(|rest| rest.split_whitespace().next())
+        .unwrap_or_else(|| panic!("no addr= in {line:?}"))
+        .to_string();
     Node { child, addr }
 }
 

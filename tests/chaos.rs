@@ -8,6 +8,8 @@
 
 mod common;
 
+use common::ExecWithin;
+
 use common::App;
 use std::time::{Duration, Instant};
 use warden::process::{Exit, SpawnOptions};
@@ -162,7 +164,7 @@ async fn a_tree_under_load_survives_random_kills() {
     let rss_warm = rss_bytes();
     let started = Instant::now();
     let (worker_kills, sup_kills) = match rt
-        .exec(
+        .exec_within(
             &Id::new("app", "chaos"),
             vec![Value::Int(secs as i64 * 2 / 3)],
         )

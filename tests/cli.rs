@@ -1,5 +1,7 @@
 //! The `warden` binary: examples, exit codes, error output, signals, commands.
 
+mod common;
+
 use std::io::{BufRead, BufReader};
 use std::path::Path;
 use std::process::{Command, Output, Stdio};
@@ -335,22 +337,14 @@ fn run_stops_cleanly_on_sigterm() {
         .stdout(Stdio::null())
         .spawn()
         .unwrap();
-    let stderr = child.stderr.take().unwrap();
-    let mut lines = BufReader::new(stderr).lines();
-    let deadline = Instant::now() + Duration::from_secs(30);
-    loop {
-        let line = lines.next().expect("warden ended early").unwrap();
-        if line.contains("running; press Ctrl-C to stop") {
-            break;
-        }
-        assert!(Instant::now() < deadline, "no startup line");
-    }
+    let mut lines = common::Lines::new(child.stderr.take().unwrap());
+    lines.wait_for("running; press Ctrl-C to stop", Duration::from_secs(60));
     let status = Command::new("kill")
         .args(["-TERM", &child.id().to_string()])
         .status()
         .unwrap();
     assert!(status.success());
-    let rest: Vec<String> = lines.map_while(Result::ok).collect();
+    let rest = lines.rest(Duration::from_secs(60));
     let code = child.wait().unwrap();
     assert_eq!(code.code(), Some(0), "{rest:?}");
     assert!(
@@ -501,16 +495,8 @@ fn sigterm_under_load_stops_services_in_reverse_order_and_exits_0() {
         .stdout(Stdio::null())
         .spawn()
         .unwrap();
-    let mut lines = BufReader::new(child.stderr.take().unwrap()).lines();
-    let mut seen = Vec::new();
-    loop {
-        let line = lines.next().expect("warden ended early").unwrap();
-        let ready = line.contains("running; press Ctrl-C to stop");
-        seen.push(line);
-        if ready {
-            break;
-        }
-    }
+    let mut lines = common::Lines::new(child.stderr.take().unwrap());
+    lines.wait_for("running; press Ctrl-C to stop", Duration::from_secs(60));
     // let the load run a moment
     std::thread::sleep(Duration::from_millis(500));
     Command::new("kill")
@@ -518,9 +504,9 @@ fn sigterm_under_load_stops_services_in_reverse_order_and_exits_0() {
         .status()
         .unwrap();
     let started = Instant::now();
-    seen.extend(lines.map_while(Result::ok));
+    lines.rest(Duration::from_secs(60));
     let code = child.wait().unwrap();
-    let log = seen.join("\n");
+    let log = lines.seen.join("\n");
     assert_eq!(code.code(), Some(0), "{log}");
     assert!(
         started.elapsed() < Duration::from_secs(10),
@@ -528,7 +514,8 @@ fn sigterm_under_load_stops_services_in_reverse_order_and_exits_0() {
     );
     assert!(!log.contains("panicked"), "{log}");
     let strip = |l: &str| l.replace("\u{1b}", "");
-    let order: Vec<&str> = seen
+    let order: Vec<&str> = lines
+        .seen
         .iter()
         .filter(|l| strip(l).contains("stopping service"))
         .filter_map(|l| {

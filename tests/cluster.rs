@@ -3,6 +3,8 @@
 
 mod common;
 
+use common::ExecWithin;
+
 use common::App;
 use serde_json::json;
 use std::process::{Child, Command, Stdio};
@@ -142,7 +144,7 @@ async fn messages_cross_nodes_in_order_and_a_non_member_is_unavailable() {
         .unwrap();
     assert_eq!(echo.to_string().split('|').next(), Some("{b"));
     let exit = a
-        .exec(&Id::new("app", "main"), vec![Value::str(echo.to_string())])
+        .exec_within(&Id::new("app", "main"), vec![Value::str(echo.to_string())])
         .await
         .unwrap();
     let Exit::Normal(v) = exit else {
@@ -219,7 +221,7 @@ async fn converge(nodes: &[&Runtime], want: &[&str]) {
 
 /// Runs entry `what` to its end on `rt` and returns its value.
 async fn run(rt: &Runtime, what: &str, args: Vec<Value>) -> serde_json::Value {
-    normal(rt.exec(&Id::new("app", what), args).await.unwrap())
+    normal(rt.exec_within(&Id::new("app", what), args).await.unwrap())
 }
 
 fn normal(exit: Exit) -> serde_json::Value {
@@ -277,6 +279,7 @@ return { main = function(victim, linked, canceled, far)
   -- a monitor of a process on a node that then stops
   process.monitor(far)
   process.send(far, "watching")
+  process.registry.register("watching_far")
   ev = next_event(events, "EXIT")
   out.lost = { kind = ev.kind, from = ev.from == far, error = tostring(ev.result.error), kind_of = ev.result.error:kind() }
   return out
@@ -314,10 +317,13 @@ async fn monitors_links_cancel_and_terminate_cross_nodes_and_a_lost_node_is_noco
     assert!(far.starts_with("{c|"), "{far}");
     let args = [&victim, &linked, &canceled, &far].map(|s| Value::str(s.as_str()));
     let watcher = Id::new("app", "watcher");
-    let run = a.exec(&watcher, args.to_vec());
-    // node c stops while the watcher monitors its process
+    let run = a.exec_within(&watcher, args.to_vec());
+    // node c stops once the watcher monitors its process
     let stop_c = async {
-        tokio::time::sleep(std::time::Duration::from_millis(1500)).await;
+        eventually("the watcher's monitor of c's process", || {
+            a.node().lookup("watching_far").is_some()
+        })
+        .await;
         let t = std::time::Instant::now();
         c.shutdown().await;
         t
@@ -399,7 +405,7 @@ async fn pids_of_a_nodes_earlier_run_stay_dead() {
     assert_eq!(old.seq(), new.seq());
     assert!(new.creation() > old.creation(), "{old} {new}");
     let out = a
-        .exec(
+        .exec_within(
             &Id::new("app", "probe"),
             vec![Value::str(old.to_string()), Value::str(new.to_string())],
         )
@@ -526,7 +532,7 @@ async fn a_server_outage_splits_the_nodes_which_run_on_and_rejoin() {
     }
     converge(&[&a, &b], &["a", "b"]).await;
     let out = a
-        .exec(
+        .exec_within(
             &Id::new("app", "asker"),
             vec![Value::str(target.to_string())],
         )
@@ -770,7 +776,7 @@ async fn a_node_killed_with_sigkill_is_noconnection_to_its_watchers_within_3s() 
     let watch = Id::new("app", "watch");
     let runs: Vec<_> = ["x", "y", "z"]
         .iter()
-        .map(|n| t.exec(&watch, vec![Value::str(format!("worker-{n}"))]))
+        .map(|n| t.exec_within(&watch, vec![Value::str(format!("worker-{n}"))]))
         .collect();
     let kill = async {
         for _ in 0..500 {
@@ -789,12 +795,13 @@ async fn a_node_killed_with_sigkill_is_noconnection_to_its_watchers_within_3s() 
     let (x, y, z_out, killed) = tokio::join!(
         tokio::time::timeout(std::time::Duration::from_secs(2), runs.next().unwrap()),
         tokio::time::timeout(std::time::Duration::from_secs(2), runs.next().unwrap()),
-        runs.next().unwrap(),
+        tokio::time::timeout(std::time::Duration::from_secs(15), runs.next().unwrap()),
         kill
     );
     let seen = killed.elapsed();
     // x and y run on: their watches are still waiting
     assert!(x.is_err() && y.is_err());
+    let z_out = z_out.expect("the watcher of z's worker heard nothing of z's loss within 15 s");
     assert_eq!(
         normal(z_out.unwrap()),
         json!({"pong": "z", "kind": "EXIT", "error": "noconnection"})
@@ -886,7 +893,11 @@ async fn a_process_spawns_on_another_nodes_host() {
     let b = node(&app, &server.url, "b").await;
     converge(&[&a, &b], &["a", "b"]).await;
     // the first grant of pids comes with the first heartbeats
-    tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    let cluster = a.node().ext::<warden::cluster::Cluster>().unwrap();
+    eventually("b's first grant of pids to a", || {
+        cluster.pids_granted_by("b") > 0
+    })
+    .await;
     let out = run(&a, "spawner", vec![Value::str("b")]).await;
     assert_eq!(
         out,
@@ -1010,6 +1021,7 @@ return { main = function(want, watch_leave)
   out.answers = table.concat(got, ",")
   if watch_leave then
     local sub = scope:monitor("workers")
+    process.registry.register("view_watching")
     local r = channel.select({ sub:channel():case_receive(), time.after(5000 * time.MILLISECOND):case_receive() })
     if r.channel ~= sub:channel() then error("no leave") end
     local ev = r.value
@@ -1051,9 +1063,12 @@ async fn process_groups_span_the_cluster_and_a_lost_nodes_members_leave() {
     }
     // b stops: its members leave everywhere, and a's monitor hears it
     let view = Id::new("app", "view");
-    let watch = a.exec(&view, vec![Value::Int(3), Value::Bool(true)]);
+    let watch = a.exec_within(&view, vec![Value::Int(3), Value::Bool(true)]);
     let stop_b = async {
-        tokio::time::sleep(std::time::Duration::from_millis(800)).await;
+        eventually("the view's group monitor", || {
+            a.node().lookup("view_watching").is_some()
+        })
+        .await;
         b.shutdown().await;
     };
     let (out, ()) = tokio::join!(watch, stop_b);
@@ -1147,11 +1162,11 @@ async fn a_full_pool_that_allows_it_overflows_to_another_node() {
     let b = node(&app, &server.url, "b").await;
     converge(&[&a, &b], &["a", "b"]).await;
     let id = Id::new("app", "call_slow");
-    let first = a.exec(&id, vec![]);
+    let first = a.exec_within(&id, vec![]);
     let second = async {
         // the first call holds a's only worker by now
         tokio::time::sleep(std::time::Duration::from_millis(150)).await;
-        a.exec(&id, vec![]).await
+        a.exec_within(&id, vec![]).await
     };
     let (x, y) = tokio::join!(first, second);
     let mut nodes = vec![normal(x.unwrap()), normal(y.unwrap())];
@@ -1172,15 +1187,16 @@ async fn node_in(app: &App, url: &str, name: &str, cluster: &str) -> anyhow::Res
     Runtime::start_with(load_dir(app.path()).unwrap(), options).await
 }
 
-/// Waits until `f` holds, or fails saying `what` did not happen.
+/// Waits until `f` holds (at most 10 s), or fails saying `what` did not happen.
 async fn eventually(what: &str, mut f: impl FnMut() -> bool) {
-    for _ in 0..500 {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    while std::time::Instant::now() < deadline {
         if f() {
             return;
         }
         tokio::time::sleep(std::time::Duration::from_millis(10)).await;
     }
-    panic!("{what} did not happen within 5 s");
+    panic!("{what} did not happen within 10 s");
 }
 
 /// With examples/cluster/nats.conf, each node has a user that may publish only its own

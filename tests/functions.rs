@@ -3,6 +3,8 @@
 
 mod common;
 
+use common::ExecWithin;
+
 use common::App;
 use serde_json::json;
 use warden::registry::Id;
@@ -120,7 +122,10 @@ end }
 "#,
     );
     let rt = app.start().await;
-    let exit = rt.exec(&Id::new("app", "main"), vec![]).await.unwrap();
+    let exit = rt
+        .exec_within(&Id::new("app", "main"), vec![])
+        .await
+        .unwrap();
     let stats = rt
         .node()
         .functions
@@ -195,7 +200,7 @@ end }
                 .stats()
         };
         let main = Id::new("app", "main");
-        let phase = |p: &str| rt.exec(&main, vec![warden::value::Value::str(p)]);
+        let phase = |p: &str| rt.exec_within(&main, vec![warden::value::Value::str(p)]);
         phase("burst").await.unwrap();
         let s = stats();
         assert_eq!((s.peak, s.idle), (4, grown), "{pool}: {s:?}");
@@ -227,7 +232,7 @@ async fn a_registry_change_through_the_actor_reaches_calls_and_spawns() {
         warden::process::Exit::Normal(v) => warden::value::to_json(&v).unwrap(),
         other => panic!("{other:?}"),
     };
-    assert_eq!(value(rt.exec(&main, vec![]).await.unwrap()), 1);
+    assert_eq!(value(rt.exec_within(&main, vec![]).await.unwrap()), 1);
 
     let actor = rt.registry();
     let entry = ractor::call!(actor, RegistryMsg::Get, Id::new("app", "f")).unwrap();
@@ -242,7 +247,7 @@ async fn a_registry_change_through_the_actor_reaches_calls_and_spawns() {
     let reloaded = warden::registry::load_dir(app.path()).unwrap();
     let version = ractor::call!(actor, RegistryMsg::Replace, Box::new(reloaded)).unwrap();
     assert_eq!(version, 2);
-    assert_eq!(value(rt.exec(&main, vec![]).await.unwrap()), 2);
+    assert_eq!(value(rt.exec_within(&main, vec![]).await.unwrap()), 2);
     rt.shutdown().await;
 }
 
@@ -365,7 +370,10 @@ end }
 "#,
         );
     let rt = app.start().await;
-    let exit = rt.exec(&Id::new("app", "main"), vec![]).await.unwrap();
+    let exit = rt
+        .exec_within(&Id::new("app", "main"), vec![])
+        .await
+        .unwrap();
     let spin = rt
         .node()
         .functions
@@ -432,7 +440,10 @@ end }
 "#,
         );
     let rt = app.start().await;
-    let exit = rt.exec(&Id::new("app", "main"), vec![]).await.unwrap();
+    let exit = rt
+        .exec_within(&Id::new("app", "main"), vec![])
+        .await
+        .unwrap();
     rt.shutdown().await;
     let v = match exit {
         warden::process::Exit::Normal(v) => warden::value::to_json(&v).unwrap(),

@@ -5,6 +5,8 @@
 
 mod common;
 
+use common::ExecWithin;
+
 use common::App;
 use std::time::Duration;
 use warden::process::Exit;
@@ -57,7 +59,7 @@ end }
     let rt = app.start().await;
     let exit = tokio::time::timeout(
         Duration::from_secs(120),
-        rt.exec(&Id::new("app", "main"), vec![]),
+        rt.exec_within(&Id::new("app", "main"), vec![]),
     )
     .await
     .expect("app:main did not finish within 120 s")

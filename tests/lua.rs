@@ -3,6 +3,7 @@
 
 mod common;
 
+
 use common::{lua_value, App};
 use serde_json::json;
 use warden::process::Exit;

@@ -2,6 +2,8 @@
 
 mod common;
 
+use common::ExecWithin;
+
 use common::{lua_value, App};
 use serde_json::json;
 use warden::process::Exit;
@@ -188,7 +190,6 @@ local function main()
   local ev = process.events():receive()
   -- give the waiter's exit time to (not) arrive
   time.sleep("50ms")
-  local extra = select(2, channel.select({ process.events():case_receive(), default = true }))
   local r = channel.select({ process.events():case_receive(), default = true })
   return { first = ev.from == s, extra = r.default == true }
 end
@@ -745,7 +746,7 @@ async fn process_failures_report_lua_errors_and_non_string_errors() {
         async move {
             tokio::time::timeout(
                 std::time::Duration::from_secs(60),
-                rt.exec(&warden::registry::Id::new("app", n), vec![]),
+                rt.exec_within(&warden::registry::Id::new("app", n), vec![]),
             )
             .await
             .unwrap_or_else(|_| panic!("app:{n} did not end within 60 s"))

@@ -14,6 +14,8 @@
 
 mod common;
 
+use common::ExecWithin;
+
 use common::App;
 use proptest::prelude::*;
 use proptest::test_runner::{Config, TestCaseError, TestRunner};
@@ -1278,7 +1280,11 @@ fn lua_values_round_trip_through_messages_unchanged() {
     check(1024, lua_value(), |v| {
         let exit = tokio
             .block_on(async {
-                tokio::time::timeout(Duration::from_secs(20), rt.exec(&main, vec![v.clone()])).await
+                tokio::time::timeout(
+                    Duration::from_secs(20),
+                    rt.exec_within(&main, vec![v.clone()]),
+                )
+                .await
             })
             .map_err(|_| TestCaseError::fail("timed out"))?
             .map_err(|e| TestCaseError::fail(format!("spawn failed: {e}")))?;
@@ -1483,7 +1489,7 @@ fn wit_values_round_trip_through_complex_wasm_echoes() {
             .block_on(async {
                 tokio::time::timeout(
                     Duration::from_secs(20),
-                    rt.exec(&wcall, vec![Value::str(target.clone()), c.input.clone()]),
+                    rt.exec_within(&wcall, vec![Value::str(target.clone()), c.input.clone()]),
                 )
                 .await
             })

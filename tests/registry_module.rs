@@ -3,6 +3,8 @@
 
 mod common;
 
+use common::ExecWithin;
+
 use common::App;
 use serde_json::json;
 
@@ -204,9 +206,17 @@ return { main = function()
     cs:create({ id = "app:svc", kind = "process.service", data = { process = "app:nothing" } })
   end)
   local missing = try(function(cs) cs:update({ id = "app:nope", kind = "registry.entry" }) end)
+  -- two broken entries: both named, nothing applied
+  local both = try(function(cs)
+    cs:create({ id = "app:bad1", kind = "function.lua",
+                data = { source = "return { main = function( end }", method = "main" } })
+    cs:create({ id = "app:user2", kind = "function.lua",
+                data = { source = "return { main = function() end }", method = "main",
+                         imports = { g = "app:nothing2" } } })
+  end)
   local _, fine = registry.get("app:fine")
   return {
-    syntax = syntax, import = import, service = service, missing = missing,
+    syntax = syntax, import = import, service = service, missing = missing, both = both,
     fine = fine:kind(), version = registry.current_version():id(),
     util = registry.get("app:util").kind,
   }
@@ -215,11 +225,18 @@ end }
         )
         .value("main")
         .await;
-    for case in ["syntax", "import", "service", "missing"] {
+    for case in ["syntax", "import", "service", "missing", "both"] {
         assert_eq!(v[case]["v"], json!(null), "{case}: {v}");
         assert_eq!(v[case]["kind"], "Invalid", "{case}: {v}");
+        let want = if case == "both" { 2 } else { 1 };
+        assert_eq!(v[case]["count"], want, "{case}: {v}");
     }
-    let text = |case: &str| v[case]["text"].as_str().unwrap().to_string();
+    assert!(
+        text_of(&v, "both").contains("app:bad1") && text_of(&v, "both").contains("app:nothing2"),
+        "{}",
+        text_of(&v, "both")
+    );
+    let text = |case: &str| text_of(&v, case);
     assert!(
         text("syntax").contains("changeset: entry app:bad: field source:"),
         "{}",
@@ -364,7 +381,7 @@ end }
         );
     let rt = app.start().await;
     let made = rt
-        .exec(&warden::registry::Id::new("app", "main"), vec![])
+        .exec_within(&warden::registry::Id::new("app", "main"), vec![])
         .await
         .unwrap();
     assert!(
@@ -434,4 +451,8 @@ end }
         json!({"ops": ["entry.create test:b", "entry.update test:changed", "entry.delete test:a"],
                "bad": "Invalid"})
     );
+}
+
+fn text_of(v: &serde_json::Value, case: &str) -> String {
+    v[case]["text"].as_str().unwrap_or_default().to_string()
 }

@@ -3,6 +3,8 @@
 
 mod common;
 
+use common::ExecWithin;
+
 use common::App;
 use serde_json::json;
 
@@ -389,7 +391,7 @@ end }
         .unwrap();
         let exit = tokio::time::timeout(
             std::time::Duration::from_secs(30),
-            rt.exec(&warden::registry::Id::new("app", "plain"), vec![]),
+            rt.exec_within(&warden::registry::Id::new("app", "plain"), vec![]),
         )
         .await
         .unwrap()

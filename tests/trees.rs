@@ -2,6 +2,8 @@
 
 mod common;
 
+use common::ExecWithin;
+
 use common::trees::{service, tree, HELPERS, WORKER};
 use common::App;
 use serde_json::json;
@@ -362,7 +364,7 @@ end }}
         .lua("main", &main);
     let rt = app.start().await;
     let exit = rt
-        .exec(&warden::registry::Id::new("app", "main"), vec![])
+        .exec_within(&warden::registry::Id::new("app", "main"), vec![])
         .await
         .unwrap();
     let state = rt

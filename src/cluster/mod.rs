@@ -158,6 +158,14 @@ impl Cluster {
             .map(|m| m.creation)
     }
 
+    /// How many pids `node` granted this one to spawn on it with, not used yet (a spawn
+    /// there fails with UNAVAILABLE while none are).
+    pub fn pids_granted_by(&self, node: &str) -> u64 {
+        self.grants
+            .get(node)
+            .map_or(0, |g| g.runs.iter().map(|(a, b)| b - a).sum())
+    }
+
     fn enqueue(&self, node: &Arc<str>, op: Op) -> Result<(), ProcessError> {
         if self.queued.fetch_add(1, Ordering::Relaxed) >= OUT_LIMIT {
             self.queued.fetch_sub(1, Ordering::Relaxed);

@@ -139,3 +139,101 @@ pub const COMPLEX_EXPORTS: &[&str] = &[
     "sum-list",
     "double-list",
 ];
+
+/// A child's output lines, read by a thread (which drains the pipe to its end, so the
+/// child never blocks on it), so a missing line fails a test at a deadline instead of
+/// blocking it.
+#[allow(dead_code)]
+pub struct Lines {
+    rx: std::sync::mpsc::Receiver<String>,
+    /// Every line read so far.
+    pub seen: Vec<String>,
+}
+
+#[allow(dead_code)]
+impl Lines {
+    /// Starts reading `from`.
+    pub fn new(from: impl std::io::Read + Send + 'static) -> Lines {
+        use std::io::BufRead;
+        let (tx, rx) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            for line in std::io::BufReader::new(from).lines().map_while(Result::ok) {
+                let _ = tx.send(line);
+            }
+        });
+        Lines {
+            rx,
+            seen: Vec::new(),
+        }
+    }
+
+    /// The first line containing `text` within `within`; a panic naming the text and what
+    /// came instead otherwise.
+    pub fn wait_for(&mut self, text: &str, within: std::time::Duration) -> String {
+        let deadline = std::time::Instant::now() + within;
+        loop {
+            let left = deadline.saturating_duration_since(std::time::Instant::now());
+            match self.rx.recv_timeout(left) {
+                Ok(line) => {
+                    self.seen.push(line.clone());
+                    if line.contains(text) {
+                        return line;
+                    }
+                }
+                Err(e) => panic!(
+                    "no line with {text:?} within {within:?} ({e}); the output was:\n{}",
+                    self.seen.join("\n")
+                ),
+            }
+        }
+    }
+
+    /// The lines up to the end of the output, waiting at most `within` for it.
+    pub fn rest(&mut self, within: std::time::Duration) -> Vec<String> {
+        let deadline = std::time::Instant::now() + within;
+        let mut out = Vec::new();
+        loop {
+            let left = deadline.saturating_duration_since(std::time::Instant::now());
+            match self.rx.recv_timeout(left) {
+                Ok(line) => {
+                    self.seen.push(line.clone());
+                    out.push(line);
+                }
+                Err(std::sync::mpsc::RecvTimeoutError::Disconnected) => return out,
+                Err(e) => panic!(
+                    "the output did not end within {within:?} ({e}); it was:\n{}",
+                    self.seen.join("\n")
+                ),
+            }
+        }
+    }
+}
+
+/// How long a test waits for a process it runs to end before it fails saying so.
+pub const EXEC_LIMIT: std::time::Duration = std::time::Duration::from_secs(120);
+
+/// `Runtime::exec` with a deadline: a process that never ends fails the test, naming it,
+/// instead of hanging the run.
+pub trait ExecWithin {
+    /// Runs `entry` with `args` to its end, at most [`EXEC_LIMIT`].
+    fn exec_within<'a>(
+        &'a self,
+        entry: &'a Id,
+        args: Vec<Value>,
+    ) -> impl std::future::Future<Output = Result<Exit, warden::process::ProcessError>> + 'a;
+}
+
+impl ExecWithin for Runtime {
+    #[allow(clippy::manual_async_fn)]
+    fn exec_within<'a>(
+        &'a self,
+        entry: &'a Id,
+        args: Vec<Value>,
+    ) -> impl std::future::Future<Output = Result<Exit, warden::process::ProcessError>> + 'a {
+        async move {
+            tokio::time::timeout(EXEC_LIMIT, self.exec(entry, args))
+                .await
+                .unwrap_or_else(|_| panic!("process {entry} did not end within {EXEC_LIMIT:?}"))
+        }
+    }
+}
