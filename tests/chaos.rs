@@ -4,7 +4,9 @@
 //! runs, every call returned within its timeout, the restarts match the kills, and memory
 //! did not grow.
 //!
-//! Runs 60 s by default, 30 s when CI is set; `WARDEN_CHAOS_SECS` overrides.
+//! Runs 12 s in `cargo test` (the behaviour: restarts match kills, calls end, memory
+//! stays); the soak is the same test for longer: `WARDEN_CHAOS_SECS=600 cargo test
+//! --release --test chaos`.
 
 mod common;
 
@@ -117,7 +119,7 @@ async fn a_tree_under_load_survives_random_kills() {
     let secs: u64 = std::env::var("WARDEN_CHAOS_SECS")
         .ok()
         .and_then(|s| s.parse().ok())
-        .unwrap_or(if std::env::var("CI").is_ok() { 30 } else { 60 });
+        .unwrap_or(12);
     let echo = include_str!("guests/echo.wat")
         .lines()
         .map(|l| format!("      {l}\n"))

@@ -1693,3 +1693,85 @@ async fn an_actors_meta_crosses_nodes_with_a_call() {
     a.shutdown().await;
     b.shutdown().await;
 }
+
+const TRAPPER: &str = r#"
+local time = require("time")
+return { main = function()
+  process.set_options({ trap_links = true })
+  local events, inbox = process.events(), process.inbox()
+  while true do
+    local r = channel.select({ events:case_receive(), inbox:case_receive(), time.after(20000 * time.MILLISECOND):case_receive() })
+    if r.channel == inbox then
+      process.send(r.value:from(), "pong", 1)
+    elseif r.channel == events then
+      if r.value.kind == "LINK_DOWN" then
+        return { kind = r.value.kind, error = tostring(r.value.result.error) }
+      end
+    else
+      error("no LINK_DOWN within 20 s")
+    end
+  end
+end }
+"#;
+
+const LINKER: &str = r#"
+local time = require("time")
+return { main = function(target)
+  process.set_options({ trap_links = true })
+  assert(process.link(target))
+  -- the link reached the other node once an answer to a later message comes back
+  process.send(target, "ping", 1)
+  process.inbox():receive()
+  process.registry.register("linked")
+  local r = channel.select({ process.events():case_receive(), time.after(20000 * time.MILLISECOND):case_receive() })
+  if type(r.value) ~= "table" or r.value.kind ~= "LINK_DOWN" then error("no LINK_DOWN within 20 s") end
+  return { kind = r.value.kind, error = tostring(r.value.result.error) }
+end }
+"#;
+
+/// README, "A cluster": a link across nodes is a LINK_DOWN with `noconnection` on both
+/// sides when the nodes lose each other (here b sees a gap in a's stream; b declares a
+/// lost and tells a, which declares b lost).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_link_across_a_lost_node_is_link_down_on_both_sides() {
+    let server = nats();
+    let app = App::new().lua("trapper", TRAPPER).lua("linker", LINKER);
+    app.finish();
+    let a = node(&app, &server.url, "a").await;
+    let b = node(&app, &server.url, "b").await;
+    converge(&[&a, &b], &["a", "b"]).await;
+    let pb = b
+        .spawn(&Id::new("app", "trapper"), None, vec![], Default::default())
+        .unwrap();
+    let (tx, rx) = tokio::sync::oneshot::channel();
+    b.node().watch(
+        &pb,
+        Box::new(move |_, exit| {
+            let _ = tx.send(exit.clone());
+        }),
+    );
+    let linker = Id::new("app", "linker");
+    let on_a = a.exec_within(&linker, vec![Value::str(pb.to_string())]);
+    let lose = async {
+        eventually("the link from a to b", || {
+            a.node().lookup("linked").is_some()
+        })
+        .await;
+        let raw = async_nats::connect(&server.url).await.unwrap();
+        let gap = json!({"k": "F", "c": a.node().creation(), "s": 1, "q": 100_000, "o": []});
+        raw.publish("warden.default.msg.b.a", gap.to_string().into())
+            .await
+            .unwrap();
+        raw.flush().await.unwrap();
+    };
+    let (on_a, ()) = tokio::join!(on_a, lose);
+    let want = json!({"kind": "LINK_DOWN", "error": "noconnection"});
+    assert_eq!(normal(on_a.unwrap()), want, "on a");
+    let on_b = tokio::time::timeout(std::time::Duration::from_secs(20), rx)
+        .await
+        .expect("b's process heard nothing")
+        .unwrap();
+    assert_eq!(normal((*on_b).clone()), want, "on b");
+    a.shutdown().await;
+    b.shutdown().await;
+}

@@ -3,7 +3,6 @@
 
 mod common;
 
-
 use common::{lua_value, App};
 use serde_json::json;
 use warden::process::Exit;

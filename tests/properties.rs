@@ -8,9 +8,9 @@
 //!    unchanged;
 //! 4. random durations parse or are refused cleanly.
 //!
-//! Each property boots at most one runtime and runs all its cases through it. Failures are
-//! not persisted to files (`failure_persistence: None`): the minimal failing input is in
-//! the panic message.
+//! Each property boots at most one runtime and runs all its cases through it. A failure's
+//! minimal input is in the panic message and its seed in `proptest-regressions/`, so it
+//! is replayed first on every later run.
 
 mod common;
 
@@ -30,15 +30,27 @@ use warden::registry::{Id, LoadError};
 use warden::runtime::Runtime;
 use warden::value::Value;
 
-/// Runs `test` on `cases` inputs of `strategy`; a failure panics with the shrunk input.
+/// Runs `test` on `cases` inputs of `strategy`; a failure panics with the shrunk input,
+/// and its seed is kept in `proptest-regressions/properties-NAME.txt` (commit it: every
+/// later run tries it first).
 fn check<S: Strategy>(
+    name: &str,
     cases: u32,
     strategy: S,
     test: impl Fn(S::Value) -> Result<(), TestCaseError>,
 ) {
+    let file: &'static str = Box::leak(
+        format!(
+            "{}/proptest-regressions/properties-{name}.txt",
+            env!("CARGO_MANIFEST_DIR")
+        )
+        .into_boxed_str(),
+    );
     let mut runner = TestRunner::new(Config {
         cases,
-        failure_persistence: None,
+        failure_persistence: Some(Box::new(
+            proptest::test_runner::FileFailurePersistence::Direct(file),
+        )),
         // Shrinking a panicking case prints a backtrace per attempt (RUST_BACKTRACE=1):
         // bound it so that a failure is still reported quickly.
         max_shrink_iters: 1000,
@@ -1016,7 +1028,7 @@ fn sha256_hex(bytes: &[u8]) -> String {
 #[test]
 fn yaml_registries_never_panic_the_loader_and_errors_name_file_and_entry() {
     let ok_hash = sha256_hex(OK_LUA.as_bytes());
-    check(2048, app_dir(ok_hash), |(files, gen)| {
+    check("registry_load", 2048, app_dir(ok_hash), |(files, gen)| {
         let dir = tempfile::tempdir().unwrap();
         let root = dir.path();
         let write = |rel: &str, bytes: &[u8]| {
@@ -1277,7 +1289,7 @@ fn lua_values_round_trip_through_messages_unchanged() {
     let app = App::new().lua("relay", RELAY).lua("main", ROUND_TRIP);
     let rt: Runtime = tokio.block_on(app.start());
     let main = Id::new("app", "main");
-    check(1024, lua_value(), |v| {
+    check("lua_values", 1024, lua_value(), |v| {
         let exit = tokio
             .block_on(async {
                 tokio::time::timeout(
@@ -1475,7 +1487,7 @@ fn wit_values_round_trip_through_complex_wasm_echoes() {
     let app = app.lua("wcall", WCALL);
     let rt: Runtime = tokio.block_on(app.start());
     let wcall = Id::new("app", "wcall");
-    check(1024, wit_case(), |c| {
+    check("wit_values", 1024, wit_case(), |c| {
         let target = format!("app:{}", c.export);
         let norm = |v: &Value| {
             if c.export == "echo-permissions" {
@@ -1548,7 +1560,7 @@ fn durations_parse_or_are_refused_cleanly() {
         "[-+ 0-9a-zµ.]{0,12}",
         "[0-9]{1,30}(ns|us|ms|s|m|h|d|w|y|M)",
     ];
-    check(512, junk, |text| {
+    check("duration_junk", 512, junk, |text| {
         let r = catch_unwind(|| warden::duration::parse(&text)).map_err(|p| panic_text(&*p));
         prop_assert!(r.is_ok(), "parse panicked on {text:?}: {}", r.unwrap_err());
         match r.unwrap() {
@@ -1565,6 +1577,7 @@ fn durations_parse_or_are_refused_cleanly() {
     });
     // The documented forms parse to what they mean; the same with a '-' is refused.
     check(
+        "duration_forms",
         256,
         (duration_form(), padding(), padding()),
         |((text, want), pre, post)| {

@@ -77,6 +77,57 @@ end }
     assert!(v["error"].as_str().unwrap().contains("crash on purpose"));
 }
 
+/// README, "Services": the delay grows by `backoff_factor` up to `max_delay`
+/// (en/guides/supervision.md, "Restart Policy"): with 20 ms growing 20 times per attempt
+/// and a cap of 50 ms, the gaps are 20, 50, 50 ms (uncapped they would be 20, 400,
+/// 8,000 ms; the bounds leave a busy machine 300 ms and more).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_backoff_stops_growing_at_max_delay() {
+    let v = App::new()
+        .lua(
+            "crashy",
+            r#"
+local time = require("time")
+return { main = function()
+  process.send("collector", "started", time.now():unix_nano())
+  error("crash on purpose")
+end }
+"#,
+        )
+        .entry(&service(
+            "svc",
+            "crashy",
+            "{restart: {initial_delay: 20ms, max_delay: 50ms, backoff_factor: 20.0, jitter: 0.0, max_attempts: 4}}",
+        ))
+        .lua(
+            "main",
+            r#"
+local supervisor = require("supervisor")
+return { main = function()
+  process.registry.register("collector")
+  supervisor.start("app:svc")
+  local starts, inbox = {}, process.inbox()
+  for i = 1, 4 do starts[i] = inbox:receive():payload():data() end
+  local gaps = {}
+  for i = 2, 4 do gaps[i - 1] = (starts[i] - starts[i - 1]) / 1e6 end
+  return gaps
+end }
+"#,
+        )
+        .value("main")
+        .await;
+    let gap = |i: usize| v[i].as_f64().unwrap();
+    assert!(gap(0) >= 19.0, "{v}");
+    assert!(
+        (49.0..350.0).contains(&gap(1)),
+        "the second delay is not capped: {v}"
+    );
+    assert!(
+        (49.0..2000.0).contains(&gap(2)),
+        "the third delay is not capped: {v}"
+    );
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_stable_run_resets_the_attempt_counter() {
     let v = App::new()

@@ -313,6 +313,37 @@ end }}
     assert_eq!(v, json!({"after_one": 0, "after_two": 1}));
 }
 
+/// README, "Supervision trees": restarts older than the intensity period are forgotten
+/// (OTP's supervisor.erl keeps only the restarts within the period): with one restart
+/// allowed in 300 ms, two crashes 400 ms apart are each restarted by the inner tree, and
+/// the outer tree never has to restart it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn restarts_older_than_the_period_are_forgotten() {
+    let main = format!(
+        r#"{HELPERS}
+return {{ main = function()
+  assert(supervisor.start("app:svc"))
+  local w = pids("app:inner").w
+  process.send(w, "crash")
+  w = wait("app:inner", function(p) return p.w and p.w ~= w end).w
+  time.sleep(400 * time.MILLISECOND)
+  process.send(w, "crash")
+  local again = wait("app:inner", function(p) return p.w and p.w ~= w end).w
+  return {{ restarted = again ~= w, outer = supervisor.children("app:outer")[1].restarts }}
+end }}
+"#
+    );
+    let v = App::new()
+        .lua("worker", WORKER)
+        .entry("  - name: inner\n    kind: supervisor\n    strategy: one_for_one\n    intensity: {max_restarts: 1, period: 300ms}\n    children: [{id: w, process: worker}]\n")
+        .entry(&tree("outer", "one_for_one", 5, "[{id: sub, supervisor: inner}]"))
+        .entry(&service("svc", "outer", ""))
+        .lua("main", &main)
+        .value("main")
+        .await;
+    assert_eq!(v, json!({"restarted": true, "outer": 0}));
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn nested_trees_run_and_exhausted_intensity_escalates_through_two_levels() {
     let main = format!(
