@@ -2,7 +2,6 @@
 
 mod common;
 
-use std::io::{BufRead, BufReader};
 use std::path::Path;
 use std::process::{Command, Output, Stdio};
 use std::time::{Duration, Instant};
@@ -721,36 +720,8 @@ end }
         .stdout(Stdio::null())
         .spawn()
         .unwrap();
-    // lines come through a thread, so a missing line fails the test at its deadline
-    // instead of blocking it
-    let (tx, rx) = std::sync::mpsc::channel::<String>();
-    let stderr = child.stderr.take().unwrap();
-    let reader = std::thread::spawn(move || {
-        for line in BufReader::new(stderr).lines().map_while(Result::ok) {
-            let _ = tx.send(line);
-        }
-    });
-    let mut seen = Vec::new();
-    let mut wait_for = |text: &str| -> String {
-        let deadline = Instant::now() + Duration::from_secs(30);
-        loop {
-            let left = deadline.saturating_duration_since(Instant::now());
-            match rx.recv_timeout(left) {
-                Ok(line) => {
-                    seen.push(line.clone());
-                    if line.contains(text) {
-                        return line;
-                    }
-                }
-                Err(_) => {
-                    let _ = Command::new("kill")
-                        .args(["-KILL", &child.id().to_string()])
-                        .status();
-                    panic!("no line with {text:?} within 30 s: {seen:#?}");
-                }
-            }
-        }
-    };
+    let mut lines = common::Lines::new(child.stderr.take().unwrap());
+    let mut wait_for = |text: &str| lines.wait_for(text, Duration::from_secs(60));
     wait_for("worker v1 up");
     wait_for("watching the app's files");
     std::fs::write(d.path().join("worker.lua"), WORKER.replace("TAG", "v2")).unwrap();
@@ -772,13 +743,29 @@ end }
         line.contains("_index.yaml: entry app:broken: field source: Lua syntax error"),
         "{line}"
     );
+    // the last good version runs on: the next good edit is version 3, and the worker was
+    // not restarted in between
+    std::fs::write(d.path().join("_index.yaml"), YAML).unwrap();
+    std::fs::write(d.path().join("worker.lua"), WORKER.replace("TAG", "v3")).unwrap();
+    wait_for("worker v3 up");
+    let line = wait_for("registry version 3");
+    assert!(
+        line.contains("registry version 3: updated app:worker; restarted app:svc"),
+        "{line}"
+    );
     Command::new("kill")
         .args(["-TERM", &child.id().to_string()])
         .status()
         .unwrap();
     let code = child.wait().unwrap();
-    let _ = reader.join();
     assert_eq!(code.code(), Some(0));
+    let ups: Vec<&String> = lines
+        .seen
+        .iter()
+        .filter(|l| l.contains("up"))
+        .filter(|l| l.contains("worker v"))
+        .collect();
+    assert_eq!(ups.len(), 3, "{ups:#?}");
 }
 
 /// en/lua/system/io.md: `io.read()` reads up to 1024 bytes by default (and for n <= 0);

@@ -287,6 +287,53 @@ end }
     );
 }
 
+/// README, `process.upgrade`: the process keeps its links, its names and the limits of
+/// its first entry: after upgrading to an entry without limits that spins, it still holds
+/// its name, its first entry's `max_execution_ms` stops it, and the process linked to it
+/// hears LINK_DOWN.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn process_upgrade_keeps_links_names_and_limits() {
+    let v = App::new()
+        .entry("  - name: keeper\n    kind: process.lua\n    source: |\n      return { main = function(owner)\n        process.registry.register(\"keeper\")\n        assert(process.link(owner))\n        process.inbox():receive()\n        process.upgrade(\"app:spinner\", owner)\n      end }\n    method: main\n    limits: {max_execution_ms: 100}\n")
+        .lua(
+            "spinner",
+            r#"
+return { main = function(owner)
+  process.send(owner, "name", process.registry.lookup("keeper") == process.pid())
+  while true do end
+end }
+"#,
+        )
+        .lua(
+            "main",
+            r#"
+local time = require("time")
+return { main = function()
+  process.set_options({ trap_links = true })
+  local keeper = process.spawn("app:keeper", "app:host", process.pid())
+  -- linked once it holds its name
+  for _ = 1, 1000 do
+    if process.registry.lookup("keeper") then break end
+    time.sleep(5 * time.MILLISECOND)
+  end
+  process.send(keeper, "go")
+  local name = process.inbox():receive():payload():data()
+  local r = channel.select({ process.events():case_receive(), time.after(10000 * time.MILLISECOND):case_receive() })
+  local ev = r.value
+  if type(ev) ~= "table" then return { name = name, event = "none within 10 s" } end
+  return { name = name, event = ev.kind, from = ev.from == keeper,
+           limit = tostring(ev.result.error):find("max_execution_ms", 1, true) ~= nil }
+end }
+"#,
+        )
+        .value("main")
+        .await;
+    assert_eq!(
+        v,
+        json!({"name": true, "event": "LINK_DOWN", "from": true, "limit": true})
+    );
+}
+
 /// A changed function: calls already running finish on the old code, new calls run the
 /// new one, for Lua and WebAssembly functions; a WebAssembly entry that does not compile
 /// is refused with its error, and the old one keeps running; rolling back brings the old

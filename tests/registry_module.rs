@@ -456,3 +456,37 @@ end }
 fn text_of(v: &serde_json::Value, case: &str) -> String {
     v[case]["text"].as_str().unwrap_or_default().to_string()
 }
+
+/// README, "registry": the last 1,000 versions are kept (warden's choice: Wippy's page
+/// names no number): after 1,005 changes the oldest kept is version 7 of 1,006, and an
+/// older one is NOT_FOUND.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_last_thousand_versions_are_kept() {
+    let v = App::new()
+        .entry("  - {name: cfg, kind: registry.entry, data: {n: 0}}\n")
+        .lua(
+            "main",
+            r#"
+local registry = require("registry")
+return { main = function()
+  for i = 1, 1005 do
+    local cs = registry.changes()
+    cs:update({ id = "app:cfg", data = { n = i } })
+    assert(cs:apply())
+  end
+  local vs = registry.versions()
+  local _, gone = registry.snapshot_at(6)
+  local kept = registry.snapshot_at(7)
+  return { count = #vs, first = vs[1]:id(), last = vs[#vs]:id(),
+           gone = gone and gone:kind(), kept = kept ~= nil,
+           current = registry.current_version():id() }
+end }
+"#,
+        )
+        .value("main")
+        .await;
+    assert_eq!(
+        v,
+        json!({"count": 1000, "first": 7, "last": 1006, "gone": "NotFound", "kept": true, "current": 1006})
+    );
+}
