@@ -747,7 +747,15 @@ impl Drop for Child2 {
 async fn a_node_killed_with_sigkill_is_noconnection_to_its_watchers_within_3s() {
     let server = nats();
     let dir = tempfile::tempdir().unwrap();
-    std::fs::write(dir.path().join("_index.yaml"), WORKER_APP).unwrap();
+    // heartbeats every 200 ms: a node is lost after 1 s of silence, well inside the bound
+    std::fs::write(
+        dir.path().join("_index.yaml"),
+        format!(
+            "{WORKER_APP}  - {{name: cluster, kind: cluster.nats, url: \"{}\", heartbeat: 200ms}}\n",
+            server.url
+        ),
+    )
+    .unwrap();
     let warden = |name: &str| {
         Child2(
             Command::new(env!("CARGO_BIN_EXE_warden"))

