@@ -425,6 +425,7 @@ return { main = function(target)
   local events = process.events()
   process.monitor(target)
   process.send(target, "are you there")
+  process.registry.register("holding")
   local r = channel.select({ events:case_receive(), time.after(10000 * time.MILLISECOND):case_receive() })
   local ev = r.value
   if type(ev) ~= "table" then error("no EXIT") end
@@ -470,8 +471,13 @@ async fn a_gap_in_a_nodes_stream_is_a_node_loss_on_both_sides() {
             let _ = tx.send(exit.clone());
         }),
     );
-    // let the monitor and the message reach b, then forge a frame from a that skips numbers
-    tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+    // once the holder monitors the target, forge a frame from a that skips numbers
+    // (whether a's monitor reached b first or not, each side declares the other lost: b
+    // at the gap, a at b's Reset)
+    eventually("the holder's monitor", || {
+        a.node().lookup("holding").is_some()
+    })
+    .await;
     let raw = async_nats::connect(&server.url).await.unwrap();
     let forged = json!({"k": "F", "c": a.node().creation(), "s": 1, "q": 1000, "o": []});
     raw.publish("warden.default.msg.b.a", forged.to_string().into())
