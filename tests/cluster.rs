@@ -841,6 +841,7 @@ return { main = function()
   local out = {}
   local v, err = funcs.call("app:where", 21)
   out.value = v
+  out.err = err and tostring(err)
   local with = funcs.new():with_context({ tag = "blue" })
   out.ctx = with:call("app:where", 1).tag
   local _, e1 = funcs.call("app:where", "fail")
@@ -865,7 +866,7 @@ async fn a_function_this_node_lacks_is_called_on_a_node_that_has_it() {
     let b = node(&on_b, &server.url, "b").await;
     converge(&[&a, &b], &["a", "b"]).await;
     let out = run(&a, "caller", vec![]).await;
-    assert_eq!(out["value"]["double"], json!(42));
+    assert_eq!(out["value"]["double"], json!(42), "{out}");
     assert_eq!(out["ctx"], json!("blue"));
     assert_eq!(out["failed"]["kind"], json!(""));
     assert_eq!(out["failed"]["text"], json!("no such thing"));
@@ -887,10 +888,15 @@ return { main = function(node)
   if not pid then error(err) end
   out.node = pid:match("^{(.-)|")
   process.send(pid, "go", "there")
-  local ev = events:receive()
+  local function next_event(what)
+    local r = channel.select({ events:case_receive(), time.after(20000 * time.MILLISECOND):case_receive() })
+    if r.channel ~= events then error("no event within 20 s for " .. what) end
+    return r.value
+  end
+  local ev = next_event("the remote victim " .. tostring(pid))
   out.exit = { from = ev.from == pid, error = tostring(ev.result.error):match("boom on there") }
   local ghost = process.spawn_monitored("app:ghost", node .. ":app:host")
-  ev = events:receive()
+  ev = next_event("the remote ghost " .. tostring(ghost))
   out.ghost = { from = ev.from == ghost, error = tostring(ev.result.error), kind = ev.result.error:kind() }
   local _, e = process.spawn("app:victim", "nowhere:app:host")
   out.nowhere = tostring(e)

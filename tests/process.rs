@@ -802,8 +802,11 @@ end }
         )
         .value("main")
         .await;
-    // the main process itself was one of the pending spawns until it started
-    assert_eq!(v["spawned"], 50);
+    // the main process itself was one of the pending spawns until it started; on a busy
+    // machine its slice can end between spawns and let some children start, so the queue
+    // of 50 (not the default 1024) took at least 50 and stopped the loop
+    let spawned = v["spawned"].as_u64().unwrap();
+    assert!((50..1024).contains(&spawned), "{v}");
     assert!(v["err"].as_str().unwrap().contains("queue is full"), "{v}");
     assert_eq!(v["kind"], "Unavailable");
 }

@@ -629,6 +629,7 @@ impl Remote for Sender {
         host: &crate::registry::Id,
         args: Vec<Value>,
         opts: &crate::process::SpawnOptions,
+        record: &mut dyn FnMut(&Pid),
     ) -> Result<Pid, ProcessError> {
         let c = &self.0;
         if c.member_creation(node).is_none() {
@@ -652,8 +653,10 @@ impl Remote for Sender {
             m: opts.monitor_by.as_ref().map(|p| p.to_string()),
         };
         let node: Arc<str> = Arc::from(node);
-        c.enqueue(&node, op)?;
-        Ok(Pid { node, id })
+        let pid = Pid { node, id };
+        record(&pid);
+        c.enqueue(&pid.node, op)?;
+        Ok(pid)
     }
 }
 

@@ -654,7 +654,8 @@ pub trait Remote: Send + Sync {
 
     /// Asks node `node` to spawn `entry` on its host `host`; the pid it will have (see
     /// [`Node::spawn_remote`]). `opts`' link and monitor are set up there, atomically with
-    /// the spawn.
+    /// the spawn; `record` is called with the pid before the request leaves, so this
+    /// side's half of the link or monitor is in place before an exit of it can come back.
     fn spawn(
         &self,
         node: &str,
@@ -662,6 +663,7 @@ pub trait Remote: Send + Sync {
         host: &Id,
         args: Vec<Value>,
         opts: &SpawnOptions,
+        record: &mut dyn FnMut(&Pid),
     ) -> Result<Pid, ProcessError>;
 }
 
@@ -1257,18 +1259,32 @@ impl Node {
                 "host {node}:{host_id} is on another node, and this node is not in a cluster"
             ))
         })?;
-        let pid = remote.spawn(node, entry_id, host_id, args, &opts)?;
-        if let Some(l) = &opts.link_to {
-            if let Some(parent) = self.process(l) {
-                parent.relations.lock().links.push(pid.clone());
+        // this side's half of the link / monitor first: a spawn that fails there at once
+        // answers with an exit that must find it
+        let mut recorded: Option<Pid> = None;
+        let spawned = remote.spawn(node, entry_id, host_id, args, &opts, &mut |pid| {
+            if let Some(l) = &opts.link_to {
+                if let Some(parent) = self.process(l) {
+                    parent.relations.lock().links.push(pid.clone());
+                }
+            }
+            if let Some(m) = &opts.monitor_by {
+                if let Some(w) = self.process(m) {
+                    w.relations.lock().watching.push(pid.clone());
+                }
+            }
+            recorded = Some(pid.clone());
+        });
+        if let (Err(_), Some(pid)) = (&spawned, &recorded) {
+            // the request never left: undo
+            if let Some(parent) = opts.link_to.as_ref().and_then(|l| self.process(l)) {
+                parent.relations.lock().links.retain(|p| p != pid);
+            }
+            if let Some(w) = opts.monitor_by.as_ref().and_then(|m| self.process(m)) {
+                w.relations.lock().watching.retain(|p| p != pid);
             }
         }
-        if let Some(m) = &opts.monitor_by {
-            if let Some(w) = self.process(m) {
-                w.relations.lock().watching.push(pid.clone());
-            }
-        }
-        Ok(pid)
+        spawned
     }
 
     /// Spawns process entry `entry_id` on host `host_id` with `args`.
