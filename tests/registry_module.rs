@@ -207,6 +207,12 @@ return { main = function()
   end)
   local missing = try(function(cs) cs:update({ id = "app:nope", kind = "registry.entry" }) end)
   -- two broken entries: both named, nothing applied
+  -- a load error and a service error: both named
+  local phases = try(function(cs)
+    cs:create({ id = "app:bad2", kind = "function.lua",
+                data = { source = "return { main = function( end }", method = "main" } })
+    cs:create({ id = "app:svc3", kind = "process.service", data = { process = "app:nothing3" } })
+  end)
   local both = try(function(cs)
     cs:create({ id = "app:bad1", kind = "function.lua",
                 data = { source = "return { main = function( end }", method = "main" } })
@@ -217,6 +223,7 @@ return { main = function()
   local _, fine = registry.get("app:fine")
   return {
     syntax = syntax, import = import, service = service, missing = missing, both = both,
+    phases = phases,
     fine = fine:kind(), version = registry.current_version():id(),
     util = registry.get("app:util").kind,
   }
@@ -225,12 +232,22 @@ end }
         )
         .value("main")
         .await;
-    for case in ["syntax", "import", "service", "missing", "both"] {
+    for case in ["syntax", "import", "service", "missing", "both", "phases"] {
         assert_eq!(v[case]["v"], json!(null), "{case}: {v}");
         assert_eq!(v[case]["kind"], "Invalid", "{case}: {v}");
-        let want = if case == "both" { 2 } else { 1 };
+        let want = if case == "both" || case == "phases" {
+            2
+        } else {
+            1
+        };
         assert_eq!(v[case]["count"], want, "{case}: {v}");
     }
+    assert!(
+        text_of(&v, "phases").contains("app:bad2")
+            && text_of(&v, "phases").contains("app:nothing3"),
+        "{}",
+        text_of(&v, "phases")
+    );
     assert!(
         text_of(&v, "both").contains("app:bad1") && text_of(&v, "both").contains("app:nothing2"),
         "{}",

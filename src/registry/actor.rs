@@ -212,16 +212,33 @@ fn validate(
         return Err(errors);
     }
     let (registry, load_errors) = load_changes(base, &items, &removed);
-    if !load_errors.is_empty() {
-        return Err(load_errors.iter().map(|e| e.to_string()).collect());
-    }
+    // the services, trees and code are checked on what loaded even when some entries did
+    // not, so the change is refused with every error at once; an error about an entry
+    // that failed to load, or that names one, is the load error's consequence and left out
+    let mut errors: Vec<String> = load_errors.iter().map(|e| e.to_string()).collect();
     if let Some(v) = validator {
-        let errors = v(&registry, ops);
-        if !errors.is_empty() {
-            return Err(errors);
-        }
+        let failed: Vec<String> = load_errors.iter().filter_map(|e| e.entry.clone()).collect();
+        errors.extend(
+            v(&registry, ops)
+                .into_iter()
+                .filter(|e| !failed.iter().any(|id| mentions(e, id))),
+        );
+    }
+    if !errors.is_empty() {
+        return Err(errors);
     }
     Ok(registry)
+}
+
+/// Whether error text `e` names entry `id` (as a whole word: `app:a` is not `app:ab`).
+fn mentions(e: &str, id: &str) -> bool {
+    e.match_indices(id).any(|(at, _)| {
+        let end = at + id.len();
+        !e[end..]
+            .chars()
+            .next()
+            .is_some_and(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-' || c == '.')
+    })
 }
 
 impl Actor for RegistryActor {
