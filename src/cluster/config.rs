@@ -70,42 +70,45 @@ pub fn check_name(name: &str) -> Result<(), String> {
     Ok(())
 }
 
-/// Whether every server of `url` (one url, or several separated by commas) is on this
-/// machine: `localhost`, `127.0.0.0/8` or `::1`.
-pub fn is_loopback(url: &str) -> bool {
-    url.split(',').all(|u| {
-        let rest = u.trim().split_once("://").map_or(u.trim(), |(_, r)| r);
-        let authority = rest.split('/').next().unwrap_or("");
-        let host_port = authority.rsplit_once('@').map_or(authority, |(_, h)| h);
-        let host = if let Some(v6) = host_port.strip_prefix('[') {
-            v6.split(']').next().unwrap_or("")
+/// Each server of `url` (one url, or several separated by commas), parsed as async-nats
+/// reads it (`nats://` when no scheme is given); None for one that does not parse.
+fn servers(url: &str) -> impl Iterator<Item = Option<url::Url>> + '_ {
+    url.split(',').map(|u| {
+        let u = u.trim();
+        if u.contains("://") {
+            url::Url::parse(u).ok()
         } else {
-            host_port.split(':').next().unwrap_or("")
-        };
-        host.eq_ignore_ascii_case("localhost")
-            || host
-                .parse::<std::net::IpAddr>()
-                .is_ok_and(|ip| ip.is_loopback())
+            url::Url::parse(&format!("nats://{u}")).ok()
+        }
+    })
+}
+
+/// Whether every server of `url` is on this machine: `localhost`, `127.0.0.0/8` or `::1`.
+pub fn is_loopback(url: &str) -> bool {
+    servers(url).all(|s| {
+        s.is_some_and(|s| match s.host() {
+            Some(url::Host::Domain(d)) => {
+                d.eq_ignore_ascii_case("localhost")
+                    || d.parse::<std::net::IpAddr>()
+                        .is_ok_and(|ip| ip.is_loopback())
+            }
+            Some(url::Host::Ipv4(ip)) => ip.is_loopback(),
+            Some(url::Host::Ipv6(ip)) => ip.is_loopback(),
+            None => false,
+        })
     })
 }
 
 /// The user in `url`'s first server (`user:password@` or `token@`), if any.
 pub fn user_of(url: &str) -> Option<(String, Option<String>)> {
-    let first = url.split(',').next()?.trim();
-    let rest = first.split_once("://").map_or(first, |(_, r)| r);
-    let (user, _) = rest.split('/').next()?.rsplit_once('@')?;
-    Some(match user.split_once(':') {
-        Some((u, p)) => (u.to_string(), Some(p.to_string())),
-        None => (user.to_string(), None),
-    })
+    let s = servers(url).next()??;
+    (!s.username().is_empty()).then(|| (s.username().to_string(), s.password().map(str::to_string)))
 }
 
-/// Whether `url` carries a user (`nats://user:password@host` or `nats://token@host`).
+/// Whether every server of `url` carries a user (`nats://user:password@host` or
+/// `nats://token@host`).
 pub fn has_user(url: &str) -> bool {
-    url.split(',').all(|u| {
-        let rest = u.trim().split_once("://").map_or(u.trim(), |(_, r)| r);
-        rest.split('/').next().unwrap_or("").contains('@')
-    })
+    servers(url).all(|s| s.is_some_and(|s| !s.username().is_empty()))
 }
 
 impl Config {
@@ -128,32 +131,21 @@ impl Config {
     }
 }
 
-/// `url` with any password replaced by `***` (for messages and logs).
+/// `url` with any password (or a token) replaced by `***` (for messages and logs).
 pub fn redact(url: &str) -> String {
     url.split(',')
-        .map(|u| {
-            let (scheme, rest) = u.split_once("://").unwrap_or(("", u));
-            let (auth, path) = rest
-                .split_once('/')
-                .map_or((rest, None), |(a, p)| (a, Some(p)));
-            let shown = match auth.rsplit_once('@') {
-                Some((user, host)) => {
-                    let name = user.split(':').next().unwrap_or("");
-                    format!("{name}:***@{host}")
-                }
-                None => auth.to_string(),
-            };
-            let mut out = String::new();
-            if !scheme.is_empty() {
-                out.push_str(scheme);
-                out.push_str("://");
+        .zip(servers(url))
+        .map(|(text, s)| match s {
+            Some(mut s) if !s.username().is_empty() => {
+                let _ = if s.password().is_some() {
+                    s.set_password(Some("***"))
+                } else {
+                    s.set_username("***")
+                };
+                s.to_string()
             }
-            out.push_str(&shown);
-            if let Some(p) = path {
-                out.push('/');
-                out.push_str(p);
-            }
-            out
+            None if text.contains('@') => "<a url that does not parse>".to_string(),
+            _ => text.trim().to_string(),
         })
         .collect::<Vec<_>>()
         .join(",")

