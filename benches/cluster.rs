@@ -21,6 +21,10 @@ static GLOBAL: MiMalloc = MiMalloc;
 const ROUNDS: usize = 7;
 const RT_N: i64 = 5000;
 const FLOOD_M: i64 = 200_000;
+/// The flood's window: the sender waits for the counter's acknowledgement of a window
+/// before it has two unacknowledged, so at most 50,000 are in flight (a mailbox holds
+/// 65,536).
+const FLOOD_WINDOW: i64 = 25_000;
 
 const APP: &str = r#"version: "1.0"
 namespace: bench
@@ -43,10 +47,13 @@ entries:
     kind: process.lua
     method: main
     source: |
-      return { main = function(n)
+      return { main = function(n, window)
         local inbox = process.inbox()
         local m
-        for i = 1, n do m = inbox:receive() end
+        for i = 1, n do
+          m = inbox:receive()
+          if i % window == 0 then process.send(m:from(), "ack", i) end
+        end
         process.send(m:from(), "done", n)
       end }
   - name: rt
@@ -65,12 +72,20 @@ entries:
     kind: process.lua
     method: main
     source: |
-      return { main = function(counter, n)
+      return { main = function(counter, n, window)
+        -- at most two windows unacknowledged: never more in flight than the counter's
+        -- mailbox holds (a remote message to a full mailbox is dropped)
+        local inbox = process.inbox()
+        local acked = 0
         for i = 1, n do
+          if i - 1 - acked >= 2 * window then
+            inbox:receive()
+            acked = acked + window
+          end
           local ok, err = process.send(counter, "m", i)
           if not ok then error(err) end
         end
-        process.inbox():receive()
+        while inbox:receive():topic() ~= "done" do end
         return n
       end }
 "#;
@@ -172,7 +187,12 @@ async fn node(dir: &std::path::Path, url: &str, name: &str) -> Runtime {
 }
 
 async fn exec(rt: &Runtime, what: &str, args: Vec<Value>) {
-    match rt.exec(&Id::new("bench", what), args).await.unwrap() {
+    let id = Id::new("bench", what);
+    let run = rt.exec(&id, args);
+    let exit = tokio::time::timeout(Duration::from_secs(120), run)
+        .await
+        .unwrap_or_else(|_| panic!("{what} did not finish within 120 s"));
+    match exit.unwrap() {
         Exit::Normal(_) => {}
         other => panic!("{what}: {other:?}"),
     }
@@ -233,7 +253,7 @@ async fn measure(url: &str) -> (Vec<f64>, Vec<f64>, Vec<f64>, Vec<f64>) {
             .spawn(
                 &Id::new("bench", "counter"),
                 None,
-                vec![Value::Int(FLOOD_M)],
+                vec![Value::Int(FLOOD_M), Value::Int(FLOOD_WINDOW)],
                 Default::default(),
             )
             .unwrap();
@@ -241,7 +261,11 @@ async fn measure(url: &str) -> (Vec<f64>, Vec<f64>, Vec<f64>, Vec<f64>) {
         exec(
             &a,
             "flood",
-            vec![Value::str(counter.to_string()), Value::Int(FLOOD_M)],
+            vec![
+                Value::str(counter.to_string()),
+                Value::Int(FLOOD_M),
+                Value::Int(FLOOD_WINDOW),
+            ],
         )
         .await;
         w_fl.push(FLOOD_M as f64 / t.elapsed().as_secs_f64());

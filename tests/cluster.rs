@@ -1153,7 +1153,7 @@ const SLOW: &str = r#"
 local time = require("time")
 local system = require("system")
 return { main = function()
-  time.sleep(400 * time.MILLISECOND)
+  time.sleep(1000 * time.MILLISECOND)
   return system.cluster.node()
 end }
 "#;
@@ -1184,8 +1184,13 @@ async fn a_full_pool_that_allows_it_overflows_to_another_node() {
     let id = Id::new("app", "call_slow");
     let first = a.exec_within(&id, vec![]);
     let second = async {
-        // the first call holds a's only worker by now
-        tokio::time::sleep(std::time::Duration::from_millis(150)).await;
+        // once the first call holds a's only worker (for a second)
+        let slow = Id::new("app", "slow");
+        eventually("the first call on a's worker", || {
+            let pool = a.node().functions.pool(&slow);
+            pool.is_some_and(|p| p.stats().running == 1)
+        })
+        .await;
         a.exec_within(&id, vec![]).await
     };
     let (x, y) = tokio::join!(first, second);

@@ -32,7 +32,7 @@ return { main = function()
       process.send(m:from(), "counted", n)
     else
       n = n + 1
-      if n % 1000 == 0 then time.sleep(1 * time.MILLISECOND) end
+      if n % 100 == 0 then time.sleep(1 * time.MILLISECOND) end
     end
   end
 end }
@@ -56,6 +56,7 @@ return { main = function()
   process.send(echo, "ping", 1)
   process.inbox():receive()
   local ping_ms = (time.now():sub(t0):seconds() * 1000)
+  local t1 = time.now()
   -- once the slow process catches up, sending works again and nothing was lost
   local again
   for _ = 1, 2000 do
@@ -71,8 +72,9 @@ return { main = function()
       break
     end
   end
+  local caught_up_ms = (time.now():sub(t1):seconds() * 1000)
   return { sent = sent, err = tostring(err), kind = err and err:kind(), ping_ms = ping_ms,
-           again = again == true, counted = counted }
+           caught_up_ms = caught_up_ms, again = again == true, counted = counted }
 end }
 "#,
         )
@@ -88,7 +90,13 @@ end }
         "{v}"
     );
     assert_eq!(v["kind"], "Unavailable");
-    assert!(v["ping_ms"].as_f64().unwrap() < 100.0, "{v}");
+    // the slow process sleeps a millisecond every 100 messages: its backlog of 65,536 and
+    // more takes it well over half a second; the neighbour answered in less time than the
+    // slow process needed after that answer to catch up
+    assert!(
+        v["ping_ms"].as_f64().unwrap() < v["caught_up_ms"].as_f64().unwrap(),
+        "{v}"
+    );
     assert_eq!(v["again"], true);
     assert_eq!(
         v["counted"].as_u64().unwrap(),
@@ -128,10 +136,10 @@ end }
 async fn max_execution_ms_stops_runaway_lua_processes_and_functions() {
     let v = App::new()
         .entry(
-            "  - name: spin\n    kind: process.lua\n    source: \"return { main = function() while true do end end }\"\n    method: main\n    limits: {max_execution_ms: 100}\n",
+            "  - name: spin\n    kind: process.lua\n    source: \"return { main = function() while true do end end }\"\n    method: main\n    limits: {max_execution_ms: 1000}\n",
         )
         .entry(
-            "  - name: patient\n    kind: process.lua\n    source: \"local time = require('time') return { main = function() for i = 1, 30 do local t = os.clock() while os.clock() - t < 0.01 do end time.sleep(1 * time.MILLISECOND) end return 'done' end }\"\n    method: main\n    modules: [time]\n    limits: {max_execution_ms: 100}\n",
+            "  - name: patient\n    kind: process.lua\n    source: \"local time = require('time') return { main = function() for i = 1, 60 do local t = time.now() while time.now():sub(t):seconds() < 0.01 do end time.sleep(1 * time.MILLISECOND) end return 'done' end }\"\n    method: main\n    modules: [time]\n    limits: {max_execution_ms: 500}\n",
         )
         .entry(
             "  - name: wspin\n    kind: process.lua\n    source: \"return { main = function() coroutine.wrap(function() while true do end end)() end }\"\n    method: main\n    limits: {max_execution_ms: 100}\n",
@@ -153,17 +161,18 @@ return { main = function()
   local echo = process.spawn("app:echo", "app:host")
   local s = process.spawn_monitored("app:spin", "app:host")
   time.sleep(10 * time.MILLISECOND)
-  local t0 = time.now()
   process.send(echo, "ping", 1)
   process.inbox():receive()
-  out.ping_ms = (time.now():sub(t0):seconds() * 1000)
+  -- the neighbour answered while the loop still ran (its limit is a second away)
+  out.answered_first = channel.select({ process.events():case_receive(), default = true }).default == true
   out.spin = process.events():receive().result.error
   -- loops inside coroutines the process made itself are stopped too
   process.spawn_monitored("app:wspin", "app:host")
   out.wspin = process.events():receive().result.error
   process.spawn_monitored("app:cspin", "app:host")
   out.cspin = process.events():receive().result.error
-  -- 300 ms of work in total, but never more than ~10 ms without waiting: not stopped
+  -- 600 ms of work in total against a limit of 500, but never more than ~10 ms without
+  -- waiting: not stopped
   out.patient = process.exec("app:patient", "app:host")
   local t1 = time.now()
   local r, err = funcs.call("app:fspin")
@@ -174,7 +183,7 @@ end }
         )
         .value("main")
         .await;
-    assert!(v["ping_ms"].as_f64().unwrap() < 100.0, "{v}");
+    assert_eq!(v["answered_first"], true, "{v}");
     let e = v["spin"].as_str().unwrap();
     assert!(
         e.contains("app:spin") && e.contains("execution time limit exceeded"),
@@ -206,7 +215,7 @@ async fn loops_at_any_stack_depth_are_preempted_and_stopped() {
     const DEEP: &str = "local function deep(n) if n == 0 then return 0 end local t = {n} return (deep(n - 1)) + #t end ";
     let spin = |name: &str, body: &str| {
         format!(
-            "  - name: {name}\n    kind: process.lua\n    source: \"{DEEP}return {{ main = function() {body} end }}\"\n    method: main\n    limits: {{max_execution_ms: 100}}\n"
+            "  - name: {name}\n    kind: process.lua\n    source: \"{DEEP}return {{ main = function() {body} end }}\"\n    method: main\n    limits: {{max_execution_ms: 1000}}\n"
         )
     };
     let v = App::with_host(1, 1024)
@@ -235,10 +244,10 @@ return { main = function()
   for _, name in ipairs({ "bottom", "after", "afterpcall", "aftermeta" }) do
     process.spawn_monitored("app:" .. name, "app:host")
     time.sleep(20 * time.MILLISECOND)
-    local t0 = time.now()
     process.send(echo, "ping", 1)
     process.inbox():receive()
-    out.pings[name] = (time.now():sub(t0):seconds() * 1000)
+    -- answered while the loop still ran: its limit is a second away
+    out.pings[name] = channel.select({ process.events():case_receive(), default = true }).default == true
     out[name] = process.events():receive().result.error
   end
   for _ = 1, 4 do process.spawn_monitored("app:overflow", "app:host") end
@@ -256,7 +265,10 @@ end }
             e.contains(&format!("app:{k}")) && e.contains("execution time limit exceeded"),
             "{k}: {e}"
         );
-        assert!(v["pings"][k].as_f64().unwrap() < 100.0, "{k}: {v}");
+        assert_eq!(
+            v["pings"][k], true,
+            "{k}: answered after the loop ended: {v}"
+        );
     }
     for i in 0..4 {
         let e = v["overflow"][i].as_str().unwrap();
@@ -298,6 +310,8 @@ end }
         e.contains("app:bomb") && e.contains("memory limit exceeded"),
         "{e}"
     );
-    assert!(v["ping_ms"].as_f64().unwrap() < 100.0, "{v}");
+    // the runtime answers after the limit stopped the bomb (a bound of seconds: the point
+    // is that it answers at all)
+    assert!(v["ping_ms"].as_f64().unwrap() < 5000.0, "{v}");
     assert_eq!(v["after"], 20000, "the heap recovered: {v}");
 }

@@ -452,3 +452,68 @@ end }
     );
     assert_eq!(v["b"], json!({"none": true}), "{v}");
 }
+
+/// README ("changes reaching what runs"): services whose code changed restart one at a
+/// time: the next one is stopped only once the one before runs the new code. Each worker
+/// says "down" when cancelled (and takes 100 ms to end) and "up" when it starts.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn changed_services_restart_one_at_a_time() {
+    const SAYS: &str = r#"
+local time = require("time")
+return { main = function(name)
+  local function say(what)
+    local log = process.registry.lookup("log")
+    if log then process.send(log, what, name .. " TAG") end
+  end
+  say("up")
+  process.events():receive()
+  say("down")
+  time.sleep(100 * time.MILLISECOND)
+end }
+"#;
+    let main = format!(
+        "{HELPERS}{}",
+        r#"
+return { main = function()
+  process.registry.register("log")
+  local v, err = registry.changes()
+    :update({ id = "app:worker", data = { source = NEW_WORKER, method = "main", modules = { "time" } } })
+    :apply()
+  if not v then return { err = tostring(err) } end
+  local said = {}
+  for i = 1, 6 do
+    local r = channel.select({ process.inbox():case_receive(), time.after(5000 * time.MILLISECOND):case_receive() })
+    if r.channel ~= process.inbox() then break end
+    said[i] = r.value:topic() .. " " .. r.value:payload():data()
+  end
+  return said
+end }
+"#
+    )
+    .replace("NEW_WORKER", &format!("{:?}", SAYS.replace("TAG", "v2")));
+    let mut app = App::new().lua("worker", &SAYS.replace("TAG", "v1"));
+    for s in ["s1", "s2", "s3"] {
+        app = app.entry(&format!(
+            "  - {{name: {s}, kind: process.service, process: worker, host: host, input: [{s}], lifecycle: {{auto_start: true, stop_timeout: 2s}}}}\n"
+        ));
+    }
+    let v = app.lua("main", &main).value("main").await;
+    let said: Vec<&str> = v
+        .as_array()
+        .unwrap_or_else(|| panic!("{v}"))
+        .iter()
+        .map(|s| s.as_str().unwrap())
+        .collect();
+    assert_eq!(said.len(), 6, "{v}");
+    let mut names: Vec<&str> = Vec::new();
+    for pair in said.chunks(2) {
+        let name = pair[0]
+            .strip_prefix("down ")
+            .and_then(|s| s.strip_suffix(" v1"))
+            .unwrap_or_else(|| panic!("a stop expected, then its restart: {v}"));
+        assert_eq!(pair[1], format!("up {name} v2"), "{v}");
+        names.push(name);
+    }
+    names.sort();
+    assert_eq!(names, ["s1", "s2", "s3"], "{v}");
+}

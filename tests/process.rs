@@ -392,7 +392,7 @@ async fn busy_process_does_not_starve_its_worker() {
         .lua("echo", ECHO)
         .lua(
             "busy",
-            "return { main = function() local t = os.clock() while os.clock() - t < 1.0 do end return 'done' end }",
+            "local time = require('time') return { main = function() local t = time.now() while time.now():sub(t):seconds() < 1.5 do end return 'done' end }",
         )
         .lua(
             "main",
@@ -402,16 +402,14 @@ local function main()
   local busy = process.spawn_monitored("app:busy", "app:host")
   local echo = process.spawn("app:echo", "app:host")
   time.sleep("10ms")
-  local worst = 0
   for i = 1, 20 do
-    local t0 = time.now()
     process.send(echo, "ping", i)
     process.inbox():receive()
-    local dt = (time.now():sub(t0):seconds() * 1000)
-    if dt > worst then worst = dt end
   end
+  -- twenty round trips through the single worker while the loop still runs
+  local running = channel.select({ process.events():case_receive(), default = true }).default == true
   local ev = process.events():receive()
-  return { worst_ms = worst, busy = ev.result.value }
+  return { running = running, busy = ev.result.value }
 end
 return { main = main }
 "#,
@@ -419,8 +417,9 @@ return { main = main }
         .value("main")
         .await;
     assert_eq!(v["busy"], "done");
-    // the busy loop runs a full second; without preemption a round trip would wait for it
-    assert!(v["worst_ms"].as_f64().unwrap() < 500.0, "{v}");
+    // the busy loop runs 1.5 s on the only worker; without preemption no round trip (nor
+    // the main process's own sleep) would end before it
+    assert_eq!(v["running"], true, "{v}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -831,23 +830,27 @@ return { main = function()
   end
   local echo = process.spawn("app:echo", "app:host")
   time.sleep("20ms")
-  local worst = 0
-  for i = 1, 50 do
+  local pings = {}
+  for i = 1, 51 do
     local t0 = time.now()
     process.send(echo, "ping", i)
     process.inbox():receive()
-    local dt = (time.now():sub(t0):seconds() * 1000)
-    if dt > worst then worst = dt end
+    pings[i] = (time.now():sub(t0):seconds() * 1000)
   end
   for _, p in ipairs(sleepers) do process.terminate(p) end
-  return { worst_ms = worst, sleepers = #sleepers }
+  table.sort(pings)
+  return { median_ms = pings[26], worst_ms = pings[51], sleepers = #sleepers }
 end }
 "#,
         )
         .value("main")
         .await;
     assert_eq!(v["sleepers"], 10000);
-    assert!(v["worst_ms"].as_f64().unwrap() < 100.0, "{v}");
+    // a round trip is tens of microseconds; one that walked the 10,000 sleepers (or waited
+    // on their timers) would take far longer. The median is what a busy machine leaves
+    // alone; the worst gets a bound of seconds.
+    assert!(v["median_ms"].as_f64().unwrap() < 50.0, "{v}");
+    assert!(v["worst_ms"].as_f64().unwrap() < 2000.0, "{v}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

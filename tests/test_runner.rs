@@ -430,3 +430,51 @@ end) }
         assert!(tap.contains(&want), "{want}\n{tap}");
     }
 }
+
+/// `warden test -j N` (README's command table: "up to N at once"): with `-j 3`, three
+/// tests that each sleep 300 ms overlap, so the run takes less than the sum of their
+/// times; with `-j 1` it takes at least that sum.
+#[test]
+fn jobs_run_tests_side_by_side() {
+    let sleepy = |name: &str| {
+        test_entry(
+            name,
+            "function.lua",
+            "",
+            "local time = require('time')\nreturn { run = function() time.sleep('300ms') return true end }",
+        )
+    };
+    let app = App::new()
+        .entry(&sleepy("t1"))
+        .entry(&sleepy("t2"))
+        .entry(&sleepy("t3"));
+    app.finish();
+    let ms = |w: &str| -> u64 { w.strip_suffix("ms").unwrap().parse().unwrap() };
+    // (sum of the cases' times, the run's time)
+    let times = |jobs: &str| -> (u64, u64) {
+        let (code, out, err) = warden_test(app.path(), &["-j", jobs]);
+        assert_eq!(code, 0, "{out}{err}");
+        let cases: Vec<u64> = out
+            .lines()
+            .filter(|l| l.trim_start().starts_with("+ app:t"))
+            .map(|l| ms(l.split_whitespace().last().unwrap()))
+            .collect();
+        assert_eq!(cases.len(), 3, "{out}");
+        assert!(cases.iter().all(|&c| c >= 300), "{out}");
+        let total = out
+            .lines()
+            .last()
+            .unwrap()
+            .split_whitespace()
+            .last()
+            .unwrap();
+        (cases.iter().sum(), ms(total))
+    };
+    let (sum, total) = times("3");
+    assert!(total < sum, "-j 3: {total} ms for cases of {sum} ms in all");
+    let (sum, total) = times("1");
+    assert!(
+        total >= sum,
+        "-j 1: {total} ms for cases of {sum} ms in all"
+    );
+}

@@ -10,7 +10,7 @@
 //! operations are numbered from 1 (`q` is the number of the frame's first one). The
 //! receiver accepts only the next number, so a lost or repeated frame is seen.
 
-use crate::process::{Exit, ExitError, Node, Pid, RemoteOp};
+use crate::process::{Exit, ExitError, Node, Pid, ProcessError, RemoteOp};
 use crate::value::{self, Value};
 use serde::{Deserialize, Serialize};
 use std::sync::Arc;
@@ -302,8 +302,11 @@ pub fn apply(node: &Node, from: &str, creation: u64, op: Op) {
                 None => None,
             };
             let payload = p.iter().map(value::from_json).collect();
-            // as in Erlang, a message to a process that is gone is dropped
-            let _ = node.send(source.as_ref(), &dest, tp, payload);
+            // as in Erlang, a message to a process that is gone is dropped; one to a full
+            // mailbox is dropped too (the sender was told "sent" long ago), with a warning
+            if let Err(ProcessError::Busy(why)) = node.send(source.as_ref(), &dest, tp, payload) {
+                dropped_full(from, &why);
+            }
         }
         Op::C(c) => match remote_op(&sender, c) {
             Ok(op) => node.apply_remote(op),
@@ -315,6 +318,21 @@ pub fn apply(node: &Node, from: &str, creation: u64, op: Op) {
         | Op::Spawn { .. }
         | Op::Pg { .. }
         | Op::PgSync { .. } => {}
+    }
+}
+
+/// How many remote messages found their process's mailbox full (for the warning's
+/// rate: the first, then one in every 10,000).
+static DROPPED_FULL: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+
+fn dropped_full(from: &str, why: &str) {
+    let n = DROPPED_FULL.fetch_add(1, std::sync::atomic::Ordering::Relaxed) + 1;
+    if n == 1 || n.is_multiple_of(10_000) {
+        tracing::warn!(
+            node = %from,
+            dropped = n,
+            "cluster: a message from node {from} was dropped: {why} ({n} dropped so far)"
+        );
     }
 }
 
