@@ -1410,18 +1410,18 @@ fn bare_wit_declarations_are_wrapped_into_a_world() {
     assert_eq!(warden::wasm::compile::wit_world_text(full), full);
 }
 
-/// Instantiate + one call of `echo-point`, on-demand vs pooling allocator (the best of 3
-/// rounds is printed; the engine module documents the numbers).
+/// A fresh instance per call works with both allocators, on-demand and pooling (with more
+/// calls than the pool has slots, so slots are reused). What they cost is measured in
+/// `cargo bench --bench wasm` (BENCHMARKS.md), not here.
 #[tokio::test(flavor = "current_thread")]
-async fn measure_instantiate() {
+async fn instances_come_from_either_allocator() {
     let dir = app(&fixture_entries(
         "complex.wasm",
         COMPLEX,
         "[]",
         &COMPLEX_EXPORTS[..1],
     ));
-    let n = 300;
-    for (label, pooling) in [("on-demand", None), ("pooling", Some(64))] {
+    for pooling in [None, Some(4)] {
         let opts = WasmOptions {
             engine: EngineOptions {
                 pooling,
@@ -1432,18 +1432,13 @@ async fn measure_instantiate() {
         let rt = compile_with(&dir, &opts).unwrap();
         let f = func(&rt, "echo_point");
         let ctx = CallContext::default();
-        let mut best = f64::MAX;
-        for _ in 0..3 {
-            let t = Instant::now();
-            for _ in 0..n {
-                assert_eq!(
-                    f.call(vec![point(1, 2)], &ctx).await,
-                    Ok(WasmResult::Ok(point(1, 2)))
-                );
-            }
-            best = best.min(t.elapsed().as_secs_f64() * 1e6 / n as f64);
+        for k in 0..20 {
+            assert_eq!(
+                f.call(vec![point(k, 2)], &ctx).await,
+                Ok(WasmResult::Ok(point(k, 2))),
+                "pooling {pooling:?}, call {k}"
+            );
         }
-        println!("{label}: instantiate + call {best:.1} us");
     }
 }
 

@@ -18,7 +18,7 @@
 //!
 //! Pooling allocator, measured on this machine (2 cores, `complex.wasm` `echo-point`,
 //! instantiate from an `InstancePre` + one call, a new Store each time, best of 3 rounds
-//! of 300; the `wasm_engine` test `measure_instantiate` prints them):
+//! of 300; then printed by a test, now measured by `cargo bench --bench wasm`):
 //!
 //! | build | on-demand allocator | pooling allocator |
 //! |---|---|---|
