@@ -19,7 +19,6 @@ pub mod runtime;
 pub mod security;
 pub mod supervision;
 pub mod testing;
-pub mod typed_lua;
 pub mod value;
 pub mod wasm;
 pub mod watch;

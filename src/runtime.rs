@@ -6,7 +6,7 @@
 
 use crate::functions::{CallContext, CallError};
 use crate::lua;
-use crate::process::{Exit, Host, Launcher, Node, Pid, ProcessError, SpawnOptions};
+use crate::process::{Exit, Host, Node, Pid, ProcessError, ProcessKind, SpawnOptions};
 use crate::registry::actor::{
     self as registry_actor, Change, RegistryActor, RegistryMsg, RegistryState,
 };
@@ -148,13 +148,22 @@ pub struct Runtime {
 /// The reason of the CANCEL every process gets at shutdown.
 pub const SHUTDOWN_REASON: &str = "shutdown";
 
-/// The launchers of every process kind this build runs.
-pub fn launchers() -> HashMap<&'static str, Launcher> {
-    let mut l: HashMap<&'static str, Launcher> = HashMap::new();
-    l.insert("process.lua", lua::launcher);
-    l.insert("function.lua", lua::launcher);
-    l.insert("process.wasm", crate::wasm::process::launcher);
-    l
+/// The process kinds this build runs, by entry kind. Every WebAssembly process sees a
+/// CANCEL from its start; a Lua process once it takes its events channel.
+pub fn process_kinds() -> HashMap<&'static str, ProcessKind> {
+    let lua = ProcessKind {
+        launch: lua::launcher,
+        sees_cancel: false,
+    };
+    let wasm = ProcessKind {
+        launch: crate::wasm::process::launcher,
+        sees_cancel: true,
+    };
+    HashMap::from([
+        ("process.lua", lua),
+        ("function.lua", lua),
+        ("process.wasm", wasm),
+    ])
 }
 
 impl Runtime {
@@ -196,7 +205,7 @@ impl Runtime {
                 .join("\n"))
         })?);
         let registry = Arc::new(registry);
-        let node = Node::new(node_name, registry.clone(), launchers());
+        let node = Node::new(node_name, registry.clone(), process_kinds());
         node.strict_security.store(
             options.security_strict,
             std::sync::atomic::Ordering::Relaxed,

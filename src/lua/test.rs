@@ -1,6 +1,6 @@
 //! The `test` module (Wippy's test library; `test.lua` holds it): suites, cases, hooks,
 //! assertions and mocks, and `run_cases`, which reports each case to `warden test`
-//! through the node's [`crate::testing::Sink`] as it runs.
+//! through the node's [`Sink`] as it runs.
 //!
 //! Wippy apps import it as the library `wippy.test:test` (warden provides that id built
 //! in) or list `test` in `modules`.
@@ -10,7 +10,7 @@ use super::{current_any, current_or};
 use crate::process::Node;
 use crate::registry::Id;
 use crate::supervision::Supervision;
-use crate::value;
+use crate::value::{self, Value};
 use mlua::{Lua, MultiValue, Table};
 use std::sync::Arc;
 
@@ -105,6 +105,21 @@ fn helpers(lua: &Lua) -> mlua::Result<Table> {
     Ok(h)
 }
 
+/// Where the `test` module reports to (a node extension, set by the test runner).
+pub struct Sink(tokio::sync::mpsc::UnboundedSender<Value>);
+
+impl Sink {
+    /// A sink passing events to `tx`.
+    pub fn new(tx: tokio::sync::mpsc::UnboundedSender<Value>) -> Sink {
+        Sink(tx)
+    }
+
+    /// Passes one event on.
+    pub fn send(&self, event: Value) {
+        let _ = self.0.send(event);
+    }
+}
+
 /// The chunk name of the module: frames of it are skipped when a failed assertion looks
 /// for the test line that made it.
 const CHUNK: &str = "=warden test";
@@ -114,7 +129,7 @@ const CHUNK: &str = "=warden test";
 /// are those modules (the supervision helpers use them).
 pub fn module(lua: &Lua, runners: Table, supervisor: Table, time: Table) -> mlua::Result<Table> {
     let report = lua.create_function(|_, event: mlua::Value| {
-        let Some(sink) = current_any().and_then(|c| c.node().ext::<crate::testing::Sink>()) else {
+        let Some(sink) = current_any().and_then(|c| c.node().ext::<Sink>()) else {
             return Ok(());
         };
         if let Ok(v) = value::from_lua(&event) {

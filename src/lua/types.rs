@@ -7,7 +7,7 @@
 //! `Integer`, `String`, `Boolean`... for the value's own type. Validators (`@min`, `@max`,
 //! `@min_len`, `@max_len`, `@pattern`) check at run time what they say.
 //!
-//! The loader ([`crate::typed_lua`]) turns `type Name = T` into
+//! The loader (`registry/loader/typed_lua.rs`) turns `type Name = T` into
 //! `local Name = __wtype("Name", [=[T]=], {refs}, {generics})`: this module parses `T`
 //! once per text (a thread's cache) and builds the value.
 

@@ -183,6 +183,13 @@ pub enum EntrySpec {
     SecurityPolicy(Arc<crate::security::Policy>),
 }
 
+impl EntrySpec {
+    /// Whether the entry is a host processes run on (`process.host`, `terminal.host`).
+    pub fn is_host(&self) -> bool {
+        matches!(self, EntrySpec::ProcessHost(_) | EntrySpec::TerminalHost)
+    }
+}
+
 /// The fields of a `process.host` entry (`host:` mapping).
 #[derive(Clone, Debug)]
 pub struct HostSpec {

@@ -24,15 +24,7 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-/// Where the `test` module reports to (a node extension, set by the runner).
-pub struct Sink(tokio::sync::mpsc::UnboundedSender<Value>);
-
-impl Sink {
-    /// Passes one event on.
-    pub fn send(&self, event: Value) {
-        let _ = self.0.send(event);
-    }
-}
+pub use crate::lua::test::Sink;
 
 /// How a case ended.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -338,7 +330,7 @@ async fn run_isolated(
         }
     };
     let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
-    rt.node().set_ext(Arc::new(Sink(tx)));
+    rt.node().set_ext(Arc::new(Sink::new(tx)));
     let (exit_tx, exit_rx) = tokio::sync::oneshot::channel();
     let opts = SpawnOptions {
         on_exit: Some(Box::new(move |_, exit: &Arc<Exit>| {

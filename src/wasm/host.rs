@@ -7,9 +7,9 @@
 //! as a local task of the guest's worker thread (Lua functions need that thread's Lua
 //! state), and the guest awaits its reply.
 
-use super::store::StoreState;
-use crate::functions::{CallContext, DEFAULT_TIMEOUT};
-use crate::process::{Node, ProcessHandle};
+use super::store::{GuestHost, StoreState};
+use crate::functions::DEFAULT_TIMEOUT;
+use crate::process::ProcessHandle;
 use crate::value::{self, Value};
 use std::sync::Arc;
 use std::time::Duration;
@@ -22,18 +22,6 @@ pub const WARDEN_WIT: &str = include_str!("../../wit/warden.wit");
 pub const PROCESS_IFACE: &str = "warden:host/process@0.1.0";
 /// The funcs interface, as guests import it.
 pub const FUNCS_IFACE: &str = "warden:host/funcs@0.1.0";
-
-/// What the host interfaces act for: the node, the calling process (for
-/// `warden:process`), and the call context that travels with function calls.
-#[derive(Clone)]
-pub struct GuestHost {
-    /// The node.
-    pub node: Arc<Node>,
-    /// The process the guest runs as (None for a function call).
-    pub me: Option<Arc<ProcessHandle>>,
-    /// The context passed on to functions the guest calls.
-    pub context: Arc<CallContext>,
-}
 
 #[derive(ComponentType, Lower, Clone, Debug)]
 #[component(record)]

@@ -554,14 +554,14 @@ impl WasmExecutor {
         &self,
         pool: &crate::functions::Pool,
         context: &Arc<CallContext>,
-    ) -> (Option<Arc<WasmFunction>>, usize, Option<host::GuestHost>) {
+    ) -> (Option<Arc<WasmFunction>>, usize, Option<store::GuestHost>) {
         let f = self.runtime.function(&pool.entry.id);
         let keep = if pool.keeps_instances() {
             pool.spec.max_size.min(256)
         } else {
             0
         };
-        let host = self.node.upgrade().map(|node| host::GuestHost {
+        let host = self.node.upgrade().map(|node| store::GuestHost {
             node,
             me: None,
             context: context.clone(),

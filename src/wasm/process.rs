@@ -9,7 +9,7 @@
 //! while the guest runs, so terminate, cancel or a failing link stop it, in a tight loop
 //! too (the guest yields at every epoch tick).
 
-use super::host::GuestHost;
+use super::store::GuestHost;
 use super::{WasmResult, WasmRuntime};
 use crate::functions::CallContext;
 use crate::process::{Body, BodyFuture, Exit, ExitError, Node, ProcessContext, Signal};

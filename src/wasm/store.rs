@@ -1,9 +1,24 @@
 //! What a wasmtime `Store` holds for one call: the guest's WASI context, its resource
 //! table, and the limiter that caps its linear memory.
 
+use crate::functions::CallContext;
+use crate::process::{Node, ProcessHandle};
+use std::sync::Arc;
 use wasmtime::component::ResourceTable;
 use wasmtime::ResourceLimiter;
 use wasmtime_wasi::{WasiCtx, WasiCtxBuilder, WasiCtxView, WasiView};
+
+/// What the host interfaces (`host.rs`) act for: the node, the calling process (for
+/// `warden:process`), and the call context that travels with function calls.
+#[derive(Clone)]
+pub struct GuestHost {
+    /// The node.
+    pub node: Arc<Node>,
+    /// The process the guest runs as (None for a function call).
+    pub me: Option<Arc<ProcessHandle>>,
+    /// The context passed on to functions the guest calls.
+    pub context: Arc<CallContext>,
+}
 
 /// Tables may not grow beyond this many elements (a guard against table-growth bombs).
 const MAX_TABLE_ELEMENTS: usize = 1 << 20;
@@ -23,7 +38,7 @@ pub struct StoreState {
     /// instance can serve many calls.
     pub deadline: Option<std::time::Instant>,
     /// What warden's host interfaces act for (set per call).
-    pub host: Option<super::host::GuestHost>,
+    pub host: Option<GuestHost>,
     /// For a `process.wasm`: how long it has computed since it last waited, and the most
     /// it may (`max_execution_ms` there is the longest stretch without waiting, as for
     /// Lua processes, not a cap on the process's life).

@@ -89,11 +89,11 @@ impl Loader {
         }
         // Typed Lua is erased here, once: workers compile the plain text.
         if let Some((src, chunk)) = &mut source {
-            match crate::typed_lua::prepare(&self.lua, src, chunk) {
+            match super::typed_lua::prepare(&self.lua, src, chunk) {
                 Ok(std::borrow::Cow::Borrowed(_)) => {}
                 Ok(std::borrow::Cow::Owned(plain)) => {
                     // typed code: plain type errors are warnings, ahead of Wippy
-                    for (line, message) in crate::typed_lua::type_warnings(src) {
+                    for (line, message) in super::typed_lua::type_warnings(src) {
                         self.warnings.push(format!(
                             "{}: entry {}: {chunk}:{line}: {message}",
                             self.rel(ctx.file).display(),

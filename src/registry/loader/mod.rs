@@ -15,6 +15,7 @@ use serde_yaml_ng::{Mapping, Value as Yaml};
 mod env;
 pub mod layout;
 mod lua;
+mod typed_lua;
 mod wasm;
 
 pub use lua::{builtin_library, BUILTIN_LIBRARIES, BUILTIN_MODULES};
