@@ -7,6 +7,7 @@
 pub mod actor;
 pub mod changes;
 pub mod finder;
+pub mod hint;
 pub mod loader;
 pub mod pool;
 

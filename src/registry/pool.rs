@@ -169,13 +169,7 @@ impl PoolSpec {
                 }
             }
             other => {
-                let hint = POOL_TYPES
-                    .iter()
-                    .map(|t| (strsim::levenshtein(t, other), t))
-                    .min()
-                    .filter(|(d, _)| *d <= 3)
-                    .map(|(_, t)| format!(" (did you mean {t}?)"))
-                    .unwrap_or_default();
+                let hint = super::hint::did_you_mean(other, POOL_TYPES, super::hint::NEAR);
                 return Err((
                     "pool.type".into(),
                     format!("unknown pool type {other}{hint}; expected one of inline, lazy, static, adaptive"),

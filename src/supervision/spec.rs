@@ -241,13 +241,7 @@ struct Checker<'a> {
 }
 
 fn hint(word: &str, options: &[&str]) -> String {
-    options
-        .iter()
-        .map(|o| (strsim::levenshtein(o, word), o))
-        .min()
-        .filter(|(d, _)| *d <= 3)
-        .map(|(_, o)| format!(" (did you mean {o}?)"))
-        .unwrap_or_default()
+    crate::registry::hint::did_you_mean(word, options, crate::registry::hint::NEAR)
 }
 
 impl Checker<'_> {

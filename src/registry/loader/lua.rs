@@ -449,11 +449,11 @@ pub(super) fn lua_spec(spec: &EntrySpec) -> Option<&LuaSpec> {
     }
 }
 
-/// " (did you mean X?)" for a word one typo (an edit or a swap) away from a candidate.
+/// " (did you mean X?)" for a word one typo (an edit or a swap) away from a candidate
+/// (module names are short: a wider reach would suggest `os` for `fs`).
 pub(super) fn near_miss(word: &str, candidates: &[&str]) -> String {
-    candidates
-        .iter()
-        .find(|c| word.len() > 2 && strsim::damerau_levenshtein(word, c) == 1)
-        .map(|c| format!(" (did you mean {c}?)"))
-        .unwrap_or_default()
+    if word.len() <= 2 {
+        return String::new();
+    }
+    crate::registry::hint::did_you_mean(word, candidates, 1)
 }

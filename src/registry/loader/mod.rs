@@ -62,9 +62,6 @@ const DEFERRED_KINDS: &[&str] = &["process.service", "supervisor", "pg.scope", "
 /// of a feature warden lacks never stops a whole Wippy app.
 const TYPO_DISTANCE: usize = 2;
 
-/// Maximum edit distance for a "did you mean" hint.
-const HINT_DISTANCE: usize = 3;
-
 /// One load error: a single line naming the file, the entry and the field.
 #[derive(Clone, Debug, PartialEq)]
 pub struct LoadError {
@@ -902,15 +899,9 @@ impl Loader {
     }
 }
 
-/// " (did you mean X?)" for the nearest candidate within [`HINT_DISTANCE`], else "".
+/// " (did you mean X?)" for the nearest candidate within three edits, else "".
 fn did_you_mean(word: &str, candidates: &[&str]) -> String {
-    candidates
-        .iter()
-        .map(|c| (strsim::levenshtein(word, c), *c))
-        .filter(|(d, _)| *d <= HINT_DISTANCE)
-        .min_by_key(|(d, _)| *d)
-        .map(|(_, c)| format!(" (did you mean {c}?)"))
-        .unwrap_or_default()
+    crate::registry::hint::did_you_mean(word, candidates, crate::registry::hint::NEAR)
 }
 
 fn check_namespace(ns: &str) -> Result<(), String> {
