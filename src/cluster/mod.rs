@@ -634,6 +634,22 @@ impl Remote for Sender {
         self.0.lookup_name(name)
     }
 
+    fn register<'a>(
+        &'a self,
+        name: &'a str,
+        pid: &'a Pid,
+    ) -> futures::future::BoxFuture<'a, Result<(), ProcessError>> {
+        Box::pin(self.0.register_name(name, pid))
+    }
+
+    fn unregister(&self, name: &str) -> bool {
+        self.0.unregister_name(name)
+    }
+
+    fn members(&self) -> Vec<String> {
+        self.0.members()
+    }
+
     fn spawn(
         &self,
         node: &str,

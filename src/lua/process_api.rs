@@ -831,16 +831,14 @@ pub fn create(lua: &Lua) -> mlua::Result<Table> {
                     }
                 }
                 let done = if cluster {
-                    match ctx.node.ext::<crate::cluster::Cluster>() {
-                        Some(c) => c.register_name(&name, &pid).await,
-                        None => {
-                            return LuaError::new(
-                                "INVALID",
-                                "process.registry.register: a cluster scope (EVENTUAL, CONSISTENT, STRONG) needs a cluster (warden run --cluster)",
-                            )
-                            .into_nil_err(&lua)
-                        }
+                    if !ctx.node.in_cluster() {
+                        return LuaError::new(
+                            "INVALID",
+                            "process.registry.register: a cluster scope (EVENTUAL, CONSISTENT, STRONG) needs a cluster (warden run --cluster)",
+                        )
+                        .into_nil_err(&lua);
                     }
+                    ctx.node.register_cluster_name(&name, &pid).await
                 } else {
                     ctx.node.register_name(&name, &pid)
                 };
@@ -888,11 +886,7 @@ pub fn create(lua: &Lua) -> mlua::Result<Table> {
                     })?;
                 }
                 let local = || ctx.node.unregister_name(&n);
-                let cluster = || {
-                    ctx.node
-                        .ext::<crate::cluster::Cluster>()
-                        .is_some_and(|c| c.unregister_name(&n))
-                };
+                let cluster = || ctx.node.unregister_cluster_name(&n);
                 let freed = match scope {
                     // no scope: the name wherever this process registered it
                     mlua::Value::Nil => local() || cluster(),

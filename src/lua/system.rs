@@ -17,7 +17,6 @@
 
 use super::current_or;
 use super::errors::LuaError;
-use crate::cluster::Cluster;
 use crate::process::Node;
 use crate::supervision::Supervision;
 use mlua::{IntoLua, Lua, MultiValue, Table};
@@ -28,10 +27,7 @@ fn node() -> mlua::Result<Arc<Node>> {
 }
 
 fn members(node: &Node) -> Vec<String> {
-    match node.ext::<Cluster>() {
-        Some(c) => c.members(),
-        None => vec![node.name.to_string()],
-    }
+    node.members()
 }
 
 /// A request to stop the runtime with an exit code (`system.exit`), which `warden run`

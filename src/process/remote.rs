@@ -32,6 +32,20 @@ pub trait Remote: Send + Sync {
     /// The live holder of cluster name `name`, if any.
     fn lookup(&self, name: &str) -> Option<Pid>;
 
+    /// Registers cluster name `name` for `pid` (a process of this node): taken in the
+    /// cluster's store, so no two nodes hold it.
+    fn register<'a>(
+        &'a self,
+        name: &'a str,
+        pid: &'a Pid,
+    ) -> futures::future::BoxFuture<'a, Result<(), ProcessError>>;
+
+    /// Frees cluster name `name` held by a process of this node; whether it was held.
+    fn unregister(&self, name: &str) -> bool;
+
+    /// The names of the cluster's members now, this node's among them, sorted.
+    fn members(&self) -> Vec<String>;
+
     /// Asks node `node` to spawn `entry` on its host `host`; the pid it will have (see
     /// [`Node::spawn_remote`]). `opts`' link and monitor are set up there, atomically with
     /// the spawn; `record` is called with the pid before the request leaves, so this
@@ -131,6 +145,39 @@ impl Node {
     /// Whether `pid` belongs to another node.
     pub fn is_remote(&self, pid: &Pid) -> bool {
         !Arc::ptr_eq(&pid.node, &self.name) && pid.node != self.name
+    }
+
+    /// Registers cluster name `name` for `pid`: an error when this node is not in a
+    /// cluster, or the name is held elsewhere.
+    pub async fn register_cluster_name(&self, name: &str, pid: &Pid) -> Result<(), ProcessError> {
+        let Some(r) = self.remote.load_full() else {
+            return Err(ProcessError::Invalid(
+                "a cluster name needs a cluster (this node is not in one)".into(),
+            ));
+        };
+        r.register(name, pid).await
+    }
+
+    /// Frees cluster name `name` held by a process of this node; whether it was held
+    /// (false when this node is not in a cluster).
+    pub fn unregister_cluster_name(&self, name: &str) -> bool {
+        self.remote
+            .load()
+            .as_ref()
+            .is_some_and(|r| r.unregister(name))
+    }
+
+    /// Whether this node is in a cluster.
+    pub fn in_cluster(&self) -> bool {
+        self.remote.load().is_some()
+    }
+
+    /// The names of the cluster's members (this node's alone when it is not in one).
+    pub fn members(&self) -> Vec<String> {
+        match &*self.remote.load() {
+            Some(r) => r.members(),
+            None => vec![self.name.to_string()],
+        }
     }
 
     /// The route to `pid`'s node, when `pid` belongs to another node and this node is in a

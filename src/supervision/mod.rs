@@ -238,9 +238,9 @@ impl Supervision {
     /// Whether this node runs service `spec`: its `placement` names this node or none,
     /// or this node is not in a cluster (one node runs everything).
     pub fn placed_here(&self, spec: &spec::ServiceSpec) -> bool {
-        spec.placement.as_deref().is_none_or(|n| {
-            n == &*self.node.name || self.node.ext::<crate::cluster::Cluster>().is_none()
-        })
+        spec.placement
+            .as_deref()
+            .is_none_or(|n| n == &*self.node.name || !self.node.in_cluster())
     }
 
     /// Starts a service after the services it requires (those not running yet, level by
