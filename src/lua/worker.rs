@@ -7,7 +7,7 @@ use super::{
     channel, errors, logger, modules, payload, process_api, random, raw, supervisor, test, time,
     types,
 };
-use crate::registry::{Entry, EntrySpec, Id, LuaSpec};
+use crate::registry::{Entry, Id, LuaSpec};
 use mlua::{Function, HookTriggers, Lua, LuaOptions, StdLib, Table};
 use std::cell::RefCell;
 use std::collections::HashMap;
@@ -235,11 +235,9 @@ impl LuaWorker {
     }
 }
 
+/// The Lua part of a Lua entry.
 pub(crate) fn lua_spec(entry: &Entry) -> Option<&LuaSpec> {
-    match &entry.spec {
-        EntrySpec::ProcessLua(s) | EntrySpec::LibraryLua(s) | EntrySpec::FunctionLua(s) => Some(s),
-        _ => None,
-    }
+    entry.spec.lua()
 }
 
 pub(super) fn require(lua: &Lua, owner: &Arc<Entry>, name: &str) -> Result<mlua::Value, String> {

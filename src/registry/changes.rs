@@ -7,7 +7,7 @@
 //! form back into the mapping a YAML file would hold, so a changeset's entries are
 //! validated by the loader exactly as loaded entries are.
 
-use super::{Entry, EntrySpec, Id, Registry};
+use super::{Entry, Id, Registry};
 use serde_json::Value as Json;
 use std::collections::BTreeSet;
 use std::sync::Arc;
@@ -199,11 +199,10 @@ pub fn changed_code(registry: &Registry, ops: &[Op]) -> BTreeSet<Id> {
             .entries
             .values()
             .filter(|e| !changed.contains(&e.id))
-            .filter(|e| match &e.spec {
-                EntrySpec::ProcessLua(l) | EntrySpec::LibraryLua(l) | EntrySpec::FunctionLua(l) => {
-                    l.imports.iter().any(|(_, t)| changed.contains(t))
-                }
-                _ => false,
+            .filter(|e| {
+                e.spec
+                    .lua()
+                    .is_some_and(|l| l.imports.iter().any(|(_, t)| changed.contains(t)))
             })
             .map(|e| e.id.clone())
             .collect();
@@ -228,12 +227,8 @@ pub fn code_sources(registry: &Registry, id: &Id, changed: &BTreeSet<Id>) -> Vec
         if changed.contains(&next) {
             out.push(next.clone());
         }
-        if let Some(e) = registry.get(&next) {
-            if let EntrySpec::ProcessLua(l) | EntrySpec::LibraryLua(l) | EntrySpec::FunctionLua(l) =
-                &e.spec
-            {
-                todo.extend(l.imports.iter().map(|(_, t)| t.clone()));
-            }
+        if let Some(l) = registry.get(&next).and_then(|e| e.spec.lua()) {
+            todo.extend(l.imports.iter().map(|(_, t)| t.clone()));
         }
     }
     out

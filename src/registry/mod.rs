@@ -185,6 +185,17 @@ pub enum EntrySpec {
 }
 
 impl EntrySpec {
+    /// The Lua source, method, modules and imports of a Lua entry (`process.lua`,
+    /// `function.lua`, `library.lua`).
+    pub fn lua(&self) -> Option<&LuaSpec> {
+        match self {
+            EntrySpec::ProcessLua(l) | EntrySpec::LibraryLua(l) | EntrySpec::FunctionLua(l) => {
+                Some(l)
+            }
+            _ => None,
+        }
+    }
+
     /// Whether the entry is a host processes run on (`process.host`, `terminal.host`).
     pub fn is_host(&self) -> bool {
         matches!(self, EntrySpec::ProcessHost(_) | EntrySpec::TerminalHost)
