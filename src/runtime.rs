@@ -283,7 +283,7 @@ impl Runtime {
         };
         node.functions.register(
             "function.lua",
-            Arc::new(lua::funcs::LuaExecutor {
+            Arc::new(lua::function_call::LuaExecutor {
                 node: Arc::downgrade(&node),
                 default_host: node
                     .host(&default_host)

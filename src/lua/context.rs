@@ -1,7 +1,7 @@
 //! Who runs Lua code on this thread now: a process or a function call. The bottom of the
 //! Lua host: the modules and the driver ask here for their node, entry and process.
 
-use super::funcs;
+use super::function_call;
 use super::proc_ctx::ProcCtx;
 use crate::process::{Node, Pid};
 use crate::registry::Entry;
@@ -17,7 +17,7 @@ thread_local! {
 #[derive(Clone)]
 pub(crate) enum Current {
     Process(Rc<ProcCtx>),
-    Call(Rc<funcs::CallCtx>),
+    Call(Rc<function_call::CallCtx>),
 }
 
 impl Current {

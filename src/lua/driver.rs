@@ -4,7 +4,7 @@
 use super::context::{Current, CurrentGuard, CURRENT};
 use super::preempt::over_memory;
 use super::worker::{lua_spec, worker, LuaWorker};
-use super::{channel, errors, raw};
+use super::{channel, errors, watchdog};
 use crate::process::{Body, Exit, ExitError, Node, ProcessContext};
 use crate::registry::{Entry, EntrySpec};
 use crate::value::{self, Value};
@@ -34,7 +34,7 @@ impl Future for Spawned {
                 ctx.run.polling.set(ptr as usize);
             }
         });
-        let _running = raw::Running::enter(ptr);
+        let _running = watchdog::Running::enter(ptr);
         Pin::new(&mut self.fut).poll(cx).map(|r| (ptr, r))
     }
 }
@@ -233,7 +233,7 @@ impl Driver {
         }
         self.ctx.run.polling.set(self.main_ptr as usize);
         self.ctx.run.resuming();
-        let running = raw::Running::enter(self.main_ptr);
+        let running = watchdog::Running::enter(self.main_ptr);
         let polled = Pin::new(&mut self.main).poll(cx);
         drop(running);
         if let Poll::Ready(r) = polled {
@@ -370,7 +370,7 @@ pub(super) fn main_thread(
     ];
     call_args.extend(value::to_lua_multi(lua, args)?);
     let thread = lua.create_thread(w.bootstrap.clone())?;
-    raw::unhook(&thread);
+    watchdog::unhook(&thread);
     let main_ptr = thread.to_pointer();
     let main = thread.into_async::<mlua::MultiValue>(mlua::MultiValue::from_vec(call_args))?;
     Ok((main, main_ptr))

@@ -12,7 +12,7 @@
 //! processes. `ch:receive()` does the same without a future: a plain function takes a value
 //! or registers the task's waker, and the Lua side yields until woken (see `channel.rs`).
 //! A hook, armed by a watchdog only once a coroutine has computed for a whole time slice
-//! (see `raw.rs`), yields it back to the worker (like the BEAM's reductions) and stops a
+//! (see `watchdog.rs`), yields it back to the worker (like the BEAM's reductions) and stops a
 //! terminated process even inside a tight loop.
 //!
 //! This module knows the process core and the registry; it does not know hosts' threads
@@ -26,6 +26,7 @@ pub mod env;
 pub mod errors;
 pub mod events;
 pub mod funcs;
+pub mod function_call;
 pub mod io;
 pub mod json;
 mod logger;
@@ -39,6 +40,7 @@ mod random;
 mod raw;
 mod registry_api;
 pub mod security;
+mod send;
 mod supervisor;
 pub mod system;
 mod tasks;
@@ -47,6 +49,7 @@ pub mod test;
 pub mod time;
 mod types;
 mod uuid;
+mod watchdog;
 mod wit;
 mod worker;
 

@@ -1,16 +1,16 @@
 //! Preemption and limits: the hook that yields a coroutine that computed a whole time
-//! slice (armed by the watchdog in `raw.rs`), stops a terminated process, and enforces
+//! slice (armed by the watchdog in `watchdog.rs`), stops a terminated process, and enforces
 //! `max_execution_ms` and `max_memory`.
 
 use super::context::{Current, CURRENT};
-use super::raw;
+use super::watchdog;
 use crate::registry::Entry;
 use mlua::{Lua, VmState};
 use std::cell::Cell;
 use std::sync::atomic::Ordering;
 
 /// Instructions between two runs of the hook in coroutines created by Lua code (the
-/// coroutines a driver resumes get a hook only when the watchdog arms it, see `raw.rs`).
+/// coroutines a driver resumes get a hook only when the watchdog arms it, see `watchdog.rs`).
 pub const HOOK_INSTRUCTIONS: u32 = 1000;
 
 /// Preemption bookkeeping of whatever runs: hook ticks, and the coroutine its driver is
@@ -170,7 +170,7 @@ pub(super) fn preempt_hook(lua: &Lua, _: &mlua::Debug) -> mlua::Result<VmState> 
         // not see a yield it did not ask for.
         let current = lua.current_thread().to_pointer();
         let preempt = current as usize == run.polling.get();
-        raw::rearm(current, preempt);
+        watchdog::rearm(current, preempt);
         if preempt {
             run.preempted.set(true);
             Ok(VmState::Yield)

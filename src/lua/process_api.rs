@@ -613,7 +613,7 @@ pub fn create(lua: &Lua) -> mlua::Result<Table> {
             finish(lua, r)
         },
     )?;
-    t.set("send", super::raw::fast_send(lua, general_send)?)?;
+    t.set("send", super::send::fast_send(lua, general_send)?)?;
     t.set(
         "inbox",
         lua.create_function(|_, ()| current()?.inbox_userdata())?,

@@ -5,7 +5,7 @@ use super::context::{current, current_any, Current};
 use super::preempt::{preempt_hook, HOOK_INSTRUCTIONS, STATE_MEMORY};
 use super::{
     channel, errors, logger, modules, payload, process_api, random, raw, supervisor, test, time,
-    types,
+    types, watchdog,
 };
 use crate::registry::{Entry, Id, LuaSpec};
 use mlua::{Function, HookTriggers, Lua, LuaOptions, StdLib, Table};
@@ -86,7 +86,7 @@ impl LuaWorker {
         rust.set("load", lua.create_function(sandboxed_load)?)?;
         rust.set("coroutine_spawn", lua.create_function(coroutine_spawn)?)?;
         let lua_wrap: Function = lua.globals().get::<Table>("coroutine")?.get("wrap")?;
-        let (co_create, co_wrap) = raw::coroutine_functions(&lua, lua_wrap)?;
+        let (co_create, co_wrap) = watchdog::coroutine_functions(&lua, lua_wrap)?;
         rust.set("coroutine_create", co_create)?;
         rust.set("coroutine_wrap", co_wrap)?;
         rust.set("describe_error", lua.create_function(errors::describe)?)?;
@@ -147,7 +147,7 @@ impl LuaWorker {
             HookTriggers::new().every_nth_instruction(HOOK_INSTRUCTIONS),
             preempt_hook,
         )?;
-        raw::install(&lua)?;
+        watchdog::install(&lua)?;
         Ok(LuaWorker {
             env_mt: setup.get("env_mt")?,
             message_mt,
@@ -324,7 +324,7 @@ pub(super) fn sandboxed_load(
 pub(super) fn coroutine_spawn(lua: &Lua, f: Function) -> mlua::Result<mlua::Thread> {
     let ctx = current()?;
     let t = lua.create_thread(f)?;
-    raw::unhook(&t);
+    watchdog::unhook(&t);
     ctx.spawned.borrow_mut().push(t.clone());
     Ok(t)
 }
