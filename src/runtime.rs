@@ -1,8 +1,8 @@
 //! The runtime: a loaded app running on a node.
 //!
 //! [`Runtime::start`] starts the registry actor, the process hosts declared in the app
-//! (plus a default host when it declares none) and registers the launchers of the process
-//! kinds this build runs. It is what the CLI and the integration tests drive.
+//! (plus a default host when it declares none) and registers the process kinds this
+//! build runs (their launchers). It is what the CLI and the integration tests drive.
 
 use crate::functions::{CallContext, CallError};
 use crate::lua;

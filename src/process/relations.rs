@@ -161,8 +161,8 @@ impl Relations {
         if self.exited {
             return None;
         }
-        self.exited = true;
         let r = std::mem::take(self);
+        // stays marked: a monitor, link or name that comes after finds it ended
         self.exited = true;
         Some(Ended {
             monitors: r.monitors,
