@@ -13,6 +13,7 @@
 use crate::process::{Exit, ExitError, Node, Pid, ProcessError, RemoteOp};
 use crate::value::{self, Value};
 use serde::{Deserialize, Serialize};
+use std::sync::atomic::Ordering;
 use std::sync::Arc;
 
 /// A heartbeat: a node is alive, in this incarnation.
@@ -305,7 +306,7 @@ pub fn apply(node: &Node, from: &str, creation: u64, op: Op) {
             // as in Erlang, a message to a process that is gone is dropped; one to a full
             // mailbox is dropped too (the sender was told "sent" long ago), with a warning
             if let Err(ProcessError::Busy(why)) = node.send(source.as_ref(), &dest, tp, payload) {
-                dropped_full(from, &why);
+                dropped_full(node, from, &why);
             }
         }
         Op::C(c) => match remote_op(&sender, c) {
@@ -321,12 +322,10 @@ pub fn apply(node: &Node, from: &str, creation: u64, op: Op) {
     }
 }
 
-/// How many remote messages found their process's mailbox full (for the warning's
-/// rate: the first, then one in every 10,000).
-static DROPPED_FULL: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
-
-fn dropped_full(from: &str, why: &str) {
-    let n = DROPPED_FULL.fetch_add(1, std::sync::atomic::Ordering::Relaxed) + 1;
+/// A message from node `from` found its process's mailbox full: counted on the node, and
+/// logged the first time and then once in every 10,000.
+fn dropped_full(node: &Node, from: &str, why: &str) {
+    let n = node.stats.remote_dropped.fetch_add(1, Ordering::Relaxed) + 1;
     if n == 1 || n.is_multiple_of(10_000) {
         tracing::warn!(
             node = %from,

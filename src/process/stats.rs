@@ -55,4 +55,6 @@ pub struct Stats {
     pub exits_killed: AtomicU64,
     /// Data messages delivered to mailboxes.
     pub messages: Sharded,
+    /// Messages from other nodes dropped because their process's mailbox was full.
+    pub remote_dropped: AtomicU64,
 }
