@@ -205,7 +205,7 @@ async fn measure(url: &str) -> (Vec<f64>, Vec<f64>, Vec<f64>, Vec<f64>) {
     std::fs::write(dir.path().join("_index.yaml"), APP).unwrap();
     let a = node(dir.path(), url, "a").await;
     let b = node(dir.path(), url, "b").await;
-    let cluster = |rt: &Runtime| rt.node().ext::<warden::cluster::Cluster>().unwrap();
+    let cluster = |rt: &Runtime| rt.cluster().unwrap().clone();
     while cluster(&a).members().len() < 2 || cluster(&b).members().len() < 2 {
         tokio::time::sleep(Duration::from_millis(10)).await;
     }

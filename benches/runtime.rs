@@ -207,10 +207,7 @@ async fn child(which: &str) {
             token: None,
             read_only: true,
         };
-        let sup = rt.supervision().clone();
-        let addr = warden::admin::serve(rt.node().clone(), sup, config)
-            .await
-            .unwrap();
+        let addr = warden::admin::serve(&rt, config).await.unwrap();
         std::thread::spawn(move || loop {
             let _ = ureq::get(&format!("http://{addr}/metrics"))
                 .call()

@@ -643,11 +643,7 @@ fn command_args(runtime: &Runtime, id: &Id, wasm: bool, argv: Vec<String>) -> Ve
     if !wasm {
         return strings;
     }
-    let Some(f) = runtime
-        .node()
-        .ext::<crate::wasm::WasmRuntime>()
-        .and_then(|rt| rt.function(id))
-    else {
+    let Some(f) = runtime.wasm().function(id) else {
         return strings;
     };
     if f.convert_args(&strings).is_ok() {
@@ -892,8 +888,7 @@ async fn run(args: RunArgs) -> i32 {
                 return 1;
             }
         };
-        let sup = runtime.supervision().clone();
-        if let Err(e) = crate::admin::serve(runtime.node().clone(), sup, config).await {
+        if let Err(e) = crate::admin::serve(&runtime, config).await {
             eprintln!("error: {e:#}");
             runtime.shutdown().await;
             return 1;
@@ -909,20 +904,16 @@ async fn run(args: RunArgs) -> i32 {
                 Err(errs.iter().map(|e| e.to_string()).collect())
             }
         });
-        let Some(handle) = runtime.node().ext::<crate::registry::actor::Handle>() else {
-            eprintln!("error: --watch: the runtime has no registry actor");
-            return 1;
-        };
-        if let Err(e) = crate::watch::start(args.dir.dir.clone(), (*handle).clone(), load) {
+        let handle = runtime.services().registry.clone();
+        if let Err(e) = crate::watch::start(args.dir.dir.clone(), handle, load) {
             eprintln!("error: --watch {}: {e:#}", args.dir.dir.display());
             runtime.shutdown().await;
             return 1;
         }
     }
     // `system.exit(code)` from any process stops the run with that code
-    let exit_request = runtime
-        .node()
-        .ext_or_default::<crate::lua::system::ExitRequest>();
+    let services = runtime.services().clone();
+    let exit_request = &services.exit;
     let code = match target {
         Some((id, argv)) => {
             let wasm = is_wasm_process(&runtime, &id).await;

@@ -139,6 +139,12 @@ impl Default for Options {
 pub struct Runtime {
     node: Arc<Node>,
     sup: Arc<Supervision>,
+    /// The services the Lua modules reach (the registry actor, supervision, ...).
+    services: Arc<lua::Services>,
+    /// The WebAssembly engine and every wasm entry compiled.
+    wasm: Arc<crate::wasm::WasmRuntime>,
+    /// The cluster this node joined, if any.
+    cluster: Option<Arc<crate::cluster::Cluster>>,
     registry: ActorRef<RegistryMsg>,
     registry_task: tokio::task::JoinHandle<()>,
     default_host: Id,
@@ -148,19 +154,23 @@ pub struct Runtime {
 /// The reason of the CANCEL every process gets at shutdown.
 pub const SHUTDOWN_REASON: &str = "shutdown";
 
-/// The process kinds this build runs, by entry kind. Every WebAssembly process sees a
-/// CANCEL from its start; a Lua process once it takes its events channel.
-pub fn process_kinds() -> HashMap<&'static str, ProcessKind> {
+/// The process kinds this build runs, by entry kind: Lua processes reach the runtime's
+/// `services`, WebAssembly ones run code compiled by `wasm`. Every WebAssembly process
+/// sees a CANCEL from its start; a Lua process once it takes its events channel.
+pub fn process_kinds(
+    services: &Arc<lua::Services>,
+    wasm: &Arc<crate::wasm::WasmRuntime>,
+) -> HashMap<&'static str, ProcessKind> {
     let lua = ProcessKind {
-        launch: lua::launcher,
+        launch: lua::launcher(services.clone()),
         sees_cancel: false,
     };
     let wasm = ProcessKind {
-        launch: crate::wasm::process::launcher,
+        launch: crate::wasm::process::launcher(wasm.clone()),
         sees_cancel: true,
     };
     HashMap::from([
-        ("process.lua", lua),
+        ("process.lua", lua.clone()),
         ("function.lua", lua),
         ("process.wasm", wasm),
     ])
@@ -205,11 +215,6 @@ impl Runtime {
                 .join("\n"))
         })?);
         let registry = Arc::new(registry);
-        let node = Node::new(node_name, registry.clone(), process_kinds());
-        node.strict_security.store(
-            options.security_strict,
-            std::sync::atomic::Ordering::Relaxed,
-        );
         let checker = wasm.clone();
         let state = RegistryState::new(registry.clone()).with_validator(Arc::new(
             move |r: &Registry, _: &[Op]| validate_change(&checker, r),
@@ -217,6 +222,12 @@ impl Runtime {
         let (actor, registry_task) = Actor::spawn(None, RegistryActor, state)
             .await
             .context("starting the registry actor")?;
+        let services = lua::Services::new(registry_actor::Handle(actor.clone()));
+        let node = Node::new(node_name, registry.clone(), process_kinds(&services, &wasm));
+        node.strict_security.store(
+            options.security_strict,
+            std::sync::atomic::Ordering::Relaxed,
+        );
         let weak = Arc::downgrade(&node);
         let wasm_follows = Arc::downgrade(&wasm);
         actor
@@ -227,11 +238,10 @@ impl Runtime {
                 }
                 if let Some(n) = weak.upgrade() {
                     n.set_registry(c.version.registry.clone());
-                    crate::events::registry_changed(&n, c);
+                    crate::process::events::registry_changed(&n, c);
                 }
             })))
             .context("subscribing to the registry")?;
-        node.set_ext(Arc::new(registry_actor::Handle(actor.clone())));
         // --cluster URL, else the app's cluster.nats entry (its credentials and TLS apply
         // to either url)
         let entry = crate::cluster::config::from_registry(&registry).map_err(anyhow::Error::msg)?;
@@ -243,13 +253,16 @@ impl Runtime {
             (Some(url), None) => Some(crate::cluster::config::Config::url(url)),
             (None, e) => e,
         };
-        if let Some(mut config) = cluster {
-            if options.cluster_name.is_some() {
-                config.cluster_name = options.cluster_name.clone();
+        let cluster = match cluster {
+            Some(mut config) => {
+                if options.cluster_name.is_some() {
+                    config.cluster_name = options.cluster_name.clone();
+                }
+                config.insecure |= options.cluster_insecure;
+                Some(crate::cluster::join(&node, &config).await?)
             }
-            config.insecure |= options.cluster_insecure;
-            crate::cluster::join(&node, &config).await?;
-        }
+            None => None,
+        };
         let mut default_host = None;
         for e in registry.of_kind("process.host") {
             if let EntrySpec::ProcessHost(spec) = &e.spec {
@@ -285,6 +298,7 @@ impl Runtime {
             "function.lua",
             Arc::new(lua::function_call::LuaExecutor {
                 node: Arc::downgrade(&node),
+                services: services.clone(),
                 default_host: node
                     .host(&default_host)
                     .context("the default host is missing")?,
@@ -306,8 +320,7 @@ impl Runtime {
                 }),
             );
         }
-        node.set_ext(wasm);
-        if let Some(cluster) = node.ext::<crate::cluster::Cluster>() {
+        if let Some(cluster) = &cluster {
             // this node's functions, for the nodes that do not have them, as the registry
             // changes
             let weak = Arc::downgrade(&node);
@@ -323,7 +336,7 @@ impl Runtime {
                     })
                 });
             cluster.serve_functions(&registry, handler).await?;
-            let follows = Arc::downgrade(&cluster);
+            let follows = Arc::downgrade(cluster);
             actor
                 .send_message(RegistryMsg::Subscribe(Box::new(move |c: &Change| {
                     if let Some(cl) = follows.upgrade() {
@@ -333,7 +346,7 @@ impl Runtime {
                 .context("subscribing to the registry")?;
         }
         let sup = Supervision::new(node.clone(), specs, default_host.clone()).await?;
-        node.set_ext(sup.clone());
+        services.set_supervision(&sup);
         if options.keep_tree_log {
             sup.keep_log();
         }
@@ -349,6 +362,9 @@ impl Runtime {
         Ok(Runtime {
             node,
             sup,
+            services,
+            wasm,
+            cluster,
             registry: actor,
             registry_task: tokio::spawn(async move {
                 let _ = registry_task.await;
@@ -371,6 +387,22 @@ impl Runtime {
     /// The registry actor.
     pub fn registry(&self) -> &ActorRef<RegistryMsg> {
         &self.registry
+    }
+
+    /// The services the Lua modules reach: the registry actor's handle, supervision,
+    /// env storages' memory, `system.exit`'s request, the test runner's sink.
+    pub fn services(&self) -> &Arc<lua::Services> {
+        &self.services
+    }
+
+    /// The WebAssembly engine and the compiled wasm entries.
+    pub fn wasm(&self) -> &Arc<crate::wasm::WasmRuntime> {
+        &self.wasm
+    }
+
+    /// The cluster this node joined (`--cluster` or a `cluster.nats` entry), if any.
+    pub fn cluster(&self) -> Option<&Arc<crate::cluster::Cluster>> {
+        self.cluster.as_ref()
     }
 
     /// The host used when none is named.
@@ -483,10 +515,9 @@ impl Runtime {
         self.sup.stop_all().await;
         self.sup.close();
         self.cancel_processes().await;
-        if let Some(c) = self.node.ext::<crate::cluster::Cluster>() {
+        if let Some(c) = &self.cluster {
             c.leave().await;
         }
-        self.node.clear_exts();
         let node = self.node.clone();
         let _ = tokio::task::spawn_blocking(move || node.shutdown()).await;
         self.registry.stop(None);

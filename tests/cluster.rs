@@ -131,12 +131,7 @@ async fn messages_cross_nodes_in_order_and_a_non_member_is_unavailable() {
     let b = start("b").await.unwrap();
     // both see each other within a heartbeat or two
     for _ in 0..300 {
-        let seen = |rt: &Runtime| {
-            rt.node()
-                .ext::<warden::cluster::Cluster>()
-                .unwrap()
-                .members()
-        };
+        let seen = |rt: &Runtime| rt.cluster().unwrap().members();
         if seen(&a) == ["a", "b"] && seen(&b) == ["a", "b"] {
             break;
         }
@@ -202,10 +197,7 @@ async fn node(app: &App, url: &str, name: &str) -> Runtime {
 }
 
 fn members(rt: &Runtime) -> Vec<String> {
-    rt.node()
-        .ext::<warden::cluster::Cluster>()
-        .unwrap()
-        .members()
+    rt.cluster().unwrap().members()
 }
 
 /// Waits until every runtime sees exactly `want` as the members.
@@ -928,7 +920,7 @@ async fn a_process_spawns_on_another_nodes_host() {
     let b = node(&app, &server.url, "b").await;
     converge(&[&a, &b], &["a", "b"]).await;
     // the first grant of pids comes with the first heartbeats
-    let cluster = a.node().ext::<warden::cluster::Cluster>().unwrap();
+    let cluster = a.cluster().unwrap().clone();
     eventually("b's first grant of pids to a", || {
         cluster.pids_granted_by("b") > 0
     })

@@ -84,7 +84,7 @@ end }
     assert_eq!(v["kind"], "Unavailable", "{v}");
     // 2000 processes each subscribed and started three timers of an hour, then exited
     assert_eq!(
-        warden::events::subscription_count(rt.node()),
+        warden::process::events::subscription_count(rt.node()),
         0,
         "subscriptions of exited processes"
     );

@@ -416,10 +416,7 @@ end }
     )
     .unwrap();
     let fresh = warden::registry::load_dir(app.path()).unwrap();
-    let handle = rt
-        .node()
-        .ext::<warden::registry::actor::Handle>()
-        .expect("registry handle");
+    let handle = rt.services().registry.clone();
     let v = handle.reload(fresh).await.expect("reload applies");
     assert!(v.is_some(), "the file change made a version");
     let reg = rt.node().registry();

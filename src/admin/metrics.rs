@@ -84,7 +84,11 @@ async fn lua_heaps(node: &Node) -> Vec<(String, usize, usize)> {
 }
 
 /// The metrics text of `node`.
-pub async fn render(node: &Arc<Node>, sup: &Arc<Supervision>) -> String {
+pub async fn render(
+    node: &Arc<Node>,
+    sup: &Arc<Supervision>,
+    wasm: &crate::wasm::WasmRuntime,
+) -> String {
     let mut reg = Registry::with_prefix("warden");
 
     let by_host = gauges();
@@ -287,7 +291,7 @@ pub async fn render(node: &Arc<Node>, sup: &Arc<Supervision>) -> String {
     reg.register("pool_waiting", "Callers waiting for a worker", waiting);
     reg.register("pool_idle", "Idle function instances kept", idle);
 
-    if let Some(wasm) = node.ext::<crate::wasm::WasmRuntime>() {
+    {
         let (live, cap) = wasm.instances();
         let g = Gauge::<i64>::default();
         g.set(i64::from(live));
@@ -309,7 +313,7 @@ pub async fn render(node: &Arc<Node>, sup: &Arc<Supervision>) -> String {
         timers,
     );
     let subs = Gauge::<i64>::default();
-    subs.set(crate::events::subscription_count(node) as i64);
+    subs.set(crate::process::events::subscription_count(node) as i64);
     reg.register(
         "event_subscriptions",
         "Event subscriptions of running processes",

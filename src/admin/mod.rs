@@ -50,6 +50,7 @@ struct Ctx {
     bound: SocketAddr,
     node: Arc<Node>,
     sup: Arc<Supervision>,
+    wasm: Arc<crate::wasm::WasmRuntime>,
     config: Arc<Config>,
     started: std::time::Instant,
     /// Room for live event streams (`/api/v1/stream`): at most [`MAX_STREAMS`] at once.
@@ -60,12 +61,12 @@ struct Ctx {
 /// it a new one is refused with 503.
 pub const MAX_STREAMS: usize = 16;
 
-/// Starts serving; returns the address bound (port 0 picks a free one) once listening.
-pub async fn serve(
-    node: Arc<Node>,
-    sup: Arc<Supervision>,
-    config: Config,
-) -> anyhow::Result<SocketAddr> {
+/// Starts serving `rt`; returns the address bound (port 0 picks a free one) once
+/// listening.
+pub async fn serve(rt: &crate::runtime::Runtime, config: Config) -> anyhow::Result<SocketAddr> {
+    let node = rt.node().clone();
+    let sup = rt.supervision().clone();
+    let wasm = rt.wasm().clone();
     if config.token.is_none() && !config.addr.ip().is_loopback() {
         anyhow::bail!(
             "--admin {}: not a loopback address; set --admin-token (or WARDEN_ADMIN_TOKEN) to serve it",
@@ -81,6 +82,7 @@ pub async fn serve(
         bound,
         node,
         sup,
+        wasm,
         config: Arc::new(config),
         started: std::time::Instant::now(),
         streams: Arc::new(tokio::sync::Semaphore::new(MAX_STREAMS)),
@@ -207,7 +209,7 @@ fn same_secret(given: &str, token: &str) -> bool {
 }
 
 async fn metrics_text(State(ctx): State<Ctx>) -> Response {
-    let body = metrics::render(&ctx.node, &ctx.sup).await;
+    let body = metrics::render(&ctx.node, &ctx.sup, &ctx.wasm).await;
     (
         [(
             axum::http::header::CONTENT_TYPE,

@@ -5,7 +5,7 @@
 
 use super::wire::Op;
 use super::Cluster;
-use crate::pg::{Groups, PgSync};
+use crate::process::pg::{Groups, PgSync};
 use crate::process::{Node, Pid};
 use crate::registry::Id;
 use std::sync::{Arc, Weak};
@@ -34,9 +34,7 @@ impl PgSync for Share {
 
 /// Sends node `to` every join of this node's processes, scope by scope.
 pub(super) fn sync_to(c: &Cluster, node: &Node, to: &str) {
-    let Some(groups) = node.ext::<Groups>() else {
-        return;
-    };
+    let groups = &node.groups;
     let dest: Arc<str> = Arc::from(to);
     for scope in groups.scopes() {
         scope.with_local_groups(|local| {
@@ -57,10 +55,8 @@ pub(super) fn sync_to(c: &Cluster, node: &Node, to: &str) {
 
 /// Node `lost` (its incarnations below `below`) is gone from every scope.
 pub(super) fn scopes_down(node: &Node, lost: &str, below: u64) {
-    if let Some(groups) = node.ext::<Groups>() {
-        for scope in groups.scopes() {
-            scope.node_down(lost, below);
-        }
+    for scope in node.groups.scopes() {
+        scope.node_down(lost, below);
     }
 }
 

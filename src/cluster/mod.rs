@@ -1179,9 +1179,8 @@ pub async fn join(node: &Arc<Node>, config: &config::Config) -> anyhow::Result<A
     node.set_remote(Box::new(Sender(cluster.clone())));
     node.functions
         .set_remote(Box::new(calls::Caller(Arc::downgrade(&cluster))));
-    node.ext_or_default::<crate::pg::Groups>()
+    node.groups
         .set_sync(Box::new(groups::Share(Arc::downgrade(&cluster))));
-    node.set_ext(cluster.clone());
     // the others answer a hello at once: wait for that first round
     tokio::time::sleep(Duration::from_millis(150)).await;
     tracing::info!(node = %name, creation, cluster = %space.name(), %url, server = %version, "joined the cluster");

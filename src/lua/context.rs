@@ -29,6 +29,14 @@ impl Current {
         }
     }
 
+    /// The runtime's services it reaches.
+    pub(crate) fn services(&self) -> &Arc<super::Services> {
+        match self {
+            Current::Process(p) => &p.services,
+            Current::Call(c) => &c.services,
+        }
+    }
+
     /// The entry whose code runs (ids it names resolve in its namespace).
     pub(crate) fn entry(&self) -> Arc<Entry> {
         match self {

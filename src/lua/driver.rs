@@ -4,8 +4,9 @@
 use super::context::{Current, CurrentGuard, CURRENT};
 use super::preempt::over_memory;
 use super::worker::{lua_spec, worker, LuaWorker};
+use super::Services;
 use super::{channel, errors, watchdog};
-use crate::process::{Body, Exit, ExitError, Node, ProcessContext};
+use crate::process::{Body, Exit, ExitError, Launcher, Node, ProcessContext};
 use crate::registry::{Entry, EntrySpec};
 use crate::value::{self, Value};
 use futures::stream::{FuturesUnordered, StreamExt};
@@ -331,22 +332,26 @@ pub(super) fn raised_exit(e: &mlua::Error) -> Exit {
 
 /// The launcher of `process.lua` entries (and of `function.lua` entries whose calls run
 /// as processes, see `call_process`).
-pub fn launcher(_node: &Arc<Node>, entry: &Arc<Entry>, _args: &[Value]) -> Result<Body, String> {
-    match &entry.spec {
-        EntrySpec::ProcessLua(_) | EntrySpec::FunctionLua(_) => {
-            Ok(Box::new(|pctx: ProcessContext| {
-                Box::pin(run_process(pctx)) as crate::process::BodyFuture
-            }))
-        }
-        _ => Err(format!(
-            "entry {} is a {}, not a process.lua",
-            entry.id, entry.kind
-        )),
-    }
+/// Its processes reach the runtime's `services`.
+pub fn launcher(services: Arc<Services>) -> Launcher {
+    Arc::new(
+        move |_node: &Arc<Node>, entry: &Arc<Entry>, _args: &[Value]| match &entry.spec {
+            EntrySpec::ProcessLua(_) | EntrySpec::FunctionLua(_) => {
+                let services = services.clone();
+                Ok(Box::new(move |pctx: ProcessContext| {
+                    Box::pin(run_process(pctx, services)) as crate::process::BodyFuture
+                }) as Body)
+            }
+            _ => Err(format!(
+                "entry {} is a {}, not a process.lua",
+                entry.id, entry.kind
+            )),
+        },
+    )
 }
 
-async fn run_process(pctx: ProcessContext) -> Exit {
-    match start_process(pctx) {
+async fn run_process(pctx: ProcessContext, services: Arc<Services>) -> Exit {
+    match start_process(pctx, services) {
         Ok(driver) => driver.await,
         Err(e) => raised_exit(&e),
     }
@@ -376,7 +381,7 @@ pub(super) fn main_thread(
     Ok((main, main_ptr))
 }
 
-pub(super) fn start_process(pctx: ProcessContext) -> mlua::Result<Driver> {
+pub(super) fn start_process(pctx: ProcessContext, services: Arc<Services>) -> mlua::Result<Driver> {
     let w = worker()?;
     let ProcessContext {
         node,
@@ -393,6 +398,7 @@ pub(super) fn start_process(pctx: ProcessContext) -> mlua::Result<Driver> {
     let env = w.new_env(&entry)?;
     let ctx = Rc::new(ProcCtx::new(
         node,
+        services,
         me,
         entry.clone(),
         host,

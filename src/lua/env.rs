@@ -9,7 +9,7 @@
 //! visible: a process cannot read the host environment beyond what the app declares.
 
 use super::errors::LuaError;
-use super::running;
+use super::{current_any, Services};
 use crate::process::Node;
 use crate::registry::{Entry, EntrySpec, EnvStorage, Id, Registry};
 use mlua::{Lua, MultiValue, Table};
@@ -22,9 +22,11 @@ pub struct EnvState {
     memory: Mutex<HashMap<Id, BTreeMap<String, String>>>,
 }
 
-/// The node and namespace of the code calling now.
-fn caller() -> Option<(Arc<Node>, String)> {
-    running().map(|(node, entry, _)| (node, entry.id.namespace.clone()))
+/// The node, the runtime's services and the namespace of the code calling now.
+fn caller() -> Option<(Arc<Node>, Arc<Services>, String)> {
+    let cur = current_any()?;
+    let ns = cur.entry().id.namespace.clone();
+    Some((cur.node().clone(), cur.services().clone(), ns))
 }
 
 /// The `env.variable` entry `name` stands for.
@@ -44,14 +46,9 @@ fn find<'a>(reg: &'a Registry, ns: &str, name: &str) -> Option<&'a Arc<Entry>> {
         .find(|e| matches!(&e.spec, EntrySpec::EnvVariable { variable: Some(v), .. } if v == name))
 }
 
-fn state(node: &Node) -> Arc<EnvState> {
-    node.ext_or_default::<EnvState>()
-}
-
 /// The value of variable entry `e` now (memory storages: the node's current values,
 /// seeded from the declared ones).
-fn value_of(node: &Node, reg: &Registry, e: &Entry) -> Option<String> {
-    let state = state(node);
+fn value_of(state: &EnvState, reg: &Registry, e: &Entry) -> Option<String> {
     reg.env_value_of(e, &|id, declared, key| {
         let mut mem = state.memory.lock().unwrap_or_else(|e| e.into_inner());
         mem.entry(id.clone())
@@ -152,7 +149,7 @@ pub fn module(lua: &Lua) -> mlua::Result<Table> {
     t.set(
         "get",
         lua.create_function(|lua, name: String| {
-            let Some((node, ns)) = caller() else {
+            let Some((node, services, ns)) = caller() else {
                 return not_found(lua, "get", &name);
             };
             let reg = node.registry();
@@ -163,7 +160,7 @@ pub fn module(lua: &Lua) -> mlua::Result<Table> {
             if let Err(e) = super::security::check_now("env.get", &name) {
                 return LuaError::new(e.kind, format!("env.get: {}", e.message)).into_nil_err(lua);
             }
-            match value_of(&node, &reg, e) {
+            match value_of(&services.env, &reg, e) {
                 Some(v) => Ok(MultiValue::from_vec(vec![mlua::Value::String(
                     lua.create_string(v)?,
                 )])),
@@ -178,7 +175,7 @@ pub fn module(lua: &Lua) -> mlua::Result<Table> {
     t.set(
         "set",
         lua.create_function(|lua, (name, value): (String, mlua::Value)| {
-            let Some((node, ns)) = caller() else {
+            let Some((node, services, ns)) = caller() else {
                 return not_found(lua, "set", &name);
             };
             let value = match &value {
@@ -253,7 +250,7 @@ pub fn module(lua: &Lua) -> mlua::Result<Table> {
                     return denied(format!("{} routes to no storage that can be written", s.id))
                 }
                 Some((s, EntrySpec::EnvStorage(EnvStorage::Memory(initial)))) => {
-                    let st = state(&node);
+                    let st = &services.env;
                     let mut mem = st.memory.lock().unwrap_or_else(|e| e.into_inner());
                     mem.entry(s.id.clone())
                         .or_insert_with(|| initial.clone())
@@ -299,7 +296,7 @@ pub fn module(lua: &Lua) -> mlua::Result<Table> {
         "get_all",
         lua.create_function(|lua, ()| {
             let out = lua.create_table()?;
-            if let Some((node, _)) = caller() {
+            if let Some((node, services, _)) = caller() {
                 let reg = node.registry();
                 for e in reg.entries.values() {
                     if let EntrySpec::EnvVariable { variable, .. } = &e.spec {
@@ -308,7 +305,7 @@ pub fn module(lua: &Lua) -> mlua::Result<Table> {
                         if super::security::check_now("env.get", &key).is_err() {
                             continue;
                         }
-                        if let Some(v) = value_of(&node, &reg, e) {
+                        if let Some(v) = value_of(&services.env, &reg, e) {
                             out.set(key, v)?;
                         }
                     }

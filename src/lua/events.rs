@@ -1,4 +1,4 @@
-//! The `events` module: the node's event bus (`crate::events`) for Lua code.
+//! The `events` module: the node's event bus (`crate::process::events`) for Lua code.
 //!
 //! `events.subscribe(system, kind?)` (in a process) gives a subscription whose
 //! `:channel()` receives the events that match, as tables `{system, kind, path, data,
@@ -11,7 +11,7 @@
 use super::channel::LuaChannel;
 use super::errors::LuaError;
 use super::{current, running};
-use crate::events;
+use crate::process::events;
 use crate::process::Node;
 use crate::value;
 use mlua::{AnyUserData, Lua, MultiValue, Table, UserData, UserDataMethods};

@@ -29,6 +29,8 @@ use tokio::time::Instant;
 /// A running function call, as the Lua API and the preemption hook see it.
 pub(crate) struct CallCtx {
     pub node: Arc<Node>,
+    /// The runtime's services it reaches.
+    pub services: Arc<super::Services>,
     pub entry: Arc<Entry>,
     pub env: Table,
     pub context: Arc<CallContext>,
@@ -79,6 +81,7 @@ impl CallCtx {
         let me = self.node.register_unit(self.entry.clone(), host.clone());
         let ctx = Rc::new(ProcCtx::new(
             self.node.clone(),
+            self.services.clone(),
             me,
             self.entry.clone(),
             host,
@@ -264,6 +267,8 @@ fn returned_error(v: &mlua::Value) -> CallError {
 pub struct LuaExecutor {
     /// The node whose functions these are (weak: the node owns its executors).
     pub node: std::sync::Weak<Node>,
+    /// The runtime's services its calls reach.
+    pub services: Arc<super::Services>,
     /// The host of the process a call becomes (see [`CallCtx::as_process`]) when its
     /// caller is not a process (the CLI, the cluster, a test).
     pub default_host: Arc<Host>,
@@ -278,9 +283,10 @@ impl crate::functions::Executor for LuaExecutor {
         deadline: Instant,
     ) -> futures::future::LocalBoxFuture<'static, Result<Value, CallError>> {
         let node = self.node.upgrade();
+        let services = self.services.clone();
         Box::pin(async move {
             let node = node.ok_or_else(|| CallError::new("UNAVAILABLE", "the runtime stopped"))?;
-            run_lua_function(node, pool, args, context, deadline).await
+            run_lua_function(node, services, pool, args, context, deadline).await
         })
     }
 
@@ -292,6 +298,7 @@ impl crate::functions::Executor for LuaExecutor {
 /// Runs one call of a `function.lua` on this worker thread (the pool granted a worker).
 async fn run_lua_function(
     node: Arc<Node>,
+    services: Arc<super::Services>,
     pool: Arc<Pool>,
     args: Vec<Value>,
     context: Arc<CallContext>,
@@ -313,6 +320,7 @@ async fn run_lua_function(
             // top-level code of the chunk runs here, under the call's context
             let boot = Rc::new(CallCtx {
                 node: node.clone(),
+                services: services.clone(),
                 entry: entry.clone(),
                 env: w.lua.create_table().map_err(internal)?,
                 context: context.clone(),
@@ -347,6 +355,7 @@ async fn run_lua_function(
         }
     };
     let call = Rc::new(CallCtx {
+        services,
         node,
         entry: entry.clone(),
         env: env.clone(),

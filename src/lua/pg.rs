@@ -1,5 +1,5 @@
 //! The `pg` module, as en/lua/core/pg.md describes it, over Erlang's `pg` semantics (see
-//! [`crate::pg`]).
+//! [`crate::process::pg`]).
 //!
 //! `pg.open(scope_id)` -> an instance of the scope (the `pg.scope` entry), or `nil, err`.
 //! Its methods: `join(group | {groups})` and `leave(group | {groups})` for the calling
@@ -23,7 +23,7 @@
 use super::channel::{Chan, LuaChannel};
 use super::errors::LuaError;
 use super::{current, current_or, Current};
-use crate::pg::{Groups, Scope};
+use crate::process::pg::{Groups, Scope};
 use crate::process::{Node, Pid};
 use crate::registry::Id;
 use crate::value;
@@ -143,7 +143,7 @@ fn subscribe(
         .monitor(&ctx.me.pid, group)
         .map_err(|e| LuaError::new(e.kind(), format!("pg.{func}: {e}")))?;
     let ud = ctx
-        .listen(&crate::pg::monitor_topic(id), false)
+        .listen(&crate::process::pg::monitor_topic(id), false)
         .map_err(|e| LuaError::new("INTERNAL", format!("pg.{func}: {e}")))?;
     let chan = ud
         .borrow::<LuaChannel>()

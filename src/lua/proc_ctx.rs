@@ -43,6 +43,8 @@ pub(super) struct Parked {
 /// What the Lua API needs to know about the process it is called from.
 pub(crate) struct ProcCtx {
     pub node: Arc<Node>,
+    /// The runtime's services it reaches.
+    pub services: Arc<super::Services>,
     pub me: Arc<ProcessHandle>,
     pub pid_str: String,
     /// The entry whose code runs (another one after `process.upgrade`).
@@ -94,6 +96,7 @@ impl ProcCtx {
     #[allow(clippy::too_many_arguments)]
     pub(super) fn new(
         node: Arc<Node>,
+        services: Arc<super::Services>,
         me: Arc<ProcessHandle>,
         entry: Arc<Entry>,
         host: Arc<crate::process::Host>,
@@ -106,6 +109,7 @@ impl ProcCtx {
         ProcCtx {
             pid_str: pid_str.clone(),
             node,
+            services,
             me,
             entry: RefCell::new(entry.clone()),
             host,
@@ -156,7 +160,7 @@ impl ProcCtx {
     pub(crate) fn release(&self) {
         self.tasks.abort_all();
         if self.subscribed.get() {
-            crate::events::unsubscribe_all(&self.node, &self.me.pid);
+            crate::process::events::unsubscribe_all(&self.node, &self.me.pid);
         }
     }
 

@@ -19,7 +19,7 @@
 //! makes a new version with the entries of kept version `v` (a rollback);
 //! `registry.build_delta(a, b)` lists the operations from snapshot (or version) `a` to `b`.
 //! Every applied change is published as events of system `registry` (see
-//! `crate::events::registry_changed`).
+//! `crate::process::events::registry_changed`).
 //!
 //! An entry reads as `{id = "ns:name", kind = ..., meta = {...}, data = {...}}`: `data`
 //! holds the entry's own fields (everything but `name`, `kind` and `meta`; for an entry
@@ -29,8 +29,7 @@
 //! to match a prefix (`.kind = "function.*"`, `.ns = "app.*"`).
 
 use super::errors::LuaError;
-use super::running;
-use crate::process::Node;
+use super::{current_any, running};
 use crate::registry::actor::{Handle, Version};
 use crate::registry::changes::{self, EntryData, Op};
 use crate::registry::finder::Query;
@@ -139,8 +138,9 @@ fn version_id(v: &mlua::Value, what: &str) -> Result<u64, LuaError> {
     }
 }
 
-fn handle(node: &Node) -> Option<Handle> {
-    node.ext::<Handle>().map(|h| (*h).clone())
+/// The registry actor of the runtime the calling code runs in.
+fn handle() -> Option<Handle> {
+    Some(current_any()?.services().registry.clone())
 }
 
 /// A version of the registry, as Lua sees it.
@@ -193,8 +193,7 @@ impl UserData for LuaVersion {
 
 /// The kept versions of the running node's registry.
 async fn kept_versions() -> Vec<Arc<Version>> {
-    let node = running().map(|(n, _, _)| n);
-    match node.as_deref().and_then(handle) {
+    match handle() {
         Some(h) => h.versions().await,
         None => Vec::new(),
     }
@@ -400,7 +399,7 @@ impl UserData for Changeset {
                 return e.into_nil_err(&lua);
             }
             let ops = cs.ops.lock().unwrap_or_else(|e| e.into_inner()).clone();
-            let Some(h) = running().and_then(|(n, _, _)| handle(&n)) else {
+            let Some(h) = handle() else {
                 return nil_err(&lua, "UNAVAILABLE", "registry: no registry here".into());
             };
             apply_result(&lua, h.apply(ops).await)
@@ -534,7 +533,7 @@ pub fn module(lua: &Lua) -> mlua::Result<Table> {
             if let Err(e) = super::security::check_now("registry.apply_version", "registry") {
                 return e.into_nil_err(&lua);
             }
-            let Some(h) = running().and_then(|(n, _, _)| handle(&n)) else {
+            let Some(h) = handle() else {
                 return nil_err(&lua, "UNAVAILABLE", "registry: no registry here".into());
             };
             apply_result(&lua, h.apply_version(id).await)

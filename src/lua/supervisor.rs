@@ -127,8 +127,8 @@ fn supervised(name: &str) -> mlua::Result<std::rc::Rc<super::ProcCtx>> {
 
 fn system() -> mlua::Result<Arc<Supervision>> {
     current_or("supervisor")?
-        .node()
-        .ext::<Supervision>()
+        .services()
+        .supervision()
         .ok_or_else(|| mlua::Error::runtime("supervisor: the runtime has no supervision"))
 }
 

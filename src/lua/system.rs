@@ -18,7 +18,6 @@
 use super::current_or;
 use super::errors::LuaError;
 use crate::process::Node;
-use crate::supervision::Supervision;
 use mlua::{IntoLua, Lua, MultiValue, Table};
 use std::sync::{Arc, Mutex};
 
@@ -256,7 +255,7 @@ fn build(lua: &Lua) -> mlua::Result<Table> {
                     format!("system.exit: code {code} is not 0..255"),
                 );
             }
-            node()?.ext_or_default::<ExitRequest>().request(code as i32);
+            current_or("system")?.services().exit.request(code as i32);
             ok(lua, true)
         })?,
     )?;
@@ -446,7 +445,7 @@ fn build(lua: &Lua) -> mlua::Result<Table> {
     supervisor.set(
         "state",
         lua.create_function(|lua, id: String| {
-            let Some(sup) = node()?.ext::<Supervision>() else {
+            let Some(sup) = current_or("system")?.services().supervision() else {
                 return fail(lua, "INTERNAL", "service info not available");
             };
             let status = crate::registry::Id::parse(&id)
@@ -465,7 +464,7 @@ fn build(lua: &Lua) -> mlua::Result<Table> {
     supervisor.set(
         "states",
         lua.create_function(|lua, ()| {
-            let Some(sup) = node()?.ext::<Supervision>() else {
+            let Some(sup) = current_or("system")?.services().supervision() else {
                 return fail(lua, "INTERNAL", "service info not available");
             };
             let mut all: Vec<_> = sup

@@ -19,8 +19,9 @@ fn node() -> mlua::Result<Arc<Node>> {
 }
 
 fn supervision() -> mlua::Result<Arc<Supervision>> {
-    node()?
-        .ext::<Supervision>()
+    current_or("test")?
+        .services()
+        .supervision()
         .ok_or_else(|| mlua::Error::runtime("test: the runtime has no supervision"))
 }
 
@@ -105,7 +106,8 @@ fn helpers(lua: &Lua) -> mlua::Result<Table> {
     Ok(h)
 }
 
-/// Where the `test` module reports to (a node extension, set by the test runner).
+/// Where the `test` module reports to (one of the runtime's services, set by the test
+/// runner).
 pub struct Sink(tokio::sync::mpsc::UnboundedSender<Value>);
 
 impl Sink {
@@ -129,7 +131,10 @@ const CHUNK: &str = "=warden test";
 /// are those modules (the supervision helpers use them).
 pub fn module(lua: &Lua, runners: Table, supervisor: Table, time: Table) -> mlua::Result<Table> {
     let report = lua.create_function(|_, event: mlua::Value| {
-        let Some(sink) = current_any().and_then(|c| c.node().ext::<Sink>()) else {
+        let Some(cur) = current_any() else {
+            return Ok(());
+        };
+        let Some(sink) = cur.services().sink() else {
             return Ok(());
         };
         if let Ok(v) = value::from_lua(&event) {

@@ -15,12 +15,15 @@
 //! (signals, messages, the handle), `relations.rs` (monitors, links, names: the only code
 //! that edits them), `node.rs` (the table, names, send, cancel, terminate, monitor, link),
 //! `spawn.rs` (spawn and the exit path), `remote.rs` (what crosses to other nodes),
-//! `host.rs` (worker threads), `stats.rs` (counters).
+//! `host.rs` (worker threads), `stats.rs` (counters). Beside them, two services every
+//! node has: `events.rs` (the event bus) and `pg.rs` (process groups).
 
+pub mod events;
 mod exit;
 pub mod host;
 mod mailbox;
 mod node;
+pub mod pg;
 mod pid;
 mod relations;
 mod remote;

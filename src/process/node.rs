@@ -62,7 +62,10 @@ pub struct Node {
     pub(super) kinds: HashMap<&'static str, ProcessKind>,
     /// Function pools, by id.
     pub functions: crate::functions::FunctionTable,
-    pub(super) exts: DashMap<std::any::TypeId, Arc<dyn std::any::Any + Send + Sync>>,
+    /// Its event bus: subscriptions by system and kind, delivered as messages.
+    pub events: super::events::EventBus,
+    /// Its process groups (Erlang's `pg`), scope by scope.
+    pub groups: super::pg::Groups,
     /// Spawns, exits and messages counted (the admin endpoint's metrics).
     pub stats: stats::Stats,
     /// Where messages to pids of other nodes go (set when the node joins a cluster).
@@ -92,42 +95,14 @@ impl Node {
             registry: ArcSwap::new(registry),
             kinds,
             functions: Default::default(),
-            exts: DashMap::new(),
+            events: Default::default(),
+            groups: Default::default(),
             stats: stats::Stats::default(),
             remote: arc_swap::ArcSwapOption::empty(),
             granted: AtomicU64::new(0),
             granted_used: AtomicU64::new(0),
             strict_security: std::sync::atomic::AtomicBool::new(false),
         })
-    }
-
-    /// Attaches a system of a higher layer (e.g. supervision) that language hosts reach
-    /// through the node without this module knowing its type.
-    pub fn set_ext<T: std::any::Any + Send + Sync>(&self, v: Arc<T>) {
-        self.exts.insert(std::any::TypeId::of::<T>(), v);
-    }
-
-    /// The attached system of type `T`.
-    pub fn ext<T: std::any::Any + Send + Sync>(&self) -> Option<Arc<T>> {
-        self.exts
-            .get(&std::any::TypeId::of::<T>())
-            .and_then(|a| a.value().clone().downcast::<T>().ok())
-    }
-
-    /// The attached system of type `T`, attached (as `T::default()`) on first use.
-    pub fn ext_or_default<T: std::any::Any + Send + Sync + Default>(&self) -> Arc<T> {
-        self.exts
-            .entry(std::any::TypeId::of::<T>())
-            .or_insert_with(|| Arc::new(T::default()))
-            .value()
-            .clone()
-            .downcast::<T>()
-            .unwrap_or_else(|_| Arc::new(T::default()))
-    }
-
-    /// Detaches every attached system (they may hold the node: this breaks the cycle).
-    pub fn clear_exts(&self) {
-        self.exts.clear();
     }
 
     /// The current registry snapshot.

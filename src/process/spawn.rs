@@ -74,12 +74,13 @@ pub type Body = Box<dyn FnOnce(ProcessContext) -> BodyFuture + Send>;
 
 /// Checks a process entry and its spawn arguments before spawn (so a bad spawn fails
 /// before any code runs) and returns the body builder.
-pub type Launcher = fn(&Arc<Node>, &Arc<Entry>, &[Value]) -> Result<Body, String>;
+pub type Launcher =
+    Arc<dyn Fn(&Arc<Node>, &Arc<Entry>, &[Value]) -> Result<Body, String> + Send + Sync>;
 
 /// A kind of process entry the node runs: how to launch one, and whether it sees a
 /// CANCEL from the start (a supervisor cancels such a process and waits; one that cannot
 /// see it yet is stopped at once, as Erlang kills a process that does not trap exits).
-#[derive(Clone, Copy)]
+#[derive(Clone)]
 pub struct ProcessKind {
     /// Builds the body of a process of this kind.
     pub launch: Launcher,
@@ -132,7 +133,7 @@ impl Node {
             .get(entry_id)
             .ok_or_else(|| ProcessError::NotFound(format!("entry {entry_id} not found")))?
             .clone();
-        let kind = *self.kinds.get(entry.kind.as_str()).ok_or_else(|| {
+        let kind = self.kinds.get(entry.kind.as_str()).ok_or_else(|| {
             ProcessError::Invalid(format!(
                 "entry {entry_id} is a {}, not a process entry",
                 entry.kind

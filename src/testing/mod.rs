@@ -330,7 +330,7 @@ async fn run_isolated(
         }
     };
     let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
-    rt.node().set_ext(Arc::new(Sink::new(tx)));
+    rt.services().set_sink(Sink::new(tx));
     let (exit_tx, exit_rx) = tokio::sync::oneshot::channel();
     let opts = SpawnOptions {
         on_exit: Some(Box::new(move |_, exit: &Arc<Exit>| {

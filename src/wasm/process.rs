@@ -12,23 +12,24 @@
 use super::store::GuestHost;
 use super::{WasmResult, WasmRuntime};
 use crate::functions::CallContext;
-use crate::process::{Body, BodyFuture, Exit, ExitError, Node, ProcessContext, Signal};
+use crate::process::{Body, BodyFuture, Exit, ExitError, Launcher, Node, ProcessContext, Signal};
 use crate::registry::{Entry, EntrySpec};
 use crate::value::{self, Value};
 use std::sync::Arc;
 use std::task::Poll;
 
-/// The launcher of `process.wasm` entries.
-pub fn launcher(node: &Arc<Node>, entry: &Arc<Entry>, args: &[Value]) -> Result<Body, String> {
+/// The launcher of `process.wasm` entries, compiled by `rt`.
+pub fn launcher(rt: Arc<WasmRuntime>) -> Launcher {
+    Arc::new(move |_node: &Arc<Node>, entry: &Arc<Entry>, args: &[Value]| launch(&rt, entry, args))
+}
+
+fn launch(rt: &Arc<WasmRuntime>, entry: &Arc<Entry>, args: &[Value]) -> Result<Body, String> {
     let EntrySpec::Wasm(spec) = &entry.spec else {
         return Err(format!(
             "entry {} is a {}, not a process.wasm",
             entry.id, entry.kind
         ));
     };
-    let rt = node
-        .ext::<WasmRuntime>()
-        .ok_or_else(|| format!("entry {}: the WebAssembly engine is not running", entry.id))?;
     let f = rt
         .function(&entry.id)
         .ok_or_else(|| format!("entry {} was not compiled", entry.id))?;

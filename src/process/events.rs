@@ -27,15 +27,15 @@ struct Sub {
     dropped: Arc<AtomicU64>,
 }
 
-/// The subscriptions of a node (attached to it on first use).
+/// The subscriptions of a node (its `events`).
 #[derive(Default)]
 pub struct EventBus {
     subs: Mutex<Vec<Sub>>,
     next: AtomicU64,
 }
 
-fn bus(node: &Node) -> Arc<EventBus> {
-    node.ext_or_default::<EventBus>()
+fn bus(node: &Node) -> &EventBus {
+    &node.events
 }
 
 /// Whether `name` matches `pattern`, read as Wippy's event bus reads system and kind

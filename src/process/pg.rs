@@ -43,7 +43,7 @@ pub trait PgSync: Send + Sync {
 
 type SyncSlot = Arc<arc_swap::ArcSwapOption<Box<dyn PgSync>>>;
 
-/// The scopes opened on a node (a node extension).
+/// The scopes opened on a node (its `groups`).
 #[derive(Default)]
 pub struct Groups {
     scopes: DashMap<Id, Arc<Scope>>,
@@ -77,7 +77,7 @@ impl Groups {
                 )))
             }
         }
-        let groups = node.ext_or_default::<Groups>();
+        let groups = &node.groups;
         let scope = groups
             .scopes
             .entry(id.clone())
@@ -169,7 +169,7 @@ impl Scope {
             ]);
             let _ = node.send_runtime(None, &m.pid, monitor_topic(m.id), vec![event]);
         }
-        let _ = crate::events::publish(node, None, "pg", change.name(), Some(group), data);
+        let _ = crate::process::events::publish(node, None, "pg", change.name(), Some(group), data);
     }
 
     /// Tells the other nodes about a change of this node's processes (under the lock).
