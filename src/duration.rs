@@ -21,20 +21,6 @@ pub fn parse(s: &str) -> Result<Duration, String> {
     })
 }
 
-/// Converts a YAML/JSON value (integer milliseconds or a duration string) into a duration.
-pub fn parse_json(v: &serde_json::Value) -> Result<Duration, String> {
-    match v {
-        serde_json::Value::Number(n) => n
-            .as_u64()
-            .map(Duration::from_millis)
-            .ok_or_else(|| format!("negative or invalid duration {n}")),
-        serde_json::Value::String(s) => parse(s),
-        other => Err(format!(
-            "expected a duration like \"500ms\" or milliseconds, found {other}"
-        )),
-    }
-}
-
 /// Converts a Lua argument (integer milliseconds or a duration string) into a duration.
 pub fn from_lua(v: &mlua::Value) -> Result<Duration, String> {
     match v {

@@ -12,7 +12,7 @@
 //!   tls: {ca: ca.pem, cert: node.pem, key: node.key}  # optional; paths beside the YAML
 //! ```
 
-use crate::registry::Registry;
+use crate::registry::{fields, Registry};
 use serde_json::Value as Json;
 use std::path::PathBuf;
 
@@ -167,12 +167,11 @@ pub fn from_registry(reg: &Registry) -> Result<Option<Config>, String> {
         ));
     }
     let dir = e.file.parent().map(PathBuf::from).unwrap_or_default();
+    // a string (an empty one is as good as none)
     let text = |field: &str, v: Option<&Json>| -> Result<Option<String>, String> {
-        match v {
-            None | Some(Json::Null) => Ok(None),
-            Some(Json::String(s)) if !s.is_empty() => Ok(Some(s.clone())),
-            Some(other) => Err(at(field, format!("expected a string, found {other}"))),
-        }
+        Ok(fields::text(v)
+            .map_err(|m| at(field, m))?
+            .filter(|s| !s.is_empty()))
     };
     let path = |field: &str, v: Option<&Json>| -> Result<Option<PathBuf>, String> {
         Ok(text(field, v)?.map(|p| dir.join(p)))
@@ -193,10 +192,9 @@ pub fn from_registry(reg: &Registry) -> Result<Option<Config>, String> {
     if let Some(n) = &c.cluster_name {
         check_name(n).map_err(|m| at("cluster_name", m))?;
     }
-    if let Some(h) = text("heartbeat", e.raw.get("heartbeat"))? {
-        let d = crate::duration::parse(&h).map_err(|m| at("heartbeat", m))?;
+    if let Some(d) = fields::duration(e.raw.get("heartbeat")).map_err(|m| at("heartbeat", m))? {
         if d < std::time::Duration::from_millis(50) || d > std::time::Duration::from_secs(10) {
-            return Err(at("heartbeat", format!("{h} is outside 50ms..10s")));
+            return Err(at("heartbeat", format!("{d:?} is outside 50ms..10s")));
         }
         c.heartbeat = Some(d);
     }

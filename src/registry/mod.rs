@@ -6,6 +6,7 @@
 
 pub mod actor;
 pub mod changes;
+pub mod fields;
 pub mod finder;
 pub mod hint;
 pub mod loader;

@@ -71,24 +71,7 @@ fn positive(
     m: &serde_json::Map<String, serde_json::Value>,
     key: &str,
 ) -> Result<Option<usize>, (String, String)> {
-    match m.get(key) {
-        None | Some(serde_json::Value::Null) => Ok(None),
-        Some(serde_json::Value::Number(n)) => match n.as_i64() {
-            Some(i) if i > MAX_POOL_SIZE as i64 => Err((
-                format!("pool.{key}"),
-                format!("must be at most {MAX_POOL_SIZE}, found {n}"),
-            )),
-            Some(i) if i > 0 => Ok(Some(i as usize)),
-            _ => Err((
-                format!("pool.{key}"),
-                format!("must be a positive integer, found {n}"),
-            )),
-        },
-        Some(other) => Err((
-            format!("pool.{key}"),
-            format!("expected a positive integer, found {other}"),
-        )),
-    }
+    super::fields::positive(m.get(key), MAX_POOL_SIZE).map_err(|msg| (format!("pool.{key}"), msg))
 }
 
 impl PoolSpec {
@@ -160,20 +143,19 @@ impl PoolSpec {
                     kind: PoolKind::Adaptive,
                     max_size: max,
                     buffer: positive(m, "buffer")?.unwrap_or(max.saturating_mul(64)),
-                    idle_timeout: Some(match m.get("idle_timeout") {
-                        None | Some(serde_json::Value::Null) => ADAPTIVE_IDLE_TIMEOUT,
-                        Some(v) => crate::duration::parse_json(v)
-                            .map_err(|e| ("pool.idle_timeout".to_string(), e))?,
-                    }),
+                    idle_timeout: Some(
+                        super::fields::duration(m.get("idle_timeout"))
+                            .map_err(|e| ("pool.idle_timeout".to_string(), e))?
+                            .unwrap_or(ADAPTIVE_IDLE_TIMEOUT),
+                    ),
                     overflow: false,
                 }
             }
             other => {
-                let hint = super::hint::did_you_mean(other, POOL_TYPES, super::hint::NEAR);
-                return Err((
-                    "pool.type".into(),
-                    format!("unknown pool type {other}{hint}; expected one of inline, lazy, static, adaptive"),
-                ));
+                let msg = super::fields::one_of("pool type", other, POOL_TYPES)
+                    .err()
+                    .unwrap_or_default();
+                return Err(("pool.type".into(), msg));
             }
         };
         let overflow = match m.get("overflow") {

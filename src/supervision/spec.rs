@@ -2,7 +2,7 @@
 //! checked against the registry. Every problem is a load error naming file, entry and
 //! field; all problems of one registry are returned together.
 
-use crate::registry::{Entry, EntrySpec, Id, LoadError, Registry};
+use crate::registry::{fields, Entry, EntrySpec, Id, LoadError, Registry};
 use crate::value::{self, Value};
 use serde_json::Value as Json;
 use std::collections::{BTreeMap, HashMap};
@@ -240,23 +240,10 @@ struct Checker<'a> {
     errors: Vec<LoadError>,
 }
 
-fn hint(word: &str, options: &[&str]) -> String {
-    crate::registry::hint::did_you_mean(word, options, crate::registry::hint::NEAR)
-}
-
 impl Checker<'_> {
     fn err(&mut self, e: &Entry, field: &str, message: impl Into<String>) {
-        let file = e
-            .file
-            .strip_prefix(&self.registry.root)
-            .map(|p| p.to_path_buf())
-            .unwrap_or_else(|_| e.file.clone());
-        self.errors.push(LoadError {
-            file,
-            entry: Some(e.id.to_string()),
-            field: Some(field.to_string()),
-            message: message.into(),
-        });
+        let err = fields::error(&self.registry.root, e, field, message);
+        self.errors.push(err);
     }
 
     fn duration(
@@ -266,32 +253,20 @@ impl Checker<'_> {
         field: &str,
         default: Duration,
     ) -> Duration {
-        match v {
-            None | Some(Json::Null) => default,
-            Some(Json::Number(n)) => match n.as_i64() {
-                Some(ms) if ms >= 0 => Duration::from_millis(ms as u64),
-                _ => {
-                    self.err(
-                        e,
-                        field,
-                        format!("must be a non-negative duration, found {n}"),
-                    );
-                    default
-                }
-            },
-            Some(Json::String(s)) => match crate::duration::parse(s) {
-                Ok(d) => d,
-                Err(msg) => {
-                    self.err(e, field, msg);
-                    default
-                }
-            },
-            Some(other) => {
-                self.err(
-                    e,
-                    field,
-                    format!("expected a duration like \"5s\", found {other}"),
-                );
+        match fields::duration(v) {
+            Ok(d) => d.unwrap_or(default),
+            Err(msg) => {
+                self.err(e, field, msg);
+                default
+            }
+        }
+    }
+
+    fn flag(&mut self, e: &Entry, v: Option<&Json>, field: &str, default: bool) -> bool {
+        match fields::flag(v) {
+            Ok(b) => b.unwrap_or(default),
+            Err(msg) => {
+                self.err(e, field, msg);
                 default
             }
         }
@@ -364,11 +339,7 @@ impl Checker<'_> {
     }
 
     fn reference(&mut self, e: &Entry, v: &Json, field: &str) -> Option<Id> {
-        let Some(s) = v.as_str() else {
-            self.err(e, field, format!("expected an entry id, found {v}"));
-            return None;
-        };
-        match Id::resolve(s, &e.id.namespace) {
+        match fields::reference(v, &e.id.namespace) {
             Ok(id) => Some(id),
             Err(msg) => {
                 self.err(e, field, msg);
@@ -378,11 +349,12 @@ impl Checker<'_> {
     }
 
     fn args(&mut self, e: &Entry, v: Option<&Json>, field: &str) -> Vec<Value> {
-        match v {
-            None | Some(Json::Null) => Vec::new(),
-            Some(Json::Array(items)) => items.iter().map(value::from_json).collect(),
-            Some(other) => {
-                self.err(e, field, format!("expected a list, found {other}"));
+        match fields::list(v) {
+            Ok(items) => items
+                .map(|items| items.iter().map(value::from_json).collect())
+                .unwrap_or_default(),
+            Err(msg) => {
+                self.err(e, field, msg);
                 Vec::new()
             }
         }
@@ -467,30 +439,13 @@ impl Checker<'_> {
                 &empty
             }
         };
-        let auto_start = match lc.get("auto_start") {
-            None | Some(Json::Null) => false,
-            Some(Json::Bool(b)) => *b,
-            Some(other) => {
-                self.err(
-                    e,
-                    "lifecycle.auto_start",
-                    format!("expected true or false, found {other}"),
-                );
-                false
-            }
-        };
-        let restart_on_change = match lc.get("restart_on_change") {
-            None | Some(Json::Null) => true,
-            Some(Json::Bool(b)) => *b,
-            Some(other) => {
-                self.err(
-                    e,
-                    "lifecycle.restart_on_change",
-                    format!("expected true or false, found {other}"),
-                );
-                true
-            }
-        };
+        let auto_start = self.flag(e, lc.get("auto_start"), "lifecycle.auto_start", false);
+        let restart_on_change = self.flag(
+            e,
+            lc.get("restart_on_change"),
+            "lifecycle.restart_on_change",
+            true,
+        );
         let start_timeout = self.duration(
             e,
             lc.get("start_timeout"),
@@ -563,72 +518,24 @@ impl Checker<'_> {
             "lifecycle.restart.max_delay",
             d.max_delay,
         );
-        let backoff_factor = match r.get("backoff_factor") {
-            None | Some(Json::Null) => d.backoff_factor,
-            Some(Json::Number(n)) => match n.as_f64() {
-                Some(f) if f >= 1.0 => f,
-                _ => {
-                    self.err(
-                        e,
-                        "lifecycle.restart.backoff_factor",
-                        format!("must be at least 1, found {n}"),
-                    );
-                    d.backoff_factor
-                }
-            },
-            Some(other) => {
-                self.err(
-                    e,
-                    "lifecycle.restart.backoff_factor",
-                    format!("expected a number >= 1, found {other}"),
-                );
-                d.backoff_factor
-            }
-        };
-        let jitter = match r.get("jitter") {
-            None | Some(Json::Null) => d.jitter,
-            Some(Json::Number(n)) => match n.as_f64() {
-                Some(j) if (0.0..=1.0).contains(&j) => j,
-                _ => {
-                    self.err(
-                        e,
-                        "lifecycle.restart.jitter",
-                        format!("must be between 0 and 1, found {n}"),
-                    );
-                    d.jitter
-                }
-            },
-            Some(other) => {
-                self.err(
-                    e,
-                    "lifecycle.restart.jitter",
-                    format!("expected a number between 0 and 1, found {other}"),
-                );
-                d.jitter
-            }
-        };
-        let max_attempts = match r.get("max_attempts") {
-            None | Some(Json::Null) => 0,
-            Some(Json::Number(n)) => match n.as_u64() {
-                Some(m) => m.min(u32::MAX as u64) as u32,
-                None => {
-                    self.err(
-                        e,
-                        "lifecycle.restart.max_attempts",
-                        format!("must be a non-negative integer, found {n}"),
-                    );
-                    0
-                }
-            },
-            Some(other) => {
-                self.err(
-                    e,
-                    "lifecycle.restart.max_attempts",
-                    format!("expected a non-negative integer, found {other}"),
-                );
-                0
-            }
-        };
+        let backoff_factor = fields::number(r.get("backoff_factor"), 1.0..=f64::MAX, "at least 1")
+            .unwrap_or_else(|msg| {
+                self.err(e, "lifecycle.restart.backoff_factor", msg);
+                None
+            })
+            .unwrap_or(d.backoff_factor);
+        let jitter = fields::number(r.get("jitter"), 0.0..=1.0, "between 0 and 1")
+            .unwrap_or_else(|msg| {
+                self.err(e, "lifecycle.restart.jitter", msg);
+                None
+            })
+            .unwrap_or(d.jitter);
+        let max_attempts = fields::count(r.get("max_attempts"))
+            .unwrap_or_else(|msg| {
+                self.err(e, "lifecycle.restart.max_attempts", msg);
+                None
+            })
+            .unwrap_or(0);
         let placement = match raw.get("placement") {
             None | Some(Json::Null) => None,
             Some(Json::Object(m)) => match m.get("node") {
@@ -697,22 +604,22 @@ impl Checker<'_> {
         let before = self.errors.len();
         let strategy = match raw.get("strategy") {
             None | Some(Json::Null) => Strategy::OneForOne,
-            Some(Json::String(s)) => match s.as_str() {
-                "one_for_one" => Strategy::OneForOne,
-                "one_for_all" => Strategy::OneForAll,
-                "rest_for_one" => Strategy::RestForOne,
-                "simple_one_for_one" => Strategy::SimpleOneForOne,
-                other => {
-                    let h = hint(
-                        other,
-                        &[
-                            "one_for_one",
-                            "one_for_all",
-                            "rest_for_one",
-                            "simple_one_for_one",
-                        ],
-                    );
-                    self.err(e, "strategy", format!("unknown strategy {other}{h}; expected one_for_one, one_for_all, rest_for_one or simple_one_for_one"));
+            Some(Json::String(s)) => match fields::one_of(
+                "strategy",
+                s,
+                &[
+                    "one_for_one",
+                    "one_for_all",
+                    "rest_for_one",
+                    "simple_one_for_one",
+                ],
+            ) {
+                Ok("one_for_all") => Strategy::OneForAll,
+                Ok("rest_for_one") => Strategy::RestForOne,
+                Ok("simple_one_for_one") => Strategy::SimpleOneForOne,
+                Ok(_) => Strategy::OneForOne,
+                Err(msg) => {
+                    self.err(e, "strategy", msg);
                     Strategy::OneForOne
                 }
             },
@@ -730,28 +637,12 @@ impl Checker<'_> {
             .get("intensity")
             .filter(|v| !v.is_null())
             .unwrap_or(&empty);
-        let max_restarts = match intensity.get("max_restarts") {
-            None | Some(Json::Null) => 1,
-            Some(Json::Number(n)) => match n.as_u64() {
-                Some(m) => m.min(u32::MAX as u64) as u32,
-                None => {
-                    self.err(
-                        e,
-                        "intensity.max_restarts",
-                        format!("must be a non-negative integer, found {n}"),
-                    );
-                    1
-                }
-            },
-            Some(other) => {
-                self.err(
-                    e,
-                    "intensity.max_restarts",
-                    format!("expected a non-negative integer, found {other}"),
-                );
-                1
-            }
-        };
+        let max_restarts = fields::count(intensity.get("max_restarts"))
+            .unwrap_or_else(|msg| {
+                self.err(e, "intensity.max_restarts", msg);
+                None
+            })
+            .unwrap_or(1);
         let period = self.duration(
             e,
             intensity.get("period"),
@@ -767,13 +658,16 @@ impl Checker<'_> {
         }
         let auto_shutdown = match raw.get("auto_shutdown") {
             None | Some(Json::Null) => AutoShutdown::Never,
-            Some(Json::String(s)) => match s.as_str() {
-                "never" => AutoShutdown::Never,
-                "any_significant" => AutoShutdown::AnySignificant,
-                "all_significant" => AutoShutdown::AllSignificant,
-                other => {
-                    let h = hint(other, &["never", "any_significant", "all_significant"]);
-                    self.err(e, "auto_shutdown", format!("unknown auto_shutdown {other}{h}; expected never, any_significant or all_significant"));
+            Some(Json::String(s)) => match fields::one_of(
+                "auto_shutdown",
+                s,
+                &["never", "any_significant", "all_significant"],
+            ) {
+                Ok("any_significant") => AutoShutdown::AnySignificant,
+                Ok("all_significant") => AutoShutdown::AllSignificant,
+                Ok(_) => AutoShutdown::Never,
+                Err(msg) => {
+                    self.err(e, "auto_shutdown", msg);
                     AutoShutdown::Never
                 }
             },
@@ -901,16 +795,17 @@ impl Checker<'_> {
         };
         let restart = match m.get("restart") {
             None | Some(Json::Null) => RestartType::Permanent,
-            Some(Json::String(s)) => match s.as_str() {
-                "permanent" => RestartType::Permanent,
-                "transient" => RestartType::Transient,
-                "temporary" => RestartType::Temporary,
-                other => {
-                    let h = hint(other, &["permanent", "transient", "temporary"]);
-                    self.err(e, &format!("{at}.restart"), format!("unknown restart type {other}{h}; expected permanent, transient or temporary"));
-                    RestartType::Permanent
+            Some(Json::String(s)) => {
+                match fields::one_of("restart type", s, &["permanent", "transient", "temporary"]) {
+                    Ok("transient") => RestartType::Transient,
+                    Ok("temporary") => RestartType::Temporary,
+                    Ok(_) => RestartType::Permanent,
+                    Err(msg) => {
+                        self.err(e, &format!("{at}.restart"), msg);
+                        RestartType::Permanent
+                    }
                 }
-            },
+            }
             Some(other) => {
                 self.err(
                     e,
@@ -932,30 +827,13 @@ impl Checker<'_> {
         };
         let args = self.args(e, m.get("args"), &format!("{at}.args"));
         let host = self.host(e, m.get("host"), &format!("{at}.host"));
-        let restart_on_change = match m.get("restart_on_change") {
-            None | Some(Json::Null) => true,
-            Some(Json::Bool(b)) => *b,
-            Some(other) => {
-                self.err(
-                    e,
-                    &format!("{at}.restart_on_change"),
-                    format!("expected true or false, found {other}"),
-                );
-                true
-            }
-        };
-        let significant = match m.get("significant") {
-            None | Some(Json::Null) => false,
-            Some(Json::Bool(b)) => *b,
-            Some(other) => {
-                self.err(
-                    e,
-                    &format!("{at}.significant"),
-                    format!("expected true or false, found {other}"),
-                );
-                false
-            }
-        };
+        let restart_on_change = self.flag(
+            e,
+            m.get("restart_on_change"),
+            &format!("{at}.restart_on_change"),
+            true,
+        );
+        let significant = self.flag(e, m.get("significant"), &format!("{at}.significant"), false);
         if significant && restart == RestartType::Permanent {
             self.err(
                 e,
