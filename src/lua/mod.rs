@@ -10,49 +10,40 @@
 //! Blocking calls (`select`, `time.sleep`, `funcs.call`) are mlua async functions: the
 //! coroutine yields, the process task returns `Pending`, and the worker thread runs other
 //! processes. `ch:receive()` does the same without a future: a plain function takes a value
-//! or registers the task's waker, and the Lua side yields until woken (see `channel.rs`).
+//! or registers the task's waker, and the Lua side yields until woken (see `process/channel.rs`).
 //! A hook, armed by a watchdog only once a coroutine has computed for a whole time slice
-//! (see `watchdog.rs`), yields it back to the worker (like the BEAM's reductions) and stops a
+//! (see `vm/watchdog.rs`), yields it back to the worker (like the BEAM's reductions) and stops a
 //! terminated process even inside a tight loop.
 //!
 //! This module knows the process core and the registry; it does not know hosts' threads
 //! or the CLI.
 
-pub mod call_process;
-pub mod channel;
+//! The files, by layer: `context.rs` (who runs now: the bottom), `services.rs` (what the
+//! runtime hands the Lua host), `errors.rs` (error values); `vm/` (the worker's Lua state
+//! and sandbox, preemption: hook, limits and watchdog; the raw C calls; timer tasks);
+//! `process/` (a process: its state, its driver task, channels, the process API with the
+//! general send beside the fast one, payloads); `call/` (`funcs.call` on the caller's side,
+//! running a `function.lua` on the callee's, WIT values, calls run as processes);
+//! `modules/` (the built-in modules, one file each, under one table of constructors).
+//! The modules keep their old names here (`lua::channel`, `lua::funcs`...).
+
+mod call;
 mod context;
-mod driver;
-pub mod env;
 pub mod errors;
-pub mod events;
-pub mod funcs;
-pub mod function_call;
-pub mod io;
-pub mod json;
-mod logger;
 mod modules;
-pub mod payload;
-pub mod pg;
-mod preempt;
-mod proc_ctx;
-mod process_api;
-mod random;
-mod raw;
-mod registry_api;
-pub mod security;
-mod send;
+mod process;
 pub mod services;
-mod supervisor;
-pub mod system;
-mod tasks;
+mod vm;
+
+use call::wit;
+pub use call::{call_process, funcs, function_call};
+pub use modules::{env, events, io, json, pg, security, system, test, time};
+use modules::{logger, random, supervisor, types};
+pub use process::{channel, payload};
+use process::{driver, proc_ctx, process_api, send};
+use vm::{preempt, raw, tasks, watchdog, worker};
+
 pub use tasks::alive as timer_tasks;
-pub mod test;
-pub mod time;
-mod types;
-mod uuid;
-mod watchdog;
-mod wit;
-mod worker;
 
 pub(crate) use context::{current, current_any, current_or, running, Current, CurrentGuard};
 pub use driver::launcher;

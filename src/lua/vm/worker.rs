@@ -1,0 +1,338 @@
+//! The Lua state of a worker thread: the sandbox, the built-in modules, `require`, and the
+//! chunks compiled once per worker.
+
+use crate::lua::context::{current, current_any, Current};
+use crate::lua::preempt::{preempt_hook, HOOK_INSTRUCTIONS, STATE_MEMORY};
+use crate::lua::{
+    channel, errors, logger, modules, payload, process_api, random, raw, supervisor, test, time,
+    types, watchdog,
+};
+use crate::registry::{Entry, Id, LuaSpec};
+use mlua::{Function, HookTriggers, Lua, LuaOptions, StdLib, Table};
+use std::cell::RefCell;
+use std::collections::HashMap;
+use std::rc::Rc;
+use std::sync::Arc;
+
+thread_local! {
+    pub(in crate::lua) static WORKER: RefCell<Option<Rc<LuaWorker>>> = const { RefCell::new(None) };
+}
+
+pub use crate::lua::modules::BUILTIN_MODULES;
+
+/// Idle instances of one function entry version: (method, globals, idle since).
+pub(crate) type IdleInstances = (Arc<Entry>, Vec<(Function, Table, std::time::Instant)>);
+
+/// The Lua state of one worker thread and what is compiled in it.
+pub struct LuaWorker {
+    /// The state.
+    pub lua: Lua,
+    pub(in crate::lua) env_mt: Table,
+    pub(in crate::lua) message_mt: Table,
+    pub(in crate::lua) bootstrap: Function,
+    pub(in crate::lua) instantiate: Function,
+    pub(in crate::lua) method_of: Function,
+    pub(in crate::lua) make_require: Function,
+    pub(in crate::lua) modules: HashMap<&'static str, Table>,
+    pub(in crate::lua) factories: RefCell<HashMap<Id, (Arc<Entry>, Function)>>,
+    pub(in crate::lua) requires: RefCell<HashMap<Id, (Arc<Entry>, Function)>>,
+    /// Idle function instances kept by pools, per function entry.
+    pub(crate) idle: RefCell<HashMap<Id, IdleInstances>>,
+}
+
+/// The Lua heap of this thread's worker state, if this thread has one (bytes).
+pub fn heap_bytes() -> Option<usize> {
+    WORKER.with(|w| w.borrow().as_ref().map(|w| w.lua.used_memory()))
+}
+
+/// The Lua worker of the current thread, created on first use.
+pub fn worker() -> mlua::Result<Rc<LuaWorker>> {
+    WORKER.with(|w| {
+        if let Some(w) = w.borrow().as_ref() {
+            return Ok(w.clone());
+        }
+        let created = Rc::new(LuaWorker::new()?);
+        *w.borrow_mut() = Some(created.clone());
+        Ok(created)
+    })
+}
+
+/// The functions of Lua's `os` library that no process gets: removed from the worker's
+/// state once the sandbox is built.
+pub(in crate::lua) const OS_REMOVED: &[&str] = &[
+    "execute",
+    "exit",
+    "remove",
+    "rename",
+    "getenv",
+    "tmpname",
+    "setlocale",
+];
+
+impl LuaWorker {
+    pub(in crate::lua) fn new() -> mlua::Result<LuaWorker> {
+        let lua = Lua::new_with(
+            StdLib::TABLE
+                | StdLib::STRING
+                | StdLib::MATH
+                | StdLib::UTF8
+                | StdLib::COROUTINE
+                | StdLib::OS,
+            LuaOptions::new(),
+        )?;
+        let rust = lua.create_table()?;
+        rust.set("process", process_api::create(&lua)?)?;
+        rust.set("channel", channel::create(&lua)?)?;
+        rust.set("load", lua.create_function(sandboxed_load)?)?;
+        rust.set("coroutine_spawn", lua.create_function(coroutine_spawn)?)?;
+        let lua_wrap: Function = lua.globals().get::<Table>("coroutine")?.get("wrap")?;
+        let (co_create, co_wrap) = watchdog::coroutine_functions(&lua, lua_wrap)?;
+        rust.set("coroutine_create", co_create)?;
+        rust.set("coroutine_wrap", co_wrap)?;
+        rust.set("describe_error", lua.create_function(errors::describe)?)?;
+        rust.set("errors", errors::module(&lua)?)?;
+        rust.set("payload", payload::module(&lua)?)?;
+        rust.set("message_data", raw::message_data_function(&lua)?)?;
+        let (math_random, math_randomseed) = random::functions(&lua)?;
+        rust.set("math_random", math_random)?;
+        rust.set("math_randomseed", math_randomseed)?;
+        rust.set("log_print", lua.create_function(logger::log_print)?)?;
+        // the functions `test.run_cases` made (weak keys): the bootstrap runs one that a
+        // test's method returns
+        let test_runners = lua.create_table()?;
+        let weak_keys = lua.create_table()?;
+        weak_keys.set("__mode", "k")?;
+        test_runners.set_metatable(Some(weak_keys))?;
+        rust.set("test_runners", test_runners.clone())?;
+        let setup: Table = lua
+            .load(include_str!("sandbox.lua"))
+            .set_name("=warden sandbox")
+            .call(rust)?;
+        // What the sandbox never hands out goes from the real globals as well, so that a
+        // hole found later still cannot reach a shell, the host's files or its environment.
+        let os: Table = lua.globals().get("os")?;
+        for name in OS_REMOVED {
+            os.raw_set(*name, mlua::Value::Nil)?;
+        }
+        for name in ["dofile", "loadfile", "load"] {
+            lua.globals().raw_set(name, mlua::Value::Nil)?;
+        }
+        let message_mt: Table = setup.get("message_mt")?;
+        channel::install_receive(&lua, &message_mt)?;
+        let freeze: Function = setup.get("freeze")?;
+        let mut modules = HashMap::new();
+        for (name, build) in modules::CONSTRUCTORS {
+            modules.insert(*name, freeze.call((build(&lua)?, *name))?);
+        }
+        let test = test::module(
+            &lua,
+            test_runners,
+            supervisor::module(&lua)?,
+            time::module(&lua)?,
+        )?;
+        modules.insert(modules::TEST, freeze.call((test, modules::TEST))?);
+        // globals that Wippy apps also list under `modules`: require gives the global
+        let env_mt: Table = setup.get("env_mt")?;
+        let base: Table = env_mt.raw_get("__index")?;
+        for name in modules::GLOBAL_MODULES {
+            modules.insert(name, base.raw_get(*name)?);
+        }
+        // types as values (en/lua/types.md): `Number`, `Integer`..., `typeof`, and the
+        // constructor the loader's code for a `type` declaration calls
+        for (name, v) in types::globals(&lua)? {
+            base.raw_set(name, v)?;
+        }
+        lua.set_memory_limit((*STATE_MEMORY as usize).saturating_mul(2))?;
+        lua.set_global_hook(
+            HookTriggers::new().every_nth_instruction(HOOK_INSTRUCTIONS),
+            preempt_hook,
+        )?;
+        watchdog::install(&lua)?;
+        Ok(LuaWorker {
+            env_mt: setup.get("env_mt")?,
+            message_mt,
+            bootstrap: setup.get("bootstrap")?,
+            instantiate: setup.get("instantiate")?,
+            method_of: setup.get("method_of")?,
+            make_require: setup.get("make_require")?,
+            modules,
+            factories: RefCell::new(HashMap::new()),
+            requires: RefCell::new(HashMap::new()),
+            idle: RefCell::new(HashMap::new()),
+            lua,
+        })
+    }
+
+    /// A fresh globals table for one instance of `entry` (a process or a library).
+    pub(in crate::lua) fn new_env(&self, entry: &Arc<Entry>) -> mlua::Result<Table> {
+        let env = self.lua.create_table_with_capacity(0, 4)?;
+        env.set_metatable(Some(self.env_mt.clone()))?;
+        env.raw_set("_G", &env)?;
+        let require: Function = self.make_require.call(self.require_fn(entry)?)?;
+        env.raw_set("require", require)?;
+        Ok(env)
+    }
+
+    /// The compiled factory of an entry's chunk (compiled once per worker and entry
+    /// version).
+    pub(in crate::lua) fn factory(
+        &self,
+        entry: &Arc<Entry>,
+        spec: &LuaSpec,
+    ) -> mlua::Result<Function> {
+        if let Some((e, f)) = self.factories.borrow().get(&entry.id) {
+            if Arc::ptr_eq(e, entry) {
+                return Ok(f.clone());
+            }
+        }
+        let src: &str = &spec.source;
+        let body = if src.starts_with("#!") {
+            format!("--{src}")
+        } else {
+            src.to_string()
+        };
+        // One line of prefix keeps Lua's line numbers those of the file.
+        let wrapped = format!("return function(_ENV, ...) {body}\nend");
+        let f: Function = self
+            .lua
+            .load(wrapped)
+            .set_name(format!("@{}", spec.chunk_name))
+            .set_mode(mlua::ChunkMode::Text)
+            .eval()?;
+        self.factories
+            .borrow_mut()
+            .insert(entry.id.clone(), (entry.clone(), f.clone()));
+        Ok(f)
+    }
+
+    /// Instantiates a function entry: its chunk with fresh globals, and the method to call.
+    pub(crate) fn function_instance(&self, entry: &Arc<Entry>) -> mlua::Result<(Function, Table)> {
+        let spec = lua_spec(entry).ok_or_else(|| mlua::Error::runtime("not a Lua entry"))?;
+        let factory = self.factory(entry, spec)?;
+        let env = self.new_env(entry)?;
+        let method = spec.method.clone().unwrap_or_else(|| "main".into());
+        let f = self
+            .method_of
+            .call((factory, env.clone(), entry.id.to_string(), method))?;
+        Ok((f, env))
+    }
+
+    /// The resolver behind an entry's `require`: its imports and its allowed built-in
+    /// modules (each instance caches what it loaded, see `make_require` in sandbox.lua).
+    pub(in crate::lua) fn require_fn(&self, entry: &Arc<Entry>) -> mlua::Result<Function> {
+        if let Some((e, f)) = self.requires.borrow().get(&entry.id) {
+            if Arc::ptr_eq(e, entry) {
+                return Ok(f.clone());
+            }
+        }
+        let owner = entry.clone();
+        let f = self.lua.create_function(move |lua, name: String| {
+            match require(lua, &owner, &name) {
+                Ok(v) => Ok(mlua::MultiValue::from_vec(vec![v])),
+                Err(msg) => errors::LuaError::new("NOT_FOUND", msg).into_nil_err(lua),
+            }
+        })?;
+        self.requires
+            .borrow_mut()
+            .insert(entry.id.clone(), (entry.clone(), f.clone()));
+        Ok(f)
+    }
+}
+
+/// The Lua part of a Lua entry.
+pub(crate) fn lua_spec(entry: &Entry) -> Option<&LuaSpec> {
+    entry.spec.lua()
+}
+
+pub(in crate::lua) fn require(
+    lua: &Lua,
+    owner: &Arc<Entry>,
+    name: &str,
+) -> Result<mlua::Value, String> {
+    let spec = lua_spec(owner).ok_or_else(|| format!("require({name:?}): not a Lua entry"))?;
+    let w = worker().map_err(|e| e.to_string())?;
+    if let Some((_, lib_id)) = spec.imports.iter().find(|(alias, _)| alias == name) {
+        if let Some(module) = crate::registry::builtin_library(lib_id) {
+            if let Some(m) = w.modules.get(module) {
+                return Ok(mlua::Value::Table(m.clone()));
+            }
+        }
+        let registry = match current_any() {
+            Some(Current::Process(p)) => p.node.registry(),
+            Some(Current::Call(c)) => c.node.registry(),
+            None => {
+                return Err(format!(
+                    "require({name:?}): not inside a process or a function"
+                ))
+            }
+        };
+        let lib = registry
+            .get(lib_id)
+            .ok_or_else(|| format!("require({name:?}): library {lib_id} not found"))?
+            .clone();
+        let lib_spec = lua_spec(&lib)
+            .ok_or_else(|| format!("require({name:?}): {lib_id} is not a library.lua"))?;
+        let load = || -> mlua::Result<mlua::Value> {
+            let factory = w.factory(&lib, lib_spec)?;
+            let env = w.new_env(&lib)?;
+            w.instantiate.call((factory, env))
+        };
+        let v = load().map_err(|e| {
+            format!(
+                "require({name:?}): library {lib_id} failed to load: {}",
+                errors::message(&e)
+            )
+        })?;
+        let _ = lua;
+        return Ok(v);
+    }
+    if let Some(m) = w.modules.get(name) {
+        if spec.modules.iter().any(|m| m == name) {
+            return Ok(mlua::Value::Table(m.clone()));
+        }
+        return Err(format!(
+            "require({name:?}): module {name} is not listed in the modules of {} (field modules)",
+            owner.id
+        ));
+    }
+    Err(format!(
+        "require({name:?}): {} has no import named {name} (field imports) and {name} is not a built-in module (field modules)",
+        owner.id
+    ))
+}
+
+pub(in crate::lua) fn sandboxed_load(
+    lua: &Lua,
+    (chunk, name, _mode, env): (mlua::Value, Option<String>, Option<String>, Option<Table>),
+) -> mlua::Result<mlua::MultiValue> {
+    let mlua::Value::String(src) = chunk else {
+        return errors::LuaError::new("INVALID", "load: only source strings can be loaded")
+            .into_nil_err(lua);
+    };
+    let env = match (env, current_any()) {
+        (Some(e), _) => e,
+        (None, Some(Current::Process(p))) => p.env(),
+        (None, Some(Current::Call(c))) => c.env.clone(),
+        (None, None) => return Err(mlua::Error::runtime("load: not inside a process")),
+    };
+    let loaded = lua
+        .load(src.as_bytes().to_vec())
+        .set_name(name.unwrap_or_else(|| "=(load)".into()))
+        .set_mode(mlua::ChunkMode::Text)
+        .set_environment(env)
+        .into_function();
+    match loaded {
+        Ok(f) => Ok(mlua::MultiValue::from_vec(vec![mlua::Value::Function(f)])),
+        Err(e) => errors::LuaError::new("INVALID", errors::message(&e)).into_nil_err(lua),
+    }
+}
+
+/// `coroutine.spawn(fn)`: runs `fn` beside the caller's code, resumed by its driver;
+/// returns the new coroutine (en/lua/core/base.md).
+pub(in crate::lua) fn coroutine_spawn(lua: &Lua, f: Function) -> mlua::Result<mlua::Thread> {
+    let ctx = current()?;
+    let t = lua.create_thread(f)?;
+    watchdog::unhook(&t);
+    ctx.spawned.borrow_mut().push(t.clone());
+    Ok(t)
+}
