@@ -1,7 +1,7 @@
 //! warden: an actor-model process supervisor and Lua/WebAssembly runtime.
 //!
 //! Apps are declared in YAML ([`registry`]); processes are lightweight actors on host
-//! worker threads ([`process`]); `process.lua` entries run in the Lua host ([`lua`]);
+//! worker threads ([`process`]); `process.lua` entries run in the Lua runtime ([`lua`]);
 //! [`runtime`] wires them together and [`cli`] is the `warden` command.
 
 pub mod admin;

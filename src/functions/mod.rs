@@ -58,7 +58,7 @@ impl CallError {
 }
 
 /// Runs the calls of one kind of function entry (registered per kind by the runtime:
-/// `function.lua` by the Lua host, `function.wat` / `function.wasm` by the WebAssembly
+/// `function.lua` by the Lua runtime, `function.wat` / `function.wasm` by the WebAssembly
 /// engine). It runs on the caller's worker thread, after the pool granted a worker.
 pub trait Executor: Send + Sync {
     /// Runs one call of `pool`'s function; must give up at `deadline`.
@@ -70,7 +70,7 @@ pub trait Executor: Send + Sync {
         deadline: Instant,
     ) -> LocalBoxFuture<'static, Result<Value, CallError>>;
 
-    /// The executor itself, for a caller with a faster path for one kind (the Lua host
+    /// The executor itself, for a caller with a faster path for one kind (the Lua runtime
     /// converts arguments of WebAssembly functions straight off its stack).
     fn as_any(&self) -> &dyn std::any::Any;
 }

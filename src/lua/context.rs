@@ -1,5 +1,5 @@
 //! Who runs Lua code on this thread now: a process or a function call. The bottom of the
-//! Lua host: the modules and the driver ask here for their node, entry and process.
+//! Lua runtime: the modules and the driver ask here for their node, entry and process.
 
 use super::function_call;
 use super::proc_ctx::ProcCtx;

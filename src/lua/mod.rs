@@ -1,4 +1,4 @@
-//! The Lua host: runs `process.lua` entries as processes.
+//! The Lua runtime: runs `process.lua` entries as processes.
 //!
 //! Each host worker thread owns one Lua state ([`LuaWorker`]). A process is a coroutine in
 //! that state with its own globals table, whose metatable falls back to a shared, read-only
@@ -19,7 +19,7 @@
 //! or the CLI.
 
 //! The files, by layer: `context.rs` (who runs now: the bottom), `services.rs` (what the
-//! runtime hands the Lua host), `errors.rs` (error values); `vm/` (the worker's Lua state
+//! runtime hands the Lua runtime), `errors.rs` (error values); `vm/` (the worker's Lua state
 //! and sandbox, preemption: hook, limits and watchdog; the raw C calls; timer tasks);
 //! `process/` (a process: its state, its driver task, channels, the process API with the
 //! general send beside the fast one, payloads); `call/` (`funcs.call` on the caller's side,

@@ -75,7 +75,7 @@ pub struct Node {
     pub(super) granted: AtomicU64,
     pub(super) granted_used: AtomicU64,
     /// Code with no actor or no scope is refused what a policy guards (Wippy's
-    /// `security.strict_mode`); the language hosts read it before their checks.
+    /// `security.strict_mode`); the language runtimes read it before their checks.
     pub strict_security: std::sync::atomic::AtomicBool,
 }
 

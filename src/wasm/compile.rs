@@ -297,7 +297,7 @@ fn componentize(core: &[u8], wit: &str) -> Result<Vec<u8>, FieldError> {
     let text = wit_world_text(wit);
     let mut resolve = wit_parser::Resolve::default();
     // worlds may import WASI (wit/deps) and warden's own host interfaces (wit/warden.wit)
-    let warden = ("warden.wit", super::host::WARDEN_WIT);
+    let warden = ("warden.wit", super::guest_api::WARDEN_WIT);
     for (name, text) in WASI_WIT.iter().chain(std::iter::once(&warden)) {
         resolve.push_str(name, text).map_err(|e| {
             (

@@ -331,7 +331,7 @@ impl WasmFunction {
         args: Vec<Value>,
         ctx: &CallContext,
         keep: usize,
-        host: Option<super::store::GuestHost>,
+        host: Option<super::store::GuestCtx>,
         stdio: bool,
     ) -> Result<WasmResult, CallError> {
         let params = self.convert_args(&args)?;
@@ -354,7 +354,7 @@ impl WasmFunction {
         &self,
         args: Vec<Value>,
         ctx: &CallContext,
-        host: super::store::GuestHost,
+        host: super::store::GuestCtx,
         stdio: bool,
         reserved: Reserved,
     ) -> Result<WasmResult, CallError> {
@@ -401,7 +401,7 @@ impl WasmFunction {
         params: Vec<Val>,
         ctx: &CallContext,
         keep: usize,
-        host: Option<super::store::GuestHost>,
+        host: Option<super::store::GuestCtx>,
         stdio: bool,
     ) -> Result<Option<Val>, CallError> {
         self.call_inner(params, ctx, keep, host, stdio, None).await
@@ -412,7 +412,7 @@ impl WasmFunction {
         params: Vec<Val>,
         ctx: &CallContext,
         keep: usize,
-        host: Option<super::store::GuestHost>,
+        host: Option<super::store::GuestCtx>,
         stdio: bool,
         reserved: Option<tokio::sync::OwnedSemaphorePermit>,
     ) -> Result<Option<Val>, CallError> {
@@ -508,7 +508,7 @@ impl WasmFunction {
     async fn instantiate(
         &self,
         deadline: Option<Instant>,
-        host: Option<super::store::GuestHost>,
+        host: Option<super::store::GuestCtx>,
         stdio: bool,
         reserved: Option<tokio::sync::OwnedSemaphorePermit>,
     ) -> Result<Warm, CallError> {

@@ -189,7 +189,7 @@ pub fn build_linker(engine: &Engine, groups: &[String]) -> wasmtime::Result<Link
         sockets::network::add_to_linker::<T, WasiSockets>(l, &Default::default(), T::sockets)?;
         sockets::ip_name_lookup::add_to_linker::<T, WasiSockets>(l, T::sockets)?;
     }
-    super::host::add_to_linker(l, groups)?;
+    super::guest_api::add_to_linker(l, groups)?;
     Ok(linker)
 }
 

@@ -19,7 +19,7 @@
 pub mod compile;
 pub mod engine;
 pub mod function;
-pub mod host;
+pub mod guest_api;
 pub mod linker;
 pub mod memories;
 pub mod process;
@@ -554,14 +554,14 @@ impl WasmExecutor {
         &self,
         pool: &crate::functions::Pool,
         context: &Arc<CallContext>,
-    ) -> (Option<Arc<WasmFunction>>, usize, Option<store::GuestHost>) {
+    ) -> (Option<Arc<WasmFunction>>, usize, Option<store::GuestCtx>) {
         let f = self.runtime.function(&pool.entry.id);
         let keep = if pool.keeps_instances() {
             pool.spec.max_size.min(256)
         } else {
             0
         };
-        let host = self.node.upgrade().map(|node| store::GuestHost {
+        let host = self.node.upgrade().map(|node| store::GuestCtx {
             node,
             me: None,
             context: context.clone(),

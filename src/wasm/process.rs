@@ -9,7 +9,7 @@
 //! while the guest runs, so terminate, cancel or a failing link stop it, in a tight loop
 //! too (the guest yields at every epoch tick).
 
-use super::store::GuestHost;
+use super::store::GuestCtx;
 use super::{WasmResult, WasmRuntime};
 use crate::functions::CallContext;
 use crate::process::{Body, BodyFuture, Exit, ExitError, Launcher, Node, ProcessContext, Signal};
@@ -73,7 +73,7 @@ async fn run(
         actor: Some(me.pid.to_string()),
         ..CallContext::default()
     });
-    let host = GuestHost {
+    let host = GuestCtx {
         node: pctx.node.clone(),
         me: Some(me.clone()),
         context: context.clone(),

@@ -8,10 +8,10 @@ use wasmtime::component::ResourceTable;
 use wasmtime::ResourceLimiter;
 use wasmtime_wasi::{WasiCtx, WasiCtxBuilder, WasiCtxView, WasiView};
 
-/// What the host interfaces (`host.rs`) act for: the node, the calling process (for
+/// What the interfaces warden gives guests (`guest_api.rs`) act for: the node, the calling process (for
 /// `warden:process`), and the call context that travels with function calls.
 #[derive(Clone)]
-pub struct GuestHost {
+pub struct GuestCtx {
     /// The node.
     pub node: Arc<Node>,
     /// The process the guest runs as (None for a function call).
@@ -38,7 +38,7 @@ pub struct StoreState {
     /// instance can serve many calls.
     pub deadline: Option<std::time::Instant>,
     /// What warden's host interfaces act for (set per call).
-    pub host: Option<GuestHost>,
+    pub host: Option<GuestCtx>,
     /// For a `process.wasm`: how long it has computed since it last waited, and the most
     /// it may (`max_execution_ms` there is the longest stretch without waiting, as for
     /// Lua processes, not a cap on the process's life).

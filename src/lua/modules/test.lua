@@ -2,7 +2,7 @@
 -- (`it`, `it_skip`), hooks, assertions, mocks, and `run_cases`, which runs what a define
 -- function declared and reports each case to `warden test` as it goes.
 --
--- Loaded once per worker by the Lua host; user code sees only the table. `report` sends
+-- Loaded once per worker by the Lua runtime; user code sees only the table. `report` sends
 -- an event to the test runner (nothing outside `warden test`), `runners` marks the
 -- functions run_cases made, `caller` gives the file and line of the first frame outside
 -- this module, `env_of` a function's globals table (its _ENV).

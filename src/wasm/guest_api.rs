@@ -7,7 +7,7 @@
 //! as a local task of the guest's worker thread (Lua functions need that thread's Lua
 //! state), and the guest awaits its reply.
 
-use super::store::{GuestHost, StoreState};
+use super::store::{GuestCtx, StoreState};
 use crate::functions::DEFAULT_TIMEOUT;
 use crate::process::ProcessHandle;
 use crate::value::{self, Value};
@@ -31,7 +31,7 @@ struct Message {
     payload: String,
 }
 
-fn host(store: &StoreContextMut<'_, StoreState>) -> wasmtime::Result<GuestHost> {
+fn host(store: &StoreContextMut<'_, StoreState>) -> wasmtime::Result<GuestCtx> {
     store
         .data()
         .host
@@ -39,7 +39,7 @@ fn host(store: &StoreContextMut<'_, StoreState>) -> wasmtime::Result<GuestHost> 
         .ok_or_else(|| wasmtime::format_err!("warden host interfaces are not available here"))
 }
 
-fn process(h: &GuestHost) -> wasmtime::Result<Arc<ProcessHandle>> {
+fn process(h: &GuestCtx) -> wasmtime::Result<Arc<ProcessHandle>> {
     h.me.clone().ok_or_else(|| {
         wasmtime::format_err!("warden:process is only available to a process.wasm entry")
     })
