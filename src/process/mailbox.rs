@@ -59,6 +59,18 @@ pub struct Message {
     pub payload: Vec<Value>,
 }
 
+/// What [`ProcessHandle::take_next`] took.
+#[derive(Debug)]
+pub enum Taken {
+    /// A control signal (no messages were taken).
+    Signal(Signal),
+    /// The messages that fit (perhaps none); `more` when others still wait.
+    Messages {
+        /// Messages still wait in the mailbox.
+        more: bool,
+    },
+}
+
 /// Most data messages a mailbox holds; past it `send` fails with "mailbox is full"
 /// (senders get an error, they never block).
 pub const MAILBOX_LIMIT: usize = 65_536;
@@ -243,6 +255,28 @@ impl ProcessHandle {
     /// Whether another CANCEL may wait for this process (fewer than [`CANCEL_LIMIT`] do).
     pub(super) fn cancel_has_room(&self) -> bool {
         self.queues.lock().cancels < CANCEL_LIMIT
+    }
+
+    /// Under one lock, what a process's task takes when it runs: the next control signal
+    /// if one waits; else up to `max` data messages, moved to the end of `out` (whole, by
+    /// swapping the queues, when `out` is empty and they fit).
+    pub fn take_next(&self, out: &mut VecDeque<Message>, max: usize) -> Taken {
+        let mut q = self.queues.lock();
+        if let Some(s) = q.ctrl.pop_front() {
+            if matches!(s, Signal::Cancel { .. }) {
+                q.cancels -= 1;
+            }
+            return Taken::Signal(s);
+        }
+        if out.is_empty() && q.data.len() <= max {
+            std::mem::swap(out, &mut q.data);
+            return Taken::Messages { more: false };
+        }
+        let n = max.min(q.data.len());
+        out.extend(q.data.drain(..n));
+        Taken::Messages {
+            more: !q.data.is_empty(),
+        }
     }
 
     /// The next data message, if any.

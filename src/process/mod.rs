@@ -32,7 +32,7 @@ pub mod stats;
 
 pub use exit::{error_kind, noconnection, Exit, ExitError, ERROR_KINDS};
 pub use host::Host;
-pub use mailbox::{Message, ProcessHandle, Signal, CANCEL_LIMIT, MAILBOX_LIMIT};
+pub use mailbox::{Message, ProcessHandle, Signal, Taken, CANCEL_LIMIT, MAILBOX_LIMIT};
 pub use node::{Node, ProcessError};
 pub use pid::{Pid, CREATION_SHIFT};
 pub use relations::ExitCallback;

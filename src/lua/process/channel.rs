@@ -144,12 +144,12 @@ impl Inner {
     /// nothing yet, after registering `waker` (the task polling the receiving coroutine)
     /// to be woken by the next value. Whichever it is, the receiving coroutine is in this
     /// task: its registration from an earlier wait is dropped when it gets an item.
-    fn take(&mut self, waker: Waker) -> Option<(Item, bool)> {
+    fn take(&mut self, waker: &Waker) -> Option<(Item, bool)> {
         match self.try_recv() {
             Some(got) => {
                 if !self.recv_waiters.is_empty() {
                     self.recv_waiters
-                        .retain(|(i, w)| *i != SYNC_RECEIVER || !w.will_wake(&waker));
+                        .retain(|(i, w)| *i != SYNC_RECEIVER || !w.will_wake(waker));
                 }
                 Some(got)
             }
@@ -160,9 +160,9 @@ impl Inner {
                 if !self
                     .recv_waiters
                     .iter()
-                    .any(|(i, w)| *i == SYNC_RECEIVER && w.will_wake(&waker))
+                    .any(|(i, w)| *i == SYNC_RECEIVER && w.will_wake(waker))
                 {
-                    self.recv_waiters.push((SYNC_RECEIVER, waker));
+                    self.recv_waiters.push((SYNC_RECEIVER, waker.clone()));
                 }
                 None
             }
@@ -429,7 +429,7 @@ fn try_receive(
     lua: &Lua,
     ch: mlua::UserDataRef<LuaChannel>,
 ) -> mlua::Result<(mlua::Value, mlua::Value)> {
-    let got = ch.0 .0.borrow_mut().take(lua.current_waker());
+    let got = lua.with_current_waker(|w| ch.0 .0.borrow_mut().take(w));
     match got {
         Some((v, ok)) => Ok((v.into_lua(lua)?, mlua::Value::Boolean(ok))),
         None => Ok((
@@ -482,7 +482,7 @@ unsafe fn raw_take_in(lua: &Lua, l: *mut ffi::lua_State) -> Raw {
     if !inner.raw_receivable() {
         return Raw::General;
     }
-    match inner.take(lua.current_waker()) {
+    match lua.with_current_waker(|w| inner.take(w)) {
         Some((Item::Message(m), _)) => Raw::Message(m),
         Some((Item::Lua(_), _)) => Raw::Closed,
         None => Raw::Pending,

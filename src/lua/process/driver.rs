@@ -6,11 +6,13 @@ use crate::lua::preempt::over_memory;
 use crate::lua::worker::{lua_spec, worker, LuaWorker};
 use crate::lua::Services;
 use crate::lua::{channel, errors, watchdog};
-use crate::process::{Body, Exit, ExitError, Launcher, Node, ProcessContext};
+use crate::process::{Body, Exit, ExitError, Launcher, Message, Node, ProcessContext, Taken};
 use crate::registry::{Entry, EntrySpec};
 use crate::value::{self, Value};
 use futures::stream::{FuturesUnordered, StreamExt};
 use mlua::Table;
+use std::cell::Cell;
+use std::collections::VecDeque;
 use std::future::Future;
 use std::pin::Pin;
 use std::rc::Rc;
@@ -19,6 +21,12 @@ use std::sync::Arc;
 use std::task::{Context, Poll};
 
 use crate::lua::proc_ctx::{ProcCtx, MESSAGES_PER_POLL};
+
+thread_local! {
+    /// The messages one poll of a process takes from its mailbox, on their way to its
+    /// channels (empty between polls; its room is reused by every process of the worker).
+    static BATCH: Cell<VecDeque<Message>> = const { Cell::new(VecDeque::new()) };
+}
 
 /// A coroutine started with `coroutine.spawn`.
 pub(in crate::lua) struct Spawned {
@@ -130,9 +138,15 @@ impl Driver {
         }
     }
 
-    /// Moves messages from the mailbox into Lua channels while they have room.
-    pub(in crate::lua) fn route(&mut self, cx: &mut Context<'_>) -> Option<Exit> {
-        let me = &self.ctx.me;
+    /// Moves the messages taken from the mailbox (`batch`, emptied) into Lua channels
+    /// while they have room (the others are held back, see `ProcCtx::park`); `more` when
+    /// others still wait in the mailbox (the task then runs again soon).
+    pub(in crate::lua) fn route(
+        &mut self,
+        cx: &mut Context<'_>,
+        batch: &mut VecDeque<Message>,
+        more: bool,
+    ) -> Option<Exit> {
         // a coroutine stopped by preemption may be about to yield `poll_pending` without
         // looking at its channel again: wake it as usual then
         let polled = (!self.ctx.run.preempted.get()).then(|| cx.waker());
@@ -142,18 +156,20 @@ impl Driver {
                 Err(e) => return Some(raised_exit(&e)),
             }
         }
-        for _ in 0..MESSAGES_PER_POLL {
-            let m = me.pop_message()?;
+        while let Some(m) = batch.pop_front() {
             if self.ctx.must_wait(&m.topic) {
                 self.ctx.park(m);
                 continue;
             }
             if let Err(e) = self.ctx.deliver(m, polled) {
+                batch.clear();
                 return Some(raised_exit(&e));
             }
             self.routed = true;
         }
-        cx.waker().wake_by_ref();
+        if more {
+            cx.waker().wake_by_ref();
+        }
         None
     }
 
@@ -201,21 +217,27 @@ impl Driver {
     }
 
     pub(in crate::lua) fn step_code(&mut self, cx: &mut Context<'_>) -> Poll<Exit> {
-        let me = self.ctx.me.clone();
-        me.register(cx.waker());
-        while let Some(sig) = me.pop_signal() {
-            match self.ctx.on_signal(sig) {
-                Ok(None) => {}
-                Ok(Some(exit)) => return Poll::Ready(exit),
-                Err(e) => {
-                    return Poll::Ready(Exit::Error(ExitError::new(
-                        "INTERNAL",
-                        errors::message(&e),
-                    )))
-                }
-            }
-        }
-        if let Some(exit) = self.route(cx) {
+        let ctx = self.ctx.clone();
+        ctx.me.register(cx.waker());
+        // one lock takes the signals, one at a time, then the messages; the messages go
+        // through a buffer kept by the worker thread, so a poll allocates nothing
+        let mut batch = BATCH.take();
+        let more = loop {
+            let sig = match ctx.me.take_next(&mut batch, MESSAGES_PER_POLL) {
+                Taken::Messages { more } => break more,
+                Taken::Signal(sig) => sig,
+            };
+            let exit = match self.ctx.on_signal(sig) {
+                Ok(None) => continue,
+                Ok(Some(exit)) => exit,
+                Err(e) => Exit::Error(ExitError::new("INTERNAL", errors::message(&e))),
+            };
+            BATCH.set(batch);
+            return Poll::Ready(exit);
+        };
+        let routed = self.route(cx, &mut batch, more);
+        BATCH.set(batch);
+        if let Some(exit) = routed {
             return Poll::Ready(exit);
         }
         // The hook checks the heap only in a coroutine that runs a whole time slice; a

@@ -46,7 +46,8 @@ impl RunState {
 
     /// Called before the driver resumes code: a fresh budget after a real wait.
     pub(in crate::lua) fn resuming(&self) {
-        if self.busy_since.get().is_none() {
+        // only `max_execution_ms` reads the clock: without it, none is taken
+        if self.limit.is_some() && self.busy_since.get().is_none() {
             self.busy_since.set(Some(std::time::Instant::now()));
         }
         self.preempted.set(false);

@@ -233,7 +233,12 @@ impl Running {
         let prev = RUNNING.with(|r| r.replace(this));
         SLOT.with(|s| {
             if let Some(s) = s.get() {
-                s.0.seq.fetch_add(1, Ordering::Relaxed);
+                // only this thread writes seq: a plain add, no locked instruction
+                let seq = &s.0.seq;
+                seq.store(
+                    seq.load(Ordering::Relaxed).wrapping_add(1),
+                    Ordering::Relaxed,
+                );
                 s.0.busy.store(true, Ordering::Relaxed);
             }
         });
@@ -256,7 +261,12 @@ impl Drop for Running {
         let busy = !self.prev.is_null();
         SLOT.with(|s| {
             if let Some(s) = s.get() {
-                s.0.seq.fetch_add(1, Ordering::Relaxed);
+                // only this thread writes seq: a plain add, no locked instruction
+                let seq = &s.0.seq;
+                seq.store(
+                    seq.load(Ordering::Relaxed).wrapping_add(1),
+                    Ordering::Relaxed,
+                );
                 s.0.busy.store(busy, Ordering::Relaxed);
             }
         });

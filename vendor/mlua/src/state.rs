@@ -2164,6 +2164,14 @@ impl Lua {
         self.lock().waker().clone()
     }
 
+    /// warden patch: runs `f` with the waker of [`Lua::current_waker`] borrowed, for a
+    /// caller that keeps it only when it must wait (no clone and drop on the path that
+    /// finds a value).
+    #[cfg(feature = "async")]
+    pub fn with_current_waker<R>(&self, f: impl FnOnce(&std::task::Waker) -> R) -> R {
+        f(self.lock().waker())
+    }
+
     /// warden patch: a pointer to the `T` inside the userdata at `idx` of `state`, without
     /// a borrow guard or a reference, for a caller that has checked the type itself (warden
     /// compares the userdata's metatable with the one of `T`).
