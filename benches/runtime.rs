@@ -99,6 +99,14 @@ fn perf_control(command: &str) {
     }
 }
 
+/// Runs `f` inside a perf window (see [`perf_control`]).
+async fn measured<T>(f: impl std::future::Future<Output = T>) -> T {
+    perf_control("enable");
+    let out = f.await;
+    perf_control("disable");
+    out
+}
+
 /// Guests that reached `receive` in [`raw_spawn`].
 static RAW_WAITING: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
 
@@ -225,12 +233,14 @@ async fn child(which: &str) {
             }
             tokio::time::sleep(Duration::from_millis(50)).await;
             let before = rss_bytes();
+            perf_control("enable");
             let t0 = Instant::now();
             let ms = exec(&rt, "spawner", vec![Value::Int(SPAWN_N)]).await;
             while host.pending() > 0 {
                 tokio::time::sleep(Duration::from_millis(1)).await;
             }
             let started = t0.elapsed();
+            perf_control("disable");
             tokio::time::sleep(Duration::from_millis(200)).await;
             let after = rss_bytes();
             // the Lua heaps of the host's workers, to split memory between Lua and Rust
@@ -255,10 +265,17 @@ async fn child(which: &str) {
             })
         }
         "ring" => {
-            let v = exec(&rt, "ring", vec![Value::Int(1000), Value::Int(1000)]).await;
+            let v = measured(exec(&rt, "ring", vec![Value::Int(1000), Value::Int(1000)])).await;
             serde_json::json!({ "msgs_per_s": v })
         }
-        "roundtrip" => exec(&rt, "roundtrip", vec![Value::Int(2000), Value::Int(100)]).await,
+        "roundtrip" => {
+            measured(exec(
+                &rt,
+                "roundtrip",
+                vec![Value::Int(2000), Value::Int(100)],
+            ))
+            .await
+        }
         "wspawn" => {
             // 10,000 WASM echo processes, idle in receive
             let n = 10_000;
@@ -309,14 +326,14 @@ async fn child(which: &str) {
             )
             .await
         }
-        "restart" => exec(&rt, "restarts", vec![Value::Int(1000)]).await,
+        "restart" => measured(exec(&rt, "restarts", vec![Value::Int(1000)])).await,
         "restart_all" => exec(&rt, "restart_all", vec![Value::Int(50)]).await,
         "call1" => {
-            exec(
+            measured(exec(
                 &rt,
                 "call_latency",
                 vec![Value::str("bench:noop2"), Value::Int(2000), Value::Int(100)],
-            )
+            ))
             .await
         }
         w if w.starts_with("call100-") => {

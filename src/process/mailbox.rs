@@ -9,7 +9,6 @@ use super::pid::Pid;
 use super::relations::Relations;
 use crate::registry::{Entry, Id};
 use crate::value::Value;
-use futures::task::AtomicWaker;
 use parking_lot::Mutex;
 use std::collections::VecDeque;
 use std::sync::atomic::AtomicBool;
@@ -93,6 +92,11 @@ struct Queues {
     /// Messages the process's task took from `data` but holds back because the channel
     /// they go to is full (see `lua::Parked`): they count against the mailbox's limit.
     parked: usize,
+    /// The waker of the task that runs the process (registered by its polls, kept after a
+    /// wake: the task takes messages under this lock, so no wake-up is lost).
+    waker: Option<Waker>,
+    /// The task was woken and has not registered since (later pushes need not wake it).
+    woken: bool,
     /// It asked to hear of changes to its code (Wippy's `upgradable` option).
     upgradable: bool,
     /// The changed ids of a pending [`Signal::Outdated`] (later changes join the same one).
@@ -101,17 +105,39 @@ struct Queues {
     outdated: Option<Box<Vec<Id>>>,
 }
 
+impl Queues {
+    /// Keeps `w` as the task's waker (unless it is the same one).
+    fn register(&mut self, w: &Waker) {
+        self.woken = false;
+        match &mut self.waker {
+            Some(old) if old.will_wake(w) => {}
+            slot => *slot = Some(w.clone()),
+        }
+    }
+
+    /// Wakes the task once until it registers again (the waker stays: the task takes
+    /// what is queued under this lock).
+    fn wake(&mut self) {
+        if self.woken {
+            return;
+        }
+        if let Some(w) = &self.waker {
+            self.woken = true;
+            w.wake_by_ref();
+        }
+    }
+}
+
 /// A live process as the rest of the node sees it: its mailbox and relations.
 ///
-/// The mailbox is two queues (control signals, data messages) under one lock plus the
-/// waker of the process task; empty queues allocate nothing.
+/// The mailbox is two queues (control signals, data messages) and the waker of the
+/// process task, under one lock; empty queues allocate nothing.
 pub struct ProcessHandle {
     /// Its pid.
     pub pid: Pid,
     /// The entry it runs.
     pub entry: Arc<Entry>,
     queues: Mutex<Queues>,
-    waker: AtomicWaker,
     /// Set by terminate; a running body checks it at its preemption points.
     pub kill_requested: AtomicBool,
     /// Set once someone asked it to stop with `cancel` (a service that then ends is Exited,
@@ -144,7 +170,6 @@ impl ProcessHandle {
             sees_cancel: AtomicBool::new(sees_cancel),
             entry,
             queues: Mutex::new(Queues::default()),
-            waker: AtomicWaker::new(),
             kill_requested: AtomicBool::new(false),
             cancel_requested: AtomicBool::new(false),
             host,
@@ -191,8 +216,7 @@ impl ProcessHandle {
             None => {
                 q.outdated = Some(Box::new(sources));
                 q.ctrl.push_back(Signal::Outdated);
-                drop(q);
-                self.waker.wake();
+                q.wake();
             }
         }
     }
@@ -210,8 +234,7 @@ impl ProcessHandle {
             _ => {}
         }
         q.ctrl.push_back(s);
-        drop(q);
-        self.waker.wake();
+        q.wake();
         true
     }
 
@@ -231,15 +254,14 @@ impl ProcessHandle {
             )));
         }
         q.data.push_back(m);
-        drop(q);
-        self.waker.wake();
+        q.wake();
         Ok(())
     }
 
     /// Registers the waker of the task that owns this mailbox. Call it before popping, so
     /// that a push after the last pop wakes the task.
     pub fn register(&self, w: &Waker) {
-        self.waker.register(w);
+        self.queues.lock().register(w);
     }
 
     /// The next control signal, if any.
@@ -260,8 +282,10 @@ impl ProcessHandle {
     /// Under one lock, what a process's task takes when it runs: the next control signal
     /// if one waits; else up to `max` data messages, moved to the end of `out` (whole, by
     /// swapping the queues, when `out` is empty and they fit).
-    pub fn take_next(&self, out: &mut VecDeque<Message>, max: usize) -> Taken {
+    /// `waker` is registered first, under the same lock.
+    pub fn take_next(&self, waker: &Waker, out: &mut VecDeque<Message>, max: usize) -> Taken {
         let mut q = self.queues.lock();
+        q.register(waker);
         if let Some(s) = q.ctrl.pop_front() {
             if matches!(s, Signal::Cancel { .. }) {
                 q.cancels -= 1;
@@ -311,6 +335,7 @@ impl ProcessHandle {
         q.closed = true;
         q.ctrl.clear();
         q.data.clear();
+        q.waker = None;
     }
 
     /// Messages waiting in the mailbox (with those its task holds back).
