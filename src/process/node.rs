@@ -222,7 +222,36 @@ impl Node {
         let p = self.process(dest).ok_or_else(|| {
             ProcessError::NotFound(format!("process not found ({dest} is not running)"))
         })?;
-        p.message(Message {
+        self.push(from, &p, topic, payload)
+    }
+
+    /// [`Node::send`] to a process of this node whose handle the sender holds (a process
+    /// that ended refuses it, as `send` does).
+    pub fn send_to(
+        &self,
+        from: Option<&Pid>,
+        to: &ProcessHandle,
+        topic: impl Into<String>,
+        payload: Vec<Value>,
+    ) -> Result<(), ProcessError> {
+        let topic = topic.into();
+        if topic.starts_with('@') {
+            return Err(ProcessError::Invalid(format!(
+                "topic {topic:?} is reserved (topics starting with @ belong to the runtime)"
+            )));
+        }
+        self.push(from, to, topic, payload)
+    }
+
+    /// Queues a checked message in `to`'s mailbox and counts it.
+    fn push(
+        &self,
+        from: Option<&Pid>,
+        to: &ProcessHandle,
+        topic: String,
+        payload: Vec<Value>,
+    ) -> Result<(), ProcessError> {
+        to.message(Message {
             from: from.cloned(),
             topic,
             payload,

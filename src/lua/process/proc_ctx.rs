@@ -15,6 +15,13 @@ use std::rc::Rc;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 
+/// Where a process last sent (see [`ProcCtx::last_dest`]).
+pub(crate) struct LastDest {
+    pub text: Box<[u8]>,
+    pub pid: Pid,
+    pub handle: std::sync::Weak<crate::process::ProcessHandle>,
+}
+
 /// Messages routed into Lua channels per poll of a process, before it lets others run.
 pub(in crate::lua) const MESSAGES_PER_POLL: usize = 256;
 /// A Lua channel fed from the mailbox gets at most this many unread messages; the rest
@@ -76,9 +83,10 @@ pub(crate) struct ProcCtx {
     pub(in crate::lua) run: RunState,
     /// The sender of the last message received from another process, and its pid text.
     pub(in crate::lua) last_from: RefCell<Option<(Pid, Rc<str>)>>,
-    /// The pid text this process last sent to, and the pid it names (`process.send`'s
-    /// fast path: a process mostly sends to the same few pids).
-    pub(crate) last_dest: RefCell<Option<(Box<[u8]>, Pid)>>,
+    /// The pid text this process last sent to, the pid it names and, for a local one,
+    /// its handle (weak: a process that ended is let go; `process.send`'s fast path: a
+    /// process mostly sends to the same few pids, and a pid never names another process).
+    pub(crate) last_dest: RefCell<Option<LastDest>>,
     /// The call context of this process's `funcs.call`s without context values.
     pub(crate) call_context: std::cell::OnceCell<Arc<crate::functions::CallContext>>,
     /// Its `funcs.call`s that wait for a result (dropped with the process).

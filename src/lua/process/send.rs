@@ -4,9 +4,11 @@
 //! function in `process_api.rs`, which does the same with full checks and `nil, err`
 //! answers. mlua's argument conversion cost about 3,000 instructions a message.
 
+use crate::lua::proc_ctx::LastDest;
 use crate::lua::raw::{scalar_at, string_at};
 use mlua::ffi;
 use std::os::raw::c_int;
+use std::sync::Arc;
 
 /// `process.send(dest, topic, ...)` for the common case: a string destination and topic
 /// and scalar payload values, sent from a process. Reads the arguments straight off the
@@ -41,12 +43,22 @@ unsafe fn try_send(l: *mut ffi::lua_State) -> bool {
         return false;
     }
     let cached = match ctx.last_dest.borrow().as_ref() {
-        Some((text, pid)) if **text == *dest => Some(pid.clone()),
-        _ => None,
+        Some(d) if *d.text == *dest => match d.handle.upgrade() {
+            // the same local process as last time: straight to its mailbox
+            Some(h) => Err(h),
+            None => Ok(Some(d.pid.clone())),
+        },
+        _ => Ok(None),
     };
     let to = match cached {
-        Some(pid) => pid,
-        None => {
+        Err(handle) => {
+            return ctx
+                .node
+                .send_to(Some(ctx.pid()), &handle, topic, payload)
+                .is_ok()
+        }
+        Ok(Some(pid)) => pid,
+        Ok(None) => {
             let Ok(text) = std::str::from_utf8(dest) else {
                 return false;
             };
@@ -55,7 +67,16 @@ unsafe fn try_send(l: *mut ffi::lua_State) -> bool {
             };
             // a pid text always names the same process; a name may be registered anew
             if text.starts_with('{') {
-                *ctx.last_dest.borrow_mut() = Some((dest.into(), pid.clone()));
+                let handle = ctx
+                    .node
+                    .process(&pid)
+                    .map(|h| Arc::downgrade(&h))
+                    .unwrap_or_default();
+                *ctx.last_dest.borrow_mut() = Some(LastDest {
+                    text: dest.into(),
+                    pid: pid.clone(),
+                    handle,
+                });
             }
             pid
         }
