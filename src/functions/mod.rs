@@ -490,7 +490,6 @@ impl FunctionTable {
         context: Arc<CallContext>,
         timeout: Duration,
     ) -> Result<Value, CallError> {
-        let deadline = Instant::now() + timeout;
         let (pool, executor) = match self.route(registry, target) {
             Ok(found) => found,
             // not here: a node of the cluster that runs it, if one does
@@ -505,6 +504,22 @@ impl FunctionTable {
             },
             Err(e) => return Err(e),
         };
+        self.call_routed(pool, executor, target, args, context, timeout)
+            .await
+    }
+
+    /// [`FunctionTable::call`] of a function already routed to its pool and executor
+    /// (by [`FunctionTable::route`]).
+    pub async fn call_routed(
+        &self,
+        pool: Arc<Pool>,
+        executor: Arc<dyn Executor>,
+        target: &str,
+        args: Vec<Value>,
+        context: Arc<CallContext>,
+        timeout: Duration,
+    ) -> Result<Value, CallError> {
+        let deadline = Instant::now() + timeout;
         // every worker busy and the entry says `overflow: cluster`: another node that
         // runs it, if one does (else wait here)
         if pool.spec.overflow && !context.from_cluster && pool.is_full() {

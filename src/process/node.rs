@@ -110,6 +110,12 @@ impl Node {
         self.registry.load_full()
     }
 
+    /// The current registry snapshot, borrowed for a moment (cheaper than
+    /// [`Node::registry`]; do not hold it across an await).
+    pub fn registry_now(&self) -> arc_swap::Guard<Arc<Registry>> {
+        self.registry.load()
+    }
+
     /// Replaces the registry snapshot (published by the registry actor).
     pub fn set_registry(&self, r: Arc<Registry>) {
         self.registry.store(r);

@@ -270,7 +270,12 @@ unsafe fn try_call_fast(l: *mut mlua::ffi::lua_State) -> Fast {
     if crate::lua::security::checked(&node, Some(&context)) {
         return Fast::General;
     }
-    if let Some(fast) = try_wasm_fast(l, n, &lua, &node, target, &context) {
+    // routed once, here (an id that does not resolve here goes the general way, which
+    // also asks the cluster)
+    let Ok((pool, executor)) = node.functions.route(&node.registry_now(), target) else {
+        return Fast::General;
+    };
+    if let Some(fast) = try_wasm_fast(l, n, &lua, &pool, &executor, &context) {
         return fast;
     }
     let mut args = Vec::with_capacity(n as usize - 1);
@@ -280,13 +285,17 @@ unsafe fn try_call_fast(l: *mut mlua::ffi::lua_State) -> Fast {
             None => return Fast::General,
         }
     }
-    let mut fut = Box::pin(execute(
-        node,
-        target.to_string(),
-        args,
-        context,
-        DEFAULT_TIMEOUT,
-    ));
+    // the id is needed past this call only to ask the cluster when the pool is full
+    let target = if pool.spec.overflow {
+        target.to_string()
+    } else {
+        String::new()
+    };
+    let mut fut = Box::pin(async move {
+        node.functions
+            .call_routed(pool, executor, &target, args, context, DEFAULT_TIMEOUT)
+            .await
+    });
     let result = match poll_once(&lua, fut.as_mut()) {
         Poll::Ready(r) => r,
         Poll::Pending => {
@@ -331,15 +340,15 @@ unsafe fn try_wasm_fast(
     l: *mut mlua::ffi::lua_State,
     n: std::os::raw::c_int,
     lua: &Lua,
-    node: &Arc<Node>,
-    target: &str,
+    pool: &Arc<crate::functions::Pool>,
+    executor: &Arc<dyn crate::functions::Executor>,
     context: &Arc<CallContext>,
 ) -> Option<Fast> {
-    let (pool, executor) = node.functions.route(&node.registry(), target).ok()?;
     let wasm = executor
         .as_any()
         .downcast_ref::<crate::wasm::WasmExecutor>()?;
-    let (f, keep, host) = wasm.prepare(&pool, context);
+    let (f, keep, host) = wasm.prepare(pool, context);
+    let pool = pool.clone();
     let f = f?;
     let shapes =
         pool.derived(|_| WitShapes(f.params().iter().map(|(_, t)| Shape::of(t)).collect()));

@@ -232,9 +232,13 @@ fn take_instance(w: &LuaWorker, pool: &Pool) -> Option<(Function, Table)> {
 
 fn put_instance(w: &LuaWorker, pool: &Pool, f: Function, env: Table) {
     let mut idle = w.idle.borrow_mut();
-    let slot = idle
-        .entry(pool.entry.id.clone())
-        .or_insert_with(|| (pool.entry.clone(), Vec::new()));
+    // the id is cloned (two strings) only the first time
+    if !idle.contains_key(&pool.entry.id) {
+        idle.insert(pool.entry.id.clone(), (pool.entry.clone(), Vec::new()));
+    }
+    let Some(slot) = idle.get_mut(&pool.entry.id) else {
+        return;
+    };
     if !Arc::ptr_eq(&slot.0, &pool.entry) {
         *slot = (pool.entry.clone(), Vec::new());
     }
