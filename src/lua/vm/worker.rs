@@ -36,8 +36,9 @@ pub struct LuaWorker {
     pub(in crate::lua) modules: HashMap<&'static str, Table>,
     pub(in crate::lua) factories: RefCell<HashMap<Id, (Arc<Entry>, Function)>>,
     pub(in crate::lua) requires: RefCell<HashMap<Id, (Arc<Entry>, Function)>>,
-    /// Idle function instances kept by pools, per function entry.
-    pub(crate) idle: RefCell<HashMap<Id, IdleInstances>>,
+    /// Idle function instances kept by pools, per function entry (looked up twice per
+    /// call: Fx hashing, the ids are the app's own entries).
+    pub(crate) idle: RefCell<rustc_hash::FxHashMap<Id, IdleInstances>>,
 }
 
 /// The Lua heap of this thread's worker state, if this thread has one (bytes).
@@ -158,7 +159,7 @@ impl LuaWorker {
             modules,
             factories: RefCell::new(HashMap::new()),
             requires: RefCell::new(HashMap::new()),
-            idle: RefCell::new(HashMap::new()),
+            idle: RefCell::new(Default::default()),
             lua,
         })
     }
