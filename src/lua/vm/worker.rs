@@ -34,8 +34,9 @@ pub struct LuaWorker {
     pub(in crate::lua) method_of: Function,
     pub(in crate::lua) make_require: Function,
     pub(in crate::lua) modules: HashMap<&'static str, Table>,
-    pub(in crate::lua) factories: RefCell<HashMap<Id, (Arc<Entry>, Function)>>,
-    pub(in crate::lua) requires: RefCell<HashMap<Id, (Arc<Entry>, Function)>>,
+    /// Compiled chunks by entry (Fx hashing, as `idle`: found on every spawn).
+    pub(in crate::lua) factories: RefCell<rustc_hash::FxHashMap<Id, (Arc<Entry>, Function)>>,
+    pub(in crate::lua) requires: RefCell<rustc_hash::FxHashMap<Id, (Arc<Entry>, Function)>>,
     /// Idle function instances kept by pools, per function entry (looked up twice per
     /// call: Fx hashing, the ids are the app's own entries).
     pub(crate) idle: RefCell<rustc_hash::FxHashMap<Id, IdleInstances>>,
@@ -157,8 +158,8 @@ impl LuaWorker {
             method_of: setup.get("method_of")?,
             make_require: setup.get("make_require")?,
             modules,
-            factories: RefCell::new(HashMap::new()),
-            requires: RefCell::new(HashMap::new()),
+            factories: RefCell::new(Default::default()),
+            requires: RefCell::new(Default::default()),
             idle: RefCell::new(Default::default()),
             lua,
         })
