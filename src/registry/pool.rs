@@ -84,7 +84,8 @@ impl PoolSpec {
             )
         })?;
         let ty = match m.get("type") {
-            Some(serde_json::Value::String(s)) => s.as_str(),
+            Some(serde_json::Value::String(s)) => super::fields::one_of("pool type", s, POOL_TYPES)
+                .map_err(|msg| ("pool.type".to_string(), msg))?,
             // no type: chosen from the other fields as Wippy's runtime does (the tip in
             // en/concepts/functions.md): `workers` makes a static pool; no `size`, or a
             // `max_size`, a lazy one (up to 100 by default); a lone `size` an inline one
@@ -151,12 +152,7 @@ impl PoolSpec {
                     overflow: false,
                 }
             }
-            other => {
-                let msg = super::fields::one_of("pool type", other, POOL_TYPES)
-                    .err()
-                    .unwrap_or_default();
-                return Err(("pool.type".into(), msg));
-            }
+            _ => unreachable!("one of POOL_TYPES"),
         };
         let overflow = match m.get("overflow") {
             None | Some(serde_json::Value::Null) => false,

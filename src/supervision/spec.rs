@@ -246,6 +246,14 @@ impl Checker<'_> {
         self.errors.push(err);
     }
 
+    /// What a `fields` reader read of `field`; its error is recorded (None then).
+    fn read<T>(&mut self, e: &Entry, field: &str, r: Result<Option<T>, String>) -> Option<T> {
+        r.unwrap_or_else(|msg| {
+            self.err(e, field, msg);
+            None
+        })
+    }
+
     fn duration(
         &mut self,
         e: &Entry,
@@ -253,23 +261,11 @@ impl Checker<'_> {
         field: &str,
         default: Duration,
     ) -> Duration {
-        match fields::duration(v) {
-            Ok(d) => d.unwrap_or(default),
-            Err(msg) => {
-                self.err(e, field, msg);
-                default
-            }
-        }
+        self.read(e, field, fields::duration(v)).unwrap_or(default)
     }
 
     fn flag(&mut self, e: &Entry, v: Option<&Json>, field: &str, default: bool) -> bool {
-        match fields::flag(v) {
-            Ok(b) => b.unwrap_or(default),
-            Err(msg) => {
-                self.err(e, field, msg);
-                default
-            }
-        }
+        self.read(e, field, fields::flag(v)).unwrap_or(default)
     }
 
     /// A service's `lifecycle.security`: `actor: {id, meta}`, `policies` (ids of
@@ -339,25 +335,13 @@ impl Checker<'_> {
     }
 
     fn reference(&mut self, e: &Entry, v: &Json, field: &str) -> Option<Id> {
-        match fields::reference(v, &e.id.namespace) {
-            Ok(id) => Some(id),
-            Err(msg) => {
-                self.err(e, field, msg);
-                None
-            }
-        }
+        self.read(e, field, fields::reference(v, &e.id.namespace).map(Some))
     }
 
     fn args(&mut self, e: &Entry, v: Option<&Json>, field: &str) -> Vec<Value> {
-        match fields::list(v) {
-            Ok(items) => items
-                .map(|items| items.iter().map(value::from_json).collect())
-                .unwrap_or_default(),
-            Err(msg) => {
-                self.err(e, field, msg);
-                Vec::new()
-            }
-        }
+        self.read(e, field, fields::list(v))
+            .map(|items| items.iter().map(value::from_json).collect())
+            .unwrap_or_default()
     }
 
     fn host(&mut self, e: &Entry, v: Option<&Json>, field: &str) -> Option<Id> {
@@ -518,23 +502,26 @@ impl Checker<'_> {
             "lifecycle.restart.max_delay",
             d.max_delay,
         );
-        let backoff_factor = fields::number(r.get("backoff_factor"), 1.0..=f64::MAX, "at least 1")
-            .unwrap_or_else(|msg| {
-                self.err(e, "lifecycle.restart.backoff_factor", msg);
-                None
-            })
+        let backoff_factor = self
+            .read(
+                e,
+                "lifecycle.restart.backoff_factor",
+                fields::number(r.get("backoff_factor"), 1.0..=f64::MAX, "at least 1"),
+            )
             .unwrap_or(d.backoff_factor);
-        let jitter = fields::number(r.get("jitter"), 0.0..=1.0, "between 0 and 1")
-            .unwrap_or_else(|msg| {
-                self.err(e, "lifecycle.restart.jitter", msg);
-                None
-            })
+        let jitter = self
+            .read(
+                e,
+                "lifecycle.restart.jitter",
+                fields::number(r.get("jitter"), 0.0..=1.0, "between 0 and 1"),
+            )
             .unwrap_or(d.jitter);
-        let max_attempts = fields::count(r.get("max_attempts"))
-            .unwrap_or_else(|msg| {
-                self.err(e, "lifecycle.restart.max_attempts", msg);
-                None
-            })
+        let max_attempts = self
+            .read(
+                e,
+                "lifecycle.restart.max_attempts",
+                fields::count(r.get("max_attempts")),
+            )
             .unwrap_or(0);
         let placement = match raw.get("placement") {
             None | Some(Json::Null) => None,
@@ -637,11 +624,12 @@ impl Checker<'_> {
             .get("intensity")
             .filter(|v| !v.is_null())
             .unwrap_or(&empty);
-        let max_restarts = fields::count(intensity.get("max_restarts"))
-            .unwrap_or_else(|msg| {
-                self.err(e, "intensity.max_restarts", msg);
-                None
-            })
+        let max_restarts = self
+            .read(
+                e,
+                "intensity.max_restarts",
+                fields::count(intensity.get("max_restarts")),
+            )
             .unwrap_or(1);
         let period = self.duration(
             e,

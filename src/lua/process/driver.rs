@@ -217,12 +217,15 @@ impl Driver {
     }
 
     pub(in crate::lua) fn step_code(&mut self, cx: &mut Context<'_>) -> Poll<Exit> {
-        let ctx = self.ctx.clone();
         // one lock takes the signals, one at a time, then the messages; the messages go
         // through a buffer kept by the worker thread, so a poll allocates nothing
         let mut batch = BATCH.take();
         let more = loop {
-            let sig = match ctx.me.take_next(cx.waker(), &mut batch, MESSAGES_PER_POLL) {
+            let sig = match self
+                .ctx
+                .me
+                .take_next(cx.waker(), &mut batch, MESSAGES_PER_POLL)
+            {
                 Taken::Messages { more } => break more,
                 Taken::Signal(sig) => sig,
             };

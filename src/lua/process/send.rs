@@ -42,23 +42,22 @@ unsafe fn try_send(l: *mut ffi::lua_State) -> bool {
     if crate::lua::security::checked(&ctx.node, ctx.call_context.get().map(|c| &**c)) {
         return false;
     }
-    let cached = match ctx.last_dest.borrow().as_ref() {
-        Some(d) if *d.text == *dest => match d.handle.upgrade() {
-            // the same local process as last time: straight to its mailbox
-            Some(h) => Err(h),
-            None => Ok(Some(d.pid.clone())),
-        },
-        _ => Ok(None),
-    };
+    // the last destination again: its handle while the process lives, else its pid
+    let cached = ctx
+        .last_dest
+        .borrow()
+        .as_ref()
+        .filter(|d| *d.text == *dest)
+        .map(|d| d.handle.upgrade().ok_or_else(|| d.pid.clone()));
     let to = match cached {
-        Err(handle) => {
+        Some(Ok(handle)) => {
             return ctx
                 .node
                 .send_to(Some(ctx.pid()), &handle, topic, payload)
                 .is_ok()
         }
-        Ok(Some(pid)) => pid,
-        Ok(None) => {
+        Some(Err(pid)) => pid,
+        None => {
             let Ok(text) = std::str::from_utf8(dest) else {
                 return false;
             };
