@@ -134,6 +134,57 @@ return { main = main }
     assert_eq!(v["still_running"], true);
 }
 
+/// `local ok, err = process.send(destination, topic, ...)` (en/lua/core/process.md,
+/// "Sending Messages"): a pid the sender reached before and whose process has ended since
+/// gives `nil, err` (the runtime's "process not found"), every time; sends to a live one
+/// still arrive. The fast path keeps the last destination's handle, so this checks that a
+/// handle kept past the end of its process is refused, not written into.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn send_to_a_process_that_ended_since_the_last_send_gives_nil_err() {
+    let v = App::new()
+        .lua("echo", ECHO)
+        .lua(
+            "main",
+            r#"
+local function main()
+  local inbox = process.inbox()
+  local pid = process.spawn_monitored("app:echo", "app:host")
+  local first = process.send(pid, "hello", 1)
+  local echoed = inbox:receive():topic()
+  process.send(pid, "stop")
+  local ev = process.events():receive()
+  local out = { first = first, echoed = echoed, exit = ev.kind, after = {} }
+  for i = 1, 2 do
+    local ok, err = process.send(pid, "again", i)
+    out.after[i] = { ok = ok, err = tostring(err), kind = err and err:kind() }
+  end
+  local other = process.spawn("app:echo", "app:host")
+  out.other_ok = process.send(other, "hi", 2)
+  out.other_echo = inbox:receive():topic()
+  process.send(other, "stop")
+  return out
+end
+return { main = main }
+"#,
+        )
+        .value("main")
+        .await;
+    assert_eq!(v["first"], true, "{v}");
+    assert_eq!(v["echoed"], "echo:hello");
+    assert_eq!(v["exit"], "EXIT");
+    for i in 0..2 {
+        let after = &v["after"][i];
+        assert_eq!(after["ok"], serde_json::Value::Null, "{v}");
+        assert!(
+            after["err"].as_str().unwrap().contains("process not found"),
+            "{v}"
+        );
+        assert_eq!(after["kind"], "NotFound", "{v}");
+    }
+    assert_eq!(v["other_ok"], true);
+    assert_eq!(v["other_echo"], "echo:hi");
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn monitors_receive_exit_events_with_value_or_error() {
     let v = App::new()
