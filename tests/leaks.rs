@@ -99,3 +99,59 @@ end }
     );
     rt.shutdown().await;
 }
+
+/// What an idle process costs its worker's Lua heap (`collectgarbage("count")`, the heap
+/// of the one Lua state the worker's processes share): its coroutine, globals, module
+/// table and inbox, under 2 KB. A process waits for messages at the bottom of its
+/// coroutine (its method's frame first: the bootstrap tail-calls it, see vm/raw.rs), so
+/// its stack stays within the 40 slots Lua gives a coroutine; when it did not, Lua doubled
+/// the stack and an idle process cost about 2.5 KB.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_idle_process_costs_its_worker_under_2_kb_of_lua_heap() {
+    let app = App::with_host(1, 4096)
+        .lua(
+            "idle",
+            r#"
+return { main = function(parent)
+  process.send(parent, "up")
+  process.inbox():receive()
+end }
+"#,
+        )
+        .lua(
+            "main",
+            r#"
+return { main = function(n)
+  local me, inbox = process.pid(), process.inbox()
+  local pids = table.create and table.create(n) or {}
+  collectgarbage("collect")
+  collectgarbage("collect")
+  local before = collectgarbage("count")
+  for i = 1, n do pids[i] = assert(process.spawn("app:idle", "app:host", me)) end
+  for _ = 1, n do inbox:receive() end
+  collectgarbage("collect")
+  collectgarbage("collect")
+  local after = collectgarbage("count")
+  for i = 1, n do process.terminate(pids[i]) end
+  return (after - before) * 1024 / n
+end }
+"#,
+        );
+    let rt = app.start().await;
+    let exit = rt
+        .exec_within(
+            &Id::new("app", "main"),
+            vec![warden::value::Value::Int(2000)],
+        )
+        .await
+        .unwrap();
+    let Exit::Normal(warden::value::Value::Num(per)) = exit else {
+        panic!("app:main failed: {exit:?}")
+    };
+    // the measure includes the test's own table of 2000 pid strings (about 60 bytes each)
+    assert!(
+        per < 2048.0,
+        "an idle process took {per:.0} bytes of Lua heap"
+    );
+    rt.shutdown().await;
+}

@@ -775,3 +775,60 @@ end }
                "empty_name": false, "bad_interval": false})
     );
 }
+
+/// A process's start (the body of its coroutine, vm/raw.rs `boot`): the chunk's top-level
+/// code may wait (a sleep) before the method runs with the spawn arguments; a method the
+/// source does not have is an error naming the entry and the method; an error raised with
+/// a value that is not a string ends the process with that value described.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_process_start_runs_waiting_top_level_code_then_its_method() {
+    let app = App::new()
+        .lua(
+            "waits",
+            r#"
+local time = require("time")
+time.sleep("5ms")
+loaded_after_sleep = true
+return { main = function(a, b) return { a = a, b = b, loaded = loaded_after_sleep } end }
+"#,
+        )
+        .lua("global_method", "function main(x) return x * 2 end\n")
+        .lua("no_method", "return { other = function() end }\n")
+        .lua(
+            "raises_table",
+            "return { main = function() error({ code = 7 }) end }\n",
+        );
+    let rt = app.start().await;
+    let run = |name: &'static str, args: Vec<warden::value::Value>| {
+        let rt = &rt;
+        async move {
+            rt.exec(&warden::registry::Id::new("app", name), args)
+                .await
+                .unwrap()
+        }
+    };
+    use warden::value::Value;
+    let Exit::Normal(v) = run("waits", vec![Value::Int(1), Value::str("two")]).await else {
+        panic!("app:waits failed")
+    };
+    assert_eq!(
+        warden::value::to_json(&v).unwrap(),
+        json!({"a": 1, "b": "two", "loaded": true})
+    );
+    let Exit::Normal(v) = run("global_method", vec![Value::Int(21)]).await else {
+        panic!("app:global_method failed")
+    };
+    assert_eq!(warden::value::to_json(&v).unwrap(), json!(42));
+    match run("no_method", vec![]).await {
+        Exit::Error(e) => assert_eq!(
+            e.message,
+            "entry app:no_method: method main not found (the source must return a table with a function main, or define a global function main)"
+        ),
+        other => panic!("expected an error, got {other:?}"),
+    }
+    match run("raises_table", vec![]).await {
+        Exit::Error(e) => assert!(e.message.contains("error value"), "{}", e.message),
+        other => panic!("expected an error, got {other:?}"),
+    }
+    rt.shutdown().await;
+}

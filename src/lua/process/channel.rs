@@ -162,6 +162,9 @@ impl Inner {
                     .iter()
                     .any(|(i, w)| *i == SYNC_RECEIVER && w.will_wake(waker))
                 {
+                    // room for one: a process's inbox has one receiver (Vec's first
+                    // growth would make room for four, 72 bytes more per process)
+                    self.recv_waiters.reserve_exact(1);
                     self.recv_waiters.push((SYNC_RECEIVER, waker.clone()));
                 }
                 None

@@ -47,13 +47,16 @@ pub(in crate::lua) struct Parked {
     pub(in crate::lua) topics: HashMap<String, VecDeque<Message>>,
 }
 
+/// What `process.upgrade` asked for: the entry to run next and its arguments.
+pub(in crate::lua) type Upgrade = (Arc<Entry>, Vec<Value>);
+
 /// What the Lua API needs to know about the process it is called from.
 pub(crate) struct ProcCtx {
     pub node: Arc<Node>,
     /// The runtime's services it reaches.
     pub services: Arc<crate::lua::Services>,
     pub me: Arc<ProcessHandle>,
-    pub pid_str: String,
+    pub pid_str: Box<str>,
     /// The entry whose code runs (another one after `process.upgrade`).
     pub(in crate::lua) entry: RefCell<Arc<Entry>>,
     pub host: Arc<crate::process::Host>,
@@ -61,14 +64,16 @@ pub(crate) struct ProcCtx {
     /// The environment of that code (its modules and imports).
     pub(in crate::lua) env: RefCell<Table>,
     /// Set by `process.upgrade`: the code to run next in this process, with its arguments.
-    pub(in crate::lua) upgrade: RefCell<Option<(Arc<Entry>, Vec<Value>)>>,
+    pub(in crate::lua) upgrade: RefCell<Option<Box<Upgrade>>>,
     /// Whether `upgrade` holds a request (one load per poll on the hot path).
     pub(in crate::lua) upgrade_asked: Cell<bool>,
     pub(in crate::lua) inbox: Chan,
-    pub(in crate::lua) events: Chan,
+    /// `process.events()`'s channel, made by the first event or the first call (most
+    /// processes never have either: 150 bytes less an idle process).
+    pub(in crate::lua) events: std::cell::OnceCell<Chan>,
     pub(in crate::lua) inbox_ud: RefCell<Option<AnyUserData>>,
     pub(in crate::lua) events_ud: RefCell<Option<AnyUserData>>,
-    pub(in crate::lua) listeners: RefCell<HashMap<String, Listener>>,
+    pub(in crate::lua) listeners: RefCell<rustc_hash::FxHashMap<String, Listener>>,
     /// Messages taken from the mailbox while their channel was full (allocated when the
     /// first one is held back: most processes never hold one).
     pub(in crate::lua) parked: RefCell<Option<Box<Parked>>>,
@@ -86,7 +91,7 @@ pub(crate) struct ProcCtx {
     /// The pid text this process last sent to, the pid it names and, for a local one,
     /// its handle (weak: a process that ended is let go; `process.send`'s fast path: a
     /// process mostly sends to the same few pids, and a pid never names another process).
-    pub(crate) last_dest: RefCell<Option<LastDest>>,
+    pub(crate) last_dest: RefCell<Option<Box<LastDest>>>,
     /// The call context of this process's `funcs.call`s without context values.
     pub(crate) call_context: std::cell::OnceCell<Arc<crate::functions::CallContext>>,
     /// Its `funcs.call`s that wait for a result (dropped with the process).
@@ -115,7 +120,7 @@ impl ProcCtx {
     ) -> ProcCtx {
         let pid_str = me.pid.to_string();
         ProcCtx {
-            pid_str: pid_str.clone(),
+            pid_str: pid_str.clone().into_boxed_str(),
             node,
             services,
             me,
@@ -126,10 +131,10 @@ impl ProcCtx {
             upgrade: RefCell::new(None),
             upgrade_asked: Cell::new(false),
             inbox: Chan::unbounded(),
-            events: Chan::unbounded(),
+            events: std::cell::OnceCell::new(),
             inbox_ud: RefCell::new(None),
             events_ud: RefCell::new(None),
-            listeners: RefCell::new(HashMap::new()),
+            listeners: RefCell::new(Default::default()),
             parked: RefCell::new(None),
             parked_count: Cell::new(0),
             tasks: tasks::TaskSet::default(),
@@ -187,13 +192,18 @@ impl ProcCtx {
         }
     }
 
+    /// The events channel (made on first use).
+    pub(in crate::lua) fn events(&self) -> &Chan {
+        self.events.get_or_init(Chan::unbounded)
+    }
+
     pub(in crate::lua) fn inbox_userdata(&self) -> mlua::Result<AnyUserData> {
         cached_userdata(&self.lua, &self.inbox_ud, &self.inbox)
     }
 
     pub(in crate::lua) fn events_userdata(&self) -> mlua::Result<AnyUserData> {
         self.me.sees_cancel.store(true, Ordering::Relaxed);
-        cached_userdata(&self.lua, &self.events_ud, &self.events)
+        cached_userdata(&self.lua, &self.events_ud, self.events())
     }
 
     /// The channel of `topic`'s messages: the one already listening (a second `listen`
@@ -277,7 +287,7 @@ impl ProcCtx {
     pub(in crate::lua) fn lazy_message(&self, m: Message) -> channel::Item {
         let from = m.from.map(|p| {
             if &p == self.pid() {
-                return Rc::from(self.pid_str.as_str());
+                return Rc::from(&*self.pid_str);
             }
             // a process mostly hears from the same few senders: keep the last one's text
             let mut last = self.last_from.borrow_mut();
@@ -338,7 +348,7 @@ impl ProcCtx {
 
     /// Asks for the process to go on with `entry`'s code (see `Driver::upgrade`).
     pub fn request_upgrade(&self, entry: Arc<Entry>, args: Vec<Value>) {
-        *self.upgrade.borrow_mut() = Some((entry, args));
+        *self.upgrade.borrow_mut() = Some(Box::new((entry, args)));
         self.upgrade_asked.set(true);
     }
 
@@ -520,7 +530,7 @@ impl ProcCtx {
             }
             Signal::Down { from, exit } => {
                 let ev = self.exit_event("EXIT", &from, &exit)?;
-                self.events.push(mlua::Value::Table(ev));
+                self.events().push(mlua::Value::Table(ev));
             }
             Signal::LinkDown { from, exit } => {
                 if !self.trap_links.get() {
@@ -530,7 +540,7 @@ impl ProcCtx {
                     ))));
                 }
                 let ev = self.exit_event("LINK_DOWN", &from, &exit)?;
-                self.events.push(mlua::Value::Table(ev));
+                self.events().push(mlua::Value::Table(ev));
             }
             Signal::Outdated => {
                 let sources: Vec<String> = self
@@ -542,14 +552,14 @@ impl ProcCtx {
                 let ev = self.lua.create_table()?;
                 ev.set("kind", "OUTDATED")?;
                 ev.set("sources", sources)?;
-                self.events.push(mlua::Value::Table(ev));
+                self.events().push(mlua::Value::Table(ev));
             }
             Signal::Cancel { from, reason } => {
                 let ev = self.lua.create_table()?;
                 ev.set("kind", "CANCEL")?;
                 ev.set("from", from.map(|p| p.to_string()))?;
                 ev.set("reason", reason)?;
-                self.events.push(mlua::Value::Table(ev));
+                self.events().push(mlua::Value::Table(ev));
             }
         }
         Ok(None)

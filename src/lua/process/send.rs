@@ -71,11 +71,11 @@ unsafe fn try_send(l: *mut ffi::lua_State) -> bool {
                     .process(&pid)
                     .map(|h| Arc::downgrade(&h))
                     .unwrap_or_default();
-                *ctx.last_dest.borrow_mut() = Some(LastDest {
+                *ctx.last_dest.borrow_mut() = Some(Box::new(LastDest {
                     text: dest.into(),
                     pid: pid.clone(),
                     handle,
-                });
+                }));
             }
             pid
         }

@@ -235,3 +235,155 @@ unsafe fn copy_in(
     path.pop();
     Some(crate::value::table_value(pairs, len, is_array))
 }
+
+/// The body of every process coroutine, `boot(factory, env, id, method, ...)`: runs the
+/// entry's compiled chunk with the process's own globals (`factory(env)`), finds the
+/// method (a field of the table the chunk returned, or a global it defined), and calls it
+/// with the spawn arguments as [`run_protected`] does. Written in C rather than Lua so
+/// that no frame of its own stays below the method's: while a process waits, its
+/// coroutine holds the method's frame and the receive only, within the 40 stack slots Lua
+/// gives a new coroutine (a Lua bootstrap's frame took it past them, and Lua doubled the
+/// stack: 640 bytes more per idle process).
+///
+/// # Safety
+/// A C function for Lua: upvalue 1 the message handler, upvalue 2 the test runners.
+unsafe extern "C-unwind" fn boot(l: *mut ffi::lua_State) -> c_int {
+    ffi::lua_pushvalue(l, 1);
+    ffi::lua_pushvalue(l, 2);
+    // top-level code may wait (a call, a sleep): the continuation goes on from there
+    ffi::lua_callk(l, 1, 1, 0, Some(boot_loaded));
+    boot_loaded(l, ffi::LUA_OK, 0)
+}
+
+/// The rest of [`boot`] once the chunk ran: its result is on top.
+unsafe extern "C-unwind" fn boot_loaded(
+    l: *mut ffi::lua_State,
+    _status: c_int,
+    _ctx: ffi::lua_KContext,
+) -> c_int {
+    let module = ffi::lua_gettop(l);
+    if ffi::lua_type(l, module) == ffi::LUA_TTABLE {
+        ffi::lua_pushvalue(l, 4);
+        ffi::lua_gettable(l, module);
+    } else {
+        ffi::lua_pushnil(l);
+    }
+    if ffi::lua_type(l, -1) == ffi::LUA_TNIL {
+        ffi::lua_pop(l, 1);
+        ffi::lua_pushvalue(l, 4);
+        ffi::lua_rawget(l, 2);
+    }
+    if ffi::lua_type(l, -1) != ffi::LUA_TFUNCTION {
+        {
+            let id = text_at(l, 3);
+            let method = text_at(l, 4);
+            let msg = format!(
+                "entry {id}: method {method} not found (the source must return a table with a function {method}, or define a global function {method})"
+            );
+            ffi::lua_pushlstring(l, msg.as_ptr() as *const c_char, msg.len());
+        }
+        ffi::lua_error(l);
+    }
+    // factory, env, id, method, args..., module, f  ->  handler, f, args...
+    ffi::lua_replace(l, module);
+    ffi::lua_rotate(l, 5, 1);
+    ffi::lua_pushvalue(l, ffi::lua_upvalueindex(1));
+    ffi::lua_replace(l, 4);
+    ffi::lua_rotate(l, 1, -3);
+    ffi::lua_settop(l, -4);
+    let nargs = ffi::lua_gettop(l) - 2;
+    let status = ffi::lua_pcallk(l, nargs, ffi::LUA_MULTRET, 1, 0, Some(run_protected_done));
+    run_protected_done(l, status, 0)
+}
+
+/// The string at `idx` (for a message), lossily.
+///
+/// # Safety
+/// `idx` must be a valid index of `l`.
+unsafe fn text_at(l: *mut ffi::lua_State, idx: c_int) -> String {
+    let mut len = 0usize;
+    let p = ffi::lua_tolstring(l, idx, &mut len);
+    if p.is_null() {
+        return String::new();
+    }
+    String::from_utf8_lossy(std::slice::from_raw_parts(p as *const u8, len)).into_owned()
+}
+
+/// The C closure [`boot`] over `describe` (the message handler) and the test runners.
+pub(crate) fn boot_function(
+    lua: &mlua::Lua,
+    describe: &mlua::Function,
+    runners: &mlua::Table,
+) -> mlua::Result<mlua::Function> {
+    // SAFETY: pushes one C closure over the two values it is given.
+    unsafe {
+        lua.exec_raw::<mlua::Function>((describe, runners), |l| {
+            ffi::lua_pushcclosure(l, boot, 2);
+        })
+    }
+}
+
+/// `run(f, ...)`: calls `f(...)` protected, with upvalue 1 (`describe_error`) as the
+/// message handler, and returns what `f` returned or raises its error again, unchanged.
+/// When upvalue 2 is a table (the test runners `test.run_cases` made) and `f` returned
+/// one of them, that runner is called the same way and its results are returned instead.
+///
+/// It is what `xpcall` and a Lua function around it did for a process's method and a
+/// function instance, without the Lua frame: the process's bootstrap tail-calls it, so an
+/// idle process waits with its method's frame only at the bottom of its coroutine, and its
+/// stack stays within the 40 slots Lua gives a new coroutine (the Lua frame around
+/// `xpcall` took it past them, and Lua doubled the stack to 80 slots, 640 bytes more per
+/// process).
+///
+/// # Safety
+/// A C function for Lua (called by Lua with a function at index 1).
+unsafe extern "C-unwind" fn run_protected(l: *mut ffi::lua_State) -> c_int {
+    let n = ffi::lua_gettop(l);
+    ffi::lua_pushvalue(l, ffi::lua_upvalueindex(1));
+    ffi::lua_insert(l, 1);
+    let status = ffi::lua_pcallk(l, n - 1, ffi::LUA_MULTRET, 1, 0, Some(run_protected_done));
+    run_protected_done(l, status, 0)
+}
+
+/// The rest of [`run_protected`] once the call returned (`ctx` 1: the runner's call).
+unsafe extern "C-unwind" fn run_protected_done(
+    l: *mut ffi::lua_State,
+    status: c_int,
+    ctx: ffi::lua_KContext,
+) -> c_int {
+    if status != ffi::LUA_OK && status != ffi::LUA_YIELD {
+        // the described error value is on top
+        ffi::lua_error(l);
+    }
+    // the handler is at 1, the results from 2 up
+    if ctx == 0
+        && ffi::lua_gettop(l) >= 2
+        && ffi::lua_type(l, 2) == ffi::LUA_TFUNCTION
+        && ffi::lua_type(l, ffi::lua_upvalueindex(2)) == ffi::LUA_TTABLE
+    {
+        ffi::lua_pushvalue(l, 2);
+        let runner = ffi::lua_rawget(l, ffi::lua_upvalueindex(2)) != ffi::LUA_TNIL
+            && ffi::lua_toboolean(l, -1) != 0;
+        ffi::lua_settop(l, if runner { 2 } else { ffi::lua_gettop(l) - 1 });
+        if runner {
+            let status = ffi::lua_pcallk(l, 0, ffi::LUA_MULTRET, 1, 1, Some(run_protected_done));
+            return run_protected_done(l, status, 1);
+        }
+    }
+    ffi::lua_gettop(l) - 1
+}
+
+/// The C closure [`run_protected`] over `describe` (the message handler) and `runners`
+/// (nil, or the table of test runners whose results replace a method's).
+pub(crate) fn run_protected_function(
+    lua: &mlua::Lua,
+    describe: &mlua::Function,
+    runners: Option<&mlua::Table>,
+) -> mlua::Result<mlua::Function> {
+    // SAFETY: pushes one C closure over the two values it is given.
+    unsafe {
+        lua.exec_raw::<mlua::Function>((describe, runners), |l| {
+            ffi::lua_pushcclosure(l, run_protected, 2);
+        })
+    }
+}

@@ -176,38 +176,13 @@ local message_mt = {
   __metatable = false,
 }
 
--- Runs f under xpcall so that an error value that is not a string (a table, a number,
--- nil) is described in words before it leaves Lua; the error is raised again as text.
-local describe, xpcall_, error_ = rust.describe_error, xpcall, error
-local function reraise(ok, ...)
-  if ok then return ... end
-  error_((...), 0)
-end
+-- A function instance runs under `describe` as the message handler: an error value that
+-- is not a string (a table, a number, nil) is described in words before it leaves Lua,
+-- and raised again as text. `run_protected(f, ...)` is a C function (vm/raw.rs), as is
+-- the body of every process coroutine, which does the same for a process's method.
+local run_protected = rust.run_protected
 local function protected(f)
-  return function(...) return reraise(xpcall_(f, describe, ...)) end
-end
-
--- The body of every process coroutine: instantiate the entry's chunk with the process's
--- own globals, then run its method with the spawn arguments.
-local test_runners = rust.test_runners
--- a method that returns the runner `test.run_cases(define)` made gets it run
-local function run_returned(ok, first, ...)
-  if ok and type(first) == "function" and test_runners[first] then
-    return reraise(xpcall_(first, describe))
-  end
-  return reraise(ok, first, ...)
-end
-
-local function bootstrap(factory, env, id, method, ...)
-  local m = factory(env)
-  local f
-  if type(m) == "table" then f = m[method] end
-  if f == nil then f = rawget(env, method) end
-  if type(f) ~= "function" then
-    error(("entry %s: method %s not found (the source must return a table with a function %s, or define a global function %s)")
-      :format(id, method, method, method), 0)
-  end
-  return run_returned(xpcall_(f, describe, ...))
+  return function(...) return run_protected(f, ...) end
 end
 
 -- Instantiates a library chunk with its own globals.
@@ -246,7 +221,7 @@ local function make_require(resolve)
 end
 
 return {
-  env_mt = env_mt, bootstrap = bootstrap, instantiate = instantiate, freeze = freeze_deep,
+  env_mt = env_mt, instantiate = instantiate, freeze = freeze_deep,
   method_of = method_of, make_require = make_require,
   message_mt = message_mt,
 }

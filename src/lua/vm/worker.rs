@@ -91,7 +91,7 @@ impl LuaWorker {
         let (co_create, co_wrap) = watchdog::coroutine_functions(&lua, lua_wrap)?;
         rust.set("coroutine_create", co_create)?;
         rust.set("coroutine_wrap", co_wrap)?;
-        rust.set("describe_error", lua.create_function(errors::describe)?)?;
+        let describe = lua.create_function(errors::describe)?;
         rust.set("errors", errors::module(&lua)?)?;
         rust.set("payload", payload::module(&lua)?)?;
         rust.set("message_data", raw::message_data_function(&lua)?)?;
@@ -105,7 +105,11 @@ impl LuaWorker {
         let weak_keys = lua.create_table()?;
         weak_keys.set("__mode", "k")?;
         test_runners.set_metatable(Some(weak_keys))?;
-        rust.set("test_runners", test_runners.clone())?;
+        // a function instance runs through this (vm/raw.rs)
+        rust.set(
+            "run_protected",
+            raw::run_protected_function(&lua, &describe, None)?,
+        )?;
         let setup: Table = lua
             .load(include_str!("sandbox.lua"))
             .set_name("=warden sandbox")
@@ -126,6 +130,7 @@ impl LuaWorker {
         for (name, build) in modules::CONSTRUCTORS {
             modules.insert(*name, freeze.call((build(&lua)?, *name))?);
         }
+        let bootstrap = raw::boot_function(&lua, &describe, &test_runners)?;
         let test = test::module(
             &lua,
             test_runners,
@@ -153,7 +158,7 @@ impl LuaWorker {
         Ok(LuaWorker {
             env_mt: setup.get("env_mt")?,
             message_mt,
-            bootstrap: setup.get("bootstrap")?,
+            bootstrap,
             instantiate: setup.get("instantiate")?,
             method_of: setup.get("method_of")?,
             make_require: setup.get("make_require")?,
