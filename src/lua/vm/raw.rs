@@ -324,16 +324,11 @@ pub(crate) fn boot_function(
 }
 
 /// `run(f, ...)`: calls `f(...)` protected, with upvalue 1 (`describe_error`) as the
-/// message handler, and returns what `f` returned or raises its error again, unchanged.
-/// When upvalue 2 is a table (the test runners `test.run_cases` made) and `f` returned
-/// one of them, that runner is called the same way and its results are returned instead.
-///
-/// It is what `xpcall` and a Lua function around it did for a process's method and a
-/// function instance, without the Lua frame: the process's bootstrap tail-calls it, so an
-/// idle process waits with its method's frame only at the bottom of its coroutine, and its
-/// stack stays within the 40 slots Lua gives a new coroutine (the Lua frame around
-/// `xpcall` took it past them, and Lua doubled the stack to 80 slots, 640 bytes more per
-/// process).
+/// message handler, and returns what `f` returned or raises its error again, unchanged:
+/// what `xpcall` and a Lua function around it did, in C. When upvalue 2 is a table (the
+/// test runners `test.run_cases` made) and `f` returned one of them, that runner is called
+/// the same way and its results are returned instead ([`boot`] ends in the same
+/// continuation, [`run_protected_done`]).
 ///
 /// # Safety
 /// A C function for Lua (called by Lua with a function at index 1).
