@@ -230,6 +230,10 @@ fn take_instance(w: &LuaWorker, pool: &Pool) -> Option<(Function, Table)> {
     Some((f, env))
 }
 
+/// The idle time of instances of pools without an `idle_timeout`, which nothing reads.
+static NEVER_READ: std::sync::LazyLock<std::time::Instant> =
+    std::sync::LazyLock::new(std::time::Instant::now);
+
 fn put_instance(w: &LuaWorker, pool: &Pool, f: Function, env: Table) {
     let mut idle = w.idle.borrow_mut();
     // the id is cloned (two strings) only the first time
@@ -244,7 +248,13 @@ fn put_instance(w: &LuaWorker, pool: &Pool, f: Function, env: Table) {
     }
     prune(&mut slot.1, pool);
     if slot.1.len() < pool.spec.max_size {
-        slot.1.push((f, env, std::time::Instant::now()));
+        // the time it went idle matters only to a pool with an idle_timeout (`prune`):
+        // no clock read per call for the others
+        let since = match pool.spec.idle_timeout {
+            Some(_) => std::time::Instant::now(),
+            None => *NEVER_READ,
+        };
+        slot.1.push((f, env, since));
         pool.idle.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
     }
 }
@@ -382,16 +392,19 @@ async fn run_lua_function(
     let fut = thread
         .into_async::<MultiValue>(lua_args)
         .map_err(internal)?;
-    let outcome = tokio::time::timeout_at(
-        deadline,
-        InCall {
-            call: call.clone(),
-            ptr,
-            fut: Some(fut),
-            driver: None,
-        },
-    )
-    .await;
+    let mut in_call = std::pin::pin!(InCall {
+        call: call.clone(),
+        ptr,
+        fut: Some(fut),
+        driver: None,
+    });
+    // Most calls end in their first run: they need no timer. One that waits goes on under
+    // its deadline (while it runs, the preemption hook checks the deadline itself).
+    let first = std::future::poll_fn(|cx| Poll::Ready(in_call.as_mut().poll(cx))).await;
+    let outcome = match first {
+        Poll::Ready(outcome) => Ok(outcome),
+        Poll::Pending => tokio::time::timeout_at(deadline, in_call).await,
+    };
     let result = match outcome {
         Err(_) => Err(CallError::new(
             "TIMEOUT",
