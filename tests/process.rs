@@ -1140,3 +1140,57 @@ end }
     assert_eq!(v["unregister"], true);
     assert!(v["gone"].as_str().unwrap().starts_with("NotFound"), "{v}");
 }
+
+/// A spawn's entry and host ids are checked before anything starts (en/lua/core/process.md,
+/// "Spawning Processes": `process.spawn(id, host, ...)` returns `nil, err` on failure): a
+/// value that is not a string, an id without its namespace, and the same for the host,
+/// each an INVALID error naming the argument.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn spawn_refuses_bad_ids_with_nil_err() {
+    let v = common::lua_value(
+        r#"
+return { main = function()
+  local function try(...)
+    local pid, err = process.spawn(...)
+    return { pid = pid, msg = tostring(err), kind = err and err:kind() }
+  end
+  return {
+    number = try(42, "app:host"),
+    no_namespace = try("idle", "app:host"),
+    host_number = try("app:main", 7),
+    host_empty_name = try("app:main", "app:"),
+  }
+end }
+"#,
+    )
+    .await;
+    let case = |k: &str| {
+        (
+            v[k]["pid"].is_null(),
+            v[k]["kind"].clone(),
+            v[k]["msg"].as_str().unwrap().to_string(),
+        )
+    };
+    let (none, kind, msg) = case("number");
+    assert!(none && kind == "Invalid", "{v}");
+    assert!(
+        msg.contains("process.spawn: entry id: expected a string, got integer"),
+        "{msg}"
+    );
+    let (none, kind, msg) = case("no_namespace");
+    assert!(none && kind == "Invalid", "{v}");
+    assert!(
+        msg.contains("process.spawn: invalid entry id \"idle\": id \"idle\" has no namespace"),
+        "{msg}"
+    );
+    let (_, _, msg) = case("host_number");
+    assert!(
+        msg.contains("process.spawn: host id: expected a string, got integer"),
+        "{msg}"
+    );
+    let (_, _, msg) = case("host_empty_name");
+    assert!(
+        msg.contains("process.spawn: invalid host id \"app:\": id \"app:\" has an empty name"),
+        "{msg}"
+    );
+}
