@@ -8,6 +8,10 @@
 //! right on the stack of the `ch:receive()` that takes the message (`channel.rs`), or in
 //! one protected call (`Lua::exec_raw`) elsewhere. The preemption watchdog is in
 //! `watchdog.rs`.
+//!
+//! Also here, where a Lua frame would cost memory: the body of every process coroutine
+//! ([`boot`]) and the protected call of a function instance ([`run_protected`]), which
+//! leave no frame of their own under the code they run.
 
 use crate::value::Value;
 use mlua::ffi;
