@@ -199,7 +199,7 @@ impl Drop for UnitExit {
 
 /// Lets go of idle instances that waited longer than the pool's `idle_timeout` (an
 /// adaptive pool keeps its newest one), counting them off the pool.
-fn prune(list: &mut Vec<(Function, Table, std::time::Instant)>, pool: &Pool) {
+fn prune(list: &mut Vec<(Function, Table, Option<std::time::Instant>)>, pool: &Pool) {
     let Some(ttl) = pool.spec.idle_timeout else {
         return;
     };
@@ -209,7 +209,8 @@ fn prune(list: &mut Vec<(Function, Table, std::time::Instant)>, pool: &Pool) {
     let newest = list.len().saturating_sub(1);
     let mut i = 0;
     list.retain(|(_, _, t)| {
-        let keep = now.duration_since(*t) < ttl || (keep_one && i == newest);
+        let fresh = t.is_none_or(|t| now.duration_since(t) < ttl);
+        let keep = fresh || (keep_one && i == newest);
         i += 1;
         keep
     });
@@ -230,10 +231,6 @@ fn take_instance(w: &LuaWorker, pool: &Pool) -> Option<(Function, Table)> {
     Some((f, env))
 }
 
-/// The idle time of instances of pools without an `idle_timeout`, which nothing reads.
-static NEVER_READ: std::sync::LazyLock<std::time::Instant> =
-    std::sync::LazyLock::new(std::time::Instant::now);
-
 fn put_instance(w: &LuaWorker, pool: &Pool, f: Function, env: Table) {
     let mut idle = w.idle.borrow_mut();
     // the id is cloned (two strings) only the first time
@@ -250,10 +247,7 @@ fn put_instance(w: &LuaWorker, pool: &Pool, f: Function, env: Table) {
     if slot.1.len() < pool.spec.max_size {
         // the time it went idle matters only to a pool with an idle_timeout (`prune`):
         // no clock read per call for the others
-        let since = match pool.spec.idle_timeout {
-            Some(_) => std::time::Instant::now(),
-            None => *NEVER_READ,
-        };
+        let since = pool.spec.idle_timeout.map(|_| std::time::Instant::now());
         slot.1.push((f, env, since));
         pool.idle.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
     }

@@ -372,16 +372,16 @@ unsafe extern "C-unwind" fn run_protected_done(
     ffi::lua_gettop(l) - 1
 }
 
-/// The C closure [`run_protected`] over `describe` (the message handler) and `runners`
-/// (nil, or the table of test runners whose results replace a method's).
+/// The C closure [`run_protected`] over `describe` (the message handler), for function
+/// instances: no test runners (upvalue 2 nil).
 pub(crate) fn run_protected_function(
     lua: &mlua::Lua,
     describe: &mlua::Function,
-    runners: Option<&mlua::Table>,
 ) -> mlua::Result<mlua::Function> {
-    // SAFETY: pushes one C closure over the two values it is given.
+    // SAFETY: pushes one C closure over the handler and a nil.
     unsafe {
-        lua.exec_raw::<mlua::Function>((describe, runners), |l| {
+        lua.exec_raw::<mlua::Function>(describe, |l| {
+            ffi::lua_pushnil(l);
             ffi::lua_pushcclosure(l, run_protected, 2);
         })
     }

@@ -20,8 +20,12 @@ thread_local! {
 
 pub use crate::lua::modules::BUILTIN_MODULES;
 
-/// Idle instances of one function entry version: (method, globals, idle since).
-pub(crate) type IdleInstances = (Arc<Entry>, Vec<(Function, Table, std::time::Instant)>);
+/// Idle instances of one function entry version: (method, globals, idle since: kept only
+/// when the pool has an `idle_timeout`, the one reader).
+pub(crate) type IdleInstances = (
+    Arc<Entry>,
+    Vec<(Function, Table, Option<std::time::Instant>)>,
+);
 
 /// The Lua state of one worker thread and what is compiled in it.
 pub struct LuaWorker {
@@ -108,7 +112,7 @@ impl LuaWorker {
         // a function instance runs through this (vm/raw.rs)
         rust.set(
             "run_protected",
-            raw::run_protected_function(&lua, &describe, None)?,
+            raw::run_protected_function(&lua, &describe)?,
         )?;
         let setup: Table = lua
             .load(include_str!("sandbox.lua"))
