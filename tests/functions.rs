@@ -282,6 +282,48 @@ end }
     assert_eq!(v["again"], "again");
 }
 
+/// Callers that wait for a worker of a full pool get one in the order they came, and one
+/// that gives up waiting (its timeout) costs the others nothing: the worker it would
+/// have had goes to the next in line. The order is warden's choice (Wippy's pages name
+/// no order): first come, first served, as a queue.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_full_pool_serves_waiting_callers_in_the_order_they_came() {
+    let v = App::new()
+        .func("slow", SLEEPY, Some("{type: static, size: 1}"))
+        .lua(
+            "main",
+            r#"
+local funcs = require("funcs")
+local time = require("time")
+return { main = function()
+  local done = channel.new(10)
+  local hold = funcs.async("app:slow", 150, "hold")
+  time.sleep("10ms")
+  for i = 1, 5 do
+    coroutine.spawn(function()
+      local f = funcs.new()
+      if i == 2 then f = f:with_options({ timeout = 40 }) end
+      local r, err = f:call("app:slow", 1, i)
+      done:send(r or ("gave up " .. i .. ": " .. err:kind()))
+    end)
+    time.sleep("5ms")
+  end
+  local order = {}
+  for _ = 1, 5 do order[#order + 1] = done:receive() end
+  return { order = order, hold = hold:response():receive():data() }
+end }
+"#,
+        )
+        .value("main")
+        .await;
+    assert_eq!(v["hold"], "hold", "{v}");
+    assert_eq!(
+        v["order"],
+        serde_json::json!(["gave up 2: Timeout", 1, 3, 4, 5]),
+        "{v}"
+    );
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_caller_ended_while_its_call_waits_frees_the_worker() {
     // the only worker is busy with a call whose caller is terminated: the call goes with

@@ -15,7 +15,7 @@ use futures::future::LocalBoxFuture;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
-use tokio::sync::{OwnedSemaphorePermit, Semaphore};
+use tokio::sync::Notify;
 use tokio::time::Instant;
 
 /// Timeout of a call when the caller sets none.
@@ -138,9 +138,17 @@ pub struct Pool {
     pub entry: Arc<Entry>,
     /// Its settings.
     pub spec: PoolSpec,
-    permits: Option<Arc<Semaphore>>,
+    /// Whether `max_size` bounds the calls running at once (every kind but inline).
+    bounded: bool,
+    /// Calls running now: a call takes a worker by raising it while it is under
+    /// `max_size` (one atomic step, no lock), and gives it back by lowering it.
     running: AtomicUsize,
+    /// Callers waiting for a worker. While there are any, a new caller queues behind
+    /// them instead of taking a worker that was just given back (first come, first
+    /// served).
     waiting: AtomicUsize,
+    /// Wakes the longest-waiting caller when a worker is given back.
+    freed: Notify,
     peak: AtomicUsize,
     calls: AtomicU64,
     gave_up: AtomicU64,
@@ -217,15 +225,20 @@ pub const AS_PROCESS: &str = "process";
 /// A running call's hold on a pool worker; released when dropped.
 pub struct Permit {
     pool: Arc<Pool>,
-    _permit: Option<OwnedSemaphorePermit>,
     started: Option<Instant>,
 }
 
 impl Drop for Permit {
     fn drop(&mut self) {
-        self.pool.running.fetch_sub(1, Ordering::AcqRel);
+        let pool = &self.pool;
+        pool.running.fetch_sub(1, Ordering::SeqCst);
+        // a caller that queued before this load is woken; one that queues after it
+        // sees the worker free when it looks again (`Pool::acquire`)
+        if pool.waiting.load(Ordering::SeqCst) > 0 {
+            pool.freed.notify_one();
+        }
         if let Some(t) = self.started {
-            self.pool.latency.observe(t.elapsed());
+            pool.latency.observe(t.elapsed());
         }
     }
 }
@@ -244,14 +257,13 @@ impl Drop for Waiting<'_> {
 impl Pool {
     /// A pool for `entry` with `spec`.
     pub fn new(entry: Arc<Entry>, spec: PoolSpec) -> Pool {
-        let permits =
-            (spec.kind != PoolKind::Inline).then(|| Arc::new(Semaphore::new(spec.max_size)));
         Pool {
             entry,
+            bounded: spec.kind != PoolKind::Inline,
             spec,
-            permits,
             running: AtomicUsize::new(0),
             waiting: AtomicUsize::new(0),
+            freed: Notify::new(),
             peak: AtomicUsize::new(0),
             calls: AtomicU64::new(0),
             gave_up: AtomicU64::new(0),
@@ -276,74 +288,83 @@ impl Pool {
     }
 
     /// Waits for a worker until `deadline`. Waiting is cancel-safe: a caller that gives up
-    /// leaves no trace in the pool.
+    /// leaves no trace in the pool. Callers are served in the order they queued.
     pub async fn acquire(self: &Arc<Self>, deadline: Instant) -> Result<Permit, CallError> {
-        let permit = match &self.permits {
-            None => None,
-            Some(sem) => match sem.clone().try_acquire_owned() {
-                Ok(p) => Some(p),
-                Err(_) => {
-                    let queued = self.waiting.fetch_add(1, Ordering::AcqRel);
-                    let mut w = Waiting(self, false);
-                    match tokio::time::timeout_at(deadline, sem.clone().acquire_owned()).await {
-                        Ok(Ok(p)) => {
-                            w.1 = true;
-                            Some(p)
-                        }
-                        Ok(Err(_)) => {
-                            return Err(CallError::new(
-                                "UNAVAILABLE",
-                                format!("function {}: pool is closed", self.entry.id),
-                            ))
-                        }
-                        Err(_) => {
-                            let why = if queued >= self.spec.buffer {
-                                format!(
-                                    "the pool and its queue are full ({} workers, {} waiting)",
-                                    self.spec.max_size, queued
-                                )
-                            } else {
-                                format!("all {} workers stayed busy", self.spec.max_size)
-                            };
-                            return Err(CallError::new(
-                                "TIMEOUT",
-                                format!(
-                                    "function {}: timed out waiting for a worker: {why}",
-                                    self.entry.id
-                                ),
-                            ));
-                        }
-                    }
+        if self.waiting.load(Ordering::SeqCst) == 0 && self.take_worker() {
+            return Ok(self.granted());
+        }
+        let queued = self.waiting.fetch_add(1, Ordering::SeqCst);
+        let mut w = Waiting(self, false);
+        let waited = tokio::time::timeout_at(deadline, async {
+            loop {
+                // registered before looking, so a worker given back after the look
+                // wakes this caller
+                let freed = self.freed.notified();
+                let mut freed = std::pin::pin!(freed);
+                freed.as_mut().enable();
+                if self.take_worker() {
+                    return;
                 }
-            },
-        };
-        Ok(self.granted(permit))
+                freed.await;
+            }
+        })
+        .await;
+        if waited.is_err() {
+            let why = if queued >= self.spec.buffer {
+                format!(
+                    "the pool and its queue are full ({} workers, {} waiting)",
+                    self.spec.max_size, queued
+                )
+            } else {
+                format!("all {} workers stayed busy", self.spec.max_size)
+            };
+            return Err(CallError::new(
+                "TIMEOUT",
+                format!(
+                    "function {}: timed out waiting for a worker: {why}",
+                    self.entry.id
+                ),
+            ));
+        }
+        w.1 = true;
+        drop(w);
+        Ok(self.granted())
+    }
+
+    /// Takes a worker if one is free (an unbounded pool always has one).
+    fn take_worker(&self) -> bool {
+        if !self.bounded {
+            self.running.fetch_add(1, Ordering::SeqCst);
+            return true;
+        }
+        let max = self.spec.max_size;
+        self.running
+            .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| {
+                (n < max).then_some(n + 1)
+            })
+            .is_ok()
     }
 
     /// Every worker is busy (a call now would wait).
     pub fn is_full(&self) -> bool {
-        self.permits
-            .as_ref()
-            .is_some_and(|s| s.available_permits() == 0)
+        self.bounded && self.running.load(Ordering::SeqCst) >= self.spec.max_size
     }
 
-    /// A worker now, if one is free (None: the caller would have to wait).
+    /// A worker now, if one is free and no caller waits for one (None: the caller would
+    /// have to wait).
     pub fn try_acquire(self: &Arc<Self>) -> Option<Permit> {
-        let permit = match &self.permits {
-            None => None,
-            Some(sem) => Some(sem.clone().try_acquire_owned().ok()?),
-        };
-        Some(self.granted(permit))
+        (self.waiting.load(Ordering::SeqCst) == 0 && self.take_worker()).then(|| self.granted())
     }
 
-    /// Counts a granted worker.
-    fn granted(self: &Arc<Self>, permit: Option<OwnedSemaphorePermit>) -> Permit {
-        let now = self.running.fetch_add(1, Ordering::AcqRel) + 1;
-        self.peak.fetch_max(now, Ordering::Relaxed);
+    /// Counts a granted worker (`running` was raised by [`Pool::take_worker`]).
+    fn granted(self: &Arc<Self>) -> Permit {
+        let now = self.running.load(Ordering::Relaxed);
+        if now > self.peak.load(Ordering::Relaxed) {
+            self.peak.fetch_max(now, Ordering::Relaxed);
+        }
         self.calls.fetch_add(1, Ordering::Relaxed);
         Permit {
             pool: self.clone(),
-            _permit: permit,
             started: TIMING.load(Ordering::Relaxed).then(Instant::now),
         }
     }
@@ -519,6 +540,24 @@ impl FunctionTable {
         context: Arc<CallContext>,
         timeout: Duration,
     ) -> Result<Value, CallError> {
+        self.call_routed_with(pool, target, args, context, timeout, |pool, args, cx, d| {
+            executor.execute(pool, args, cx, d)
+        })
+        .await
+    }
+
+    /// [`FunctionTable::call_routed`] with the run of the call given as `run` (pool,
+    /// arguments, context, deadline): a language host that knows its executor calls it
+    /// without the boxed future of [`Executor::execute`].
+    pub async fn call_routed_with<F: std::future::Future<Output = Result<Value, CallError>>>(
+        &self,
+        pool: Arc<Pool>,
+        target: &str,
+        args: Vec<Value>,
+        context: Arc<CallContext>,
+        timeout: Duration,
+        run: impl FnOnce(Arc<Pool>, Vec<Value>, Arc<CallContext>, Instant) -> F,
+    ) -> Result<Value, CallError> {
         let deadline = Instant::now() + timeout;
         // every worker busy and the entry says `overflow: cluster`: another node that
         // runs it, if one does (else wait here)
@@ -531,9 +570,7 @@ impl FunctionTable {
             }
         }
         let permit = pool.acquire(deadline).await?;
-        let result = executor
-            .execute(pool.clone(), args, context, deadline)
-            .await;
+        let result = run(pool.clone(), args, context, deadline).await;
         drop(permit);
         if result.is_err() {
             pool.failed();

@@ -291,10 +291,35 @@ unsafe fn try_call_fast(l: *mut mlua::ffi::lua_State) -> Fast {
     } else {
         String::new()
     };
+    // a function.lua runs here, in this future (no boxed future of its executor)
+    let lua_exec = executor
+        .as_any()
+        .downcast_ref::<crate::lua::function_call::LuaExecutor>()
+        .map(|e| e.services.clone());
     let mut fut = Box::pin(async move {
-        node.functions
-            .call_routed(pool, executor, &target, args, context, DEFAULT_TIMEOUT)
-            .await
+        let functions = &node.functions;
+        match lua_exec {
+            Some(services) => {
+                let run = |pool, args, cx, deadline| {
+                    crate::lua::function_call::run_lua_function(
+                        node.clone(),
+                        services,
+                        pool,
+                        args,
+                        cx,
+                        deadline,
+                    )
+                };
+                functions
+                    .call_routed_with(pool, &target, args, context, DEFAULT_TIMEOUT, run)
+                    .await
+            }
+            None => {
+                functions
+                    .call_routed(pool, executor, &target, args, context, DEFAULT_TIMEOUT)
+                    .await
+            }
+        }
     });
     let result = match poll_once(&lua, fut.as_mut()) {
         Poll::Ready(r) => r,

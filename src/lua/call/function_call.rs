@@ -305,7 +305,7 @@ impl crate::functions::Executor for LuaExecutor {
 }
 
 /// Runs one call of a `function.lua` on this worker thread (the pool granted a worker).
-async fn run_lua_function(
+pub(crate) async fn run_lua_function(
     node: Arc<Node>,
     services: Arc<crate::lua::Services>,
     pool: Arc<Pool>,
