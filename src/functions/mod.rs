@@ -219,18 +219,38 @@ impl Latency {
     }
 }
 
+/// What [`Pool::derived`] gives: the value kept with the pool, or one derived afresh.
+pub enum Derived<'a, T> {
+    /// Kept with the pool.
+    Kept(&'a T),
+    /// Derived for this call only (the pool keeps a value of another type).
+    Fresh(Box<T>),
+}
+
+impl<T> std::ops::Deref for Derived<'_, T> {
+    type Target = T;
+    fn deref(&self) -> &T {
+        match self {
+            Derived::Kept(t) => t,
+            Derived::Fresh(t) => t,
+        }
+    }
+}
+
 /// The executor key of calls that run as processes (see [`Pool::as_process`]).
 pub const AS_PROCESS: &str = "process";
 
-/// A running call's hold on a pool worker; released when dropped.
-pub struct Permit {
-    pool: Arc<Pool>,
+/// A running call's hold on a pool worker; released when dropped. It borrows its pool
+/// (`&Pool`, from [`Pool::acquire`]) or owns a count of it (`Arc<Pool>`, from
+/// [`Pool::try_acquire`], for a call kept in a future of its own).
+pub struct Permit<P: std::borrow::Borrow<Pool> = Arc<Pool>> {
+    pool: P,
     started: Option<Instant>,
 }
 
-impl Drop for Permit {
+impl<P: std::borrow::Borrow<Pool>> Drop for Permit<P> {
     fn drop(&mut self) {
-        let pool = &self.pool;
+        let pool: &Pool = self.pool.borrow();
         pool.running.fetch_sub(1, Ordering::SeqCst);
         // a caller that queued before this load is woken; one that queues after it
         // sees the worker free when it looks again (`Pool::acquire`)
@@ -277,21 +297,23 @@ impl Pool {
 
     /// Data an executor derives from the entry once per pool (this entry version) instead
     /// of on every call, such as its parsed limits: `make` runs on first use.
-    pub fn derived<T: std::any::Any + Send + Sync>(&self, make: impl Fn(&Entry) -> T) -> Arc<T> {
-        let kept = self
-            .derived
-            .get_or_init(|| Arc::new(make(&self.entry)))
-            .clone();
+    pub fn derived<T: std::any::Any + Send + Sync>(
+        &self,
+        make: impl Fn(&Entry) -> T,
+    ) -> Derived<'_, T> {
+        let kept = self.derived.get_or_init(|| Arc::new(make(&self.entry)));
         // one executor serves a pool, so the type always matches; if not, derive afresh
-        kept.downcast::<T>()
-            .unwrap_or_else(|_| Arc::new(make(&self.entry)))
+        match kept.downcast_ref::<T>() {
+            Some(t) => Derived::Kept(t),
+            None => Derived::Fresh(Box::new(make(&self.entry))),
+        }
     }
 
     /// Waits for a worker until `deadline`. Waiting is cancel-safe: a caller that gives up
     /// leaves no trace in the pool. Callers are served in the order they queued.
-    pub async fn acquire(self: &Arc<Self>, deadline: Instant) -> Result<Permit, CallError> {
+    pub async fn acquire(&self, deadline: Instant) -> Result<Permit<&Pool>, CallError> {
         if self.waiting.load(Ordering::SeqCst) == 0 && self.take_worker() {
-            return Ok(self.granted());
+            return Ok(self.granted(self));
         }
         let queued = self.waiting.fetch_add(1, Ordering::SeqCst);
         let mut w = Waiting(self, false);
@@ -328,7 +350,7 @@ impl Pool {
         }
         w.1 = true;
         drop(w);
-        Ok(self.granted())
+        Ok(self.granted(self))
     }
 
     /// Takes a worker if one is free (an unbounded pool always has one).
@@ -353,18 +375,19 @@ impl Pool {
     /// A worker now, if one is free and no caller waits for one (None: the caller would
     /// have to wait).
     pub fn try_acquire(self: &Arc<Self>) -> Option<Permit> {
-        (self.waiting.load(Ordering::SeqCst) == 0 && self.take_worker()).then(|| self.granted())
+        (self.waiting.load(Ordering::SeqCst) == 0 && self.take_worker())
+            .then(|| self.granted(self.clone()))
     }
 
     /// Counts a granted worker (`running` was raised by [`Pool::take_worker`]).
-    fn granted(self: &Arc<Self>) -> Permit {
+    fn granted<P: std::borrow::Borrow<Pool>>(&self, pool: P) -> Permit<P> {
         let now = self.running.load(Ordering::Relaxed);
         if now > self.peak.load(Ordering::Relaxed) {
             self.peak.fetch_max(now, Ordering::Relaxed);
         }
         self.calls.fetch_add(1, Ordering::Relaxed);
         Permit {
-            pool: self.clone(),
+            pool,
             started: TIMING.load(Ordering::Relaxed).then(Instant::now),
         }
     }

@@ -41,7 +41,7 @@ impl Current {
     pub(crate) fn entry(&self) -> Arc<Entry> {
         match self {
             Current::Process(p) => p.entry(),
-            Current::Call(c) => c.entry.clone(),
+            Current::Call(c) => c.entry().clone(),
         }
     }
 }
@@ -70,7 +70,7 @@ pub(crate) fn running() -> Option<(Arc<Node>, Arc<Entry>, Option<Pid>)> {
         Current::Process(p) => Some((p.node.clone(), p.entry(), Some(p.me.pid.clone()))),
         Current::Call(c) => Some((
             c.node.clone(),
-            c.entry.clone(),
+            c.entry().clone(),
             c.unit().map(|p| p.me.pid.clone()),
         )),
     }

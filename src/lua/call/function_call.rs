@@ -31,7 +31,8 @@ pub(crate) struct CallCtx {
     pub node: Arc<Node>,
     /// The runtime's services it reaches.
     pub services: Arc<crate::lua::Services>,
-    pub entry: Arc<Entry>,
+    /// The pool of the function (its entry is [`CallCtx::entry`]).
+    pub pool: Arc<Pool>,
     pub env: Table,
     pub context: Arc<CallContext>,
     pub deadline: Instant,
@@ -45,6 +46,11 @@ pub(crate) struct CallCtx {
 }
 
 impl CallCtx {
+    /// The function's entry.
+    pub(crate) fn entry(&self) -> &Arc<Entry> {
+        &self.pool.entry
+    }
+
     /// The process this call became, if it became one.
     pub(crate) fn unit(&self) -> Option<&Rc<ProcCtx>> {
         self.unit.get()
@@ -75,15 +81,15 @@ impl CallCtx {
             .ok_or_else(|| {
                 mlua::Error::runtime(format!(
                     "function {}: no process host to run on",
-                    self.entry.id
+                    self.entry().id
                 ))
             })?;
-        let me = self.node.register_unit(self.entry.clone(), host.clone());
+        let me = self.node.register_unit(self.entry().clone(), host.clone());
         let ctx = Rc::new(ProcCtx::new(
             self.node.clone(),
             self.services.clone(),
             me,
-            self.entry.clone(),
+            self.entry().clone(),
             host,
             worker()?.lua.clone(),
             self.env.clone(),
@@ -100,15 +106,19 @@ impl CallCtx {
     pub(crate) fn memory_error(&self) -> String {
         format!(
             "function {}: memory limit exceeded (the Lua heap is over {} MiB)",
-            self.entry.id,
+            self.entry().id,
             self.run.mem_limit >> 20
         )
     }
 
     /// Why the call must stop now (its deadline passed), if it must.
     pub fn interrupted(&self) -> Option<String> {
-        (Instant::now() >= self.deadline)
-            .then(|| format!("function {}: execution time limit exceeded", self.entry.id))
+        (Instant::now() >= self.deadline).then(|| {
+            format!(
+                "function {}: execution time limit exceeded",
+                self.entry().id
+            )
+        })
     }
 }
 
@@ -190,7 +200,7 @@ impl Drop for UnitExit {
         if let Some(unit) = self.call.unit() {
             unit.release();
             let exit = self.exit.take().unwrap_or_else(|| {
-                Exit::Killed(format!("function {}: the call ended", self.call.entry.id))
+                Exit::Killed(format!("function {}: the call ended", self.call.entry().id))
             });
             self.call.node.publish_exit(&unit.me.pid, exit);
         }
@@ -315,13 +325,13 @@ pub(crate) async fn run_lua_function(
 ) -> Result<Value, CallError> {
     let internal = |e: mlua::Error| CallError::new("INTERNAL", crate::lua::errors::message(&e));
     let w = worker().map_err(internal)?;
-    let entry = pool.entry.clone();
     let limits = pool.derived(crate::lua::Limits::of);
     // limits.max_execution_ms caps the call whatever the caller's timeout
     let deadline = match limits.max_execution {
         Some(limit) => deadline.min(Instant::now() + limit),
         None => deadline,
     };
+    let run = RunState::with(&limits);
     let booted = OnceCell::new();
     let (func, env) = match take_instance(&w, &pool) {
         Some(i) => i,
@@ -330,7 +340,7 @@ pub(crate) async fn run_lua_function(
             let boot = Rc::new(CallCtx {
                 node: node.clone(),
                 services: services.clone(),
-                entry: entry.clone(),
+                pool: pool.clone(),
                 env: w.lua.create_table().map_err(internal)?,
                 context: context.clone(),
                 deadline,
@@ -340,7 +350,8 @@ pub(crate) async fn run_lua_function(
                 unit: OnceCell::new(),
             });
             let _g = CurrentGuard::enter(Current::Call(boot.clone()));
-            let instance = w.function_instance(&entry).map_err(|e| {
+            let entry = &pool.entry;
+            let instance = w.function_instance(entry).map_err(|e| {
                 CallError::new(
                     "INTERNAL",
                     format!("function {}: {}", entry.id, crate::lua::errors::message(&e)),
@@ -363,14 +374,15 @@ pub(crate) async fn run_lua_function(
             instance?
         }
     };
+    drop(limits);
     let call = Rc::new(CallCtx {
         services,
         node,
-        entry: entry.clone(),
+        pool,
         env: env.clone(),
         context,
         deadline,
-        run: RunState::with(&limits),
+        run,
         pending: PendingCalls::default(),
         tasks: Default::default(),
         unit: booted,
@@ -402,14 +414,17 @@ pub(crate) async fn run_lua_function(
     let result = match outcome {
         Err(_) => Err(CallError::new(
             "TIMEOUT",
-            format!("function {}: timed out", entry.id),
+            format!("function {}: timed out", call.entry().id),
         )),
         Ok(Outcome::Stopped(exit)) => Err(match &exit {
             Exit::Error(e) => CallError::new(e.kind, e.message.clone()),
-            Exit::Killed(why) => {
-                CallError::new("CANCELED", format!("function {}: stopped: {why}", entry.id))
+            Exit::Killed(why) => CallError::new(
+                "CANCELED",
+                format!("function {}: stopped: {why}", call.entry().id),
+            ),
+            Exit::Normal(_) => {
+                CallError::new("INTERNAL", format!("function {}: ended", call.entry().id))
             }
-            Exit::Normal(_) => CallError::new("INTERNAL", format!("function {}: ended", entry.id)),
         }),
         Ok(Outcome::Lua(Err(e))) => match call.interrupted() {
             Some(why) => Err(CallError::new("TIMEOUT", why)),
@@ -422,8 +437,8 @@ pub(crate) async fn run_lua_function(
             }
         },
         Ok(Outcome::Lua(Ok(values))) => {
-            if pool.keeps_instances() {
-                put_instance(&w, &pool, func, env);
+            if call.pool.keeps_instances() {
+                put_instance(&w, &call.pool, func, env);
             }
             let mut it = values.into_iter();
             let first = it.next().unwrap_or(mlua::Value::Nil);
@@ -432,7 +447,10 @@ pub(crate) async fn run_lua_function(
                 (first, _) => value::from_lua(&first).map_err(|e| {
                     CallError::new(
                         "INTERNAL",
-                        format!("function {}: the result cannot be copied: {e}", entry.id),
+                        format!(
+                            "function {}: the result cannot be copied: {e}",
+                            call.entry().id
+                        ),
                     )
                 }),
             }

@@ -41,7 +41,7 @@ fn emit(level: &str, logger: Option<&LuaLogger>, msg: &str, fields: &str) {
         Some(crate::lua::Current::Process(p)) => (p.pid_str.to_string(), p.entry().id.to_string()),
         Some(crate::lua::Current::Call(c)) => (
             c.unit().map(|p| p.pid_str.to_string()).unwrap_or_default(),
-            c.entry.id.to_string(),
+            c.entry().id.to_string(),
         ),
         None => (String::new(), String::new()),
     };
