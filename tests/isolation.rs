@@ -207,3 +207,59 @@ end }
     assert_eq!(v["caller"], serde_json::json!([]), "{v}");
     assert_eq!(v["call"], serde_json::json!([]), "{v}");
 }
+
+/// A function instance runs each of its calls in its own coroutine, which it may keep
+/// (`coroutine.running()` in a global) and look at in a later call: that coroutine never
+/// runs another function's call or a process, so what it reaches is itself. Here the
+/// keeper saves its coroutine, another function then waits (suspended) in a call on the
+/// same worker, and the keeper's next call finds its saved coroutine running (itself),
+/// not suspended, and cannot resume it; the other call ends untouched.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_function_that_keeps_its_coroutine_reaches_no_other_call_through_it() {
+    let v = App::with_host(1, 1024)
+        .func(
+            "keeper",
+            r#"
+local saved
+return { main = function(op)
+  if op == "save" then
+    saved = coroutine.running()
+    return "saved"
+  end
+  local status = coroutine.status(saved)
+  local resumed = coroutine.resume(saved)
+  return { status = status, resumed = resumed, same = saved == coroutine.running() }
+end }
+"#,
+            Some("{type: static, size: 1}"),
+        )
+        .func(
+            "sleeper",
+            r#"
+local time = require("time")
+return { main = function(ms) time.sleep(ms * time.MILLISECOND) return "slept" end }
+"#,
+            Some("{type: static, size: 1}"),
+        )
+        .lua(
+            "main",
+            r#"
+local funcs = require("funcs")
+local time = require("time")
+return { main = function()
+  local saved = funcs.call("app:keeper", "save")
+  local done = channel.new(1)
+  coroutine.spawn(function() done:send(funcs.call("app:sleeper", 100)) end)
+  time.sleep("20ms")
+  local probe = funcs.call("app:keeper", "probe")
+  return { saved = saved, probe = probe, slept = done:receive() }
+end }
+"#,
+        )
+        .value("main")
+        .await;
+    assert_eq!(v["saved"], "saved", "{v}");
+    assert_ne!(v["probe"]["status"], "suspended", "{v}");
+    assert_eq!(v["probe"]["resumed"], false, "{v}");
+    assert_eq!(v["slept"], "slept", "{v}");
+}

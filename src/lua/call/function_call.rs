@@ -12,6 +12,7 @@
 use crate::functions::{CallContext, CallError, Pool};
 use crate::lua::errors::LuaError;
 use crate::lua::funcs::PendingCalls;
+use crate::lua::vm::worker::IdleInstance;
 use crate::lua::{worker, Current, CurrentGuard, Driver, LuaWorker, ProcCtx, RunState};
 use crate::process::Node;
 use crate::process::{Exit, ExitError, Host};
@@ -209,7 +210,7 @@ impl Drop for UnitExit {
 
 /// Lets go of idle instances that waited longer than the pool's `idle_timeout` (an
 /// adaptive pool keeps its newest one), counting them off the pool.
-fn prune(list: &mut Vec<(Function, Table, Option<std::time::Instant>)>, pool: &Pool) {
+fn prune(list: &mut Vec<IdleInstance>, pool: &Pool) {
     let Some(ttl) = pool.spec.idle_timeout else {
         return;
     };
@@ -218,8 +219,8 @@ fn prune(list: &mut Vec<(Function, Table, Option<std::time::Instant>)>, pool: &P
     let before = list.len();
     let newest = list.len().saturating_sub(1);
     let mut i = 0;
-    list.retain(|(_, _, t)| {
-        let fresh = t.is_none_or(|t| now.duration_since(t) < ttl);
+    list.retain(|instance| {
+        let fresh = instance.since.is_none_or(|t| now.duration_since(t) < ttl);
         let keep = fresh || (keep_one && i == newest);
         i += 1;
         keep
@@ -228,7 +229,7 @@ fn prune(list: &mut Vec<(Function, Table, Option<std::time::Instant>)>, pool: &P
         .fetch_sub(before - list.len(), std::sync::atomic::Ordering::Relaxed);
 }
 
-fn take_instance(w: &LuaWorker, pool: &Pool) -> Option<(Function, Table)> {
+fn take_instance(w: &LuaWorker, pool: &Pool) -> Option<IdleInstance> {
     let mut idle = w.idle.borrow_mut();
     let (e, list) = idle.get_mut(&pool.entry.id)?;
     if !Arc::ptr_eq(e, &pool.entry) {
@@ -236,12 +237,18 @@ fn take_instance(w: &LuaWorker, pool: &Pool) -> Option<(Function, Table)> {
         return None;
     }
     prune(list, pool);
-    let (f, env, _) = list.pop()?;
+    let instance = list.pop()?;
     pool.idle.fetch_sub(1, std::sync::atomic::Ordering::Relaxed);
-    Some((f, env))
+    Some(instance)
 }
 
-fn put_instance(w: &LuaWorker, pool: &Pool, f: Function, env: Table) {
+fn put_instance(
+    w: &LuaWorker,
+    pool: &Pool,
+    func: Function,
+    env: Table,
+    thread: Option<mlua::Thread>,
+) {
     let mut idle = w.idle.borrow_mut();
     // the id is cloned (two strings) only the first time
     if !idle.contains_key(&pool.entry.id) {
@@ -258,7 +265,12 @@ fn put_instance(w: &LuaWorker, pool: &Pool, f: Function, env: Table) {
         // the time it went idle matters only to a pool with an idle_timeout (`prune`):
         // no clock read per call for the others
         let since = pool.spec.idle_timeout.map(|_| std::time::Instant::now());
-        slot.1.push((f, env, since));
+        slot.1.push(IdleInstance {
+            func,
+            env,
+            thread,
+            since,
+        });
         pool.idle.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
     }
 }
@@ -333,8 +345,8 @@ pub(crate) async fn run_lua_function(
     };
     let run = RunState::with(&limits);
     let booted = OnceCell::new();
-    let (func, env) = match take_instance(&w, &pool) {
-        Some(i) => i,
+    let (func, env, reused) = match take_instance(&w, &pool) {
+        Some(i) => (i.func, i.env, i.thread),
         None => {
             // top-level code of the chunk runs here, under the call's context
             let boot = Rc::new(CallCtx {
@@ -371,7 +383,8 @@ pub(crate) async fn run_lua_function(
                     }
                 }
             }
-            instance?
+            let (func, env) = instance?;
+            (func, env, None)
         }
     };
     drop(limits);
@@ -392,10 +405,19 @@ pub(crate) async fn run_lua_function(
         exit: None,
     };
     let lua_args = value::to_lua_multi(&w.lua, &args).map_err(internal)?;
-    let thread = w.lua.create_thread(func.clone()).map_err(internal)?;
+    // the instance's own coroutine from its last call, or a new one (creating a
+    // coroutine was a sixth of a call, with the collection steps its allocation drives)
+    let thread = match reused {
+        Some(t) => {
+            t.reset(func.clone()).map_err(internal)?;
+            t
+        }
+        None => w.lua.create_thread(func.clone()).map_err(internal)?,
+    };
     crate::lua::watchdog::unhook(&thread);
     let ptr = thread.to_pointer() as usize;
     let fut = thread
+        .clone()
         .into_async::<MultiValue>(lua_args)
         .map_err(internal)?;
     let mut in_call = std::pin::pin!(InCall {
@@ -438,7 +460,10 @@ pub(crate) async fn run_lua_function(
         },
         Ok(Outcome::Lua(Ok(values))) => {
             if call.pool.keeps_instances() {
-                put_instance(&w, &call.pool, func, env);
+                // its coroutine finished: the instance's next call runs in it, unless
+                // the call became a process (its coroutine was the process's)
+                let thread = call.unit().is_none().then_some(thread);
+                put_instance(&w, &call.pool, func, env, thread);
             }
             let mut it = values.into_iter();
             let first = it.next().unwrap_or(mlua::Value::Nil);

@@ -20,12 +20,23 @@ thread_local! {
 
 pub use crate::lua::modules::BUILTIN_MODULES;
 
-/// Idle instances of one function entry version: (method, globals, idle since: kept only
-/// when the pool has an `idle_timeout`, the one reader).
-pub(crate) type IdleInstances = (
-    Arc<Entry>,
-    Vec<(Function, Table, Option<std::time::Instant>)>,
-);
+/// Idle instances of one function entry version.
+pub(crate) type IdleInstances = (Arc<Entry>, Vec<IdleInstance>);
+
+/// An instance of a function waiting for its next call on this worker.
+pub(crate) struct IdleInstance {
+    /// Its method.
+    pub func: Function,
+    /// Its globals.
+    pub env: Table,
+    /// The coroutine its last call ran in, finished, for its next call: only this
+    /// instance's own code has ever run in it (a call that failed, or became a process,
+    /// leaves none).
+    pub thread: Option<mlua::Thread>,
+    /// Since when it is idle: kept only when the pool has an `idle_timeout`, the one
+    /// reader.
+    pub since: Option<std::time::Instant>,
+}
 
 /// The Lua state of one worker thread and what is compiled in it.
 pub struct LuaWorker {
