@@ -81,7 +81,7 @@ pub(crate) unsafe fn push_message(
     l: *mut ffi::lua_State,
     mt: c_int,
     topic: &str,
-    from: Option<&str>,
+    from: From<'_>,
     payload: &[Value],
 ) {
     if ffi::lua_checkstack(l, 4) == 0 {
@@ -90,9 +90,24 @@ pub(crate) unsafe fn push_message(
     ffi::lua_createtable(l, len_hint(payload.len() + 3), 0);
     ffi::lua_pushlstring(l, topic.as_ptr() as *const c_char, topic.len());
     ffi::lua_rawseti(l, -2, 1);
-    if let Some(f) = from {
-        ffi::lua_pushlstring(l, f.as_ptr() as *const c_char, f.len());
-        ffi::lua_rawseti(l, -2, 2);
+    match from {
+        From::None => {}
+        From::Text(f) => {
+            ffi::lua_pushlstring(l, f.as_ptr() as *const c_char, f.len());
+            ffi::lua_rawseti(l, -2, 2);
+        }
+        From::Kept { ud, text, kept } => {
+            // the kept string, if it is there (a string the channel kept for this sender)
+            if !kept || ffi::lua_getiuservalue(l, ud, 1) != ffi::LUA_TSTRING {
+                if kept {
+                    ffi::lua_pop(l, 1);
+                }
+                ffi::lua_pushlstring(l, text.as_ptr() as *const c_char, text.len());
+                ffi::lua_pushvalue(l, -1);
+                ffi::lua_setiuservalue(l, ud, 1);
+            }
+            ffi::lua_rawseti(l, -2, 2);
+        }
     }
     ffi::lua_pushinteger(l, payload.len() as ffi::lua_Integer);
     ffi::lua_rawseti(l, -2, 3);
@@ -102,6 +117,24 @@ pub(crate) unsafe fn push_message(
     }
     ffi::lua_pushvalue(l, mt);
     ffi::lua_setmetatable(l, -2);
+}
+
+/// The sender of a message as [`push_message`] gets it.
+#[derive(Clone, Copy)]
+pub(crate) enum From<'a> {
+    /// None (a message from outside any process).
+    None,
+    /// The sender's pid text.
+    Text(&'a str),
+    /// The sender's pid text `text`, kept as user value 1 of the userdata at absolute
+    /// index `ud` (a channel: a process hears from the same sender again and again, and
+    /// the kept string saves hashing and interning the text per message). `kept`: the
+    /// string there is this sender's; otherwise the text is pushed and kept in its place.
+    Kept {
+        ud: c_int,
+        text: &'a str,
+        kept: bool,
+    },
 }
 
 /// The Lua table of one message (see [`push_message`]), built in one protected call, for
@@ -118,6 +151,7 @@ pub(crate) fn message_table(
     unsafe {
         lua.exec_raw::<mlua::Value>(mt, |l| {
             // the stack holds mt at 1
+            let from = from.map_or(From::None, From::Text);
             push_message(l, 1, topic, from, payload);
             ffi::lua_remove(l, 1);
         })
