@@ -104,9 +104,6 @@ struct Inner {
     senders: VecDeque<PendingSend>,
     recv_waiters: Vec<(u64, Waker)>,
     send_waiters: Vec<(u64, Waker)>,
-    /// The sender whose pid text the channel's userdata keeps as its user value (see
-    /// `raw::From::Kept`), for the next message from it.
-    last_from: Option<Rc<str>>,
 }
 
 impl Inner {
@@ -209,7 +206,6 @@ impl Chan {
     /// A channel with `cap` buffered values (0: unbuffered).
     pub fn new(cap: usize) -> Chan {
         Chan(Rc::new(RefCell::new(Inner {
-            last_from: None,
             buf: VecDeque::new(),
             fed: false,
             cap,
@@ -448,8 +444,7 @@ fn try_receive(
 
 /// What [`receive_raw`] found.
 enum Raw {
-    /// A message, and whether its sender's text is the one the channel keeps.
-    Message(LazyMessage, bool),
+    Message(LazyMessage),
     Closed,
     Pending,
     /// Not a channel, a Lua value, a waiting sender, or a panic: the general path's case.
@@ -491,17 +486,7 @@ unsafe fn raw_take_in(lua: &Lua, l: *mut ffi::lua_State) -> Raw {
         return Raw::General;
     }
     match lua.with_current_waker(|w| inner.take(w)) {
-        Some((Item::Message(m), _)) => {
-            let kept = match (&m.from, &inner.last_from) {
-                (Some(f), Some(k)) if Rc::ptr_eq(f, k) => true,
-                (Some(f), _) => {
-                    inner.last_from = Some(f.clone());
-                    false
-                }
-                (None, _) => false,
-            };
-            Raw::Message(m, kept)
-        }
+        Some((Item::Message(m), _)) => Raw::Message(m),
         Some((Item::Lua(_), _)) => Raw::Closed,
         None => Raw::Pending,
     }
@@ -535,18 +520,14 @@ unsafe fn receive_step(l: *mut ffi::lua_State) -> c_int {
     ffi::lua_settop(l, 1);
     let got = std::panic::catch_unwind(|| raw_take(l)).unwrap_or(Raw::General);
     match got {
-        Raw::Message(m, kept) => {
+        Raw::Message(m) => {
             // no destructor may be pending while Lua may raise an error (out of memory):
             // the message is dropped by hand after its table is built
             let m = std::mem::ManuallyDrop::new(m);
             // the channel (index 1) keeps its last sender's text
             let from = match &m.from {
                 None => crate::lua::raw::From::None,
-                Some(f) => crate::lua::raw::From::Kept {
-                    ud: 1,
-                    text: f,
-                    kept,
-                },
+                Some(f) => crate::lua::raw::From::Kept { ud: 1, text: f },
             };
             crate::lua::raw::push_message(l, ffi::lua_upvalueindex(1), &m.topic, from, &m.payload);
             drop(std::mem::ManuallyDrop::into_inner(m));

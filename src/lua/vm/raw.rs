@@ -96,12 +96,13 @@ pub(crate) unsafe fn push_message(
             ffi::lua_pushlstring(l, f.as_ptr() as *const c_char, f.len());
             ffi::lua_rawseti(l, -2, 2);
         }
-        From::Kept { ud, text, kept } => {
-            // the kept string, if it is there (a string the channel kept for this sender)
-            if !kept || ffi::lua_getiuservalue(l, ud, 1) != ffi::LUA_TSTRING {
-                if kept {
-                    ffi::lua_pop(l, 1);
-                }
+        From::Kept { ud, text } => {
+            // the kept string, if it is this sender's (compared by content: pids are
+            // never reused, and a string is immutable)
+            let same = ffi::lua_getiuservalue(l, ud, 1) == ffi::LUA_TSTRING
+                && string_at(l, -1) == Some(text.as_bytes());
+            if !same {
+                ffi::lua_pop(l, 1);
                 ffi::lua_pushlstring(l, text.as_ptr() as *const c_char, text.len());
                 ffi::lua_pushvalue(l, -1);
                 ffi::lua_setiuservalue(l, ud, 1);
@@ -126,15 +127,11 @@ pub(crate) enum From<'a> {
     None,
     /// The sender's pid text.
     Text(&'a str),
-    /// The sender's pid text `text`, kept as user value 1 of the userdata at absolute
-    /// index `ud` (a channel: a process hears from the same sender again and again, and
-    /// the kept string saves hashing and interning the text per message). `kept`: the
-    /// string there is this sender's; otherwise the text is pushed and kept in its place.
-    Kept {
-        ud: c_int,
-        text: &'a str,
-        kept: bool,
-    },
+    /// The sender's pid text, kept as a Lua string in user value 1 of the userdata at
+    /// absolute index `ud` (a channel: a process hears from the same sender again and
+    /// again, and reusing the kept string saves hashing and interning the text per
+    /// message); a different sender's text is pushed and kept in its place.
+    Kept { ud: c_int, text: &'a str },
 }
 
 /// The Lua table of one message (see [`push_message`]), built in one protected call, for
