@@ -324,6 +324,55 @@ end }
     );
 }
 
+/// A caller terminated while it waits in a full pool's queue leaves it: the caller queued
+/// after it is served as soon as the worker is free, not at its own timeout.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_caller_ended_while_queued_for_a_worker_leaves_the_queue() {
+    let v = App::new()
+        .func("slow", SLEEPY, Some("{type: static, size: 1}"))
+        .lua(
+            "queued",
+            r#"
+local funcs = require("funcs")
+return { main = function() return funcs.call("app:slow", 1, "never") end }
+"#,
+        )
+        .lua(
+            "main",
+            r#"
+local funcs = require("funcs")
+local time = require("time")
+return { main = function()
+  local hold = funcs.async("app:slow", 100, "hold")
+  time.sleep("10ms")
+  local q = process.spawn_monitored("app:queued", "app:host")
+  time.sleep("10ms")
+  local done = channel.new(1)
+  local t0 = time.now()
+  coroutine.spawn(function()
+    local r, err = funcs.new():with_options({ timeout = 5000 }):call("app:slow", 1, "next")
+    done:send(r or tostring(err))
+  end)
+  time.sleep("10ms")
+  process.terminate(q)
+  local ev = process.events():receive()
+  local r = done:receive()
+  return {
+    queued = ev.result.error, r = r, hold = hold:response():receive():data(),
+    ms = time.now():sub(t0):seconds() * 1000,
+  }
+end }
+"#,
+        )
+        .value("main")
+        .await;
+    assert_eq!(v["queued"], "terminated", "{v}");
+    assert_eq!(v["r"], "next", "{v}");
+    assert_eq!(v["hold"], "hold", "{v}");
+    // served when the hold ended (about 80 ms after t0), long before its 5 s timeout
+    assert!(v["ms"].as_f64().unwrap() < 2000.0, "{v}");
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_caller_ended_while_its_call_waits_frees_the_worker() {
     // the only worker is busy with a call whose caller is terminated: the call goes with
