@@ -406,13 +406,10 @@ pub(crate) async fn run_lua_function(
     };
     let lua_args = value::to_lua_multi(&w.lua, &args).map_err(internal)?;
     // the instance's own coroutine from its last call, or a new one (creating a
-    // coroutine was a sixth of a call, with the collection steps its allocation drives)
+    // coroutine was an eighth of a call, with the collection steps its allocation drives)
     let thread = match reused {
-        Some(t) => {
-            t.reset(func.clone()).map_err(internal)?;
-            t
-        }
-        None => w.lua.create_thread(func.clone()).map_err(internal)?,
+        Some(t) if t.reset(func.clone()).is_ok() => t,
+        _ => w.lua.create_thread(func.clone()).map_err(internal)?,
     };
     crate::lua::watchdog::unhook(&thread);
     let ptr = thread.to_pointer() as usize;
