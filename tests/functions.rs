@@ -284,8 +284,9 @@ end }
 
 /// Callers that wait for a worker of a full pool get one in the order they came, and one
 /// that gives up waiting (its timeout) costs the others nothing: the worker it would
-/// have had goes to the next in line. The order is warden's choice (Wippy's pages name
-/// no order): first come, first served, as a queue.
+/// have had goes to the next in line. en/concepts/functions.md, "Pools": requests queue
+/// when all workers are busy; the page names no order, so first come, first served (a
+/// queue's) is warden's reading.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_full_pool_serves_waiting_callers_in_the_order_they_came() {
     let v = App::new()
@@ -325,7 +326,9 @@ end }
 }
 
 /// A caller terminated while it waits in a full pool's queue leaves it: the caller queued
-/// after it is served as soon as the worker is free, not at its own timeout.
+/// after it is served as soon as the worker is free, not at its own timeout
+/// (en/concepts/functions.md: a function is tied to its caller's lifecycle, and requests
+/// queue when all workers are busy).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_caller_ended_while_queued_for_a_worker_leaves_the_queue() {
     let v = App::new()

@@ -213,7 +213,8 @@ end }
 /// runs another function's call or a process, so what it reaches is itself. Here the
 /// keeper saves its coroutine, another function then waits (suspended) in a call on the
 /// same worker, and the keeper's next call finds its saved coroutine running (itself),
-/// not suspended, and cannot resume it; the other call ends untouched.
+/// not suspended, and cannot resume it; the other call ends untouched. Statuses as
+/// en/lua/core/base.md, "Coroutines", names them ("running", "suspended", ...).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_function_that_keeps_its_coroutine_reaches_no_other_call_through_it() {
     let v = App::with_host(1, 1024)

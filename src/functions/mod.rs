@@ -313,7 +313,7 @@ impl Pool {
     /// leaves no trace in the pool. Callers are served in the order they queued.
     pub async fn acquire(&self, deadline: Instant) -> Result<Permit<&Pool>, CallError> {
         if self.waiting.load(Ordering::SeqCst) == 0 && self.take_worker() {
-            return Ok(self.granted(self));
+            return Ok(Pool::granted(self));
         }
         let queued = self.waiting.fetch_add(1, Ordering::SeqCst);
         let mut w = Waiting(self, false);
@@ -350,7 +350,7 @@ impl Pool {
         }
         w.1 = true;
         drop(w);
-        Ok(self.granted(self))
+        Ok(Pool::granted(self))
     }
 
     /// Takes a worker if one is free (an unbounded pool always has one).
@@ -376,16 +376,18 @@ impl Pool {
     /// have to wait).
     pub fn try_acquire(self: &Arc<Self>) -> Option<Permit> {
         (self.waiting.load(Ordering::SeqCst) == 0 && self.take_worker())
-            .then(|| self.granted(self.clone()))
+            .then(|| Pool::granted(self.clone()))
     }
 
-    /// Counts a granted worker (`running` was raised by [`Pool::take_worker`]).
-    fn granted<P: std::borrow::Borrow<Pool>>(&self, pool: P) -> Permit<P> {
-        let now = self.running.load(Ordering::Relaxed);
-        if now > self.peak.load(Ordering::Relaxed) {
-            self.peak.fetch_max(now, Ordering::Relaxed);
+    /// Counts a worker granted from `pool` (its `running` was raised by
+    /// [`Pool::take_worker`]) and makes its permit.
+    fn granted<P: std::borrow::Borrow<Pool>>(pool: P) -> Permit<P> {
+        let p: &Pool = pool.borrow();
+        let now = p.running.load(Ordering::Relaxed);
+        if now > p.peak.load(Ordering::Relaxed) {
+            p.peak.fetch_max(now, Ordering::Relaxed);
         }
-        self.calls.fetch_add(1, Ordering::Relaxed);
+        p.calls.fetch_add(1, Ordering::Relaxed);
         Permit {
             pool,
             started: TIMING.load(Ordering::Relaxed).then(Instant::now),

@@ -292,13 +292,13 @@ unsafe fn try_call_fast(l: *mut mlua::ffi::lua_State) -> Fast {
         String::new()
     };
     // a function.lua runs here, in this future (no boxed future of its executor)
-    let lua_exec = executor
+    let lua_services = executor
         .as_any()
         .downcast_ref::<crate::lua::function_call::LuaExecutor>()
         .map(|e| e.services.clone());
     let mut fut = Box::pin(async move {
         let functions = &node.functions;
-        match lua_exec {
+        match lua_services {
             Some(services) => {
                 let run = |pool, args, cx, deadline| {
                     crate::lua::function_call::run_lua_function(

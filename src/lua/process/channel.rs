@@ -526,8 +526,8 @@ unsafe fn receive_step(l: *mut ffi::lua_State) -> c_int {
             let m = std::mem::ManuallyDrop::new(m);
             // the channel (index 1) keeps its last sender's text
             let from = match &m.from {
-                None => crate::lua::raw::From::None,
-                Some(f) => crate::lua::raw::From::Kept { ud: 1, text: f },
+                None => crate::lua::raw::Sender::None,
+                Some(f) => crate::lua::raw::Sender::Kept { ud: 1, text: f },
             };
             crate::lua::raw::push_message(l, ffi::lua_upvalueindex(1), &m.topic, from, &m.payload);
             drop(std::mem::ManuallyDrop::into_inner(m));

@@ -81,7 +81,7 @@ pub(crate) unsafe fn push_message(
     l: *mut ffi::lua_State,
     mt: c_int,
     topic: &str,
-    from: From<'_>,
+    from: Sender<'_>,
     payload: &[Value],
 ) {
     if ffi::lua_checkstack(l, 4) == 0 {
@@ -91,12 +91,12 @@ pub(crate) unsafe fn push_message(
     ffi::lua_pushlstring(l, topic.as_ptr() as *const c_char, topic.len());
     ffi::lua_rawseti(l, -2, 1);
     match from {
-        From::None => {}
-        From::Text(f) => {
+        Sender::None => {}
+        Sender::Text(f) => {
             ffi::lua_pushlstring(l, f.as_ptr() as *const c_char, f.len());
             ffi::lua_rawseti(l, -2, 2);
         }
-        From::Kept { ud, text } => {
+        Sender::Kept { ud, text } => {
             // the kept string, if it is this sender's (compared by content: pids are
             // never reused, and a string is immutable)
             let same = ffi::lua_getiuservalue(l, ud, 1) == ffi::LUA_TSTRING
@@ -122,7 +122,7 @@ pub(crate) unsafe fn push_message(
 
 /// The sender of a message as [`push_message`] gets it.
 #[derive(Clone, Copy)]
-pub(crate) enum From<'a> {
+pub(crate) enum Sender<'a> {
     /// None (a message from outside any process).
     None,
     /// The sender's pid text.
@@ -148,7 +148,7 @@ pub(crate) fn message_table(
     unsafe {
         lua.exec_raw::<mlua::Value>(mt, |l| {
             // the stack holds mt at 1
-            let from = from.map_or(From::None, From::Text);
+            let from = from.map_or(Sender::None, Sender::Text);
             push_message(l, 1, topic, from, payload);
             ffi::lua_remove(l, 1);
         })
