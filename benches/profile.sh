@@ -12,7 +12,7 @@ data=$(mktemp)
 i=0; cmds=""
 while [ $i -lt "$runs" ]; do cmds="$cmds $bin;"; i=$((i+1)); done
 WARDEN_PERF_CTL=$ctl WARDEN_BENCH_CHILD=$child RUST_LOG=warn \
-  perf record -q -D -1 --control "fifo:$ctl" -F 10000 --call-graph dwarf,16384 -o "$data" \
+  perf record -q -D -1 --control "fifo:$ctl" -F ${FREQ:-10000} --call-graph dwarf,16384 -o "$data" \
   -- sh -c "$cmds" > /dev/null
 perf script -i "$data" 2>/dev/null | inferno-collapse-perf > "$out/$child.folded"
 inferno-flamegraph --title "warden: $child (measured part)" < "$out/$child.folded" > "$out/$child.svg"

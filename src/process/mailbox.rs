@@ -135,6 +135,9 @@ impl Queues {
 pub struct ProcessHandle {
     /// Its pid.
     pub pid: Pid,
+    /// Its pid as text (`{node|id}`), formatted once: what its spawner returns and its own
+    /// code reads.
+    pub text: Box<str>,
     /// The entry it runs.
     pub entry: Arc<Entry>,
     queues: Mutex<Queues>,
@@ -166,6 +169,7 @@ impl ProcessHandle {
         sees_cancel: bool,
     ) -> Arc<ProcessHandle> {
         Arc::new(ProcessHandle {
+            text: pid.to_string().into_boxed_str(),
             pid,
             sees_cancel: AtomicBool::new(sees_cancel),
             entry,

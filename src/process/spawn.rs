@@ -128,6 +128,19 @@ impl Node {
         args: Vec<Value>,
         opts: SpawnOptions,
     ) -> Result<Pid, ProcessError> {
+        self.spawn_handle(id, entry_id, host_id, args, opts)
+            .map(|h| h.pid.clone())
+    }
+
+    /// [`Node::spawn_as`], returning the new process's handle (its pid text with it).
+    pub(crate) fn spawn_handle(
+        self: &Arc<Self>,
+        id: Option<u64>,
+        entry_id: &Id,
+        host_id: &Id,
+        args: Vec<Value>,
+        opts: SpawnOptions,
+    ) -> Result<Arc<ProcessHandle>, ProcessError> {
         let registry = self.registry();
         let entry = registry
             .get(entry_id)
@@ -186,7 +199,7 @@ impl Node {
         }
         let ctx = ProcessContext {
             node: self.clone(),
-            me: handle,
+            me: handle.clone(),
             entry,
             host: host.clone(),
             args,
@@ -194,7 +207,7 @@ impl Node {
             start: opts.start,
         };
         host.start(ctx, body);
-        Ok(pid)
+        Ok(handle)
     }
 
     /// Gives a running function call of `entry` a pid and a mailbox of its own, as a

@@ -70,7 +70,7 @@ async fn run(
 ) -> Exit {
     let me = pctx.me.clone();
     let context = Arc::new(CallContext {
-        actor: Some(me.pid.to_string()),
+        actor: Some(me.text.to_string()),
         ..CallContext::default()
     });
     let host = GuestCtx {

@@ -43,7 +43,7 @@ fn caller(values: &[(String, Value)]) -> mlua::Result<(Arc<Node>, Arc<CallContex
                 p.call_context
                     .get_or_init(|| {
                         Arc::new(CallContext {
-                            actor: Some(p.pid_str.to_string()),
+                            actor: Some(p.pid_str().to_string()),
                             ..CallContext::default()
                         })
                     })
@@ -54,7 +54,7 @@ fn caller(values: &[(String, Value)]) -> mlua::Result<(Arc<Node>, Arc<CallContex
                     .get()
                     .map(|c| (**c).clone())
                     .unwrap_or_default();
-                base.actor.get_or_insert_with(|| p.pid_str.to_string());
+                base.actor.get_or_insert_with(|| p.pid_str().to_string());
                 Arc::new(base.with(values.to_vec()))
             },
         )),
@@ -735,7 +735,7 @@ return general, wait"#,
 fn context_now() -> Option<(Option<String>, Arc<CallContext>)> {
     match current_any()? {
         Current::Process(p) => Some((
-            Some(p.pid_str.to_string()),
+            Some(p.pid_str().to_string()),
             p.call_context.get().cloned().unwrap_or_default(),
         )),
         Current::Call(c) => Some((c.context.actor.clone(), c.context.clone())),

@@ -38,9 +38,13 @@ fn format_fields(t: &Table) -> String {
 fn emit(level: &str, logger: Option<&LuaLogger>, msg: &str, fields: &str) {
     // logging never makes a function call a process: its pid if it is one
     let (pid, entry) = match crate::lua::current_any() {
-        Some(crate::lua::Current::Process(p)) => (p.pid_str.to_string(), p.entry().id.to_string()),
+        Some(crate::lua::Current::Process(p)) => {
+            (p.pid_str().to_string(), p.entry().id.to_string())
+        }
         Some(crate::lua::Current::Call(c)) => (
-            c.unit().map(|p| p.pid_str.to_string()).unwrap_or_default(),
+            c.unit()
+                .map(|p| p.pid_str().to_string())
+                .unwrap_or_default(),
             c.entry().id.to_string(),
         ),
         None => (String::new(), String::new()),

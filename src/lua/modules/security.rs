@@ -253,11 +253,11 @@ fn now() -> (ActorNow, Option<Vec<String>>) {
             Some(c) => (
                 Some(match &c.actor {
                     Some(a) => (a.clone(), c.actor_meta.clone()),
-                    None => (p.pid_str.to_string(), None),
+                    None => (p.pid_str().to_string(), None),
                 }),
                 c.scope.clone(),
             ),
-            None => (Some((p.pid_str.to_string(), None)), None),
+            None => (Some((p.pid_str().to_string(), None)), None),
         },
         Some(Current::Call(c)) => (
             c.context

@@ -3,7 +3,7 @@
 
 use crate::lua::context::{Current, CurrentGuard, CURRENT};
 use crate::lua::preempt::over_memory;
-use crate::lua::worker::{lua_spec, worker, LuaWorker};
+use crate::lua::worker::{lua_spec, worker, Factory, LuaWorker};
 use crate::lua::Services;
 use crate::lua::{channel, errors, watchdog};
 use crate::process::{Body, Exit, ExitError, Launcher, Message, Node, ProcessContext, Taken};
@@ -185,11 +185,10 @@ impl Driver {
     ) -> mlua::Result<()> {
         let w = worker()?;
         let spec = lua_spec(&entry).ok_or_else(|| mlua::Error::runtime("not a Lua entry"))?;
-        let method = spec.method.clone().unwrap_or_else(|| "main".into());
         let factory = w.factory(&entry, spec)?;
         let env = w.new_env(&entry)?;
-        let (main, main_ptr) = main_thread(&w, factory, env.clone(), &entry, &method, &args)?;
-        tracing::debug!(pid = %self.ctx.pid_str, from = %self.ctx.entry().id, to = %entry.id, "process upgraded");
+        let (main, main_ptr) = main_thread(&w, factory, env.clone(), &args)?;
+        tracing::debug!(pid = %self.ctx.pid_str(), from = %self.ctx.entry().id, to = %entry.id, "process upgraded");
         *self.ctx.entry.borrow_mut() = entry;
         *self.ctx.env.borrow_mut() = env;
         self.ctx.spawned.borrow_mut().clear();
@@ -384,22 +383,21 @@ pub fn launcher(services: Arc<Services>) -> Launcher {
     )
 }
 
-/// The thread that runs `method` of `entry` (compiled as `factory`, in `env`) with `args`.
+/// The thread that runs an entry's method (compiled as `factory`, in `env`) with `args`.
 pub(in crate::lua) fn main_thread(
     w: &LuaWorker,
-    factory: mlua::Function,
+    factory: Factory,
     env: Table,
-    entry: &Entry,
-    method: &str,
     args: &[Value],
 ) -> mlua::Result<(mlua::AsyncThread<mlua::MultiValue>, *const std::ffi::c_void)> {
     let lua = &w.lua;
-    let mut call_args = vec![
-        mlua::Value::Function(factory),
+    let mut call_args = Vec::with_capacity(4 + args.len());
+    call_args.extend([
+        mlua::Value::Function(factory.func),
         mlua::Value::Table(env),
-        mlua::Value::String(lua.create_string(entry.id.to_string())?),
-        mlua::Value::String(lua.create_string(method)?),
-    ];
+        mlua::Value::String(factory.id),
+        mlua::Value::String(factory.method),
+    ]);
     call_args.extend(value::to_lua_multi(lua, args)?);
     let thread = lua.create_thread(w.bootstrap.clone())?;
     watchdog::unhook(&thread);
@@ -423,7 +421,6 @@ pub(in crate::lua) fn start_process(
         start,
     } = pctx;
     let spec = lua_spec(&entry).ok_or_else(|| mlua::Error::runtime("not a Lua entry"))?;
-    let method = spec.method.clone().unwrap_or_else(|| "main".into());
     let factory = w.factory(&entry, spec)?;
     let env = w.new_env(&entry)?;
     let ctx = Rc::new(ProcCtx::new(
@@ -437,7 +434,7 @@ pub(in crate::lua) fn start_process(
         context,
         start,
     ));
-    let (main, main_ptr) = main_thread(&w, factory, env, &entry, &method, &args)?;
+    let (main, main_ptr) = main_thread(&w, factory, env, &args)?;
     Ok(Driver {
         ctx,
         main,

@@ -56,7 +56,6 @@ pub(crate) struct ProcCtx {
     /// The runtime's services it reaches.
     pub services: Arc<crate::lua::Services>,
     pub me: Arc<ProcessHandle>,
-    pub pid_str: Box<str>,
     /// The entry whose code runs (another one after `process.upgrade`).
     pub(in crate::lua) entry: RefCell<Arc<Entry>>,
     pub host: Arc<crate::process::Host>,
@@ -118,9 +117,21 @@ impl ProcCtx {
         context: Option<Arc<crate::functions::CallContext>>,
         start: Option<crate::process::StartNotice>,
     ) -> ProcCtx {
-        let pid_str = me.pid.to_string();
+        // a context given at spawn, with this process as the actor if it names none
+        let call_context = match context {
+            Some(c) if c.actor.is_none() => {
+                std::cell::OnceCell::from(Arc::new(crate::functions::CallContext {
+                    actor: Some(me.text.to_string()),
+                    actor_meta: None,
+                    values: c.values.clone(),
+                    scope: c.scope.clone(),
+                    from_cluster: c.from_cluster,
+                }))
+            }
+            Some(c) => std::cell::OnceCell::from(c),
+            None => std::cell::OnceCell::new(),
+        };
         ProcCtx {
-            pid_str: pid_str.clone().into_boxed_str(),
             node,
             services,
             me,
@@ -144,20 +155,7 @@ impl ProcCtx {
             run: RunState::for_entry(&entry),
             last_from: RefCell::new(None),
             last_dest: RefCell::new(None),
-            // a context given at spawn, with this process as the actor if it names none
-            call_context: match context {
-                Some(c) if c.actor.is_none() => {
-                    std::cell::OnceCell::from(Arc::new(crate::functions::CallContext {
-                        actor: Some(pid_str.clone()),
-                        actor_meta: None,
-                        values: c.values.clone(),
-                        scope: c.scope.clone(),
-                        from_cluster: c.from_cluster,
-                    }))
-                }
-                Some(c) => std::cell::OnceCell::from(c),
-                None => std::cell::OnceCell::new(),
-            },
+            call_context,
             pending: funcs::PendingCalls::default(),
             start: RefCell::new(start),
             ignored: Cell::new(false),
@@ -166,6 +164,11 @@ impl ProcCtx {
 
     pub(in crate::lua) fn pid(&self) -> &Pid {
         &self.me.pid
+    }
+
+    /// Its pid as text.
+    pub(crate) fn pid_str(&self) -> &str {
+        &self.me.text
     }
 
     /// Lets go of what the process holds outside its Lua values when it ends: its timer
@@ -287,7 +290,7 @@ impl ProcCtx {
     pub(in crate::lua) fn lazy_message(&self, m: Message) -> channel::Item {
         let from = m.from.map(|p| {
             if &p == self.pid() {
-                return Rc::from(&*self.pid_str);
+                return Rc::from(self.pid_str());
             }
             // a process mostly hears from the same few senders: keep the last one's text
             let mut last = self.last_from.borrow_mut();
@@ -355,7 +358,7 @@ impl ProcCtx {
     pub(in crate::lua) fn memory_error(&self) -> String {
         format!(
             "process {} ({}): memory limit exceeded (the Lua heap is over {} MiB)",
-            self.pid_str,
+            self.pid_str(),
             self.entry().id,
             self.run.mem_limit >> 20
         )

@@ -65,21 +65,67 @@ fn dest(ctx: &ProcCtx, v: &mlua::Value, func: &str) -> Result<Pid, LuaError> {
     Ok(pid)
 }
 
-fn entry_id(v: &mlua::Value, func: &str, what: &str) -> Result<Id, LuaError> {
-    let s = string_arg(v, &format!("process.{func}: {what}"))?;
-    Id::parse(&s).map_err(|e| {
+/// An id's text and the id parsed from it.
+type ParsedId = (Box<[u8]>, Rc<Id>);
+
+thread_local! {
+    /// Ids this worker's spawns parsed last, by their text: a process spawns the same few
+    /// entries on the same few hosts, and parsing is a pure function of the text (so the
+    /// cache is shared by the worker's processes without one seeing anything of another).
+    static PARSED_IDS: std::cell::RefCell<Vec<ParsedId>> =
+        const { std::cell::RefCell::new(Vec::new()) };
+}
+
+/// How many parsed ids a worker keeps (see [`PARSED_IDS`]).
+const PARSED_IDS_KEPT: usize = 8;
+
+/// An entry or host id argument of `process.{func}` (`what` names it in the error).
+fn entry_id(v: &mlua::Value, func: &str, what: &str) -> Result<Rc<Id>, LuaError> {
+    let mlua::Value::String(s) = v else {
+        return Err(LuaError::new(
+            "INVALID",
+            format!(
+                "process.{func}: {what}: expected a string, got {}",
+                v.type_name()
+            ),
+        ));
+    };
+    let bytes = s.as_bytes();
+    let kept = PARSED_IDS.with(|c| {
+        let c = c.borrow();
+        c.iter()
+            .find(|(text, _)| **text == *bytes)
+            .map(|(_, id)| id.clone())
+    });
+    if let Some(id) = kept {
+        return Ok(id);
+    }
+    let text = s.to_string_lossy();
+    let id = Rc::new(Id::parse(&text).map_err(|e| {
         LuaError::new(
             "INVALID",
-            format!("process.{func}: invalid {what} {s:?}: {e}"),
+            format!("process.{func}: invalid {what} {text:?}: {e}"),
         )
-    })
+    })?);
+    PARSED_IDS.with(|c| {
+        let mut c = c.borrow_mut();
+        if c.len() == PARSED_IDS_KEPT {
+            c.remove(0);
+        }
+        c.push((bytes.to_vec().into_boxed_slice(), id.clone()));
+    });
+    Ok(id)
 }
 
 /// The host to spawn on: the caller's (nil), a host id, or `node:host-id` (a host of
-/// another node of the cluster) -> (the other node, the host).
-fn host_id(ctx: &ProcCtx, v: &mlua::Value, func: &str) -> Result<(Option<String>, Id), LuaError> {
+/// another node of the cluster) -> (the other node, the host; None: the caller's host).
+fn host_id(
+    ctx: &ProcCtx,
+    v: &mlua::Value,
+    func: &str,
+) -> Result<(Option<String>, Option<Rc<Id>>), LuaError> {
     match v {
-        mlua::Value::Nil => Ok((None, ctx.host.id.clone())),
+        mlua::Value::Nil => Ok((None, None)),
         // two colons: `node:namespace:host` (checked on the bytes: a plain host id, the
         // common case, is parsed once as before)
         mlua::Value::String(s) if s.as_bytes().iter().filter(|&&c| c == b':').count() > 1 => {
@@ -92,9 +138,9 @@ fn host_id(ctx: &ProcCtx, v: &mlua::Value, func: &str) -> Result<(Option<String>
                 )
             })?;
             let node = (node != &*ctx.node.name).then(|| node.to_string());
-            Ok((node, host))
+            Ok((node, Some(Rc::new(host))))
         }
-        other => Ok((None, entry_id(other, func, "host id")?)),
+        other => Ok((None, Some(entry_id(other, func, "host id")?))),
     }
 }
 
@@ -105,6 +151,30 @@ struct SpawnKind {
     monitor: bool,
 }
 
+/// A process a `spawn*` call started: on this node (its handle, which has its pid text)
+/// or on another one.
+enum NewProcess {
+    Here(Arc<crate::process::ProcessHandle>),
+    There(Pid),
+}
+
+impl NewProcess {
+    fn pid(&self) -> &Pid {
+        match self {
+            NewProcess::Here(h) => &h.pid,
+            NewProcess::There(pid) => pid,
+        }
+    }
+
+    /// Its pid as a Lua string.
+    fn text(&self, lua: &Lua) -> mlua::Result<mlua::String> {
+        match self {
+            NewProcess::Here(h) => lua.create_string(&*h.text),
+            NewProcess::There(pid) => lua.create_string(pid.to_string()),
+        }
+    }
+}
+
 fn spawn_impl(
     ctx: &Rc<ProcCtx>,
     kind: SpawnKind,
@@ -113,9 +183,10 @@ fn spawn_impl(
     args: &[mlua::Value],
     on_exit: Option<crate::process::ExitCallback>,
     context: Option<Arc<CallContext>>,
-) -> Result<Pid, LuaError> {
+) -> Result<NewProcess, LuaError> {
     let id = entry_id(id, kind.name, "entry id")?;
     let (on_node, host) = host_id(ctx, host, kind.name)?;
+    let host = host.as_deref().unwrap_or(&ctx.host.id);
     // en/lua/core/process.md, "Multiple Permissions": checked before anything runs (a
     // spawn from code under no scope skips the texts)
     if crate::lua::security::checked(&ctx.node, ctx.call_context.get().map(|c| &**c)) {
@@ -142,10 +213,9 @@ fn spawn_impl(
     }
     let args = value::from_lua_multi(args)
         .map_err(|e| LuaError::new("INVALID", format!("process.{}: spawn {e}", kind.name)))?;
-    let me = ctx.pid().clone();
     let opts = SpawnOptions {
-        link_to: kind.link.then(|| me.clone()),
-        monitor_by: kind.monitor.then(|| me.clone()),
+        link_to: kind.link.then(|| ctx.pid().clone()),
+        monitor_by: kind.monitor.then(|| ctx.pid().clone()),
         on_exit,
         context,
         start: None,
@@ -159,11 +229,13 @@ fn spawn_impl(
         }
         return ctx
             .node
-            .spawn_remote(&node, &id, &host, args, opts)
+            .spawn_remote(&node, &id, host, args, opts)
+            .map(NewProcess::There)
             .map_err(|e| LuaError::new(e.kind(), format!("process.{}: {e}", kind.name)));
     }
     ctx.node
-        .spawn(&id, &host, args, opts)
+        .spawn_handle(None, &id, host, args, opts)
+        .map(NewProcess::Here)
         .map_err(|e| LuaError::new(e.kind(), format!("process.{}: {e}", kind.name)))
 }
 
@@ -188,9 +260,10 @@ fn spawn_call(
     builder: Option<&SpawnBuilder>,
 ) -> mlua::Result<MultiValue> {
     let ctx = current()?;
-    let r = spawn_built(&ctx, kind, id, host, args, None, builder)
-        .and_then(|pid| ret(lua, pid.to_string()));
-    finish(lua, r)
+    match spawn_built(&ctx, kind, id, host, args, None, builder) {
+        Ok(new) => Ok(MultiValue::from_iter([mlua::Value::String(new.text(lua)?)])),
+        Err(e) => e.into_nil_err(lua),
+    }
 }
 
 /// A spawn with what a builder adds: its context, then its name registered and its
@@ -204,7 +277,7 @@ fn spawn_built(
     args: &[mlua::Value],
     on_exit: Option<crate::process::ExitCallback>,
     builder: Option<&SpawnBuilder>,
-) -> Result<Pid, LuaError> {
+) -> Result<NewProcess, LuaError> {
     let context = builder.map(|b| b.context.clone());
     if let Some(c) = &context {
         // a child under another actor or scope: `process.security` on "security"
@@ -217,13 +290,14 @@ fn spawn_built(
             })?;
         }
     }
-    let pid = spawn_impl(ctx, kind, id, host, args, on_exit, context)?;
+    let new = spawn_impl(ctx, kind, id, host, args, on_exit, context)?;
     let Some(b) = builder else {
-        return Ok(pid);
+        return Ok(new);
     };
+    let pid = new.pid();
     if let Some(name) = &b.name {
-        if let Err(e) = ctx.node.register_name(name, &pid) {
-            let _ = ctx.node.terminate(&pid);
+        if let Err(e) = ctx.node.register_name(name, pid) {
+            let _ = ctx.node.terminate(pid);
             return Err(LuaError::new(
                 e.kind(),
                 format!("process.{}: with_name: {e}", kind.name),
@@ -232,7 +306,7 @@ fn spawn_built(
     }
     for (topic, payload) in &b.messages {
         ctx.node
-            .send(Some(ctx.pid()), &pid, topic.clone(), payload.clone())
+            .send(Some(ctx.pid()), pid, topic.clone(), payload.clone())
             .map_err(|e| {
                 LuaError::new(
                     e.kind(),
@@ -240,7 +314,7 @@ fn spawn_built(
                 )
             })?;
     }
-    Ok(pid)
+    Ok(new)
 }
 
 /// A spawner (en/lua/core/process.md, "Context Spawner"): made by `process.with_context`
@@ -516,7 +590,7 @@ pub fn create(lua: &Lua) -> mlua::Result<Table> {
     )?;
     t.set(
         "pid",
-        lua.create_function(|_, ()| Ok(current()?.pid_str.clone()))?,
+        lua.create_function(|lua, ()| lua.create_string(current()?.pid_str()))?,
     )?;
     // process.upgrade(id?, ...): go on with other code (or this entry's newest version)
     // in this process; on success it does not return (see `Driver::upgrade`)

@@ -149,7 +149,7 @@ pub(in crate::lua) fn preempt_hook(lua: &Lua, _: &mlua::Debug) -> mlua::Result<V
                 if p.run.over_limit() {
                     return Err(mlua::Error::runtime(format!(
                         "process {} ({}): execution time limit exceeded (max_execution_ms {})",
-                        p.pid_str,
+                        p.pid_str(),
                         p.entry().id,
                         p.run.limit.map(|l| l.as_millis()).unwrap_or_default()
                     )));

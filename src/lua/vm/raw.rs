@@ -417,3 +417,66 @@ pub(crate) fn run_protected_function(
         })
     }
 }
+
+/// `require` of one instance, a C closure: upvalue 1 its entry's resolver, upvalue 2 what
+/// it required so far (a table made by its first call). A value already required is
+/// returned as is; else `resolve(name)` gives it (kept) or `nil, err` (returned, not
+/// kept), so libraries are per instance. A C closure is one allocation where a Lua one
+/// made per instance took two (the closure and its shared upvalue).
+///
+/// # Safety
+/// A C function for Lua, with the upvalues above.
+unsafe extern "C-unwind" fn require(l: *mut ffi::lua_State) -> c_int {
+    ffi::lua_settop(l, 1);
+    let loaded = ffi::lua_upvalueindex(2);
+    if ffi::lua_type(l, loaded) != ffi::LUA_TTABLE {
+        ffi::lua_createtable(l, 0, 2);
+        ffi::lua_replace(l, loaded);
+    }
+    ffi::lua_pushvalue(l, 1);
+    if ffi::lua_rawget(l, loaded) != ffi::LUA_TNIL {
+        return 1;
+    }
+    ffi::lua_pop(l, 1);
+    ffi::lua_pushvalue(l, ffi::lua_upvalueindex(1));
+    ffi::lua_pushvalue(l, 1);
+    ffi::lua_call(l, 1, 2);
+    // name, r, err
+    if ffi::lua_type(l, 2) == ffi::LUA_TNIL {
+        return 2;
+    }
+    ffi::lua_pushvalue(l, 1);
+    ffi::lua_pushvalue(l, 2);
+    ffi::lua_rawset(l, loaded);
+    ffi::lua_settop(l, 2);
+    1
+}
+
+/// New globals for one instance of an entry: a table whose metatable is the worker's
+/// globals metatable `env_mt`, with `_G` (itself) and `require` (see [`require`]) bound to
+/// `resolve`, the entry's resolver. One protected call makes it.
+pub(crate) fn new_env(
+    lua: &mlua::Lua,
+    env_mt: &mlua::Table,
+    resolve: &mlua::Function,
+) -> mlua::Result<mlua::Table> {
+    // SAFETY: exec_raw runs the closure as a protected call with the two arguments at
+    // 1 and 2; a Lua error (out of memory) unwinds to it.
+    unsafe {
+        lua.exec_raw::<mlua::Table>((env_mt, resolve), |l| {
+            ffi::lua_createtable(l, 0, 4);
+            ffi::lua_pushvalue(l, 1);
+            ffi::lua_setmetatable(l, 3);
+            ffi::lua_pushlstring(l, c"_G".as_ptr(), 2);
+            ffi::lua_pushvalue(l, 3);
+            ffi::lua_rawset(l, 3);
+            ffi::lua_pushlstring(l, c"require".as_ptr(), 7);
+            ffi::lua_pushvalue(l, 2);
+            ffi::lua_pushnil(l);
+            ffi::lua_pushcclosure(l, require, 2);
+            ffi::lua_rawset(l, 3);
+            ffi::lua_replace(l, 1);
+            ffi::lua_settop(l, 1);
+        })
+    }
+}

@@ -205,23 +205,8 @@ local function method_of(factory, env, id, method)
   return protected(f)
 end
 
--- The `require` of one instance (a process, a library, a function worker): `resolve` is
--- its entry's resolver; each instance keeps what it loaded, so libraries are per instance.
-local function make_require(resolve)
-  local loaded
-  return function(name)
-    loaded = loaded or {}
-    local v = loaded[name]
-    if v ~= nil then return v end
-    local r, err = resolve(name)
-    if r == nil then return nil, err end
-    loaded[name] = r
-    return r
-  end
-end
-
 return {
   env_mt = env_mt, instantiate = instantiate, freeze = freeze_deep,
-  method_of = method_of, make_require = make_require,
+  method_of = method_of,
   message_mt = message_mt,
 }

@@ -47,14 +47,25 @@ pub struct LuaWorker {
     pub(in crate::lua) bootstrap: Function,
     pub(in crate::lua) instantiate: Function,
     pub(in crate::lua) method_of: Function,
-    pub(in crate::lua) make_require: Function,
     pub(in crate::lua) modules: HashMap<&'static str, Table>,
     /// Compiled chunks by entry (Fx hashing, as `idle`: found on every spawn).
-    pub(in crate::lua) factories: RefCell<rustc_hash::FxHashMap<Id, (Arc<Entry>, Function)>>,
+    pub(in crate::lua) factories: RefCell<rustc_hash::FxHashMap<Id, (Arc<Entry>, Factory)>>,
     pub(in crate::lua) requires: RefCell<rustc_hash::FxHashMap<Id, (Arc<Entry>, Function)>>,
     /// Idle function instances kept by pools, per function entry (looked up twice per
     /// call: Fx hashing, the ids are the app's own entries).
     pub(crate) idle: RefCell<rustc_hash::FxHashMap<Id, IdleInstances>>,
+}
+
+/// An entry's chunk compiled in a worker, with the names its instances start with (made
+/// once per entry version, not per spawn).
+#[derive(Clone)]
+pub(in crate::lua) struct Factory {
+    /// `function(_ENV, ...)` around the chunk: runs it in the given globals.
+    pub(in crate::lua) func: Function,
+    /// The entry id, as a Lua string.
+    pub(in crate::lua) id: mlua::String,
+    /// The method its processes and function instances run (`main` by default).
+    pub(in crate::lua) method: mlua::String,
 }
 
 /// The Lua heap of this thread's worker state, if this thread has one (bytes).
@@ -176,7 +187,6 @@ impl LuaWorker {
             bootstrap,
             instantiate: setup.get("instantiate")?,
             method_of: setup.get("method_of")?,
-            make_require: setup.get("make_require")?,
             modules,
             factories: RefCell::new(Default::default()),
             requires: RefCell::new(Default::default()),
@@ -187,12 +197,7 @@ impl LuaWorker {
 
     /// A fresh globals table for one instance of `entry` (a process or a library).
     pub(in crate::lua) fn new_env(&self, entry: &Arc<Entry>) -> mlua::Result<Table> {
-        let env = self.lua.create_table_with_capacity(0, 4)?;
-        env.set_metatable(Some(self.env_mt.clone()))?;
-        env.raw_set("_G", &env)?;
-        let require: Function = self.make_require.call(self.require_fn(entry)?)?;
-        env.raw_set("require", require)?;
-        Ok(env)
+        crate::lua::raw::new_env(&self.lua, &self.env_mt, &self.require_fn(entry)?)
     }
 
     /// The compiled factory of an entry's chunk (compiled once per worker and entry
@@ -201,7 +206,7 @@ impl LuaWorker {
         &self,
         entry: &Arc<Entry>,
         spec: &LuaSpec,
-    ) -> mlua::Result<Function> {
+    ) -> mlua::Result<Factory> {
         if let Some((e, f)) = self.factories.borrow().get(&entry.id) {
             if Arc::ptr_eq(e, entry) {
                 return Ok(f.clone());
@@ -215,12 +220,19 @@ impl LuaWorker {
         };
         // One line of prefix keeps Lua's line numbers those of the file.
         let wrapped = format!("return function(_ENV, ...) {body}\nend");
-        let f: Function = self
+        let func: Function = self
             .lua
             .load(wrapped)
             .set_name(format!("@{}", spec.chunk_name))
             .set_mode(mlua::ChunkMode::Text)
             .eval()?;
+        let f = Factory {
+            func,
+            id: self.lua.create_string(entry.id.to_string())?,
+            method: self
+                .lua
+                .create_string(spec.method.as_deref().unwrap_or("main"))?,
+        };
         self.factories
             .borrow_mut()
             .insert(entry.id.clone(), (entry.clone(), f.clone()));
@@ -232,15 +244,14 @@ impl LuaWorker {
         let spec = lua_spec(entry).ok_or_else(|| mlua::Error::runtime("not a Lua entry"))?;
         let factory = self.factory(entry, spec)?;
         let env = self.new_env(entry)?;
-        let method = spec.method.clone().unwrap_or_else(|| "main".into());
         let f = self
             .method_of
-            .call((factory, env.clone(), entry.id.to_string(), method))?;
+            .call((factory.func, env.clone(), factory.id, factory.method))?;
         Ok((f, env))
     }
 
     /// The resolver behind an entry's `require`: its imports and its allowed built-in
-    /// modules (each instance caches what it loaded, see `make_require` in sandbox.lua).
+    /// modules (each instance keeps what it loaded, see `raw::new_env`).
     pub(in crate::lua) fn require_fn(&self, entry: &Arc<Entry>) -> mlua::Result<Function> {
         if let Some((e, f)) = self.requires.borrow().get(&entry.id) {
             if Arc::ptr_eq(e, entry) {
@@ -297,7 +308,7 @@ pub(in crate::lua) fn require(
         let load = || -> mlua::Result<mlua::Value> {
             let factory = w.factory(&lib, lib_spec)?;
             let env = w.new_env(&lib)?;
-            w.instantiate.call((factory, env))
+            w.instantiate.call((factory.func, env))
         };
         let v = load().map_err(|e| {
             format!(
