@@ -169,7 +169,7 @@ impl ProcessHandle {
         sees_cancel: bool,
     ) -> Arc<ProcessHandle> {
         Arc::new(ProcessHandle {
-            text: pid.to_string().into_boxed_str(),
+            text: pid.text().into_boxed_str(),
             pid,
             sees_cancel: AtomicBool::new(sees_cancel),
             entry,

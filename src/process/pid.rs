@@ -19,10 +19,7 @@ pub const CREATION_SHIFT: u32 = 40;
 
 impl fmt::Display for Pid {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self.creation() {
-            0 => write!(f, "{{{}|{}}}", self.node, self.id),
-            c => write!(f, "{{{}|{}.{}}}", self.node, c, self.seq()),
-        }
+        f.write_str(&self.text())
     }
 }
 
@@ -41,6 +38,26 @@ impl Pid {
             node: Arc::from(node),
             id,
         })
+    }
+
+    /// The text form, `{node|N}` or `{node|C.N}` (what `Display` writes; made at every
+    /// spawn, so without the formatting machinery).
+    pub fn text(&self) -> String {
+        let mut numbers = itoa::Buffer::new();
+        let mut out = String::with_capacity(self.node.len() + 24);
+        out.push('{');
+        out.push_str(&self.node);
+        out.push('|');
+        match self.creation() {
+            0 => out.push_str(numbers.format(self.id)),
+            c => {
+                out.push_str(numbers.format(c));
+                out.push('.');
+                out.push_str(numbers.format(self.seq()));
+            }
+        }
+        out.push('}');
+        out
     }
 
     /// The incarnation of the node that made this pid (0 outside a cluster).
@@ -72,4 +89,26 @@ pub(super) fn split_pid(s: &str) -> Option<(&str, u64)> {
         }
     };
     Some((node, id))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_pid_reads_back_from_its_text() {
+        let plain = Pid {
+            node: Arc::from("n1"),
+            id: 42,
+        };
+        assert_eq!(plain.to_string(), "{n1|42}");
+        let clustered = Pid {
+            node: Arc::from("n1"),
+            id: 3 << CREATION_SHIFT | 7,
+        };
+        assert_eq!(clustered.to_string(), "{n1|3.7}");
+        for p in [plain, clustered] {
+            assert_eq!(Pid::parse(&p.text()), Some(p));
+        }
+    }
 }
