@@ -9,3 +9,4 @@ pub mod payload;
 pub(super) mod proc_ctx;
 pub(super) mod process_api;
 pub(super) mod send;
+pub(super) mod spawn;

@@ -79,6 +79,28 @@ thread_local! {
 /// How many parsed ids a worker keeps (see [`PARSED_IDS`]).
 const PARSED_IDS_KEPT: usize = 8;
 
+/// The id written as `bytes`, parsed once per worker and text (see [`PARSED_IDS`]).
+pub(super) fn parsed_id(bytes: &[u8]) -> Result<Rc<Id>, String> {
+    let kept = PARSED_IDS.with(|c| {
+        let c = c.borrow();
+        c.iter()
+            .find(|(text, _)| **text == *bytes)
+            .map(|(_, id)| id.clone())
+    });
+    if let Some(id) = kept {
+        return Ok(id);
+    }
+    let id = Rc::new(Id::parse(&String::from_utf8_lossy(bytes))?);
+    PARSED_IDS.with(|c| {
+        let mut c = c.borrow_mut();
+        if c.len() == PARSED_IDS_KEPT {
+            c.remove(0);
+        }
+        c.push((bytes.into(), id.clone()));
+    });
+    Ok(id)
+}
+
 /// An entry or host id argument of `process.{func}` (`what` names it in the error).
 fn entry_id(v: &mlua::Value, func: &str, what: &str) -> Result<Rc<Id>, LuaError> {
     let mlua::Value::String(s) = v else {
@@ -90,31 +112,15 @@ fn entry_id(v: &mlua::Value, func: &str, what: &str) -> Result<Rc<Id>, LuaError>
             ),
         ));
     };
-    let bytes = s.as_bytes();
-    let kept = PARSED_IDS.with(|c| {
-        let c = c.borrow();
-        c.iter()
-            .find(|(text, _)| **text == *bytes)
-            .map(|(_, id)| id.clone())
-    });
-    if let Some(id) = kept {
-        return Ok(id);
-    }
-    let text = s.to_string_lossy();
-    let id = Rc::new(Id::parse(&text).map_err(|e| {
+    parsed_id(&s.as_bytes()).map_err(|e| {
         LuaError::new(
             "INVALID",
-            format!("process.{func}: invalid {what} {text:?}: {e}"),
+            format!(
+                "process.{func}: invalid {what} {:?}: {e}",
+                s.to_string_lossy()
+            ),
         )
-    })?);
-    PARSED_IDS.with(|c| {
-        let mut c = c.borrow_mut();
-        if c.len() == PARSED_IDS_KEPT {
-            c.remove(0);
-        }
-        c.push((bytes.to_vec().into_boxed_slice(), id.clone()));
-    });
-    Ok(id)
+    })
 }
 
 /// The host to spawn on: the caller's (nil), a host id, or `node:host-id` (a host of
@@ -144,11 +150,13 @@ fn host_id(
     }
 }
 
+/// Which `spawn*` function: its name, and whether the new process is linked to its
+/// spawner, monitored by it, or both.
 #[derive(Clone, Copy)]
-struct SpawnKind {
-    name: &'static str,
-    link: bool,
-    monitor: bool,
+pub(super) struct SpawnKind {
+    pub(super) name: &'static str,
+    pub(super) link: bool,
+    pub(super) monitor: bool,
 }
 
 /// A process a `spawn*` call started: on this node (its handle, which has its pid text)
@@ -240,13 +248,14 @@ fn spawn_impl(
 }
 
 fn add_spawn(lua: &Lua, t: &Table, kind: SpawnKind) -> mlua::Result<()> {
+    let general = lua.create_function(
+        move |lua, (id, host, args): (mlua::Value, mlua::Value, Variadic<mlua::Value>)| {
+            spawn_call(lua, kind, &id, &host, &args, None)
+        },
+    )?;
     t.set(
         kind.name,
-        lua.create_function(
-            move |lua, (id, host, args): (mlua::Value, mlua::Value, Variadic<mlua::Value>)| {
-                spawn_call(lua, kind, &id, &host, &args, None)
-            },
-        )?,
+        crate::lua::process::spawn::fast_spawn(lua, general, kind)?,
     )
 }
 
@@ -519,7 +528,7 @@ async fn exec_call(
     }
 }
 
-const SPAWNS: [(&str, bool, bool); 4] = [
+pub(super) const SPAWNS: [(&str, bool, bool); 4] = [
     ("spawn", false, false),
     ("spawn_monitored", false, true),
     ("spawn_linked", true, false),

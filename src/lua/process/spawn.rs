@@ -1,0 +1,108 @@
+//! `process.spawn` (and its linked and monitored forms) on its fast path: a C function
+//! reads the entry id, the host id and scalar arguments straight off the Lua stack and
+//! spawns, for a process under no security scope on a host of this node; every other
+//! case, and every failure, goes to the general function in `process_api.rs`, which does
+//! the same with full checks and `nil, err` answers. A spawn fails before it has any
+//! effect (no pid is made until every check passed), so the general function's second
+//! try is the only one that can act. mlua's callback and argument conversion were about
+//! a fifth of a spawn call's instructions.
+
+use super::process_api::{parsed_id, SpawnKind, SPAWNS};
+use crate::lua::raw::{scalar_at, string_at};
+use crate::process::{ProcessHandle, SpawnOptions};
+use mlua::ffi;
+use std::os::raw::{c_char, c_int};
+use std::sync::Arc;
+
+/// The spawn the arguments on the stack of `l` ask for, done; None when it is not the
+/// common case or fails (the general function then decides).
+///
+/// # Safety
+/// Called by Lua with the arguments on the stack of `l`.
+unsafe fn try_spawn(l: *mut ffi::lua_State, kind: SpawnKind) -> Option<Arc<ProcessHandle>> {
+    let n = ffi::lua_gettop(l);
+    let entry = string_at(l, 1)?;
+    let host = match ffi::lua_type(l, 2) {
+        ffi::LUA_TNONE | ffi::LUA_TNIL => None,
+        // `node:namespace:host` (a host of another node) is the general function's
+        ffi::LUA_TSTRING => Some(string_at(l, 2)?),
+        _ => return None,
+    };
+    if host.is_some_and(|h| h.iter().filter(|&&c| c == b':').count() > 1) {
+        return None;
+    }
+    let mut args = Vec::with_capacity((n - 2).max(0) as usize);
+    for i in 3..=n {
+        args.push(scalar_at(l, i)?);
+    }
+    let ctx = crate::lua::current().ok()?;
+    // a spawn from code under a scope is checked: the general function does it
+    if crate::lua::security::checked(&ctx.node, ctx.call_context.get().map(|c| &**c)) {
+        return None;
+    }
+    let id = parsed_id(entry).ok()?;
+    let host = match host {
+        Some(h) => Some(parsed_id(h).ok()?),
+        None => None,
+    };
+    let opts = SpawnOptions {
+        link_to: kind.link.then(|| ctx.pid().clone()),
+        monitor_by: kind.monitor.then(|| ctx.pid().clone()),
+        ..SpawnOptions::default()
+    };
+    ctx.node
+        .spawn_handle(
+            None,
+            &id,
+            host.as_deref().unwrap_or(&ctx.host.id),
+            args,
+            opts,
+        )
+        .ok()
+}
+
+/// The C function behind a `spawn*`: upvalue 1 the general function, upvalue 2 the
+/// index of its kind in [`SPAWNS`].
+unsafe extern "C-unwind" fn spawn_fast(l: *mut ffi::lua_State) -> c_int {
+    let (name, link, monitor) =
+        SPAWNS[ffi::lua_tointegerx(l, ffi::lua_upvalueindex(2), std::ptr::null_mut()) as usize];
+    let kind = SpawnKind {
+        name,
+        link,
+        monitor,
+    };
+    let spawned = std::panic::catch_unwind(|| try_spawn(l, kind)).unwrap_or(None);
+    if let Some(handle) = spawned {
+        // no Rust value is alive across the push (it may raise a memory error): the
+        // handle is held as a raw pointer, let go after it
+        let (text, len) = (handle.text.as_ptr(), handle.text.len());
+        let raw = Arc::into_raw(handle);
+        ffi::lua_pushlstring(l, text as *const c_char, len);
+        drop(Arc::from_raw(raw));
+        return 1;
+    }
+    let n = ffi::lua_gettop(l);
+    ffi::lua_pushvalue(l, ffi::lua_upvalueindex(1));
+    ffi::lua_insert(l, 1);
+    ffi::lua_call(l, n, ffi::LUA_MULTRET);
+    ffi::lua_gettop(l)
+}
+
+/// A `spawn*` function of kind `kind`: [`spawn_fast`] in front of `general`, the mlua
+/// function that handles every case.
+pub(super) fn fast_spawn(
+    lua: &mlua::Lua,
+    general: mlua::Function,
+    kind: SpawnKind,
+) -> mlua::Result<mlua::Function> {
+    let index = SPAWNS
+        .iter()
+        .position(|(name, _, _)| *name == kind.name)
+        .ok_or_else(|| mlua::Error::runtime(format!("no spawn named {}", kind.name)))?;
+    // SAFETY: pushes one C closure over the two values it is given.
+    unsafe {
+        lua.exec_raw::<mlua::Function>((general, index as i64), |l| {
+            ffi::lua_pushcclosure(l, spawn_fast, 2);
+        })
+    }
+}
