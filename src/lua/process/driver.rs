@@ -422,19 +422,20 @@ pub(in crate::lua) fn start_process(
     } = pctx;
     let spec = lua_spec(&entry).ok_or_else(|| mlua::Error::runtime("not a Lua entry"))?;
     let factory = w.factory(&entry, spec)?;
-    let env = w.new_env(&entry)?;
+    let (thread, env) = crate::lua::raw::start_process(&w.lua, &factory.starter, &args)?;
+    let main_ptr = thread.to_pointer();
+    let main = thread.into_async::<mlua::MultiValue>(())?;
     let ctx = Rc::new(ProcCtx::new(
         node,
         services,
         me,
-        entry.clone(),
+        entry,
         host,
         w.lua.clone(),
-        env.clone(),
+        env,
         context,
         start,
     ));
-    let (main, main_ptr) = main_thread(&w, factory, env, &args)?;
     Ok(Driver {
         ctx,
         main,

@@ -452,9 +452,30 @@ unsafe extern "C-unwind" fn require(l: *mut ffi::lua_State) -> c_int {
     1
 }
 
-/// New globals for one instance of an entry: a table whose metatable is the worker's
-/// globals metatable `env_mt`, with `_G` (itself) and `require` (see [`require`]) bound to
-/// `resolve`, the entry's resolver. One protected call makes it.
+/// Pushes new globals for one instance of an entry: a table whose metatable is the value
+/// at `mt` (the worker's globals metatable), with `_G` (itself) and `require` (see
+/// [`require`]) bound to the resolver at `resolve`.
+///
+/// # Safety
+/// Inside a protected call or a C function called by Lua; `mt` and `resolve` are valid
+/// absolute or pseudo indices of `l`.
+unsafe fn push_env(l: *mut ffi::lua_State, mt: c_int, resolve: c_int) {
+    ffi::lua_createtable(l, 0, 4);
+    let env = ffi::lua_gettop(l);
+    ffi::lua_pushvalue(l, mt);
+    ffi::lua_setmetatable(l, env);
+    ffi::lua_pushlstring(l, c"_G".as_ptr(), 2);
+    ffi::lua_pushvalue(l, env);
+    ffi::lua_rawset(l, env);
+    ffi::lua_pushlstring(l, c"require".as_ptr(), 7);
+    ffi::lua_pushvalue(l, resolve);
+    ffi::lua_pushnil(l);
+    ffi::lua_pushcclosure(l, require, 2);
+    ffi::lua_rawset(l, env);
+}
+
+/// New globals for one instance of an entry (see [`push_env`]), `resolve` its resolver.
+/// One protected call makes it.
 pub(crate) fn new_env(
     lua: &mlua::Lua,
     env_mt: &mlua::Table,
@@ -464,19 +485,79 @@ pub(crate) fn new_env(
     // 1 and 2; a Lua error (out of memory) unwinds to it.
     unsafe {
         lua.exec_raw::<mlua::Table>((env_mt, resolve), |l| {
-            ffi::lua_createtable(l, 0, 4);
-            ffi::lua_pushvalue(l, 1);
-            ffi::lua_setmetatable(l, 3);
-            ffi::lua_pushlstring(l, c"_G".as_ptr(), 2);
-            ffi::lua_pushvalue(l, 3);
-            ffi::lua_rawset(l, 3);
-            ffi::lua_pushlstring(l, c"require".as_ptr(), 7);
-            ffi::lua_pushvalue(l, 2);
-            ffi::lua_pushnil(l);
-            ffi::lua_pushcclosure(l, require, 2);
-            ffi::lua_rawset(l, 3);
+            push_env(l, 1, 2);
             ffi::lua_replace(l, 1);
             ffi::lua_settop(l, 1);
+        })
+    }
+}
+
+/// `starter(args...) -> co, env`, a C closure made once per entry and worker (see
+/// [`starter`]): new globals for a process of the entry (as [`new_env`]) and its main
+/// coroutine, not started, holding `boot(factory, env, id, method, args...)` (see
+/// [`boot`]). Upvalues: 1 the globals metatable, 2 the entry's resolver, 3 `boot`, 4 the
+/// entry's factory, 5 its id, 6 its method.
+unsafe extern "C-unwind" fn start(l: *mut ffi::lua_State) -> c_int {
+    let nargs = ffi::lua_gettop(l);
+    push_env(l, ffi::lua_upvalueindex(1), ffi::lua_upvalueindex(2));
+    let env = nargs + 1;
+    let co = ffi::lua_newthread(l);
+    // a coroutine inherits the creating state's hook; a process's is set by its driver
+    ffi::lua_sethook(co, None, 0, 0);
+    if ffi::lua_checkstack(co, 5 + nargs) == 0 || ffi::lua_checkstack(l, 5) == 0 {
+        ffi::luaL_error(l, c"too many spawn arguments".as_ptr());
+    }
+    ffi::lua_pushvalue(l, ffi::lua_upvalueindex(3));
+    ffi::lua_pushvalue(l, ffi::lua_upvalueindex(4));
+    ffi::lua_pushvalue(l, env);
+    ffi::lua_pushvalue(l, ffi::lua_upvalueindex(5));
+    ffi::lua_pushvalue(l, ffi::lua_upvalueindex(6));
+    ffi::lua_xmove(l, co, 5);
+    for i in 1..=nargs {
+        ffi::lua_pushvalue(l, i);
+    }
+    ffi::lua_xmove(l, co, nargs);
+    ffi::lua_pushvalue(l, env);
+    2
+}
+
+/// The starter of an entry's processes (see [`start`]).
+pub(crate) fn starter(
+    lua: &mlua::Lua,
+    env_mt: &mlua::Table,
+    resolve: &mlua::Function,
+    boot: &mlua::Function,
+    factory: &mlua::Function,
+    id: &mlua::String,
+    method: &mlua::String,
+) -> mlua::Result<mlua::Function> {
+    // SAFETY: one C closure over the six values exec_raw pushed.
+    unsafe {
+        lua.exec_raw::<mlua::Function>((env_mt, resolve, boot, factory, id, method), |l| {
+            ffi::lua_pushcclosure(l, start, 6);
+        })
+    }
+}
+
+/// Runs `starter` (see [`start`]) with `args`: a process's main coroutine, ready for its
+/// first resume, and its globals. One protected call, the arguments pushed straight from
+/// the values.
+pub(crate) fn start_process(
+    lua: &mlua::Lua,
+    starter: &mlua::Function,
+    args: &[Value],
+) -> mlua::Result<(mlua::Thread, mlua::Table)> {
+    // SAFETY: exec_raw runs the closure as a protected call with the starter at 1; only a
+    // borrow of `args` is alive while it pushes them (a Lua error unwinds to exec_raw).
+    unsafe {
+        lua.exec_raw::<(mlua::Thread, mlua::Table)>(starter, |l| {
+            if ffi::lua_checkstack(l, args.len().min(c_int::MAX as usize) as c_int + 2) == 0 {
+                ffi::luaL_error(l, c"too many spawn arguments".as_ptr());
+            }
+            for v in args {
+                push_value(l, v);
+            }
+            ffi::lua_call(l, args.len() as c_int, 2);
         })
     }
 }

@@ -66,6 +66,8 @@ pub(in crate::lua) struct Factory {
     pub(in crate::lua) id: mlua::String,
     /// The method its processes and function instances run (`main` by default).
     pub(in crate::lua) method: mlua::String,
+    /// Makes a process of the entry: its globals and its main coroutine (`raw::start`).
+    pub(in crate::lua) starter: Function,
 }
 
 /// The Lua heap of this thread's worker state, if this thread has one (bytes).
@@ -226,12 +228,24 @@ impl LuaWorker {
             .set_name(format!("@{}", spec.chunk_name))
             .set_mode(mlua::ChunkMode::Text)
             .eval()?;
+        let id = self.lua.create_string(entry.id.to_string())?;
+        let method = self
+            .lua
+            .create_string(spec.method.as_deref().unwrap_or("main"))?;
+        let starter = crate::lua::raw::starter(
+            &self.lua,
+            &self.env_mt,
+            &self.require_fn(entry)?,
+            &self.bootstrap,
+            &func,
+            &id,
+            &method,
+        )?;
         let f = Factory {
             func,
-            id: self.lua.create_string(entry.id.to_string())?,
-            method: self
-                .lua
-                .create_string(spec.method.as_deref().unwrap_or("main"))?,
+            id,
+            method,
+            starter,
         };
         self.factories
             .borrow_mut()
