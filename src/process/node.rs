@@ -56,10 +56,11 @@ pub struct Node {
     /// and pids are the runtime's own numbers, not input to defend against).
     pub(super) procs: DashMap<u64, Arc<ProcessHandle>, rustc_hash::FxBuildHasher>,
     pub(super) names: DashMap<String, Pid>,
-    pub(super) hosts: DashMap<Id, Arc<Host>>,
+    /// Hosts by id (Fx hashing: looked up at every spawn; the ids are the app's entries).
+    pub(super) hosts: DashMap<Id, Arc<Host>, rustc_hash::FxBuildHasher>,
     pub(super) registry: ArcSwap<Registry>,
-    /// The process kinds it runs, by entry kind.
-    pub(super) kinds: HashMap<&'static str, ProcessKind>,
+    /// The process kinds it runs, by entry kind (looked up at every spawn).
+    pub(super) kinds: rustc_hash::FxHashMap<&'static str, ProcessKind>,
     /// Function pools, by id.
     pub functions: crate::functions::FunctionTable,
     /// Its event bus: subscriptions by system and kind, delivered as messages.
@@ -91,9 +92,9 @@ impl Node {
             next_id: AtomicU64::new(1),
             procs: DashMap::with_hasher(rustc_hash::FxBuildHasher),
             names: DashMap::new(),
-            hosts: DashMap::new(),
+            hosts: DashMap::with_hasher(rustc_hash::FxBuildHasher),
             registry: ArcSwap::new(registry),
-            kinds,
+            kinds: kinds.into_iter().collect(),
             functions: Default::default(),
             events: Default::default(),
             groups: Default::default(),
