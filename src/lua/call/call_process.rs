@@ -46,7 +46,7 @@ impl Executor for ProcessCallExecutor {
     ) -> futures::future::LocalBoxFuture<'static, Result<Value, CallError>> {
         let node = self.node.upgrade();
         let host = match current_any() {
-            Some(Current::Process(p)) => p.host.id.clone(),
+            Some(Current::Process(p)) => p.me.host.id.clone(),
             _ => self.default_host.clone(),
         };
         Box::pin(async move {

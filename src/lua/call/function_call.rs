@@ -85,13 +85,12 @@ impl CallCtx {
                     self.entry().id
                 ))
             })?;
-        let me = self.node.register_unit(self.entry().clone(), host.clone());
+        let me = self.node.register_unit(self.entry().clone(), host);
         let ctx = Rc::new(ProcCtx::new(
             self.node.clone(),
             self.services.clone(),
             me,
             self.entry().clone(),
-            host,
             worker()?.lua.clone(),
             self.env.clone(),
             Some(self.context.clone()),

@@ -34,6 +34,42 @@ pub(in crate::lua) struct Listener {
     pub(in crate::lua) message: bool,
 }
 
+/// A sender's pid and its text, kept for the next message from it.
+pub(in crate::lua) type KeptSender = (Pid, Rc<str>);
+
+/// A process's topic listeners (`process.listen`) by topic. Most processes have none: the
+/// table is allocated with the first (an empty one inline took 40 bytes of every process).
+#[derive(Default)]
+pub(in crate::lua) struct Listeners(Option<Box<rustc_hash::FxHashMap<String, Listener>>>);
+
+impl Listeners {
+    pub(in crate::lua) fn get(&self, topic: &str) -> Option<&Listener> {
+        self.0.as_ref()?.get(topic)
+    }
+
+    pub(in crate::lua) fn contains_key(&self, topic: &str) -> bool {
+        self.get(topic).is_some()
+    }
+
+    pub(in crate::lua) fn is_empty(&self) -> bool {
+        self.0.as_ref().is_none_or(|m| m.is_empty())
+    }
+
+    pub(in crate::lua) fn insert(&mut self, topic: String, listener: Listener) {
+        self.0
+            .get_or_insert_with(Default::default)
+            .insert(topic, listener);
+    }
+
+    pub(in crate::lua) fn iter(&self) -> impl Iterator<Item = (&String, &Listener)> {
+        self.0.iter().flat_map(|m| m.iter())
+    }
+
+    pub(in crate::lua) fn remove(&mut self, topic: &str) -> Option<Listener> {
+        self.0.as_mut()?.remove(topic)
+    }
+}
+
 /// Messages a process's task took from its mailbox while the channel they go to (the
 /// inbox, or a topic's listener) had [`ROUTE_AHEAD`] unread values, in the order they
 /// arrived: one queue for the inbox, one per listened topic. Holding them here instead of
@@ -58,7 +94,6 @@ pub(crate) struct ProcCtx {
     pub me: Arc<ProcessHandle>,
     /// The entry whose code runs (another one after `process.upgrade`).
     pub(in crate::lua) entry: RefCell<Arc<Entry>>,
-    pub host: Arc<crate::process::Host>,
     pub lua: Lua,
     /// The environment of that code (its modules and imports).
     pub(in crate::lua) env: RefCell<Table>,
@@ -72,7 +107,7 @@ pub(crate) struct ProcCtx {
     pub(in crate::lua) events: std::cell::OnceCell<Chan>,
     pub(in crate::lua) inbox_ud: RefCell<Option<AnyUserData>>,
     pub(in crate::lua) events_ud: RefCell<Option<AnyUserData>>,
-    pub(in crate::lua) listeners: RefCell<rustc_hash::FxHashMap<String, Listener>>,
+    pub(in crate::lua) listeners: RefCell<Listeners>,
     /// Messages taken from the mailbox while their channel was full (allocated when the
     /// first one is held back: most processes never hold one).
     pub(in crate::lua) parked: RefCell<Option<Box<Parked>>>,
@@ -85,8 +120,9 @@ pub(crate) struct ProcCtx {
     pub trap_links: Cell<bool>,
     pub(in crate::lua) spawned: RefCell<Vec<mlua::Thread>>,
     pub(in crate::lua) run: RunState,
-    /// The sender of the last message received from another process, and its pid text.
-    pub(in crate::lua) last_from: RefCell<Option<(Pid, Rc<str>)>>,
+    /// The sender of the last message received from another process, and its pid text
+    /// (boxed: a process that never hears from another keeps 8 bytes, not 48).
+    pub(in crate::lua) last_from: RefCell<Option<Box<KeptSender>>>,
     /// The pid text this process last sent to, the pid it names and, for a local one,
     /// its handle (weak: a process that ended is let go; `process.send`'s fast path: a
     /// process mostly sends to the same few pids, and a pid never names another process).
@@ -111,7 +147,6 @@ impl ProcCtx {
         services: Arc<crate::lua::Services>,
         me: Arc<ProcessHandle>,
         entry: Arc<Entry>,
-        host: Arc<crate::process::Host>,
         lua: Lua,
         env: Table,
         context: Option<Arc<crate::functions::CallContext>>,
@@ -136,7 +171,6 @@ impl ProcCtx {
             services,
             me,
             entry: RefCell::new(entry.clone()),
-            host,
             lua,
             env: RefCell::new(env),
             upgrade: RefCell::new(None),
@@ -294,11 +328,16 @@ impl ProcCtx {
             }
             // a process mostly hears from the same few senders: keep the last one's text
             let mut last = self.last_from.borrow_mut();
-            match last.as_ref() {
+            match last.as_deref_mut() {
                 Some((lp, text)) if *lp == p => text.clone(),
-                _ => {
-                    let text: Rc<str> = p.to_string().into();
-                    *last = Some((p, text.clone()));
+                Some(kept) => {
+                    let text: Rc<str> = p.text().into();
+                    *kept = (p, text.clone());
+                    text
+                }
+                None => {
+                    let text: Rc<str> = p.text().into();
+                    *last = Some(Box::new((p, text.clone())));
                     text
                 }
             }

@@ -194,7 +194,7 @@ fn spawn_impl(
 ) -> Result<NewProcess, LuaError> {
     let id = entry_id(id, kind.name, "entry id")?;
     let (on_node, host) = host_id(ctx, host, kind.name)?;
-    let host = host.as_deref().unwrap_or(&ctx.host.id);
+    let host = host.as_deref().unwrap_or(&ctx.me.host.id);
     // en/lua/core/process.md, "Multiple Permissions": checked before anything runs (a
     // spawn from code under no scope skips the texts)
     if crate::lua::security::checked(&ctx.node, ctx.call_context.get().map(|c| &**c)) {

@@ -54,7 +54,7 @@ unsafe fn try_spawn(l: *mut ffi::lua_State, kind: SpawnKind) -> Option<Arc<Proce
         .spawn_handle(
             None,
             &id,
-            host.as_deref().unwrap_or(&ctx.host.id),
+            host.as_deref().unwrap_or(&ctx.me.host.id),
             args,
             opts,
         )

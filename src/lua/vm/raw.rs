@@ -460,7 +460,8 @@ unsafe extern "C-unwind" fn require(l: *mut ffi::lua_State) -> c_int {
 /// Inside a protected call or a C function called by Lua; `mt` and `resolve` are valid
 /// absolute or pseudo indices of `l`.
 unsafe fn push_env(l: *mut ffi::lua_State, mt: c_int, resolve: c_int) {
-    ffi::lua_createtable(l, 0, 4);
+    // room for its two names: a process that defines globals grows it (most define none)
+    ffi::lua_createtable(l, 0, 2);
     let env = ffi::lua_gettop(l);
     ffi::lua_pushvalue(l, mt);
     ffi::lua_setmetatable(l, env);
