@@ -19,7 +19,19 @@ pub const CREATION_SHIFT: u32 = 40;
 
 impl fmt::Display for Pid {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(&self.text())
+        let mut numbers = itoa::Buffer::new();
+        f.write_str("{")?;
+        f.write_str(&self.node)?;
+        f.write_str("|")?;
+        match self.creation() {
+            0 => f.write_str(numbers.format(self.id))?,
+            c => {
+                f.write_str(numbers.format(c))?;
+                f.write_str(".")?;
+                f.write_str(numbers.format(self.seq()))?;
+            }
+        }
+        f.write_str("}")
     }
 }
 
