@@ -20,12 +20,8 @@ use std::sync::Arc;
 pub struct ProcessContext {
     /// The node the process runs on.
     pub node: Arc<Node>,
-    /// Its own handle (pid, mailbox, kill flag).
+    /// Its own handle (pid, mailbox, kill flag; the entry it runs and its host).
     pub me: Arc<ProcessHandle>,
-    /// The entry it runs.
-    pub entry: Arc<Entry>,
-    /// The host it runs on.
-    pub host: Arc<Host>,
     /// Spawn arguments.
     pub args: Vec<Value>,
     /// The call context it starts with (see [`SpawnOptions::context`]).
@@ -179,13 +175,7 @@ impl Node {
             opts.monitor_by.as_ref(),
             opts.on_exit,
         );
-        let handle = ProcessHandle::new(
-            pid.clone(),
-            entry.clone(),
-            host.clone(),
-            rel,
-            kind.sees_cancel,
-        );
+        let handle = ProcessHandle::new(pid.clone(), entry, host.clone(), rel, kind.sees_cancel);
         self.procs.insert(pid.id, handle.clone());
         if let Some(l) = &opts.link_to {
             if let Some(parent) = self.process(l) {
@@ -200,8 +190,6 @@ impl Node {
         let ctx = ProcessContext {
             node: self.clone(),
             me: handle.clone(),
-            entry,
-            host: host.clone(),
             args,
             context: opts.context,
             start: opts.start,

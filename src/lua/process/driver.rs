@@ -186,8 +186,7 @@ impl Driver {
         let w = worker()?;
         let spec = lua_spec(&entry).ok_or_else(|| mlua::Error::runtime("not a Lua entry"))?;
         let factory = w.factory(&entry, spec)?;
-        let env = w.new_env(&entry)?;
-        let (main, main_ptr) = main_thread(&w, factory, env.clone(), &args)?;
+        let (main, main_ptr, env) = main_coroutine(&w, &factory, &args)?;
         tracing::debug!(pid = %self.ctx.pid_str(), from = %self.ctx.entry().id, to = %entry.id, "process upgraded");
         *self.ctx.entry.borrow_mut() = entry;
         *self.ctx.env.borrow_mut() = env;
@@ -383,27 +382,19 @@ pub fn launcher(services: Arc<Services>) -> Launcher {
     )
 }
 
-/// The thread that runs an entry's method (compiled as `factory`, in `env`) with `args`.
-pub(in crate::lua) fn main_thread(
-    w: &LuaWorker,
-    factory: Factory,
-    env: Table,
-    args: &[Value],
-) -> mlua::Result<(mlua::AsyncThread<mlua::MultiValue>, *const std::ffi::c_void)> {
-    let lua = &w.lua;
-    let mut call_args = Vec::with_capacity(4 + args.len());
-    call_args.extend([
-        mlua::Value::Function(factory.func),
-        mlua::Value::Table(env),
-        mlua::Value::String(factory.id),
-        mlua::Value::String(factory.method),
-    ]);
-    call_args.extend(value::to_lua_multi(lua, args)?);
-    let thread = lua.create_thread(w.bootstrap.clone())?;
-    watchdog::unhook(&thread);
+/// A process's main coroutine (not started), its pointer, and the process's globals.
+type MainCoroutine = (
+    mlua::AsyncThread<mlua::MultiValue>,
+    *const std::ffi::c_void,
+    Table,
+);
+
+/// The main coroutine of a process running an entry (compiled as `factory`) with `args`,
+/// and the process's new globals: one call of the entry's starter.
+fn main_coroutine(w: &LuaWorker, factory: &Factory, args: &[Value]) -> mlua::Result<MainCoroutine> {
+    let (thread, env) = crate::lua::raw::process_coroutine(&w.lua, &factory.starter, args)?;
     let main_ptr = thread.to_pointer();
-    let main = thread.into_async::<mlua::MultiValue>(mlua::MultiValue::from_vec(call_args))?;
-    Ok((main, main_ptr))
+    Ok((thread.into_async(())?, main_ptr, env))
 }
 
 pub(in crate::lua) fn start_process(
@@ -414,17 +405,14 @@ pub(in crate::lua) fn start_process(
     let ProcessContext {
         node,
         me,
-        entry,
-        host: _,
         args,
         context,
         start,
     } = pctx;
+    let entry = me.entry.clone();
     let spec = lua_spec(&entry).ok_or_else(|| mlua::Error::runtime("not a Lua entry"))?;
     let factory = w.factory(&entry, spec)?;
-    let (thread, env) = crate::lua::raw::start_process(&w.lua, &factory.starter, &args)?;
-    let main_ptr = thread.to_pointer();
-    let main = thread.into_async::<mlua::MultiValue>(())?;
+    let (main, main_ptr, env) = main_coroutine(&w, &factory, &args)?;
     let ctx = Rc::new(ProcCtx::new(
         node,
         services,

@@ -123,6 +123,12 @@ fn entry_id(v: &mlua::Value, func: &str, what: &str) -> Result<Rc<Id>, LuaError>
     })
 }
 
+/// Whether a host argument names a host of another node, `node:namespace:host` (two
+/// colons; checked on the bytes, so a plain host id, the common case, is parsed once).
+pub(super) fn names_another_node(host: &[u8]) -> bool {
+    host.iter().filter(|&&c| c == b':').count() > 1
+}
+
 /// The host to spawn on: the caller's (nil), a host id, or `node:host-id` (a host of
 /// another node of the cluster) -> (the other node, the host; None: the caller's host).
 fn host_id(
@@ -132,9 +138,7 @@ fn host_id(
 ) -> Result<(Option<String>, Option<Rc<Id>>), LuaError> {
     match v {
         mlua::Value::Nil => Ok((None, None)),
-        // two colons: `node:namespace:host` (checked on the bytes: a plain host id, the
-        // common case, is parsed once as before)
-        mlua::Value::String(s) if s.as_bytes().iter().filter(|&&c| c == b':').count() > 1 => {
+        mlua::Value::String(s) if names_another_node(&s.as_bytes()) => {
             let text = s.to_string_lossy();
             let (node, host) = text.split_once(':').unwrap_or_default();
             let host = Id::parse(host).map_err(|e| {
@@ -178,7 +182,7 @@ impl NewProcess {
     fn text(&self, lua: &Lua) -> mlua::Result<mlua::String> {
         match self {
             NewProcess::Here(h) => lua.create_string(&*h.text),
-            NewProcess::There(pid) => lua.create_string(pid.to_string()),
+            NewProcess::There(pid) => lua.create_string(pid.text()),
         }
     }
 }
@@ -528,7 +532,7 @@ async fn exec_call(
     }
 }
 
-pub(super) const SPAWNS: [(&str, bool, bool); 4] = [
+const SPAWNS: [(&str, bool, bool); 4] = [
     ("spawn", false, false),
     ("spawn_monitored", false, true),
     ("spawn_linked", true, false),

@@ -7,7 +7,7 @@
 //! try is the only one that can act. mlua's callback and argument conversion were about
 //! a fifth of a spawn call's instructions.
 
-use super::process_api::{parsed_id, SpawnKind, SPAWNS};
+use super::process_api::{names_another_node, parsed_id, SpawnKind};
 use crate::lua::raw::{scalar_at, string_at};
 use crate::process::{ProcessHandle, SpawnOptions};
 use mlua::ffi;
@@ -19,18 +19,19 @@ use std::sync::Arc;
 ///
 /// # Safety
 /// Called by Lua with the arguments on the stack of `l`.
-unsafe fn try_spawn(l: *mut ffi::lua_State, kind: SpawnKind) -> Option<Arc<ProcessHandle>> {
+unsafe fn try_spawn(
+    l: *mut ffi::lua_State,
+    link: bool,
+    monitor: bool,
+) -> Option<Arc<ProcessHandle>> {
     let n = ffi::lua_gettop(l);
     let entry = string_at(l, 1)?;
     let host = match ffi::lua_type(l, 2) {
         ffi::LUA_TNONE | ffi::LUA_TNIL => None,
-        // `node:namespace:host` (a host of another node) is the general function's
-        ffi::LUA_TSTRING => Some(string_at(l, 2)?),
+        // a host of another node is the general function's
+        ffi::LUA_TSTRING => Some(string_at(l, 2).filter(|h| !names_another_node(h))?),
         _ => return None,
     };
-    if host.is_some_and(|h| h.iter().filter(|&&c| c == b':').count() > 1) {
-        return None;
-    }
     let mut args = Vec::with_capacity((n - 2).max(0) as usize);
     for i in 3..=n {
         args.push(scalar_at(l, i)?);
@@ -46,8 +47,8 @@ unsafe fn try_spawn(l: *mut ffi::lua_State, kind: SpawnKind) -> Option<Arc<Proce
         None => None,
     };
     let opts = SpawnOptions {
-        link_to: kind.link.then(|| ctx.pid().clone()),
-        monitor_by: kind.monitor.then(|| ctx.pid().clone()),
+        link_to: link.then(|| ctx.pid().clone()),
+        monitor_by: monitor.then(|| ctx.pid().clone()),
         ..SpawnOptions::default()
     };
     ctx.node
@@ -61,17 +62,16 @@ unsafe fn try_spawn(l: *mut ffi::lua_State, kind: SpawnKind) -> Option<Arc<Proce
         .ok()
 }
 
-/// The C function behind a `spawn*`: upvalue 1 the general function, upvalue 2 the
-/// index of its kind in [`SPAWNS`].
+/// Bits of upvalue 2 of [`spawn_fast`]: the new process is linked, monitored.
+const LINK: i64 = 1;
+const MONITOR: i64 = 2;
+
+/// The C function behind a `spawn*`: upvalue 1 the general function, upvalue 2 its kind
+/// ([`LINK`] and [`MONITOR`] bits).
 unsafe extern "C-unwind" fn spawn_fast(l: *mut ffi::lua_State) -> c_int {
-    let (name, link, monitor) =
-        SPAWNS[ffi::lua_tointegerx(l, ffi::lua_upvalueindex(2), std::ptr::null_mut()) as usize];
-    let kind = SpawnKind {
-        name,
-        link,
-        monitor,
-    };
-    let spawned = std::panic::catch_unwind(|| try_spawn(l, kind)).unwrap_or(None);
+    let bits = ffi::lua_tointegerx(l, ffi::lua_upvalueindex(2), std::ptr::null_mut());
+    let (link, monitor) = (bits & LINK != 0, bits & MONITOR != 0);
+    let spawned = std::panic::catch_unwind(|| try_spawn(l, link, monitor)).unwrap_or(None);
     if let Some(handle) = spawned {
         // no Rust value is alive across the push (it may raise a memory error): the
         // handle is held as a raw pointer, let go after it
@@ -95,13 +95,10 @@ pub(super) fn fast_spawn(
     general: mlua::Function,
     kind: SpawnKind,
 ) -> mlua::Result<mlua::Function> {
-    let index = SPAWNS
-        .iter()
-        .position(|(name, _, _)| *name == kind.name)
-        .ok_or_else(|| mlua::Error::runtime(format!("no spawn named {}", kind.name)))?;
+    let bits = if kind.link { LINK } else { 0 } | if kind.monitor { MONITOR } else { 0 };
     // SAFETY: pushes one C closure over the two values it is given.
     unsafe {
-        lua.exec_raw::<mlua::Function>((general, index as i64), |l| {
+        lua.exec_raw::<mlua::Function>((general, bits), |l| {
             ffi::lua_pushcclosure(l, spawn_fast, 2);
         })
     }

@@ -543,7 +543,7 @@ pub(crate) fn starter(
 /// Runs `starter` (see [`start`]) with `args`: a process's main coroutine, ready for its
 /// first resume, and its globals. One protected call, the arguments pushed straight from
 /// the values.
-pub(crate) fn start_process(
+pub(crate) fn process_coroutine(
     lua: &mlua::Lua,
     starter: &mlua::Function,
     args: &[Value],
