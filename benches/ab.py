@@ -10,12 +10,13 @@ import json, os, statistics, subprocess, sys
 
 CHILDREN = {"spawn": "spawn_us", "ring": "msgs_per_s", "roundtrip": "median",
             "restart": "median", "call1": "median", "call100-2": "calls_per_s",
-            "wspawn": "spawn_us"}
+            "wspawn": "spawn_us", "rtidle": "median",
+            "gcpause": "median"}
 # further figures a child reports, compared the same way
 EXTRA = {"spawn": ["bytes_per_process", "lua_heap_per_process"], "wspawn": ["bytes_per_process"]}
 old, new = sys.argv[1], sys.argv[2]
 pairs = int(sys.argv[3]) if len(sys.argv) > 3 else 5
-chosen = sys.argv[4].split(",") if len(sys.argv) > 4 else [c for c in CHILDREN if c != "wspawn"]
+chosen = sys.argv[4].split(",") if len(sys.argv) > 4 else [c for c in CHILDREN if c not in ("wspawn", "rtidle", "gcpause")]
 res = {k: {old: [], new: []} for c in chosen for k in [c] + [f"{c}.{e}" for e in EXTRA.get(c, [])]}
 for i in range(pairs):
     for c in chosen:

@@ -75,6 +75,32 @@ function M.roundtrip(batches, per, entry)
   return { median = samples[batches // 2], p10 = samples[batches // 10], p90 = samples[batches * 9 // 10] }
 end
 
+-- the round trip with n idle processes on this process's worker (spawned first, so the
+-- echo process and they share its Lua state)
+function M.roundtrip_idle(n, batches, per)
+  for _ = 1, n do assert(process.spawn("bench:idle", "bench:host")) end
+  return M.roundtrip(batches, per)
+end
+
+-- n idle processes on this process's worker, then forced minor collections of its Lua
+-- state timed one by one; returns microseconds per collection
+function M.gc_pause(n)
+  for _ = 1, n do assert(process.spawn("bench:idle", "bench:host")) end
+  time.sleep("100ms")
+  -- the idle coroutines become old and have waited through collections
+  for _ = 1, 6 do collectgarbage("step") end
+  local samples = {}
+  for i = 1, 101 do
+    local junk = {}
+    for j = 1, 200 do junk[j] = { j } end
+    local t0 = time.now()
+    collectgarbage("step")
+    samples[i] = time.now():sub(t0):seconds() * 1e6
+  end
+  table.sort(samples)
+  return { median = samples[51], p10 = samples[11], p90 = samples[91] }
+end
+
 -- a trivial function.lua
 function M.noop(x)
   return x

@@ -55,6 +55,8 @@ fn app() -> tempfile::TempDir {
         "ring",
         "echo",
         "roundtrip",
+        "roundtrip_idle",
+        "gc_pause",
         "call_latency",
         "call_loop",
         "sworker",
@@ -275,6 +277,20 @@ async fn child(which: &str) {
                 vec![Value::Int(2000), Value::Int(100)],
             ))
             .await
+        }
+        "rtidle" => {
+            // the round trip beside 20,000 idle processes on the same worker: what a
+            // collection costs where most processes wait
+            measured(exec(
+                &rt,
+                "roundtrip_idle",
+                vec![Value::Int(20_000), Value::Int(2000), Value::Int(100)],
+            ))
+            .await
+        }
+        "gcpause" => {
+            // a minor collection of a worker's Lua state with 20,000 idle processes on it
+            measured(exec(&rt, "gc_pause", vec![Value::Int(20_000)])).await
         }
         "wspawn" => {
             // 10,000 WASM echo processes, idle in receive

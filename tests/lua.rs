@@ -432,6 +432,134 @@ end }
     assert_eq!(v["theirs"]["list"], json!(["x", 2]));
 }
 
+/// What a waiting process holds only in its locals survives however many collections run
+/// while it waits. Lua's collector skips the stack of a suspended coroutine that nothing
+/// touched since two minor collections went over it (warden's patch of Lua, in
+/// vendor/mlua/WARDEN-PATCH.md); this checks the cases that must still be seen: values a
+/// process made since it last waited, and a value written into a suspended coroutine's
+/// locals by a closure (through an open upvalue, which has no write barrier).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn values_held_by_waiting_processes_survive_collections() {
+    // one worker: every process below shares one Lua state and its collector
+    let v = App::with_host(1, 1024)
+        .lua(
+            "holder",
+            r#"
+return { main = function(parent, tag)
+  local inbox, ok, prev = process.inbox(), true, nil
+  for round = 1, 6 do
+    process.send(parent, "ready")
+    inbox:receive()
+    if prev then
+      ok = ok and prev.round == round - 1 and prev.text == tag .. ":" .. (round - 1)
+      for i = 1, 10 do ok = ok and prev.list[i][1] == tag .. "." .. i end
+    end
+    prev = { round = round, text = tag .. ":" .. round, list = {} }
+    for i = 1, 10 do prev.list[i] = { tag .. "." .. i } end
+  end
+  process.send(parent, "checked", ok)
+end }
+"#,
+        )
+        .lua(
+            "main",
+            r#"
+return { main = function()
+  local n = 40
+  local inbox = process.inbox()
+  local function churn(rounds)
+    for _ = 1, rounds do
+      local junk = {}
+      for j = 1, 300 do junk[j] = { j, "junk" .. j, { j } } end
+      collectgarbage("step")
+    end
+  end
+  local function spawn_all(entry)
+    local pids = {}
+    for i = 1, n do pids[i] = assert(process.spawn(entry, "app:host", process.pid(), entry .. i)) end
+    return pids
+  end
+  local function count_true()
+    local good = 0
+    for _ = 1, n do
+      if inbox:receive():payload():data() == true then good = good + 1 end
+    end
+    return good
+  end
+  -- holders make new values between waits
+  local holders = spawn_all("app:holder")
+  for _ = 1, 6 do
+    for _ = 1, n do inbox:receive() end
+    churn(4)
+    for i = 1, n do process.send(holders[i], "go") end
+  end
+  local held = count_true()
+  -- suspended coroutines whose locals a closure changes (through an open upvalue)
+  local cos, setters = {}, {}
+  for i = 1, n do
+    cos[i] = coroutine.create(function()
+      local x = { "old" .. i }
+      setters[i] = function(v) x = v end
+      coroutine.yield()
+      return x[1] == "new" .. i and x[2][3] == 3
+    end)
+    coroutine.resume(cos[i])
+  end
+  churn(6)
+  for i = 1, n do setters[i]({ "new" .. i, { 1, 2, 3 } }) end
+  churn(6)
+  local swapped = 0
+  for i = 1, n do
+    local _, same = coroutine.resume(cos[i])
+    if same then swapped = swapped + 1 end
+  end
+  return { held = held, swapped = swapped }
+end }
+"#,
+        )
+        .value("main")
+        .await;
+    assert_eq!(v, json!({"held": 40, "swapped": 40}));
+}
+
+/// `process.inbox()` is the process's one inbox channel (Wippy's lua/core/process.md,
+/// "Inbox"): every call returns the same channel object (`rawequal`, not only `==`), from
+/// any of its coroutines, and a function call that asks for it becomes a process with an
+/// inbox of its own.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_inbox_is_one_channel_whoever_asks() {
+    let v = App::new()
+        .func(
+            "inbox_twice",
+            "return { main = function() return rawequal(process.inbox(), process.inbox()) end }",
+            None,
+        )
+        .lua(
+            "main",
+            r#"
+return { main = function()
+  local first = process.inbox()
+  local from_coroutine = channel.new(1)
+  coroutine.spawn(function() from_coroutine:send(process.inbox()) end)
+  process.send(process.pid(), "hello", 42)
+  local got = process.inbox():receive()
+  return {
+    same = rawequal(first, process.inbox()),
+    coroutine = rawequal(from_coroutine:receive(), first),
+    received = got:topic() .. "=" .. tostring(got:payload():data()),
+    call = require("funcs").call("app:inbox_twice"),
+  }
+end }
+"#,
+        )
+        .value("main")
+        .await;
+    assert_eq!(
+        v,
+        json!({"same": true, "coroutine": true, "received": "hello=42", "call": true})
+    );
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn receive_called_on_something_else_is_a_clear_error() {
     let v = lua_value(

@@ -633,6 +633,18 @@ static int traversethread (global_State *g, lua_State *th) {
     linkgclist(th, g->grayagain);  /* insert into 'grayagain' list */
   if (o == NULL)
     return 1;  /* stack not completely built yet */
+  /* warden: in a minor collection, an old suspended coroutine that nothing
+     touched since two minor collections traversed it (marking its stack and
+     clearing the slice above its top) holds only old objects, which a minor
+     collection does not free, and nil above its top: going over it again
+     would change nothing. Only the API and resuming change a suspended
+     coroutine's stack, and both go through 'lua_lock', which resets the
+     count ('lua_xmove' resets it for the source too); a closure can also
+     write to it through an open upvalue, without a barrier (open upvalues
+     stay gray), so a coroutine with open upvalues is always traversed. */
+  if (g->gckind == KGC_GEN && th->status == LUA_YIELD && th->gcclean >= 2 &&
+      th->openupval == NULL && isold(th))
+    return 1;
   lua_assert(g->gcstate == GCSatomic ||
              th->openupval == NULL || isintwups(th));
   for (; o < th->top.p; o++)  /* mark live elements in the stack */
@@ -1182,7 +1194,10 @@ static GCObject **correctgraylist (GCObject **p) {
       goto remain;  /* keep it in the list and go to next element */
     }
     else if (curr->tt == LUA_VTHREAD) {
+      lua_State *th = gco2th(curr);
       lua_assert(isgray(curr));
+      if (th->gcclean < 2)  /* warden: one more collection went over it */
+        th->gcclean++;
       goto remain;  /* keep non-white threads on the list */
     }
     else {  /* everything else is removed */

@@ -261,7 +261,9 @@ typedef l_uint32 Instruction;
 ** ('lua_lock') and leaves the core ('lua_unlock')
 */
 #if !defined(lua_lock)
-#define lua_lock(L)	((void) 0)
+/* warden: every entry into the core through a thread may change its stack,
+   so it marks the thread as not clean for the collector ('traversethread') */
+#define lua_lock(L)	((L)->gcclean = 0)
 #define lua_unlock(L)	((void) 0)
 #endif
 

@@ -261,6 +261,7 @@ static void preinit_thread (lua_State *L, global_State *g) {
   resethookcount(L);
   L->openupval = NULL;
   L->status = LUA_OK;
+  L->gcclean = 0;
   L->errfunc = 0;
   L->oldpc = 0;
 }

@@ -311,6 +311,9 @@ struct lua_State {
   lu_byte status;
   lu_byte allowhook;
   unsigned short nci;  /* number of items in 'ci' list */
+  /* warden: minor collections that traversed this thread since the API last
+     touched it, up to 2 (reset by 'lua_lock'; see 'traversethread') */
+  lu_byte gcclean;
   StkIdRel top;  /* first free slot in the stack */
   global_State *l_G;
   CallInfo *ci;  /* call info for current function */
