@@ -171,6 +171,54 @@ end }
     assert_eq!(v["ns"], 4);
 }
 
+/// A spawn after a change of the registry runs the entry as it is now, from the same
+/// process as before (Wippy's system/registry.md: a change applies to what starts after
+/// it): the new code, and "not found" once the entry is deleted. warden's spawn keeps the
+/// entry it last found per worker; a new registry version must not see it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_spawn_after_a_change_runs_the_entry_as_it_is_now() {
+    let v = App::new()
+        .lua(
+            "child",
+            "return { main = function(parent) process.send(parent, 'v', 1) end }",
+        )
+        .lua(
+            "main",
+            r#"
+local registry = require("registry")
+return { main = function()
+  local inbox = process.inbox()
+  local function version_of_a_spawn()
+    local pid, err = process.spawn("app:child", "app:host", process.pid())
+    if not pid then return tostring(err) end
+    return inbox:receive():payload():data()
+  end
+  local first, again = version_of_a_spawn(), version_of_a_spawn()
+  local up = registry.changes()
+  up:update({ id = "app:child", kind = "process.lua",
+              data = { source = "return { main = function(parent) process.send(parent, 'v', 2) end }",
+                       method = "main" } })
+  assert(up:apply())
+  local changed = version_of_a_spawn()
+  local del = registry.changes()
+  del:delete("app:child")
+  assert(del:apply())
+  return { first, again, changed, version_of_a_spawn() }
+end }
+"#,
+        )
+        .value("main")
+        .await;
+    assert_eq!(v[0], 1, "{v}");
+    assert_eq!(v[1], 1, "{v}");
+    assert_eq!(v[2], 2, "{v}");
+    let gone = v[3].as_str().unwrap_or_default();
+    assert!(
+        gone.contains("app:child") && gone.contains("not found"),
+        "{v}"
+    );
+}
+
 /// A changeset with a broken entry is refused whole, with the errors a load gives, and
 /// nothing of it is applied: a Lua syntax error, an import of an entry that is gone, a
 /// service of a missing process, an update of a missing entry.

@@ -137,11 +137,24 @@ impl Node {
         args: Vec<Value>,
         opts: SpawnOptions,
     ) -> Result<Arc<ProcessHandle>, ProcessError> {
-        let registry = self.registry();
-        let entry = registry
+        let entry = self
+            .registry_now()
             .get(entry_id)
             .ok_or_else(|| ProcessError::NotFound(format!("entry {entry_id} not found")))?
             .clone();
+        self.spawn_entry(id, entry, host_id, args, opts)
+    }
+
+    /// [`Node::spawn_handle`] of an entry already looked up (in the current registry).
+    pub(crate) fn spawn_entry(
+        self: &Arc<Self>,
+        id: Option<u64>,
+        entry: Arc<Entry>,
+        host_id: &Id,
+        args: Vec<Value>,
+        opts: SpawnOptions,
+    ) -> Result<Arc<ProcessHandle>, ProcessError> {
+        let entry_id = &entry.id;
         let kind = self.kinds.get(entry.kind.as_str()).ok_or_else(|| {
             ProcessError::Invalid(format!(
                 "entry {entry_id} is a {}, not a process entry",
@@ -150,7 +163,7 @@ impl Node {
         })?;
         let host = self
             .host(host_id)
-            .ok_or_else(|| match registry.get(host_id) {
+            .ok_or_else(|| match self.registry_now().get(host_id) {
                 Some(e) if !e.spec.is_host() => ProcessError::Invalid(format!(
                     "entry {host_id} is a {}, not a process.host",
                     e.kind

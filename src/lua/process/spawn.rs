@@ -9,8 +9,10 @@
 
 use super::process_api::{names_another_node, parsed_id, SpawnKind};
 use crate::lua::raw::{scalar_at, string_at};
-use crate::process::{ProcessHandle, SpawnOptions};
+use crate::process::{Node, ProcessHandle, SpawnOptions};
+use crate::registry::{Entry, Registry};
 use mlua::ffi;
+use std::cell::RefCell;
 use std::os::raw::{c_char, c_int};
 use std::sync::Arc;
 
@@ -41,7 +43,7 @@ unsafe fn try_spawn(
     if crate::lua::security::checked(&ctx.node, ctx.call_context.get().map(|c| &**c)) {
         return None;
     }
-    let id = parsed_id(entry).ok()?;
+    let entry = entry_of(&ctx.node, entry)?;
     let host = match host {
         Some(h) => Some(parsed_id(h).ok()?),
         None => None,
@@ -52,14 +54,57 @@ unsafe fn try_spawn(
         ..SpawnOptions::default()
     };
     ctx.node
-        .spawn_handle(
+        .spawn_entry(
             None,
-            &id,
+            entry,
             host.as_deref().unwrap_or(&ctx.me.host.id),
             args,
             opts,
         )
         .ok()
+}
+
+/// The entry a worker's last fast spawn named. A spawner mostly spawns one entry again and
+/// again; the registry's lookup by id compares ids along a tree path (about 580
+/// instructions a spawn).
+struct LastEntry {
+    /// The registry snapshot it was found in (held, so that its address names no other
+    /// snapshot: any change of the registry makes a new one; an old snapshot stays alive
+    /// until this worker's next fast spawn in a newer one).
+    registry: Arc<Registry>,
+    /// The id's text as the spawn gave it.
+    text: Box<[u8]>,
+    /// The entry that text named in that snapshot.
+    entry: Arc<Entry>,
+}
+
+thread_local! {
+    static LAST_ENTRY: RefCell<Option<LastEntry>> = const { RefCell::new(None) };
+}
+
+/// The entry `text` names in `node`'s current registry (None: not found or not an id,
+/// which the general function reports).
+fn entry_of(node: &Arc<Node>, text: &[u8]) -> Option<Arc<Entry>> {
+    let registry = node.registry_now();
+    let kept = LAST_ENTRY.with(|c| {
+        c.borrow()
+            .as_ref()
+            .filter(|l| Arc::ptr_eq(&l.registry, &registry) && *l.text == *text)
+            .map(|l| l.entry.clone())
+    });
+    if kept.is_some() {
+        return kept;
+    }
+    let id = parsed_id(text).ok()?;
+    let entry = registry.get(&id)?.clone();
+    LAST_ENTRY.with(|c| {
+        *c.borrow_mut() = Some(LastEntry {
+            registry: Arc::clone(&registry),
+            text: text.into(),
+            entry: entry.clone(),
+        });
+    });
+    Some(entry)
 }
 
 /// Bits of upvalue 2 of [`spawn_fast`]: the new process is linked, monitored.
