@@ -522,10 +522,11 @@ end }
     assert_eq!(v, json!({"held": 40, "swapped": 40}));
 }
 
-/// `process.inbox()` is the process's one inbox channel (Wippy's lua/core/process.md,
-/// "Inbox"): every call returns the same channel object (`rawequal`, not only `==`), from
-/// any of its coroutines, and a function call that asks for it becomes a process with an
-/// inbox of its own.
+/// `process.inbox()` is the channel of the process's inbox (Wippy's lua/core/process.md,
+/// "Inbox and Events"): messages sent to the process come out of it. That every call
+/// returns the same object (`rawequal`, not only `==`), from any of its coroutines, is
+/// warden's choice (the page does not say); a function call that asks for it becomes a
+/// process with an inbox of its own.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_inbox_is_one_channel_whoever_asks() {
     let v = App::new()

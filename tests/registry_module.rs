@@ -171,10 +171,13 @@ end }
     assert_eq!(v["ns"], 4);
 }
 
-/// A spawn after a change of the registry runs the entry as it is now, from the same
-/// process as before (Wippy's system/registry.md: a change applies to what starts after
-/// it): the new code, and "not found" once the entry is deleted. warden's spawn keeps the
-/// entry it last found per worker; a new registry version must not see it.
+/// A spawn after a change of the registry runs the entry as the registry now holds it,
+/// from the same process as before: the new code, and "not found" once the entry is
+/// deleted. Wippy's pages have a running process keep its code until it upgrades
+/// (concepts/process-model.md, "Process Upgrading"; lua/core/process.md, `OUTDATED`) and
+/// changesets change the registry (lua/core/registry.md); that a new spawn reads the
+/// registry as it is, they take for granted. warden's spawn keeps the entry it last found
+/// per worker; a new registry version must not see it.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_spawn_after_a_change_runs_the_entry_as_it_is_now() {
     let v = App::new()

@@ -328,19 +328,19 @@ impl ProcCtx {
             }
             // a process mostly hears from the same few senders: keep the last one's text
             let mut last = self.last_from.borrow_mut();
-            match last.as_deref_mut() {
-                Some((lp, text)) if *lp == p => text.clone(),
-                Some(kept) => {
-                    let text: Rc<str> = p.text().into();
-                    *kept = (p, text.clone());
-                    text
-                }
-                None => {
-                    let text: Rc<str> = p.text().into();
-                    *last = Some(Box::new((p, text.clone())));
-                    text
+            if let Some((lp, text)) = last.as_deref() {
+                if *lp == p {
+                    return text.clone();
                 }
             }
+            let text: Rc<str> = p.text().into();
+            let kept = (p, text.clone());
+            match last.as_deref_mut() {
+                // a new sender takes the old one's box
+                Some(slot) => *slot = kept,
+                None => *last = Some(Box::new(kept)),
+            }
+            text
         });
         channel::Item::Message(channel::LazyMessage {
             topic: m.topic,
