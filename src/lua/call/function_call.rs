@@ -95,6 +95,7 @@ impl CallCtx {
             self.env.clone(),
             Some(self.context.clone()),
             None,
+            &crate::lua::Limits::of(self.entry()),
         ));
         // calls it started that still wait now belong to the process
         ctx.pending.adopt(&self.pending);

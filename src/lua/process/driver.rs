@@ -422,6 +422,7 @@ pub(in crate::lua) fn start_process(
         env,
         context,
         start,
+        &factory.limits,
     ));
     Ok(Driver {
         ctx,

@@ -139,8 +139,8 @@ pub(crate) struct ProcCtx {
 
 impl ProcCtx {
     /// The context of a process (or of a function call that became one) running `entry`
-    /// in `env`: its call context is `context`, with itself as the actor if that names
-    /// none.
+    /// (whose limits are `limits`) in `env`: its call context is `context`, with itself as
+    /// the actor if that names none.
     #[allow(clippy::too_many_arguments)]
     pub(in crate::lua) fn new(
         node: Arc<Node>,
@@ -151,6 +151,7 @@ impl ProcCtx {
         env: Table,
         context: Option<Arc<crate::functions::CallContext>>,
         start: Option<crate::process::StartNotice>,
+        limits: &crate::lua::Limits,
     ) -> ProcCtx {
         // a context given at spawn, with this process as the actor if it names none
         let call_context = match context {
@@ -170,7 +171,7 @@ impl ProcCtx {
             node,
             services,
             me,
-            entry: RefCell::new(entry.clone()),
+            entry: RefCell::new(entry),
             lua,
             env: RefCell::new(env),
             upgrade: RefCell::new(None),
@@ -186,7 +187,7 @@ impl ProcCtx {
             subscribed: Cell::new(false),
             trap_links: Cell::new(false),
             spawned: RefCell::new(Vec::new()),
-            run: RunState::for_entry(&entry),
+            run: RunState::with(limits),
             last_from: RefCell::new(None),
             last_dest: RefCell::new(None),
             call_context,

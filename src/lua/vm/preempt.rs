@@ -29,12 +29,6 @@ pub(crate) struct RunState {
 }
 
 impl RunState {
-    /// The limits of `entry`: `max_execution_ms`, and `max_memory` (never above the
-    /// worker-wide watermark).
-    pub(crate) fn for_entry(entry: &Entry) -> RunState {
-        RunState::with(&Limits::of(entry))
-    }
-
     /// A fresh state with `limits`.
     pub(crate) fn with(limits: &Limits) -> RunState {
         RunState {
@@ -69,7 +63,9 @@ impl RunState {
     }
 }
 
-/// The limits of a Lua entry, read from its `limits:` once (function pools keep them).
+/// The limits of a Lua entry, read from its `limits:` once (function pools and an entry's
+/// compiled chunk in each worker keep them).
+#[derive(Clone, Copy)]
 pub(crate) struct Limits {
     /// `max_execution_ms`.
     pub max_execution: Option<std::time::Duration>,

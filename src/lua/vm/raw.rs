@@ -465,10 +465,12 @@ unsafe fn push_env(l: *mut ffi::lua_State, mt: c_int, resolve: c_int) {
     let env = ffi::lua_gettop(l);
     ffi::lua_pushvalue(l, mt);
     ffi::lua_setmetatable(l, env);
-    ffi::lua_pushlstring(l, c"_G".as_ptr(), 2);
+    // lua_pushstring finds a static name in Lua's cache of C strings by its address,
+    // without hashing it again
+    ffi::lua_pushstring(l, c"_G".as_ptr());
     ffi::lua_pushvalue(l, env);
     ffi::lua_rawset(l, env);
-    ffi::lua_pushlstring(l, c"require".as_ptr(), 7);
+    ffi::lua_pushstring(l, c"require".as_ptr());
     ffi::lua_pushvalue(l, resolve);
     ffi::lua_pushnil(l);
     ffi::lua_pushcclosure(l, require, 2);

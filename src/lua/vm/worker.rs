@@ -68,6 +68,8 @@ pub(in crate::lua) struct Factory {
     pub(in crate::lua) method: mlua::String,
     /// Makes a process of the entry: its globals and its main coroutine (`raw::start`).
     pub(in crate::lua) starter: Function,
+    /// The entry's `limits:`, read once (each of its processes starts with them).
+    pub(in crate::lua) limits: crate::lua::Limits,
 }
 
 /// The Lua heap of this thread's worker state, if this thread has one (bytes).
@@ -246,6 +248,7 @@ impl LuaWorker {
             id,
             method,
             starter,
+            limits: crate::lua::Limits::of(entry),
         };
         self.factories
             .borrow_mut()
