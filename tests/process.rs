@@ -611,6 +611,71 @@ end }
     assert_eq!(v, json!([1, "two", {"three": 3}]));
 }
 
+/// A received message is an object, as Wippy's `process.Message` is a userdata
+/// (en/lua/core/process.md, "Message Objects"; the runtime's
+/// runtime/lua/modules/process/message.go): `msg:topic()`, `msg:from()`,
+/// `msg:payload():data()` for any number of payload values (70 here: more than a message
+/// keeps as user values of their own), and its functions refuse what is not a message.
+/// Sending a message's payload on sends its data (warden's choice where the pages are
+/// silent: a payload copies as its data, and the message is its own payload).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_message_is_an_object_whose_payload_sends_on_as_its_data() {
+    let v = lua_value(
+        r##"
+return { main = function()
+  local me, inbox = process.pid(), process.inbox()
+  local many = {}
+  for i = 1, 70 do many[i] = i * 10 end
+  many[35] = nil
+  assert(process.send(me, "many", table.unpack(many, 1, 70)))
+  local m = inbox:receive()
+  local got = table.pack(m:payload():data())
+  local sum = 0
+  for i = 1, got.n do sum = sum + (got[i] or 0) end
+  assert(process.send(me, "none"))
+  local none = inbox:receive()
+  assert(process.send(me, "one", { k = "v" }))
+  local one = inbox:receive()
+  -- forwarded: one value as itself, several as an array of them
+  assert(process.send(me, "fwd1", one:payload()))
+  local fwd1 = inbox:receive():payload():data()
+  assert(process.send(me, "three", 1, "b", true))
+  local three = inbox:receive()
+  assert(process.send(me, "fwd3", three:payload()))
+  local fwd3 = inbox:receive():payload():data()
+  local bad_ok, bad = pcall(m.topic, { "not", "a", "message" })
+  return {
+    type = type(m), name = tostring(m):match("^[^:]+"),
+    topic = m:topic(), from_me = m:from() == me,
+    count = got.n, sum = sum, hole = got[35] == nil,
+    none_count = select("#", none:payload():data()), none_topic = none:topic(),
+    one = one:payload():data(), fwd1 = fwd1, fwd3 = fwd3,
+    bad_ok = bad_ok, bad = tostring(bad),
+  }
+end }
+"##,
+    )
+    .await;
+    assert_eq!(v["type"], "userdata");
+    assert_eq!(v["name"], "process.Message");
+    assert_eq!(v["topic"], "many");
+    assert_eq!(v["from_me"], true);
+    assert_eq!(v["count"], 70);
+    assert_eq!(v["sum"], (1..=70).sum::<i64>() * 10 - 350);
+    assert_eq!(v["hole"], true);
+    assert_eq!(v["none_count"], 0);
+    assert_eq!(v["none_topic"], "none");
+    assert_eq!(v["one"], json!({"k": "v"}));
+    assert_eq!(v["fwd1"], json!({"k": "v"}));
+    assert_eq!(v["fwd3"], json!([1, "b", true]));
+    assert_eq!(v["bad_ok"], false);
+    assert!(
+        v["bad"].as_str().unwrap().contains("topic: not a message"),
+        "{}",
+        v["bad"]
+    );
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn scalar_payloads_keep_types_holes_and_bytes() {
     let v = lua_value(
@@ -690,9 +755,9 @@ end }
         )
         .lua(
             "main",
-            r#"
+            r##"
 local function show(m)
-  local n = m[3]
+  local n = select("#", m:payload():data())
   return { topic = m:topic(), from_sender = m:from() == SENDER, n = n, data = { m:payload():data() } }
 end
 return { main = function()
@@ -709,7 +774,7 @@ return { main = function()
   out[5] = show(pings:receive())
   return out
 end }
-"#,
+"##,
         )
         .value("main")
         .await;

@@ -40,7 +40,7 @@ pub use call::{call_process, funcs, function_call};
 pub use modules::{env, events, io, json, pg, security, system, test, time};
 use modules::{logger, random, supervisor, types};
 pub use process::{channel, payload};
-use process::{driver, proc_ctx, process_api, send};
+use process::{driver, message, proc_ctx, process_api, send};
 use vm::{preempt, raw, tasks, watchdog, worker};
 
 pub use tasks::alive as timer_tasks;

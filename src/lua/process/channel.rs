@@ -64,7 +64,7 @@ impl Item {
     pub fn into_lua(self, lua: &Lua) -> mlua::Result<mlua::Value> {
         match self {
             Item::Lua(v) => Ok(v),
-            Item::Message(m) => crate::lua::raw::message_table(
+            Item::Message(m) => super::message::message_value(
                 lua,
                 &crate::lua::worker()?.message_mt,
                 &m.topic,
@@ -526,10 +526,10 @@ unsafe fn receive_step(l: *mut ffi::lua_State) -> c_int {
             let m = std::mem::ManuallyDrop::new(m);
             // the channel (index 1) keeps its last sender's text
             let from = match &m.from {
-                None => crate::lua::raw::Sender::None,
-                Some(f) => crate::lua::raw::Sender::Kept { ud: 1, text: f },
+                None => super::message::Sender::None,
+                Some(f) => super::message::Sender::Kept { ud: 1, text: f },
             };
-            crate::lua::raw::push_message(l, ffi::lua_upvalueindex(1), &m.topic, from, &m.payload);
+            super::message::push_message(l, ffi::lua_upvalueindex(1), &m.topic, from, &m.payload);
             drop(std::mem::ManuallyDrop::into_inner(m));
             ffi::lua_pushboolean(l, 1);
             2
@@ -562,7 +562,7 @@ unsafe fn receive_step(l: *mut ffi::lua_State) -> c_int {
 const RECEIVE_KEY: &str = "warden.channel.receive";
 
 /// Builds `ch:receive()` ([`receive_raw`], over a Lua loop around [`try_receive`] for the
-/// general case) and keeps it for the channel metatable; `message_mt` is the metatable of message tables. Called once
+/// general case) and keeps it for the channel metatable; `message_mt` is the metatable of messages. Called once
 /// per Lua state, before its first channel.
 pub(crate) fn install_receive(lua: &Lua, message_mt: &mlua::Table) -> mlua::Result<()> {
     let coroutine: mlua::Table = lua.globals().get("coroutine")?;

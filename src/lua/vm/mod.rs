@@ -1,6 +1,6 @@
 //! The Lua VM of a worker thread: its state and sandbox (`worker.rs`, `sandbox.lua`),
 //! preemption (`preempt.rs`: the hook and the limits; `watchdog.rs`: the timer that arms
-//! it), the raw C calls on values and message tables (`raw.rs`), and the timer tasks of a
+//! it), the raw C calls on values (`raw.rs`), and the timer tasks of a
 //! process or call (`tasks.rs`).
 
 pub(super) mod preempt;

@@ -1,12 +1,9 @@
-//! The Lua C API where mlua's safe wrappers cost too much: building the table of every
-//! message a Lua process receives and `msg:payload():data()`, copying plain values off the
-//! stack and pushing them back (`funcs.call`, the fast `process.send` in `send.rs`).
-//!
-//! Building `{topic, from, n, payload...}` through mlua's safe API costs a registry
-//! reference, a stack guard and a type check per field (about 5,000 instructions a message,
-//! a quarter of a message hop, by callgrind); here the whole table is built with the C API,
-//! right on the stack of the `ch:receive()` that takes the message (`channel.rs`), or in
-//! one protected call (`Lua::exec_raw`) elsewhere. The preemption watchdog is in
+//! The Lua C API where mlua's safe wrappers cost too much: copying plain values off the
+//! stack and pushing them back (message payloads, `funcs.call`, the fast `process.send` in
+//! `send.rs`; the message objects themselves are built in `process/message.rs`). Through
+//! mlua's safe API every value pushed costs a registry reference, a stack guard and a type
+//! check; here values go straight onto the stack of the C function that needs them, or
+//! through one protected call (`Lua::exec_raw`) elsewhere. The preemption watchdog is in
 //! `watchdog.rs`.
 //!
 //! Also here, where a Lua frame would cost memory: the body of every process coroutine
@@ -70,91 +67,6 @@ pub(crate) unsafe extern "C-unwind" fn all_results(
     ffi::lua_gettop(l)
 }
 
-/// Pushes the table of one message, `{topic, from, n, payload...}`, with the table at
-/// `mt` (the shared message metatable, an absolute or pseudo index) as its metatable.
-/// `from` is the sender's pid text, if any.
-///
-/// # Safety
-/// As [`push_value`]: a Lua error raised here unwinds through this frame, so the caller
-/// must hold nothing with a destructor (only borrows) across the call.
-pub(crate) unsafe fn push_message(
-    l: *mut ffi::lua_State,
-    mt: c_int,
-    topic: &str,
-    from: Sender<'_>,
-    payload: &[Value],
-) {
-    if ffi::lua_checkstack(l, 4) == 0 {
-        ffi::luaL_error(l, c"stack overflow building a message".as_ptr());
-    }
-    ffi::lua_createtable(l, len_hint(payload.len() + 3), 0);
-    ffi::lua_pushlstring(l, topic.as_ptr() as *const c_char, topic.len());
-    ffi::lua_rawseti(l, -2, 1);
-    match from {
-        Sender::None => {}
-        Sender::Text(f) => {
-            ffi::lua_pushlstring(l, f.as_ptr() as *const c_char, f.len());
-            ffi::lua_rawseti(l, -2, 2);
-        }
-        Sender::Kept { ud, text } => {
-            // the kept string, if it is this sender's (compared by content: pids are
-            // never reused, and a string is immutable)
-            let same = ffi::lua_getiuservalue(l, ud, 1) == ffi::LUA_TSTRING
-                && string_at(l, -1) == Some(text.as_bytes());
-            if !same {
-                ffi::lua_pop(l, 1);
-                ffi::lua_pushlstring(l, text.as_ptr() as *const c_char, text.len());
-                ffi::lua_pushvalue(l, -1);
-                ffi::lua_setiuservalue(l, ud, 1);
-            }
-            ffi::lua_rawseti(l, -2, 2);
-        }
-    }
-    ffi::lua_pushinteger(l, payload.len() as ffi::lua_Integer);
-    ffi::lua_rawseti(l, -2, 3);
-    for (i, v) in payload.iter().enumerate() {
-        push_value(l, v);
-        ffi::lua_rawseti(l, -2, i as ffi::lua_Integer + 4);
-    }
-    ffi::lua_pushvalue(l, mt);
-    ffi::lua_setmetatable(l, -2);
-}
-
-/// The sender of a message as [`push_message`] gets it.
-#[derive(Clone, Copy)]
-pub(crate) enum Sender<'a> {
-    /// None (a message from outside any process).
-    None,
-    /// The sender's pid text.
-    Text(&'a str),
-    /// The sender's pid text, kept as a Lua string in user value 1 of the userdata at
-    /// absolute index `ud` (a channel: a process hears from the same sender again and
-    /// again, and reusing the kept string saves hashing and interning the text per
-    /// message); a different sender's text is pushed and kept in its place.
-    Kept { ud: c_int, text: &'a str },
-}
-
-/// The Lua table of one message (see [`push_message`]), built in one protected call, for
-/// code outside a Lua call (`channel.select`, the general receive).
-pub(crate) fn message_table(
-    lua: &mlua::Lua,
-    mt: &mlua::Table,
-    topic: &str,
-    from: Option<&str>,
-    payload: &[Value],
-) -> mlua::Result<mlua::Value> {
-    // SAFETY: the closure only uses the Lua C API on the stack it is given, with values it
-    // borrows; exec_raw runs it protected and checks the stack it leaves.
-    unsafe {
-        lua.exec_raw::<mlua::Value>(mt, |l| {
-            // the stack holds mt at 1
-            let from = from.map_or(Sender::None, Sender::Text);
-            push_message(l, 1, topic, from, payload);
-            ffi::lua_remove(l, 1);
-        })
-    }
-}
-
 /// The bytes of the string at `idx`, if it is a string (numbers are not converted).
 ///
 /// # Safety
@@ -187,32 +99,6 @@ pub(in crate::lua) unsafe fn scalar_at(l: *mut ffi::lua_State, idx: c_int) -> Op
         ffi::LUA_TSTRING => Value::Str(string_at(l, idx)?.to_vec()),
         _ => return None,
     })
-}
-
-/// `msg:payload():data()`, a C function: the payload values of a message table
-/// (`{topic, from, n, payload...}`), `n` of them from index 4.
-unsafe extern "C-unwind" fn message_data(l: *mut ffi::lua_State) -> c_int {
-    ffi::luaL_checktype(l, 1, ffi::LUA_TTABLE);
-    ffi::lua_rawgeti(l, 1, 3);
-    let mut is_int = 0;
-    let n = ffi::lua_tointegerx(l, -1, &mut is_int);
-    ffi::lua_pop(l, 1);
-    if is_int == 0 || !(0..=i32::MAX as ffi::lua_Integer).contains(&n) {
-        ffi::luaL_error(l, c"data: not a message payload".as_ptr());
-    }
-    if ffi::lua_checkstack(l, n as c_int) == 0 {
-        ffi::luaL_error(l, c"data: too many payload values".as_ptr());
-    }
-    for i in 0..n {
-        ffi::lua_rawgeti(l, 1, i + 4);
-    }
-    n as c_int
-}
-
-/// The function behind `data` in the message metatable (see [`message_data`]).
-pub(crate) fn message_data_function(lua: &mlua::Lua) -> mlua::Result<mlua::Function> {
-    // SAFETY: creates a C function.
-    unsafe { lua.create_c_function(message_data) }
 }
 
 /// The value at `idx` copied into a [`Value`], as `value::from_lua` copies it (tables with

@@ -160,21 +160,25 @@ local env_mt = { __index = base, __metatable = false }
 -- A message is one plain table (no finalizer, cheap for the collector): { topic, from, n,
 -- payload values... }, with read-only methods shared by all. Its payload is the message
 -- itself seen through `data()` (a C function), so a message costs one table.
-local message_mt = {
-  __index = {
-    topic = function(m) return m[1] end,
-    from = function(m) return m[2] end,
-    payload = function(m) return m end,
-    data = rust.message_data,
-    -- the payload's side (en/lua/data/payload.md): a message's data is a Lua value
-    unmarshal = rust.message_data,
-    get_format = function() return "lua/any" end,
-    transcode = function(m, format)
-      return rust.payload.new(rust.message_data(m)):transcode(format)
-    end,
-  },
-  __metatable = false,
+-- The metatable of messages (userdata made in process/message.rs, Wippy's process.Message):
+-- topic, sender and payload values are its user values, read by C functions over it.
+local message_mt = rust.message_mt
+message_mt.__index = {
+  topic = rust.message_topic,
+  from = rust.message_from,
+  -- a message is its own payload (en/lua/core/process.md: msg:payload():data())
+  payload = function(m) return m end,
+  data = rust.message_data,
+  -- the payload's side (en/lua/data/payload.md): a message's data is a Lua value
+  unmarshal = rust.message_data,
+  get_format = function() return "lua/any" end,
+  transcode = function(m, format)
+    return rust.payload.new(rust.message_data(m)):transcode(format)
+  end,
 }
+message_mt.__copy = rust.message_copy
+message_mt.__name = "process.Message"
+message_mt.__metatable = false
 
 -- A function instance runs under `describe` as the message handler: an error value that
 -- is not a string (a table, a number, nil) is described in words before it leaves Lua,
@@ -208,5 +212,4 @@ end
 return {
   env_mt = env_mt, instantiate = instantiate, freeze = freeze_deep,
   method_of = method_of,
-  message_mt = message_mt,
 }

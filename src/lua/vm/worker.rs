@@ -124,7 +124,7 @@ impl LuaWorker {
         let describe = lua.create_function(errors::describe)?;
         rust.set("errors", errors::module(&lua)?)?;
         rust.set("payload", payload::module(&lua)?)?;
-        rust.set("message_data", raw::message_data_function(&lua)?)?;
+        let message_mt = crate::lua::message::install(&lua, &rust)?;
         let (math_random, math_randomseed) = random::functions(&lua)?;
         rust.set("math_random", math_random)?;
         rust.set("math_randomseed", math_randomseed)?;
@@ -153,7 +153,6 @@ impl LuaWorker {
         for name in ["dofile", "loadfile", "load"] {
             lua.globals().raw_set(name, mlua::Value::Nil)?;
         }
-        let message_mt: Table = setup.get("message_mt")?;
         channel::install_receive(&lua, &message_mt)?;
         let freeze: Function = setup.get("freeze")?;
         let mut modules = HashMap::new();

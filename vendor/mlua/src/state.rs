@@ -2186,6 +2186,17 @@ impl Lua {
         (*ud).try_borrow_scoped(|t| t as *const T).ok()
     }
 
+    /// warden patch: userdata whose metatable is `mt` (userdata made with the C API, not by
+    /// mlua) is known to mlua as userdata of no Rust type: `AnyUserData::metatable` reads
+    /// its metatable, borrowing it as any Rust type fails with a type mismatch.
+    #[doc(hidden)]
+    pub fn register_foreign_userdata_metatable(&self, mt: &Table) {
+        let lua = self.lock();
+        // SAFETY: records the table's address, which stays valid while the table is alive
+        // (the caller keeps it for the life of the state)
+        unsafe { lua.register_userdata_metatable(mt.to_pointer(), None) }
+    }
+
     /// Returns an internal `Poll::Pending` constant used for executing async callbacks.
     ///
     /// Every time when [`Future`] is Pending, Lua corotine is suspended with this constant.
