@@ -562,8 +562,8 @@ unsafe fn receive_step(l: *mut ffi::lua_State) -> c_int {
 const RECEIVE_KEY: &str = "warden.channel.receive";
 
 /// Builds `ch:receive()` ([`receive_raw`], over a Lua loop around [`try_receive`] for the
-/// general case) and keeps it for the channel metatable; `message_mt` is the metatable of messages. Called once
-/// per Lua state, before its first channel.
+/// general case) and keeps it for the channel metatable; `message_mt` is the metatable of
+/// messages. Called once per Lua state, before its first channel.
 pub(crate) fn install_receive(lua: &Lua, message_mt: &mlua::Table) -> mlua::Result<()> {
     let coroutine: mlua::Table = lua.globals().get("coroutine")?;
     let general: mlua::Function = lua

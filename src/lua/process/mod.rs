@@ -1,7 +1,7 @@
 //! A Lua process: its state (`proc_ctx.rs`), the task that drives it (`driver.rs`), its
-//! channels (`channel.rs`) and the messages they deliver (`message.rs`), the `process` module with the general send
-//! (`process_api.rs`) beside the fast one (`send.rs`), and message payloads
-//! (`payload.rs`).
+//! channels (`channel.rs`) and the messages they deliver (`message.rs`), the `process`
+//! module with the general send (`process_api.rs`) beside the fast one (`send.rs`), and
+//! message payloads (`payload.rs`).
 
 pub mod channel;
 pub(super) mod driver;
