@@ -468,12 +468,7 @@ unsafe fn raw_take(l: *mut ffi::lua_State) -> Raw {
 /// As [`raw_take`]; `lua` is the Lua state `l` belongs to.
 unsafe fn raw_take_in(lua: &Lua, l: *mut ffi::lua_State) -> Raw {
     // a channel has the channel metatable (upvalue 3); anything else goes the general way
-    if ffi::lua_getmetatable(l, 1) == 0 {
-        return Raw::General;
-    }
-    let is_channel = ffi::lua_rawequal(l, -1, ffi::lua_upvalueindex(3)) != 0;
-    ffi::lua_pop(l, 1);
-    if !is_channel {
+    if !crate::lua::raw::has_metatable(l, 1, ffi::lua_upvalueindex(3)) {
         return Raw::General;
     }
     let Some(ch) = Lua::userdata_ptr_unchecked::<LuaChannel>(l, 1) else {

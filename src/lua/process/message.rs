@@ -18,17 +18,9 @@ use crate::value::Value;
 use mlua::{ffi, Lua, Table};
 use std::os::raw::{c_char, c_int};
 
-/// The most payload values a message keeps as user values of their own.
-pub(crate) const INLINE_MAX: usize = 64;
-
-/// The block of a message userdata.
-#[repr(C)]
-struct Head {
-    /// Its payload values.
-    n: usize,
-    /// They are in a table at user value 3 (more than [`INLINE_MAX`]).
-    spilled: bool,
-}
+/// The most payload values a message keeps as user values of their own; more go in one
+/// table at user value 3.
+const INLINE_MAX: usize = 64;
 
 /// The sender of a message as [`push_message`] gets it.
 #[derive(Clone, Copy)]
@@ -63,9 +55,9 @@ pub(crate) unsafe fn push_message(
     let n = payload.len();
     let spilled = n > INLINE_MAX;
     let user_values = 2 + if spilled { 1 } else { n };
-    let head =
-        ffi::lua_newuserdatauv(l, std::mem::size_of::<Head>(), user_values as c_int) as *mut Head;
-    head.write(Head { n, spilled });
+    // the block: the number of payload values
+    let block = ffi::lua_newuserdatauv(l, std::mem::size_of::<usize>(), user_values as c_int);
+    (block as *mut usize).write(n);
     ffi::lua_pushlstring(l, topic.as_ptr() as *const c_char, topic.len());
     ffi::lua_setiuservalue(l, -2, 1);
     match from {
@@ -126,18 +118,16 @@ pub(crate) fn message_value(
     }
 }
 
-/// The head of the message at index 1 of a message function (its metatable is upvalue 1),
-/// or an error `what` when that is not a message.
+/// The number of payload values of the message at index 1 of a message function (its
+/// metatable is upvalue 1), or an error `what` when that is not a message.
 ///
 /// # Safety
-/// In a C function made by [`install`]; the head stays valid while the message is at 1.
-unsafe fn head_at(l: *mut ffi::lua_State, what: &std::ffi::CStr) -> *const Head {
-    if ffi::lua_type(l, 1) == ffi::LUA_TUSERDATA && ffi::lua_getmetatable(l, 1) != 0 {
-        let ours = ffi::lua_rawequal(l, -1, ffi::lua_upvalueindex(1)) != 0;
-        ffi::lua_pop(l, 1);
-        if ours {
-            return ffi::lua_touserdata(l, 1) as *const Head;
-        }
+/// In a C function made by [`install`].
+unsafe fn payload_len(l: *mut ffi::lua_State, what: &std::ffi::CStr) -> usize {
+    if ffi::lua_type(l, 1) == ffi::LUA_TUSERDATA
+        && crate::lua::raw::has_metatable(l, 1, ffi::lua_upvalueindex(1))
+    {
+        return *(ffi::lua_touserdata(l, 1) as *const usize);
     }
     ffi::luaL_error(l, c"%s: not a message".as_ptr(), what.as_ptr());
     unreachable!("luaL_error does not return")
@@ -145,25 +135,24 @@ unsafe fn head_at(l: *mut ffi::lua_State, what: &std::ffi::CStr) -> *const Head 
 
 /// `msg:topic()`.
 unsafe extern "C-unwind" fn topic(l: *mut ffi::lua_State) -> c_int {
-    head_at(l, c"topic");
+    payload_len(l, c"topic");
     ffi::lua_getiuservalue(l, 1, 1);
     1
 }
 
 /// `msg:from()`: the sender's pid text, nil when the runtime sent it.
 unsafe extern "C-unwind" fn from(l: *mut ffi::lua_State) -> c_int {
-    head_at(l, c"from");
+    payload_len(l, c"from");
     ffi::lua_getiuservalue(l, 1, 2);
     1
 }
 
-/// Pushes the payload values of the message at 1 (`n` of them; room for them checked).
-unsafe fn push_payload(l: *mut ffi::lua_State, head: *const Head, what: &std::ffi::CStr) -> c_int {
-    let Head { n, spilled } = *head;
+/// Pushes the `n` payload values of the message at 1 (room for them checked).
+unsafe fn push_payload(l: *mut ffi::lua_State, n: usize, what: &std::ffi::CStr) -> c_int {
     if n >= i32::MAX as usize || ffi::lua_checkstack(l, n as c_int + 1) == 0 {
         ffi::luaL_error(l, c"%s: too many payload values".as_ptr(), what.as_ptr());
     }
-    if spilled {
+    if n > INLINE_MAX {
         ffi::lua_getiuservalue(l, 1, 3);
         let t = ffi::lua_gettop(l);
         for i in 1..=n {
@@ -180,17 +169,17 @@ unsafe fn push_payload(l: *mut ffi::lua_State, head: *const Head, what: &std::ff
 
 /// `msg:payload():data()` (the message is its own payload): its payload values.
 unsafe extern "C-unwind" fn data(l: *mut ffi::lua_State) -> c_int {
-    let head = head_at(l, c"data");
-    push_payload(l, head, c"data")
+    let n = payload_len(l, c"data");
+    push_payload(l, n, c"data")
 }
 
 /// `__copy`: what a message is when it is copied into a value (sent on, wrapped in a
 /// payload): its data, as a payload copies as its data; several payload values as an
 /// array of them, none as nil.
 unsafe extern "C-unwind" fn copy(l: *mut ffi::lua_State) -> c_int {
-    let head = head_at(l, c"copy");
+    let n = payload_len(l, c"copy");
     ffi::lua_settop(l, 1);
-    let n = push_payload(l, head, c"copy");
+    let n = push_payload(l, n, c"copy");
     if n <= 1 {
         return n;
     }

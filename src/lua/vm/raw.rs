@@ -67,6 +67,22 @@ pub(crate) unsafe extern "C-unwind" fn all_results(
     ffi::lua_gettop(l)
 }
 
+/// Whether the value at `idx` has the table at `mt` (an absolute or pseudo index) as its
+/// metatable: how the C functions over a kind of userdata (channels, messages) know theirs,
+/// cheaper than mlua's type-id lookup.
+///
+/// # Safety
+/// `idx` and `mt` must be valid indices of `l`, with room for one more value.
+#[inline]
+pub(crate) unsafe fn has_metatable(l: *mut ffi::lua_State, idx: c_int, mt: c_int) -> bool {
+    if ffi::lua_getmetatable(l, idx) == 0 {
+        return false;
+    }
+    let same = ffi::lua_rawequal(l, -1, mt) != 0;
+    ffi::lua_pop(l, 1);
+    same
+}
+
 /// The bytes of the string at `idx`, if it is a string (numbers are not converted).
 ///
 /// # Safety

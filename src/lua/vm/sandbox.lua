@@ -157,9 +157,6 @@ local base = {
 
 local env_mt = { __index = base, __metatable = false }
 
--- A message is one plain table (no finalizer, cheap for the collector): { topic, from, n,
--- payload values... }, with read-only methods shared by all. Its payload is the message
--- itself seen through `data()` (a C function), so a message costs one table.
 -- The metatable of messages (userdata made in process/message.rs, Wippy's process.Message):
 -- topic, sender and payload values are its user values, read by C functions over it.
 local message_mt = rust.message_mt
