@@ -737,6 +737,62 @@ end }
     assert_eq!(v, json!(0));
 }
 
+/// Each message keeps its own topic and sender however many others were received and read
+/// in between (en/lua/core/process.md, "Message Objects"): messages from two senders with
+/// topics of every shape, all received first and read afterwards in another order.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn kept_messages_answer_with_their_own_topic_and_sender() {
+    let v = App::new()
+        .lua(
+            "sender",
+            r#"
+return { main = function(to, topics)
+  for i, t in ipairs(topics) do process.send(to, t, i) end
+end }
+"#,
+        )
+        .lua(
+            "main",
+            r##"
+return { main = function()
+  local me, inbox = process.pid(), process.inbox()
+  local long = string.rep("topic-", 20)
+  local a = process.spawn("app:sender", "app:host", me, { "x", "y\0z", long })
+  local got = {}
+  for i = 1, 3 do got[i] = inbox:receive() end
+  local b = process.spawn("app:sender", "app:host", me, { "x", "", long })
+  for i = 4, 6 do got[i] = inbox:receive() end
+  assert(process.send(me, "x", 0))
+  got[7] = inbox:receive()
+  local names = { [a] = "a", [b] = "b", [me] = "me" }
+  local out = {}
+  for _, i in ipairs({ 7, 1, 4, 2, 5, 3, 6, 1, 7 }) do
+    local m = got[i]
+    local t = m:topic()
+    out[#out + 1] = (t == long and "long" or t) .. "/" .. names[m:from()] .. "/" .. m:payload():data()
+  end
+  return out
+end }
+"##,
+        )
+        .value("main")
+        .await;
+    assert_eq!(
+        v,
+        json!([
+            "x/me/0",
+            "x/a/1",
+            "x/b/1",
+            "y\u{0}z/a/2",
+            "/b/2",
+            "long/a/3",
+            "long/b/3",
+            "x/a/1",
+            "x/me/0"
+        ])
+    );
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_message_reads_the_same_however_it_is_received() {
     // receive, select on the inbox, a listener with {message = true}, a value the process

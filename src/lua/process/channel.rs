@@ -40,12 +40,12 @@ enum SlotState {
 }
 
 /// A value waiting in a channel: a Lua value, or a message from the mailbox whose Lua
-/// table is built only when it is received (in the receiving call, without a protected
+/// object is built only when it is received (in the receiving call, without a protected
 /// call or a reference of its own; see [`receive_raw`]).
 pub enum Item {
     /// A Lua value.
     Lua(mlua::Value),
-    /// A message not yet made a table.
+    /// A message not yet made its Lua object.
     Message(LazyMessage),
 }
 
@@ -60,7 +60,7 @@ pub struct LazyMessage {
 }
 
 impl Item {
-    /// The Lua value of this item (a message becomes its table).
+    /// The Lua value of this item (a message becomes its object).
     pub fn into_lua(self, lua: &Lua) -> mlua::Result<mlua::Value> {
         match self {
             Item::Lua(v) => Ok(v),
@@ -172,7 +172,7 @@ impl Inner {
         }
     }
 
-    /// True when the next receive gets a message not yet made a table, or waits, or finds
+    /// True when the next receive gets a message not yet made its object, or waits, or finds
     /// the channel closed: what [`receive_raw`] handles itself.
     fn raw_receivable(&self) -> bool {
         match self.buf.front() {
@@ -468,7 +468,7 @@ unsafe fn raw_take(l: *mut ffi::lua_State) -> Raw {
 /// As [`raw_take`]; `lua` is the Lua state `l` belongs to.
 unsafe fn raw_take_in(lua: &Lua, l: *mut ffi::lua_State) -> Raw {
     // a channel has the channel metatable (upvalue 3); anything else goes the general way
-    if !crate::lua::raw::has_metatable(l, 1, ffi::lua_upvalueindex(3)) {
+    if crate::lua::raw::userdata_with_metatable(l, 1, ffi::lua_upvalueindex(3)).is_null() {
         return Raw::General;
     }
     let Some(ch) = Lua::userdata_ptr_unchecked::<LuaChannel>(l, 1) else {
@@ -488,7 +488,7 @@ unsafe fn raw_take_in(lua: &Lua, l: *mut ffi::lua_State) -> Raw {
 }
 
 /// `ch:receive()`, a C function: the next message of a channel fed from the mailbox, made
-/// a table right on the stack of the receiving coroutine (no protected call, no
+/// an object right on the stack of the receiving coroutine (no protected call, no
 /// reference); `nil, false` once closed; with nothing there, it registers the task's
 /// waker and yields `Lua::poll_pending()` from C (the coroutine suspends with its task),
 /// and looks again when resumed. Anything else (a Lua value in the channel, a waiting
@@ -517,14 +517,15 @@ unsafe fn receive_step(l: *mut ffi::lua_State) -> c_int {
     match got {
         Raw::Message(m) => {
             // no destructor may be pending while Lua may raise an error (out of memory):
-            // the message is dropped by hand after its table is built
+            // the message is dropped by hand after its object is built
             let m = std::mem::ManuallyDrop::new(m);
-            // the channel (index 1) keeps its last sender's text
-            let from = match &m.from {
-                None => super::message::Sender::None,
-                Some(f) => super::message::Sender::Kept { ud: 1, text: f },
-            };
-            super::message::push_message(l, ffi::lua_upvalueindex(1), &m.topic, from, &m.payload);
+            super::message::push_message(
+                l,
+                ffi::lua_upvalueindex(1),
+                &m.topic,
+                m.from.as_deref(),
+                &m.payload,
+            );
             drop(std::mem::ManuallyDrop::into_inner(m));
             ffi::lua_pushboolean(l, 1);
             2

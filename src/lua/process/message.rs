@@ -4,11 +4,16 @@
 //! `msg:payload()` and `msg:payload():data()`.
 //!
 //! A message is one allocation, made with the C API right on the stack of the receive that
-//! takes it: a userdata whose block holds the number of payload values, and whose user
-//! values are its topic (1), its sender's pid text (2, nil when it has none) and its
-//! payload values (3, 4, ...). Up to [`INLINE_MAX`] values are user values of their own;
-//! more go in one table at user value 3 (a userdata has at most 65,535 user values). A
-//! table per message, as before, took two allocations and a resize of its array part.
+//! takes it: a userdata whose block holds a [`Head`] (the number of payload values and the
+//! lengths of the topic and the sender's text) followed by the bytes of the topic and of the
+//! sender's pid text, and whose user values are its payload values (1, 2, ...). Up to
+//! [`INLINE_MAX`] values are user values of their own; more go in one table at user value 1
+//! (a userdata has at most 65,535 user values). The topic and the sender become Lua strings
+//! only when `msg:topic()` or `msg:from()` asks (a message passed on by its payload alone
+//! never interns them), and each of the two functions keeps the last string it made in an
+//! upvalue, so a worker hearing the same topic or sender again reuses it instead of hashing
+//! the text again. A table per message took two allocations and a resize of its array part;
+//! the topic and the sender as user values took two strings and two stores a message.
 //!
 //! The metatable is made here and filled by the sandbox (`vm/sandbox.lua`); mlua knows it as
 //! userdata of no Rust type, so a message copied into a `Value` (sent on, or wrapped by
@@ -22,22 +27,23 @@ use std::os::raw::{c_char, c_int};
 /// table at user value 3.
 const INLINE_MAX: usize = 64;
 
-/// The sender of a message as [`push_message`] gets it.
-#[derive(Clone, Copy)]
-pub(crate) enum Sender<'a> {
-    /// None (a message from outside any process).
-    None,
-    /// The sender's pid text.
-    Text(&'a str),
-    /// The sender's pid text, kept as a Lua string in user value 1 of the userdata at
-    /// absolute index `ud` (a channel: a process hears from the same sender again and
-    /// again, and reusing the kept string saves hashing and interning the text per
-    /// message); a different sender's text is pushed and kept in its place.
-    Kept { ud: c_int, text: &'a str },
+/// The start of a message's block; the topic's bytes follow it, then the sender's.
+#[repr(C)]
+struct Head {
+    /// The number of payload values.
+    n: usize,
+    /// The length of the topic.
+    topic_len: usize,
+    /// The length of the sender's pid text; [`NO_SENDER`] when it has none.
+    from_len: usize,
 }
 
+/// [`Head::from_len`] of a message from outside any process.
+const NO_SENDER: usize = usize::MAX;
+
 /// Pushes one message with the table at `mt` (the message metatable, an absolute or pseudo
-/// index) as its metatable.
+/// index) as its metatable; `from` is the sender's pid text (None: a message from outside
+/// any process).
 ///
 /// # Safety
 /// As `raw::push_value`: a Lua error raised here unwinds through this frame, so the caller
@@ -46,7 +52,7 @@ pub(crate) unsafe fn push_message(
     l: *mut ffi::lua_State,
     mt: c_int,
     topic: &str,
-    from: Sender<'_>,
+    from: Option<&str>,
     payload: &[Value],
 ) {
     if ffi::lua_checkstack(l, 4) == 0 {
@@ -54,43 +60,33 @@ pub(crate) unsafe fn push_message(
     }
     let n = payload.len();
     let spilled = n > INLINE_MAX;
-    let user_values = 2 + if spilled { 1 } else { n };
-    // the block: the number of payload values
-    let block = ffi::lua_newuserdatauv(l, std::mem::size_of::<usize>(), user_values as c_int);
-    (block as *mut usize).write(n);
-    ffi::lua_pushlstring(l, topic.as_ptr() as *const c_char, topic.len());
-    ffi::lua_setiuservalue(l, -2, 1);
-    match from {
-        Sender::None => {}
-        Sender::Text(f) => {
-            ffi::lua_pushlstring(l, f.as_ptr() as *const c_char, f.len());
-            ffi::lua_setiuservalue(l, -2, 2);
-        }
-        Sender::Kept { ud, text } => {
-            // the kept string, if it is this sender's (compared by content: pids are
-            // never reused, and a string is immutable)
-            let same = ffi::lua_getiuservalue(l, ud, 1) == ffi::LUA_TSTRING
-                && crate::lua::raw::string_at(l, -1) == Some(text.as_bytes());
-            if !same {
-                ffi::lua_pop(l, 1);
-                ffi::lua_pushlstring(l, text.as_ptr() as *const c_char, text.len());
-                ffi::lua_pushvalue(l, -1);
-                ffi::lua_setiuservalue(l, ud, 1);
-            }
-            ffi::lua_setiuservalue(l, -2, 2);
-        }
-    }
+    let user_values = if spilled { 1 } else { n };
+    let from_bytes = from.map_or(&[][..], str::as_bytes);
+    let size = std::mem::size_of::<Head>()
+        .saturating_add(topic.len())
+        .saturating_add(from_bytes.len());
+    let block = ffi::lua_newuserdatauv(l, size, user_values as c_int) as *mut u8;
+    // SAFETY: the block has room for the head and both texts, and Lua aligns a block for
+    // any C type.
+    (block as *mut Head).write(Head {
+        n,
+        topic_len: topic.len(),
+        from_len: from.map_or(NO_SENDER, str::len),
+    });
+    let text = block.add(std::mem::size_of::<Head>());
+    std::ptr::copy_nonoverlapping(topic.as_ptr(), text, topic.len());
+    std::ptr::copy_nonoverlapping(from_bytes.as_ptr(), text.add(topic.len()), from_bytes.len());
     if spilled {
         ffi::lua_createtable(l, crate::lua::raw::len_hint(n), 0);
         for (i, v) in payload.iter().enumerate() {
             crate::lua::raw::push_value(l, v);
             ffi::lua_rawseti(l, -2, i as ffi::lua_Integer + 1);
         }
-        ffi::lua_setiuservalue(l, -2, 3);
+        ffi::lua_setiuservalue(l, -2, 1);
     } else {
         for (i, v) in payload.iter().enumerate() {
             crate::lua::raw::push_value(l, v);
-            ffi::lua_setiuservalue(l, -2, i as c_int + 3);
+            ffi::lua_setiuservalue(l, -2, i as c_int + 1);
         }
     }
     ffi::lua_pushvalue(l, mt);
@@ -111,39 +107,75 @@ pub(crate) fn message_value(
     unsafe {
         lua.exec_raw::<mlua::Value>(mt, |l| {
             // the stack holds mt at 1
-            let from = from.map_or(Sender::None, Sender::Text);
             push_message(l, 1, topic, from, payload);
             ffi::lua_remove(l, 1);
         })
     }
 }
 
-/// The number of payload values of the message at index 1 of a message function (its
-/// metatable is upvalue 1), or an error `what` when that is not a message.
+/// The head of the message at index 1 of a message function (its metatable is upvalue 1),
+/// or an error `what` when that is not a message.
 ///
 /// # Safety
-/// In a C function made by [`install`].
-unsafe fn payload_len(l: *mut ffi::lua_State, what: &std::ffi::CStr) -> usize {
-    if ffi::lua_type(l, 1) == ffi::LUA_TUSERDATA
-        && crate::lua::raw::has_metatable(l, 1, ffi::lua_upvalueindex(1))
-    {
-        return *(ffi::lua_touserdata(l, 1) as *const usize);
+/// In a C function made by [`install`]; the head lives while the message stays at 1.
+unsafe fn head<'a>(l: *mut ffi::lua_State, what: &std::ffi::CStr) -> &'a Head {
+    let block = crate::lua::raw::userdata_with_metatable(l, 1, ffi::lua_upvalueindex(1));
+    if !block.is_null() {
+        return &*(block as *const Head);
     }
     ffi::luaL_error(l, c"%s: not a message".as_ptr(), what.as_ptr());
     unreachable!("luaL_error does not return")
 }
 
+/// The topic's and the sender's bytes after `head`.
+///
+/// # Safety
+/// `head` is the head of a message block (see [`push_message`]).
+unsafe fn texts(head: &Head) -> (&[u8], &[u8]) {
+    let text = (head as *const Head as *const u8).add(std::mem::size_of::<Head>());
+    let from_len = if head.from_len == NO_SENDER {
+        0
+    } else {
+        head.from_len
+    };
+    (
+        std::slice::from_raw_parts(text, head.topic_len),
+        std::slice::from_raw_parts(text.add(head.topic_len), from_len),
+    )
+}
+
+/// Pushes `text` as a Lua string: the one kept in upvalue 2 when it has the same bytes (a
+/// string is immutable, so which of two equal strings Lua code gets is not observable),
+/// else a new one, kept there in its place.
+///
+/// # Safety
+/// In a C function made by [`install`], with room for two more values.
+unsafe fn push_kept(l: *mut ffi::lua_State, text: &[u8]) {
+    let kept = ffi::lua_upvalueindex(2);
+    if crate::lua::raw::string_at(l, kept) == Some(text) {
+        ffi::lua_pushvalue(l, kept);
+        return;
+    }
+    ffi::lua_pushlstring(l, text.as_ptr() as *const c_char, text.len());
+    ffi::lua_pushvalue(l, -1);
+    ffi::lua_replace(l, kept);
+}
+
 /// `msg:topic()`.
 unsafe extern "C-unwind" fn topic(l: *mut ffi::lua_State) -> c_int {
-    payload_len(l, c"topic");
-    ffi::lua_getiuservalue(l, 1, 1);
+    let head = head(l, c"topic");
+    push_kept(l, texts(head).0);
     1
 }
 
 /// `msg:from()`: the sender's pid text, nil when the runtime sent it.
 unsafe extern "C-unwind" fn from(l: *mut ffi::lua_State) -> c_int {
-    payload_len(l, c"from");
-    ffi::lua_getiuservalue(l, 1, 2);
+    let head = head(l, c"from");
+    if head.from_len == NO_SENDER {
+        ffi::lua_pushnil(l);
+    } else {
+        push_kept(l, texts(head).1);
+    }
     1
 }
 
@@ -153,7 +185,7 @@ unsafe fn push_payload(l: *mut ffi::lua_State, n: usize, what: &std::ffi::CStr) 
         ffi::luaL_error(l, c"%s: too many payload values".as_ptr(), what.as_ptr());
     }
     if n > INLINE_MAX {
-        ffi::lua_getiuservalue(l, 1, 3);
+        ffi::lua_getiuservalue(l, 1, 1);
         let t = ffi::lua_gettop(l);
         for i in 1..=n {
             ffi::lua_rawgeti(l, t, i as ffi::lua_Integer);
@@ -161,7 +193,7 @@ unsafe fn push_payload(l: *mut ffi::lua_State, n: usize, what: &std::ffi::CStr) 
         ffi::lua_remove(l, t);
     } else {
         for i in 0..n {
-            ffi::lua_getiuservalue(l, 1, i as c_int + 3);
+            ffi::lua_getiuservalue(l, 1, i as c_int + 1);
         }
     }
     n as c_int
@@ -169,7 +201,7 @@ unsafe fn push_payload(l: *mut ffi::lua_State, n: usize, what: &std::ffi::CStr) 
 
 /// `msg:payload():data()` (the message is its own payload): its payload values.
 unsafe extern "C-unwind" fn data(l: *mut ffi::lua_State) -> c_int {
-    let n = payload_len(l, c"data");
+    let n = head(l, c"data").n;
     push_payload(l, n, c"data")
 }
 
@@ -177,7 +209,7 @@ unsafe extern "C-unwind" fn data(l: *mut ffi::lua_State) -> c_int {
 /// payload): its data, as a payload copies as its data; several payload values as an
 /// array of them, none as nil.
 unsafe extern "C-unwind" fn copy(l: *mut ffi::lua_State) -> c_int {
-    let n = payload_len(l, c"copy");
+    let n = head(l, c"copy").n;
     ffi::lua_settop(l, 1);
     let n = push_payload(l, n, c"copy");
     if n <= 1 {
@@ -191,7 +223,8 @@ unsafe extern "C-unwind" fn copy(l: *mut ffi::lua_State) -> c_int {
     1
 }
 
-/// Makes the message metatable (empty: the sandbox fills it) and its functions, puts them
+/// Makes the message metatable (empty: the sandbox fills it) and its functions (C closures
+/// over the metatable and, for `topic` and `from`, the last string they made), puts them
 /// in `rust` (`message_mt`, `message_topic`, `message_from`, `message_data`,
 /// `message_copy`) and returns the metatable. Once per Lua state.
 pub(crate) fn install(lua: &Lua, rust: &Table) -> mlua::Result<Table> {
@@ -204,10 +237,12 @@ pub(crate) fn install(lua: &Lua, rust: &Table) -> mlua::Result<Table> {
         ("message_data", data),
         ("message_copy", copy),
     ] {
-        // SAFETY: pushes one C closure over the metatable it is given.
+        // SAFETY: pushes one C closure over the metatable it is given and an empty string
+        // (the kept string of `topic` and `from`).
         let func = unsafe {
             lua.exec_raw::<mlua::Function>(&mt, |l| {
-                ffi::lua_pushcclosure(l, f, 1);
+                ffi::lua_pushstring(l, c"".as_ptr());
+                ffi::lua_pushcclosure(l, f, 2);
             })?
         };
         rust.set(name, func)?;

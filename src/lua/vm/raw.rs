@@ -67,20 +67,26 @@ pub(crate) unsafe extern "C-unwind" fn all_results(
     ffi::lua_gettop(l)
 }
 
-/// Whether the value at `idx` has the table at `mt` (an absolute or pseudo index) as its
-/// metatable: how the C functions over a kind of userdata (channels, messages) know theirs,
-/// cheaper than mlua's type-id lookup.
+extern "C-unwind" {
+    /// Lua with warden's patch (`vendor/lua-src`, lapi.c): the memory of the full userdata
+    /// at `idx` when its metatable is the table at `mtidx`, else null.
+    fn lua_touserdatamt(l: *mut ffi::lua_State, idx: c_int, mtidx: c_int) -> *mut std::ffi::c_void;
+}
+
+/// The memory of the userdata at `idx` if its metatable is the table at `mt` (an absolute
+/// or pseudo index), else null: how the C functions over a kind of userdata (channels,
+/// messages) know theirs, cheaper than mlua's type-id lookup. One call into Lua, where
+/// fetching the metatable, comparing it and taking the memory took four.
 ///
 /// # Safety
-/// `idx` and `mt` must be valid indices of `l`, with room for one more value.
+/// `idx` and `mt` must be valid indices of `l`.
 #[inline]
-pub(crate) unsafe fn has_metatable(l: *mut ffi::lua_State, idx: c_int, mt: c_int) -> bool {
-    if ffi::lua_getmetatable(l, idx) == 0 {
-        return false;
-    }
-    let same = ffi::lua_rawequal(l, -1, mt) != 0;
-    ffi::lua_pop(l, 1);
-    same
+pub(crate) unsafe fn userdata_with_metatable(
+    l: *mut ffi::lua_State,
+    idx: c_int,
+    mt: c_int,
+) -> *mut std::ffi::c_void {
+    lua_touserdatamt(l, idx, mt)
 }
 
 /// The bytes of the string at `idx`, if it is a string (numbers are not converted).

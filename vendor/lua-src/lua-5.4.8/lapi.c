@@ -460,6 +460,18 @@ LUA_API void *lua_touserdata (lua_State *L, int idx) {
 }
 
 
+/* warden: the memory of the full userdata at 'idx' when its metatable is the
+** table at 'mtidx', else NULL; a check of a userdata's type in one call where
+** 'lua_getmetatable', 'lua_rawequal' and 'lua_touserdata' took three */
+LUA_API void *lua_touserdatamt (lua_State *L, int idx, int mtidx) {
+  const TValue *o = index2value(L, idx);
+  const TValue *mt = index2value(L, mtidx);
+  if (ttisfulluserdata(o) && ttistable(mt) && uvalue(o)->metatable == hvalue(mt))
+    return getudatamem(uvalue(o));
+  return NULL;
+}
+
+
 LUA_API lua_State *lua_tothread (lua_State *L, int idx) {
   const TValue *o = index2value(L, idx);
   return (!ttisthread(o)) ? NULL : thvalue(o);
