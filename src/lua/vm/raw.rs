@@ -17,12 +17,13 @@ use std::os::raw::{c_char, c_int};
 /// Pushes `v` onto the stack of `l` (one slot; tables nested as deep as the value).
 ///
 /// # Safety
-/// Runs inside `Lua::exec_raw` (a protected call) or a C function called by Lua: a Lua
+/// Runs inside `Lua::exec_raw` (a protected call) or a C function called by Lua, with room
+/// on the stack for one more value (a table checks for the room its items need): a Lua
 /// error raised here (out of memory, stack overflow) unwinds through this frame to it.
 /// Only borrows are alive across these calls; a caller that owns the value keeps it in a
 /// `ManuallyDrop` until the push returns (leaked, not freed twice, if it never does).
 pub(crate) unsafe fn push_value(l: *mut ffi::lua_State, v: &Value) {
-    if ffi::lua_checkstack(l, 3) == 0 {
+    if matches!(v, Value::Array(_) | Value::Map(_)) && ffi::lua_checkstack(l, 3) == 0 {
         ffi::luaL_error(l, c"a message payload is nested too deeply".as_ptr());
     }
     match v {
