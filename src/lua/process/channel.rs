@@ -143,11 +143,15 @@ impl Inner {
     /// What `ch:receive()` gets now: an item (`ok` false once closed and drained), or
     /// nothing yet, after registering `waker` (the task polling the receiving coroutine)
     /// to be woken by the next value. Whichever it is, the receiving coroutine is in this
-    /// task: its registration from an earlier wait is dropped when it gets an item.
+    /// task: its registration from an earlier wait is dropped when it gets an item, except
+    /// on a channel fed from the mailbox, where it stays for the next wait (the driver
+    /// routes messages to such a channel without waking the task it polls, so the kept
+    /// waker wakes nothing; keeping it saves a clone and a drop of the task's waker, two
+    /// atomic updates, per message).
     fn take(&mut self, waker: &Waker) -> Option<(Item, bool)> {
         match self.try_recv() {
             Some(got) => {
-                if !self.recv_waiters.is_empty() {
+                if !self.fed && !self.recv_waiters.is_empty() {
                     self.recv_waiters
                         .retain(|(i, w)| *i != SYNC_RECEIVER || !w.will_wake(waker));
                 }
