@@ -10,10 +10,11 @@
 //! [`INLINE_MAX`] values are user values of their own; more go in one table at user value 1
 //! (a userdata has at most 65,535 user values). The topic and the sender become Lua strings
 //! only when `msg:topic()` or `msg:from()` asks (a message passed on by its payload alone
-//! never interns them), and each of the two functions keeps the last string it made in an
-//! upvalue, so a worker hearing the same topic or sender again reuses it instead of hashing
-//! the text again. A table per message took two allocations and a resize of its array part;
-//! the topic and the sender as user values took two strings and two stores a message.
+//! never interns them), and each of the two functions keeps the last short string it made
+//! in an upvalue, so a worker hearing the same topic or sender again reuses it instead of
+//! hashing the text again. A table per message took two allocations and a resize of its
+//! array part; the topic and the sender as user values took two strings and two stores a
+//! message.
 //!
 //! The metatable is made here and filled by the sandbox (`vm/sandbox.lua`); mlua knows it as
 //! userdata of no Rust type, so a message copied into a `Value` (sent on, or wrapped by
@@ -24,7 +25,7 @@ use mlua::{ffi, Lua, Table};
 use std::os::raw::{c_char, c_int};
 
 /// The most payload values a message keeps as user values of their own; more go in one
-/// table at user value 3.
+/// table at user value 1.
 const INLINE_MAX: usize = 64;
 
 /// The start of a message's block; the topic's bytes follow it, then the sender's.
@@ -144,9 +145,13 @@ unsafe fn texts(head: &Head) -> (&[u8], &[u8]) {
     )
 }
 
+/// The longest text [`push_kept`] keeps: Lua interns strings up to this length (longer ones
+/// are made afresh each time anyway), and a long topic is not held after its message.
+const KEPT_MAX: usize = 40;
+
 /// Pushes `text` as a Lua string: the one kept in upvalue 2 when it has the same bytes (a
 /// string is immutable, so which of two equal strings Lua code gets is not observable),
-/// else a new one, kept there in its place.
+/// else a new one, kept there in its place when it is short.
 ///
 /// # Safety
 /// In a C function made by [`install`], with room for two more values.
@@ -157,8 +162,10 @@ unsafe fn push_kept(l: *mut ffi::lua_State, text: &[u8]) {
         return;
     }
     ffi::lua_pushlstring(l, text.as_ptr() as *const c_char, text.len());
-    ffi::lua_pushvalue(l, -1);
-    ffi::lua_replace(l, kept);
+    if text.len() <= KEPT_MAX {
+        ffi::lua_pushvalue(l, -1);
+        ffi::lua_replace(l, kept);
+    }
 }
 
 /// `msg:topic()`.
