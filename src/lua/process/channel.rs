@@ -472,7 +472,7 @@ unsafe fn raw_take(l: *mut ffi::lua_State) -> Raw {
 /// As [`raw_take`]; `lua` is the Lua state `l` belongs to.
 unsafe fn raw_take_in(lua: &Lua, l: *mut ffi::lua_State) -> Raw {
     // a channel has the channel metatable (upvalue 3); anything else goes the general way
-    if crate::lua::raw::lua_touserdatamt(l, 1, ffi::lua_upvalueindex(3)).is_null() {
+    if crate::lua::raw::userdata_with_metatable(l, 1, ffi::lua_upvalueindex(3)).is_null() {
         return Raw::General;
     }
     let Some(ch) = Lua::userdata_ptr_unchecked::<LuaChannel>(l, 1) else {

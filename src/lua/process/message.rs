@@ -120,7 +120,7 @@ pub(crate) fn message_value(
 /// # Safety
 /// In a C function made by [`install`]; the head lives while the message stays at 1.
 unsafe fn head<'a>(l: *mut ffi::lua_State, what: &std::ffi::CStr) -> &'a Head {
-    let block = crate::lua::raw::lua_touserdatamt(l, 1, ffi::lua_upvalueindex(1));
+    let block = crate::lua::raw::userdata_with_metatable(l, 1, ffi::lua_upvalueindex(1));
     if !block.is_null() {
         return &*(block as *const Head);
     }
@@ -238,21 +238,18 @@ pub(crate) fn install(lua: &Lua, rust: &Table) -> mlua::Result<Table> {
     let mt = lua.create_table()?;
     lua.register_foreign_userdata_metatable(&mt);
     rust.set("message_mt", &mt)?;
-    // `topic` and `from` keep the last string they made (see push_kept)
-    for (name, f, kept) in [
-        ("message_topic", topic as ffi::lua_CFunction, true),
-        ("message_from", from, true),
-        ("message_data", data, false),
-        ("message_copy", copy, false),
+    for (name, f) in [
+        ("message_topic", topic as ffi::lua_CFunction),
+        ("message_from", from),
+        ("message_data", data),
+        ("message_copy", copy),
     ] {
-        // SAFETY: pushes one C closure over the metatable it is given and, for `topic` and
-        // `from`, an empty string (their kept string).
+        // SAFETY: pushes one C closure over the metatable it is given and an empty string
+        // (the kept string of `topic` and `from`).
         let func = unsafe {
             lua.exec_raw::<mlua::Function>(&mt, |l| {
-                if kept {
-                    ffi::lua_pushstring(l, c"".as_ptr());
-                }
-                ffi::lua_pushcclosure(l, f, 1 + kept as c_int);
+                ffi::lua_pushstring(l, c"".as_ptr());
+                ffi::lua_pushcclosure(l, f, 2);
             })?
         };
         rust.set(name, func)?;

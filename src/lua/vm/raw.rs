@@ -70,15 +70,24 @@ pub(crate) unsafe extern "C-unwind" fn all_results(
 
 extern "C-unwind" {
     /// Lua with warden's patch (`vendor/lua-src`, lapi.c): the memory of the full userdata
-    /// at `idx` when its metatable is the table at `mtidx` (an absolute or pseudo index),
-    /// else null. How the C functions over a kind of userdata (channels, messages) know
-    /// theirs: one call into Lua, where fetching the metatable, comparing it and taking the
-    /// memory took four, and cheaper than mlua's type-id lookup.
-    pub(crate) fn lua_touserdatamt(
-        l: *mut ffi::lua_State,
-        idx: c_int,
-        mtidx: c_int,
-    ) -> *mut std::ffi::c_void;
+    /// at `idx` when its metatable is the table at `mtidx`, else null.
+    fn lua_touserdatamt(l: *mut ffi::lua_State, idx: c_int, mtidx: c_int) -> *mut std::ffi::c_void;
+}
+
+/// The memory of the userdata at `idx` if its metatable is the table at `mt` (an absolute
+/// or pseudo index), else null: how the C functions over a kind of userdata (channels,
+/// messages) know theirs, cheaper than mlua's type-id lookup. One call into Lua, where
+/// fetching the metatable, comparing it and taking the memory took four.
+///
+/// # Safety
+/// `idx` and `mt` must be valid indices of `l`.
+#[inline]
+pub(crate) unsafe fn userdata_with_metatable(
+    l: *mut ffi::lua_State,
+    idx: c_int,
+    mt: c_int,
+) -> *mut std::ffi::c_void {
+    lua_touserdatamt(l, idx, mt)
 }
 
 /// The bytes of the string at `idx`, if it is a string (numbers are not converted).

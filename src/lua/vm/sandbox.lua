@@ -158,8 +158,7 @@ local base = {
 local env_mt = { __index = base, __metatable = false }
 
 -- The metatable of messages (userdata made in process/message.rs, Wippy's process.Message):
--- its topic and sender are bytes in its block and its payload values its user values,
--- read by C functions over it.
+-- topic, sender and payload values are its user values, read by C functions over it.
 local message_mt = rust.message_mt
 message_mt.__index = {
   topic = rust.message_topic,
